@@ -1,0 +1,76 @@
+/// Runtime configuration and device discovery, in TensorFlow's names.
+#pragma once
+
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "kiln/device.h"
+
+namespace kiln {
+
+/// Threads used by CPU kernels (default: all cores).
+void set_num_threads(int threads);
+/// Threads CPU kernels use now.
+int get_num_threads();
+
+/// A device as TensorFlow's list_physical_devices reports it.
+struct PhysicalDevice {
+  std::string name;         ///< "/physical_device:GPU:0"
+  std::string device_type;  ///< "GPU" or "CPU"
+};
+
+/// A device with its details, as device_lib.list_local_devices() reports it.
+struct LocalDevice {
+  std::string name;                 ///< "/device:GPU:0"
+  std::string device_type;          ///< "GPU" or "CPU"
+  std::size_t memory_limit = 0;     ///< bytes of device memory (0 for the CPU)
+  std::string physical_device_desc; ///< "device: 0, name: NVIDIA H100 80GB HBM3, compute capability: 9.0"
+  std::string gpu_name;             ///< "NVIDIA H100 80GB HBM3" (empty for the CPU)
+  int compute_major = 0;            ///< compute capability, major
+  int compute_minor = 0;            ///< compute capability, minor
+  int multiprocessors = 0;          ///< streaming multiprocessors
+};
+
+/// Versions kiln was built against and those found at run time ("" where not found).
+struct BuildInfo {
+  std::string kiln_version;
+  bool built_with_cuda = false;
+  std::string cuda_runtime_built;   ///< "13.0"
+  std::string cuda_runtime_loaded;
+  std::string cuda_driver;          ///< highest CUDA version the installed driver supports, "13.0"
+  std::string cublas_built, cublas_loaded;
+  std::string cudnn_built, cudnn_loaded;
+  std::vector<std::string> cuda_architectures;  ///< the GPU code in this build, e.g. {"sm_90", "compute_90"}
+};
+
+/// Whether the GPU stack works, and if not, what is wrong and what to do.
+struct GpuVerdict {
+  bool usable = false;
+  std::string summary;  ///< one sentence: "GPU 0 (NVIDIA H100 80GB HBM3) is usable" or the problem
+  std::string action;   ///< what to do about it ("" when usable)
+};
+
+namespace config {
+/// Physical devices of `device_type` ("GPU" or "CPU"); GPUs appear only when usable.
+std::vector<PhysicalDevice> list_physical_devices(const std::string& device_type = "");
+}  // namespace config
+
+namespace test {
+/// "/device:GPU:0" when a GPU is usable, else "".
+std::string gpu_device_name();
+/// True when kiln was built with CUDA.
+bool is_built_with_cuda();
+}  // namespace test
+
+/// Every device kiln can run on, the CPU first.
+std::vector<LocalDevice> list_local_devices();
+/// Library versions: built against and loaded.
+BuildInfo build_info();
+/// The GPU stack's state as one actionable sentence.
+GpuVerdict gpu_verdict();
+/// The first usable GPU, else the CPU.
+Device default_device();
+
+}  // namespace kiln

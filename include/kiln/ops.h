@@ -1,0 +1,98 @@
+/// Differentiable ops as free functions. Each checks its shapes, runs on its inputs' device and
+/// records its backward rule when gradients are tracked.
+#pragma once
+
+#include <array>
+#include <string>
+
+#include "kiln/tensor.h"
+
+namespace kiln {
+
+// ---- elementwise with broadcasting: shapes equal, one a trailing suffix of the other
+//      (e.g. [N, C] and [C]: a row broadcast), or one with a single element ----
+/// a + b
+Tensor add(const Tensor& a, const Tensor& b);
+/// a - b
+Tensor sub(const Tensor& a, const Tensor& b);
+/// a * b (elementwise)
+Tensor mul(const Tensor& a, const Tensor& b);
+/// a / b (elementwise)
+Tensor div(const Tensor& a, const Tensor& b);
+/// a * s
+Tensor mul(const Tensor& a, double s);
+/// a + s
+Tensor add(const Tensor& a, double s);
+/// -a
+Tensor neg(const Tensor& a);
+
+// ---- activations and other unary functions ----
+Tensor relu(const Tensor& x);
+Tensor sigmoid(const Tensor& x);
+Tensor tanh(const Tensor& x);
+Tensor exp(const Tensor& x);
+/// Natural logarithm.
+Tensor log(const Tensor& x);
+Tensor square(const Tensor& x);
+Tensor sqrt(const Tensor& x);
+/// min(max(x, lo), hi); the gradient passes where lo <= x <= hi.
+Tensor clip(const Tensor& x, double lo, double hi);
+
+// ---- reductions ----
+/// Sum of all elements (a one-element tensor of shape []).
+Tensor sum(const Tensor& x);
+/// Sum over dimension `axis` (0 or the last), removing it.
+Tensor sum(const Tensor& x, int64_t axis);
+/// Mean of all elements.
+Tensor mean(const Tensor& x);
+/// Mean over dimension `axis` (0 or the last), removing it.
+Tensor mean(const Tensor& x, int64_t axis);
+
+// ---- linear algebra ----
+/// Matrix product of 2-D tensors: [M, K] x [K, N] -> [M, N].
+Tensor matmul(const Tensor& a, const Tensor& b);
+
+// ---- softmax family, over the last dimension ----
+Tensor softmax(const Tensor& x);
+Tensor log_softmax(const Tensor& x);
+
+// ---- losses (mean over all elements / rows) ----
+/// Mean squared error: mean((pred - target)^2); shapes must agree.
+Tensor mse(const Tensor& pred, const Tensor& target);
+/// Mean over rows of -log_softmax(logits)[label]; logits [N, C] float, labels [N] int32 in [0, C).
+Tensor sparse_softmax_cross_entropy(const Tensor& logits, const Tensor& labels);
+
+// ---- shape ----
+/// View with a new shape (differentiable).
+Tensor reshape(const Tensor& x, const Shape& shape);
+/// [N, ...] -> [N, prod(...)] (differentiable).
+Tensor flatten(const Tensor& x);
+/// Rows of `x` picked by int32 `indices` (same device): [len(indices), ...]. Not differentiable.
+Tensor take_rows(const Tensor& x, const Tensor& indices);
+/// Index of the largest element of each row of a 2-D tensor, as int32 [N]. Not differentiable.
+Tensor argmax(const Tensor& x);
+
+// ---- convolution and pooling, channels_last (NHWC) ----
+/// How a window meets the border, as in Keras.
+enum class Padding { Valid, Same };
+/// Parses "valid" or "same".
+Padding parse_padding(const std::string& name, const std::string& op);
+
+/// 2-D convolution: x [N, H, W, C], kernel [KH, KW, C, F] -> [N, OH, OW, F].
+Tensor conv2d(const Tensor& x, const Tensor& kernel, std::array<int64_t, 2> strides = {1, 1},
+              Padding padding = Padding::Valid);
+/// Max pooling: x [N, H, W, C] -> [N, OH, OW, C].
+Tensor max_pool2d(const Tensor& x, std::array<int64_t, 2> pool_size,
+                  std::array<int64_t, 2> strides, Padding padding = Padding::Valid);
+
+// ---- operators ----
+inline Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }
+inline Tensor operator-(const Tensor& a, const Tensor& b) { return sub(a, b); }
+inline Tensor operator*(const Tensor& a, const Tensor& b) { return mul(a, b); }
+inline Tensor operator/(const Tensor& a, const Tensor& b) { return div(a, b); }
+inline Tensor operator*(const Tensor& a, double s) { return mul(a, s); }
+inline Tensor operator*(double s, const Tensor& a) { return mul(a, s); }
+inline Tensor operator+(const Tensor& a, double s) { return add(a, s); }
+inline Tensor operator-(const Tensor& a) { return neg(a); }
+
+}  // namespace kiln

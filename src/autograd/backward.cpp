@@ -1,0 +1,97 @@
+// Graph recording and the backward pass: a topological order of nodes, then each rule once.
+#include "autograd/backward.h"
+
+#include <unordered_map>
+#include <unordered_set>
+
+#include "autograd/node.h"
+#include "kiln/autograd.h"
+#include "kiln/error.h"
+#include "kiln/ops.h"
+#include "tensor/tensor_impl.h"
+
+namespace kiln::autograd {
+
+Tensor record(const std::string& name, Tensor output, const std::vector<Tensor>& inputs,
+              BackwardFn backward) {
+  if (!grad_enabled()) return output;
+  bool any = false;
+  for (const Tensor& t : inputs) any = any || (t.defined() && t.requires_grad());
+  if (!any) return output;
+  auto node = std::make_shared<Node>();
+  node->name = name;
+  for (const Tensor& t : inputs) node->inputs.push_back(t.defined() && t.requires_grad() ? t : Tensor());
+  node->backward = std::move(backward);
+  output.impl()->grad_fn = std::move(node);
+  output.impl()->requires_grad = true;
+  return output;
+}
+
+namespace {
+
+// Nodes reachable from `root`, each after every node that consumes its output.
+std::vector<Node*> topological_order(Node* root) {
+  std::vector<Node*> order;
+  std::unordered_set<Node*> seen;
+  // Iterative post-order DFS: deep graphs (long unrolled loops) must not overflow the stack.
+  std::vector<std::pair<Node*, std::size_t>> stack{{root, 0}};
+  seen.insert(root);
+  while (!stack.empty()) {
+    auto& [node, next] = stack.back();
+    if (next < node->inputs.size()) {
+      const Tensor& in = node->inputs[next++];
+      if (in.defined() && in.impl()->grad_fn) {
+        Node* child = in.impl()->grad_fn.get();
+        if (seen.insert(child).second) stack.push_back({child, 0});
+      }
+    } else {
+      order.push_back(node);
+      stack.pop_back();
+    }
+  }
+  return {order.rbegin(), order.rend()};
+}
+
+void accumulate(Tensor& slot, const Tensor& g) { slot = slot.defined() ? add(slot, g) : g; }
+
+}  // namespace
+
+void run_backward(const Tensor& root) {
+  if (!root.defined()) throw Error("backward", "called on an undefined tensor");
+  if (root.numel() != 1)
+    throw Error("backward", "called on a tensor of shape " + root.shape().str() +
+                                "; expected a scalar (one element), e.g. a loss");
+  if (!root.requires_grad())
+    throw Error("backward", "the tensor is not part of any graph: no input of the ops that made it "
+                            "requires grad; expected a result of ops on tensors with set_requires_grad()");
+  NoGradGuard no_grad;
+  const Tensor seed = Tensor::ones(root.shape(), root.dtype(), root.device());
+  TensorImpl& root_impl = *root.impl();
+  if (!root_impl.grad_fn) {  // a leaf: d root / d root
+    accumulate(root_impl.grad, seed);
+    return;
+  }
+  std::unordered_map<Node*, Tensor> grads;
+  grads[root_impl.grad_fn.get()] = seed;
+  for (Node* node : topological_order(root_impl.grad_fn.get())) {
+    auto it = grads.find(node);
+    if (it == grads.end()) continue;
+    const Tensor grad_output = it->second;
+    grads.erase(it);  // free activations' gradients as soon as they are consumed
+    std::vector<Tensor> input_grads = node->backward(grad_output);
+    for (std::size_t i = 0; i < node->inputs.size() && i < input_grads.size(); ++i) {
+      const Tensor& in = node->inputs[i];
+      const Tensor& g = input_grads[i];
+      if (!in.defined() || !g.defined()) continue;
+      if (g.shape() != in.shape())
+        throw Error(node->name, "backward produced a gradient of shape " + g.shape().str() +
+                                    " for an input of shape " + in.shape().str() + " (internal error)");
+      if (in.impl()->grad_fn)
+        accumulate(grads[in.impl()->grad_fn.get()], g);
+      else
+        accumulate(in.impl()->grad, g);
+    }
+  }
+}
+
+}  // namespace kiln::autograd

@@ -1,0 +1,136 @@
+// The narrow kernel interface every device implements. Kernels take raw pointers, element counts
+// and shapes; they know nothing of Tensor or autograd. Arrays are contiguous and row-major.
+// All work is queued on the device's stream; only the copy_to_host family and synchronize()
+// wait for it.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "backend/allocator.h"
+#include "kiln/device.h"
+#include "kiln/dtype.h"
+
+namespace kiln::backend {
+
+enum class UnaryOp { Neg, Relu, Sigmoid, Tanh, Exp, Log, Square, Sqrt };
+enum class BinaryOp { Add, Sub, Mul, Div };
+
+/// Geometry of a 2-D convolution, NHWC input [N, H, W, C], kernel [KH, KW, C, F],
+/// output [N, OH, OW, F]. pad_top/pad_left are the zero rows/columns before the input.
+struct Conv2dGeometry {
+  int64_t N, H, W, C, KH, KW, F, OH, OW, stride_h, stride_w, pad_top, pad_left;
+};
+
+/// Geometry of 2-D max pooling, NHWC input [N, H, W, C], output [N, OH, OW, C]. Padded cells
+/// never win (Keras' "same" max pooling ignores them).
+struct Pool2dGeometry {
+  int64_t N, H, W, C, KH, KW, OH, OW, stride_h, stride_w, pad_top, pad_left;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual Allocator& allocator() = 0;
+
+  // ---- memory ----
+  /// Device-to-device copy.
+  virtual void copy(void* dst, const void* src, std::size_t bytes) = 0;
+  /// Device-to-host copy; returns when the bytes are on the host.
+  virtual void copy_to_host(void* host_dst, const void* src, std::size_t bytes) = 0;
+  /// Host-to-device copy; the host buffer may be reused on return.
+  virtual void copy_from_host(void* dst, const void* host_src, std::size_t bytes) = 0;
+  virtual void fill(DType dtype, void* dst, int64_t n, double value) = 0;
+  /// dst[i] = (to) src[i].
+  virtual void cast(DType from, const void* src, DType to, void* dst, int64_t n) = 0;
+  /// Waits for all queued work.
+  virtual void synchronize() = 0;
+
+  // ---- elementwise (floating dtypes) ----
+  /// y = op(x); y may alias x.
+  virtual void unary(UnaryOp op, DType dtype, const void* x, void* y, int64_t n) = 0;
+  /// dx = dy * op'(x), given y = op(x) (some rules use y). dx may alias dy.
+  virtual void unary_backward(UnaryOp op, DType dtype, const void* x, const void* y, const void* dy,
+                              void* dx, int64_t n) = 0;
+  /// out[i] = a[i % na] op b[i % nb]; na and nb divide n. out may alias a or b.
+  virtual void binary(BinaryOp op, DType dtype, const void* a, int64_t na, const void* b,
+                      int64_t nb, void* out, int64_t n) = 0;
+  /// y = alpha * x + beta; y may alias x.
+  virtual void affine(DType dtype, const void* x, double alpha, double beta, void* y, int64_t n) = 0;
+  /// y = min(max(x, lo), hi).
+  virtual void clip(DType dtype, const void* x, void* y, int64_t n, double lo, double hi) = 0;
+  /// dx = dy where lo <= x <= hi, else 0 (TensorFlow's clip_by_value gradient).
+  virtual void clip_backward(DType dtype, const void* x, const void* dy, void* dx, int64_t n, double lo,
+                             double hi) = 0;
+
+  // ---- reductions over x [rows, cols] ----
+  /// y[c] = sum_r x[r, c] (+ y[c] when accumulate).
+  virtual void sum_rows(DType dtype, const void* x, void* y, int64_t rows, int64_t cols,
+                        bool accumulate) = 0;
+  /// y[r] = sum_c x[r, c].
+  virtual void sum_cols(DType dtype, const void* x, void* y, int64_t rows, int64_t cols) = 0;
+  /// y[r] = argmax_c x[r, c] as int32 (first of equal maxima).
+  virtual void argmax_rows(DType dtype, const void* x, int32_t* y, int64_t rows, int64_t cols) = 0;
+  /// *correct += number of rows r with argmax_c x[r, c] == labels[r]; `correct` is one element of
+  /// `dtype` on the device, so accuracy accumulates without a host read.
+  virtual void accuracy_sum(DType dtype, const void* x, const int32_t* labels, void* correct, int64_t rows,
+                            int64_t cols) = 0;
+
+  // ---- matrix product ----
+  /// C[m, n] = alpha * op(A) op(B) + beta * C, row-major; op(A) is [m, k], op(B) is [k, n].
+  virtual void gemm(DType dtype, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
+                    double alpha, const void* a, const void* b, double beta, void* c) = 0;
+
+  // ---- softmax family over the last axis of [rows, cols] ----
+  /// y = softmax(x), or log_softmax(x) when `log`.
+  virtual void softmax(DType dtype, const void* x, void* y, int64_t rows, int64_t cols,
+                       bool log) = 0;
+  /// dx from the output y and dy (of softmax, or of log_softmax when `log`).
+  virtual void softmax_backward(DType dtype, const void* y, const void* dy, void* dx, int64_t rows,
+                                int64_t cols, bool log) = 0;
+  /// loss[r] = -log_softmax(logits)[r, labels[r]]; when dlogits is not null it receives
+  /// (softmax(logits) - onehot(labels)) * grad_scale. A label outside [0, cols) gives a NaN loss
+  /// (callers validate labels before they reach the device).
+  virtual void sparse_softmax_xent(DType dtype, const void* logits, const int32_t* labels,
+                                   void* loss, void* dlogits, double grad_scale, int64_t rows,
+                                   int64_t cols) = 0;
+
+  // ---- convolution and pooling (NHWC) ----
+  virtual void conv2d_forward(DType dtype, const Conv2dGeometry& g, const void* x, const void* w,
+                              void* y) = 0;
+  /// dx = dL/dx (overwritten).
+  virtual void conv2d_backward_data(DType dtype, const Conv2dGeometry& g, const void* dy,
+                                    const void* w, void* dx) = 0;
+  /// dw = dL/dw (overwritten).
+  virtual void conv2d_backward_filter(DType dtype, const Conv2dGeometry& g, const void* x,
+                                      const void* dy, void* dw) = 0;
+  virtual void max_pool2d_forward(DType dtype, const Pool2dGeometry& g, const void* x,
+                                  void* y) = 0;
+  /// dx (overwritten): each dy goes to the first maximal input of its window.
+  virtual void max_pool2d_backward(DType dtype, const Pool2dGeometry& g, const void* x,
+                                   const void* y, const void* dy, void* dx) = 0;
+
+  // ---- optimizer updates (Keras' rules) ----
+  /// momentum == 0: w -= lr g. Else v = m v - lr g; w += v (nesterov: w += m v - lr g).
+  virtual void sgd_step(DType dtype, void* w, const void* g, void* v, int64_t n, double lr,
+                        double momentum, bool nesterov) = 0;
+  /// m += (g - m)(1 - b1); v += (g^2 - v)(1 - b2); w -= alpha m / (sqrt(v) + eps), where
+  /// alpha = lr sqrt(1 - b2^step) / (1 - b1^step) and step counts from 1.
+  virtual void adam_step(DType dtype, void* w, const void* g, void* m, void* v, int64_t n,
+                         double lr, double beta1, double beta2, double eps, int64_t step) = 0;
+
+  // ---- data movement ----
+  /// dst[i, :] = src[idx[i], :] for i < n_idx, rows of `row_bytes` bytes.
+  virtual void gather_rows(const void* src, const int32_t* idx, void* dst, int64_t n_idx,
+                           std::size_t row_bytes) = 0;
+};
+
+/// The backend of `device`: the one place that dispatches on the device type.
+Backend& get(Device device);
+
+/// The CPU backend (always present).
+Backend& cpu();
+/// The CUDA backend for GPU `index`; throws when kiln was built without CUDA or the GPU is unusable.
+Backend& cuda(int index);
+
+}  // namespace kiln::backend

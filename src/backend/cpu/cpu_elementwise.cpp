@@ -1,0 +1,146 @@
+// CPU elementwise kernels: unary functions and their derivatives, broadcasting binary ops.
+#include <algorithm>
+#include <cmath>
+
+#include "backend/cpu/cpu_backend.h"
+
+namespace kiln::backend {
+
+namespace {
+
+template <typename T>
+T apply_unary(UnaryOp op, T x) {
+  switch (op) {
+    case UnaryOp::Neg: return -x;
+    case UnaryOp::Relu: return x > T(0) ? x : T(0);
+    case UnaryOp::Sigmoid:  // split by sign so exp never overflows
+      return x >= T(0) ? T(1) / (T(1) + std::exp(-x)) : std::exp(x) / (T(1) + std::exp(x));
+    case UnaryOp::Tanh: return std::tanh(x);
+    case UnaryOp::Exp: return std::exp(x);
+    case UnaryOp::Log: return std::log(x);
+    case UnaryOp::Square: return x * x;
+    case UnaryOp::Sqrt: return std::sqrt(x);
+  }
+  return x;
+}
+
+// d op(x) / dx, from x or from y = op(x), whichever is cheaper and exact.
+template <typename T>
+T derivative(UnaryOp op, T x, T y) {
+  switch (op) {
+    case UnaryOp::Neg: return T(-1);
+    case UnaryOp::Relu: return x > T(0) ? T(1) : T(0);
+    case UnaryOp::Sigmoid: return y * (T(1) - y);
+    case UnaryOp::Tanh: return T(1) - y * y;
+    case UnaryOp::Exp: return y;
+    case UnaryOp::Log: return T(1) / x;
+    case UnaryOp::Square: return T(2) * x;
+    case UnaryOp::Sqrt: return T(0.5) / y;
+  }
+  return T(0);
+}
+
+template <typename T>
+T apply_binary(BinaryOp op, T a, T b) {
+  switch (op) {
+    case BinaryOp::Add: return a + b;
+    case BinaryOp::Sub: return a - b;
+    case BinaryOp::Mul: return a * b;
+    case BinaryOp::Div: return a / b;
+  }
+  return a;
+}
+
+template <typename T>
+void binary_typed(BinaryOp op, const T* a, int64_t na, const T* b, int64_t nb, T* out, int64_t n) {
+  if (na == n && nb == n) {
+#pragma omp parallel for if (n > kParallelGrain)
+    for (int64_t i = 0; i < n; ++i) out[i] = apply_binary(op, a[i], b[i]);
+  } else if (na == n) {  // b repeats every nb elements: a row broadcast (or a scalar)
+    const int64_t rows = n / nb;
+#pragma omp parallel for if (n > kParallelGrain)
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < nb; ++c) out[r * nb + c] = apply_binary(op, a[r * nb + c], b[c]);
+  } else if (nb == n) {
+    const int64_t rows = n / na;
+#pragma omp parallel for if (n > kParallelGrain)
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < na; ++c) out[r * na + c] = apply_binary(op, a[c], b[r * na + c]);
+  } else {
+    for (int64_t i = 0; i < n; ++i) out[i] = apply_binary(op, a[i % na], b[i % nb]);
+  }
+}
+
+}  // namespace
+
+void CpuBackend::unary(UnaryOp op, DType dtype, const void* x, void* y, int64_t n) {
+  with_float_type(dtype, "unary", [&](auto tag) {
+    using T = decltype(tag);
+    const T* xs = static_cast<const T*>(x);
+    T* ys = static_cast<T*>(y);
+#pragma omp parallel for if (n > kParallelGrain)
+    for (int64_t i = 0; i < n; ++i) ys[i] = apply_unary(op, xs[i]);
+  });
+}
+
+void CpuBackend::unary_backward(UnaryOp op, DType dtype, const void* x, const void* y, const void* dy, void* dx,
+                                int64_t n) {
+  with_float_type(dtype, "unary_backward", [&](auto tag) {
+    using T = decltype(tag);
+    const T* xs = static_cast<const T*>(x);
+    const T* ys = static_cast<const T*>(y);
+    const T* dys = static_cast<const T*>(dy);
+    T* dxs = static_cast<T*>(dx);
+#pragma omp parallel for if (n > kParallelGrain)
+    for (int64_t i = 0; i < n; ++i) dxs[i] = dys[i] * derivative(op, xs ? xs[i] : T(0), ys ? ys[i] : T(0));
+  });
+}
+
+void CpuBackend::binary(BinaryOp op, DType dtype, const void* a, int64_t na, const void* b, int64_t nb, void* out,
+                        int64_t n) {
+  with_float_type(dtype, "binary", [&](auto tag) {
+    using T = decltype(tag);
+    binary_typed(op, static_cast<const T*>(a), na, static_cast<const T*>(b), nb, static_cast<T*>(out), n);
+  });
+}
+
+void CpuBackend::affine(DType dtype, const void* x, double alpha, double beta, void* y, int64_t n) {
+  with_float_type(dtype, "affine", [&](auto tag) {
+    using T = decltype(tag);
+    const T* xs = static_cast<const T*>(x);
+    T* ys = static_cast<T*>(y);
+    const T a = static_cast<T>(alpha), b = static_cast<T>(beta);
+#pragma omp parallel for if (n > kParallelGrain)
+    for (int64_t i = 0; i < n; ++i) ys[i] = a * xs[i] + b;
+  });
+}
+
+}  // namespace kiln::backend
+
+namespace kiln::backend {
+
+void CpuBackend::clip(DType dtype, const void* x, void* y, int64_t n, double lo, double hi) {
+  with_float_type(dtype, "clip", [&](auto tag) {
+    using T = decltype(tag);
+    const T* xs = static_cast<const T*>(x);
+    T* ys = static_cast<T*>(y);
+    const T l = static_cast<T>(lo), h = static_cast<T>(hi);
+#pragma omp parallel for if (n > kParallelGrain)
+    for (int64_t i = 0; i < n; ++i) ys[i] = std::min(std::max(xs[i], l), h);
+  });
+}
+
+void CpuBackend::clip_backward(DType dtype, const void* x, const void* dy, void* dx, int64_t n, double lo,
+                               double hi) {
+  with_float_type(dtype, "clip_backward", [&](auto tag) {
+    using T = decltype(tag);
+    const T* xs = static_cast<const T*>(x);
+    const T* dys = static_cast<const T*>(dy);
+    T* dxs = static_cast<T*>(dx);
+    const T l = static_cast<T>(lo), h = static_cast<T>(hi);
+#pragma omp parallel for if (n > kParallelGrain)
+    for (int64_t i = 0; i < n; ++i) dxs[i] = (xs[i] >= l && xs[i] <= h) ? dys[i] : T(0);
+  });
+}
+
+}  // namespace kiln::backend

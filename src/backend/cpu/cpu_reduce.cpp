@@ -1,0 +1,65 @@
+// CPU reductions over [rows, cols]: column sums, row sums, row argmax.
+#include "backend/cpu/cpu_backend.h"
+
+namespace kiln::backend {
+
+void CpuBackend::sum_rows(DType dtype, const void* x, void* y, int64_t rows, int64_t cols, bool accumulate) {
+  with_float_type(dtype, "sum_rows", [&](auto tag) {
+    using T = decltype(tag);
+    const T* xs = static_cast<const T*>(x);
+    T* ys = static_cast<T*>(y);
+    // Columns split across threads; each thread walks rows in order, so results do not depend on
+    // the thread count.
+#pragma omp parallel for if (rows * cols > kParallelGrain && cols >= 64)
+    for (int64_t c = 0; c < cols; ++c) {
+      T acc = accumulate ? ys[c] : T(0);
+      for (int64_t r = 0; r < rows; ++r) acc += xs[r * cols + c];
+      ys[c] = acc;
+    }
+  });
+}
+
+void CpuBackend::sum_cols(DType dtype, const void* x, void* y, int64_t rows, int64_t cols) {
+  with_float_type(dtype, "sum_cols", [&](auto tag) {
+    using T = decltype(tag);
+    const T* xs = static_cast<const T*>(x);
+    T* ys = static_cast<T*>(y);
+#pragma omp parallel for if (rows * cols > kParallelGrain && rows > 1)
+    for (int64_t r = 0; r < rows; ++r) {
+      T acc = T(0);
+      for (int64_t c = 0; c < cols; ++c) acc += xs[r * cols + c];
+      ys[r] = acc;
+    }
+  });
+}
+
+void CpuBackend::argmax_rows(DType dtype, const void* x, int32_t* y, int64_t rows, int64_t cols) {
+  with_float_type(dtype, "argmax", [&](auto tag) {
+    using T = decltype(tag);
+    const T* xs = static_cast<const T*>(x);
+    for (int64_t r = 0; r < rows; ++r) {
+      int64_t best = 0;
+      for (int64_t c = 1; c < cols; ++c)
+        if (xs[r * cols + c] > xs[r * cols + best]) best = c;
+      y[r] = static_cast<int32_t>(best);
+    }
+  });
+}
+
+void CpuBackend::accuracy_sum(DType dtype, const void* x, const int32_t* labels, void* correct, int64_t rows,
+                              int64_t cols) {
+  with_float_type(dtype, "accuracy", [&](auto tag) {
+    using T = decltype(tag);
+    const T* xs = static_cast<const T*>(x);
+    int64_t hits = 0;
+    for (int64_t r = 0; r < rows; ++r) {
+      int64_t best = 0;
+      for (int64_t c = 1; c < cols; ++c)
+        if (xs[r * cols + c] > xs[r * cols + best]) best = c;
+      hits += best == labels[r];
+    }
+    *static_cast<T*>(correct) += static_cast<T>(hits);
+  });
+}
+
+}  // namespace kiln::backend

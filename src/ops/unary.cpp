@@ -1,0 +1,45 @@
+// Activations and other elementwise functions of one tensor.
+#include "ops/op_util.h"
+
+namespace kiln {
+
+using backend::UnaryOp;
+
+namespace {
+
+Tensor unary(const std::string& name, UnaryOp op, const Tensor& x) {
+  ops::check_floating(name, x);
+  Tensor y = make_tensor(x.shape(), x.dtype(), x.device());
+  ops::backend_of(x).unary(op, x.dtype(), x.raw_data(), y.raw_data(), x.numel());
+  const Tensor y_saved = y.detach();  // the rule may need y; a detached handle avoids a cycle
+  return autograd::record(name, y, {x}, [op, x, y_saved](const Tensor& g) -> std::vector<Tensor> {
+    Tensor dx = make_tensor(x.shape(), x.dtype(), x.device());
+    ops::backend_of(x).unary_backward(op, x.dtype(), x.raw_data(), y_saved.raw_data(), g.raw_data(),
+                                      dx.raw_data(), x.numel());
+    return {dx};
+  });
+}
+
+}  // namespace
+
+Tensor relu(const Tensor& x) { return unary("relu", UnaryOp::Relu, x); }
+Tensor sigmoid(const Tensor& x) { return unary("sigmoid", UnaryOp::Sigmoid, x); }
+Tensor tanh(const Tensor& x) { return unary("tanh", UnaryOp::Tanh, x); }
+Tensor exp(const Tensor& x) { return unary("exp", UnaryOp::Exp, x); }
+Tensor log(const Tensor& x) { return unary("log", UnaryOp::Log, x); }
+Tensor square(const Tensor& x) { return unary("square", UnaryOp::Square, x); }
+Tensor sqrt(const Tensor& x) { return unary("sqrt", UnaryOp::Sqrt, x); }
+
+Tensor clip(const Tensor& x, double lo, double hi) {
+  ops::check_floating("clip", x);
+  if (!(lo <= hi)) throw Error("clip", "bounds [" + std::to_string(lo) + ", " + std::to_string(hi) + "]; expected lo <= hi");
+  Tensor y = make_tensor(x.shape(), x.dtype(), x.device());
+  ops::backend_of(x).clip(x.dtype(), x.raw_data(), y.raw_data(), x.numel(), lo, hi);
+  return autograd::record("clip", y, {x}, [x, lo, hi](const Tensor& g) -> std::vector<Tensor> {
+    Tensor dx = make_tensor(x.shape(), x.dtype(), x.device());
+    ops::backend_of(x).clip_backward(x.dtype(), x.raw_data(), g.raw_data(), dx.raw_data(), x.numel(), lo, hi);
+    return {dx};
+  });
+}
+
+}  // namespace kiln

@@ -1,0 +1,29 @@
+// What a Tensor handle points to: storage, geometry and autograd links.
+#pragma once
+
+#include <memory>
+
+#include "autograd/node.h"
+#include "kiln/tensor.h"
+#include "tensor/storage.h"
+
+namespace kiln {
+
+struct TensorImpl {
+  std::shared_ptr<Storage> storage;
+  std::size_t offset = 0;  // bytes from storage->data to the first element
+  Shape shape;
+  DType dtype = DType::Float32;
+
+  bool requires_grad = false;         // a leaf parameter, or the output of a tracked op
+  Tensor grad;                        // accumulated by backward() on leaves
+  std::shared_ptr<autograd::Node> grad_fn;  // the op that produced this tensor, if tracked
+
+  void* data() const { return static_cast<char*>(storage->data) + offset; }
+  Device device() const { return storage->device; }
+};
+
+/// A new tensor of fresh storage (uninitialised) on `device`.
+Tensor make_tensor(const Shape& shape, DType dtype, Device device);
+
+}  // namespace kiln
