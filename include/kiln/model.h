@@ -1,0 +1,122 @@
+/// Sequential: the Keras model API (compile, fit, evaluate, predict, summary).
+#pragma once
+
+#include <iosfwd>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "kiln/layers.h"
+#include "kiln/losses.h"
+#include "kiln/optimizers.h"
+#include "kiln/tensor.h"
+
+namespace kiln {
+
+class Sequential;
+
+/// Per-epoch values recorded by fit: "loss", metric names, and "val_" versions.
+struct History {
+  std::map<std::string, std::vector<double>> history;
+  std::vector<int> epoch;  ///< 0-based epoch numbers, as Keras records them
+};
+
+/// Hooks called by fit.
+class Callback {
+ public:
+  virtual ~Callback() = default;
+  /// After each epoch with that epoch's logs (loss, metrics, val_*). Return false to stop training.
+  virtual bool on_epoch_end(Sequential& /*model*/, int /*epoch*/, const std::map<std::string, double>& /*logs*/) {
+    return true;
+  }
+};
+
+/// Options of fit, with Keras' defaults.
+struct FitOptions {
+  int64_t batch_size = 32;
+  int epochs = 1;
+  int verbose = 1;  ///< 0 silent, 1 progress bar (one line per epoch when not a terminal), 2 one line per epoch
+  bool shuffle = true;
+  std::optional<std::pair<Tensor, Tensor>> validation_data = std::nullopt;  ///< (x_val, y_val)
+  int initial_epoch = 0;                                                   ///< to resume training
+  std::vector<std::shared_ptr<Callback>> callbacks = {};
+};
+
+/// Options of evaluate.
+struct EvaluateOptions {
+  int64_t batch_size = 32;
+  int verbose = 1;
+};
+
+/// Options of predict.
+struct PredictOptions {
+  int64_t batch_size = 32;
+  int verbose = 0;
+};
+
+/// A linear stack of layers.
+class Sequential {
+ public:
+  /// A model of `layers`; built at once when the first layer declares input_shape.
+  explicit Sequential(std::vector<LayerRef> layers = {}, std::string name = "sequential");
+  /// Appends a layer (Keras' model.add).
+  void add(LayerRef layer);
+  /// Creates every layer's weights for per-sample `input_shape`.
+  void build(const Shape& input_shape);
+  bool built() const { return built_; }
+
+  /// Sets optimizer, loss and metrics ("accuracy").
+  void compile(const Optimizer& optimizer, const Loss& loss, std::vector<std::string> metrics = {});
+  /// Shorthand with Keras names: compile("sgd", "mean_squared_error").
+  void compile(const std::string& optimizer, const std::string& loss, std::vector<std::string> metrics = {});
+
+  /// Trains on x [N, ...] and y [N, ...]; returns per-epoch loss and metrics.
+  History fit(const Tensor& x, const Tensor& y, const FitOptions& options = {});
+  /// Loss and metrics on (x, y), batch-size-weighted means.
+  std::map<std::string, double> evaluate(const Tensor& x, const Tensor& y, const EvaluateOptions& options = {});
+  /// Outputs for x [N, ...], computed batch by batch without gradients, on the model's device.
+  Tensor predict(const Tensor& x, const PredictOptions& options = {});
+  /// Forward pass recording gradients (for custom training loops).
+  Tensor operator()(const Tensor& x);
+
+  /// Prints Keras' layer table: names, output shapes, parameter counts and totals.
+  void summary(std::ostream& os) const;
+  void summary() const;
+
+  /// Every trainable weight, layer by layer.
+  std::vector<Tensor> trainable_weights() const;
+  /// Number of trainable scalars.
+  int64_t count_params() const;
+  const std::vector<std::shared_ptr<Layer>>& layers() const { return layers_; }
+  const std::string& name() const { return name_; }
+  /// Per-sample input shape (after build).
+  const Shape& input_shape() const { return input_shape_; }
+
+  /// Moves the weights (and future work) to `device`.
+  void to(Device device);
+  Device device() const { return device_; }
+
+  /// The compiled optimizer (null before compile).
+  Optimizer* optimizer() const { return optimizer_.get(); }
+  /// The compiled loss (null before compile).
+  const Loss* loss() const { return loss_.get(); }
+  const std::vector<std::string>& metrics() const { return metrics_; }
+
+ private:
+  std::vector<std::shared_ptr<Layer>> layers_;
+  std::string name_;
+  Shape input_shape_;
+  bool built_ = false;
+  Device device_ = Device::cpu();
+  std::unique_ptr<Optimizer> optimizer_;
+  std::unique_ptr<Loss> loss_;
+  std::vector<std::string> metrics_;
+
+  void require_compiled(const std::string& op) const;
+  void build_for(const Tensor& x, const std::string& op);
+};
+
+}  // namespace kiln

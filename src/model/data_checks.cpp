@@ -1,0 +1,24 @@
+// Input validation for the model API.
+#include "model/data_checks.h"
+
+#include "kiln/error.h"
+
+namespace kiln::model {
+
+void check_xy(const std::string& op, const Tensor& x, const Tensor& y) {
+  if (!x.defined()) throw Error(op, "x is an undefined tensor; expected samples [N, ...]");
+  if (!y.defined()) throw Error(op, "y is an undefined tensor; expected one target per sample");
+  if (x.ndim() == 0 || x.size(0) == 0)
+    throw Error(op, "x is empty (shape " + x.shape().str() + "); expected at least one sample");
+  if (y.ndim() == 0 || y.size(0) != x.size(0))
+    throw Error(op, "x has " + std::to_string(x.size(0)) + " samples but y has " +
+                        (y.ndim() == 0 ? std::string("a scalar") : std::to_string(y.size(0))) +
+                        "; expected the same number (one target per sample)");
+}
+
+void check_batch_size(const std::string& op, int64_t batch_size) {
+  if (batch_size <= 0)
+    throw Error(op, "batch_size is " + std::to_string(batch_size) + "; expected a positive number");
+}
+
+}  // namespace kiln::model

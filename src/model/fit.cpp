@@ -1,0 +1,110 @@
+// Sequential::fit: Keras' training loop (shuffle each epoch, batch-weighted epoch means,
+// validation at each epoch's end, callbacks).
+#include <cmath>
+#include <iostream>
+#include <numeric>
+
+#include "kiln/error.h"
+#include "kiln/model.h"
+#include "kiln/random.h"
+#include "metrics/metrics.h"
+#include "model/data_checks.h"
+#include "model/progress.h"
+
+namespace kiln {
+
+namespace {
+
+std::string describe(double v) { return std::isnan(v) ? "nan" : (v > 0 ? "inf" : "-inf"); }
+
+[[noreturn]] void throw_non_finite(double v, int epoch, int64_t first_step, int64_t last_step) {
+  const std::string where = first_step == last_step
+                                ? "step " + std::to_string(last_step)
+                                : "a step between " + std::to_string(first_step) + " and " + std::to_string(last_step);
+  throw NonFiniteError("fit", "the loss became " + describe(v) + " at epoch " + std::to_string(epoch) + ", " + where +
+                                  "; expected finite values (lower the learning rate, or check x and y for NaN/Inf)");
+}
+
+}  // namespace
+
+History Sequential::fit(const Tensor& x_in, const Tensor& y_in, const FitOptions& opt) {
+  require_compiled("fit");
+  model::check_xy("fit", x_in, y_in);
+  model::check_batch_size("fit", opt.batch_size);
+  if (opt.epochs < 0) throw Error("fit", "epochs is " + std::to_string(opt.epochs) + "; expected >= 0");
+  build_for(x_in, "fit");
+  Shape out_shape = input_shape_;
+  for (const auto& layer : layers_) out_shape = layer->compute_output_shape(out_shape);
+
+  // Data goes to the model's device once; batches are gathered there.
+  const Tensor x = (is_floating(x_in.dtype()) ? x_in : x_in.astype(DType::Float32)).to(device_);
+  const Tensor y = loss_->prepare_targets(y_in, out_shape, "fit").to(device_);
+  std::optional<std::pair<Tensor, Tensor>> val;
+  if (opt.validation_data) {
+    model::check_xy("fit", opt.validation_data->first, opt.validation_data->second);
+    val = opt.validation_data;
+  }
+
+  const int64_t n = x.size(0), steps = (n + opt.batch_size - 1) / opt.batch_size;
+  const bool terminal = model::stdout_is_terminal();
+  // On the CPU reading the loss costs nothing, so a non-finite loss is caught at its own step; on a
+  // GPU it is read when the progress bar redraws and at the epoch's end.
+  const bool check_each_step = device_.is_cpu();
+  std::vector<Tensor> params = trainable_weights();
+  metrics::Accumulator sums(metrics_, device_);
+  History history;
+
+  std::vector<int32_t> order(static_cast<std::size_t>(n));
+  for (int e = opt.initial_epoch; e < opt.epochs; ++e) {
+    if (opt.verbose) std::cout << model::epoch_header(e + 1, opt.epochs) << '\n';
+    if (opt.shuffle) order = global_generator().permutation(n);
+    else std::iota(order.begin(), order.end(), 0);
+    const Tensor order_t = Tensor::from_vector(order, device_);
+    model::ProgressBar bar(std::cout, steps, opt.verbose, terminal);
+    sums.reset();
+    int64_t last_checked = 0;
+    for (int64_t s = 0; s < steps; ++s) {
+      const int64_t b0 = s * opt.batch_size, b1 = std::min(n, b0 + opt.batch_size);
+      const Tensor idx = order_t.slice_rows(b0, b1);
+      const Tensor xb = opt.shuffle ? take_rows(x, idx) : x.slice_rows(b0, b1);
+      const Tensor yb = opt.shuffle ? take_rows(y, idx) : y.slice_rows(b0, b1);
+      for (Tensor& p : params) p.zero_grad();
+      const Tensor pred = (*this)(xb);
+      const Tensor loss = (*loss_)(yb, pred);
+      loss.backward();
+      optimizer_->step(params);
+      sums.add(loss, yb, pred);
+      if (check_each_step) {
+        const double v = loss.item();
+        if (!std::isfinite(v)) throw_non_finite(v, e + 1, s + 1, s + 1);
+      }
+      if (bar.wants_update(s + 1)) {
+        const auto values = sums.results();
+        if (!check_each_step && !std::isfinite(values.back().second))
+          throw_non_finite(values.back().second, e + 1, last_checked + 1, s + 1);
+        last_checked = s + 1;
+        bar.update(s + 1, values);
+      }
+    }
+    for (Tensor& p : params) p.zero_grad();  // gradients are not needed between epochs
+    auto logs = sums.results();
+    if (!std::isfinite(logs.back().second)) throw_non_finite(logs.back().second, e + 1, last_checked + 1, steps);
+    if (val) {
+      const auto val_logs = evaluate(val->first, val->second, {.batch_size = opt.batch_size, .verbose = 0});
+      for (const auto& [k, v] : val_logs) logs.emplace_back("val_" + k, v);
+    }
+    bar.finish(logs);
+    history.epoch.push_back(e);
+    std::map<std::string, double> log_map;
+    for (const auto& [k, v] : logs) {
+      history.history[k].push_back(v);
+      log_map[k] = v;
+    }
+    bool keep_going = true;
+    for (const auto& cb : opt.callbacks) keep_going = cb->on_epoch_end(*this, e, log_map) && keep_going;
+    if (!keep_going) break;
+  }
+  return history;
+}
+
+}  // namespace kiln

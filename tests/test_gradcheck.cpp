@@ -1,0 +1,140 @@
+// Every op's backward rule against central differences in float64.
+#include "gradcheck.h"
+
+using kiln::testing::gradcheck;
+using kiln::testing::random_input;
+using namespace kiln;
+
+namespace {
+using In = const std::vector<Tensor>&;
+}
+
+TEST(Gradcheck, AddSubMulDivSameShape) {
+  auto a = random_input({3, 4}, 1), b = random_input({3, 4}, 2, 0.5, 2.0);
+  EXPECT_TRUE(gradcheck([](In v) { return add(v[0], v[1]); }, {a, b}));
+  EXPECT_TRUE(gradcheck([](In v) { return sub(v[0], v[1]); }, {a, b}));
+  EXPECT_TRUE(gradcheck([](In v) { return mul(v[0], v[1]); }, {a, b}));
+  EXPECT_TRUE(gradcheck([](In v) { return div(v[0], v[1]); }, {a, b}));
+}
+
+TEST(Gradcheck, RowBroadcastBothWays) {
+  auto a = random_input({5, 3}, 3), b = random_input({3}, 4, 0.5, 2.0);
+  for (auto f : {add, sub, mul, div}) {
+    EXPECT_TRUE(gradcheck([f](In v) { return f(v[0], v[1]); }, {a, b}));
+    EXPECT_TRUE(gradcheck([f](In v) { return f(v[1], v[0]); }, {random_input({5, 3}, 5, 0.5, 2.0), b}));
+  }
+}
+
+TEST(Gradcheck, ScalarBroadcastAndScalarOps) {
+  auto a = random_input({2, 3}, 6), s = random_input({1}, 7, 0.5, 2.0);
+  EXPECT_TRUE(gradcheck([](In v) { return mul(v[0], v[1]); }, {a, s}));
+  EXPECT_TRUE(gradcheck([](In v) { return div(v[1], v[0]); }, {random_input({2, 3}, 8, 0.5, 2.0), s}));
+  EXPECT_TRUE(gradcheck([](In v) { return add(mul(v[0], 2.5), -1.0); }, {a}));
+  EXPECT_TRUE(gradcheck([](In v) { return neg(v[0]); }, {a}));
+}
+
+TEST(Gradcheck, Activations) {
+  auto x = random_input({4, 5}, 9, -2.0, 2.0);
+  EXPECT_TRUE(gradcheck([](In v) { return relu(v[0]); }, {x}));
+  EXPECT_TRUE(gradcheck([](In v) { return sigmoid(v[0]); }, {x}));
+  EXPECT_TRUE(gradcheck([](In v) { return kiln::tanh(v[0]); }, {x}));
+  EXPECT_TRUE(gradcheck([](In v) { return kiln::exp(v[0]); }, {x}));
+  EXPECT_TRUE(gradcheck([](In v) { return square(v[0]); }, {x}));
+  auto pos = random_input({4, 5}, 10, 0.5, 3.0);
+  EXPECT_TRUE(gradcheck([](In v) { return kiln::log(v[0]); }, {pos}));
+  EXPECT_TRUE(gradcheck([](In v) { return kiln::sqrt(v[0]); }, {pos}));
+  EXPECT_TRUE(gradcheck([](In v) { return clip(v[0], -0.5, 0.7); }, {x}));
+}
+
+TEST(Gradcheck, Reductions) {
+  auto x = random_input({3, 4}, 11);
+  EXPECT_TRUE(gradcheck([](In v) { return sum(v[0]); }, {x}));
+  EXPECT_TRUE(gradcheck([](In v) { return mean(v[0]); }, {x}));
+  EXPECT_TRUE(gradcheck([](In v) { return sum(v[0], 0); }, {x}));
+  EXPECT_TRUE(gradcheck([](In v) { return sum(v[0], -1); }, {x}));
+  EXPECT_TRUE(gradcheck([](In v) { return mean(v[0], 0); }, {x}));
+  EXPECT_TRUE(gradcheck([](In v) { return mean(v[0], 1); }, {x}));
+  EXPECT_TRUE(gradcheck([](In v) { return mean(v[0], 2); }, {random_input({2, 3, 4}, 12)}));
+}
+
+TEST(Gradcheck, Matmul) {
+  EXPECT_TRUE(gradcheck([](In v) { return matmul(v[0], v[1]); }, {random_input({3, 4}, 13), random_input({4, 2}, 14)}));
+  EXPECT_TRUE(gradcheck([](In v) { return matmul(v[0], v[1]); }, {random_input({1, 1}, 15), random_input({1, 5}, 16)}));
+}
+
+TEST(Gradcheck, SoftmaxFamily) {
+  auto x = random_input({3, 5}, 17, -3.0, 3.0);
+  EXPECT_TRUE(gradcheck([](In v) { return softmax(v[0]); }, {x}));
+  EXPECT_TRUE(gradcheck([](In v) { return log_softmax(v[0]); }, {x}));
+  EXPECT_TRUE(gradcheck([](In v) { return softmax(v[0]); }, {random_input({2, 3, 4}, 18)}));
+}
+
+TEST(Gradcheck, Losses) {
+  auto p = random_input({4, 3}, 19), t = random_input({4, 3}, 20);
+  EXPECT_TRUE(gradcheck([](In v) { return mse(v[0], v[1]); }, {p, t}));
+  const Tensor labels = Tensor::from_vector<int32_t>({2, 0, 1, 2}, {4});
+  EXPECT_TRUE(gradcheck([labels](In v) { return sparse_softmax_cross_entropy(v[0], labels); },
+                        {random_input({4, 3}, 21, -2.0, 2.0)}));
+}
+
+TEST(Gradcheck, ReshapeAndFlatten) {
+  auto x = random_input({2, 3, 2}, 22);
+  EXPECT_TRUE(gradcheck([](In v) { return mul(reshape(v[0], {3, -1}), reshape(v[0], {3, 4})); }, {x}));
+  EXPECT_TRUE(gradcheck([](In v) { return square(flatten(v[0])); }, {x}));
+}
+
+struct ConvCase {
+  Shape x, k;
+  std::array<int64_t, 2> strides;
+  Padding padding;
+};
+
+class ConvGradcheck : public ::testing::TestWithParam<ConvCase> {};
+
+TEST_P(ConvGradcheck, InputAndKernel) {
+  const ConvCase c = GetParam();
+  auto x = random_input(c.x, 23), k = random_input(c.k, 24);
+  EXPECT_TRUE(gradcheck([c](In v) { return conv2d(v[0], v[1], c.strides, c.padding); }, {x, k}));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, ConvGradcheck,
+    ::testing::Values(ConvCase{{2, 5, 5, 3}, {3, 3, 3, 4}, {1, 1}, Padding::Valid},   // the seed's kind
+                      ConvCase{{1, 7, 6, 2}, {3, 3, 2, 3}, {2, 2}, Padding::Valid},   // stride 2, batch 1
+                      ConvCase{{2, 5, 4, 1}, {3, 2, 1, 2}, {1, 1}, Padding::Same},    // same, one channel
+                      ConvCase{{1, 7, 5, 2}, {4, 3, 2, 2}, {2, 3}, Padding::Same},    // same, even kernel, odd sizes
+                      ConvCase{{2, 3, 3, 6}, {1, 1, 6, 5}, {1, 1}, Padding::Valid}));  // many channels, 1x1
+
+struct PoolCase {
+  Shape x;
+  std::array<int64_t, 2> pool, strides;
+  Padding padding;
+};
+
+class PoolGradcheck : public ::testing::TestWithParam<PoolCase> {};
+
+TEST_P(PoolGradcheck, Input) {
+  const PoolCase c = GetParam();
+  auto x = random_input(c.x, 25);
+  EXPECT_TRUE(gradcheck([c](In v) { return max_pool2d(v[0], c.pool, c.strides, c.padding); }, {x}));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, PoolGradcheck,
+    ::testing::Values(PoolCase{{2, 4, 4, 3}, {2, 2}, {2, 2}, Padding::Valid},
+                      PoolCase{{1, 5, 5, 1}, {2, 2}, {2, 2}, Padding::Valid},   // odd size drops the edge
+                      PoolCase{{1, 5, 5, 2}, {3, 3}, {1, 1}, Padding::Valid},   // overlapping windows
+                      PoolCase{{2, 5, 3, 2}, {2, 2}, {2, 2}, Padding::Same},
+                      PoolCase{{1, 6, 7, 1}, {3, 2}, {2, 1}, Padding::Same}));
+
+TEST(Gradcheck, SeedModelEndToEnd) {
+  // conv -> bias -> relu -> pool -> flatten -> dense -> xent, all in float64
+  const Tensor labels = Tensor::from_vector<int32_t>({1, 0}, {2});
+  auto fn = [labels](In v) {
+    Tensor h = relu(add(conv2d(v[0], v[1]), v[2]));
+    h = flatten(max_pool2d(h, {2, 2}, {2, 2}));
+    return sparse_softmax_cross_entropy(add(matmul(h, v[3]), v[4]), labels);
+  };
+  EXPECT_TRUE(gradcheck(fn, {random_input({2, 6, 6, 2}, 26), random_input({3, 3, 2, 3}, 27), random_input({3}, 28),
+                             random_input({12, 2}, 29), random_input({2}, 30)}));
+}

@@ -1,0 +1,214 @@
+// The Keras model API: the house-price seed, History semantics, predict/evaluate, summary,
+// progress output, determinism and every bad-input message.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+
+#include "kiln/kiln.h"
+
+using namespace kiln;
+
+namespace {
+
+Sequential house_price_model(uint64_t seed = 0) {
+  utils::set_random_seed(seed);
+  Sequential model({layers::Dense(1, {.input_shape = {1}})});
+  model.compile("sgd", "mean_squared_error");
+  return model;
+}
+
+const Tensor kXs = Tensor::from_vector<float>({1, 2, 3, 4, 5, 6}, {6, 1});
+const Tensor kYs = Tensor::from_vector<float>({5.0f, 6.5f, 8.0f, 9.5f, 11.0f, 12.5f}, {6, 1});
+
+std::string message_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+}  // namespace
+
+TEST(Model, HousePricePredictsFourteen) {
+  Sequential model = house_price_model();
+  const History h = model.fit(kXs, kYs, {.epochs = 1000, .verbose = 0});
+  ASSERT_EQ(h.history.at("loss").size(), 1000u);
+  EXPECT_LT(h.history.at("loss").back(), h.history.at("loss").front());
+  const double p = model.predict(Tensor::from_vector<float>({7.0f}, {1, 1})).item();
+  EXPECT_NEAR(p, 14.0, 0.1);
+}
+
+TEST(Model, HousePriceConvergesForManySeeds) {
+  for (uint64_t seed : {1u, 2u, 3u, 42u}) {
+    Sequential model = house_price_model(seed);
+    model.fit(kXs, kYs, {.epochs = 1000, .verbose = 0});
+    EXPECT_NEAR(model.predict(Tensor::from_vector<float>({7.0f}, {1, 1})).item(), 14.0, 0.1) << "seed " << seed;
+  }
+}
+
+TEST(Model, AcceptsOneDimensionalTargets) {
+  Sequential model = house_price_model();
+  const Tensor ys = kYs.reshape({6});
+  model.fit(kXs, ys, {.epochs = 1000, .verbose = 0});
+  EXPECT_NEAR(model.predict(Tensor::from_vector<float>({7.0f}, {1, 1})).item(), 14.0, 0.1);
+}
+
+TEST(Model, SameSeedSameWeightsAndHistory) {
+  Sequential a = house_price_model(5), b = house_price_model(5), c = house_price_model(6);
+  EXPECT_EQ(a.trainable_weights()[0].to_vector<float>(), b.trainable_weights()[0].to_vector<float>());
+  EXPECT_NE(a.trainable_weights()[0].to_vector<float>(), c.trainable_weights()[0].to_vector<float>());
+  utils::set_random_seed(9);
+  const auto ha = a.fit(kXs, kYs, {.batch_size = 2, .epochs = 5, .verbose = 0});
+  utils::set_random_seed(9);
+  const auto hb = b.fit(kXs, kYs, {.batch_size = 2, .epochs = 5, .verbose = 0});
+  EXPECT_EQ(ha.history.at("loss"), hb.history.at("loss"));
+}
+
+TEST(Model, EpochLossIsBatchWeightedMeanBeforeUpdates) {
+  // Batches of 4 and 2 without shuffling: the epoch loss is (4 l1 + 2 l2) / 6 where each batch loss
+  // is measured before that batch's update.
+  Sequential model = house_price_model(3);
+  Sequential probe = house_price_model(3);
+  const History h = model.fit(kXs, kYs, {.batch_size = 4, .epochs = 1, .verbose = 0, .shuffle = false});
+  losses::MeanSquaredError mse_loss;
+  optimizers::SGD sgd;
+  const double l1 = mse_loss(kYs.slice_rows(0, 4), probe(kXs.slice_rows(0, 4))).item();
+  {
+    Tensor l = mse_loss(kYs.slice_rows(0, 4), probe(kXs.slice_rows(0, 4)));
+    l.backward();
+    sgd.step(probe.trainable_weights());
+  }
+  const double l2 = mse_loss(kYs.slice_rows(4, 6), probe(kXs.slice_rows(4, 6))).item();
+  EXPECT_NEAR(h.history.at("loss")[0], (4 * l1 + 2 * l2) / 6, 1e-6);
+}
+
+TEST(Model, EvaluateAndPredictShapes) {
+  Sequential model = house_price_model();
+  model.fit(kXs, kYs, {.epochs = 200, .verbose = 0});
+  const Tensor p = model.predict(kXs, {.batch_size = 4});
+  EXPECT_EQ(p.shape(), (Shape{6, 1}));
+  const auto logs = model.evaluate(kXs, kYs, {.batch_size = 4, .verbose = 0});
+  ASSERT_TRUE(logs.count("loss"));
+  double expected = 0;
+  const auto pv = p.to_vector<float>(), yv = kYs.to_vector<float>();
+  for (int i = 0; i < 6; ++i) expected += (pv[i] - yv[i]) * (pv[i] - yv[i]) / 6;
+  EXPECT_NEAR(logs.at("loss"), expected, 1e-5);
+}
+
+TEST(Model, ValidationDataAddsValLoss) {
+  Sequential model = house_price_model();
+  const History h = model.fit(kXs, kYs, {.epochs = 3, .verbose = 0, .validation_data = {{kXs, kYs}}});
+  EXPECT_EQ(h.history.at("val_loss").size(), 3u);
+  EXPECT_EQ(h.epoch, (std::vector<int>{0, 1, 2}));
+}
+
+TEST(Model, SummaryListsLayersShapesAndTotals) {
+  utils::set_random_seed(0);
+  Sequential model({layers::Conv2D(32, {3, 3}, {.activation = "relu", .input_shape = {32, 32, 3}}),
+                    layers::MaxPooling2D({2, 2}), layers::Flatten(), layers::Dense(64, {.activation = "relu"}),
+                    layers::Dense(10)});
+  std::ostringstream os;
+  model.summary(os);
+  const std::string s = os.str();
+  EXPECT_NE(s.find("conv2d (Conv2D)"), std::string::npos);
+  EXPECT_NE(s.find("(None, 30, 30, 32)"), std::string::npos);
+  EXPECT_NE(s.find("(None, 15, 15, 32)"), std::string::npos);
+  EXPECT_NE(s.find("(None, 7200)"), std::string::npos);
+  EXPECT_NE(s.find("dense_1 (Dense)"), std::string::npos);
+  EXPECT_NE(s.find("460,864"), std::string::npos);  // 7200 * 64 + 64
+  EXPECT_NE(s.find("Total params: 462,410"), std::string::npos);
+  EXPECT_EQ(model.count_params(), 896 + 460864 + 650);
+}
+
+TEST(Model, ProgressPrintsOneLinePerEpochWhenNotATerminal) {
+  Sequential model = house_price_model();
+  ::testing::internal::CaptureStdout();
+  model.fit(kXs, kYs, {.batch_size = 2, .epochs = 2, .verbose = 1});
+  const std::string out = ::testing::internal::GetCapturedStdout();
+  EXPECT_NE(out.find("Epoch 1/2\n3/3 "), std::string::npos) << out;
+  EXPECT_NE(out.find("Epoch 2/2\n3/3 "), std::string::npos) << out;
+  EXPECT_NE(out.find("/step - loss: "), std::string::npos) << out;
+  EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 4) << out;
+  ::testing::internal::CaptureStdout();
+  model.fit(kXs, kYs, {.epochs = 2, .verbose = 0});
+  EXPECT_EQ(::testing::internal::GetCapturedStdout(), "");
+}
+
+// ---- bad input: each message names what was wrong and what was expected ----
+
+TEST(ModelErrors, XAndYLengthsDiffer) {
+  Sequential model = house_price_model();
+  EXPECT_EQ(message_of([&] { model.fit(kXs, kYs.slice_rows(0, 5), {.verbose = 0}); }),
+            "[fit] x has 6 samples but y has 5; expected the same number (one target per sample)");
+}
+
+TEST(ModelErrors, WrongFeatureCount) {
+  Sequential model = house_price_model();
+  const Tensor x3 = Tensor::zeros({6, 3});
+  EXPECT_EQ(message_of([&] { model.fit(x3, kYs, {.verbose = 0}); }),
+            "[dense] input has 3 features, layer expects 1 (input_shape=[1])");
+  EXPECT_EQ(message_of([&] { model.predict(x3); }), "[dense] input has 3 features, layer expects 1 (input_shape=[1])");
+}
+
+TEST(ModelErrors, EmptyData) {
+  Sequential model = house_price_model();
+  EXPECT_EQ(message_of([&] { model.fit(Tensor::zeros({0, 1}), Tensor::zeros({0, 1}), {.verbose = 0}); }),
+            "[fit] x is empty (shape [0, 1]); expected at least one sample");
+}
+
+TEST(ModelErrors, NonPositiveBatchSize) {
+  Sequential model = house_price_model();
+  EXPECT_EQ(message_of([&] { model.fit(kXs, kYs, {.batch_size = 0, .verbose = 0}); }),
+            "[fit] batch_size is 0; expected a positive number");
+  EXPECT_EQ(message_of([&] { model.predict(kXs, {.batch_size = -3}); }),
+            "[predict] batch_size is -3; expected a positive number");
+}
+
+TEST(ModelErrors, FitBeforeCompile) {
+  Sequential model({layers::Dense(1, {.input_shape = {1}})});
+  EXPECT_EQ(message_of([&] { model.fit(kXs, kYs, {.verbose = 0}); }),
+            "[fit] the model is not compiled; call compile(optimizer, loss) before fit()");
+}
+
+TEST(ModelErrors, NonFiniteLossStopsWithEpochAndStep) {
+  // A learning rate this large makes SGD diverge to inf within a few epochs.
+  utils::set_random_seed(0);
+  Sequential model({layers::Dense(1, {.input_shape = {1}})});
+  model.compile(optimizers::SGD({.learning_rate = 10.0}), losses::MeanSquaredError());
+  const std::string msg = message_of([&] { model.fit(kXs, kYs, {.batch_size = 2, .epochs = 1000, .verbose = 0}); });
+  EXPECT_EQ(msg.rfind("[fit] the loss became ", 0), 0u) << msg;
+  EXPECT_NE(msg.find(" at epoch "), std::string::npos) << msg;
+  EXPECT_NE(msg.find(", step "), std::string::npos) << msg;
+  EXPECT_NE(msg.find("expected finite values"), std::string::npos) << msg;
+}
+
+TEST(ModelErrors, NaNInInputIsCaughtAtTheFirstStep) {
+  Sequential model = house_price_model();
+  Tensor x = kXs.clone();
+  x.data<float>()[0] = std::numeric_limits<float>::quiet_NaN();
+  EXPECT_EQ(message_of([&] { model.fit(x, kYs, {.batch_size = 6, .epochs = 3, .verbose = 0}); }),
+            "[fit] the loss became nan at epoch 1, step 1; expected finite values (lower the learning rate, or "
+            "check x and y for NaN/Inf)");
+}
+
+TEST(ModelErrors, UnknownNamesAndOptions) {
+  EXPECT_EQ(message_of([] { layers::Dense(4, {.activation = "swish"}); }),
+            "[dense] unknown activation 'swish'; expected linear, relu, sigmoid, tanh or softmax");
+  EXPECT_EQ(message_of([] { layers::Dense(0); }), "[dense] units is 0; expected a positive number");
+  EXPECT_EQ(message_of([] { layers::Conv2D(8, {3, 3}, {.padding = "full"}); }),
+            "[conv2d] unknown padding 'full'; expected \"valid\" or \"same\"");
+  Sequential model({layers::Dense(1, {.input_shape = {1}})});
+  EXPECT_EQ(message_of([&] { model.compile("rmsprop", "mse"); }),
+            "[optimizers] unknown optimizer 'rmsprop'; expected sgd or adam");
+  EXPECT_EQ(message_of([&] { model.compile("sgd", "mse", {"f1"}); model.fit(kXs, kYs, {.verbose = 0}); }),
+            "[compile] unknown metric 'f1'; expected \"accuracy\" (sparse categorical accuracy)");
+}
+
+TEST(ModelErrors, TargetsOfTheWrongShape) {
+  Sequential model = house_price_model();
+  EXPECT_EQ(message_of([&] { model.fit(kXs, Tensor::zeros({6, 2}), {.verbose = 0}); }),
+            "[fit] y has per-sample shape [2] but the model outputs [1]; expected targets of the output's shape");
+}
