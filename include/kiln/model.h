@@ -95,6 +95,15 @@ class Sequential {
   /// Per-sample input shape (after build).
   const Shape& input_shape() const { return input_shape_; }
 
+  // ---- saving (src/io/) ----
+  /// Writes the weights as safetensors, named "<layer>/<weight>" (e.g. "dense/kernel"), atomically.
+  void save_weights(const std::string& path) const;
+  /// Reads weights written by save_weights (or by Python tools with the same names); shapes must agree.
+  void load_weights(const std::string& path);
+  /// Writes config (JSON), weights (safetensors) and optimizer state to `path`, atomically; the
+  /// previous checkpoint at `path` stays loadable if the process dies mid-save.
+  void save(const std::string& path) const;
+
   /// Moves the weights (and future work) to `device`.
   void to(Device device);
   Device device() const { return device_; }
@@ -118,5 +127,8 @@ class Sequential {
   void require_compiled(const std::string& op) const;
   void build_for(const Tensor& x, const std::string& op);
 };
+
+/// Rebuilds a model saved with Sequential::save: layers, weights, compile settings and optimizer state.
+Sequential load_model(const std::string& path);
 
 }  // namespace kiln

@@ -22,20 +22,30 @@ int64_t images_per_chunk(const Conv2dGeometry& g) {
 
 template <typename T>
 void im2col(const Conv2dGeometry& g, const T* x, int64_t n0, int64_t n_count, T* patches) {
-  const int64_t K = g.KH * g.KW * g.C;
+  const int64_t K = g.KH * g.KW * g.C, row_cells = g.KW * g.C;
   const int64_t rows = n_count * g.OH * g.OW;
 #pragma omp parallel for if (rows * K > kParallelGrain)
   for (int64_t row = 0; row < rows; ++row) {
     const int64_t n = n0 + row / (g.OH * g.OW);
     const int64_t oh = (row / g.OW) % g.OH, ow = row % g.OW;
+    const int64_t iw0 = ow * g.stride_w - g.pad_left;
+    const bool columns_inside = iw0 >= 0 && iw0 + g.KW <= g.W;
     T* dst = patches + row * K;
     for (int64_t kh = 0; kh < g.KH; ++kh) {
       const int64_t ih = oh * g.stride_h - g.pad_top + kh;
-      for (int64_t kw = 0; kw < g.KW; ++kw) {
-        const int64_t iw = ow * g.stride_w - g.pad_left + kw;
-        T* cell = dst + (kh * g.KW + kw) * g.C;
-        if (ih < 0 || ih >= g.H || iw < 0 || iw >= g.W) std::fill(cell, cell + g.C, T(0));
-        else std::memcpy(cell, x + ((n * g.H + ih) * g.W + iw) * g.C, sizeof(T) * g.C);
+      T* cells = dst + kh * row_cells;
+      if (ih < 0 || ih >= g.H) {
+        std::fill(cells, cells + row_cells, T(0));
+      } else if (columns_inside) {  // the window's row is KW*C contiguous input values
+        const T* src = x + ((n * g.H + ih) * g.W + iw0) * g.C;
+        for (int64_t j = 0; j < row_cells; ++j) cells[j] = src[j];
+      } else {
+        for (int64_t kw = 0; kw < g.KW; ++kw) {
+          const int64_t iw = iw0 + kw;
+          T* cell = cells + kw * g.C;
+          if (iw < 0 || iw >= g.W) std::fill(cell, cell + g.C, T(0));
+          else std::copy_n(x + ((n * g.H + ih) * g.W + iw) * g.C, g.C, cell);
+        }
       }
     }
   }

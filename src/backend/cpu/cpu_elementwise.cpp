@@ -1,6 +1,7 @@
 // CPU elementwise kernels: unary functions and their derivatives, broadcasting binary ops.
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 
 #include "backend/cpu/cpu_backend.h"
 
@@ -8,8 +9,8 @@ namespace kiln::backend {
 
 namespace {
 
-template <typename T>
-T apply_unary(UnaryOp op, T x) {
+template <UnaryOp op, typename T>
+inline T apply_unary(T x) {
   switch (op) {
     case UnaryOp::Neg: return -x;
     case UnaryOp::Relu: return x > T(0) ? x : T(0);
@@ -25,8 +26,8 @@ T apply_unary(UnaryOp op, T x) {
 }
 
 // d op(x) / dx, from x or from y = op(x), whichever is cheaper and exact.
-template <typename T>
-T derivative(UnaryOp op, T x, T y) {
+template <UnaryOp op, typename T>
+inline T derivative(T x, T y) {
   switch (op) {
     case UnaryOp::Neg: return T(-1);
     case UnaryOp::Relu: return x > T(0) ? T(1) : T(0);
@@ -40,8 +41,8 @@ T derivative(UnaryOp op, T x, T y) {
   return T(0);
 }
 
-template <typename T>
-T apply_binary(BinaryOp op, T a, T b) {
+template <BinaryOp op, typename T>
+inline T apply_binary(T a, T b) {
   switch (op) {
     case BinaryOp::Add: return a + b;
     case BinaryOp::Sub: return a - b;
@@ -51,23 +52,49 @@ T apply_binary(BinaryOp op, T a, T b) {
   return a;
 }
 
-template <typename T>
-void binary_typed(BinaryOp op, const T* a, int64_t na, const T* b, int64_t nb, T* out, int64_t n) {
+template <BinaryOp op, typename T>
+void binary_typed(const T* a, int64_t na, const T* b, int64_t nb, T* out, int64_t n) {
   if (na == n && nb == n) {
 #pragma omp parallel for if (n > kParallelGrain)
-    for (int64_t i = 0; i < n; ++i) out[i] = apply_binary(op, a[i], b[i]);
+    for (int64_t i = 0; i < n; ++i) out[i] = apply_binary<op>(a[i], b[i]);
   } else if (na == n) {  // b repeats every nb elements: a row broadcast (or a scalar)
     const int64_t rows = n / nb;
 #pragma omp parallel for if (n > kParallelGrain)
     for (int64_t r = 0; r < rows; ++r)
-      for (int64_t c = 0; c < nb; ++c) out[r * nb + c] = apply_binary(op, a[r * nb + c], b[c]);
+      for (int64_t c = 0; c < nb; ++c) out[r * nb + c] = apply_binary<op>(a[r * nb + c], b[c]);
   } else if (nb == n) {
     const int64_t rows = n / na;
 #pragma omp parallel for if (n > kParallelGrain)
     for (int64_t r = 0; r < rows; ++r)
-      for (int64_t c = 0; c < na; ++c) out[r * na + c] = apply_binary(op, a[c], b[r * na + c]);
+      for (int64_t c = 0; c < na; ++c) out[r * na + c] = apply_binary<op>(a[c], b[r * na + c]);
   } else {
-    for (int64_t i = 0; i < n; ++i) out[i] = apply_binary(op, a[i % na], b[i % nb]);
+    for (int64_t i = 0; i < n; ++i) out[i] = apply_binary<op>(a[i % na], b[i % nb]);
+  }
+}
+
+// Calls f(std::integral_constant<Op, op>) so that `op` is a compile-time constant inside f: the
+// per-element switch then folds away and the loops vectorise.
+template <typename F>
+void with_unary_op(UnaryOp op, F&& f) {
+  switch (op) {
+    case UnaryOp::Neg: return f(std::integral_constant<UnaryOp, UnaryOp::Neg>{});
+    case UnaryOp::Relu: return f(std::integral_constant<UnaryOp, UnaryOp::Relu>{});
+    case UnaryOp::Sigmoid: return f(std::integral_constant<UnaryOp, UnaryOp::Sigmoid>{});
+    case UnaryOp::Tanh: return f(std::integral_constant<UnaryOp, UnaryOp::Tanh>{});
+    case UnaryOp::Exp: return f(std::integral_constant<UnaryOp, UnaryOp::Exp>{});
+    case UnaryOp::Log: return f(std::integral_constant<UnaryOp, UnaryOp::Log>{});
+    case UnaryOp::Square: return f(std::integral_constant<UnaryOp, UnaryOp::Square>{});
+    case UnaryOp::Sqrt: return f(std::integral_constant<UnaryOp, UnaryOp::Sqrt>{});
+  }
+}
+
+template <typename F>
+void with_binary_op(BinaryOp op, F&& f) {
+  switch (op) {
+    case BinaryOp::Add: return f(std::integral_constant<BinaryOp, BinaryOp::Add>{});
+    case BinaryOp::Sub: return f(std::integral_constant<BinaryOp, BinaryOp::Sub>{});
+    case BinaryOp::Mul: return f(std::integral_constant<BinaryOp, BinaryOp::Mul>{});
+    case BinaryOp::Div: return f(std::integral_constant<BinaryOp, BinaryOp::Div>{});
   }
 }
 
@@ -78,8 +105,10 @@ void CpuBackend::unary(UnaryOp op, DType dtype, const void* x, void* y, int64_t 
     using T = decltype(tag);
     const T* xs = static_cast<const T*>(x);
     T* ys = static_cast<T*>(y);
+    with_unary_op(op, [&](auto op_c) {
 #pragma omp parallel for if (n > kParallelGrain)
-    for (int64_t i = 0; i < n; ++i) ys[i] = apply_unary(op, xs[i]);
+      for (int64_t i = 0; i < n; ++i) ys[i] = apply_unary<op_c.value>(xs[i]);
+    });
   });
 }
 
@@ -91,8 +120,10 @@ void CpuBackend::unary_backward(UnaryOp op, DType dtype, const void* x, const vo
     const T* ys = static_cast<const T*>(y);
     const T* dys = static_cast<const T*>(dy);
     T* dxs = static_cast<T*>(dx);
+    with_unary_op(op, [&](auto op_c) {
 #pragma omp parallel for if (n > kParallelGrain)
-    for (int64_t i = 0; i < n; ++i) dxs[i] = dys[i] * derivative(op, xs ? xs[i] : T(0), ys ? ys[i] : T(0));
+      for (int64_t i = 0; i < n; ++i) dxs[i] = dys[i] * derivative<op_c.value>(xs[i], ys[i]);
+    });
   });
 }
 
@@ -100,7 +131,9 @@ void CpuBackend::binary(BinaryOp op, DType dtype, const void* a, int64_t na, con
                         int64_t n) {
   with_float_type(dtype, "binary", [&](auto tag) {
     using T = decltype(tag);
-    binary_typed(op, static_cast<const T*>(a), na, static_cast<const T*>(b), nb, static_cast<T*>(out), n);
+    with_binary_op(op, [&](auto op_c) {
+      binary_typed<op_c.value>(static_cast<const T*>(a), na, static_cast<const T*>(b), nb, static_cast<T*>(out), n);
+    });
   });
 }
 

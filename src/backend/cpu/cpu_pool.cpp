@@ -1,6 +1,8 @@
-// CPU max pooling, NHWC. Padded cells never win; backward sends each gradient to the first
-// maximal input of its window (as TensorFlow does).
+// CPU max pooling, NHWC. Loops run over a window's cells with the channels innermost, so each step
+// reads C contiguous floats (vectorised) rather than striding by C per channel. Padded cells never
+// win; backward sends each gradient to the first maximal input of its window (as TensorFlow does).
 #include <limits>
+#include <vector>
 
 #include "backend/cpu/cpu_backend.h"
 
@@ -8,25 +10,17 @@ namespace kiln::backend {
 
 namespace {
 
-// Flat input index of the maximum of window (n, oh, ow, c); -1 when the window is all padding.
-template <typename T>
-int64_t window_argmax(const Pool2dGeometry& g, const T* x, int64_t n, int64_t oh, int64_t ow, int64_t c) {
-  int64_t best = -1;
-  T best_value = -std::numeric_limits<T>::infinity();
+// Calls f(ih, iw) for every in-bounds cell of window (oh, ow), in row-major window order.
+template <typename F>
+void for_each_cell(const Pool2dGeometry& g, int64_t oh, int64_t ow, F&& f) {
   for (int64_t kh = 0; kh < g.KH; ++kh) {
     const int64_t ih = oh * g.stride_h - g.pad_top + kh;
     if (ih < 0 || ih >= g.H) continue;
     for (int64_t kw = 0; kw < g.KW; ++kw) {
       const int64_t iw = ow * g.stride_w - g.pad_left + kw;
-      if (iw < 0 || iw >= g.W) continue;
-      const int64_t i = ((n * g.H + ih) * g.W + iw) * g.C + c;
-      if (best < 0 || x[i] > best_value) {
-        best = i;
-        best_value = x[i];
-      }
+      if (iw >= 0 && iw < g.W) f(ih, iw);
     }
   }
-  return best;
 }
 
 }  // namespace
@@ -39,32 +33,58 @@ void CpuBackend::max_pool2d_forward(DType dtype, const Pool2dGeometry& g, const 
 #pragma omp parallel for if (g.N * g.OH * g.OW * g.C > kParallelGrain)
     for (int64_t row = 0; row < g.N * g.OH; ++row) {
       const int64_t n = row / g.OH, oh = row % g.OH;
-      for (int64_t ow = 0; ow < g.OW; ++ow)
-        for (int64_t c = 0; c < g.C; ++c) {
-          const int64_t i = window_argmax(g, xs, n, oh, ow, c);
-          ys[((n * g.OH + oh) * g.OW + ow) * g.C + c] = i < 0 ? T(0) : xs[i];
-        }
+      for (int64_t ow = 0; ow < g.OW; ++ow) {
+        T* out = ys + ((n * g.OH + oh) * g.OW + ow) * g.C;
+        for (int64_t c = 0; c < g.C; ++c) out[c] = -std::numeric_limits<T>::infinity();
+        bool any = false;
+        for_each_cell(g, oh, ow, [&](int64_t ih, int64_t iw) {
+          const T* in = xs + ((n * g.H + ih) * g.W + iw) * g.C;
+          for (int64_t c = 0; c < g.C; ++c) out[c] = in[c] > out[c] ? in[c] : out[c];
+          any = true;
+        });
+        if (!any)  // a window entirely in the padding (possible only for odd geometries)
+          for (int64_t c = 0; c < g.C; ++c) out[c] = T(0);
+      }
     }
   });
 }
 
-void CpuBackend::max_pool2d_backward(DType dtype, const Pool2dGeometry& g, const void* x, const void*, const void* dy,
+void CpuBackend::max_pool2d_backward(DType dtype, const Pool2dGeometry& g, const void* x, const void* y, const void* dy,
                                      void* dx) {
   with_float_type(dtype, "max_pool2d_backward", [&](auto tag) {
     using T = decltype(tag);
     const T* xs = static_cast<const T*>(x);
+    const T* ys = static_cast<const T*>(y);
     const T* dys = static_cast<const T*>(dy);
     T* dxs = static_cast<T*>(dx);
     fill(dtype, dx, g.N * g.H * g.W * g.C, 0.0);
     // Windows of one image may overlap, so threads split images, never one image.
-#pragma omp parallel for if (g.N > 1 && g.N * g.OH * g.OW * g.C > kParallelGrain)
-    for (int64_t n = 0; n < g.N; ++n)
-      for (int64_t oh = 0; oh < g.OH; ++oh)
-        for (int64_t ow = 0; ow < g.OW; ++ow)
-          for (int64_t c = 0; c < g.C; ++c) {
-            const int64_t i = window_argmax(g, xs, n, oh, ow, c);
-            if (i >= 0) dxs[i] += dys[((n * g.OH + oh) * g.OW + ow) * g.C + c];
+#pragma omp parallel if (g.N > 1 && g.N * g.OH * g.OW * g.C > kParallelGrain)
+    {
+      std::vector<T> routed_buf(static_cast<std::size_t>(g.C));
+      T* __restrict routed = routed_buf.data();  // 1 once channel c's gradient has found its input
+#pragma omp for
+      for (int64_t n = 0; n < g.N; ++n)
+        for (int64_t oh = 0; oh < g.OH; ++oh)
+          for (int64_t ow = 0; ow < g.OW; ++ow) {
+            const int64_t o = ((n * g.OH + oh) * g.OW + ow) * g.C;
+            const T* __restrict y_o = ys + o;
+            const T* __restrict dy_o = dys + o;
+            for (int64_t c = 0; c < g.C; ++c) routed[c] = T(0);
+            // The first cell (in window order) equal to the output is the maximum that forward kept.
+            for_each_cell(g, oh, ow, [&](int64_t ih, int64_t iw) {
+              const int64_t i = ((n * g.H + ih) * g.W + iw) * g.C;
+              const T* __restrict x_i = xs + i;
+              T* __restrict dx_i = dxs + i;
+#pragma omp simd
+              for (int64_t c = 0; c < g.C; ++c) {
+                const T hit = (x_i[c] == y_o[c] && routed[c] == T(0)) ? T(1) : T(0);
+                dx_i[c] += hit != T(0) ? dy_o[c] : T(0);  // a select, so a NaN gradient stays put
+                routed[c] += hit;
+              }
+            });
           }
+    }
   });
 }
 

@@ -1,4 +1,7 @@
 // CPU reductions over [rows, cols]: column sums, row sums, row argmax.
+#include <algorithm>
+#include <vector>
+
 #include "backend/cpu/cpu_backend.h"
 
 namespace kiln::backend {
@@ -8,13 +11,23 @@ void CpuBackend::sum_rows(DType dtype, const void* x, void* y, int64_t rows, int
     using T = decltype(tag);
     const T* xs = static_cast<const T*>(x);
     T* ys = static_cast<T*>(y);
-    // Columns split across threads; each thread walks rows in order, so results do not depend on
-    // the thread count.
-#pragma omp parallel for if (rows * cols > kParallelGrain && cols >= 64)
+    // Rows are summed in fixed blocks (row-major, so the inner loop is contiguous and vectorises);
+    // block sums are then added in block order, so the result never depends on the thread count.
+    constexpr int64_t kBlock = 256;
+    const int64_t blocks = (rows + kBlock - 1) / kBlock;
+    std::vector<T> partial(static_cast<std::size_t>(blocks * cols), T(0));
+#pragma omp parallel for if (rows * cols > kParallelGrain && blocks > 1)
+    for (int64_t b = 0; b < blocks; ++b) {
+      T* __restrict acc = partial.data() + b * cols;
+      for (int64_t r = b * kBlock; r < std::min(rows, (b + 1) * kBlock); ++r) {
+        const T* __restrict row = xs + r * cols;
+        for (int64_t c = 0; c < cols; ++c) acc[c] += row[c];
+      }
+    }
     for (int64_t c = 0; c < cols; ++c) {
-      T acc = accumulate ? ys[c] : T(0);
-      for (int64_t r = 0; r < rows; ++r) acc += xs[r * cols + c];
-      ys[c] = acc;
+      T total = accumulate ? ys[c] : T(0);
+      for (int64_t b = 0; b < blocks; ++b) total += partial[b * cols + c];
+      ys[c] = total;
     }
   });
 }
