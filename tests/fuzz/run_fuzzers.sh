@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Builds kiln's libFuzzer targets with clang and runs each one for a time budget. The corpus of
+# each target grows in <build>/fuzz-corpus/<name>/ from run to run; every crash, leak, timeout or
+# out-of-memory input is copied to tests/fuzz/regressions/<name>/, which the unit tests replay.
+#
+# Usage: tests/fuzz/run_fuzzers.sh [seconds per target (default 60)] [target names... (default all)]
+# Environment: KILN_FUZZ_BUILD_DIR (default <repo>/build-fuzz), KILN_FUZZ_JOBS (build jobs, default 2).
+# Per-target libFuzzer flags may be kept in tests/fuzz/<name>.flags (one line).
+set -euo pipefail
+
+budget="${1:-60}"
+shift || true
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+build="${KILN_FUZZ_BUILD_DIR:-$root/build-fuzz}"
+jobs="${KILN_FUZZ_JOBS:-2}"
+
+# libFuzzer ships with clang's compiler-rt; Debian splits it into libclang-rt-<version>-dev.
+command -v clang++ >/dev/null || { echo "clang++ not found; install clang (Debian: clang, libclang-rt-14-dev)" >&2; exit 1; }
+probe_dir="$(mktemp -d)"
+trap 'rm -rf "$probe_dir"' EXIT
+echo 'extern "C" int LLVMFuzzerTestOneInput(const unsigned char*, unsigned long) { return 0; }' >"$probe_dir/probe.cpp"
+if ! clang++ -fsanitize=fuzzer "$probe_dir/probe.cpp" -o "$probe_dir/probe" 2>"$probe_dir/log"; then
+  cat "$probe_dir/log" >&2
+  echo "clang++ -fsanitize=fuzzer does not link: the libFuzzer runtime is missing (Debian: apt-get install libclang-rt-14-dev)" >&2
+  exit 1
+fi
+
+generator=()
+command -v ninja >/dev/null && generator=(-G Ninja)
+cmake -S "$root" -B "$build" "${generator[@]}" -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
+  -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKILN_FUZZ=ON -DKILN_WITH_CUDA=OFF -DKILN_BUILD_TESTS=ON \
+  -DKILN_BUILD_EXAMPLES=OFF -DKILN_BUILD_BENCH=OFF >"$build.configure.log" 2>&1 \
+  || { cat "$build.configure.log" >&2; exit 1; }
+cmake --build "$build" --target fuzzers -j "$jobs"
+
+if [[ $# -gt 0 ]]; then
+  names=("$@")
+else
+  names=()
+  for exe in "$build"/tests/fuzz/fuzz_*; do [[ -x "$exe" ]] && names+=("$(basename "$exe" | sed 's/^fuzz_//')"); done
+fi
+
+summary=()
+failed=0
+for name in "${names[@]}"; do
+  exe="$build/tests/fuzz/fuzz_$name"
+  [[ -x "$exe" ]] || { echo "no fuzz target fuzz_$name in $build/tests/fuzz" >&2; exit 1; }
+  corpus="$build/fuzz-corpus/$name"
+  artifacts="$build/fuzz-artifacts/$name"
+  regressions="$root/tests/fuzz/regressions/$name"
+  mkdir -p "$corpus" "$artifacts" "$regressions"
+  rm -f "$artifacts"/*  # only this run's findings are copied
+  inputs=("$corpus")
+  [[ -d "$root/tests/fuzz/seeds/$name" ]] && inputs+=("$root/tests/fuzz/seeds/$name")
+  flags=()
+  [[ -f "$root/tests/fuzz/$name.flags" ]] && read -r -a flags <"$root/tests/fuzz/$name.flags"
+  log="$build/fuzz-$name.log"
+
+  echo "== fuzz_$name: ${budget}s, corpus $corpus"
+  set +e
+  "$exe" -max_total_time="$budget" -print_final_stats=1 -artifact_prefix="$artifacts/" "${flags[@]}" \
+    "${inputs[@]}" >"$log" 2>&1
+  status=$?
+  set -e
+
+  found=0
+  for f in "$artifacts"/crash-* "$artifacts"/leak-* "$artifacts"/timeout-* "$artifacts"/oom-*; do
+    [[ -f "$f" ]] || continue
+    cp "$f" "$regressions/"
+    found=$((found + 1))
+  done
+  execs="$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)"
+  corpus_size="$(find "$corpus" -type f | wc -l)"
+  if [[ $status -ne 0 || $found -gt 0 ]]; then
+    failed=1
+    tail -n 40 "$log" >&2
+  fi
+  summary+=("fuzz_$name: ${execs:-?} executions in ${budget}s, corpus $corpus_size inputs, $found finding(s) (exit $status; log $log)")
+done
+
+echo "== summary"
+printf '%s\n' "${summary[@]}"
+[[ $failed -eq 0 ]] || echo "findings were copied to tests/fuzz/regressions/; replay them with kiln_tests" >&2
+exit "$failed"
