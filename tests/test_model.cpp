@@ -212,3 +212,21 @@ TEST(ModelErrors, TargetsOfTheWrongShape) {
   EXPECT_EQ(message_of([&] { model.fit(kXs, Tensor::zeros({6, 2}), {.verbose = 0}); }),
             "[fit] y has per-sample shape [2] but the model outputs [1]; expected targets of the output's shape");
 }
+
+TEST(ModelErrors, CheckNumericsNamesTheFirstLayerWithANaN) {
+  utils::set_random_seed(0);
+  Sequential model({layers::Dense(4, {.activation = "relu", .input_shape = {2}}), layers::Dense(1)});
+  model.compile("sgd", "mse");
+  // A NaN in the second layer's kernel: the first layer's output is fine, the second's is not.
+  std::vector<float> k(4, 0.5f);
+  k[2] = std::numeric_limits<float>::quiet_NaN();
+  model.layers()[1]->set_weight("kernel", Tensor::from_vector(k, {4, 1}));
+  const Tensor x = Tensor::ones({3, 2}), y = Tensor::ones({3, 1});
+  EXPECT_EQ(message_of([&] { model.fit(x, y, {.epochs = 1, .verbose = 0, .check_numerics = true}); }),
+            "[check_numerics] the output of layer dense_1 (Dense) holds NaN at element 0 of [3, 1] (epoch 1, "
+            "step 1); expected finite values");
+  const Tensor x_bad = Tensor::from_vector<float>({1, std::numeric_limits<float>::infinity(), 1, 1, 1, 1}, {3, 2});
+  EXPECT_EQ(message_of([&] { model.fit(x_bad, y, {.epochs = 1, .verbose = 0, .shuffle = false, .check_numerics = true}); }),
+            "[check_numerics] the input batch holds Inf at element 1 of [3, 2] (epoch 1, step 1); expected finite "
+            "values");
+}

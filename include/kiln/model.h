@@ -42,6 +42,9 @@ struct FitOptions {
   bool shuffle = true;
   std::optional<std::pair<Tensor, Tensor>> validation_data = std::nullopt;  ///< (x_val, y_val)
   int initial_epoch = 0;                                                   ///< to resume training
+  /// Checks every layer's output and every weight's gradient at every step and stops at the first
+  /// NaN or Inf, naming the layer (slow: it reads each tensor back; for debugging).
+  bool check_numerics = false;
   std::vector<std::shared_ptr<Callback>> callbacks = {};
 };
 

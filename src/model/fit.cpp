@@ -9,6 +9,7 @@
 #include "kiln/random.h"
 #include "metrics/metrics.h"
 #include "model/data_checks.h"
+#include "model/numerics.h"
 #include "model/progress.h"
 
 namespace kiln {
@@ -69,9 +70,11 @@ History Sequential::fit(const Tensor& x_in, const Tensor& y_in, const FitOptions
       const Tensor xb = opt.shuffle ? take_rows(x, idx) : x.slice_rows(b0, b1);
       const Tensor yb = opt.shuffle ? take_rows(y, idx) : y.slice_rows(b0, b1);
       for (Tensor& p : params) p.zero_grad();
-      const Tensor pred = (*this)(xb);
+      const std::string where = "epoch " + std::to_string(e + 1) + ", step " + std::to_string(s + 1);
+      const Tensor pred = opt.check_numerics ? model::forward_checked(layers_, xb, where) : (*this)(xb);
       const Tensor loss = (*loss_)(yb, pred);
       loss.backward();
+      if (opt.check_numerics) model::check_gradients(layers_, where);
       optimizer_->step(params);
       sums.add(loss, yb, pred);
       if (check_each_step) {

@@ -1,0 +1,50 @@
+// NaN/Inf checks per layer, for FitOptions::check_numerics.
+#include "model/numerics.h"
+
+#include <cmath>
+
+#include "kiln/error.h"
+
+namespace kiln::model {
+
+namespace {
+
+// Index of the first non-finite element, or -1.
+int64_t first_non_finite(const Tensor& t) {
+  const std::vector<double> v = t.to_vector<double>();
+  for (std::size_t i = 0; i < v.size(); ++i)
+    if (!std::isfinite(v[i])) return static_cast<int64_t>(i);
+  return -1;
+}
+
+[[noreturn]] void fail(const std::string& what, const Tensor& t, int64_t index, const std::string& where) {
+  const double v = t.to_vector<double>()[static_cast<std::size_t>(index)];
+  throw NonFiniteError("check_numerics", what + " holds " + (std::isnan(v) ? "NaN" : "Inf") + " at element " +
+                                             std::to_string(index) + " of " + t.shape().str() + " (" + where +
+                                             "); expected finite values");
+}
+
+}  // namespace
+
+Tensor forward_checked(const std::vector<std::shared_ptr<Layer>>& layers, const Tensor& x, const std::string& where) {
+  if (const int64_t i = first_non_finite(x); i >= 0) fail("the input batch", x, i, where);
+  Tensor h = x;
+  for (const auto& layer : layers) {
+    h = layer->call(h);
+    if (const int64_t i = first_non_finite(h); i >= 0)
+      fail("the output of layer " + layer->name() + " (" + layer->class_name() + ")", h, i, where);
+  }
+  return h;
+}
+
+void check_gradients(const std::vector<std::shared_ptr<Layer>>& layers, const std::string& where) {
+  for (auto it = layers.rbegin(); it != layers.rend(); ++it)
+    for (const auto& [name, w] : (*it)->named_weights()) {
+      const Tensor g = w.grad();
+      if (!g.defined()) continue;
+      if (const int64_t i = first_non_finite(g); i >= 0)
+        fail("the gradient of " + (*it)->name() + "/" + name, g, i, where);
+    }
+}
+
+}  // namespace kiln::model
