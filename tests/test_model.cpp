@@ -230,3 +230,20 @@ TEST(ModelErrors, CheckNumericsNamesTheFirstLayerWithANaN) {
             "[check_numerics] the input batch holds Inf at element 1 of [3, 2] (epoch 1, step 1); expected finite "
             "values");
 }
+
+TEST(Model, NothingIsLiveAfterAModelDies) {
+  const auto before = memory_stats(Device::cpu()).in_use;
+  {
+    utils::set_random_seed(0);
+    Sequential model({layers::Conv2D(4, {3, 3}, {.activation = "relu", .input_shape = {6, 6, 2}}),
+                      layers::MaxPooling2D({2, 2}), layers::Flatten(), layers::Dense(3)});
+    model.compile(optimizers::Adam(), losses::SparseCategoricalCrossentropy({.from_logits = true}), {"accuracy"});
+    Generator gen(1);
+    const Tensor x = Tensor::uniform({8, 6, 6, 2}, 0, 1, gen);
+    const Tensor y = Tensor::from_vector<int32_t>({0, 1, 2, 0, 1, 2, 0, 1}, {8});
+    model.fit(x, y, {.batch_size = 3, .epochs = 2, .verbose = 0, .validation_data = {{x, y}}});
+    model.predict(x);
+    EXPECT_GT(memory_stats(Device::cpu()).in_use, before);
+  }
+  EXPECT_EQ(memory_stats(Device::cpu()).in_use, before);
+}
