@@ -3,6 +3,12 @@
 # at run time, so libkiln itself never depends on CUDA libraries.
 set(KILN_CUDA_ENABLED OFF)
 if(NOT KILN_WITH_CUDA STREQUAL "OFF")
+  # GPU code for the common data-centre and desktop generations, plus PTX of the newest for GPUs
+  # to come; set CMAKE_CUDA_ARCHITECTURES (e.g. "90" or "native") to build for fewer.
+  if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES AND NOT DEFINED ENV{CUDAARCHS})
+    set(CMAKE_CUDA_ARCHITECTURES "75-real;80-real;86-real;89-real;90-real;100-real;120" CACHE STRING
+        "GPU architectures to build code for")
+  endif()
   include(CheckLanguage)
   check_language(CUDA)
   set(_kiln_cuda_missing "")
@@ -17,7 +23,8 @@ if(NOT KILN_WITH_CUDA STREQUAL "OFF")
   if(NOT _kiln_cuda_missing)
     find_path(CUDNN_INCLUDE_DIR cudnn.h
       HINTS ${CUDAToolkit_INCLUDE_DIRS} /usr/include/x86_64-linux-gnu /usr/include)
-    find_library(CUDNN_LIBRARY NAMES cudnn
+    # libcudnn.so.9 alone (runtime package, no -dev symlink) is enough to link against.
+    find_library(CUDNN_LIBRARY NAMES cudnn libcudnn.so.9
       HINTS ${CUDAToolkit_LIBRARY_DIR} ${CUDAToolkit_LIBRARY_ROOT}/lib /usr/lib/x86_64-linux-gnu)
     if(NOT CUDNN_INCLUDE_DIR OR NOT CUDNN_LIBRARY)
       set(_kiln_cuda_missing "cuDNN (cudnn.h and libcudnn)")

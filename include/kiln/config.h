@@ -72,5 +72,10 @@ BuildInfo build_info();
 GpuVerdict gpu_verdict();
 /// The first usable GPU, else the CPU.
 Device default_device();
+/// Makes new models start on `device` instead of default_device() (PyTorch's set_default_device).
+void set_default_device(Device device);
+/// The device new models start on: the one set with set_default_device, else default_device(). The
+/// first call without an explicit choice prints one line to stderr saying which device and why.
+Device model_device();
 
 }  // namespace kiln

@@ -63,7 +63,8 @@ struct PredictOptions {
 /// A linear stack of layers.
 class Sequential {
  public:
-  /// A model of `layers`; built at once when the first layer declares input_shape.
+  /// A model of `layers` on model_device() (the first usable GPU, else the CPU); built at once when
+  /// the first layer declares input_shape.
   explicit Sequential(std::vector<LayerRef> layers = {}, std::string name = "sequential");
   /// Appends a layer (Keras' model.add).
   void add(LayerRef layer);
@@ -122,7 +123,7 @@ class Sequential {
   std::string name_;
   Shape input_shape_;
   bool built_ = false;
-  Device device_ = Device::cpu();
+  Device device_;
   std::unique_ptr<Optimizer> optimizer_;
   std::unique_ptr<Loss> loss_;
   std::vector<std::string> metrics_;

@@ -2,6 +2,7 @@
 #include <iostream>
 #include <map>
 
+#include "kiln/config.h"
 #include "kiln/error.h"
 #include "kiln/model.h"
 #include "kiln/random.h"
@@ -16,7 +17,8 @@ std::string unique_name(const std::string& base, std::map<std::string, int>& use
 }
 }  // namespace
 
-Sequential::Sequential(std::vector<LayerRef> layers, std::string name) : name_(std::move(name)) {
+Sequential::Sequential(std::vector<LayerRef> layers, std::string name)
+    : name_(std::move(name)), device_(model_device()) {
   for (auto& l : layers) add(std::move(l));
 }
 

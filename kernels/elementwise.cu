@@ -1,0 +1,163 @@
+// Elementwise kernels: unary functions and their derivatives, broadcasting binary ops, affine,
+// clip. Formulas are the CPU backend's, term for term (sigmoid split by sign so exp never
+// overflows; derivatives from y where the CPU uses y).
+// Shape letters: n elements; na, nb the repeating lengths of a and b (a[i % na], b[i % nb]).
+#include "backend/cuda/check.h"
+#include "backend/cuda/kernels.h"
+#include "device_math.cuh"
+
+namespace kiln::backend::kernels {
+
+// ---------------------------------------------------------------------------------------------
+// kernels
+
+template <typename T>
+__device__ T apply_unary(UnaryOp op, T x) {
+  switch (op) {
+    case UnaryOp::Neg: return -x;
+    case UnaryOp::Relu: return x > T(0) ? x : T(0);
+    case UnaryOp::Sigmoid: return x >= T(0) ? T(1) / (T(1) + d_exp(-x)) : d_exp(x) / (T(1) + d_exp(x));
+    case UnaryOp::Tanh: return d_tanh(x);
+    case UnaryOp::Exp: return d_exp(x);
+    case UnaryOp::Log: return d_log(x);
+    case UnaryOp::Square: return x * x;
+    case UnaryOp::Sqrt: return d_sqrt(x);
+  }
+  return x;
+}
+
+template <typename T>
+__device__ T derivative(UnaryOp op, T x, T y) {
+  switch (op) {
+    case UnaryOp::Neg: return T(-1);
+    case UnaryOp::Relu: return x > T(0) ? T(1) : T(0);
+    case UnaryOp::Sigmoid: return y * (T(1) - y);
+    case UnaryOp::Tanh: return T(1) - y * y;
+    case UnaryOp::Exp: return y;
+    case UnaryOp::Log: return T(1) / x;
+    case UnaryOp::Square: return T(2) * x;
+    case UnaryOp::Sqrt: return T(0.5) / y;
+  }
+  return T(0);
+}
+
+template <typename T>
+__device__ T apply_binary(BinaryOp op, T a, T b) {
+  switch (op) {
+    case BinaryOp::Add: return a + b;
+    case BinaryOp::Sub: return a - b;
+    case BinaryOp::Mul: return a * b;
+    case BinaryOp::Div: return a / b;
+  }
+  return a;
+}
+
+template <typename T>
+__global__ void unary_kernel(UnaryOp op, const T* x, T* y, int64_t n) {
+  KILN_FOR_EACH(i, n) y[i] = apply_unary(op, x[i]);
+}
+
+// x or y may be null when the rule does not read it (as on the CPU).
+template <typename T>
+__global__ void unary_backward_kernel(UnaryOp op, const T* x, const T* y, const T* dy, T* dx, int64_t n) {
+  KILN_FOR_EACH(i, n) dx[i] = dy[i] * derivative(op, x ? x[i] : T(0), y ? y[i] : T(0));
+}
+
+// The common cases (equal sizes, b a row broadcast) avoid the two divisions of the general one.
+template <typename T>
+__global__ void binary_kernel(BinaryOp op, const T* a, int64_t na, const T* b, int64_t nb, T* out, int64_t n) {
+  if (na == n && nb == n) {
+    KILN_FOR_EACH(i, n) out[i] = apply_binary(op, a[i], b[i]);
+  } else if (na == n) {
+    KILN_FOR_EACH(i, n) out[i] = apply_binary(op, a[i], b[nb == 1 ? 0 : i % nb]);
+  } else {
+    KILN_FOR_EACH(i, n) out[i] = apply_binary(op, a[na == 1 ? 0 : i % na], b[nb == 1 ? 0 : i % nb]);
+  }
+}
+
+template <typename T>
+__global__ void affine_kernel(const T* x, T alpha, T beta, T* y, int64_t n) {
+  KILN_FOR_EACH(i, n) y[i] = alpha * x[i] + beta;
+}
+
+// Written as std::min(std::max(x, lo), hi) expands, so a NaN x stays NaN as on the CPU.
+template <typename T>
+__global__ void clip_kernel(const T* x, T* y, int64_t n, T lo, T hi) {
+  KILN_FOR_EACH(i, n) {
+    const T m = (x[i] < lo) ? lo : x[i];
+    y[i] = (hi < m) ? hi : m;
+  }
+}
+
+template <typename T>
+__global__ void clip_backward_kernel(const T* x, const T* dy, T* dx, int64_t n, T lo, T hi) {
+  KILN_FOR_EACH(i, n) dx[i] = (x[i] >= lo && x[i] <= hi) ? dy[i] : T(0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// launchers
+
+void unary(UnaryOp op, DType dtype, const void* x, void* y, int64_t n, cudaStream_t s) {
+  if (n <= 0) return;
+  with_float(dtype, "unary", [&](auto tag) {
+    using T = decltype(tag);
+    unary_kernel<<<grid_for(n), kBlock, 0, s>>>(op, static_cast<const T*>(x), static_cast<T*>(y), n);
+  });
+  KILN_LAUNCH_CHECK("unary_kernel");
+}
+
+void unary_backward(UnaryOp op, DType dtype, const void* x, const void* y, const void* dy, void* dx, int64_t n,
+                    cudaStream_t s) {
+  if (n <= 0) return;
+  with_float(dtype, "unary_backward", [&](auto tag) {
+    using T = decltype(tag);
+    unary_backward_kernel<<<grid_for(n), kBlock, 0, s>>>(op, static_cast<const T*>(x), static_cast<const T*>(y),
+                                                         static_cast<const T*>(dy), static_cast<T*>(dx), n);
+  });
+  KILN_LAUNCH_CHECK("unary_backward_kernel");
+}
+
+void binary(BinaryOp op, DType dtype, const void* a, int64_t na, const void* b, int64_t nb, void* out, int64_t n,
+            cudaStream_t s) {
+  if (n <= 0) return;
+  with_float(dtype, "binary", [&](auto tag) {
+    using T = decltype(tag);
+    binary_kernel<<<grid_for(n), kBlock, 0, s>>>(op, static_cast<const T*>(a), na, static_cast<const T*>(b), nb,
+                                                 static_cast<T*>(out), n);
+  });
+  KILN_LAUNCH_CHECK("binary_kernel");
+}
+
+void affine(DType dtype, const void* x, double alpha, double beta, void* y, int64_t n, cudaStream_t s) {
+  if (n <= 0) return;
+  with_float(dtype, "affine", [&](auto tag) {
+    using T = decltype(tag);
+    affine_kernel<<<grid_for(n), kBlock, 0, s>>>(static_cast<const T*>(x), static_cast<T>(alpha),
+                                                 static_cast<T>(beta), static_cast<T*>(y), n);
+  });
+  KILN_LAUNCH_CHECK("affine_kernel");
+}
+
+void clip(DType dtype, const void* x, void* y, int64_t n, double lo, double hi, cudaStream_t s) {
+  if (n <= 0) return;
+  with_float(dtype, "clip", [&](auto tag) {
+    using T = decltype(tag);
+    clip_kernel<<<grid_for(n), kBlock, 0, s>>>(static_cast<const T*>(x), static_cast<T*>(y), n,
+                                                   static_cast<T>(lo), static_cast<T>(hi));
+  });
+  KILN_LAUNCH_CHECK("clip_kernel");
+}
+
+void clip_backward(DType dtype, const void* x, const void* dy, void* dx, int64_t n, double lo, double hi,
+                   cudaStream_t s) {
+  if (n <= 0) return;
+  with_float(dtype, "clip_backward", [&](auto tag) {
+    using T = decltype(tag);
+    clip_backward_kernel<<<grid_for(n), kBlock, 0, s>>>(static_cast<const T*>(x), static_cast<const T*>(dy),
+                                                        static_cast<T*>(dx), n, static_cast<T>(lo),
+                                                        static_cast<T>(hi));
+  });
+  KILN_LAUNCH_CHECK("clip_backward_kernel");
+}
+
+}  // namespace kiln::backend::kernels

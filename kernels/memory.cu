@@ -1,0 +1,164 @@
+// Data movement kernels: fill, cast, row gather, 2-D transpose (HWIO <-> KRSC filters for cuDNN)
+// and NHWC zero padding / cropping (for TensorFlow's asymmetric "same" padding, which cuDNN's
+// symmetric padding cannot express).
+// Shape letters: N batch, H/W height/width, C channels, HP/WP padded height/width.
+#include "backend/cuda/check.h"
+#include "backend/cuda/kernels.h"
+
+namespace kiln::backend::kernels {
+
+// ---------------------------------------------------------------------------------------------
+// kernels
+
+template <typename T>
+__global__ void fill_kernel(T* dst, int64_t n, T value) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+    dst[i] = value;
+}
+
+template <typename From, typename To>
+__global__ void cast_kernel(const From* src, To* dst, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+    dst[i] = static_cast<To>(src[i]);
+}
+
+// One thread per word of `Word` bytes; rows are whole words (checked by the launcher).
+template <typename Word>
+__global__ void gather_rows_kernel(const Word* src, const int32_t* idx, Word* dst, int64_t n_idx,
+                                   int64_t words_per_row) {
+  const int64_t total = n_idx * words_per_row;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t row = i / words_per_row, word = i % words_per_row;
+    dst[i] = src[int64_t(idx[row]) * words_per_row + word];
+  }
+}
+
+// 32x32 tiles through shared memory so both the read and the write are coalesced.
+template <typename T>
+__global__ void transpose_kernel(const T* in, T* out, int64_t rows, int64_t cols) {
+  __shared__ T tile[32][33];
+  const int64_t c0 = int64_t(blockIdx.x) * 32, r0 = int64_t(blockIdx.y) * 32;
+  for (int j = threadIdx.y; j < 32; j += blockDim.y) {
+    const int64_t r = r0 + j, c = c0 + threadIdx.x;
+    if (r < rows && c < cols) tile[j][threadIdx.x] = in[r * cols + c];
+  }
+  __syncthreads();
+  for (int j = threadIdx.y; j < 32; j += blockDim.y) {
+    const int64_t c = c0 + j, r = r0 + threadIdx.x;
+    if (r < rows && c < cols) out[c * rows + r] = tile[threadIdx.x][j];
+  }
+}
+
+template <typename T>
+__global__ void pad_kernel(const T* x, T* xp, int64_t N, int64_t H, int64_t W, int64_t C, int64_t HP, int64_t WP,
+                           int64_t top, int64_t left) {
+  const int64_t total = N * HP * WP * C;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t c = i % C, wp = (i / C) % WP, hp = (i / (C * WP)) % HP, n = i / (C * WP * HP);
+    const int64_t h = hp - top, w = wp - left;
+    xp[i] = (h >= 0 && h < H && w >= 0 && w < W) ? x[((n * H + h) * W + w) * C + c] : T(0);
+  }
+}
+
+template <typename T>
+__global__ void crop_kernel(const T* dxp, T* dx, int64_t N, int64_t H, int64_t W, int64_t C, int64_t HP, int64_t WP,
+                            int64_t top, int64_t left) {
+  const int64_t total = N * H * W * C;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t c = i % C, w = (i / C) % W, h = (i / (C * W)) % H, n = i / (C * W * H);
+    const int64_t hp = h + top, wp = w + left;
+    dx[i] = (hp < HP && wp < WP) ? dxp[((n * HP + hp) * WP + wp) * C + c] : T(0);
+  }
+}
+
+__global__ void probe_kernel_impl() {}
+
+// ---------------------------------------------------------------------------------------------
+// launchers
+
+namespace {
+template <typename F>
+void with_any(DType dtype, F&& f) {
+  switch (dtype) {
+    case DType::Float32: f(float{}); return;
+    case DType::Float64: f(double{}); return;
+    case DType::Int32: f(int32_t{}); return;
+    case DType::UInt8: f(uint8_t{}); return;
+  }
+}
+}  // namespace
+
+void fill(DType dtype, void* dst, int64_t n, double value, cudaStream_t s) {
+  if (n <= 0) return;
+  with_any(dtype, [&](auto tag) {
+    using T = decltype(tag);
+    fill_kernel<<<grid_for(n), kBlock, 0, s>>>(static_cast<T*>(dst), n, static_cast<T>(value));
+  });
+  KILN_LAUNCH_CHECK("fill_kernel");
+}
+
+void cast(DType from, const void* src, DType to, void* dst, int64_t n, cudaStream_t s) {
+  if (n <= 0) return;
+  with_any(from, [&](auto f) {
+    with_any(to, [&](auto t) {
+      cast_kernel<<<grid_for(n), kBlock, 0, s>>>(static_cast<const decltype(f)*>(src), static_cast<decltype(t)*>(dst), n);
+    });
+  });
+  KILN_LAUNCH_CHECK("cast_kernel");
+}
+
+void gather_rows(const void* src, const int32_t* idx, void* dst, int64_t n_idx, std::size_t row_bytes,
+                 cudaStream_t s) {
+  if (n_idx <= 0 || row_bytes == 0) return;
+  const auto aligned = [&](std::size_t a) {
+    return row_bytes % a == 0 && reinterpret_cast<uintptr_t>(src) % a == 0 && reinterpret_cast<uintptr_t>(dst) % a == 0;
+  };
+  auto launch = [&](auto word) {
+    using Word = decltype(word);
+    const int64_t words = static_cast<int64_t>(row_bytes / sizeof(Word));
+    gather_rows_kernel<<<grid_for(n_idx * words), kBlock, 0, s>>>(static_cast<const Word*>(src), idx,
+                                                                   static_cast<Word*>(dst), n_idx, words);
+  };
+  if (aligned(16)) launch(int4{});
+  else if (aligned(4)) launch(int32_t{});
+  else launch(uint8_t{});
+  KILN_LAUNCH_CHECK("gather_rows_kernel");
+}
+
+void transpose(DType dtype, const void* in, void* out, int64_t rows, int64_t cols, cudaStream_t s) {
+  if (rows <= 0 || cols <= 0) return;
+  with_float(dtype, "transpose", [&](auto tag) {
+    using T = decltype(tag);
+    const dim3 grid(static_cast<unsigned>((cols + 31) / 32), static_cast<unsigned>((rows + 31) / 32));
+    transpose_kernel<<<grid, dim3(32, 8), 0, s>>>(static_cast<const T*>(in), static_cast<T*>(out), rows, cols);
+  });
+  KILN_LAUNCH_CHECK("transpose_kernel");
+}
+
+void pad_nhwc(DType dtype, const void* x, void* xp, int64_t N, int64_t H, int64_t W, int64_t C, int64_t HP,
+              int64_t WP, int64_t top, int64_t left, cudaStream_t s) {
+  const int64_t total = N * HP * WP * C;
+  if (total <= 0) return;
+  with_float(dtype, "pad", [&](auto tag) {
+    using T = decltype(tag);
+    pad_kernel<<<grid_for(total), kBlock, 0, s>>>(static_cast<const T*>(x), static_cast<T*>(xp), N, H, W, C, HP, WP,
+                                                  top, left);
+  });
+  KILN_LAUNCH_CHECK("pad_kernel");
+}
+
+void crop_nhwc(DType dtype, const void* dxp, void* dx, int64_t N, int64_t H, int64_t W, int64_t C, int64_t HP,
+               int64_t WP, int64_t top, int64_t left, cudaStream_t s) {
+  const int64_t total = N * H * W * C;
+  if (total <= 0) return;
+  with_float(dtype, "crop", [&](auto tag) {
+    using T = decltype(tag);
+    crop_kernel<<<grid_for(total), kBlock, 0, s>>>(static_cast<const T*>(dxp), static_cast<T*>(dx), N, H, W, C, HP,
+                                                   WP, top, left);
+  });
+  KILN_LAUNCH_CHECK("crop_kernel");
+}
+
+const void* probe_kernel() { return reinterpret_cast<const void*>(&probe_kernel_impl); }
+
+}  // namespace kiln::backend::kernels

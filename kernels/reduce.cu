@@ -1,0 +1,168 @@
+// Reductions over x [rows, cols]: column sums (sum_rows), row sums (sum_cols), row argmax and the
+// accuracy count. No atomics on values, so every sum is deterministic run to run; the accuracy
+// count adds whole numbers, which float atomics add exactly.
+// Shape letters: R rows, C cols.
+#include <climits>
+
+#include "backend/cuda/check.h"
+#include "backend/cuda/kernels.h"
+#include "device_math.cuh"
+
+namespace kiln::backend::kernels {
+
+// ---------------------------------------------------------------------------------------------
+// kernels
+
+// Block (32, 32): threadIdx.x picks a column of the block's 32-column tile, threadIdx.y strides
+// the rows; the 32 partial sums of each column are then added in a fixed tree order.
+template <typename T>
+__global__ void sum_rows_kernel(const T* x, T* y, int64_t R, int64_t C, bool accumulate) {
+  __shared__ T partial[32][33];
+  const int64_t c = int64_t(blockIdx.x) * 32 + threadIdx.x;
+  T acc = T(0);
+  if (c < C)
+    for (int64_t r = threadIdx.y; r < R; r += 32) acc += x[r * C + c];
+  partial[threadIdx.y][threadIdx.x] = acc;
+  __syncthreads();
+  for (int stride = 16; stride > 0; stride /= 2) {
+    if (threadIdx.y < stride) partial[threadIdx.y][threadIdx.x] += partial[threadIdx.y + stride][threadIdx.x];
+    __syncthreads();
+  }
+  if (threadIdx.y == 0 && c < C) y[c] = accumulate ? y[c] + partial[0][threadIdx.x] : partial[0][threadIdx.x];
+}
+
+template <typename T>
+__device__ T warp_sum(T v) {
+  for (int offset = 16; offset > 0; offset /= 2) v += __shfl_down_sync(0xffffffffu, v, offset);
+  return v;
+}
+
+// One warp per row: for the short rows of logits and per-sample losses.
+template <typename T>
+__global__ void sum_cols_warp_kernel(const T* x, T* y, int64_t R, int64_t C) {
+  const int64_t r = int64_t(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  if (r >= R) return;
+  T acc = T(0);
+  for (int64_t c = lane; c < C; c += 32) acc += x[r * C + c];
+  acc = warp_sum(acc);
+  if (lane == 0) y[r] = acc;
+}
+
+// One block of 1024 per row: for long rows (a full-tensor sum is one row).
+template <typename T>
+__global__ void sum_cols_block_kernel(const T* x, T* y, int64_t C) {
+  __shared__ T warps[32];
+  const int64_t r = blockIdx.x;
+  T acc = T(0);
+  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) acc += x[r * C + c];
+  acc = warp_sum(acc);
+  if (threadIdx.x % 32 == 0) warps[threadIdx.x / 32] = acc;
+  __syncthreads();
+  if (threadIdx.x < 32) {
+    acc = threadIdx.x < blockDim.x / 32 ? warps[threadIdx.x] : T(0);
+    acc = warp_sum(acc);
+    if (threadIdx.x == 0) y[r] = acc;
+  }
+}
+
+// The first index of the row's maximum, found by one warp (the CPU's strict ">" scan keeps the
+// first of equal maxima; ties between lanes go to the smaller index).
+template <typename T>
+__device__ int64_t warp_argmax(const T* row, int64_t C, int lane) {
+  T best = T(0);
+  int64_t best_i = LLONG_MAX;
+  for (int64_t c = lane; c < C; c += 32) {
+    if (best_i == LLONG_MAX || row[c] > best) {
+      best = row[c];
+      best_i = c;
+    }
+  }
+  for (int offset = 16; offset > 0; offset /= 2) {
+    const T other = __shfl_down_sync(0xffffffffu, best, offset);
+    const int64_t other_i = __shfl_down_sync(0xffffffffu, best_i, offset);
+    const bool take = other_i != LLONG_MAX &&
+                      (best_i == LLONG_MAX || other > best || (other == best && other_i < best_i));
+    if (take) {
+      best = other;
+      best_i = other_i;
+    }
+  }
+  return best_i == LLONG_MAX ? 0 : best_i;
+}
+
+template <typename T>
+__global__ void argmax_rows_kernel(const T* x, int32_t* y, int64_t R, int64_t C) {
+  const int64_t r = int64_t(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
+  if (r >= R) return;
+  const int64_t best = warp_argmax(x + r * C, C, threadIdx.x % 32);
+  if (threadIdx.x % 32 == 0) y[r] = static_cast<int32_t>(best);
+}
+
+template <typename T>
+__global__ void accuracy_sum_kernel(const T* x, const int32_t* labels, T* correct, int64_t R, int64_t C) {
+  __shared__ int hits;
+  if (threadIdx.x == 0) hits = 0;
+  __syncthreads();
+  const int64_t r = int64_t(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
+  if (r < R) {
+    const int64_t best = warp_argmax(x + r * C, C, threadIdx.x % 32);
+    if (threadIdx.x % 32 == 0 && best == labels[r]) atomicAdd(&hits, 1);
+  }
+  __syncthreads();
+  if (threadIdx.x == 0 && hits > 0) atomicAdd(correct, static_cast<T>(hits));
+}
+
+// ---------------------------------------------------------------------------------------------
+// launchers
+
+namespace {
+constexpr int kRowsPerBlock = kBlock / 32;  // warp-per-row kernels
+unsigned row_blocks(int64_t rows) { return static_cast<unsigned>((rows + kRowsPerBlock - 1) / kRowsPerBlock); }
+}  // namespace
+
+void sum_rows(DType dtype, const void* x, void* y, int64_t rows, int64_t cols, bool accumulate, cudaStream_t s) {
+  if (cols <= 0) return;
+  with_float(dtype, "sum_rows", [&](auto tag) {
+    using T = decltype(tag);
+    sum_rows_kernel<<<static_cast<unsigned>((cols + 31) / 32), dim3(32, 32), 0, s>>>(
+        static_cast<const T*>(x), static_cast<T*>(y), rows, cols, accumulate);
+  });
+  KILN_LAUNCH_CHECK("sum_rows_kernel");
+}
+
+void sum_cols(DType dtype, const void* x, void* y, int64_t rows, int64_t cols, cudaStream_t s) {
+  if (rows <= 0) return;
+  with_float(dtype, "sum_cols", [&](auto tag) {
+    using T = decltype(tag);
+    if (cols > 4096)
+      sum_cols_block_kernel<<<static_cast<unsigned>(rows), 1024, 0, s>>>(static_cast<const T*>(x), static_cast<T*>(y),
+                                                                         cols);
+    else
+      sum_cols_warp_kernel<<<row_blocks(rows), kBlock, 0, s>>>(static_cast<const T*>(x), static_cast<T*>(y), rows,
+                                                               cols);
+  });
+  KILN_LAUNCH_CHECK("sum_cols_kernel");
+}
+
+void argmax_rows(DType dtype, const void* x, int32_t* y, int64_t rows, int64_t cols, cudaStream_t s) {
+  if (rows <= 0) return;
+  with_float(dtype, "argmax", [&](auto tag) {
+    using T = decltype(tag);
+    argmax_rows_kernel<<<row_blocks(rows), kBlock, 0, s>>>(static_cast<const T*>(x), y, rows, cols);
+  });
+  KILN_LAUNCH_CHECK("argmax_rows_kernel");
+}
+
+void accuracy_sum(DType dtype, const void* x, const int32_t* labels, void* correct, int64_t rows, int64_t cols,
+                  cudaStream_t s) {
+  if (rows <= 0) return;
+  with_float(dtype, "accuracy", [&](auto tag) {
+    using T = decltype(tag);
+    accuracy_sum_kernel<<<row_blocks(rows), kBlock, 0, s>>>(static_cast<const T*>(x), labels,
+                                                            static_cast<T*>(correct), rows, cols);
+  });
+  KILN_LAUNCH_CHECK("accuracy_sum_kernel");
+}
+
+}  // namespace kiln::backend::kernels

@@ -1,0 +1,125 @@
+// Softmax, log-softmax, their backward, and sparse softmax cross-entropy (loss and gradient in one
+// pass), one warp per row: rows are short (classes), and a warp needs no shared memory or block
+// barrier. Every row is max-shifted, lse = max + log(sum(exp(x - max))), as on the CPU.
+// Shape letters: R rows, C cols (classes).
+#include <cmath>
+
+#include "backend/cuda/check.h"
+#include "backend/cuda/kernels.h"
+#include "device_math.cuh"
+
+namespace kiln::backend::kernels {
+
+// ---------------------------------------------------------------------------------------------
+// kernels
+
+template <typename T>
+__device__ T warp_all_sum(T v) {
+  for (int offset = 16; offset > 0; offset /= 2) v += __shfl_xor_sync(0xffffffffu, v, offset);
+  return v;
+}
+
+template <typename T>
+__device__ T warp_all_max(T v) {
+  for (int offset = 16; offset > 0; offset /= 2) {
+    const T other = __shfl_xor_sync(0xffffffffu, v, offset);
+    v = v < other ? other : v;
+  }
+  return v;
+}
+
+// log(sum(exp(row))) computed by the whole warp; every lane gets it.
+template <typename T>
+__device__ T warp_log_sum_exp(const T* row, int64_t C, int lane) {
+  T mx = -INFINITY;
+  for (int64_t c = lane; c < C; c += 32) mx = mx < row[c] ? row[c] : mx;
+  mx = warp_all_max(mx);
+  T s = T(0);
+  for (int64_t c = lane; c < C; c += 32) s += d_exp(row[c] - mx);
+  return mx + d_log(warp_all_sum(s));
+}
+
+template <typename T>
+__global__ void softmax_kernel(const T* x, T* y, int64_t R, int64_t C, bool log) {
+  const int64_t r = int64_t(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  if (r >= R) return;
+  const T* xr = x + r * C;
+  T* yr = y + r * C;
+  const T lse = warp_log_sum_exp(xr, C, lane);
+  for (int64_t c = lane; c < C; c += 32) yr[c] = log ? xr[c] - lse : d_exp(xr[c] - lse);
+}
+
+template <typename T>
+__global__ void softmax_backward_kernel(const T* y, const T* dy, T* dx, int64_t R, int64_t C, bool log) {
+  const int64_t r = int64_t(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  if (r >= R) return;
+  const T* yr = y + r * C;
+  const T* dyr = dy + r * C;
+  T* dxr = dx + r * C;
+  T s = T(0);
+  for (int64_t c = lane; c < C; c += 32) s += log ? dyr[c] : dyr[c] * yr[c];
+  s = warp_all_sum(s);
+  for (int64_t c = lane; c < C; c += 32) dxr[c] = log ? dyr[c] - d_exp(yr[c]) * s : yr[c] * (dyr[c] - s);
+}
+
+// loss[r] = lse - x[label]; dlogits = (softmax - onehot) * scale. A bad label gives NaN loss.
+template <typename T>
+__global__ void sparse_xent_kernel(const T* x, const int32_t* labels, T* loss, T* dlogits, T scale, int64_t R,
+                                   int64_t C) {
+  const int64_t r = int64_t(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  if (r >= R) return;
+  const T* xr = x + r * C;
+  const int32_t label = labels[r];
+  const bool valid = label >= 0 && label < C;
+  const T lse = warp_log_sum_exp(xr, C, lane);
+  if (lane == 0) loss[r] = valid ? lse - xr[label] : T(NAN);
+  if (dlogits) {
+    T* dr = dlogits + r * C;
+    for (int64_t c = lane; c < C; c += 32) dr[c] = (d_exp(xr[c] - lse) - (c == label ? T(1) : T(0))) * scale;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// launchers
+
+namespace {
+constexpr int kRowsPerBlock = kBlock / 32;
+unsigned row_blocks(int64_t rows) { return static_cast<unsigned>((rows + kRowsPerBlock - 1) / kRowsPerBlock); }
+}  // namespace
+
+void softmax(DType dtype, const void* x, void* y, int64_t rows, int64_t cols, bool log, cudaStream_t s) {
+  if (rows <= 0 || cols <= 0) return;
+  with_float(dtype, "softmax", [&](auto tag) {
+    using T = decltype(tag);
+    softmax_kernel<<<row_blocks(rows), kBlock, 0, s>>>(static_cast<const T*>(x), static_cast<T*>(y), rows, cols, log);
+  });
+  KILN_LAUNCH_CHECK("softmax_kernel");
+}
+
+void softmax_backward(DType dtype, const void* y, const void* dy, void* dx, int64_t rows, int64_t cols, bool log,
+                      cudaStream_t s) {
+  if (rows <= 0 || cols <= 0) return;
+  with_float(dtype, "softmax_backward", [&](auto tag) {
+    using T = decltype(tag);
+    softmax_backward_kernel<<<row_blocks(rows), kBlock, 0, s>>>(static_cast<const T*>(y), static_cast<const T*>(dy),
+                                                                static_cast<T*>(dx), rows, cols, log);
+  });
+  KILN_LAUNCH_CHECK("softmax_backward_kernel");
+}
+
+void sparse_softmax_xent(DType dtype, const void* logits, const int32_t* labels, void* loss, void* dlogits,
+                         double grad_scale, int64_t rows, int64_t cols, cudaStream_t s) {
+  if (rows <= 0) return;
+  with_float(dtype, "sparse_softmax_cross_entropy", [&](auto tag) {
+    using T = decltype(tag);
+    sparse_xent_kernel<<<row_blocks(rows), kBlock, 0, s>>>(static_cast<const T*>(logits), labels,
+                                                           static_cast<T*>(loss), static_cast<T*>(dlogits),
+                                                           static_cast<T>(grad_scale), rows, cols);
+  });
+  KILN_LAUNCH_CHECK("sparse_xent_kernel");
+}
+
+}  // namespace kiln::backend::kernels

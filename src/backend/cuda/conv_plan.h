@@ -1,0 +1,38 @@
+// A convolution geometry's cuDNN descriptors and the algorithms chosen for it (once, on first use).
+#pragma once
+
+#include <cudnn.h>
+
+#include <cstddef>
+#include <cstdint>
+
+namespace kiln::backend {
+
+struct ConvPlan {
+  cudnnDataType_t type = CUDNN_DATA_FLOAT;
+  /// True when TensorFlow's padding is asymmetric (or drops input rows): the input is then padded
+  /// by a kernel of ours to [N, HP, WP, C] and cuDNN runs without padding.
+  bool explicit_pad = false;
+  int64_t HP = 0, WP = 0;
+  cudnnTensorDescriptor_t x = nullptr, y = nullptr;
+  cudnnFilterDescriptor_t w = nullptr;  // KRSC: [F, KH, KW, C], our HWIO kernel transposed
+  cudnnConvolutionDescriptor_t conv = nullptr;
+
+  bool have_fwd = false, have_bwd_data = false, have_bwd_filter = false;
+  cudnnConvolutionFwdAlgo_t fwd{};
+  cudnnConvolutionBwdDataAlgo_t bwd_data{};
+  cudnnConvolutionBwdFilterAlgo_t bwd_filter{};
+  std::size_t fwd_ws = 0, bwd_data_ws = 0, bwd_filter_ws = 0;
+
+  ConvPlan() = default;
+  ConvPlan(const ConvPlan&) = delete;
+  ConvPlan& operator=(const ConvPlan&) = delete;
+  ~ConvPlan() {
+    if (conv) cudnnDestroyConvolutionDescriptor(conv);
+    if (w) cudnnDestroyFilterDescriptor(w);
+    if (y) cudnnDestroyTensorDescriptor(y);
+    if (x) cudnnDestroyTensorDescriptor(x);
+  }
+};
+
+}  // namespace kiln::backend

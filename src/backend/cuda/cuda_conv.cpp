@@ -1,0 +1,232 @@
+// 2-D convolution through cuDNN, NHWC. Our kernel layout [KH, KW, C, F] (TensorFlow's HWIO) is a
+// [KH*KW*C, F] matrix; cuDNN's NHWC filter layout [F, KH, KW, C] is its transpose, so each call
+// transposes the (small) kernel with one kernel of ours. Algorithms come from cuDNN's heuristics
+// (cudnnGet*_v7) once per geometry: the first deterministic one without tensor-core math (so
+// float32 stays float32, no TF32) whose workspace fits; the workspace comes from the caching
+// allocator. cuDNN 9 marks this API deprecated but still ships it (libcudnn_cnn).
+// Shape letters: N batch, H/W input, C channels, KH/KW kernel, F filters, OH/OW output.
+#include <string>
+#include <vector>
+
+#include "backend/cuda/check.h"
+#include "backend/cuda/conv_plan.h"
+#include "backend/cuda/cuda_backend.h"
+#include "backend/cuda/kernels.h"
+
+namespace kiln::backend {
+
+namespace {
+
+constexpr std::size_t kMaxWorkspace = std::size_t(512) << 20;
+
+std::string geometry_str(const Conv2dGeometry& g) {
+  auto s = [](int64_t v) { return std::to_string(v); };
+  return "input [" + s(g.N) + ", " + s(g.H) + ", " + s(g.W) + ", " + s(g.C) + "], kernel [" + s(g.KH) + ", " +
+         s(g.KW) + ", " + s(g.C) + ", " + s(g.F) + "], strides [" + s(g.stride_h) + ", " + s(g.stride_w) + "]";
+}
+
+int as_int(int64_t v, const Conv2dGeometry& g) {
+  if (v < 0 || v > 2147483647)
+    throw Error("conv2d", "extent " + std::to_string(v) + " does not fit cuDNN's int API (" + geometry_str(g) +
+                              "); expected extents below 2^31");
+  return static_cast<int>(v);
+}
+
+// 1 and 0 in the precision cuDNN wants for alpha and beta.
+struct Scalars {
+  float f1 = 1.f, f0 = 0.f;
+  double d1 = 1.0, d0 = 0.0;
+  const void* one(cudnnDataType_t t) const { return t == CUDNN_DATA_DOUBLE ? static_cast<const void*>(&d1) : &f1; }
+  const void* zero(cudnnDataType_t t) const { return t == CUDNN_DATA_DOUBLE ? static_cast<const void*>(&d0) : &f0; }
+};
+
+// Picks from cuDNN's heuristic list (best first): deterministic and plain FMA math first (float32
+// stays float32: no TF32), workspace within the cap; a nondeterministic one only when no
+// deterministic one exists.
+template <typename Perf>
+const Perf* pick(const std::vector<Perf>& perf, cudnnDataType_t type) {
+  for (int pass = 0; pass < 3; ++pass)
+    for (const Perf& p : perf) {
+      if (p.status != CUDNN_STATUS_SUCCESS || p.memory > kMaxWorkspace) continue;
+      if (pass < 2 && p.determinism != CUDNN_DETERMINISTIC) continue;
+      const bool fma = p.mathType == CUDNN_FMA_MATH, plain = fma || p.mathType == CUDNN_DEFAULT_MATH;
+      if (type == CUDNN_DATA_FLOAT && !(pass == 0 ? fma : plain)) continue;
+      return &p;
+    }
+  return nullptr;
+}
+
+template <typename Perf>
+[[noreturn]] void no_algorithm(const char* op, const char* direction, const std::vector<Perf>& perf,
+                               cudnnDataType_t type, const Conv2dGeometry& g) {
+  std::string tried;
+  for (const Perf& p : perf)
+    tried += (tried.empty() ? "" : ", ") + std::to_string(static_cast<int>(p.algo)) + ":" +
+             cudnnGetErrorString(p.status);
+  throw Error(op, std::string("cuDNN has no ") + direction + " algorithm for " +
+                      (type == CUDNN_DATA_DOUBLE ? "float64" : "float32") + " NHWC convolution with " +
+                      geometry_str(g) + " (heuristics returned " + (tried.empty() ? "none" : tried) +
+                      "); expected float32, or run this convolution on the CPU");
+}
+
+}  // namespace
+
+ConvPlan& CudaBackend::conv_plan(DType dtype, const Conv2dGeometry& g) {
+  const ConvKey key{static_cast<int>(dtype), g.N, g.H, g.W, g.C, g.KH, g.KW, g.F, g.OH, g.OW, g.stride_h, g.stride_w,
+                    g.pad_top, g.pad_left};
+  auto it = conv_plans_.find(key);
+  if (it != conv_plans_.end()) return *it->second;
+
+  auto plan = std::make_unique<ConvPlan>();
+  ConvPlan& p = *plan;
+  if (dtype == DType::Float32) p.type = CUDNN_DATA_FLOAT;
+  else if (dtype == DType::Float64) p.type = CUDNN_DATA_DOUBLE;
+  else throw Error("conv2d", "no CUDA kernel for " + dtype_name(dtype) + "; expected float32 or float64");
+
+  // cuDNN pads symmetrically; use its padding only when that gives exactly TensorFlow's output.
+  const int64_t num_h = g.H + 2 * g.pad_top - g.KH, num_w = g.W + 2 * g.pad_left - g.KW;
+  const bool direct = num_h >= 0 && num_w >= 0 && num_h / g.stride_h + 1 == g.OH && num_w / g.stride_w + 1 == g.OW;
+  p.explicit_pad = !direct;
+  p.HP = direct ? g.H : (g.OH - 1) * g.stride_h + g.KH;
+  p.WP = direct ? g.W : (g.OW - 1) * g.stride_w + g.KW;
+  const int pad_h = direct ? as_int(g.pad_top, g) : 0, pad_w = direct ? as_int(g.pad_left, g) : 0;
+
+  KILN_CUDNN_CHECK(cudnnCreateTensorDescriptor(&p.x));
+  KILN_CUDNN_CHECK(cudnnCreateTensorDescriptor(&p.y));
+  KILN_CUDNN_CHECK(cudnnCreateFilterDescriptor(&p.w));
+  KILN_CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&p.conv));
+  KILN_CUDNN_CHECK(cudnnSetTensor4dDescriptor(p.x, CUDNN_TENSOR_NHWC, p.type, as_int(g.N, g), as_int(g.C, g),
+                                              as_int(p.HP, g), as_int(p.WP, g)));
+  KILN_CUDNN_CHECK(cudnnSetTensor4dDescriptor(p.y, CUDNN_TENSOR_NHWC, p.type, as_int(g.N, g), as_int(g.F, g),
+                                              as_int(g.OH, g), as_int(g.OW, g)));
+  KILN_CUDNN_CHECK(cudnnSetFilter4dDescriptor(p.w, p.type, CUDNN_TENSOR_NHWC, as_int(g.F, g), as_int(g.C, g),
+                                              as_int(g.KH, g), as_int(g.KW, g)));
+  KILN_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(p.conv, pad_h, pad_w, as_int(g.stride_h, g),
+                                                   as_int(g.stride_w, g), 1, 1, CUDNN_CROSS_CORRELATION, p.type));
+  KILN_CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv, p.type == CUDNN_DATA_FLOAT ? CUDNN_FMA_MATH
+                                                                                  : CUDNN_DEFAULT_MATH));
+  int n = 0, c = 0, h = 0, w = 0;
+  KILN_CUDNN_CHECK(cudnnGetConvolution2dForwardOutputDim(p.conv, p.x, p.w, &n, &c, &h, &w));
+  if (n != g.N || c != g.F || h != g.OH || w != g.OW)
+    throw Error("conv2d", "cuDNN computes output [" + std::to_string(n) + ", " + std::to_string(h) + ", " +
+                              std::to_string(w) + ", " + std::to_string(c) + "] for " + geometry_str(g) +
+                              "; expected [" + std::to_string(g.N) + ", " + std::to_string(g.OH) + ", " +
+                              std::to_string(g.OW) + ", " + std::to_string(g.F) + "]");
+  return *conv_plans_.emplace(key, std::move(plan)).first->second;
+}
+
+void CudaBackend::conv2d_forward(DType dtype, const Conv2dGeometry& g, const void* x, const void* w, void* y) {
+  if (g.N * g.OH * g.OW * g.F == 0) return;
+  DeviceGuard guard(device_);
+  std::unique_lock lock(conv_mutex_);
+  ConvPlan& p = conv_plan(dtype, g);
+  if (!p.have_fwd) {
+    int count = 0;
+    KILN_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithmMaxCount(cudnn_, &count));
+    std::vector<cudnnConvolutionFwdAlgoPerf_t> perf(static_cast<std::size_t>(count));
+    KILN_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(cudnn_, p.x, p.w, p.conv, p.y, count, &count, perf.data()));
+    perf.resize(static_cast<std::size_t>(count));
+    const auto* best = pick(perf, p.type);
+    if (!best) no_algorithm("conv2d", "forward", perf, p.type, g);
+    p.fwd = best->algo;
+    KILN_CUDNN_CHECK(cudnnGetConvolutionForwardWorkspaceSize(cudnn_, p.x, p.w, p.conv, p.y, p.fwd, &p.fwd_ws));
+    p.have_fwd = true;
+  }
+  lock.unlock();
+  const std::size_t es = dtype_size(dtype);
+  const int64_t K = g.KH * g.KW * g.C;
+  Scratch wt(allocator_, static_cast<std::size_t>(K * g.F) * es);
+  kernels::transpose(dtype, w, wt.get(), K, g.F, stream_);
+  Scratch xp(allocator_, p.explicit_pad ? static_cast<std::size_t>(g.N * p.HP * p.WP * g.C) * es : 0);
+  const void* input = x;
+  if (p.explicit_pad) {
+    kernels::pad_nhwc(dtype, x, xp.get(), g.N, g.H, g.W, g.C, p.HP, p.WP, g.pad_top, g.pad_left, stream_);
+    input = xp.get();
+  }
+  Scratch ws(allocator_, p.fwd_ws);
+  const Scalars s;
+  KILN_CUDNN_CHECK(cudnnConvolutionForward(cudnn_, s.one(p.type), p.x, input, p.w, wt.get(), p.conv, p.fwd, ws.get(),
+                                           p.fwd_ws, s.zero(p.type), p.y, y));
+}
+
+void CudaBackend::conv2d_backward_data(DType dtype, const Conv2dGeometry& g, const void* dy, const void* w,
+                                       void* dx) {
+  if (g.N * g.H * g.W * g.C == 0) return;
+  DeviceGuard guard(device_);
+  if (g.OH * g.OW * g.F == 0) {
+    kernels::fill(dtype, dx, g.N * g.H * g.W * g.C, 0.0, stream_);
+    return;
+  }
+  std::unique_lock lock(conv_mutex_);
+  ConvPlan& p = conv_plan(dtype, g);
+  if (!p.have_bwd_data) {
+    int count = 0;
+    KILN_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithmMaxCount(cudnn_, &count));
+    std::vector<cudnnConvolutionBwdDataAlgoPerf_t> perf(static_cast<std::size_t>(count));
+    KILN_CUDNN_CHECK(
+        cudnnGetConvolutionBackwardDataAlgorithm_v7(cudnn_, p.w, p.y, p.conv, p.x, count, &count, perf.data()));
+    perf.resize(static_cast<std::size_t>(count));
+    const auto* best = pick(perf, p.type);
+    if (!best) no_algorithm("conv2d_backward_data", "backward-data", perf, p.type, g);
+    p.bwd_data = best->algo;
+    KILN_CUDNN_CHECK(
+        cudnnGetConvolutionBackwardDataWorkspaceSize(cudnn_, p.w, p.y, p.conv, p.x, p.bwd_data, &p.bwd_data_ws));
+    p.have_bwd_data = true;
+  }
+  lock.unlock();
+  const std::size_t es = dtype_size(dtype);
+  const int64_t K = g.KH * g.KW * g.C;
+  Scratch wt(allocator_, static_cast<std::size_t>(K * g.F) * es);
+  kernels::transpose(dtype, w, wt.get(), K, g.F, stream_);
+  Scratch dxp(allocator_, p.explicit_pad ? static_cast<std::size_t>(g.N * p.HP * p.WP * g.C) * es : 0);
+  Scratch ws(allocator_, p.bwd_data_ws);
+  const Scalars s;
+  KILN_CUDNN_CHECK(cudnnConvolutionBackwardData(cudnn_, s.one(p.type), p.w, wt.get(), p.y, dy, p.conv, p.bwd_data,
+                                                ws.get(), p.bwd_data_ws, s.zero(p.type), p.x,
+                                                p.explicit_pad ? dxp.get() : dx));
+  if (p.explicit_pad)
+    kernels::crop_nhwc(dtype, dxp.get(), dx, g.N, g.H, g.W, g.C, p.HP, p.WP, g.pad_top, g.pad_left, stream_);
+}
+
+void CudaBackend::conv2d_backward_filter(DType dtype, const Conv2dGeometry& g, const void* x, const void* dy,
+                                         void* dw) {
+  const int64_t K = g.KH * g.KW * g.C;
+  if (K * g.F == 0) return;
+  DeviceGuard guard(device_);
+  if (g.N * g.OH * g.OW == 0) {
+    kernels::fill(dtype, dw, K * g.F, 0.0, stream_);
+    return;
+  }
+  std::unique_lock lock(conv_mutex_);
+  ConvPlan& p = conv_plan(dtype, g);
+  if (!p.have_bwd_filter) {
+    int count = 0;
+    KILN_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithmMaxCount(cudnn_, &count));
+    std::vector<cudnnConvolutionBwdFilterAlgoPerf_t> perf(static_cast<std::size_t>(count));
+    KILN_CUDNN_CHECK(
+        cudnnGetConvolutionBackwardFilterAlgorithm_v7(cudnn_, p.x, p.y, p.conv, p.w, count, &count, perf.data()));
+    perf.resize(static_cast<std::size_t>(count));
+    const auto* best = pick(perf, p.type);
+    if (!best) no_algorithm("conv2d_backward_filter", "backward-filter", perf, p.type, g);
+    p.bwd_filter = best->algo;
+    KILN_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterWorkspaceSize(cudnn_, p.x, p.y, p.conv, p.w, p.bwd_filter,
+                                                                    &p.bwd_filter_ws));
+    p.have_bwd_filter = true;
+  }
+  lock.unlock();
+  const std::size_t es = dtype_size(dtype);
+  Scratch xp(allocator_, p.explicit_pad ? static_cast<std::size_t>(g.N * p.HP * p.WP * g.C) * es : 0);
+  const void* input = x;
+  if (p.explicit_pad) {
+    kernels::pad_nhwc(dtype, x, xp.get(), g.N, g.H, g.W, g.C, p.HP, p.WP, g.pad_top, g.pad_left, stream_);
+    input = xp.get();
+  }
+  Scratch dwt(allocator_, static_cast<std::size_t>(K * g.F) * es);
+  Scratch ws(allocator_, p.bwd_filter_ws);
+  const Scalars s;
+  KILN_CUDNN_CHECK(cudnnConvolutionBackwardFilter(cudnn_, s.one(p.type), p.x, input, p.y, dy, p.conv, p.bwd_filter,
+                                                  ws.get(), p.bwd_filter_ws, s.zero(p.type), p.w, dwt.get()));
+  kernels::transpose(dtype, dwt.get(), dw, g.F, K, stream_);
+}
+
+}  // namespace kiln::backend
