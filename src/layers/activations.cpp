@@ -4,6 +4,7 @@
 #include "kiln/error.h"
 #include "kiln/layers.h"
 #include "kiln/random.h"
+#include "tensor/tensor_impl.h"
 
 namespace kiln {
 
@@ -22,7 +23,11 @@ Tensor activations::apply(const std::string& name, const Tensor& x) {
   if (name == "relu") return relu(x);
   if (name == "sigmoid") return sigmoid(x);
   if (name == "tanh") return tanh(x);
-  if (name == "softmax") return softmax(x);
+  if (name == "softmax") {
+    Tensor y = softmax(x);
+    y.impl()->keras_logits = x;
+    return y;
+  }
   throw Error("activation", "unknown activation '" + name + "'; expected " + kKnown);
 }
 

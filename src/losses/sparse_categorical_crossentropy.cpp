@@ -1,10 +1,13 @@
 // SparseCategoricalCrossentropy: from logits through the fused log-softmax kernel; from
-// probabilities the way TensorFlow's Keras does it (clip to [eps, 1 - eps], log, then the same kernel).
+// probabilities the way TensorFlow's Keras does it: from the softmax's own logits when the
+// probabilities come straight from a softmax activation, else clip to [eps, 1 - eps], log, then the
+// same kernel.
 #include <cmath>
 
 #include "kiln/error.h"
 #include "kiln/losses.h"
 #include "kiln/ops.h"
+#include "tensor/tensor_impl.h"
 
 namespace kiln::losses {
 
@@ -18,6 +21,8 @@ Tensor SparseCategoricalCrossentropy::operator()(const Tensor& y_true, const Ten
                 "predictions have shape " + y_pred.shape().str() + "; expected [batch, classes]");
   const Tensor labels = y_true.ndim() == 2 && y_true.size(1) == 1 ? y_true.reshape({y_true.size(0)}) : y_true;
   if (options_.from_logits) return sparse_softmax_cross_entropy(y_pred, labels);
+  // Probabilities straight from a softmax activation: use its logits, as Keras does.
+  if (y_pred.impl()->keras_logits.defined()) return sparse_softmax_cross_entropy(y_pred.impl()->keras_logits, labels);
   return sparse_softmax_cross_entropy(log(clip(y_pred, kEpsilon, 1.0 - kEpsilon)), labels);
 }
 

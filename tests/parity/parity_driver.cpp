@@ -1,0 +1,172 @@
+// Keras parity driver: builds one case's model the way a kiln user writes it, loads the initial
+// weights Keras drew, trains on the same batches in the same order, and writes what Keras reports.
+//
+// Usage: kiln_parity_driver CASE IN_DIR OUT_DIR
+//   IN_DIR:  initial.safetensors, x.npy, y.npy (float32 targets or int32 labels), x_pred.npy
+//   OUT_DIR: losses.npy (float64, one per step, the loss before that step's update),
+//            final.safetensors, pred.npy (model.predict(x_pred))
+// Weights go through Sequential::load_weights/save_weights, so Python's safetensors package checks
+// kiln's file format too. The case list is mirrored in parity.py under the same names.
+#include <algorithm>
+#include <functional>
+#include <iostream>
+#include <map>
+
+#include "kiln/kiln.h"
+#include "npy.h"
+
+namespace {
+
+using namespace kiln;
+using layers::Conv2D;
+using layers::Dense;
+using layers::Flatten;
+using layers::MaxPooling2D;
+using losses::SparseCategoricalCrossentropy;
+
+struct Case {
+  std::function<Sequential()> make;  // built and compiled
+  int64_t batch_size;
+  int epochs = 0;  // > 0: train with fit(shuffle=false) and report its per-epoch losses
+};
+
+Sequential compiled(std::vector<LayerRef> layers, const Optimizer& opt, const Loss& loss) {
+  Sequential m(std::move(layers));
+  m.compile(opt, loss);
+  return m;
+}
+
+const std::map<std::string, Case>& cases() {
+  static const std::map<std::string, Case> all = {
+      // The house-price seed exactly as written: string names, default SGD, full batch, 1000 epochs.
+      {"house_price",
+       {[] {
+          Sequential m({Dense(1, {.input_shape = {1}})});
+          m.compile("sgd", "mean_squared_error");
+          return m;
+        },
+        6, 1000}},
+      // The CIFAR-10 seed on real images.
+      {"cifar10_cnn",
+       {[] {
+          return compiled({Conv2D(32, {3, 3}, {.activation = "relu", .input_shape = {32, 32, 3}}),
+                           MaxPooling2D({2, 2}), Flatten(), Dense(64, {.activation = "relu"}), Dense(10)},
+                          optimizers::Adam(), SparseCategoricalCrossentropy({.from_logits = true}));
+        },
+        10}},
+      // 10x11 input: "same" padding is uneven in height (0 top, 1 bottom) and even in width.
+      {"conv_same_strides2",
+       {[] {
+          return compiled({Conv2D(8, {3, 3},
+                                  {.strides = {2, 2}, .padding = "same", .activation = "relu",
+                                   .input_shape = {10, 11, 3}}),
+                           Flatten(), Dense(5)},
+                          optimizers::Adam(), SparseCategoricalCrossentropy({.from_logits = true}));
+        },
+        8}},
+      // Overlapping pooling windows (3x3, stride 2).
+      {"maxpool_strides",
+       {[] {
+          return compiled({Conv2D(6, {3, 3}, {.activation = "relu", .input_shape = {13, 13, 2}}),
+                           MaxPooling2D({3, 3}, {.strides = {2, 2}}), Flatten(), Dense(4)},
+                          optimizers::SGD({.learning_rate = 0.05}),
+                          SparseCategoricalCrossentropy({.from_logits = true}));
+        },
+        8}},
+      // "same" pooling over tanh outputs (negative values): padded cells must never win.
+      {"maxpool_same",
+       {[] {
+          return compiled({Conv2D(4, {3, 3}, {.activation = "tanh", .input_shape = {12, 11, 2}}),
+                           MaxPooling2D({3, 3}, {.strides = {2, 2}, .padding = "same"}), Flatten(), Dense(3)},
+                          optimizers::Adam(), SparseCategoricalCrossentropy({.from_logits = true}));
+        },
+        8}},
+      {"dense_sigmoid_momentum",
+       {[] {
+          return compiled({Dense(8, {.activation = "sigmoid", .input_shape = {5}}), Dense(3)},
+                          optimizers::SGD({.learning_rate = 0.1, .momentum = 0.9}), losses::MeanSquaredError());
+        },
+        4}},
+      {"dense_tanh_nesterov",
+       {[] {
+          return compiled({Dense(8, {.activation = "tanh", .input_shape = {6}}), Dense(2)},
+                          optimizers::SGD({.learning_rate = 0.05, .momentum = 0.9, .nesterov = true}),
+                          losses::MeanSquaredError());
+        },
+        5}},
+      {"mse_multi_output",
+       {[] {
+          return compiled({Dense(3, {.input_shape = {4}})}, optimizers::SGD(), losses::MeanSquaredError());
+        },
+        5}},
+      // Probabilities from a softmax Dense, the loss told from_logits=false.
+      {"softmax_crossentropy",
+       {[] {
+          return compiled({Dense(16, {.activation = "relu", .input_shape = {8}}), Dense(4, {.activation = "softmax"})},
+                          optimizers::Adam(), SparseCategoricalCrossentropy());
+        },
+        8}},
+      // The same with confident predictions: some true-class probabilities fall below 1e-7.
+      {"softmax_crossentropy_confident",
+       {[] {
+          return compiled({Dense(4, {.activation = "softmax", .input_shape = {8}})}, optimizers::SGD(),
+                          SparseCategoricalCrossentropy());
+        },
+        8}},
+  };
+  return all;
+}
+
+// The loss of each batch before its update, as Keras' train_on_batch returns it.
+std::vector<double> train_steps(Sequential& model, const Tensor& x, const Tensor& y, int64_t batch) {
+  std::vector<Tensor> params = model.trainable_weights();
+  std::vector<double> losses;
+  for (int64_t b0 = 0; b0 < x.size(0); b0 += batch) {
+    const int64_t b1 = std::min(x.size(0), b0 + batch);
+    const Tensor xb = x.slice_rows(b0, b1), yb = y.slice_rows(b0, b1);
+    const Tensor loss = (*model.loss())(yb, model(xb));
+    for (Tensor& p : params) p.zero_grad();
+    loss.backward();
+    model.optimizer()->step(params);
+    losses.push_back(loss.item());
+  }
+  return losses;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  kiln::set_default_device(kiln::Device::cpu());  // parity is defined on the CPU, in float32
+  if (argc != 4) {
+    std::cerr << "usage: kiln_parity_driver CASE IN_DIR OUT_DIR\ncases:";
+    for (const auto& [name, c] : cases()) std::cerr << ' ' << name;
+    std::cerr << '\n';
+    return 2;
+  }
+  const std::string name = argv[1], in = argv[2], out = argv[3];
+  const auto it = cases().find(name);
+  if (it == cases().end()) {
+    std::cerr << "kiln_parity_driver: unknown case '" << name << "'\n";
+    return 2;
+  }
+  try {
+    const Case& c = it->second;
+    Sequential model = c.make();
+    model.load_weights(in + "/initial.safetensors");
+    const Tensor x = parity::read_npy(in + "/x.npy"), y = parity::read_npy(in + "/y.npy");
+    std::vector<double> losses;
+    if (c.epochs > 0) {
+      losses = model.fit(x, y, {.batch_size = c.batch_size, .epochs = c.epochs, .verbose = 0, .shuffle = false})
+                   .history.at("loss");
+    } else {
+      losses = train_steps(model, x, y, c.batch_size);
+    }
+    parity::write_npy(out + "/losses.npy", losses);
+    model.save_weights(out + "/final.safetensors");
+    parity::write_npy(out + "/pred.npy", model.predict(parity::read_npy(in + "/x_pred.npy")));
+  } catch (const std::exception& e) {
+    std::cerr << "kiln_parity_driver " << name << ": " << e.what() << '\n';
+    return 1;
+  }
+  return 0;
+}
