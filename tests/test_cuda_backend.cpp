@@ -10,17 +10,13 @@
 
 #include "backend/backend.h"
 #include "kiln/kiln.h"
+#include "test_support.h"
 
 using namespace kiln;
 using backend::Backend;
 
 namespace {
 
-#define REQUIRE_GPU()                                                                        \
-  do {                                                                                       \
-    const GpuVerdict verdict_ = gpu_verdict();                                               \
-    if (!verdict_.usable) GTEST_SKIP() << "no usable GPU: " << verdict_.summary;             \
-  } while (0)
 
 Backend& cpu() { return backend::cpu(); }
 Backend& gpu() { return backend::cuda(0); }

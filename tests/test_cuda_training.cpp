@@ -6,16 +6,12 @@
 #include <cmath>
 
 #include "kiln/kiln.h"
+#include "test_support.h"
 
 using namespace kiln;
 
 namespace {
 
-#define REQUIRE_GPU()                                                            \
-  do {                                                                           \
-    const GpuVerdict verdict_ = gpu_verdict();                                   \
-    if (!verdict_.usable) GTEST_SKIP() << "no usable GPU: " << verdict_.summary; \
-  } while (0)
 
 Sequential seed_cnn(Device device, uint64_t seed) {
   set_default_device(device);

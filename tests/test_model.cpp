@@ -6,8 +6,10 @@
 #include <limits>
 
 #include "kiln/kiln.h"
+#include "test_support.h"
 
 using namespace kiln;
+using kiln::testing::message_of;
 
 namespace {
 
@@ -21,14 +23,6 @@ Sequential house_price_model(uint64_t seed = 0) {
 const Tensor kXs = Tensor::from_vector<float>({1, 2, 3, 4, 5, 6}, {6, 1});
 const Tensor kYs = Tensor::from_vector<float>({5.0f, 6.5f, 8.0f, 9.5f, 11.0f, 12.5f}, {6, 1});
 
-std::string message_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
 
 }  // namespace
 

@@ -5,8 +5,10 @@
 #include <cmath>
 
 #include "kiln/kiln.h"
+#include "test_support.h"
 
 using namespace kiln;
+using kiln::testing::message_of;
 
 namespace {
 
@@ -22,14 +24,6 @@ void set_grad(Tensor& p, const std::vector<float>& g) {
   sum(mul(p, Tensor::from_vector(g))).backward();
 }
 
-std::string message_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
 
 }  // namespace
 
