@@ -2,6 +2,7 @@
 #pragma once
 
 #include "kiln/autograd.h"
+#include "kiln/callbacks.h"
 #include "kiln/config.h"
 #include "kiln/device.h"
 #include "kiln/dtype.h"

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <random>
+#include <string>
 #include <vector>
 
 namespace kiln {
@@ -21,6 +22,11 @@ class Generator {
   uint64_t below(uint64_t n);
   /// A random permutation of 0..n-1 (Fisher-Yates).
   std::vector<int32_t> permutation(int64_t n);
+  /// The full engine state as text (checkpoints save it so resumed training repeats the shuffles).
+  std::string state() const;
+  /// Restores a state from state(); returns false, leaving the generator unchanged, when it does not
+  /// parse.
+  bool set_state(const std::string& state);
 
  private:
   std::mt19937_64 engine_;

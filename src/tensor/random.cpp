@@ -2,6 +2,7 @@
 // distributions are implementation-defined, so they are not used).
 #include <cmath>
 #include <numbers>
+#include <sstream>
 
 #include "kiln/random.h"
 
@@ -29,6 +30,21 @@ std::vector<int32_t> Generator::permutation(int64_t n) {
   for (int64_t i = 0; i < n; ++i) p[i] = static_cast<int32_t>(i);
   for (int64_t i = n - 1; i > 0; --i) std::swap(p[i], p[below(static_cast<uint64_t>(i + 1))]);
   return p;
+}
+
+std::string Generator::state() const {
+  std::ostringstream os;
+  os << engine_;
+  return os.str();
+}
+
+bool Generator::set_state(const std::string& state) {
+  std::istringstream is(state);
+  std::mt19937_64 engine;
+  is >> engine;
+  if (!is || (is >> std::ws, !is.eof())) return false;  // malformed, or trailing bytes
+  engine_ = engine;
+  return true;
 }
 
 Generator& global_generator() {
