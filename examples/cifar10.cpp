@@ -57,22 +57,23 @@ int main(int argc, char** argv) {
 
   try {
     if (threads > 0) kiln::set_num_threads(threads);
-    const kiln::Device device = device_name == "auto" ? kiln::default_device() : kiln::Device::parse(device_name);
+    // "auto" lets kiln pick (and say why); an explicit device is used as asked, or fails saying why.
+    if (device_name != "auto") kiln::set_default_device(kiln::Device::parse(device_name));
+    const kiln::Device device = kiln::model_device();
     namespace cifar10 = kiln::datasets::cifar10;
     auto data = cifar10::load_data(data_dir, limit > 0 ? std::optional<int64_t>(limit) : std::nullopt);
     const kiln::Tensor x_train = cifar10::to_float(data.train.images), x_test = cifar10::to_float(data.test.images);
-    std::printf("CIFAR-10: %lld training and %lld test images; device %s, %d CPU threads\n",
-                static_cast<long long>(data.train.size()), static_cast<long long>(data.test.size()),
-                device.str().c_str(), kiln::get_num_threads());
+    std::printf("CIFAR-10: %lld training and %lld test images\n", static_cast<long long>(data.train.size()),
+                static_cast<long long>(data.test.size()));
 
     kiln::utils::set_random_seed(seed);
     kiln::Sequential model({kiln::layers::Conv2D(32, {3, 3}, {.activation = "relu", .input_shape = {32, 32, 3}}),
                             kiln::layers::MaxPooling2D({2, 2}), kiln::layers::Flatten(),
                             kiln::layers::Dense(64, {.activation = "relu"}), kiln::layers::Dense(10)});
-    model.to(device);
     model.compile(kiln::optimizers::Adam(), kiln::losses::SparseCategoricalCrossentropy({.from_logits = true}),
                   {"accuracy"});
     model.summary();
+    std::printf("training on %s (%d CPU threads)\n", device.str().c_str(), kiln::get_num_threads());
 
     const auto start = std::chrono::steady_clock::now();
     auto reporter = std::make_shared<EpochReporter>(epochs, history_path, plot_path);

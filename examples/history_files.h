@@ -29,9 +29,10 @@ inline void write_history_csv(const kiln::History& h, const std::string& path) {
 
 /// Two panels side by side: losses (left) and accuracies (right), one polyline per series.
 inline void write_history_svg(const kiln::History& h, const std::string& path) {
-  constexpr double W = 420, H = 300, M = 45;
+  constexpr double W = 420, H = 300, M = 60;
   const char* colors[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728"};
   std::ostringstream svg;
+  svg.precision(3);  // axis labels: three significant digits are enough to read a curve
   svg << "<svg xmlns='http://www.w3.org/2000/svg' width='" << 2 * W << "' height='" << H
       << "' font-family='sans-serif' font-size='12'>\n<rect width='100%' height='100%' fill='white'/>\n";
   const std::string panels[] = {"loss", "accuracy"};
