@@ -66,7 +66,11 @@ class CpuBackend final : public Backend {
   void adam_step(DType dtype, void* w, const void* g, void* m, void* v, int64_t n, double lr, double beta1,
                  double beta2, double eps, int64_t step) override;
 
+  void adam_step_multi(DType dtype, const ParamSlots* params, int count, double beta1, double beta2, double eps,
+                       const void* alpha_table, const int64_t* index) override;
   void gather_rows(const void* src, const int32_t* idx, void* dst, int64_t n_idx, std::size_t row_bytes) override;
+  void select_batch(const int32_t* perm, const int64_t* index, int32_t* idx, int64_t n) override;
+  void advance_counter(int64_t* counter) override { ++*counter; }
 
  private:
   CpuAllocator allocator_;
@@ -84,6 +88,6 @@ void with_float_type(DType dtype, const char* op, F&& f) {
 }
 
 /// Loops shorter than this run on one thread: below it, waking the pool costs more than it saves.
-constexpr int64_t kParallelGrain = 1 << 15;
+constexpr int64_t kParallelGrain = 1 << 17;
 
 }  // namespace kiln::backend

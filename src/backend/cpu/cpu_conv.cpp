@@ -1,9 +1,15 @@
-// CPU 2-D convolution, NHWC, by im2col + GEMM (Eigen). Patches of a chunk of images are unrolled
-// into rows [N*OH*OW, KH*KW*C] whose column order matches the kernel layout [KH, KW, C, F], so
-// the forward pass is one GEMM per chunk and its output is already NHWC.
+// CPU 2-D convolution, NHWC, by im2col + GEMM (Eigen); bench/README.md has the measurement that
+// chose it over Eigen's tensor contraction with extracted patches. Patches are unrolled into rows
+// [OH*OW per image, KH*KW*C] whose column order matches the kernel layout [KH, KW, C, F], so the
+// forward pass is a GEMM whose output is already NHWC.
+// Threads split the batch into chunks of whole images (a size fixed by the geometry, not by the
+// thread count); each thread unrolls its chunk into its own buffer and runs a single-threaded GEMM
+// (Eigen does not nest inside a parallel region). Splitting this way also splits the filter
+// gradient's long reduction over N*OH*OW, which a single GEMM would leave to one thread's block.
 // Shape letters: N batch, H/W input size, C channels, KH/KW kernel, F filters, OH/OW output.
+#include <omp.h>
+
 #include <algorithm>
-#include <cstring>
 #include <vector>
 
 #include "backend/cpu/cpu_backend.h"
@@ -12,19 +18,26 @@ namespace kiln::backend {
 
 namespace {
 
-// Caps the patch buffer so that large batches do not unroll into gigabytes.
-constexpr int64_t kPatchBufferElems = int64_t(8) << 20;
+constexpr int64_t kChunkRows = 2048;                     // patch rows a chunk aims for
+constexpr int64_t kPatchBufferElems = int64_t(4) << 20;  // per-thread buffer cap (16 MiB of float)
 
-int64_t images_per_chunk(const Conv2dGeometry& g) {
-  const int64_t per_image = g.OH * g.OW * g.KH * g.KW * g.C;
-  return std::clamp<int64_t>(kPatchBufferElems / std::max<int64_t>(per_image, 1), 1, g.N);
+struct Chunks {
+  int64_t images;  // images per chunk
+  int64_t count;   // number of chunks
+};
+
+Chunks chunks_of(const Conv2dGeometry& g) {
+  const int64_t rows_per_image = std::max<int64_t>(g.OH * g.OW, 1), K = g.KH * g.KW * g.C;
+  int64_t images = std::max<int64_t>(kChunkRows / rows_per_image, 1);
+  images = std::min(images, std::max<int64_t>(kPatchBufferElems / (rows_per_image * K), 1));
+  images = std::clamp<int64_t>(images, 1, std::max<int64_t>(g.N, 1));
+  return {images, (g.N + images - 1) / images};
 }
 
 template <typename T>
 void im2col(const Conv2dGeometry& g, const T* x, int64_t n0, int64_t n_count, T* patches) {
   const int64_t K = g.KH * g.KW * g.C, row_cells = g.KW * g.C;
   const int64_t rows = n_count * g.OH * g.OW;
-#pragma omp parallel for if (rows * K > kParallelGrain)
   for (int64_t row = 0; row < rows; ++row) {
     const int64_t n = n0 + row / (g.OH * g.OW);
     const int64_t oh = (row / g.OW) % g.OH, ow = row % g.OW;
@@ -51,11 +64,10 @@ void im2col(const Conv2dGeometry& g, const T* x, int64_t n0, int64_t n_count, T*
   }
 }
 
-// Adds patch gradients back onto the image gradient; images are independent, so threads split them.
+// Adds patch gradients back onto the image gradient of images [n0, n0 + n_count).
 template <typename T>
 void col2im_add(const Conv2dGeometry& g, const T* dpatches, int64_t n0, int64_t n_count, T* dx) {
   const int64_t K = g.KH * g.KW * g.C;
-#pragma omp parallel for if (n_count > 1)
   for (int64_t i = 0; i < n_count; ++i) {
     const int64_t n = n0 + i;
     for (int64_t oh = 0; oh < g.OH; ++oh)
@@ -81,13 +93,18 @@ void col2im_add(const Conv2dGeometry& g, const T* dpatches, int64_t n0, int64_t 
 void CpuBackend::conv2d_forward(DType dtype, const Conv2dGeometry& g, const void* x, const void* w, void* y) {
   with_float_type(dtype, "conv2d", [&](auto tag) {
     using T = decltype(tag);
-    const int64_t K = g.KH * g.KW * g.C, chunk = images_per_chunk(g), rows_per_image = g.OH * g.OW;
-    std::vector<T> patches(static_cast<std::size_t>(chunk * rows_per_image * K));
-    for (int64_t n0 = 0; n0 < g.N; n0 += chunk) {
-      const int64_t count = std::min(chunk, g.N - n0);
-      im2col(g, static_cast<const T*>(x), n0, count, patches.data());
-      gemm(dtype, false, false, count * rows_per_image, g.F, K, 1.0, patches.data(), w, 0.0,
-           static_cast<T*>(y) + n0 * rows_per_image * g.F);
+    const int64_t K = g.KH * g.KW * g.C, rows_per_image = g.OH * g.OW;
+    const Chunks ch = chunks_of(g);
+#pragma omp parallel if (ch.count > 1)
+    {
+      std::vector<T> patches(static_cast<std::size_t>(ch.images * rows_per_image * K));
+#pragma omp for schedule(static)
+      for (int64_t c = 0; c < ch.count; ++c) {
+        const int64_t n0 = c * ch.images, count = std::min(ch.images, g.N - n0);
+        im2col(g, static_cast<const T*>(x), n0, count, patches.data());
+        gemm(dtype, false, false, count * rows_per_image, g.F, K, 1.0, patches.data(), w, 0.0,
+             static_cast<T*>(y) + n0 * rows_per_image * g.F);
+      }
     }
   });
 }
@@ -95,14 +112,20 @@ void CpuBackend::conv2d_forward(DType dtype, const Conv2dGeometry& g, const void
 void CpuBackend::conv2d_backward_data(DType dtype, const Conv2dGeometry& g, const void* dy, const void* w, void* dx) {
   with_float_type(dtype, "conv2d_backward_data", [&](auto tag) {
     using T = decltype(tag);
-    const int64_t K = g.KH * g.KW * g.C, chunk = images_per_chunk(g), rows_per_image = g.OH * g.OW;
+    const int64_t K = g.KH * g.KW * g.C, rows_per_image = g.OH * g.OW;
+    const Chunks ch = chunks_of(g);
     fill(dtype, dx, g.N * g.H * g.W * g.C, 0.0);
-    std::vector<T> dpatches(static_cast<std::size_t>(chunk * rows_per_image * K));
-    for (int64_t n0 = 0; n0 < g.N; n0 += chunk) {
-      const int64_t count = std::min(chunk, g.N - n0);
-      gemm(dtype, false, true, count * rows_per_image, K, g.F, 1.0,
-           static_cast<const T*>(dy) + n0 * rows_per_image * g.F, w, 0.0, dpatches.data());
-      col2im_add(g, dpatches.data(), n0, count, static_cast<T*>(dx));
+    // Chunks hold whole images, so their scatter-adds never touch the same element.
+#pragma omp parallel if (ch.count > 1)
+    {
+      std::vector<T> dpatches(static_cast<std::size_t>(ch.images * rows_per_image * K));
+#pragma omp for schedule(static)
+      for (int64_t c = 0; c < ch.count; ++c) {
+        const int64_t n0 = c * ch.images, count = std::min(ch.images, g.N - n0);
+        gemm(dtype, false, true, count * rows_per_image, K, g.F, 1.0,
+             static_cast<const T*>(dy) + n0 * rows_per_image * g.F, w, 0.0, dpatches.data());
+        col2im_add(g, dpatches.data(), n0, count, static_cast<T*>(dx));
+      }
     }
   });
 }
@@ -111,15 +134,30 @@ void CpuBackend::conv2d_backward_filter(DType dtype, const Conv2dGeometry& g, co
                                         void* dw) {
   with_float_type(dtype, "conv2d_backward_filter", [&](auto tag) {
     using T = decltype(tag);
-    const int64_t K = g.KH * g.KW * g.C, chunk = images_per_chunk(g), rows_per_image = g.OH * g.OW;
-    std::vector<T> patches(static_cast<std::size_t>(chunk * rows_per_image * K));
-    for (int64_t n0 = 0; n0 < g.N; n0 += chunk) {
-      const int64_t count = std::min(chunk, g.N - n0);
-      im2col(g, static_cast<const T*>(x), n0, count, patches.data());
-      gemm(dtype, true, false, K, g.F, count * rows_per_image, 1.0, patches.data(),
-           static_cast<const T*>(dy) + n0 * rows_per_image * g.F, n0 == 0 ? 0.0 : 1.0, dw);
+    const int64_t K = g.KH * g.KW * g.C, KF = K * g.F, rows_per_image = g.OH * g.OW;
+    const Chunks ch = chunks_of(g);
+    // One partial gradient per thread (a static schedule gives each thread the same chunks every
+    // call, so results are reproducible for a given thread count), summed in thread order.
+    const int threads = ch.count > 1 ? static_cast<int>(std::min<int64_t>(omp_get_max_threads(), ch.count)) : 1;
+    std::vector<T> partial(static_cast<std::size_t>(threads * KF), T(0));
+#pragma omp parallel num_threads(threads) if (threads > 1)
+    {
+      T* mine = partial.data() + omp_get_thread_num() * KF;
+      std::vector<T> patches(static_cast<std::size_t>(ch.images * rows_per_image * K));
+#pragma omp for schedule(static)
+      for (int64_t c = 0; c < ch.count; ++c) {
+        const int64_t n0 = c * ch.images, count = std::min(ch.images, g.N - n0);
+        im2col(g, static_cast<const T*>(x), n0, count, patches.data());
+        gemm(dtype, true, false, K, g.F, count * rows_per_image, 1.0, patches.data(),
+             static_cast<const T*>(dy) + n0 * rows_per_image * g.F, 1.0, mine);
+      }
     }
-    if (g.N == 0) fill(dtype, dw, K * g.F, 0.0);
+    T* out = static_cast<T*>(dw);
+    for (int64_t i = 0; i < KF; ++i) {
+      T s = T(0);
+      for (int t = 0; t < threads; ++t) s += partial[static_cast<std::size_t>(t * KF + i)];
+      out[i] = s;
+    }
   });
 }
 
