@@ -33,6 +33,14 @@ __global__ void gather_rows_kernel(const Word* src, const int32_t* idx, Word* ds
   }
 }
 
+__global__ void select_batch_kernel(const int32_t* perm, const int64_t* index, int32_t* idx, int64_t n) {
+  const int32_t* from = perm + *index * n;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+    idx[i] = from[i];
+}
+
+__global__ void advance_counter_kernel(int64_t* counter) { ++*counter; }
+
 // 32x32 tiles through shared memory so both the read and the write are coalesced.
 template <typename T>
 __global__ void transpose_kernel(const T* in, T* out, int64_t rows, int64_t cols) {
@@ -123,6 +131,17 @@ void gather_rows(const void* src, const int32_t* idx, void* dst, int64_t n_idx, 
   else if (aligned(4)) launch(int32_t{});
   else launch(uint8_t{});
   KILN_LAUNCH_CHECK("gather_rows_kernel");
+}
+
+void select_batch(const int32_t* perm, const int64_t* index, int32_t* idx, int64_t n, cudaStream_t s) {
+  if (n <= 0) return;
+  select_batch_kernel<<<grid_for(n), kBlock, 0, s>>>(perm, index, idx, n);
+  KILN_LAUNCH_CHECK("select_batch_kernel");
+}
+
+void advance_counter(int64_t* counter, cudaStream_t s) {
+  advance_counter_kernel<<<1, 1, 0, s>>>(counter);
+  KILN_LAUNCH_CHECK("advance_counter_kernel");
 }
 
 void transpose(DType dtype, const void* in, void* out, int64_t rows, int64_t cols, cudaStream_t s) {

@@ -2,6 +2,8 @@
 // SGD: w -= lr g, or v = m v - lr g; w += v (nesterov: w += m v - lr g).
 // Adam: m += (g - m)(1 - b1); v += (g^2 - v)(1 - b2); w -= alpha m / (sqrt(v) + eps), with
 // alpha the bias-corrected step size the caller computes in the variable's precision.
+// The multi-tensor Adam updates many parameters in one launch and reads alpha from a device table
+// at a device index, so a recorded training step needs no host argument.
 // Shape letters: n parameters.
 #include "backend/cuda/check.h"
 #include "backend/cuda/kernels.h"
@@ -36,6 +38,37 @@ __global__ void adam_kernel(T* w, const T* g, T* m, T* v, int64_t n, T alpha, T 
   }
 }
 
+// Up to kMaxTensors parameters per launch, passed by value in the kernel's argument block.
+constexpr int kMaxTensors = 16;
+
+template <typename T>
+struct AdamBatch {
+  T* w[kMaxTensors];
+  const T* g[kMaxTensors];
+  T* m[kMaxTensors];
+  T* v[kMaxTensors];
+  int64_t end[kMaxTensors];  // running element counts: tensor k covers [end[k-1], end[k])
+  int count;
+};
+
+template <typename T>
+__global__ void adam_multi_kernel(AdamBatch<T> b, const T* alpha_table, const int64_t* index, T one_minus_b1,
+                                  T one_minus_b2, T eps) {
+  const T alpha = alpha_table[*index];
+  const int64_t total = b.end[b.count - 1];
+  KILN_FOR_EACH(i, total) {
+    int k = 0;
+    while (i >= b.end[k]) ++k;
+    const int64_t j = i - (k ? b.end[k - 1] : 0);
+    const T gi = b.g[k][j];
+    const T mi = b.m[k][j] + (gi - b.m[k][j]) * one_minus_b1;
+    const T vi = b.v[k][j] + (gi * gi - b.v[k][j]) * one_minus_b2;
+    b.m[k][j] = mi;
+    b.v[k][j] = vi;
+    b.w[k][j] -= alpha * mi / (d_sqrt(vi) + eps);
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // launchers
 
@@ -62,6 +95,31 @@ void adam_step(DType dtype, void* w, const void* g, void* m, void* v, int64_t n,
                                                static_cast<T>(eps));
   });
   KILN_LAUNCH_CHECK("adam_kernel");
+}
+
+void adam_step_multi(DType dtype, const ParamSlots* params, int count, double beta1, double beta2, double eps,
+                     const void* alpha_table, const int64_t* index, cudaStream_t s) {
+  with_float(dtype, "adam", [&](auto tag) {
+    using T = decltype(tag);
+    for (int first = 0; first < count; first += kMaxTensors) {
+      AdamBatch<T> b{};
+      int64_t total = 0;
+      for (int k = first; k < count && b.count < kMaxTensors; ++k) {
+        if (params[k].n <= 0) continue;
+        b.w[b.count] = static_cast<T*>(params[k].w);
+        b.g[b.count] = static_cast<const T*>(params[k].g);
+        b.m[b.count] = static_cast<T*>(params[k].m);
+        b.v[b.count] = static_cast<T*>(params[k].v);
+        total += params[k].n;
+        b.end[b.count++] = total;
+      }
+      if (!b.count) continue;
+      adam_multi_kernel<<<grid_for(total), kBlock, 0, s>>>(b, static_cast<const T*>(alpha_table), index,
+                                                           T(1) - static_cast<T>(beta1), T(1) - static_cast<T>(beta2),
+                                                           static_cast<T>(eps));
+      KILN_LAUNCH_CHECK("adam_multi_kernel");
+    }
+  });
 }
 
 }  // namespace kiln::backend::kernels

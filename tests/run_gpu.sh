@@ -10,7 +10,7 @@ BUILD=${1:-$ROOT/build-gpu}
 LOGS=${OUT:-$BUILD/logs}
 mkdir -p "$LOGS"
 export PATH=/usr/local/cuda/bin:$PATH
-GPU_FILTER='CudaBackend.*:CudaTensor.*:CudaAllocator.*:Devices.*'
+GPU_FILTER='CudaBackend.*:CudaTensor.*:CudaAllocator.*:CudaGraph.*:Devices.*'
 # The out-of-memory test fails a cudaMalloc on purpose, which the sanitizers report as an API error.
 SANITIZER_FILTER="$GPU_FILTER-CudaAllocator.OutOfMemorySaysWhatToDo"
 status=0

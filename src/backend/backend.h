@@ -6,10 +6,12 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 
 #include "backend/allocator.h"
 #include "kiln/device.h"
 #include "kiln/dtype.h"
+#include "kiln/error.h"
 
 namespace kiln::backend {
 
@@ -26,6 +28,24 @@ struct Conv2dGeometry {
 /// never win (Keras' "same" max pooling ignores them).
 struct Pool2dGeometry {
   int64_t N, H, W, C, KH, KW, OH, OW, stride_h, stride_w, pad_top, pad_left;
+};
+
+/// One parameter of a multi-tensor optimizer update: weights, gradient and the two slots, n elements.
+struct ParamSlots {
+  void* w;
+  const void* g;
+  void* m;
+  void* v;
+  int64_t n;
+};
+
+/// Device work recorded once and replayed as a whole (a CUDA graph). It owns the memory its work
+/// uses, so every replay sees the addresses the recording saw.
+class CapturedWork {
+ public:
+  virtual ~CapturedWork() = default;
+  /// Queues one replay on the device's stream.
+  virtual void launch() = 0;
 };
 
 class Backend {
@@ -119,11 +139,44 @@ class Backend {
   virtual void adam_step(DType dtype, void* w, const void* g, void* m, void* v, int64_t n,
                          double lr, double beta1, double beta2, double eps, int64_t step) = 0;
 
+  /// adam_step over every entry of `params` (one launch on a GPU), the step size read from the
+  /// device: alpha = alpha_table[*index] (`dtype` elements; the caller fills the table with the
+  /// bias-corrected step sizes). A recorded training step thus needs no host argument per replay.
+  virtual void adam_step_multi(DType dtype, const ParamSlots* params, int count, double beta1, double beta2,
+                               double eps, const void* alpha_table, const int64_t* index) = 0;
+
   // ---- data movement ----
   /// dst[i, :] = src[idx[i], :] for i < n_idx, rows of `row_bytes` bytes.
   virtual void gather_rows(const void* src, const int32_t* idx, void* dst, int64_t n_idx,
                            std::size_t row_bytes) = 0;
+  /// idx[i] = perm[*index * n + i] for i < n: the batch of the step the device counter names.
+  virtual void select_batch(const int32_t* perm, const int64_t* index, int32_t* idx, int64_t n) = 0;
+  /// ++*counter on the device (the step counter a recorded step advances).
+  virtual void advance_counter(int64_t* counter) = 0;
+
+  // ---- recording (CUDA graphs) ----
+  // Why here: per-op host overhead and launches bound a small-batch step on a GPU; recording the
+  // whole step once and replaying it removes both. Only the backend knows its stream and allocator.
+  /// Whether begin_capture() works on this device (the CPU backend: no; fit then stays eager).
+  virtual bool can_capture() const { return false; }
+  /// Starts recording this device's work instead of running it. Until end_capture() or
+  /// abort_capture(), allocations come from a pool owned by the recording and freed blocks go back
+  /// to it, so nothing else ever gets them and replays see the same addresses. Nothing may read the
+  /// device back while recording.
+  virtual void begin_capture();
+  /// Stops recording and returns the replayable work; throws kiln::Error if the recorded work broke
+  /// the recording's rules (the pool is then given back).
+  virtual std::unique_ptr<CapturedWork> end_capture();
+  /// Stops a recording after an error and gives its pool back; never throws.
+  virtual void abort_capture() noexcept {}
 };
+
+inline void Backend::begin_capture() {
+  throw Error("capture", "this device cannot record work; expected a CUDA device (check can_capture() first)");
+}
+inline std::unique_ptr<CapturedWork> Backend::end_capture() {
+  throw Error("capture", "no recording is under way; expected begin_capture() first");
+}
 
 /// The backend of `device`: the one place that dispatches on the device type.
 Backend& get(Device device);

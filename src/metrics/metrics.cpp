@@ -19,6 +19,14 @@ Accumulator::Accumulator(const std::vector<std::string>& metric_names, Device de
 }
 
 void Accumulator::reset() {
+  // Zeroed in place after the first time: a recorded training step adds into these addresses.
+  if (loss_sum_.defined()) {
+    auto& be = backend::get(device_);
+    be.fill(loss_sum_.dtype(), loss_sum_.raw_data(), 1, 0.0);
+    for (Tensor& t : metric_sums_) be.fill(t.dtype(), t.raw_data(), 1, 0.0);
+    samples_ = 0;
+    return;
+  }
   // Float64 on the CPU keeps long epochs exact; the GPU kernels accumulate in float32.
   const DType dt = device_.is_cpu() ? DType::Float64 : DType::Float32;
   loss_sum_ = Tensor::zeros({}, dt, device_);

@@ -15,10 +15,12 @@ class Accumulator {
  public:
   /// `metric_names` as given to compile ("accuracy", ...); throws for unknown names.
   Accumulator(const std::vector<std::string>& metric_names, Device device);
-  /// Zeroes every sum.
+  /// Zeroes every sum (in place after the first time, so the sums keep their device addresses).
   void reset();
   /// Adds one batch: its mean loss (one-element tensor), targets and predictions.
   void add(const Tensor& loss, const Tensor& y_true, const Tensor& y_pred);
+  /// Counts `n` more samples whose sums a replayed recording of add() has already added.
+  void add_samples(int64_t n) { samples_ += n; }
   /// Samples seen since reset().
   int64_t samples() const { return samples_; }
   /// ("loss", mean) then each metric, as Keras orders them in logs; reads the device.

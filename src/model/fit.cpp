@@ -1,14 +1,17 @@
 // Sequential::fit: Keras' training loop (shuffle each epoch, batch-weighted epoch means,
-// validation at each epoch's end, callbacks).
+// validation at each epoch's end, callbacks). On a CUDA device the full batches run as one recorded
+// step (model/graph_step.h) after a few eager warm-up steps.
 #include <cmath>
 #include <iostream>
 #include <numeric>
 
+#include "backend/backend.h"
 #include "kiln/error.h"
 #include "kiln/model.h"
 #include "kiln/random.h"
 #include "metrics/metrics.h"
 #include "model/data_checks.h"
+#include "model/graph_step.h"
 #include "model/numerics.h"
 #include "model/progress.h"
 
@@ -25,6 +28,10 @@ std::string describe(double v) { return std::isnan(v) ? "nan" : (v > 0 ? "inf" :
   throw NonFiniteError("fit", "the loss became " + describe(v) + " at epoch " + std::to_string(epoch) + ", " + where +
                                   "; expected finite values (lower the learning rate, or check x and y for NaN/Inf)");
 }
+
+// Eager steps before recording: the first chooses cuDNN algorithms, creates the optimizer's slots
+// and fills the allocator's cache; the second runs as every later step will.
+constexpr int64_t kWarmupSteps = 2;
 
 }  // namespace
 
@@ -55,32 +62,69 @@ History Sequential::fit(const Tensor& x_in, const Tensor& y_in, const FitOptions
   metrics::Accumulator sums(metrics_, device_);
   History history;
 
+  // The recorded step (CUDA graphs): the full batches replay one recording; the last partial batch,
+  // the warm-up steps and devices that cannot record run eagerly.
+  const int64_t full_steps = n / opt.batch_size;
+  bool may_record = opt.cuda_graphs && !opt.check_numerics && backend::get(device_).can_capture();
+  std::unique_ptr<model::GraphStep> graph;
+  int64_t eager_steps = 0;
+
+  // One step without the optimizer update; only device work, so that it can be recorded.
+  Tensor last_loss;
+  auto body = [&](const Tensor& xb, const Tensor& yb, const std::string* where) {
+    for (Tensor& p : params) p.zero_grad();
+    const Tensor pred = where ? model::forward_checked(layers_, xb, *where) : (*this)(xb);
+    const Tensor loss = (*loss_)(yb, pred);
+    loss.backward();
+    if (where) model::check_gradients(layers_, *where);
+    sums.add(loss, yb, pred);
+    last_loss = loss;
+  };
+
   std::vector<int32_t> order(static_cast<std::size_t>(n));
   for (int e = opt.initial_epoch; e < opt.epochs; ++e) {
     if (opt.verbose) std::cout << model::epoch_header(e + 1, opt.epochs) << '\n';
     if (opt.shuffle) order = global_generator().permutation(n);
     else std::iota(order.begin(), order.end(), 0);
     const Tensor order_t = Tensor::from_vector(order, device_);
+    const int64_t first_iteration = optimizer_->iterations();
+    if (graph) graph->start_epoch(order, first_iteration);
     model::ProgressBar bar(std::cout, steps, opt.verbose, terminal);
     sums.reset();
     int64_t last_checked = 0;
     for (int64_t s = 0; s < steps; ++s) {
       const int64_t b0 = s * opt.batch_size, b1 = std::min(n, b0 + opt.batch_size);
-      const Tensor idx = order_t.slice_rows(b0, b1);
-      const Tensor xb = opt.shuffle ? take_rows(x, idx) : x.slice_rows(b0, b1);
-      const Tensor yb = opt.shuffle ? take_rows(y, idx) : y.slice_rows(b0, b1);
-      for (Tensor& p : params) p.zero_grad();
-      const std::string where = "epoch " + std::to_string(e + 1) + ", step " + std::to_string(s + 1);
-      const Tensor pred = opt.check_numerics ? model::forward_checked(layers_, xb, where) : (*this)(xb);
-      const Tensor loss = (*loss_)(yb, pred);
-      loss.backward();
-      if (opt.check_numerics) model::check_gradients(layers_, where);
-      optimizer_->step(params);
-      sums.add(loss, yb, pred);
-      if (check_each_step) {
-        const double v = loss.item();
-        if (!std::isfinite(v)) throw_non_finite(v, e + 1, s + 1, s + 1);
+      bool done = false;  // by the recorded step
+      if (graph && s < full_steps) {
+        const auto ran = graph->run(s, [&](const Tensor& xb, const Tensor& yb) { body(xb, yb, nullptr); });
+        if (ran == model::GraphStep::Ran::Replayed) sums.add_samples(b1 - b0);
+        if (ran == model::GraphStep::Ran::Failed) {
+          if (last_loss.defined()) sums.add_samples(-(b1 - b0));  // the recorded body had counted it
+          if (opt.verbose) std::cout << "fit: training eagerly; recording the step failed: " << graph->failure() << '\n';
+          graph.reset();
+          may_record = false;
+        }
+        done = ran != model::GraphStep::Ran::Failed;
       }
+      if (!done) {
+        if (graph) graph->settle(*optimizer_);
+        const Tensor idx = order_t.slice_rows(b0, b1);
+        const Tensor xb = opt.shuffle ? take_rows(x, idx) : x.slice_rows(b0, b1);
+        const Tensor yb = opt.shuffle ? take_rows(y, idx) : y.slice_rows(b0, b1);
+        const std::string where = opt.check_numerics ? "epoch " + std::to_string(e + 1) + ", step " + std::to_string(s + 1) : "";
+        body(xb, yb, opt.check_numerics ? &where : nullptr);
+        optimizer_->step(params);
+        if (check_each_step) {
+          const double v = last_loss.item();
+          if (!std::isfinite(v)) throw_non_finite(v, e + 1, s + 1, s + 1);
+        }
+        if (may_record && !graph && ++eager_steps >= kWarmupSteps && s + 1 < full_steps) {
+          graph = model::GraphStep::make(*optimizer_, params, x, y, opt.batch_size);
+          if (graph) graph->start_epoch(order, first_iteration);
+          else may_record = false;
+        }
+      }
+      last_loss = Tensor();
       if (bar.wants_update(s + 1)) {
         const auto values = sums.results();
         if (!check_each_step && !std::isfinite(values.back().second))
@@ -89,6 +133,7 @@ History Sequential::fit(const Tensor& x_in, const Tensor& y_in, const FitOptions
         bar.update(s + 1, values);
       }
     }
+    if (graph) graph->settle(*optimizer_);
     for (Tensor& p : params) p.zero_grad();  // gradients are not needed between epochs
     auto logs = sums.results();
     if (!std::isfinite(logs.back().second)) throw_non_finite(logs.back().second, e + 1, last_checked + 1, steps);

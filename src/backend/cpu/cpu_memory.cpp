@@ -87,4 +87,8 @@ void CpuBackend::gather_rows(const void* src, const int32_t* idx, void* dst, int
   for (int64_t i = 0; i < n_idx; ++i) std::memcpy(d + i * row_bytes, s + static_cast<std::size_t>(idx[i]) * row_bytes, row_bytes);
 }
 
+void CpuBackend::select_batch(const int32_t* perm, const int64_t* index, int32_t* idx, int64_t n) {
+  std::memcpy(idx, perm + *index * n, static_cast<std::size_t>(n) * sizeof(int32_t));
+}
+
 }  // namespace kiln::backend

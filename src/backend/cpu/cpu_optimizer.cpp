@@ -26,25 +26,41 @@ void CpuBackend::sgd_step(DType dtype, void* w, const void* g, void* v, int64_t 
   });
 }
 
+namespace {
+// m += (g - m)(1 - b1); v += (g^2 - v)(1 - b2); w -= alpha m / (sqrt(v) + eps).
+template <typename T>
+void adam_update(T* ws, const T* gs, T* ms, T* vs, int64_t n, T alpha, T b1, T b2, T e) {
+#pragma omp parallel for if (n > kParallelGrain)
+  for (int64_t i = 0; i < n; ++i) {
+    ms[i] += (gs[i] - ms[i]) * (T(1) - b1);
+    vs[i] += (gs[i] * gs[i] - vs[i]) * (T(1) - b2);
+    ws[i] -= alpha * ms[i] / (std::sqrt(vs[i]) + e);
+  }
+}
+}  // namespace
+
 void CpuBackend::adam_step(DType dtype, void* w, const void* g, void* m, void* v, int64_t n, double lr, double beta1,
                            double beta2, double eps, int64_t step) {
   with_float_type(dtype, "adam", [&](auto tag) {
     using T = decltype(tag);
-    T* ws = static_cast<T*>(w);
-    const T* gs = static_cast<const T*>(g);
-    T* ms = static_cast<T*>(m);
-    T* vs = static_cast<T*>(v);
     // Keras computes the bias correction in the variable's dtype: float32 powers for float32.
     const T b1 = static_cast<T>(beta1), b2 = static_cast<T>(beta2);
     const T t = static_cast<T>(step);
     const T alpha = static_cast<T>(lr) * std::sqrt(T(1) - std::pow(b2, t)) / (T(1) - std::pow(b1, t));
-    const T e = static_cast<T>(eps);
-#pragma omp parallel for if (n > kParallelGrain)
-    for (int64_t i = 0; i < n; ++i) {
-      ms[i] += (gs[i] - ms[i]) * (T(1) - b1);
-      vs[i] += (gs[i] * gs[i] - vs[i]) * (T(1) - b2);
-      ws[i] -= alpha * ms[i] / (std::sqrt(vs[i]) + e);
-    }
+    adam_update(static_cast<T*>(w), static_cast<const T*>(g), static_cast<T*>(m), static_cast<T*>(v), n, alpha, b1,
+                b2, static_cast<T>(eps));
+  });
+}
+
+void CpuBackend::adam_step_multi(DType dtype, const ParamSlots* params, int count, double beta1, double beta2,
+                                 double eps, const void* alpha_table, const int64_t* index) {
+  with_float_type(dtype, "adam", [&](auto tag) {
+    using T = decltype(tag);
+    const T alpha = static_cast<const T*>(alpha_table)[*index];
+    for (int i = 0; i < count; ++i)
+      adam_update(static_cast<T*>(params[i].w), static_cast<const T*>(params[i].g), static_cast<T*>(params[i].m),
+                  static_cast<T*>(params[i].v), params[i].n, alpha, static_cast<T>(beta1), static_cast<T>(beta2),
+                  static_cast<T>(eps));
   });
 }
 

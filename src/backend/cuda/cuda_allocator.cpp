@@ -8,6 +8,7 @@
 
 #include "backend/cuda/check.h"
 #include "backend/cuda/device_guard.h"
+#include "kiln/error.h"
 
 namespace kiln::backend {
 
@@ -33,12 +34,27 @@ void* CudaAllocator::allocate(std::size_t bytes) {
   std::lock_guard lock(mutex_);
   void* ptr = nullptr;
   std::size_t size = rounded;
-  auto it = free_.lower_bound(rounded);
-  if (it != free_.end() && it->first <= 2 * rounded) {
+  auto& cache = active_pool_ ? pools_[active_pool_] : free_;
+  auto it = cache.lower_bound(rounded);
+  if (it != cache.end() && it->first <= 2 * rounded) {
     size = it->first;
     ptr = it->second;
-    free_.erase(it);
+    cache.erase(it);
     stats_.cached -= size;
+  } else if (active_pool_) {
+    // While recording, cudaMalloc is allowed (it does not touch the stream) but cudaFree is not,
+    // so no retry after emptying the cache. Relaxed mode for the call: a recording in this thread
+    // must not reject it.
+    DeviceGuard guard(device_);
+    cudaStreamCaptureMode mode = cudaStreamCaptureModeRelaxed;
+    (void)cudaThreadExchangeStreamCaptureMode(&mode);
+    const cudaError_t status = cudaMalloc(&ptr, rounded);
+    (void)cudaThreadExchangeStreamCaptureMode(&mode);
+    if (status == cudaErrorMemoryAllocation) {
+      (void)cudaGetLastError();
+      throw_out_of_memory(bytes, rounded);
+    }
+    KILN_CUDA_CHECK(status);
   } else {
     DeviceGuard guard(device_);
     cudaError_t status = cudaMalloc(&ptr, rounded);
@@ -53,7 +69,7 @@ void* CudaAllocator::allocate(std::size_t bytes) {
     }
     KILN_CUDA_CHECK(status);
   }
-  live_.emplace(ptr, size);
+  live_.emplace(ptr, Live{size, active_pool_});
   stats_.in_use += size;
   stats_.peak = std::max(stats_.peak, stats_.in_use);
   ++stats_.allocations;
@@ -65,12 +81,39 @@ void CudaAllocator::deallocate(void* ptr, std::size_t) {
   std::lock_guard lock(mutex_);
   auto it = live_.find(ptr);
   if (it == live_.end()) return;  // not ours; never throw from a destructor's path
-  const std::size_t size = it->second;
+  const Live block = it->second;
   live_.erase(it);
-  stats_.in_use -= size;
+  stats_.in_use -= block.size;
   --stats_.allocations;
-  free_.emplace(size, ptr);
-  stats_.cached += size;
+  auto pool = block.pool ? pools_.find(block.pool) : pools_.end();
+  (pool != pools_.end() ? pool->second : free_).emplace(block.size, ptr);
+  stats_.cached += block.size;
+}
+
+int CudaAllocator::begin_private_pool() {
+  std::lock_guard lock(mutex_);
+  if (active_pool_)
+    throw Error("capture", "a private memory pool is already active on GPU " + std::to_string(device_) +
+                               "; expected one recording at a time");
+  active_pool_ = next_pool_++;
+  pools_[active_pool_];
+  return active_pool_;
+}
+
+void CudaAllocator::end_private_pool() {
+  std::lock_guard lock(mutex_);
+  active_pool_ = 0;
+}
+
+void CudaAllocator::release_private_pool(int id) {
+  std::lock_guard lock(mutex_);
+  if (active_pool_ == id) active_pool_ = 0;
+  auto pool = pools_.find(id);
+  if (pool == pools_.end()) return;
+  free_.merge(pool->second);
+  pools_.erase(pool);
+  for (auto& [ptr, block] : live_)
+    if (block.pool == id) block.pool = 0;
 }
 
 MemoryStats CudaAllocator::stats() const {

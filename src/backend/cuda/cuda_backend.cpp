@@ -109,6 +109,16 @@ void CudaBackend::synchronize() {
   KILN_CUDA_CHECK(cudaStreamSynchronize(stream_));
 }
 
+void CudaBackend::select_batch(const int32_t* perm, const int64_t* index, int32_t* idx, int64_t n) {
+  DeviceGuard guard(device_);
+  kernels::select_batch(perm, index, idx, n, stream_);
+}
+
+void CudaBackend::advance_counter(int64_t* counter) {
+  DeviceGuard guard(device_);
+  kernels::advance_counter(counter, stream_);
+}
+
 void CudaBackend::gather_rows(const void* src, const int32_t* idx, void* dst, int64_t n_idx, std::size_t row_bytes) {
   DeviceGuard guard(device_);
   kernels::gather_rows(src, idx, dst, n_idx, row_bytes, stream_);
@@ -223,6 +233,88 @@ void CudaBackend::adam_step(DType dtype, void* w, const void* g, void* m, void* 
     alpha = static_cast<T>(lr) * std::sqrt(T(1) - std::pow(b2, t)) / (T(1) - std::pow(b1, t));
   });
   kernels::adam_step(dtype, w, g, m, v, n, alpha, beta1, beta2, eps, stream_);
+}
+
+void CudaBackend::adam_step_multi(DType dtype, const ParamSlots* params, int count, double beta1, double beta2,
+                                  double eps, const void* alpha_table, const int64_t* index) {
+  DeviceGuard guard(device_);
+  kernels::adam_step_multi(dtype, params, count, beta1, beta2, eps, alpha_table, index, stream_);
+}
+
+// ---- recording ----
+
+namespace {
+// An instantiated graph and the private pool its memory came from; the pool goes back to the
+// shared cache when the graph is destroyed.
+class CudaGraph final : public CapturedWork {
+ public:
+  CudaGraph(int device, cudaStream_t stream, cudaGraphExec_t exec, CudaAllocator& allocator, int pool)
+      : device_(device), stream_(stream), exec_(exec), allocator_(allocator), pool_(pool) {}
+  ~CudaGraph() override {
+    DeviceGuard guard(device_);
+    cudaStreamSynchronize(stream_);  // no replay may still be running when the exec goes
+    cudaGraphExecDestroy(exec_);
+    allocator_.release_private_pool(pool_);
+  }
+  void launch() override {
+    DeviceGuard guard(device_);
+    KILN_CUDA_CHECK(cudaGraphLaunch(exec_, stream_));
+  }
+
+ private:
+  int device_;
+  cudaStream_t stream_;
+  cudaGraphExec_t exec_;
+  CudaAllocator& allocator_;
+  int pool_;
+};
+}  // namespace
+
+void CudaBackend::begin_capture() {
+  DeviceGuard guard(device_);
+  capture_pool_ = allocator_.begin_private_pool();
+  // Thread-local mode: a call of this thread that could sync with the recorded stream (a host
+  // read, cudaFree) fails the recording instead of silently running outside it.
+  const cudaError_t status = cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal);
+  if (status != cudaSuccess) {
+    allocator_.release_private_pool(capture_pool_);
+    capture_pool_ = 0;
+    KILN_CUDA_CHECK(status);
+  }
+}
+
+std::unique_ptr<CapturedWork> CudaBackend::end_capture() {
+  if (!capture_pool_) throw Error("capture", "no recording is under way; expected begin_capture() first");
+  DeviceGuard guard(device_);
+  const int pool = capture_pool_;
+  capture_pool_ = 0;
+  allocator_.end_private_pool();
+  cudaGraph_t graph = nullptr;
+  cudaError_t status = cudaStreamEndCapture(stream_, &graph);
+  cudaGraphExec_t exec = nullptr;
+  if (status == cudaSuccess) status = cudaGraphInstantiate(&exec, graph, 0);
+  if (graph) cudaGraphDestroy(graph);
+  if (status != cudaSuccess) {
+    (void)cudaGetLastError();
+    allocator_.release_private_pool(pool);
+    throw Error("capture", std::string("recording the device's work failed: ") + cudaGetErrorString(status) +
+                               "; expected only device work between begin_capture() and end_capture()");
+  }
+  return std::make_unique<CudaGraph>(device_, stream_, exec, allocator_, pool);
+}
+
+void CudaBackend::abort_capture() noexcept {
+  if (!capture_pool_) return;
+  DeviceGuard guard(device_);
+  allocator_.end_private_pool();
+  cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
+  if (cudaStreamIsCapturing(stream_, &capturing) == cudaSuccess && capturing != cudaStreamCaptureStatusNone) {
+    cudaGraph_t graph = nullptr;
+    if (cudaStreamEndCapture(stream_, &graph) == cudaSuccess && graph) cudaGraphDestroy(graph);
+  }
+  (void)cudaGetLastError();
+  allocator_.release_private_pool(capture_pool_);
+  capture_pool_ = 0;
 }
 
 }  // namespace kiln::backend

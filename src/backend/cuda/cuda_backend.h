@@ -72,7 +72,17 @@ class CudaBackend final : public Backend {
   void adam_step(DType dtype, void* w, const void* g, void* m, void* v, int64_t n, double lr, double beta1,
                  double beta2, double eps, int64_t step) override;
 
+  void adam_step_multi(DType dtype, const ParamSlots* params, int count, double beta1, double beta2, double eps,
+                       const void* alpha_table, const int64_t* index) override;
+
   void gather_rows(const void* src, const int32_t* idx, void* dst, int64_t n_idx, std::size_t row_bytes) override;
+  void select_batch(const int32_t* perm, const int64_t* index, int32_t* idx, int64_t n) override;
+  void advance_counter(int64_t* counter) override;
+
+  bool can_capture() const override { return true; }
+  void begin_capture() override;
+  std::unique_ptr<CapturedWork> end_capture() override;
+  void abort_capture() noexcept override;
 
   int device() const { return device_; }
   cudaStream_t stream() const { return stream_; }
@@ -104,6 +114,7 @@ class CudaBackend final : public Backend {
   cudnnHandle_t cudnn_ = nullptr;
   void* cublas_workspace_ = nullptr;
   CudaAllocator allocator_;
+  int capture_pool_ = 0;  // the private pool of the recording under way, 0 when none
   // Pinned staging for copy_from_host: the host buffer is free on return, the device copy is not
   // waited for; the next upload waits only for this one (staging_done_).
   void* staging_ = nullptr;

@@ -36,6 +36,10 @@ void fill(DType dtype, void* dst, int64_t n, double value, cudaStream_t s);
 void cast(DType from, const void* src, DType to, void* dst, int64_t n, cudaStream_t s);
 void gather_rows(const void* src, const int32_t* idx, void* dst, int64_t n_idx, std::size_t row_bytes,
                  cudaStream_t s);
+/// idx[i] = perm[*index * n + i].
+void select_batch(const int32_t* perm, const int64_t* index, int32_t* idx, int64_t n, cudaStream_t s);
+/// ++*counter.
+void advance_counter(int64_t* counter, cudaStream_t s);
 /// out[c, r] = in[r, c] for in [rows, cols].
 void transpose(DType dtype, const void* in, void* out, int64_t rows, int64_t cols, cudaStream_t s);
 /// xp [N, HP, WP, C] = x [N, H, W, C] placed at (top, left), zeros elsewhere (rows past HP dropped).
@@ -81,6 +85,11 @@ void sgd_step(DType dtype, void* w, const void* g, void* v, int64_t n, double lr
 /// `alpha` is the bias-corrected step size, computed by the caller in the variable's precision.
 void adam_step(DType dtype, void* w, const void* g, void* m, void* v, int64_t n, double alpha, double beta1,
                double beta2, double eps, cudaStream_t s);
+
+/// Adam over `count` parameters in as few launches as fit the kernel's argument block; the step
+/// size is alpha_table[*index] (in the parameters' dtype).
+void adam_step_multi(DType dtype, const ParamSlots* params, int count, double beta1, double beta2, double eps,
+                     const void* alpha_table, const int64_t* index, cudaStream_t s);
 
 /// A do-nothing kernel: cudaFuncGetAttributes on it tells whether this build has code for a GPU.
 const void* probe_kernel();

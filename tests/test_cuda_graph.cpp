@@ -1,0 +1,300 @@
+// The recorded training step (CUDA graphs): the allocator's private pools, the device-side step
+// state (batch selection, Adam's step-size table), and fit with graphs on against fit with graphs
+// off on the GPU, which must agree to float rounding. The CPU halves of the new backend calls run
+// everywhere; the GPU tests skip, with the reason, where no GPU is usable.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <vector>
+
+#include "backend/backend.h"
+#include "kiln/kiln.h"
+
+using namespace kiln;
+using backend::Backend;
+
+namespace {
+
+#define REQUIRE_GPU()                                                                        \
+  do {                                                                                       \
+    const GpuVerdict verdict_ = gpu_verdict();                                               \
+    if (!verdict_.usable) GTEST_SKIP() << "no usable GPU: " << verdict_.summary;             \
+  } while (0)
+
+Backend& gpu() { return backend::cuda(0); }
+
+template <typename T>
+T* device_copy(Backend& be, const std::vector<T>& v) {
+  T* p = static_cast<T*>(be.allocator().allocate(v.size() * sizeof(T)));
+  be.copy_from_host(p, v.data(), v.size() * sizeof(T));
+  return p;
+}
+
+template <typename T>
+std::vector<T> host_copy(Backend& be, const T* p, std::size_t n) {
+  std::vector<T> v(n);
+  be.copy_to_host(v.data(), p, n * sizeof(T));
+  return v;
+}
+
+// adam_step_multi with alpha_table[*index] equals adam_step at that step, on `be`.
+void check_adam_multi(Backend& be) {
+  const std::vector<int64_t> sizes = {7, 300, 1};
+  const double lr = 0.01, b1 = 0.9, b2 = 0.999, eps = 1e-7;
+  const int64_t step = 5;
+  const float b1f = static_cast<float>(b1), b2f = static_cast<float>(b2), t = static_cast<float>(step);
+  const float alpha = static_cast<float>(lr) * std::sqrt(1.0f - std::pow(b2f, t)) / (1.0f - std::pow(b1f, t));
+  std::vector<float> table = {0.0f, 0.0f, alpha};
+  const std::vector<int64_t> index = {2};
+  float* table_d = device_copy(be, table);
+  int64_t* index_d = device_copy(be, index);
+  std::vector<backend::ParamSlots> list;
+  std::vector<std::vector<float*>> ref;
+  Generator gen(7);
+  for (int64_t n : sizes) {
+    const auto rnd = [&] { return Tensor::uniform({n}, -1, 1, gen).to_vector<float>(); };
+    const auto w = rnd(), g = rnd(), m = rnd();
+    auto v = rnd();
+    for (auto& x : v) x = std::abs(x);
+    list.push_back({device_copy(be, w), device_copy(be, g), device_copy(be, m), device_copy(be, v), n});
+    ref.push_back({device_copy(be, w), device_copy(be, g), device_copy(be, m), device_copy(be, v)});
+    be.adam_step(DType::Float32, ref.back()[0], ref.back()[1], ref.back()[2], ref.back()[3], n, lr, b1, b2, eps, step);
+  }
+  be.adam_step_multi(DType::Float32, list.data(), static_cast<int>(list.size()), b1, b2, eps, table_d, index_d);
+  for (std::size_t i = 0; i < sizes.size(); ++i) {
+    const auto n = static_cast<std::size_t>(sizes[i]);
+    EXPECT_EQ(host_copy(be, static_cast<float*>(list[i].w), n), host_copy(be, ref[i][0], n)) << "tensor " << i;
+    EXPECT_EQ(host_copy(be, static_cast<float*>(list[i].m), n), host_copy(be, ref[i][2], n)) << "tensor " << i;
+    EXPECT_EQ(host_copy(be, static_cast<float*>(list[i].v), n), host_copy(be, ref[i][3], n)) << "tensor " << i;
+  }
+  be.synchronize();
+  for (std::size_t i = 0; i < sizes.size(); ++i) {
+    const std::size_t bytes = static_cast<std::size_t>(sizes[i]) * sizeof(float);
+    for (void* p : {list[i].w, const_cast<void*>(list[i].g), list[i].m, list[i].v}) be.allocator().deallocate(p, bytes);
+    for (float* p : ref[i]) be.allocator().deallocate(p, bytes);
+  }
+  be.allocator().deallocate(table_d, table.size() * sizeof(float));
+  be.allocator().deallocate(index_d, sizeof(int64_t));
+}
+
+// The seed recipe's shape, smaller: Conv2D relu, MaxPool, Flatten, Dense relu, Dense logits; Adam.
+Sequential small_cnn(uint64_t seed, const std::string& optimizer = "adam") {
+  utils::set_random_seed(seed);
+  Sequential model({layers::Conv2D(4, {3, 3}, {.activation = "relu", .input_shape = {8, 8, 3}}),
+                    layers::MaxPooling2D({2, 2}), layers::Flatten(), layers::Dense(16, {.activation = "relu"}),
+                    layers::Dense(10)});
+  model.to(Device::gpu(0));
+  std::unique_ptr<Optimizer> opt = optimizers::get(optimizer);
+  if (optimizer == "sgd") opt = std::make_unique<optimizers::SGD>(optimizers::SGDOptions{.learning_rate = 0.05, .momentum = 0.9});
+  model.compile(*opt, losses::SparseCategoricalCrossentropy({.from_logits = true}), {"accuracy"});
+  return model;
+}
+
+struct TrainRun {
+  History history;
+  std::vector<std::vector<float>> weights;
+  int64_t iterations;
+};
+
+TrainRun train(bool graphs, const std::string& optimizer, int64_t n, int64_t batch, int epochs) {
+  Generator data(11);
+  const Tensor x = Tensor::uniform({n, 8, 8, 3}, 0, 1, data);
+  std::vector<int32_t> labels(static_cast<std::size_t>(n));
+  const auto u = Tensor::uniform({n}, 0, 10, data).to_vector<float>();
+  for (std::size_t i = 0; i < labels.size(); ++i) labels[i] = std::min(9, static_cast<int32_t>(u[i]));
+  const Tensor y = Tensor::from_vector(labels, Shape{n});
+  Sequential model = small_cnn(3, optimizer);
+  TrainRun run;
+  run.history = model.fit(x, y, {.batch_size = batch, .epochs = epochs, .verbose = 0,
+                                 .validation_data = {{x, y}}, .cuda_graphs = graphs});
+  for (const Tensor& w : model.trainable_weights()) run.weights.push_back(w.cpu().to_vector<float>());
+  run.iterations = model.optimizer()->iterations();
+  return run;
+}
+
+// Largest |a - b| over the histories' values and over the weights; both runs must agree to rounding.
+void compare(const TrainRun& eager, const TrainRun& graph, const char* what) {
+  double max_log = 0, max_w = 0;
+  ASSERT_EQ(eager.history.history.size(), graph.history.history.size());
+  for (const auto& [key, values] : eager.history.history) {
+    const auto& other = graph.history.history.at(key);
+    ASSERT_EQ(values.size(), other.size()) << key;
+    for (std::size_t i = 0; i < values.size(); ++i) {
+      max_log = std::max(max_log, std::abs(values[i] - other[i]));
+      EXPECT_NEAR(values[i], other[i], 1e-5 * std::max(1.0, std::abs(values[i]))) << key << " epoch " << i;
+    }
+  }
+  ASSERT_EQ(eager.weights.size(), graph.weights.size());
+  for (std::size_t k = 0; k < eager.weights.size(); ++k)
+    for (std::size_t i = 0; i < eager.weights[k].size(); ++i) {
+      max_w = std::max(max_w, static_cast<double>(std::abs(eager.weights[k][i] - graph.weights[k][i])));
+      ASSERT_NEAR(eager.weights[k][i], graph.weights[k][i], 1e-5) << "weight " << k << "[" << i << "]";
+    }
+  EXPECT_EQ(eager.iterations, graph.iterations);
+  std::printf("[ graphs vs eager, %s ] max |difference|: logs %.3g, weights %.3g\n", what, max_log, max_w);
+}
+
+}  // namespace
+
+TEST(CudaGraphCpu, SelectBatchAndAdvanceCounter) {
+  Backend& be = backend::cpu();
+  const std::vector<int32_t> perm = {5, 4, 3, 2, 1, 0};
+  int64_t index = 1;
+  std::vector<int32_t> idx(2);
+  be.select_batch(perm.data(), &index, idx.data(), 2);
+  EXPECT_EQ(idx, (std::vector<int32_t>{3, 2}));
+  be.advance_counter(&index);
+  EXPECT_EQ(index, 2);
+  EXPECT_FALSE(be.can_capture());
+  EXPECT_THROW(be.begin_capture(), Error);
+}
+
+TEST(CudaGraphCpu, AdamMultiEqualsAdamStep) { check_adam_multi(backend::cpu()); }
+
+TEST(CudaGraph, AdamMultiEqualsAdamStep) {
+  REQUIRE_GPU();
+  check_adam_multi(gpu());
+}
+
+TEST(CudaGraph, ReplaysReadTheDeviceCounter) {
+  REQUIRE_GPU();
+  Backend& be = gpu();
+  const std::vector<int32_t> perm = {9, 8, 7, 6, 5, 4, 3, 2, 1, 0};
+  int32_t* perm_d = device_copy(be, perm);
+  int64_t* index_d = device_copy(be, std::vector<int64_t>{0});
+  int32_t* idx_d = device_copy(be, std::vector<int32_t>{-1, -1});
+  be.begin_capture();
+  be.select_batch(perm_d, index_d, idx_d, 2);
+  be.advance_counter(index_d);
+  auto graph = be.end_capture();
+  EXPECT_EQ(host_copy(be, idx_d, 2), (std::vector<int32_t>{-1, -1}));  // recording runs nothing
+  graph->launch();
+  EXPECT_EQ(host_copy(be, idx_d, 2), (std::vector<int32_t>{9, 8}));
+  graph->launch();
+  graph->launch();
+  EXPECT_EQ(host_copy(be, idx_d, 2), (std::vector<int32_t>{5, 4}));
+  EXPECT_EQ(host_copy(be, index_d, 1)[0], 3);
+  graph.reset();
+  be.allocator().deallocate(perm_d, perm.size() * sizeof(int32_t));
+  be.allocator().deallocate(index_d, sizeof(int64_t));
+  be.allocator().deallocate(idx_d, 2 * sizeof(int32_t));
+}
+
+TEST(CudaGraph, PrivatePoolKeepsItsBlocks) {
+  REQUIRE_GPU();
+  Backend& be = gpu();
+  auto& a = be.allocator();
+  const MemoryStats before = a.stats();
+  be.begin_capture();
+  void* p = a.allocate(4096);
+  a.deallocate(p, 4096);
+  void* q = a.allocate(4096);  // freed during the recording: back to its pool, handed out again
+  EXPECT_EQ(p, q);
+  be.fill(DType::Float32, q, 1024, 1.0);
+  a.deallocate(q, 4096);
+  auto graph = be.end_capture();
+  void* r = a.allocate(4096);  // after the recording: never a block of the recording's pool
+  EXPECT_NE(r, q);
+  graph->launch();
+  be.synchronize();
+  a.deallocate(r, 4096);
+  graph.reset();  // the pool joins the shared cache
+  EXPECT_EQ(a.stats().in_use, before.in_use);
+  EXPECT_EQ(a.stats().allocations, before.allocations);
+}
+
+TEST(CudaGraph, FailedRecordingLeavesTheDeviceUsable) {
+  REQUIRE_GPU();
+  Backend& be = gpu();
+  const MemoryStats before = be.allocator().stats();
+  float* x = device_copy(be, std::vector<float>{1, 2});
+  be.begin_capture();
+  std::vector<float> host(2);
+  EXPECT_THROW(be.copy_to_host(host.data(), x, sizeof(float) * 2), Error);  // a host read while recording
+  be.abort_capture();
+  EXPECT_EQ(host_copy(be, x, 2), (std::vector<float>{1, 2}));
+  be.allocator().deallocate(x, 2 * sizeof(float));
+  EXPECT_EQ(be.allocator().stats().in_use, before.in_use);
+}
+
+TEST(CudaGraph, FitWithGraphsEqualsEagerAdam) {
+  REQUIRE_GPU();
+  // 203 samples at batch 10: 20 full batches (2 eager warm-ups, 1 recording, 17 replays in epoch 1)
+  // and a partial batch of 3 that runs eagerly; 4 epochs; validation after each.
+  const TrainRun eager = train(false, "adam", 203, 10, 4);
+  const TrainRun graph = train(true, "adam", 203, 10, 4);
+  compare(eager, graph, "adam, batch 10");
+  EXPECT_EQ(graph.iterations, 4 * 21);
+}
+
+TEST(CudaGraph, FitWithGraphsEqualsEagerSgdMomentum) {
+  REQUIRE_GPU();
+  const TrainRun eager = train(false, "sgd", 96, 32, 3);  // no partial batch
+  const TrainRun graph = train(true, "sgd", 96, 32, 3);
+  compare(eager, graph, "sgd momentum, batch 32");
+}
+
+TEST(CudaGraph, FitLeavesNoMemoryBehind) {
+  REQUIRE_GPU();
+  Generator data(5);
+  const Tensor x = Tensor::uniform({64, 8, 8, 3}, 0, 1, data);
+  const Tensor y = Tensor::from_vector(std::vector<int32_t>(64, 3), Shape{64});
+  Sequential model = small_cnn(1);
+  model.fit(x, y, {.batch_size = 8, .epochs = 1, .verbose = 0});  // creates the optimizer's slots
+  const MemoryStats before = memory_stats(Device::gpu(0));
+  model.fit(x, y, {.batch_size = 8, .epochs = 2, .verbose = 0});
+  const MemoryStats after = memory_stats(Device::gpu(0));
+  EXPECT_EQ(after.in_use, before.in_use);
+  EXPECT_EQ(after.allocations, before.allocations);
+}
+
+namespace {
+// Wall time at each epoch's end (the logs read by fit there synchronize with the device).
+class EpochClock : public Callback {
+ public:
+  bool on_epoch_end(Sequential&, int, const std::map<std::string, double>&) override {
+    stamps.push_back(std::chrono::steady_clock::now());
+    return true;
+  }
+  std::vector<std::chrono::steady_clock::time_point> stamps;
+};
+}  // namespace
+
+// Throughput of the seed CIFAR-10 model (Conv2D 32 3x3 relu, MaxPool 2, Flatten, Dense 64 relu,
+// Dense 10; Adam; sparse cross-entropy from logits) on synthetic 32x32x3 data, eager against
+// recorded steps, at batch 10, 128 and 2048: the median epoch after the first. Not a check; run it
+// with --gtest_also_run_disabled_tests --gtest_filter='*SeedModelStepsPerSecond'.
+TEST(CudaGraphBench, DISABLED_SeedModelStepsPerSecond) {
+  REQUIRE_GPU();
+  const int64_t n = 20480;
+  Generator data(1);
+  const Tensor x = Tensor::uniform({n, 32, 32, 3}, 0, 1, data);
+  std::vector<int32_t> labels(static_cast<std::size_t>(n));
+  for (std::size_t i = 0; i < labels.size(); ++i) labels[i] = static_cast<int32_t>(i % 10);
+  const Tensor y = Tensor::from_vector(labels, Shape{n});
+  for (int64_t batch : {10, 128, 2048}) {
+    for (bool graphs : {false, true}) {
+      utils::set_random_seed(0);
+      Sequential model({layers::Conv2D(32, {3, 3}, {.activation = "relu", .input_shape = {32, 32, 3}}),
+                        layers::MaxPooling2D({2, 2}), layers::Flatten(), layers::Dense(64, {.activation = "relu"}),
+                        layers::Dense(10)});
+      model.to(Device::gpu(0));
+      model.compile(optimizers::Adam(), losses::SparseCategoricalCrossentropy({.from_logits = true}), {"accuracy"});
+      auto clock = std::make_shared<EpochClock>();
+      const int epochs = 4;
+      model.fit(x, y, {.batch_size = batch, .epochs = epochs, .verbose = 0, .callbacks = {clock}, .cuda_graphs = graphs});
+      std::vector<double> seconds;
+      for (int e = 1; e < epochs; ++e)
+        seconds.push_back(std::chrono::duration<double>(clock->stamps[e] - clock->stamps[e - 1]).count());
+      std::sort(seconds.begin(), seconds.end());
+      const double s = seconds[seconds.size() / 2];
+      const double steps = std::ceil(static_cast<double>(n) / static_cast<double>(batch));
+      std::printf("seed model batch %5lld %-6s %9.0f steps/s %10.0f images/s (median epoch of %lld images: %.3f s)\n",
+                  static_cast<long long>(batch), graphs ? "graph" : "eager", steps / s, static_cast<double>(n) / s,
+                  static_cast<long long>(n), s);
+    }
+  }
+}
