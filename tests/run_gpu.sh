@@ -10,9 +10,9 @@ BUILD=${1:-$ROOT/build-gpu}
 LOGS=${OUT:-$BUILD/logs}
 mkdir -p "$LOGS"
 export PATH=/usr/local/cuda/bin:$PATH
-GPU_FILTER='CudaBackend.*:CudaTensor.*:CudaAllocator.*:CudaGraph.*:Devices.*'
+GPU_FILTER='CudaBackend.*:CudaTensor.*:CudaAllocator.*:CudaGraph.*:CudaTraining.*:Devices.*'
 # The out-of-memory test fails a cudaMalloc on purpose, which the sanitizers report as an API error.
-SANITIZER_FILTER="$GPU_FILTER-CudaAllocator.OutOfMemorySaysWhatToDo"
+SANITIZER_FILTER="$GPU_FILTER-CudaAllocator.OutOfMemorySaysWhatToDo:CudaTraining.HugeBatchRaisesOutOfMemoryThenNormalTrainingWorks"
 status=0
 
 STEPS=${STEPS:-devices gpu_tests memcheck racecheck ctest}

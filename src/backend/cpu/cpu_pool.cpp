@@ -59,7 +59,7 @@ void CpuBackend::max_pool2d_backward(DType dtype, const Pool2dGeometry& g, const
     T* dxs = static_cast<T*>(dx);
     fill(dtype, dx, g.N * g.H * g.W * g.C, 0.0);
     // Windows of one image may overlap, so threads split images, never one image.
-#pragma omp parallel if (g.N > 1 && g.N * g.OH * g.OW * g.C > kParallelGrain)
+#pragma omp parallel if (g.N > 1 && g.N * g.H * g.W * g.C > kParallelGrain)
     {
       std::vector<T> routed_buf(static_cast<std::size_t>(g.C));
       T* __restrict routed = routed_buf.data();  // 1 once channel c's gradient has found its input
