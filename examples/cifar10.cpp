@@ -40,11 +40,14 @@ int main(int argc, char** argv) {
   CLI::App app{"kiln CIFAR-10 example: the Keras getting-started CNN"};
   std::string data_dir = "build/cifar10", device_name = "auto", save_path, history_path, plot_path;
   int epochs = 100, verbose = 1, threads = 0;
-  int64_t batch_size = 10, limit = 0;
+  int64_t batch_size = 10, validation_batch_size = 1000, limit = 0;
   uint64_t seed = 0;
   app.add_option("--data", data_dir, "folder with cifar-10-batches-bin/ (official binary format)");
   app.add_option("--epochs", epochs, "training epochs")->check(CLI::PositiveNumber);
   app.add_option("--batch-size", batch_size, "samples per training step")->check(CLI::PositiveNumber);
+  app.add_option("--validation-batch-size", validation_batch_size,
+                 "samples per step of the test-set evaluation after each epoch (speed only)")
+      ->check(CLI::PositiveNumber);
   app.add_option("--seed", seed, "seed of the initial weights and the shuffles");
   app.add_option("--threads", threads, "CPU threads (default: all cores)")->check(CLI::NonNegativeNumber);
   app.add_option("--device", device_name, "cpu, gpu, gpu:N or auto (the first usable GPU, else the CPU)");
@@ -79,7 +82,8 @@ int main(int argc, char** argv) {
     auto reporter = std::make_shared<EpochReporter>(epochs, history_path, plot_path);
     model.fit(x_train, data.train.labels,
               {.batch_size = batch_size, .epochs = epochs, .verbose = verbose,
-               .validation_data = {{x_test, data.test.labels}}, .callbacks = {reporter}});
+               .validation_data = {{x_test, data.test.labels}}, .validation_batch_size = validation_batch_size,
+               .callbacks = {reporter}});
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     std::printf("trained %d epochs in %.1f s (%.2f s per epoch) on %s\n", epochs, seconds, seconds / epochs,
                 device.str().c_str());

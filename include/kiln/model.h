@@ -41,6 +41,9 @@ struct FitOptions {
   int verbose = 1;  ///< 0 silent, 1 progress bar (one line per epoch when not a terminal), 2 one line per epoch
   bool shuffle = true;
   std::optional<std::pair<Tensor, Tensor>> validation_data = std::nullopt;  ///< (x_val, y_val)
+  /// Batch size of the validation pass; 0 means batch_size (as Keras). Evaluation does not train,
+  /// so a larger one changes only the speed (and float rounding), not what is computed.
+  int64_t validation_batch_size = 0;
   int initial_epoch = 0;                                                   ///< to resume training
   /// Checks every layer's output and every weight's gradient at every step and stops at the first
   /// NaN or Inf, naming the layer (slow: it reads each tensor back; for debugging).

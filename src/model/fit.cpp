@@ -39,6 +39,9 @@ History Sequential::fit(const Tensor& x_in, const Tensor& y_in, const FitOptions
   require_compiled("fit");
   model::check_xy("fit", x_in, y_in);
   model::check_batch_size("fit", opt.batch_size);
+  if (opt.validation_batch_size < 0)
+    throw Error("fit", "validation_batch_size is " + std::to_string(opt.validation_batch_size) +
+                           "; expected a positive number, or 0 for batch_size");
   if (opt.epochs < 0) throw Error("fit", "epochs is " + std::to_string(opt.epochs) + "; expected >= 0");
   build_for(x_in, "fit");
   Shape out_shape = input_shape_;
@@ -138,7 +141,8 @@ History Sequential::fit(const Tensor& x_in, const Tensor& y_in, const FitOptions
     auto logs = sums.results();
     if (!std::isfinite(logs.back().second)) throw_non_finite(logs.back().second, e + 1, last_checked + 1, steps);
     if (val) {
-      const auto val_logs = evaluate(val->first, val->second, {.batch_size = opt.batch_size, .verbose = 0});
+      const int64_t val_batch = opt.validation_batch_size > 0 ? opt.validation_batch_size : opt.batch_size;
+      const auto val_logs = evaluate(val->first, val->second, {.batch_size = val_batch, .verbose = 0});
       for (const auto& [k, v] : val_logs) logs.emplace_back("val_" + k, v);
     }
     bar.finish(logs);
