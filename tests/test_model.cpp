@@ -241,3 +241,16 @@ TEST(Model, NothingIsLiveAfterAModelDies) {
   }
   EXPECT_EQ(memory_stats(Device::cpu()).in_use, before);
 }
+
+TEST(Model, ValidationBatchSizeChangesOnlyTheSpeed) {
+  Sequential a = house_price_model(4), b = house_price_model(4);
+  utils::set_random_seed(1);
+  const History ha = a.fit(kXs, kYs, {.batch_size = 2, .epochs = 3, .verbose = 0, .validation_data = {{kXs, kYs}}});
+  utils::set_random_seed(1);
+  const History hb = b.fit(kXs, kYs, {.batch_size = 2, .epochs = 3, .verbose = 0, .validation_data = {{kXs, kYs}},
+                                      .validation_batch_size = 6});
+  EXPECT_EQ(ha.history.at("loss"), hb.history.at("loss"));
+  for (int e = 0; e < 3; ++e) EXPECT_NEAR(ha.history.at("val_loss")[e], hb.history.at("val_loss")[e], 1e-5);
+  EXPECT_EQ(message_of([&] { a.fit(kXs, kYs, {.verbose = 0, .validation_batch_size = -1}); }),
+            "[fit] validation_batch_size is -1; expected a positive number, or 0 for batch_size");
+}
