@@ -571,6 +571,24 @@ TEST_F(IoTest, RefusedLoadLeavesGeneratorAlone) {
 
 // ---- atomic writes ----
 
+TEST_F(IoTest, SaveRemovesTempFilesOfDeadWritersOnly) {
+  const std::string target = path("orphans.bin");
+  const pid_t dead = ::fork();
+  if (dead == 0) ::_exit(0);
+  ASSERT_GT(dead, 0);
+  ::waitpid(dead, nullptr, 0);  // reaped: no process has this pid now
+  const std::string orphan = target + ".tmp-" + std::to_string(dead) + "-0";
+  const std::string live = target + ".tmp-1-0";  // pid 1 always exists
+  const std::string unrelated = target + ".tmp-notes";
+  for (const auto& f : {orphan, live, unrelated}) std::ofstream(f) << "x";
+  io::AtomicFile file(target);
+  file.write(std::vector<uint8_t>{1, 2, 3});
+  file.commit();
+  EXPECT_FALSE(fs::exists(orphan));
+  EXPECT_TRUE(fs::exists(live));
+  EXPECT_TRUE(fs::exists(unrelated));
+}
+
 TEST_F(IoTest, FailedWriteKeepsOldFileAndRemovesTemp) {
   utils::set_random_seed(0);
   Sequential m({layers::Dense(2, {.input_shape = {3}})});
@@ -643,10 +661,16 @@ TEST_F(IoTest, CheckpointSurvivesSigkillDuringSaves) {
       for (float b : layer->named_weights()[1].second.to_vector<float>()) ASSERT_EQ(b, v) << "a torn checkpoint";
     last_seen = k;
   }
-  // Kills that landed mid-write leave a temporary file beside the checkpoint (and nothing worse).
-  int torn_writes = 0;
-  for (const auto& e : fs::directory_iterator(dir_)) torn_writes += e.path().filename().string().find(".tmp-") != std::string::npos;
-  RecordProperty("kills_mid_write", torn_writes);
+  // A kill that landed mid-write leaves a temporary file beside the checkpoint (and nothing worse);
+  // the next save of that checkpoint removes the orphans of writers that no longer exist.
+  auto temp_files = [&] {
+    int n = 0;
+    for (const auto& e : fs::directory_iterator(dir_)) n += e.path().filename().string().find(".tmp-") != std::string::npos;
+    return n;
+  };
+  RecordProperty("temp_files_after_last_kill", temp_files());
+  load_model(p).save(p);
+  EXPECT_EQ(temp_files(), 0);
 }
 
 // ---- fuzzer regressions: every saved input must parse or throw kiln::Error, never crash ----

@@ -1,8 +1,10 @@
 // AtomicFile: temp file + fsync + rename + directory fsync (POSIX). A crash at any point leaves
-// the target either as it was or fully replaced; at worst a stray "<name>.tmp-*" file remains.
+// the target either as it was or fully replaced; a "<name>.tmp-<pid>-<n>" file a killed writer left
+// behind is removed by the next save of the same target.
 #include "io/atomic_file.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -28,10 +30,28 @@ std::string temp_name_for(const std::string& path) {
   return path + ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(counter.fetch_add(1));
 }
 
+// Removes "<path>.tmp-<pid>-<n>" files whose writing process no longer exists (killed mid-save).
+// A live writer's file (its pid answers kill(pid, 0)) is left alone.
+void remove_orphaned_temps(const std::string& path) {
+  namespace fs = std::filesystem;
+  const std::string prefix = fs::path(path).filename().string() + ".tmp-";
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(directory_of(path), ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.rfind(prefix, 0) != 0) continue;
+    const std::string rest = name.substr(prefix.size());
+    const auto dash = rest.find('-');
+    if (dash == 0 || dash == std::string::npos || dash > 9 || rest.find_first_not_of("0123456789-") != std::string::npos) continue;
+    const pid_t pid = static_cast<pid_t>(std::stoll(rest.substr(0, dash)));
+    if (pid > 0 && pid != ::getpid() && ::kill(pid, 0) != 0 && errno == ESRCH) fs::remove(entry.path(), ec);
+  }
+}
+
 }  // namespace
 
 AtomicFile::AtomicFile(std::string path) : path_(std::move(path)) {
   if (path_.empty()) throw Error("save", "the path is empty; expected a file name");
+  remove_orphaned_temps(path_);
   for (int attempt = 0; attempt < 100 && fd_ < 0; ++attempt) {
     temp_path_ = temp_name_for(path_);
     // 0666 filtered by the umask, like any newly created file (mkstemp would force 0600).
