@@ -2,7 +2,8 @@
 # The GPU machine's whole check in one run: configure (code for sm_90 plus portable PTX, cuDNN
 # from the toolkit or the system), build, the full CTest suite, compute-sanitizer memcheck and
 # racecheck on the GPU tests, and the devices example. Logs go to $OUT (or build-gpu/logs).
-# Usage: tests/run_gpu.sh [build-dir]; STEPS="gpu_tests memcheck" (say) runs only those after the build.
+# Usage: tests/run_gpu.sh [build-dir]; STEPS="gpu_tests memcheck" (say) runs only those after the build;
+# EXTRA_CMAKE_ARGS="-DKILN_BUILD_BENCH=ON" (say) adds configure options.
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -35,7 +36,7 @@ step() {  # step NAME COMMAND...: runs it, logs it, remembers a failure
 cat "$LOGS/machine.txt"
 
 step configure cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DKILN_WITH_CUDA=ON -DKILN_BUILD_BENCH=OFF \
-  -DCMAKE_CUDA_ARCHITECTURES="90-real;90-virtual" || { echo "configure failed"; exit 1; }
+  -DCMAKE_CUDA_ARCHITECTURES="90-real;90-virtual" ${EXTRA_CMAKE_ARGS:-} || { echo "configure failed"; exit 1; }
 grep -E "kiln: building|cuDNN" "$LOGS/configure.log"
 step build cmake --build "$BUILD" -j16 || { echo "build failed"; exit 1; }
 step devices "$BUILD/examples/devices" --require-gpu
