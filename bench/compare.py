@@ -49,7 +49,8 @@ def compare(device, threads, batch, steps, warmup, repeats, args, order):
     env = dict(os.environ)
     if device == "cpu":  # both runtimes size their thread pools from this too
         env["OMP_NUM_THREADS"] = str(threads)
-    runs = {"kiln": [args.bench_train] + common, "pytorch": [args.python, args.torch_script] + common}
+    kiln_cmd = [args.bench_train] + common + (["--fit"] if args.kiln_fit else [])
+    runs = {"kiln": kiln_cmd, "pytorch": [args.python, args.torch_script] + common}
     results = {}
     for name in (("kiln", "pytorch") if order == 0 else ("pytorch", "kiln")):
         results[name] = run_one(runs[name], env, args.timeout)
@@ -72,6 +73,8 @@ def table(rows):
         metrics = ["steps/s", "images/s"] if r["device"] == "gpu" else (["steps/s"] if r["batch_size"] <= 10 else ["images/s"])
         for m in metrics:
             key = "median_steps_per_s" if m == "steps/s" else "median_images_per_s"
+            if k.get("mode") == "fit":
+                m += " (kiln fit)"
             ratio = "-" if "error" in k or "error" in t else f"{k[key] / t[key]:.3f}"
             threads = r["threads"] if r["device"] == "cpu" else "-"
             lines.append(f"| {r['device']} | {threads} | {r['batch_size']} | {m} | {fmt(k, key)} | {fmt(t, key)} | {ratio} |")
@@ -92,6 +95,8 @@ def main():
     p.add_argument("--timeout", type=int, default=180, help="seconds one program may run")
     p.add_argument("--scale", type=float, default=1.0, help="multiplies steps and warm-up (quick checks: 0.2)")
     p.add_argument("--json", default="", help="write every result here")
+    p.add_argument("--kiln-fit", action="store_true",
+                   help="time kiln's model.fit (CUDA graphs on a GPU) instead of its hand-written loop")
     p.add_argument("--table-from", default="", help="only print the table of a JSON file written by --json")
     args = p.parse_args()
     if args.table_from:
