@@ -1,9 +1,16 @@
-// Max pooling, NHWC. Forward: one thread per output cell. Backward: one thread per input cell,
-// which visits the windows covering it and takes each window's gradient when it is that window's
-// first maximal input (the CPU's and TensorFlow's rule). Gathering instead of scattering needs no
-// atomics, so overlapping windows add in a fixed order (increasing oh, ow, as the CPU does).
+// Max pooling, NHWC. Forward: one thread per output cell. Backward, general: one thread per input
+// cell, which visits the windows covering it and takes each window's gradient when it is that
+// window's first maximal input (the CPU's and TensorFlow's rule). Gathering instead of scattering
+// needs no atomics, so overlapping windows add in a fixed order (increasing oh, ow, as the CPU
+// does). Backward, windows that do not overlap (stride >= window, the usual 2x2 stride 2): each
+// input lies in at most one window, so one thread per output cell writes its whole window, with
+// no race and no search of the neighbouring windows (the general kernel searches each covering
+// window once per input cell). Index arithmetic is 32-bit when the tensors allow it: 64-bit
+// division is many instructions on a GPU and bounded these kernels at large batches.
 // cuDNN's pooling is not used: its tie rule is not specified.
-// Shape letters: N batch, H/W input, C channels, KH/KW window, OH/OW output.
+// Shape letters: N batch, H/W input, C channels, KH/KW window, OH/OW output; I the index type.
+#include <cstdint>
+
 #include "backend/cuda/check.h"
 #include "backend/cuda/kernels.h"
 #include "device_math.cuh"
@@ -13,18 +20,27 @@ namespace kiln::backend::kernels {
 // ---------------------------------------------------------------------------------------------
 // kernels
 
+// The geometry in the index type of the launch.
+template <typename I>
+struct PoolDims {
+  I N, H, W, C, KH, KW, OH, OW, sh, sw, pt, pl;
+  explicit PoolDims(const Pool2dGeometry& g)
+      : N(I(g.N)), H(I(g.H)), W(I(g.W)), C(I(g.C)), KH(I(g.KH)), KW(I(g.KW)), OH(I(g.OH)), OW(I(g.OW)),
+        sh(I(g.stride_h)), sw(I(g.stride_w)), pt(I(g.pad_top)), pl(I(g.pad_left)) {}
+};
+
 // Flat input index of the first maximum of window (n, oh, ow, c); -1 when it is all padding.
-template <typename T>
-__device__ int64_t window_argmax(const Pool2dGeometry& g, const T* x, int64_t n, int64_t oh, int64_t ow, int64_t c) {
-  int64_t best = -1;
+template <typename T, typename I>
+__device__ I window_argmax(const PoolDims<I>& g, const T* x, I n, I oh, I ow, I c) {
+  I best = -1;
   T best_value = T(0);
-  for (int64_t kh = 0; kh < g.KH; ++kh) {
-    const int64_t ih = oh * g.stride_h - g.pad_top + kh;
+  for (I kh = 0; kh < g.KH; ++kh) {
+    const I ih = oh * g.sh - g.pt + kh;
     if (ih < 0 || ih >= g.H) continue;
-    for (int64_t kw = 0; kw < g.KW; ++kw) {
-      const int64_t iw = ow * g.stride_w - g.pad_left + kw;
+    for (I kw = 0; kw < g.KW; ++kw) {
+      const I iw = ow * g.sw - g.pl + kw;
       if (iw < 0 || iw >= g.W) continue;
-      const int64_t i = ((n * g.H + ih) * g.W + iw) * g.C + c;
+      const I i = ((n * g.H + ih) * g.W + iw) * g.C + c;
       if (best < 0 || x[i] > best_value) {
         best = i;
         best_value = x[i];
@@ -34,58 +50,109 @@ __device__ int64_t window_argmax(const Pool2dGeometry& g, const T* x, int64_t n,
   return best;
 }
 
-template <typename T>
-__global__ void max_pool_forward_kernel(Pool2dGeometry g, const T* x, T* y) {
-  const int64_t total = g.N * g.OH * g.OW * g.C;
-  KILN_FOR_EACH(o, total) {
-    const int64_t c = o % g.C, ow = (o / g.C) % g.OW, oh = (o / (g.C * g.OW)) % g.OH, n = o / (g.C * g.OW * g.OH);
-    const int64_t i = window_argmax(g, x, n, oh, ow, c);
+template <typename T, typename I>
+__global__ void max_pool_forward_kernel(PoolDims<I> g, const T* x, T* y) {
+  const I total = g.N * g.OH * g.OW * g.C;
+  for (I o = I(blockIdx.x) * I(blockDim.x) + I(threadIdx.x); o < total; o += I(gridDim.x) * I(blockDim.x)) {
+    const I c = o % g.C, ow = (o / g.C) % g.OW, oh = (o / (g.C * g.OW)) % g.OH, n = o / (g.C * g.OW * g.OH);
+    const I i = window_argmax(g, x, n, oh, ow, c);
     y[o] = i < 0 ? T(0) : x[i];
   }
 }
 
 // floor(a / b) for b > 0 and any sign of a.
-__device__ inline int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
+template <typename I>
+__device__ inline I floor_div(I a, I b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
 
-template <typename T>
-__global__ void max_pool_backward_kernel(Pool2dGeometry g, const T* x, const T* dy, T* dx) {
-  const int64_t total = g.N * g.H * g.W * g.C;
-  KILN_FOR_EACH(i, total) {
-    const int64_t c = i % g.C, iw = (i / g.C) % g.W, ih = (i / (g.C * g.W)) % g.H, n = i / (g.C * g.W * g.H);
+template <typename T, typename I>
+__global__ void max_pool_backward_kernel(PoolDims<I> g, const T* x, const T* dy, T* dx) {
+  const I total = g.N * g.H * g.W * g.C;
+  for (I i = I(blockIdx.x) * I(blockDim.x) + I(threadIdx.x); i < total; i += I(gridDim.x) * I(blockDim.x)) {
+    const I c = i % g.C, iw = (i / g.C) % g.W, ih = (i / (g.C * g.W)) % g.H, n = i / (g.C * g.W * g.H);
     // Windows oh with oh*sh - pad_top <= ih <= oh*sh - pad_top + KH - 1, likewise for ow.
-    const int64_t oh_lo = max(int64_t(0), floor_div(ih + g.pad_top - g.KH, g.stride_h) + 1);
-    const int64_t oh_hi = min(g.OH - 1, floor_div(ih + g.pad_top, g.stride_h));
-    const int64_t ow_lo = max(int64_t(0), floor_div(iw + g.pad_left - g.KW, g.stride_w) + 1);
-    const int64_t ow_hi = min(g.OW - 1, floor_div(iw + g.pad_left, g.stride_w));
+    const I oh_lo = max(I(0), floor_div(ih + g.pt - g.KH, g.sh) + 1);
+    const I oh_hi = min(g.OH - 1, floor_div(ih + g.pt, g.sh));
+    const I ow_lo = max(I(0), floor_div(iw + g.pl - g.KW, g.sw) + 1);
+    const I ow_hi = min(g.OW - 1, floor_div(iw + g.pl, g.sw));
     T acc = T(0);
-    for (int64_t oh = oh_lo; oh <= oh_hi; ++oh)
-      for (int64_t ow = ow_lo; ow <= ow_hi; ++ow)
+    for (I oh = oh_lo; oh <= oh_hi; ++oh)
+      for (I ow = ow_lo; ow <= ow_hi; ++ow)
         if (window_argmax(g, x, n, oh, ow, c) == i) acc += dy[((n * g.OH + oh) * g.OW + ow) * g.C + c];
     dx[i] = acc;
+  }
+}
+
+// Non-overlapping windows: thread per output cell (n, oh, ow, c); dy to the window's first maximum,
+// 0 to its other inputs. Inputs in no window are zeroed beforehand by the launcher.
+template <typename T, typename I>
+__global__ void max_pool_backward_disjoint_kernel(PoolDims<I> g, const T* x, const T* dy, T* dx) {
+  const I total = g.N * g.OH * g.OW * g.C;
+  for (I o = I(blockIdx.x) * I(blockDim.x) + I(threadIdx.x); o < total; o += I(gridDim.x) * I(blockDim.x)) {
+    const I c = o % g.C, ow = (o / g.C) % g.OW, oh = (o / (g.C * g.OW)) % g.OH, n = o / (g.C * g.OW * g.OH);
+    const I best = window_argmax(g, x, n, oh, ow, c);
+    const T grad = dy[o];
+    for (I kh = 0; kh < g.KH; ++kh) {
+      const I ih = oh * g.sh - g.pt + kh;
+      if (ih < 0 || ih >= g.H) continue;
+      for (I kw = 0; kw < g.KW; ++kw) {
+        const I iw = ow * g.sw - g.pl + kw;
+        if (iw < 0 || iw >= g.W) continue;
+        const I i = ((n * g.H + ih) * g.W + iw) * g.C + c;
+        dx[i] = i == best ? grad : T(0);
+      }
+    }
   }
 }
 
 // ---------------------------------------------------------------------------------------------
 // launchers
 
+namespace {
+// Whether every index of the input and output fits in int32 (with room for the loop's last step).
+bool fits_int32(const Pool2dGeometry& g) {
+  const int64_t limit = INT32_MAX / 2;
+  return g.N * g.H * g.W * g.C < limit && g.N * g.OH * g.OW * g.C < limit;
+}
+
+template <typename F>
+void with_index(const Pool2dGeometry& g, F&& f) {
+  if (fits_int32(g)) f(PoolDims<int32_t>(g));
+  else f(PoolDims<int64_t>(g));
+}
+}  // namespace
+
 void max_pool2d_forward(DType dtype, const Pool2dGeometry& g, const void* x, void* y, cudaStream_t s) {
   const int64_t total = g.N * g.OH * g.OW * g.C;
   if (total <= 0) return;
   with_float(dtype, "max_pool2d", [&](auto tag) {
     using T = decltype(tag);
-    max_pool_forward_kernel<<<grid_for(total), kBlock, 0, s>>>(g, static_cast<const T*>(x), static_cast<T*>(y));
+    with_index(g, [&](auto dims) {
+      max_pool_forward_kernel<<<grid_for(total), kBlock, 0, s>>>(dims, static_cast<const T*>(x), static_cast<T*>(y));
+    });
   });
   KILN_LAUNCH_CHECK("max_pool_forward_kernel");
 }
 
 void max_pool2d_backward(DType dtype, const Pool2dGeometry& g, const void* x, const void* dy, void* dx,
                          cudaStream_t s) {
-  const int64_t total = g.N * g.H * g.W * g.C;
-  if (total <= 0) return;
+  const int64_t total_in = g.N * g.H * g.W * g.C, total_out = g.N * g.OH * g.OW * g.C;
+  if (total_in <= 0) return;
+  const bool disjoint = g.stride_h >= g.KH && g.stride_w >= g.KW;
+  // The windows cover every input exactly once: no zeroing needed.
+  const bool tiles = disjoint && g.stride_h == g.KH && g.stride_w == g.KW && g.pad_top == 0 && g.pad_left == 0 &&
+                     g.OH * g.KH == g.H && g.OW * g.KW == g.W;
+  if (disjoint && !tiles) fill(dtype, dx, total_in, 0.0, s);
+  if (disjoint && total_out <= 0) return;
   with_float(dtype, "max_pool2d_backward", [&](auto tag) {
     using T = decltype(tag);
-    max_pool_backward_kernel<<<grid_for(total), kBlock, 0, s>>>(g, static_cast<const T*>(x),
-                                                                static_cast<const T*>(dy), static_cast<T*>(dx));
+    with_index(g, [&](auto dims) {
+      const T* xt = static_cast<const T*>(x);
+      const T* dyt = static_cast<const T*>(dy);
+      if (disjoint)
+        max_pool_backward_disjoint_kernel<<<grid_for(total_out), kBlock, 0, s>>>(dims, xt, dyt, static_cast<T*>(dx));
+      else
+        max_pool_backward_kernel<<<grid_for(total_in), kBlock, 0, s>>>(dims, xt, dyt, static_cast<T*>(dx));
+    });
   });
   KILN_LAUNCH_CHECK("max_pool_backward_kernel");
 }

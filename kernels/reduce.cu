@@ -2,7 +2,9 @@
 // accuracy count. No atomics on values, so every sum is deterministic run to run; the accuracy
 // count adds whole numbers, which float atomics add exactly.
 // Shape letters: R rows, C cols.
+#include <algorithm>
 #include <climits>
+#include <string>
 
 #include "backend/cuda/check.h"
 #include "backend/cuda/kernels.h"
@@ -13,22 +15,34 @@ namespace kiln::backend::kernels {
 // ---------------------------------------------------------------------------------------------
 // kernels
 
-// Block (32, 32): threadIdx.x picks a column of the block's 32-column tile, threadIdx.y strides
-// the rows; the 32 partial sums of each column are then added in a fixed tree order.
+// Block (32, 32) over a 32-column tile (blockIdx.x) and one slice of rows_per_slice rows
+// (blockIdx.y): threadIdx.x picks a column, threadIdx.y strides the slice's rows; the 32 partial
+// sums of each column are then added in a fixed tree order and written to y[blockIdx.y, c].
+// Why slices: a column sum of a tall, narrow matrix (the conv bias gradient: N*OH*OW rows, F = 32
+// columns) has one column tile, so without them one SM would read the whole matrix. The launcher
+// then adds the slices' sums with a second launch of this kernel over [slices, C] (one slice), in
+// slice order: no atomics, so every sum is the same run to run.
 template <typename T>
-__global__ void sum_rows_kernel(const T* x, T* y, int64_t R, int64_t C, bool accumulate) {
+__global__ void sum_rows_kernel(const T* x, T* y, int64_t R, int64_t C, int64_t rows_per_slice, bool accumulate) {
   __shared__ T partial[32][33];
   const int64_t c = int64_t(blockIdx.x) * 32 + threadIdx.x;
+  const int64_t r0 = int64_t(blockIdx.y) * rows_per_slice;
+  const int64_t r1 = min(R, r0 + rows_per_slice);
   T acc = T(0);
-  if (c < C)
-    for (int64_t r = threadIdx.y; r < R; r += 32) acc += x[r * C + c];
+  if (c < C) {
+#pragma unroll 4
+    for (int64_t r = r0 + threadIdx.y; r < r1; r += 32) acc += x[r * C + c];
+  }
   partial[threadIdx.y][threadIdx.x] = acc;
   __syncthreads();
   for (int stride = 16; stride > 0; stride /= 2) {
     if (threadIdx.y < stride) partial[threadIdx.y][threadIdx.x] += partial[threadIdx.y + stride][threadIdx.x];
     __syncthreads();
   }
-  if (threadIdx.y == 0 && c < C) y[c] = accumulate ? y[c] + partial[0][threadIdx.x] : partial[0][threadIdx.x];
+  if (threadIdx.y == 0 && c < C) {
+    T* out = y + int64_t(blockIdx.y) * C + c;
+    *out = accumulate ? *out + partial[0][threadIdx.x] : partial[0][threadIdx.x];
+  }
 }
 
 template <typename T>
@@ -121,12 +135,39 @@ constexpr int kRowsPerBlock = kBlock / 32;  // warp-per-row kernels
 unsigned row_blocks(int64_t rows) { return static_cast<unsigned>((rows + kRowsPerBlock - 1) / kRowsPerBlock); }
 }  // namespace
 
-void sum_rows(DType dtype, const void* x, void* y, int64_t rows, int64_t cols, bool accumulate, cudaStream_t s) {
+// Slices of at least kSliceRows rows (16 per thread); at most kMaxSlices of them and about
+// 4 * kMaxSlices blocks in all: 1024 blocks of 1024 threads for the conv bias gradient at N = 2048,
+// a few waves on any GPU. The count depends on the shape alone, so the summation order does too.
+namespace {
+constexpr int64_t kSliceRows = 512, kMaxSlices = 1024;
+}  // namespace
+
+int64_t sum_rows_slices(int64_t rows, int64_t cols) {
+  if (rows <= 0 || cols <= 0) return 1;
+  const int64_t tiles = (cols + 31) / 32;
+  const int64_t cap = std::max<int64_t>(1, std::min<int64_t>(kMaxSlices, kMaxSlices * 4 / tiles));
+  return std::max<int64_t>(1, std::min<int64_t>((rows + kSliceRows - 1) / kSliceRows, cap));
+}
+
+void sum_rows(DType dtype, const void* x, void* y, int64_t rows, int64_t cols, bool accumulate, void* partial,
+              cudaStream_t s) {
   if (cols <= 0) return;
+  const int64_t slices = sum_rows_slices(rows, cols);
+  if (slices > 1 && !partial)
+    throw Error("sum_rows", "no scratch for " + std::to_string(slices) + " row slices; expected slices * cols elements");
+  const unsigned tiles = static_cast<unsigned>((cols + 31) / 32);
+  const int64_t per_slice = (rows + slices - 1) / slices;
   with_float(dtype, "sum_rows", [&](auto tag) {
     using T = decltype(tag);
-    sum_rows_kernel<<<static_cast<unsigned>((cols + 31) / 32), dim3(32, 32), 0, s>>>(
-        static_cast<const T*>(x), static_cast<T*>(y), rows, cols, accumulate);
+    if (slices == 1) {
+      sum_rows_kernel<<<tiles, dim3(32, 32), 0, s>>>(static_cast<const T*>(x), static_cast<T*>(y), rows, cols,
+                                                      std::max<int64_t>(rows, 1), accumulate);
+      return;
+    }
+    sum_rows_kernel<<<dim3(tiles, static_cast<unsigned>(slices)), dim3(32, 32), 0, s>>>(
+        static_cast<const T*>(x), static_cast<T*>(partial), rows, cols, per_slice, false);
+    sum_rows_kernel<<<tiles, dim3(32, 32), 0, s>>>(static_cast<const T*>(partial), static_cast<T*>(y), slices, cols,
+                                                    slices, accumulate);
   });
   KILN_LAUNCH_CHECK("sum_rows_kernel");
 }

@@ -179,7 +179,10 @@ TEST(CudaBackend, AffineAndClipMatchCpu) {
 
 TEST(CudaBackend, ReductionsMatchCpu) {
   REQUIRE_GPU();
-  const std::pair<int64_t, int64_t> shapes[] = {{1000, 37}, {3, 1}, {50000, 1}, {7, 3000}, {1, 100000}, {64, 10}};
+  // Tall shapes take the sliced path (partial sums, then a second pass): the conv bias gradient at
+  // batch 10 ({9000, 32}), one past the slice cap ({600000, 5}), several column tiles ({20000, 100}).
+  const std::pair<int64_t, int64_t> shapes[] = {{1000, 37}, {3, 1},      {50000, 1},    {7, 3000},    {1, 100000},
+                                                {64, 10},   {9000, 32},  {600000, 5},   {20000, 100}, {513, 33}};
   for (auto [rows, cols] : shapes) {
     const auto x = random_vec(rows * cols);
     const auto y0 = random_vec(cols);
@@ -328,7 +331,12 @@ TEST(CudaBackend, Float64ConvolutionMatchesCpuOrSaysWhy) {
 TEST(CudaBackend, MaxPoolMatchesCpuIncludingTies) {
   REQUIRE_GPU();
   struct Case { int64_t N, H, W, C, K, s; bool same; };
-  const Case cases[] = {{4, 30, 30, 32, 2, 2, false}, {2, 9, 10, 3, 3, 2, true}, {2, 7, 7, 5, 3, 1, true}};
+  // Overlapping windows take the gathering kernel; disjoint ones (stride >= window) the per-window
+  // one: exact tiling, a stride past the window (gaps), an odd input (an uncovered row and
+  // column), "same" padding past the edge, and a 3x3 tiling.
+  const Case cases[] = {{4, 30, 30, 32, 2, 2, false}, {2, 9, 10, 3, 3, 2, true}, {2, 7, 7, 5, 3, 1, true},
+                        {2, 9, 9, 4, 2, 3, false},   {3, 31, 31, 8, 2, 2, false}, {2, 7, 9, 3, 2, 2, true},
+                        {2, 9, 9, 3, 3, 3, false}};
   for (const Case& t : cases) {
     const auto [OH, pt] = tf_axis(t.H, t.K, t.s, t.same);
     const auto [OW, pl] = tf_axis(t.W, t.K, t.s, t.same);

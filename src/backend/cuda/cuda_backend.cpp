@@ -163,7 +163,11 @@ void CudaBackend::clip_backward(DType dtype, const void* x, const void* dy, void
 
 void CudaBackend::sum_rows(DType dtype, const void* x, void* y, int64_t rows, int64_t cols, bool accumulate) {
   DeviceGuard guard(device_);
-  kernels::sum_rows(dtype, x, y, rows, cols, accumulate, stream_);
+  // Scratch for the row slices' partial sums; from the caching allocator, so a recording's pool
+  // serves it and replays see the same address.
+  const int64_t slices = kernels::sum_rows_slices(rows, cols);
+  Scratch partial(allocator_, slices > 1 ? static_cast<std::size_t>(slices * cols) * dtype_size(dtype) : 0);
+  kernels::sum_rows(dtype, x, y, rows, cols, accumulate, partial.get(), stream_);
 }
 
 void CudaBackend::sum_cols(DType dtype, const void* x, void* y, int64_t rows, int64_t cols) {

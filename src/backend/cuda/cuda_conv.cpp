@@ -1,10 +1,18 @@
 // 2-D convolution through cuDNN, NHWC. Our kernel layout [KH, KW, C, F] (TensorFlow's HWIO) is a
 // [KH*KW*C, F] matrix; cuDNN's NHWC filter layout [F, KH, KW, C] is its transpose, so each call
-// transposes the (small) kernel with one kernel of ours. Algorithms come from cuDNN's heuristics
-// (cudnnGet*_v7) once per geometry: the first deterministic one without tensor-core math (so
-// float32 stays float32, no TF32) whose workspace fits; the workspace comes from the caching
+// transposes the (small) kernel with one kernel of ours. Algorithms are chosen once per geometry
+// and direction: cuDNN times each one on that geometry (cudnnFind*, at the first, eager call: fit
+// warms up before it records a step) and the fastest deterministic one without tensor-core math
+// (float32 stays float32, no TF32) whose workspace fits is kept. cuDNN's heuristics (cudnnGet*_v7)
+// ranked slow algorithms first at the seed's shapes (bench/README-gpu-step.md). The heuristics are
+// used instead while a CUDA graph is being recorded (Find synchronizes), or when
+// KILN_CUDNN_FIND=0: then every process picks the same algorithm, whereas timings may differ
+// between processes. KILN_CUDNN_LOG=1 prints both rankings. The workspace comes from the caching
 // allocator. cuDNN 9 marks this API deprecated but still ships it (libcudnn_cnn).
 // Shape letters: N batch, H/W input, C channels, KH/KW kernel, F filters, OH/OW output.
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -40,15 +48,30 @@ struct Scalars {
   const void* zero(cudnnDataType_t t) const { return t == CUDNN_DATA_DOUBLE ? static_cast<const void*>(&d0) : &f0; }
 };
 
-// Picks from cuDNN's heuristic list (best first): deterministic and plain FMA math first (float32
-// stays float32: no TF32), workspace within the cap; a nondeterministic one only when no
-// deterministic one exists.
+// Whether an algorithm sums the products directly (a GEMM or direct loop): FFT and Winograd
+// transforms trade float32 accuracy for speed, which CPU parity cannot afford.
+bool sums_directly(cudnnConvolutionFwdAlgo_t a) {
+  return a != CUDNN_CONVOLUTION_FWD_ALGO_FFT && a != CUDNN_CONVOLUTION_FWD_ALGO_FFT_TILING &&
+         a != CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD && a != CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD_NONFUSED;
+}
+bool sums_directly(cudnnConvolutionBwdDataAlgo_t a) {
+  return a == CUDNN_CONVOLUTION_BWD_DATA_ALGO_0 || a == CUDNN_CONVOLUTION_BWD_DATA_ALGO_1;
+}
+bool sums_directly(cudnnConvolutionBwdFilterAlgo_t a) {
+  return a == CUDNN_CONVOLUTION_BWD_FILTER_ALGO_0 || a == CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1 ||
+         a == CUDNN_CONVOLUTION_BWD_FILTER_ALGO_3;
+}
+
+// Picks from a ranked list (fastest or best first): deterministic, plain FMA math (float32 stays
+// float32: no TF32) and direct summation first, workspace within the cap; then deterministic with
+// any non-tensor-core math; a nondeterministic one only when no deterministic one exists.
 template <typename Perf>
 const Perf* pick(const std::vector<Perf>& perf, cudnnDataType_t type) {
   for (int pass = 0; pass < 3; ++pass)
     for (const Perf& p : perf) {
       if (p.status != CUDNN_STATUS_SUCCESS || p.memory > kMaxWorkspace) continue;
       if (pass < 2 && p.determinism != CUDNN_DETERMINISTIC) continue;
+      if (pass == 0 && !sums_directly(p.algo)) continue;
       const bool fma = p.mathType == CUDNN_FMA_MATH, plain = fma || p.mathType == CUDNN_DEFAULT_MATH;
       if (type == CUDNN_DATA_FLOAT && !(pass == 0 ? fma : plain)) continue;
       return &p;
@@ -67,6 +90,52 @@ template <typename Perf>
                       (type == CUDNN_DATA_DOUBLE ? "float64" : "float32") + " NHWC convolution with " +
                       geometry_str(g) + " (heuristics returned " + (tried.empty() ? "none" : tried) +
                       "); expected float32, or run this convolution on the CPU");
+}
+
+bool env_is(const char* name, const char* value) {
+  const char* v = std::getenv(name);
+  return v && std::strcmp(v, value) == 0;
+}
+
+// Whether cuDNN may time algorithms now: not while `stream` records a graph, not when disabled.
+bool may_measure(cudaStream_t stream) {
+  if (env_is("KILN_CUDNN_FIND", "0")) return false;
+  cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+  return cudaStreamIsCapturing(stream, &status) == cudaSuccess && status == cudaStreamCaptureStatusNone;
+}
+
+template <typename Perf>
+void log_ranking(const char* label, const std::vector<Perf>& perf) {
+  std::fprintf(stderr, "  %s:", label);
+  for (const Perf& p : perf)
+    std::fprintf(stderr, " [algo %d %s %.4f ms %s %s ws %.1f MB]", static_cast<int>(p.algo),
+                 p.status == CUDNN_STATUS_SUCCESS ? "ok" : "fail", static_cast<double>(p.time),
+                 p.determinism == CUDNN_DETERMINISTIC ? "det" : "nondet",
+                 p.mathType == CUDNN_FMA_MATH ? "fma" : p.mathType == CUDNN_DEFAULT_MATH ? "default" : "tensor",
+                 static_cast<double>(p.memory) / (1 << 20));
+  std::fprintf(stderr, "\n");
+}
+
+// The algorithm for one direction: `find()` (cuDNN's timings, fastest first) when measuring is
+// allowed, else `heuristic()` (cuDNN's ranking); then pick() over that list.
+template <typename Perf, typename Find, typename Heuristic>
+Perf choose(const char* op, const char* direction, cudnnDataType_t type, const Conv2dGeometry& g, bool measure,
+            Find&& find, Heuristic&& heuristic) {
+  const bool log = env_is("KILN_CUDNN_LOG", "1");
+  std::vector<Perf> perf = measure ? find() : heuristic();
+  const Perf* best = pick(perf, type);
+  if (!best) no_algorithm(op, direction, perf, type, g);
+  if (log) {
+    std::fprintf(stderr, "[%s] %s algorithm for %s: %s algo %d\n", op, direction, geometry_str(g).c_str(),
+                 measure ? "measured" : "heuristic", static_cast<int>(best->algo));
+    if (measure) {
+      log_ranking("heuristic ranking", heuristic());
+      log_ranking("measured", perf);
+    } else {
+      log_ranking("heuristic ranking", perf);
+    }
+  }
+  return *best;
 }
 
 }  // namespace
@@ -121,14 +190,21 @@ void CudaBackend::conv2d_forward(DType dtype, const Conv2dGeometry& g, const voi
   std::unique_lock lock(conv_mutex_);
   ConvPlan& p = conv_plan(dtype, g);
   if (!p.have_fwd) {
-    int count = 0;
-    KILN_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithmMaxCount(cudnn_, &count));
-    std::vector<cudnnConvolutionFwdAlgoPerf_t> perf(static_cast<std::size_t>(count));
-    KILN_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(cudnn_, p.x, p.w, p.conv, p.y, count, &count, perf.data()));
-    perf.resize(static_cast<std::size_t>(count));
-    const auto* best = pick(perf, p.type);
-    if (!best) no_algorithm("conv2d", "forward", perf, p.type, g);
-    p.fwd = best->algo;
+    using Perf = cudnnConvolutionFwdAlgoPerf_t;
+    int max = 0;
+    KILN_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithmMaxCount(cudnn_, &max));
+    const auto list = [&](bool find) {
+      std::vector<Perf> perf(static_cast<std::size_t>(max));
+      int count = 0;
+      if (find)
+        KILN_CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithm(cudnn_, p.x, p.w, p.conv, p.y, max, &count, perf.data()));
+      else
+        KILN_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(cudnn_, p.x, p.w, p.conv, p.y, max, &count, perf.data()));
+      perf.resize(static_cast<std::size_t>(count));
+      return perf;
+    };
+    p.fwd = choose<Perf>("conv2d", "forward", p.type, g, may_measure(stream_), [&] { return list(true); },
+                         [&] { return list(false); }).algo;
     KILN_CUDNN_CHECK(cudnnGetConvolutionForwardWorkspaceSize(cudnn_, p.x, p.w, p.conv, p.y, p.fwd, &p.fwd_ws));
     p.have_fwd = true;
   }
@@ -160,15 +236,23 @@ void CudaBackend::conv2d_backward_data(DType dtype, const Conv2dGeometry& g, con
   std::unique_lock lock(conv_mutex_);
   ConvPlan& p = conv_plan(dtype, g);
   if (!p.have_bwd_data) {
-    int count = 0;
-    KILN_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithmMaxCount(cudnn_, &count));
-    std::vector<cudnnConvolutionBwdDataAlgoPerf_t> perf(static_cast<std::size_t>(count));
-    KILN_CUDNN_CHECK(
-        cudnnGetConvolutionBackwardDataAlgorithm_v7(cudnn_, p.w, p.y, p.conv, p.x, count, &count, perf.data()));
-    perf.resize(static_cast<std::size_t>(count));
-    const auto* best = pick(perf, p.type);
-    if (!best) no_algorithm("conv2d_backward_data", "backward-data", perf, p.type, g);
-    p.bwd_data = best->algo;
+    using Perf = cudnnConvolutionBwdDataAlgoPerf_t;
+    int max = 0;
+    KILN_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithmMaxCount(cudnn_, &max));
+    const auto list = [&](bool find) {
+      std::vector<Perf> perf(static_cast<std::size_t>(max));
+      int count = 0;
+      if (find)
+        KILN_CUDNN_CHECK(
+            cudnnFindConvolutionBackwardDataAlgorithm(cudnn_, p.w, p.y, p.conv, p.x, max, &count, perf.data()));
+      else
+        KILN_CUDNN_CHECK(
+            cudnnGetConvolutionBackwardDataAlgorithm_v7(cudnn_, p.w, p.y, p.conv, p.x, max, &count, perf.data()));
+      perf.resize(static_cast<std::size_t>(count));
+      return perf;
+    };
+    p.bwd_data = choose<Perf>("conv2d_backward_data", "backward-data", p.type, g, may_measure(stream_),
+                              [&] { return list(true); }, [&] { return list(false); }).algo;
     KILN_CUDNN_CHECK(
         cudnnGetConvolutionBackwardDataWorkspaceSize(cudnn_, p.w, p.y, p.conv, p.x, p.bwd_data, &p.bwd_data_ws));
     p.have_bwd_data = true;
@@ -200,15 +284,23 @@ void CudaBackend::conv2d_backward_filter(DType dtype, const Conv2dGeometry& g, c
   std::unique_lock lock(conv_mutex_);
   ConvPlan& p = conv_plan(dtype, g);
   if (!p.have_bwd_filter) {
-    int count = 0;
-    KILN_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithmMaxCount(cudnn_, &count));
-    std::vector<cudnnConvolutionBwdFilterAlgoPerf_t> perf(static_cast<std::size_t>(count));
-    KILN_CUDNN_CHECK(
-        cudnnGetConvolutionBackwardFilterAlgorithm_v7(cudnn_, p.x, p.y, p.conv, p.w, count, &count, perf.data()));
-    perf.resize(static_cast<std::size_t>(count));
-    const auto* best = pick(perf, p.type);
-    if (!best) no_algorithm("conv2d_backward_filter", "backward-filter", perf, p.type, g);
-    p.bwd_filter = best->algo;
+    using Perf = cudnnConvolutionBwdFilterAlgoPerf_t;
+    int max = 0;
+    KILN_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithmMaxCount(cudnn_, &max));
+    const auto list = [&](bool find) {
+      std::vector<Perf> perf(static_cast<std::size_t>(max));
+      int count = 0;
+      if (find)
+        KILN_CUDNN_CHECK(
+            cudnnFindConvolutionBackwardFilterAlgorithm(cudnn_, p.x, p.y, p.conv, p.w, max, &count, perf.data()));
+      else
+        KILN_CUDNN_CHECK(
+            cudnnGetConvolutionBackwardFilterAlgorithm_v7(cudnn_, p.x, p.y, p.conv, p.w, max, &count, perf.data()));
+      perf.resize(static_cast<std::size_t>(count));
+      return perf;
+    };
+    p.bwd_filter = choose<Perf>("conv2d_backward_filter", "backward-filter", p.type, g, may_measure(stream_),
+                                [&] { return list(true); }, [&] { return list(false); }).algo;
     KILN_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterWorkspaceSize(cudnn_, p.x, p.y, p.conv, p.w, p.bwd_filter,
                                                                     &p.bwd_filter_ws));
     p.have_bwd_filter = true;

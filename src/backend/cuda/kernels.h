@@ -61,7 +61,12 @@ void clip_backward(DType dtype, const void* x, const void* dy, void* dx, int64_t
                    cudaStream_t s);
 
 // ---- reduce.cu ----
-void sum_rows(DType dtype, const void* x, void* y, int64_t rows, int64_t cols, bool accumulate, cudaStream_t s);
+/// Row slices sum_rows adds separately (a function of the shape alone); above 1 it needs `partial`,
+/// scratch of slices * cols elements of dtype.
+int64_t sum_rows_slices(int64_t rows, int64_t cols);
+/// y[c] = sum_r x[r, c] (+ y[c]): the slices' sums into `partial`, then those in slice order.
+void sum_rows(DType dtype, const void* x, void* y, int64_t rows, int64_t cols, bool accumulate, void* partial,
+              cudaStream_t s);
 void sum_cols(DType dtype, const void* x, void* y, int64_t rows, int64_t cols, cudaStream_t s);
 void argmax_rows(DType dtype, const void* x, int32_t* y, int64_t rows, int64_t cols, cudaStream_t s);
 void accuracy_sum(DType dtype, const void* x, const int32_t* labels, void* correct, int64_t rows, int64_t cols,
