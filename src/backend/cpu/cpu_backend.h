@@ -1,6 +1,10 @@
 // The CPU backend: Eigen for matrix products, OpenMP loops elsewhere.
 #pragma once
 
+#include <omp.h>
+
+#include <algorithm>
+
 #include "backend/backend.h"
 #include "kiln/error.h"
 
@@ -89,5 +93,10 @@ void with_float_type(DType dtype, const char* op, F&& f) {
 
 /// Loops shorter than this run on one thread: below it, waking the pool costs more than it saves.
 constexpr int64_t kParallelGrain = 1 << 17;
+
+/// The work (elements) below which a loop stays on one thread. Every parallel loop wakes the whole
+/// team (teams of one size let the OpenMP runtime reuse its threads), and waking many threads costs
+/// more, so the bar rises with the team: kParallelGrain up to 4 threads, in proportion beyond.
+inline int64_t parallel_grain() { return kParallelGrain * std::max(1, omp_get_max_threads() / 4); }
 
 }  // namespace kiln::backend
