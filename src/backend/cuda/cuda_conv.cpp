@@ -281,6 +281,14 @@ void CudaBackend::conv2d_backward_filter(DType dtype, const Conv2dGeometry& g, c
     kernels::fill(dtype, dw, K * g.F, 0.0, stream_);
     return;
   }
+  if (kernels::conv_wgrad_direct_fits(dtype, g)) {
+    // Few filter sums: our direct kernel beats cuDNN's deterministic algorithm (kernels/conv_wgrad.cu).
+    const int64_t blocks = kernels::conv_wgrad_blocks(g);
+    Scratch partial(allocator_, static_cast<std::size_t>(blocks * K * g.F) * dtype_size(dtype));
+    kernels::conv_wgrad_partial(dtype, g, x, dy, partial.get(), stream_);
+    sum_rows(dtype, partial.get(), dw, blocks, K * g.F, false);
+    return;
+  }
   std::unique_lock lock(conv_mutex_);
   ConvPlan& p = conv_plan(dtype, g);
   if (!p.have_bwd_filter) {

@@ -80,6 +80,16 @@ void sparse_softmax_xent(DType dtype, const void* logits, const int32_t* labels,
                          double grad_scale, int64_t rows, int64_t cols, cudaStream_t s);
 
 // ---- pool.cu ----
+// ---- conv_wgrad.cu ----
+/// Whether the direct filter-gradient kernel serves this geometry (small K*F).
+bool conv_wgrad_direct_fits(DType dtype, const Conv2dGeometry& g);
+/// Partial sums it writes: conv_wgrad_blocks(g) rows of K*F.
+int64_t conv_wgrad_blocks(const Conv2dGeometry& g);
+/// partial[b, k*F + f] = the sum over block b's output pixels of patch(k) * dy(f); sum_rows over the
+/// blocks gives dw [KH, KW, C, F].
+void conv_wgrad_partial(DType dtype, const Conv2dGeometry& g, const void* x, const void* dy, void* partial,
+                        cudaStream_t s);
+
 void max_pool2d_forward(DType dtype, const Pool2dGeometry& g, const void* x, void* y, cudaStream_t s);
 void max_pool2d_backward(DType dtype, const Pool2dGeometry& g, const void* x, const void* dy, void* dx,
                          cudaStream_t s);
