@@ -1,6 +1,7 @@
 // Sequential::fit: Keras' training loop (shuffle each epoch, batch-weighted epoch means,
 // validation at each epoch's end, callbacks). On a CUDA device the full batches run as one recorded
-// step (model/graph_step.h) after a few eager warm-up steps.
+// step (model/graph_step.h) after a few eager warm-up steps, and so do the validation pass's
+// (evaluate's recording, kept across epochs: model/recorded_evaluation.h).
 #include <cmath>
 #include <iostream>
 #include <numeric>
@@ -50,10 +51,13 @@ History Sequential::fit(const Tensor& x_in, const Tensor& y_in, const FitOptions
   // Data goes to the model's device once; batches are gathered there.
   const Tensor x = (is_floating(x_in.dtype()) ? x_in : x_in.astype(DType::Float32)).to(device_);
   const Tensor y = loss_->prepare_targets(y_in, out_shape, "fit").to(device_);
+  // The validation data too, so that each epoch's evaluation copies it on the device (into its
+  // kept recording) instead of uploading it again.
   std::optional<std::pair<Tensor, Tensor>> val;
   if (opt.validation_data) {
-    model::check_xy("fit", opt.validation_data->first, opt.validation_data->second);
-    val = opt.validation_data;
+    const auto& [vx, vy] = *opt.validation_data;
+    model::check_xy("fit", vx, vy);
+    val = {(is_floating(vx.dtype()) ? vx : vx.astype(DType::Float32)).to(device_), vy.to(device_)};
   }
 
   const int64_t n = x.size(0), steps = (n + opt.batch_size - 1) / opt.batch_size;
@@ -142,7 +146,10 @@ History Sequential::fit(const Tensor& x_in, const Tensor& y_in, const FitOptions
     if (!std::isfinite(logs.back().second)) throw_non_finite(logs.back().second, e + 1, last_checked + 1, steps);
     if (val) {
       const int64_t val_batch = opt.validation_batch_size > 0 ? opt.validation_batch_size : opt.batch_size;
-      const auto val_logs = evaluate(val->first, val->second, {.batch_size = val_batch, .verbose = 0});
+      const auto val_logs = evaluate_batches(
+          val->first, val->second,
+          {.batch_size = val_batch, .verbose = 0, .cuda_graphs = opt.cuda_graphs && !opt.check_numerics},
+          opt.verbose != 0);
       for (const auto& [k, v] : val_logs) logs.emplace_back("val_" + k, v);
     }
     bar.finish(logs);

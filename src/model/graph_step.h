@@ -1,9 +1,8 @@
 // fit's recorded training step: on a device that records work (CUDA graphs), one full training
 // step (batch gather, forward, loss, backward, optimizer update, loss and metric sums) is recorded
-// once and replayed for every full batch. The batch indices come from a device-side permutation
-// at a device-side step counter, and the optimizer's per-step values from a device-side table, so
-// a replay takes no host argument and costs one launch instead of dozens of launches and their
-// host overhead.
+// once and replayed for every full batch. The batch loop is model/recorded_batches.h (a shuffled
+// order per epoch); this adds the optimizer's update, whose per-step values come from a
+// device-side table read at the loop's batch counter, so a replay still takes no host argument.
 #pragma once
 
 #include <cstdint>
@@ -12,9 +11,9 @@
 #include <string>
 #include <vector>
 
-#include "backend/backend.h"
 #include "kiln/optimizers.h"
 #include "kiln/tensor.h"
+#include "model/recorded_batches.h"
 #include "optimizers/device_update.h"
 
 namespace kiln::model {
@@ -23,18 +22,12 @@ class GraphStep {
  public:
   /// One training step on the batch (xb, yb) without the optimizer update: zero the gradients,
   /// forward, loss, backward, add to the metric sums. Must only queue device work.
-  using Body = std::function<void(const Tensor& xb, const Tensor& yb)>;
+  using Body = RecordedBatches::Body;
+  /// What run() did (see RecordedBatches::Ran).
+  using Ran = RecordedBatches::Ran;
 
-  ~GraphStep();
   GraphStep(const GraphStep&) = delete;
   GraphStep& operator=(const GraphStep&) = delete;
-
-  /// What run() did.
-  enum class Ran {
-    Recorded,  ///< recorded the step and ran the recording once (the body ran on the host once)
-    Replayed,  ///< replayed the recording (the body did not run on the host)
-    Failed,    ///< recording failed: nothing ran on the device; run this step eagerly, stay eager
-  };
 
   /// nullptr when the device cannot record or `opt` has no device-side update (fit stays eager).
   /// Call after at least one eager step (the optimizer's slots, cuDNN's choices, workspaces exist).
@@ -51,23 +44,17 @@ class GraphStep {
   /// Adds the runs since the last call to the optimizer's iteration count (replays bypass it).
   void settle(Optimizer& opt);
   /// Why the last recording failed (empty when none did).
-  const std::string& failure() const { return failure_; }
+  const std::string& failure() const { return batches_->failure(); }
 
  private:
-  GraphStep(backend::Backend& be, std::unique_ptr<optimizers::DeviceUpdate> update, const Tensor& x, const Tensor& y,
-            int64_t batch_size);
+  GraphStep(std::unique_ptr<optimizers::DeviceUpdate> update, std::unique_ptr<RecordedBatches> batches,
+            int64_t full_batches);
 
-  backend::Backend& be_;
+  // Declared first, destroyed last: the recording (in batches_) reads the update's tables.
   std::unique_ptr<optimizers::DeviceUpdate> update_;
-  Tensor x_, y_;
-  int64_t batch_size_;
-  Tensor order_;   // int32 [n]: this epoch's sample order
-  int64_t* index_ = nullptr;  // device int64: the full batch the next run works on
-  Tensor batch_;   // int32 [batch_size]: the rows of that batch
-  int64_t index_on_device_ = -1;  // what index_ holds once the queued work has run
+  std::unique_ptr<RecordedBatches> batches_;
+  int64_t full_batches_;
   int64_t unsettled_ = 0;
-  std::unique_ptr<backend::CapturedWork> graph_;
-  std::string failure_;
 };
 
 }  // namespace kiln::model

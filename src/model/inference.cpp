@@ -1,5 +1,8 @@
-// Sequential::evaluate and Sequential::predict: batch by batch, in order, without gradients.
+// Sequential::evaluate and Sequential::predict: batch by batch, in order, without gradients. On a
+// device that records work, evaluate's full batches replay one recorded batch, kept in the model
+// for later calls (model/recorded_evaluation.h).
 #include <iostream>
+#include <optional>
 
 #include "backend/backend.h"
 #include "kiln/autograd.h"
@@ -8,10 +11,32 @@
 #include "metrics/metrics.h"
 #include "model/data_checks.h"
 #include "model/progress.h"
+#include "model/recorded_evaluation.h"
 
 namespace kiln {
 
 std::map<std::string, double> Sequential::evaluate(const Tensor& x_in, const Tensor& y_in, const EvaluateOptions& opt) {
+  return evaluate_batches(x_in, y_in, opt, opt.verbose != 0);
+}
+
+model::RecordedEvaluation* Sequential::recorded_evaluation_for(const Tensor& x, const Tensor& y, int64_t batch_size) {
+  if (!backend::get(device_).can_capture()) {
+    recorded_evaluation_.reset();  // the model left the GPU: give its memory back
+    return nullptr;
+  }
+  if (x.size(0) < batch_size) return nullptr;  // nothing to replay; keep what is kept
+  auto key = model::EvaluationKey::of(device_, batch_size, x, y, layers_, *loss_, metrics_);
+  if (!recorded_evaluation_ || recorded_evaluation_->key() != key) {
+    recorded_evaluation_.reset();  // first: its memory may serve the new one
+    recorded_evaluation_ = model::RecordedEvaluation::make(std::move(key));
+    if (!recorded_evaluation_) return nullptr;
+  }
+  recorded_evaluation_->load(x, y);
+  return recorded_evaluation_.get();
+}
+
+std::map<std::string, double> Sequential::evaluate_batches(const Tensor& x_in, const Tensor& y_in,
+                                                           const EvaluateOptions& opt, bool report) {
   require_compiled("evaluate");
   model::check_xy("evaluate", x_in, y_in);
   model::check_batch_size("evaluate", opt.batch_size);
@@ -19,16 +44,42 @@ std::map<std::string, double> Sequential::evaluate(const Tensor& x_in, const Ten
   Shape out_shape = input_shape_;
   for (const auto& layer : layers_) out_shape = layer->compute_output_shape(out_shape);
   NoGradGuard no_grad;
-  const Tensor x = (is_floating(x_in.dtype()) ? x_in : x_in.astype(DType::Float32)).to(device_);
-  const Tensor y = loss_->prepare_targets(y_in, out_shape, "evaluate").to(device_);
-  const int64_t n = x.size(0), steps = (n + opt.batch_size - 1) / opt.batch_size;
-  metrics::Accumulator sums(metrics_, device_);
+  const Tensor x_ready = is_floating(x_in.dtype()) ? x_in : x_in.astype(DType::Float32);
+  const Tensor y_ready = loss_->prepare_targets(y_in, out_shape, "evaluate");
+  const int64_t n = x_ready.size(0), steps = (n + opt.batch_size - 1) / opt.batch_size;
+  const int64_t full_steps = n / opt.batch_size;
+
+  // On a device that records, the data goes into the kept recording's buffers and its sums.
+  model::RecordedEvaluation* rec =
+      opt.cuda_graphs ? recorded_evaluation_for(x_ready, y_ready, opt.batch_size) : nullptr;
+  const Tensor x = rec ? rec->x() : x_ready.to(device_);
+  const Tensor y = rec ? rec->y() : y_ready.to(device_);
+  std::optional<metrics::Accumulator> own_sums;
+  metrics::Accumulator& sums = rec ? rec->sums() : own_sums.emplace(metrics_, device_);
+
+  // One batch; only device work, so that it can be recorded.
+  auto body = [&](const Tensor& xb, const Tensor& yb) {
+    const Tensor pred = (*this)(xb);
+    sums.add((*loss_)(yb, pred), yb, pred);
+  };
   model::ProgressBar bar(std::cout, steps, opt.verbose, model::stdout_is_terminal());
   for (int64_t s = 0; s < steps; ++s) {
     const int64_t b0 = s * opt.batch_size, b1 = std::min(n, b0 + opt.batch_size);
-    const Tensor yb = y.slice_rows(b0, b1);
-    const Tensor pred = (*this)(x.slice_rows(b0, b1));
-    sums.add((*loss_)(yb, pred), yb, pred);
+    bool done = false;  // by the recording
+    if (rec && s < full_steps && rec->ready()) {
+      const int64_t counted = sums.samples();
+      const auto ran = rec->run(s, body);
+      if (ran == model::RecordedBatches::Ran::Replayed) sums.add_samples(b1 - b0);
+      if (ran == model::RecordedBatches::Ran::Failed) {
+        sums.add_samples(counted - sums.samples());  // the recorded body may have counted the batch
+        if (report) std::cout << "evaluate: evaluating eagerly; recording the batch failed: " << rec->failure() << '\n';
+      }
+      done = ran != model::RecordedBatches::Ran::Failed;
+    }
+    if (!done) {
+      body(x.slice_rows(b0, b1), y.slice_rows(b0, b1));
+      if (rec && s < full_steps) rec->mark_warm();
+    }
     if (bar.wants_update(s + 1)) bar.update(s + 1, sums.results());
   }
   const auto results = sums.results();

@@ -1,0 +1,68 @@
+// RecordedBatches: the recording, its replays and the device-side batch state.
+#include "model/recorded_batches.h"
+
+#include "kiln/error.h"
+#include "kiln/ops.h"
+
+namespace kiln::model {
+
+std::unique_ptr<RecordedBatches> RecordedBatches::make(const Tensor& x, const Tensor& y, int64_t batch_size) {
+  auto& be = backend::get(x.device());
+  if (!be.can_capture() || batch_size < 1 || x.size(0) < batch_size) return nullptr;
+  return std::unique_ptr<RecordedBatches>(new RecordedBatches(be, x, y, batch_size));
+}
+
+RecordedBatches::RecordedBatches(backend::Backend& be, const Tensor& x, const Tensor& y, int64_t batch_size)
+    : be_(be), x_(x), y_(y), batch_size_(batch_size) {
+  order_ = Tensor::zeros({x.size(0)}, DType::Int32, x.device());
+  batch_ = Tensor::zeros({batch_size}, DType::Int32, x.device());
+  index_ = static_cast<int64_t*>(be_.allocator().allocate(sizeof(int64_t)));  // no int64 tensors
+}
+
+RecordedBatches::~RecordedBatches() {
+  graph_.reset();  // waits for the replays, then gives the recording's pool back
+  be_.allocator().deallocate(index_, sizeof(int64_t));
+}
+
+void RecordedBatches::set_order(const std::vector<int32_t>& order) {
+  if (static_cast<int64_t>(order.size()) != order_.numel())
+    throw Error("recorded_batches", "the sample order has " + std::to_string(order.size()) + " entries; expected " +
+                                        std::to_string(order_.numel()) + " (one per row)");
+  // Fixed addresses: the recording reads them; the copy queues before the later replays.
+  be_.copy_from_host(order_.raw_data(), order.data(), order.size() * sizeof(int32_t));
+}
+
+RecordedBatches::Ran RecordedBatches::run(int64_t step, const Body& body) {
+  if (index_on_device_ != step) {
+    be_.copy_from_host(index_, &step, sizeof(int64_t));
+    index_on_device_ = step;
+  }
+  if (graph_) {
+    graph_->launch();
+    ++index_on_device_;
+    return Ran::Replayed;
+  }
+  try {
+    be_.begin_capture();
+    try {
+      be_.select_batch(static_cast<const int32_t*>(order_.raw_data()), index_, static_cast<int32_t*>(batch_.raw_data()),
+                       batch_size_);
+      body(take_rows(x_, batch_), take_rows(y_, batch_));
+      be_.advance_counter(index_);
+    } catch (...) {
+      be_.abort_capture();
+      throw;
+    }
+    graph_ = be_.end_capture();
+  } catch (const std::exception& e) {
+    failure_ = e.what();
+    index_on_device_ = -1;
+    return Ran::Failed;
+  }
+  // Recording ran nothing: this first launch is the batch itself.
+  graph_->launch();
+  ++index_on_device_;
+  return Ran::Recorded;
+}
+
+}  // namespace kiln::model

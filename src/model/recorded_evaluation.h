@@ -1,0 +1,86 @@
+// evaluate's recorded batch: on a device that records work (CUDA graphs), one full evaluation batch
+// (batch gather, forward without gradients, loss, loss and metric sums) is recorded once and
+// replayed for every full batch, in order (model/recorded_batches.h with the identity order).
+// The model keeps the recording and reuses it while nothing it depends on changes, because fit
+// evaluates the same validation set after every epoch: recording again each time would cost one
+// eager warm-up batch and a recording per epoch.
+//
+// Memory: the recording holds device copies of x and of the prepared targets (each call copies
+// its data in, so a caller's tensors are never aliased and in-place changes to them are seen), its
+// private pool (the intermediate tensors of one batch) and handles of the layers and weights it
+// read. For the seed CIFAR-10 model on 10,000 32x32x3 images at batch 1000 that is 118 MiB of data
+// and about 155 MiB of pool (H100; CudaGraphBench.DISABLED_SeedModelEvaluate prints the figures). All of it is given back when the model dies, when a later evaluate records another, or
+// when evaluate runs on a device that cannot record (after the model moved to the CPU).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "kiln/layers.h"
+#include "kiln/losses.h"
+#include "kiln/tensor.h"
+#include "metrics/metrics.h"
+#include "model/recorded_batches.h"
+
+namespace kiln::model {
+
+/// What a recording of evaluate depends on besides the values of the data and of the weights. A
+/// recording is reused only while the model's key equals the one it was recorded with.
+struct EvaluationKey {
+  Device device;
+  int64_t batch_size = 0;
+  Shape x_shape, y_shape;  // the prepared x and targets
+  DType x_dtype = DType::Float32, y_dtype = DType::Float32;
+  // Held, not only compared: while held, no new layer or weight storage can take these addresses,
+  // so equal addresses mean the same layers and the same storage (optimizers and load_weights
+  // write into it in place; to(device) or a rebuild replaces it).
+  std::vector<std::shared_ptr<Layer>> layers;
+  std::vector<Tensor> weights;  // detached handles of every layer's weights
+  std::string loss;             // the loss's class and options
+  std::vector<std::string> metrics;
+
+  /// The key of evaluating (x, y) prepared as evaluate prepares them, on `device`.
+  static EvaluationKey of(Device device, int64_t batch_size, const Tensor& x, const Tensor& y,
+                          const std::vector<std::shared_ptr<Layer>>& layers, const Loss& loss,
+                          const std::vector<std::string>& metrics);
+  bool operator==(const EvaluationKey& other) const;
+};
+
+class RecordedEvaluation {
+ public:
+  /// nullptr when the key's device cannot record or the data holds no full batch.
+  static std::unique_ptr<RecordedEvaluation> make(EvaluationKey key);
+  RecordedEvaluation(const RecordedEvaluation&) = delete;
+  RecordedEvaluation& operator=(const RecordedEvaluation&) = delete;
+
+  const EvaluationKey& key() const { return key_; }
+  /// Starts a call: copies x and y (shaped as the key says, on any device) into the recording's
+  /// device buffers and zeroes the sums.
+  void load(const Tensor& x, const Tensor& y);
+  /// The device copies of this call's data (eager batches slice them).
+  const Tensor& x() const { return x_; }
+  const Tensor& y() const { return y_; }
+  /// The loss and metric sums the recording adds to (at fixed device addresses).
+  metrics::Accumulator& sums() { return sums_; }
+
+  /// Whether full batches run recorded: once an eager full batch of this geometry has run (it
+  /// makes cuDNN's choices and fills the caches; mark_warm()) and unless recording failed.
+  bool ready() const { return warm_ && failure().empty(); }
+  void mark_warm() { warm_ = true; }
+  /// Runs full batch `step` (see RecordedBatches::run); after Failed, ready() stays false.
+  RecordedBatches::Ran run(int64_t step, const RecordedBatches::Body& body) { return batches_->run(step, body); }
+  /// Why recording failed (empty when it did not).
+  const std::string& failure() const { return batches_->failure(); }
+
+ private:
+  RecordedEvaluation(EvaluationKey key, Tensor x, Tensor y);
+
+  EvaluationKey key_;
+  Tensor x_, y_;
+  metrics::Accumulator sums_;
+  bool warm_ = false;
+  std::unique_ptr<RecordedBatches> batches_;  // declared last, destroyed first: it reads the above
+};
+
+}  // namespace kiln::model
