@@ -80,10 +80,54 @@ void dense1_bwd_data(benchmark::State& s, Device d, int64_t n) {
   timed(s, d, n, [&] { be::get(d).gemm(F32, false, true, n, kFlat, kHidden, 1.0, cp(dy), cp(w), 0.0, mp(dx)); });
 }
 
+// The first Dense layer's whole forward and backward (bias and ReLU included), fused (one GEMM with a
+// bias+ReLU epilogue; ReLU mask, one GEMM with the bias gradient, the data-gradient GEMM) and
+// unfused (GEMM, bias add, ReLU; ReLU mask, GEMM, column sum, GEMM), to weigh the fusion.
+void dense1_fused_fwd(benchmark::State& s, Device d, int64_t n) {
+  Tensor x = rand({n, kFlat}, d), w = rand({kFlat, kHidden}, d), b = rand({kHidden}, d), y = rand({n, kHidden}, d);
+  timed(s, d, n, [&] { be::get(d).gemm_bias_act(F32, n, kHidden, kFlat, cp(x), cp(w), cp(b), true, mp(y)); });
+}
+void dense1_fused_bwd(benchmark::State& s, Device d, int64_t n) {
+  Tensor x = rand({n, kFlat}, d), w = rand({kFlat, kHidden}, d), y = rand({n, kHidden}, d), dy = rand({n, kHidden}, d);
+  Tensor dz = rand({n, kHidden}, d), dw = rand({kFlat, kHidden}, d), db = rand({kHidden}, d), dx = rand({n, kFlat}, d);
+  timed(s, d, n, [&] {
+    be::Backend& backend = be::get(d);
+    backend.unary_backward(be::UnaryOp::Relu, F32, cp(y), cp(y), cp(dy), mp(dz), n * kHidden);
+    backend.gemm_wgrad_bias(F32, n, kHidden, kFlat, cp(x), cp(dz), mp(dw), mp(db));
+    backend.gemm(F32, false, true, n, kFlat, kHidden, 1.0, cp(dz), cp(w), 0.0, mp(dx));
+  });
+}
+void dense1_unfused_fwd(benchmark::State& s, Device d, int64_t n) {
+  Tensor x = rand({n, kFlat}, d), w = rand({kFlat, kHidden}, d), b = rand({kHidden}, d), y = rand({n, kHidden}, d);
+  timed(s, d, n, [&] {
+    be::Backend& backend = be::get(d);
+    backend.gemm(F32, false, false, n, kHidden, kFlat, 1.0, cp(x), cp(w), 0.0, mp(y));
+    backend.binary(be::BinaryOp::Add, F32, cp(y), n * kHidden, cp(b), kHidden, mp(y), n * kHidden);
+    backend.unary(be::UnaryOp::Relu, F32, cp(y), mp(y), n * kHidden);
+  });
+}
+void dense1_unfused_bwd(benchmark::State& s, Device d, int64_t n) {
+  Tensor x = rand({n, kFlat}, d), w = rand({kFlat, kHidden}, d), y = rand({n, kHidden}, d), dy = rand({n, kHidden}, d);
+  Tensor dz = rand({n, kHidden}, d), dw = rand({kFlat, kHidden}, d), db = rand({kHidden}, d), dx = rand({n, kFlat}, d);
+  timed(s, d, n, [&] {
+    be::Backend& backend = be::get(d);
+    backend.unary_backward(be::UnaryOp::Relu, F32, cp(y), cp(y), cp(dy), mp(dz), n * kHidden);
+    backend.gemm(F32, true, false, kFlat, kHidden, n, 1.0, cp(x), cp(dz), 0.0, mp(dw));
+    backend.sum_rows(F32, cp(dz), mp(db), n, kHidden, false);
+    backend.gemm(F32, false, true, n, kFlat, kHidden, 1.0, cp(dz), cp(w), 0.0, mp(dx));
+  });
+}
+
 // ---- convolution ----
 void conv_fwd(benchmark::State& s, Device d, int64_t n) {
   Tensor x = rand({n, kH, kW, kC}, d), w = rand({kK, kK, kC, kF}, d), y = rand({n, kOH, kOW, kF}, d);
-  timed(s, d, n, [&] { be::get(d).conv2d_forward(F32, conv_geometry(n), cp(x), cp(w), mp(y)); });
+  timed(s, d, n, [&] { be::get(d).conv2d_forward(F32, conv_geometry(n), cp(x), cp(w), nullptr, false, mp(y)); });
+}
+// The layer's whole forward pass: convolution, bias and ReLU in one call (against conv2d_fwd +
+// conv_bias_add + relu_fwd).
+void conv_fwd_fused(benchmark::State& s, Device d, int64_t n) {
+  Tensor x = rand({n, kH, kW, kC}, d), w = rand({kK, kK, kC, kF}, d), b = rand({kF}, d), y = rand({n, kOH, kOW, kF}, d);
+  timed(s, d, n, [&] { be::get(d).conv2d_forward(F32, conv_geometry(n), cp(x), cp(w), cp(b), true, mp(y)); });
 }
 void conv_bwd_data(benchmark::State& s, Device d, int64_t n) {
   Tensor dy = rand({n, kOH, kOW, kF}, d), w = rand({kK, kK, kC, kF}, d), dx = rand({n, kH, kW, kC}, d);
@@ -91,7 +135,14 @@ void conv_bwd_data(benchmark::State& s, Device d, int64_t n) {
 }
 void conv_bwd_filter(benchmark::State& s, Device d, int64_t n) {
   Tensor x = rand({n, kH, kW, kC}, d), dy = rand({n, kOH, kOW, kF}, d), dw = rand({kK, kK, kC, kF}, d);
-  timed(s, d, n, [&] { be::get(d).conv2d_backward_filter(F32, conv_geometry(n), cp(x), cp(dy), mp(dw)); });
+  timed(s, d, n, [&] { be::get(d).conv2d_backward_filter(F32, conv_geometry(n), cp(x), cp(dy), nullptr, mp(dw), nullptr); });
+}
+// The layer's whole backward pass (its input needs no gradient): ReLU backward, filter and bias
+// gradients in one call (against relu_bwd + conv_bias_grad + conv2d_bwd_filter).
+void conv_bwd_fused(benchmark::State& s, Device d, int64_t n) {
+  Tensor x = rand({n, kH, kW, kC}, d), dy = rand({n, kOH, kOW, kF}, d), y = rand({n, kOH, kOW, kF}, d);
+  Tensor dw = rand({kK, kK, kC, kF}, d), db = rand({kF}, d);
+  timed(s, d, n, [&] { be::get(d).conv2d_backward_filter(F32, conv_geometry(n), cp(x), cp(dy), cp(y), mp(dw), mp(db)); });
 }
 
 // ---- the conv layer's bias and activation, at the conv output's size (the largest of the step) ----
@@ -177,8 +228,11 @@ void configure(benchmark::internal::Benchmark* b) {
 void register_device(Device d, const std::vector<int64_t>& batches) {
   const std::vector<std::pair<const char*, BenchFn>> per_batch = {
       {"dense1_fwd", dense1_fwd},   {"dense1_bwd_filter", dense1_bwd_filter},
-      {"dense1_bwd_data", dense1_bwd_data}, {"conv2d_fwd", conv_fwd},
+      {"dense1_bwd_data", dense1_bwd_data}, {"dense1_fused_fwd", dense1_fused_fwd},
+      {"dense1_fused_bwd", dense1_fused_bwd}, {"dense1_unfused_fwd", dense1_unfused_fwd},
+      {"dense1_unfused_bwd", dense1_unfused_bwd}, {"conv2d_fwd", conv_fwd},
       {"conv2d_bwd_data", conv_bwd_data},   {"conv2d_bwd_filter", conv_bwd_filter},
+      {"conv2d_fwd_bias_relu", conv_fwd_fused}, {"conv2d_bwd_relu_filter_bias", conv_bwd_fused},
       {"conv_bias_add", bias_add},  {"conv_bias_grad", bias_grad},
       {"relu_fwd", relu_fwd},       {"relu_bwd", relu_bwd},
       {"max_pool2d_fwd", pool_fwd}, {"max_pool2d_bwd", pool_bwd},

@@ -103,8 +103,8 @@ bool check(int threads) {
   Data d(4);
   std::vector<float> ref_y(d.y.size()), ref_dw(d.dw.size());
   auto& cpu = kiln::backend::cpu();
-  cpu.conv2d_forward(kiln::DType::Float32, geometry(d.n), d.x.data(), d.w.data(), ref_y.data());
-  cpu.conv2d_backward_filter(kiln::DType::Float32, geometry(d.n), d.x.data(), d.dy.data(), ref_dw.data());
+  cpu.conv2d_forward(kiln::DType::Float32, geometry(d.n), d.x.data(), d.w.data(), nullptr, false, ref_y.data());
+  cpu.conv2d_backward_filter(kiln::DType::Float32, geometry(d.n), d.x.data(), d.dy.data(), nullptr, ref_dw.data(), nullptr);
   auto rel = [](const std::vector<float>& a, const std::vector<float>& b) {
     double num = 0, den = 0;
     for (std::size_t i = 0; i < a.size(); ++i) num += (a[i] - b[i]) * (a[i] - b[i]), den += b[i] * b[i];
@@ -143,8 +143,8 @@ void register_all(int threads) {
         Data d(n);
         auto& cpu = kiln::backend::cpu();
         timed(st, n, [&] {
-          if (bwd) cpu.conv2d_backward_filter(kiln::DType::Float32, geometry(d.n), d.x.data(), d.dy.data(), d.dw.data());
-          else cpu.conv2d_forward(kiln::DType::Float32, geometry(d.n), d.x.data(), d.w.data(), d.y.data());
+          if (bwd) cpu.conv2d_backward_filter(kiln::DType::Float32, geometry(d.n), d.x.data(), d.dy.data(), nullptr, d.dw.data(), nullptr);
+          else cpu.conv2d_forward(kiln::DType::Float32, geometry(d.n), d.x.data(), d.w.data(), nullptr, false, d.y.data());
         });
       });
       for (bool m : {false, true})

@@ -6,7 +6,9 @@ the op layer, autograd and the kernels not listed (the small second Dense layer,
 The step runs, per batch: conv2d_fwd, conv_bias_add, relu_fwd, max_pool2d_fwd, dense1_fwd,
 softmax_xent, dense1_bwd_filter, dense1_bwd_data, max_pool2d_bwd, relu_bwd, conv_bias_grad,
 conv2d_bwd_filter and one Adam update of all parameters. conv2d_bwd_data is listed but not in the
-step: the input image needs no gradient.
+step: the input image needs no gradient. Where the file has the fused Dense entries, the first Dense
+layer counts as dense1_fused_fwd and dense1_fused_bwd (what the step runs since the fusion, its bias
+and ReLU included) instead of its three GEMMs; the unfused entries are listed beside them.
 """
 import argparse
 import json
@@ -18,6 +20,17 @@ IN_STEP = ["conv2d_fwd", "conv_bias_add", "relu_fwd", "max_pool2d_fwd", "dense1_
            "dense1_bwd_filter", "dense1_bwd_data", "max_pool2d_bwd", "relu_bwd", "conv_bias_grad",
            "conv2d_bwd_filter"]
 NOT_IN_STEP = ["conv2d_bwd_data"]
+DENSE1_GEMMS = ["dense1_fwd", "dense1_bwd_filter", "dense1_bwd_data"]
+DENSE1_FUSED = ["dense1_fused_fwd", "dense1_fused_bwd"]
+DENSE1_UNFUSED = ["dense1_unfused_fwd", "dense1_unfused_bwd"]
+
+
+def in_step(row):
+    """The step's kernels present in `row`, and those listed beside them."""
+    if all(k in row for k in DENSE1_FUSED):
+        step = [k for k in IN_STEP if k not in DENSE1_GEMMS] + DENSE1_FUSED
+        return step, NOT_IN_STEP + DENSE1_GEMMS + DENSE1_UNFUSED
+    return IN_STEP, NOT_IN_STEP
 
 
 def medians(path):
@@ -65,7 +78,8 @@ def profile(path):
         lines += ["", f"{device}, batch {batch}: whole step {step:.1f} us" if step else f"{device}, batch {batch}",
                   "| kernel | median us | share of step |", "| --- | ---: | ---: |"]
         total = 0.0
-        kernels = [(k, row.get(k)) for k in IN_STEP] + [("adam_step_all_params", adam)]
+        step_kernels, beside = in_step(row)
+        kernels = [(k, row.get(k)) for k in step_kernels] + [("adam_step_all_params", adam)]
         for name, t in sorted(kernels, key=lambda kv: -(kv[1] or 0)):
             if t is None:
                 continue
@@ -74,7 +88,7 @@ def profile(path):
         if step:
             lines.append(f"| (sum of kernels) | {total:.1f} | {100 * total / step:.1f}% |")
             lines.append(f"| (rest: ops, autograd, small kernels) | {step - total:.1f} | {100 * (step - total) / step:.1f}% |")
-        for name in NOT_IN_STEP:
+        for name in beside:
             if name in row:
                 lines.append(f"| {name} (not in the step) | {row[name]:.1f} | |")
     return "\n".join(lines)

@@ -1,10 +1,17 @@
-// Convolution filter gradient for small filters, NHWC: dw[k, f] = sum_r patch(r, k) * dy(r, f),
-// r over the N*OH*OW output pixels, k = (kh*KW + kw)*C + c (the kernel layout [KH, KW, C, F]).
-// Why our own: cuDNN's deterministic filter-gradient algorithm is slow when few input channels
-// make K small (the seed's first layer: K = 27, F = 32: 58 us of a 135 us step at batch 10,
-// 2.07 ms of 4.0 ms at batch 2048). Here each block takes a slice of rows, stages 32 rows of
-// patches and of dy in shared memory, keeps its share of the K*F sums in registers and writes one
-// partial per slice; sum_rows then adds the slices in a fixed order, so results are deterministic.
+// Convolution filter and bias gradients for small filters, NHWC:
+//   dw[k, f] = sum_r patch(r, k) * dz(r, f),   db[f] = sum_r dz(r, f),
+// r over the N*OH*OW output pixels, k = (kh*KW + kw)*C + c (the kernel layout [KH, KW, C, F]), and
+// dz = dy, or dy * (relu_y > 0) when the layer's ReLU is fused in (its backward is applied here,
+// on the fly, instead of by a pass that writes dz out).
+// Why our own: cuDNN's deterministic filter-gradient algorithm is slow when few input channels make
+// K small (the seed's first layer: K = 27, F = 32; 2.07 ms of a 4.0 ms step at batch 2048), and a
+// separate ReLU backward and bias sum cost two more passes over the layer's output.
+// How: each block takes a slice of rows. Per tile of rows it stages the patches [rows, KP] and dz
+// [rows, FP] in shared memory (KP, FP: K + 1 for the bias column of ones, and F, rounded up to
+// powers of two). A group of (KP/8)*(FP/8) threads covers the whole [KP, FP] product with an 8x8
+// register tile per thread; the block's groups take interleaved rows of the tile, and at the end
+// add their tiles in group order. Each block writes one partial per slice and sum_rows adds the
+// slices in a fixed order: results are deterministic.
 // Shape letters: N batch, H/W input, C channels, KH/KW kernel, F filters, OH/OW output, R rows.
 #include "backend/cuda/check.h"
 #include "backend/cuda/kernels.h"
@@ -14,89 +21,231 @@ namespace kiln::backend::kernels {
 
 namespace {
 
-constexpr int kTileRows = 32;                        // rows staged in shared memory at a time
-constexpr int kOutPerThread = 16;                    // K*F sums each thread keeps
-constexpr int kMaxSums = kBlock * kOutPerThread;     // largest K*F this kernel serves
-constexpr std::size_t kMaxSharedBytes = 48 * 1024;  // default dynamic shared memory limit
+constexpr int kTile = 8;                            // a thread's register tile is kTile x kTile
+constexpr int kMaxPadded = 64;                      // largest KP and FP
+constexpr std::size_t kSharedBudget = 44 * 1024;    // under the 48 KiB default dynamic limit
+constexpr int64_t kMaxSlices = 1024;
+constexpr int kInFlight = 8;                        // loads each thread issues before waiting
 
-template <typename T>
-__global__ void conv_wgrad_partial_kernel(Conv2dGeometry g, const T* x, const T* dy, T* partial, int64_t rows_per_slice) {
-  extern __shared__ unsigned char smem[];
-  const int K = static_cast<int>(g.KH * g.KW * g.C), F = static_cast<int>(g.F), KF = K * F;
-  T* patch = reinterpret_cast<T*>(smem);  // [kTileRows][K]
-  T* dys = patch + kTileRows * K;          // [kTileRows][F]
-  const int64_t R = g.N * g.OH * g.OW;
-  const int64_t r0 = blockIdx.x * rows_per_slice, r1 = R < r0 + rows_per_slice ? R : r0 + rows_per_slice;
-  T acc[kOutPerThread];
-#pragma unroll
-  for (int j = 0; j < kOutPerThread; ++j) acc[j] = T(0);
-  for (int64_t t0 = r0; t0 < r1; t0 += kTileRows) {
-    const int rows = static_cast<int>(r1 - t0 < kTileRows ? r1 - t0 : kTileRows);
-    for (int i = threadIdx.x; i < rows * K; i += blockDim.x) {
-      const int rr = i / K, k = i % K;
-      const int64_t r = t0 + rr;
-      const int64_t n = r / (g.OH * g.OW), oh = (r / g.OW) % g.OH, ow = r % g.OW;
-      const int64_t c = k % g.C, kw = (k / g.C) % g.KW, kh = k / (g.C * g.KW);
-      const int64_t ih = oh * g.stride_h - g.pad_top + kh, iw = ow * g.stride_w - g.pad_left + kw;
-      patch[i] = (ih >= 0 && ih < g.H && iw >= 0 && iw < g.W) ? x[((n * g.H + ih) * g.W + iw) * g.C + c] : T(0);
-    }
-    for (int i = threadIdx.x; i < rows * F; i += blockDim.x) dys[i] = dy[t0 * F + i];  // rows are contiguous
-    __syncthreads();
-#pragma unroll
-    for (int j = 0; j < kOutPerThread; ++j) {
-      const int o = threadIdx.x + j * blockDim.x;
-      if (o < KF) {
-        const int k = o / F, f = o % F;
-        T s = acc[j];
-        for (int rr = 0; rr < rows; ++rr) s += patch[rr * K + k] * dys[rr * F + f];
-        acc[j] = s;
-      }
-    }
-    __syncthreads();
+// The padded extents and the tile of rows staged at a time, for one geometry and dtype.
+struct WgradShape {
+  int K = 0, KB = 0, F = 0, kp_log = 0, fp_log = 0, tile_rows = 0;
+  __host__ __device__ int KP() const { return 1 << kp_log; }
+  __host__ __device__ int FP() const { return 1 << fp_log; }
+};
+
+int log2_ceil(int v) {
+  int l = 0;
+  while ((1 << l) < v) ++l;
+  return l;
+}
+
+std::size_t shared_bytes(const WgradShape& s, std::size_t element) {
+  return static_cast<std::size_t>(s.tile_rows) * static_cast<std::size_t>(s.KP() + s.FP()) * element +
+         static_cast<std::size_t>(s.KP()) * (sizeof(long long) + 2 * sizeof(int)) +
+         static_cast<std::size_t>(s.tile_rows) * (sizeof(long long) + 2 * sizeof(int));
+}
+
+// tile_rows = 0 when the geometry does not fit this kernel.
+WgradShape shape_of(const Conv2dGeometry& g, bool bias, std::size_t element) {
+  WgradShape s;
+  s.K = static_cast<int>(g.KH * g.KW * g.C);
+  s.KB = s.K + (bias ? 1 : 0);
+  s.F = static_cast<int>(g.F);
+  if (g.KH * g.KW * g.C + 1 > kMaxPadded || g.F > kMaxPadded || s.K <= 0 || s.F <= 0) return s;
+  s.kp_log = log2_ceil(s.KB < kTile ? kTile : s.KB);
+  s.fp_log = log2_ceil(s.F < kTile ? kTile : s.F);
+  for (int rows = 128; rows >= 32; rows /= 2) {
+    s.tile_rows = rows;
+    // The final reduction reuses the staging area for the [KP, FP] block sum.
+    if (shared_bytes(s, element) <= kSharedBudget && rows * (s.KP() + s.FP()) >= s.KP() * s.FP()) return s;
   }
+  s.tile_rows = 0;
+  return s;
+}
+
+int64_t rows_per_slice(const Conv2dGeometry& g, const WgradShape& s) {
+  const int64_t R = g.N * g.OH * g.OW;
+  int64_t slices = (R + s.tile_rows - 1) / s.tile_rows;
+  slices = slices < 1 ? 1 : (slices > kMaxSlices ? kMaxSlices : slices);
+  const int64_t rows = (R + slices - 1) / slices;
+  return (rows + s.tile_rows - 1) / s.tile_rows * s.tile_rows;
+}
+
+// Eight consecutive shared-memory values (16-byte aligned) in two or four vector loads.
+__device__ inline void load8(const float* p, float (&v)[kTile]) {
+  const float4 a = *reinterpret_cast<const float4*>(p), b = *reinterpret_cast<const float4*>(p + 4);
+  v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w, v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
+}
+__device__ inline void load8(const double* p, double (&v)[kTile]) {
 #pragma unroll
-  for (int j = 0; j < kOutPerThread; ++j) {
-    const int o = threadIdx.x + j * blockDim.x;
-    if (o < KF) partial[blockIdx.x * int64_t(KF) + o] = acc[j];
+  for (int i = 0; i < kTile; i += 2) {
+    const double2 a = *reinterpret_cast<const double2*>(p + i);
+    v[i] = a.x, v[i + 1] = a.y;
   }
 }
 
-std::size_t shared_bytes(const Conv2dGeometry& g, std::size_t element) {
-  return static_cast<std::size_t>(kTileRows * (g.KH * g.KW * g.C + g.F)) * element;
+// Column markers of the patch table: a real input tap has kh >= 0.
+constexpr int kOnesColumn = -1;  // the bias column: every row contributes 1
+constexpr int kZeroColumn = -2;  // padding up to KP
+
+template <typename T>
+__global__ void __launch_bounds__(kBlock, sizeof(T) == 4 ? 2 : 1)
+    conv_wgrad_kernel(Conv2dGeometry g, WgradShape s, const T* __restrict__ x, const T* __restrict__ dy,
+                      const T* __restrict__ relu_y, int64_t rows_per_slice, T* __restrict__ partial_w,
+                      T* __restrict__ partial_b) {
+  extern __shared__ __align__(16) unsigned char smem[];
+  const int KP = s.KP(), FP = s.FP(), TR = s.tile_rows;
+  T* patch = reinterpret_cast<T*>(smem);                              // [TR][KP]
+  T* dzs = patch + TR * KP;                                           // [TR][FP]
+  long long* koff = reinterpret_cast<long long*>(dzs + TR * FP);      // [KP] input offset of tap k
+  long long* rbase = koff + KP;                                       // [TR] input offset of row rr
+  int* tap_h = reinterpret_cast<int*>(rbase + TR);                    // [KP] kh, or a column marker
+  int* tap_w = tap_h + KP;                                            // [KP] kw
+  int* row_h = tap_w + KP;                                            // [TR] first input row of the window
+  int* row_w = row_h + TR;                                            // [TR] first input column
+
+  for (int k = threadIdx.x; k < KP; k += blockDim.x) {
+    if (k < s.K) {
+      const int c = k % int(g.C), kw = (k / int(g.C)) % int(g.KW), kh = k / int(g.C * g.KW);
+      koff[k] = (static_cast<long long>(kh) * g.W + kw) * g.C + c;
+      tap_h[k] = kh;
+      tap_w[k] = kw;
+    } else {
+      koff[k] = 0;
+      tap_h[k] = k < s.KB ? kOnesColumn : kZeroColumn;
+      tap_w[k] = 0;
+    }
+  }
+
+  const int tiles_f = FP / kTile, per_group = (KP / kTile) * tiles_f, groups = kBlock / per_group;
+  const int group = threadIdx.x / per_group, lane = threadIdx.x % per_group;
+  const int k0 = (lane / tiles_f) * kTile, f0 = (lane % tiles_f) * kTile;
+  const bool computes = group < groups;  // threads past the last whole group only stage
+
+  T acc[kTile][kTile];
+#pragma unroll
+  for (int i = 0; i < kTile; ++i)
+#pragma unroll
+    for (int j = 0; j < kTile; ++j) acc[i][j] = T(0);
+
+  const int64_t R = g.N * g.OH * g.OW, OHW = g.OH * g.OW;
+  const int64_t r0 = blockIdx.x * rows_per_slice, r1 = R < r0 + rows_per_slice ? R : r0 + rows_per_slice;
+  for (int64_t t0 = r0; t0 < r1; t0 += TR) {
+    const int rows = static_cast<int>(r1 - t0 < TR ? r1 - t0 : TR);
+    for (int rr = threadIdx.x; rr < rows; rr += blockDim.x) {
+      const int64_t r = t0 + rr, n = r / OHW, rem = r - n * OHW, oh = rem / g.OW, ow = rem - oh * g.OW;
+      const int64_t ih0 = oh * g.stride_h - g.pad_top, iw0 = ow * g.stride_w - g.pad_left;
+      row_h[rr] = static_cast<int>(ih0);
+      row_w[rr] = static_cast<int>(iw0);
+      rbase[rr] = ((n * g.H + ih0) * g.W + iw0) * g.C;
+    }
+    __syncthreads();
+    // Each thread stages kInFlight values per round: all loads of a round are issued before any
+    // store, so their latencies overlap (one at a time, staging was latency-bound).
+    for (int base = 0; base < TR * KP; base += kInFlight * kBlock) {
+      T v[kInFlight];
+#pragma unroll
+      for (int u = 0; u < kInFlight; ++u) {
+        const int i = base + u * kBlock + int(threadIdx.x), rr = i >> s.kp_log, k = i & (KP - 1);
+        v[u] = T(0);
+        if (rr < rows) {
+          const int kh = tap_h[k];
+          if (kh >= 0) {
+            const int ih = row_h[rr] + kh, iw = row_w[rr] + tap_w[k];
+            if (ih >= 0 && ih < g.H && iw >= 0 && iw < g.W) v[u] = x[rbase[rr] + koff[k]];
+          } else if (kh == kOnesColumn) {
+            v[u] = T(1);
+          }
+        }
+      }
+#pragma unroll
+      for (int u = 0; u < kInFlight; ++u) {
+        const int i = base + u * kBlock + int(threadIdx.x);
+        if (i < TR * KP) patch[i] = v[u];
+      }
+    }
+    for (int base = 0; base < TR * FP; base += kInFlight * kBlock) {
+      T v[kInFlight], keep[kInFlight];
+#pragma unroll
+      for (int u = 0; u < kInFlight; ++u) {
+        const int i = base + u * kBlock + int(threadIdx.x), rr = i >> s.fp_log, f = i & (FP - 1);
+        v[u] = T(0);
+        keep[u] = T(1);
+        if (rr < rows && f < s.F) {
+          const int64_t at = (t0 + rr) * s.F + f;
+          v[u] = dy[at];
+          if (relu_y) keep[u] = relu_y[at] > T(0) ? T(1) : T(0);  // as unary_backward's ReLU rule
+        }
+      }
+#pragma unroll
+      for (int u = 0; u < kInFlight; ++u) {
+        const int i = base + u * kBlock + int(threadIdx.x);
+        if (i < TR * FP) dzs[i] = v[u] * keep[u];
+      }
+    }
+    __syncthreads();
+    if (computes)
+      for (int rr = group; rr < rows; rr += groups) {
+        T a[kTile], b[kTile];
+        load8(patch + rr * KP + k0, a);
+        load8(dzs + rr * FP + f0, b);
+#pragma unroll
+        for (int i = 0; i < kTile; ++i)
+#pragma unroll
+          for (int j = 0; j < kTile; ++j) acc[i][j] += a[i] * b[j];
+      }
+    __syncthreads();
+  }
+
+  // The groups' tiles, added in group order into the staging area, then the block's partial.
+  T* block_sum = patch;  // [KP][FP]
+  for (int q = 0; q < groups; ++q) {
+    if (computes && group == q)
+#pragma unroll
+      for (int i = 0; i < kTile; ++i)
+#pragma unroll
+        for (int j = 0; j < kTile; ++j) {
+          T& cell = block_sum[(k0 + i) * FP + f0 + j];
+          cell = q == 0 ? acc[i][j] : cell + acc[i][j];
+        }
+    __syncthreads();
+  }
+  const int64_t KF = int64_t(s.K) * s.F;
+  for (int o = threadIdx.x; o < KF; o += blockDim.x)
+    partial_w[blockIdx.x * KF + o] = block_sum[(o / s.F) * FP + o % s.F];
+  if (partial_b)
+    for (int f = threadIdx.x; f < s.F; f += blockDim.x) partial_b[blockIdx.x * int64_t(s.F) + f] = block_sum[s.K * FP + f];
 }
 
 }  // namespace
 
 bool conv_wgrad_direct_fits(DType dtype, const Conv2dGeometry& g) {
-  const int64_t KF = g.KH * g.KW * g.C * g.F;
-  return KF > 0 && KF <= kMaxSums && shared_bytes(g, dtype_size(dtype)) <= kMaxSharedBytes;
+  return shape_of(g, true, dtype_size(dtype)).tile_rows > 0;
 }
 
-namespace {
-// Rows per block: enough blocks to fill the GPU (at most 1024), each with at least two tiles.
-int64_t rows_per_slice(const Conv2dGeometry& g) {
-  const int64_t R = g.N * g.OH * g.OW;
-  int64_t slices = (R + 2 * kTileRows - 1) / (2 * kTileRows);
-  slices = slices < 1 ? 1 : (slices > 1024 ? 1024 : slices);
-  const int64_t rows = (R + slices - 1) / slices;
-  return (rows + kTileRows - 1) / kTileRows * kTileRows;
-}
-}  // namespace
-
-int64_t conv_wgrad_blocks(const Conv2dGeometry& g) {
-  const int64_t R = g.N * g.OH * g.OW, rows = rows_per_slice(g);
+int64_t conv_wgrad_blocks(DType dtype, const Conv2dGeometry& g) {
+  const WgradShape s = shape_of(g, true, dtype_size(dtype));
+  const int64_t R = g.N * g.OH * g.OW, rows = rows_per_slice(g, s);
   return (R + rows - 1) / rows;  // every block has rows
 }
 
-void conv_wgrad_partial(DType dtype, const Conv2dGeometry& g, const void* x, const void* dy, void* partial,
-                        cudaStream_t s) {
-  const int64_t rows = rows_per_slice(g), blocks = conv_wgrad_blocks(g);
+void conv_wgrad_partial(DType dtype, const Conv2dGeometry& g, const void* x, const void* dy, const void* relu_y,
+                        void* partial_w, void* partial_b, cudaStream_t st) {
+  // The shape with the bias column always: the block count and tiles then do not depend on
+  // whether the bias is wanted (an unwanted bias column costs nothing but its write).
+  const WgradShape s = shape_of(g, true, dtype_size(dtype));
+  if (s.tile_rows == 0)
+    throw Error("conv2d_backward_filter", "the direct kernel got a geometry it does not serve; expected "
+                                          "KH*KW*C + 1 and F of at most 64 (check conv_wgrad_direct_fits first)");
+  const int64_t rows = rows_per_slice(g, s), blocks = conv_wgrad_blocks(dtype, g);
   with_float(dtype, "conv2d_backward_filter", [&](auto tag) {
     using T = decltype(tag);
-    conv_wgrad_partial_kernel<<<static_cast<unsigned>(blocks), kBlock, shared_bytes(g, sizeof(T)), s>>>(
-        g, static_cast<const T*>(x), static_cast<const T*>(dy), static_cast<T*>(partial), rows);
+    conv_wgrad_kernel<T><<<static_cast<unsigned>(blocks), kBlock, shared_bytes(s, sizeof(T)), st>>>(
+        g, s, static_cast<const T*>(x), static_cast<const T*>(dy), static_cast<const T*>(relu_y), rows,
+        static_cast<T*>(partial_w), static_cast<T*>(partial_b));
   });
-  KILN_LAUNCH_CHECK("conv_wgrad_partial_kernel");
+  KILN_LAUNCH_CHECK("conv_wgrad_kernel");
 }
 
 }  // namespace kiln::backend::kernels

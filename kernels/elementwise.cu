@@ -94,6 +94,16 @@ __global__ void clip_backward_kernel(const T* x, const T* dy, T* dx, int64_t n, 
   KILN_FOR_EACH(i, n) dx[i] = (x[i] >= lo && x[i] <= hi) ? dy[i] : T(0);
 }
 
+// y[r, c] = relu?(y[r, c] + bias[c]), in place.
+template <typename T>
+__global__ void bias_relu_kernel(T* y, const T* bias, bool relu, int64_t n, int64_t cols) {
+  KILN_FOR_EACH(i, n) {
+    T v = y[i];
+    if (bias) v += bias[i % cols];
+    y[i] = relu ? apply_unary(UnaryOp::Relu, v) : v;
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // launchers
 
@@ -158,6 +168,16 @@ void clip_backward(DType dtype, const void* x, const void* dy, void* dx, int64_t
                                                         static_cast<T>(hi));
   });
   KILN_LAUNCH_CHECK("clip_backward_kernel");
+}
+
+void bias_relu(DType dtype, void* y, const void* bias, bool relu, int64_t rows, int64_t cols, cudaStream_t s) {
+  const int64_t n = rows * cols;
+  if (n <= 0 || (!bias && !relu)) return;
+  with_float(dtype, "bias_relu", [&](auto tag) {
+    using T = decltype(tag);
+    bias_relu_kernel<<<grid_for(n), kBlock, 0, s>>>(static_cast<T*>(y), static_cast<const T*>(bias), relu, n, cols);
+  });
+  KILN_LAUNCH_CHECK("bias_relu_kernel");
 }
 
 }  // namespace kiln::backend::kernels

@@ -3,6 +3,7 @@
 // allocator's bookkeeping. Skipped, with the reason, where no GPU is usable.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -288,27 +289,69 @@ TEST(CudaBackend, ConvolutionMatchesCpu) {
       {2, 8, 8, 4, 2, 2, 6, 1, true},      // even kernel: asymmetric padding, padded by us
       {3, 10, 12, 3, 3, 3, 8, 2, true},    // stride 2 on even input: asymmetric
       {2, 6, 7, 2, 3, 3, 4, 2, false},     // valid, stride 2: the last input row is unused
+      {2, 9, 9, 8, 3, 3, 12, 1, true},     // K = 72: filter gradient by cuDNN, not the direct kernel
+      {2, 7, 7, 3, 3, 3, 70, 1, false},    // F = 70: likewise
+      {3, 5, 5, 1, 1, 1, 1, 1, false},     // one channel, one filter, 1x1 kernel
   };
   for (const Case& t : cases) {
     const auto [OH, pt] = tf_axis(t.H, t.KH, t.s, t.same);
     const auto [OW, pl] = tf_axis(t.W, t.KW, t.s, t.same);
     const backend::Conv2dGeometry g{t.N, t.H, t.W, t.C, t.KH, t.KW, t.F, OH, OW, t.s, t.s, pt, pl};
     const auto x = random_vec(t.N * t.H * t.W * t.C), w = random_vec(t.KH * t.KW * t.C * t.F);
-    const auto dy = random_vec(t.N * OH * OW * t.F);
-    std::vector<float> y(dy.size()), dx(x.size()), dw(w.size());
-    cpu().conv2d_forward(DType::Float32, g, x.data(), w.data(), y.data());
-    cpu().conv2d_backward_data(DType::Float32, g, dy.data(), w.data(), dx.data());
-    cpu().conv2d_backward_filter(DType::Float32, g, x.data(), dy.data(), dw.data());
-    DevBuf gx(x), gw(w), gdy(dy), gy(y.size() * 4), gdx(dx.size() * 4), gdw(dw.size() * 4);
-    gpu().conv2d_forward(DType::Float32, g, gx.ptr, gw.ptr, gy.ptr);
-    gpu().conv2d_backward_data(DType::Float32, g, gdy.ptr, gw.ptr, gdx.ptr);
-    gpu().conv2d_backward_filter(DType::Float32, g, gx.ptr, gdy.ptr, gdw.ptr);
-    // Tolerance: sums of KH*KW*C (forward), KH*KW*F (data) and N*OH*OW (filter) products of
-    // |x| <= 2 in another order, FMA math only (no TF32): 4e-6 per term.
-    const std::string name = "conv case H=" + std::to_string(t.H) + " K=" + std::to_string(t.KH);
-    expect_close(y, gy.get<float>(), 1e-4, 4e-6 * t.KH * t.KW * t.C, name + " forward");
-    expect_close(dx, gdx.get<float>(), 1e-4, 4e-6 * t.KH * t.KW * t.F, name + " backward_data");
-    expect_close(dw, gdw.get<float>(), 1e-4, 4e-6 * t.N * OH * OW, name + " backward_filter");
+    const auto dy = random_vec(t.N * OH * OW * t.F), bias = random_vec(t.F);
+    // Without bias or ReLU, then with both fused (forward, and the filter and bias gradients with the
+    // ReLU backward applied on the fly from the forward output).
+    for (const bool fused : {false, true}) {
+      const void* b_cpu = fused ? bias.data() : nullptr;
+      std::vector<float> y(dy.size()), dx(x.size()), dw(w.size()), db(bias.size());
+      cpu().conv2d_forward(DType::Float32, g, x.data(), w.data(), b_cpu, fused, y.data());
+      cpu().conv2d_backward_data(DType::Float32, g, dy.data(), w.data(), dx.data());
+      cpu().conv2d_backward_filter(DType::Float32, g, x.data(), dy.data(), fused ? y.data() : nullptr, dw.data(),
+                                   fused ? db.data() : nullptr);
+      DevBuf gx(x), gw(w), gdy(dy), gb(bias), gy(y.size() * 4), gdx(dx.size() * 4), gdw(dw.size() * 4),
+          gdb(db.size() * 4);
+      gpu().conv2d_forward(DType::Float32, g, gx.ptr, gw.ptr, fused ? gb.ptr : nullptr, fused, gy.ptr);
+      gpu().conv2d_backward_data(DType::Float32, g, gdy.ptr, gw.ptr, gdx.ptr);
+      // The GPU's ReLU mask is its own forward output; compare it on the CPU's, so that an output
+      // that rounds to the other side of 0 cannot flip one gradient term.
+      DevBuf gy_cpu(y);
+      gpu().conv2d_backward_filter(DType::Float32, g, gx.ptr, gdy.ptr, fused ? gy_cpu.ptr : nullptr, gdw.ptr,
+                                   fused ? gdb.ptr : nullptr);
+      // Tolerance: sums of KH*KW*C (forward), KH*KW*F (data) and N*OH*OW (filter, bias) products of
+      // |x| <= 2 in another order, FMA math only (no TF32): 4e-6 per term.
+      const std::string name = std::string(fused ? "fused " : "") + "conv case H=" + std::to_string(t.H) +
+                               " C=" + std::to_string(t.C) + " K=" + std::to_string(t.KH) + " F=" + std::to_string(t.F);
+      expect_close(y, gy.get<float>(), 1e-4, 4e-6 * (t.KH * t.KW * t.C + 1), name + " forward");
+      expect_close(dx, gdx.get<float>(), 1e-4, 4e-6 * t.KH * t.KW * t.F, name + " backward_data");
+      expect_close(dw, gdw.get<float>(), 1e-4, 4e-6 * t.N * OH * OW, name + " backward_filter");
+      if (fused) expect_close(db, gdb.get<float>(), 1e-4, 4e-6 * t.N * OH * OW, name + " bias gradient");
+      if (fused) {  // the ReLU really cut: some outputs are 0, some gradients masked
+        const auto zeros = std::count(y.begin(), y.end(), 0.f);
+        EXPECT_GT(zeros, 0) << name;
+        EXPECT_LT(zeros, static_cast<long>(y.size())) << name;
+      }
+    }
+  }
+}
+
+TEST(CudaBackend, FusedConvolutionIsDeterministic) {
+  REQUIRE_GPU();
+  // The seed's layer at a batch large enough for many row slices: two runs give the same bits.
+  const backend::Conv2dGeometry g{64, 32, 32, 3, 3, 3, 32, 30, 30, 1, 1, 0, 0};
+  const auto x = random_vec(64 * 32 * 32 * 3), w = random_vec(27 * 32), bias = random_vec(32);
+  const auto dy = random_vec(64 * 30 * 30 * 32);
+  DevBuf gx(x), gw(w), gb(bias), gdy(dy), gy(dy.size() * 4), gdw(w.size() * 4), gdb(bias.size() * 4);
+  std::vector<float> first_w, first_b;
+  for (int run = 0; run < 2; ++run) {
+    gpu().conv2d_forward(DType::Float32, g, gx.ptr, gw.ptr, gb.ptr, true, gy.ptr);
+    gpu().conv2d_backward_filter(DType::Float32, g, gx.ptr, gdy.ptr, gy.ptr, gdw.ptr, gdb.ptr);
+    if (run == 0) {
+      first_w = gdw.get<float>();
+      first_b = gdb.get<float>();
+    } else {
+      EXPECT_EQ(first_w, gdw.get<float>());
+      EXPECT_EQ(first_b, gdb.get<float>());
+    }
   }
 }
 
@@ -317,10 +360,10 @@ TEST(CudaBackend, Float64ConvolutionMatchesCpuOrSaysWhy) {
   const backend::Conv2dGeometry g{2, 7, 7, 3, 3, 3, 4, 5, 5, 1, 1, 0, 0};
   const auto x = random_vec<double>(2 * 7 * 7 * 3), w = random_vec<double>(3 * 3 * 3 * 4);
   std::vector<double> y(2 * 5 * 5 * 4);
-  cpu().conv2d_forward(DType::Float64, g, x.data(), w.data(), y.data());
+  cpu().conv2d_forward(DType::Float64, g, x.data(), w.data(), nullptr, false, y.data());
   DevBuf gx(x), gw(w), gy(y.size() * 8);
   try {
-    gpu().conv2d_forward(DType::Float64, g, gx.ptr, gw.ptr, gy.ptr);
+    gpu().conv2d_forward(DType::Float64, g, gx.ptr, gw.ptr, nullptr, false, gy.ptr);
   } catch (const Error& e) {  // cuDNN may offer no float64 NHWC algorithm: the error must say so
     EXPECT_NE(std::string(e.what()).find("float64"), std::string::npos) << e.what();
     GTEST_SKIP() << "float64 convolution unsupported here: " << e.what();

@@ -97,6 +97,42 @@ TEST_P(ConvGradcheck, InputAndKernel) {
   EXPECT_TRUE(gradcheck([c](In v) { return conv2d(v[0], v[1], c.strides, c.padding); }, {x, k}));
 }
 
+// The fused form (bias and ReLU inside the convolution's passes): input, kernel and bias, with the
+// ReLU on and off; and with the input needing no gradient, the layer-one case where the ReLU
+// backward is applied inside the filter-gradient kernel instead of written out.
+TEST_P(ConvGradcheck, FusedBiasAndRelu) {
+  const ConvCase c = GetParam();
+  auto x = random_input(c.x, 33), k = random_input(c.k, 34), b = random_input({c.k[3]}, 35);
+  for (const bool relu : {false, true}) {
+    SCOPED_TRACE(relu ? "relu" : "linear");
+    EXPECT_TRUE(gradcheck([c, relu](In v) { return conv2d(v[0], v[1], v[2], relu ? "relu" : "linear", c.strides, c.padding); },
+                          {x, k, b}));
+    const Tensor x_const = x.detach();
+    EXPECT_TRUE(gradcheck([c, relu, x_const](In v) { return conv2d(x_const, v[0], v[1], relu ? "relu" : "linear", c.strides, c.padding); },
+                          {k, b}));
+  }
+  EXPECT_TRUE(gradcheck([c](In v) { return conv2d(v[0], v[1], Tensor(), "relu", c.strides, c.padding); }, {x, k}));
+}
+
+TEST(ConvFused, EqualsTheComposedOps) {
+  // Same float64 values as conv2d, then add, then relu: the fused op changes where the work runs,
+  // not the arithmetic of the forward pass.
+  auto x = random_input({2, 6, 5, 3}, 36), k = random_input({3, 3, 3, 4}, 37), b = random_input({4}, 38);
+  const Tensor fused = conv2d(x, k, b, "relu");
+  const Tensor composed = relu(add(conv2d(x, k), b));
+  EXPECT_EQ(fused.to_vector<double>(), composed.to_vector<double>());
+}
+
+TEST(ConvFused, BadBiasSaysWhatWasExpected) {
+  auto x = random_input({1, 4, 4, 2}, 39), k = random_input({3, 3, 2, 5}, 40);
+  try {
+    conv2d(x, k, random_input({4}, 41), "relu");
+    FAIL() << "a bias of the wrong length was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("expected [5]"), std::string::npos) << e.what();
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(
     Shapes, ConvGradcheck,
     ::testing::Values(ConvCase{{2, 5, 5, 3}, {3, 3, 3, 4}, {1, 1}, Padding::Valid},   // the seed's kind

@@ -100,6 +100,17 @@ class Backend {
   /// C[m, n] = alpha * op(A) op(B) + beta * C, row-major; op(A) is [m, k], op(B) is [k, n].
   virtual void gemm(DType dtype, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
                     double alpha, const void* a, const void* b, double beta, void* c) = 0;
+  /// C[m, n] = act(A B + bias), row-major, A [m, k], B [k, n]; bias [n] is added to every row and
+  /// may be null; act is max(., 0) when `relu`, else the identity. A dense layer's forward in one
+  /// pass where the device can fuse it: gemm, then binary Add, then unary Relu, up to the order in
+  /// which the product is summed (on the CPU, bit for bit).
+  virtual void gemm_bias_act(DType dtype, int64_t m, int64_t n, int64_t k, const void* a, const void* b,
+                             const void* bias, bool relu, void* c) = 0;
+  /// dw[k, n] = X^T dZ for X [m, k] and dZ [m, n] and, when db is not null, db[n] = sum_r dZ[r, :]:
+  /// a dense layer's weight and bias gradients in one pass where the device can fuse them: gemm
+  /// with X transposed, then sum_rows, up to summation order (on the CPU, bit for bit).
+  virtual void gemm_wgrad_bias(DType dtype, int64_t m, int64_t n, int64_t k, const void* x, const void* dz,
+                               void* dw, void* db) = 0;
 
   // ---- softmax family over the last axis of [rows, cols] ----
   /// y = softmax(x), or log_softmax(x) when `log`.
@@ -116,14 +127,19 @@ class Backend {
                                    int64_t cols) = 0;
 
   // ---- convolution and pooling (NHWC) ----
+  /// y = conv2d(x, w) + bias, then max(y, 0) when `relu`; `bias` ([F]) may be null. Why fused: the
+  /// bias and the ReLU ride on the convolution's own pass over y instead of two more passes.
   virtual void conv2d_forward(DType dtype, const Conv2dGeometry& g, const void* x, const void* w,
-                              void* y) = 0;
+                              const void* bias, bool relu, void* y) = 0;
   /// dx = dL/dx (overwritten).
   virtual void conv2d_backward_data(DType dtype, const Conv2dGeometry& g, const void* dy,
                                     const void* w, void* dx) = 0;
-  /// dw = dL/dw (overwritten).
+  /// dw = dL/dw and, when `db` is not null, db = dL/dbias (both overwritten), from the gradient of
+  /// the convolution's output. When `relu_y` is not null the layer's output was y = relu(z) and dy
+  /// is dL/dy: the gradient of z is dy where relu_y > 0, else 0, applied on the fly (the ReLU
+  /// backward, fused) without writing it out.
   virtual void conv2d_backward_filter(DType dtype, const Conv2dGeometry& g, const void* x,
-                                      const void* dy, void* dw) = 0;
+                                      const void* dy, const void* relu_y, void* dw, void* db) = 0;
   virtual void max_pool2d_forward(DType dtype, const Pool2dGeometry& g, const void* x,
                                   void* y) = 0;
   /// dx (overwritten): each dy goes to the first maximal input of its window.

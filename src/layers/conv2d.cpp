@@ -44,9 +44,11 @@ Tensor Conv2D::call(const Tensor& x) {
   if (x.ndim() != 4 || x.size(3) != kernel.size(2))
     throw Error(name_, "input " + x.shape().str() + " does not fit the layer; expected [N, H, W, " +
                            std::to_string(kernel.size(2)) + "] (channels_last)");
-  Tensor y = conv2d(x, kernel, options_.strides, padding_);
-  if (options_.use_bias) y = add(y, weights_.at(1).second);  // a row broadcast over N*OH*OW rows
-  return activations::apply(options_.activation, y);
+  // Bias and ReLU run inside the convolution's kernels; other activations follow as ops.
+  const bool relu = options_.activation == "relu";
+  const Tensor bias = options_.use_bias ? weights_.at(1).second : Tensor();
+  const Tensor y = conv2d(x, kernel, bias, relu ? "relu" : "linear", options_.strides, padding_);
+  return relu ? y : activations::apply(options_.activation, y);
 }
 
 std::map<std::string, std::string> Conv2D::config() const {

@@ -1,6 +1,7 @@
 // Dense: activation(x W + b).
 #include "kiln/error.h"
 #include "kiln/layers.h"
+#include "kiln/ops.h"
 
 namespace kiln::layers {
 
@@ -34,9 +35,14 @@ Tensor Dense::call(const Tensor& x) {
     throw Error(name_, "input " + x.shape().str() + " has " + (x.ndim() == 2 ? std::to_string(x.size(1)) : "?") +
                            " features, layer expects " + std::to_string(kernel.size(0)) + declared);
   }
-  Tensor y = matmul(x, kernel);
-  if (options_.use_bias) y = add(y, weights_.at(1).second);
-  return activations::apply(options_.activation, y);
+  // Linear and ReLU fuse into the products (on a GPU the bias and ReLU ride on the forward GEMM, the
+  // bias gradient on the weight-gradient GEMM); other activations apply to the linear result as
+  // before, so softmax still records its logits for the loss.
+  const std::string& act = options_.activation;
+  const bool fused = act.empty() || act == "linear" || act == "relu";
+  const Tensor bias = options_.use_bias ? weights_.at(1).second : Tensor();
+  Tensor y = dense(x, kernel, bias, fused ? act : "linear");
+  return fused ? y : activations::apply(act, y);
 }
 
 std::map<std::string, std::string> Dense::config() const {

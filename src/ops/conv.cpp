@@ -37,7 +37,16 @@ WindowAxis window_axis(const std::string& op, const char* axis, int64_t in, int6
 }  // namespace ops
 
 Tensor conv2d(const Tensor& x, const Tensor& kernel, std::array<int64_t, 2> strides, Padding padding) {
+  return conv2d(x, kernel, Tensor(), "linear", strides, padding);
+}
+
+Tensor conv2d(const Tensor& x, const Tensor& kernel, const Tensor& bias, const std::string& activation,
+              std::array<int64_t, 2> strides, Padding padding) {
   const std::string op = "conv2d";
+  const bool relu = activation == "relu";
+  if (!relu && activation != "linear" && !activation.empty())
+    throw Error(op, "activation '" + activation + "' is not fused; expected linear or relu (apply others to "
+                    "the result)");
   ops::check_floating(op, x);
   ops::check_floating(op, kernel, "kernel");
   ops::check_compatible(op, x, kernel);
@@ -46,6 +55,13 @@ Tensor conv2d(const Tensor& x, const Tensor& kernel, std::array<int64_t, 2> stri
   if (kernel.size(2) != x.size(3))
     throw Error(op, "input has " + std::to_string(x.size(3)) + " channels " + x.shape().str() + " but the kernel " +
                         kernel.shape().str() + " expects " + std::to_string(kernel.size(2)));
+  if (bias.defined()) {
+    ops::check_floating(op, bias, "bias");
+    ops::check_compatible(op, x, bias);
+    if (bias.ndim() != 1 || bias.size(0) != kernel.size(3))
+      throw Error(op, "bias of shape " + bias.shape().str() + " for a kernel of " + std::to_string(kernel.size(3)) +
+                          " filters; expected [" + std::to_string(kernel.size(3)) + "]");
+  }
   const auto h = ops::window_axis(op, "height", x.size(1), kernel.size(0), strides[0], padding);
   const auto w = ops::window_axis(op, "width", x.size(2), kernel.size(1), strides[1], padding);
   const backend::Conv2dGeometry g{x.size(0), x.size(1),  x.size(2),  x.size(3), kernel.size(0),
@@ -53,19 +69,33 @@ Tensor conv2d(const Tensor& x, const Tensor& kernel, std::array<int64_t, 2> stri
                                   strides[1], h.pad_before, w.pad_before};
   Tensor y = make_tensor({g.N, g.OH, g.OW, g.F}, x.dtype(), x.device());
   auto& be = ops::backend_of(x);
-  be.conv2d_forward(x.dtype(), g, x.raw_data(), kernel.raw_data(), y.raw_data());
-  return autograd::record(op, y, {x, kernel}, [x, kernel, g](const Tensor& dy) -> std::vector<Tensor> {
+  be.conv2d_forward(x.dtype(), g, x.raw_data(), kernel.raw_data(), bias.defined() ? bias.raw_data() : nullptr, relu,
+                    y.raw_data());
+  // The ReLU's backward reads the output (y > 0 exactly where the pre-activation was > 0).
+  const Tensor y_saved = relu ? y.detach() : Tensor();
+  return autograd::record(op, y, {x, kernel, bias}, [x, kernel, bias, y_saved, g](const Tensor& dy) -> std::vector<Tensor> {
     auto& be = ops::backend_of(dy);
-    Tensor dx, dw;
+    const void* relu_y = y_saved.defined() ? y_saved.raw_data() : nullptr;
+    Tensor dx, dw, db, dz = dy;
     if (x.requires_grad()) {
+      // The data gradient needs the pre-activation gradient written out.
+      if (relu_y) {
+        dz = make_tensor(dy.shape(), dy.dtype(), dy.device());
+        be.unary_backward(backend::UnaryOp::Relu, dy.dtype(), relu_y, relu_y, dy.raw_data(), dz.raw_data(), dy.numel());
+        relu_y = nullptr;
+      }
       dx = make_tensor(x.shape(), x.dtype(), x.device());
-      be.conv2d_backward_data(x.dtype(), g, dy.raw_data(), kernel.raw_data(), dx.raw_data());
+      be.conv2d_backward_data(x.dtype(), g, dz.raw_data(), kernel.raw_data(), dx.raw_data());
     }
-    if (kernel.requires_grad()) {
+    const bool want_db = bias.defined() && bias.requires_grad();
+    if (kernel.requires_grad() || want_db) {
       dw = make_tensor(kernel.shape(), kernel.dtype(), kernel.device());
-      be.conv2d_backward_filter(x.dtype(), g, x.raw_data(), dy.raw_data(), dw.raw_data());
+      if (want_db) db = make_tensor(bias.shape(), bias.dtype(), bias.device());
+      be.conv2d_backward_filter(x.dtype(), g, x.raw_data(), dz.raw_data(), relu_y, dw.raw_data(),
+                                want_db ? db.raw_data() : nullptr);
+      if (!kernel.requires_grad()) dw = Tensor();
     }
-    return {dx, dw};
+    return {dx, dw, db};
   });
 }
 

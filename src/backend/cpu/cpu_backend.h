@@ -49,6 +49,10 @@ class CpuBackend final : public Backend {
 
   void gemm(DType dtype, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, double alpha,
             const void* a, const void* b, double beta, void* c) override;
+  void gemm_bias_act(DType dtype, int64_t m, int64_t n, int64_t k, const void* a, const void* b, const void* bias,
+                     bool relu, void* c) override;
+  void gemm_wgrad_bias(DType dtype, int64_t m, int64_t n, int64_t k, const void* x, const void* dz, void* dw,
+                       void* db) override;
 
   void softmax(DType dtype, const void* x, void* y, int64_t rows, int64_t cols, bool log) override;
   void softmax_backward(DType dtype, const void* y, const void* dy, void* dx, int64_t rows, int64_t cols,
@@ -56,11 +60,12 @@ class CpuBackend final : public Backend {
   void sparse_softmax_xent(DType dtype, const void* logits, const int32_t* labels, void* loss, void* dlogits,
                            double grad_scale, int64_t rows, int64_t cols) override;
 
-  void conv2d_forward(DType dtype, const Conv2dGeometry& g, const void* x, const void* w, void* y) override;
+  void conv2d_forward(DType dtype, const Conv2dGeometry& g, const void* x, const void* w, const void* bias, bool relu,
+                      void* y) override;
   void conv2d_backward_data(DType dtype, const Conv2dGeometry& g, const void* dy, const void* w,
                             void* dx) override;
-  void conv2d_backward_filter(DType dtype, const Conv2dGeometry& g, const void* x, const void* dy,
-                              void* dw) override;
+  void conv2d_backward_filter(DType dtype, const Conv2dGeometry& g, const void* x, const void* dy, const void* relu_y,
+                              void* dw, void* db) override;
   void max_pool2d_forward(DType dtype, const Pool2dGeometry& g, const void* x, void* y) override;
   void max_pool2d_backward(DType dtype, const Pool2dGeometry& g, const void* x, const void* y, const void* dy,
                            void* dx) override;

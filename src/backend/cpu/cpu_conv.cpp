@@ -88,9 +88,30 @@ void col2im_add(const Conv2dGeometry& g, const T* dpatches, int64_t n0, int64_t 
   }
 }
 
+// y[r, f] = max(y[r, f] + bias[f], 0) (without the max unless `relu`; without the bias when null)
+// over `rows` rows, while the chunk's output is still in cache.
+template <typename T>
+void bias_relu_rows(T* y, const T* bias, bool relu, int64_t rows, int64_t F) {
+  if (!bias && !relu) return;
+  for (int64_t r = 0; r < rows; ++r) {
+    T* row = y + r * F;
+    if (bias)
+      for (int64_t f = 0; f < F; ++f) row[f] += bias[f];
+    if (relu)
+      for (int64_t f = 0; f < F; ++f) row[f] = row[f] > T(0) ? row[f] : T(0);
+  }
+}
+
+// The gradient of the pre-activation rows: dy where relu_y > 0, else 0 (ReLU's rule, as unary_backward).
+template <typename T>
+void relu_mask_rows(const T* dy, const T* relu_y, int64_t n, T* dz) {
+  for (int64_t i = 0; i < n; ++i) dz[i] = relu_y[i] > T(0) ? dy[i] : T(0);
+}
+
 }  // namespace
 
-void CpuBackend::conv2d_forward(DType dtype, const Conv2dGeometry& g, const void* x, const void* w, void* y) {
+void CpuBackend::conv2d_forward(DType dtype, const Conv2dGeometry& g, const void* x, const void* w, const void* bias,
+                                bool relu, void* y) {
   with_float_type(dtype, "conv2d", [&](auto tag) {
     using T = decltype(tag);
     const int64_t K = g.KH * g.KW * g.C, rows_per_image = g.OH * g.OW;
@@ -102,8 +123,9 @@ void CpuBackend::conv2d_forward(DType dtype, const Conv2dGeometry& g, const void
       for (int64_t c = 0; c < ch.count; ++c) {
         const int64_t n0 = c * ch.images, count = std::min(ch.images, g.N - n0);
         im2col(g, static_cast<const T*>(x), n0, count, patches.data());
-        gemm(dtype, false, false, count * rows_per_image, g.F, K, 1.0, patches.data(), w, 0.0,
-             static_cast<T*>(y) + n0 * rows_per_image * g.F);
+        T* out = static_cast<T*>(y) + n0 * rows_per_image * g.F;
+        gemm(dtype, false, false, count * rows_per_image, g.F, K, 1.0, patches.data(), w, 0.0, out);
+        bias_relu_rows(out, static_cast<const T*>(bias), relu, count * rows_per_image, g.F);
       }
     }
   });
@@ -131,32 +153,44 @@ void CpuBackend::conv2d_backward_data(DType dtype, const Conv2dGeometry& g, cons
 }
 
 void CpuBackend::conv2d_backward_filter(DType dtype, const Conv2dGeometry& g, const void* x, const void* dy,
-                                        void* dw) {
+                                        const void* relu_y, void* dw, void* db) {
   with_float_type(dtype, "conv2d_backward_filter", [&](auto tag) {
     using T = decltype(tag);
     const int64_t K = g.KH * g.KW * g.C, KF = K * g.F, rows_per_image = g.OH * g.OW;
     const Chunks ch = chunks_of(g);
     // One partial gradient per thread (a static schedule gives each thread the same chunks every
-    // call, so results are reproducible for a given thread count), summed in thread order.
+    // call, so results are reproducible for a given thread count), summed in thread order. A
+    // thread's partial holds the filter sums [K, F], then the bias sums [F].
+    const int64_t part = KF + g.F;
     const int threads = ch.count > 1 ? static_cast<int>(std::min<int64_t>(omp_get_max_threads(), ch.count)) : 1;
-    std::vector<T> partial(static_cast<std::size_t>(threads * KF), T(0));
+    std::vector<T> partial(static_cast<std::size_t>(threads * part), T(0));
 #pragma omp parallel num_threads(threads) if (threads > 1)
     {
-      T* mine = partial.data() + omp_get_thread_num() * KF;
+      T* mine = partial.data() + omp_get_thread_num() * part;
       std::vector<T> patches(static_cast<std::size_t>(ch.images * rows_per_image * K));
+      std::vector<T> dz(relu_y ? static_cast<std::size_t>(ch.images * rows_per_image * g.F) : 0);
 #pragma omp for schedule(static)
       for (int64_t c = 0; c < ch.count; ++c) {
-        const int64_t n0 = c * ch.images, count = std::min(ch.images, g.N - n0);
+        const int64_t n0 = c * ch.images, count = std::min(ch.images, g.N - n0), rows = count * rows_per_image;
+        const T* grad = static_cast<const T*>(dy) + n0 * rows_per_image * g.F;
+        if (relu_y) {
+          relu_mask_rows(grad, static_cast<const T*>(relu_y) + n0 * rows_per_image * g.F, rows * g.F, dz.data());
+          grad = dz.data();
+        }
         im2col(g, static_cast<const T*>(x), n0, count, patches.data());
-        gemm(dtype, true, false, K, g.F, count * rows_per_image, 1.0, patches.data(),
-             static_cast<const T*>(dy) + n0 * rows_per_image * g.F, 1.0, mine);
+        gemm(dtype, true, false, K, g.F, rows, 1.0, patches.data(), grad, 1.0, mine);
+        if (db)
+          for (int64_t r = 0; r < rows; ++r)
+            for (int64_t f = 0; f < g.F; ++f) mine[KF + f] += grad[r * g.F + f];
       }
     }
-    T* out = static_cast<T*>(dw);
-    for (int64_t i = 0; i < KF; ++i) {
+    T* out_w = static_cast<T*>(dw);
+    T* out_b = static_cast<T*>(db);
+    for (int64_t i = 0; i < (db ? part : KF); ++i) {
       T s = T(0);
-      for (int t = 0; t < threads; ++t) s += partial[static_cast<std::size_t>(t * KF + i)];
-      out[i] = s;
+      for (int t = 0; t < threads; ++t) s += partial[static_cast<std::size_t>(t * part + i)];
+      if (i < KF) out_w[i] = s;
+      else out_b[i - KF] = s;
     }
   });
 }

@@ -18,6 +18,12 @@ struct ConvPlan {
   cudnnFilterDescriptor_t w = nullptr;  // KRSC: [F, KH, KW, C], our HWIO kernel transposed
   cudnnConvolutionDescriptor_t conv = nullptr;
 
+  // The forward pass with bias and ReLU in cuDNN's fused call (created on first use):
+  // bias [1, F, 1, 1], and whether cuDNN ran the fused call for this geometry (else our own pass).
+  cudnnTensorDescriptor_t bias = nullptr;
+  cudnnActivationDescriptor_t relu = nullptr;
+  bool fused_tried = false, fused_ok = false;
+
   bool have_fwd = false, have_bwd_data = false, have_bwd_filter = false;
   cudnnConvolutionFwdAlgo_t fwd{};
   cudnnConvolutionBwdDataAlgo_t bwd_data{};
@@ -28,6 +34,8 @@ struct ConvPlan {
   ConvPlan(const ConvPlan&) = delete;
   ConvPlan& operator=(const ConvPlan&) = delete;
   ~ConvPlan() {
+    if (relu) cudnnDestroyActivationDescriptor(relu);
+    if (bias) cudnnDestroyTensorDescriptor(bias);
     if (conv) cudnnDestroyConvolutionDescriptor(conv);
     if (w) cudnnDestroyFilterDescriptor(w);
     if (y) cudnnDestroyTensorDescriptor(y);

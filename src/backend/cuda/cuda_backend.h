@@ -51,6 +51,10 @@ class CudaBackend final : public Backend {
 
   void gemm(DType dtype, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, double alpha,
             const void* a, const void* b, double beta, void* c) override;
+  void gemm_bias_act(DType dtype, int64_t m, int64_t n, int64_t k, const void* a, const void* b, const void* bias,
+                     bool relu, void* c) override;
+  void gemm_wgrad_bias(DType dtype, int64_t m, int64_t n, int64_t k, const void* x, const void* dz, void* dw,
+                       void* db) override;
 
   void softmax(DType dtype, const void* x, void* y, int64_t rows, int64_t cols, bool log) override;
   void softmax_backward(DType dtype, const void* y, const void* dy, void* dx, int64_t rows, int64_t cols,
@@ -58,11 +62,12 @@ class CudaBackend final : public Backend {
   void sparse_softmax_xent(DType dtype, const void* logits, const int32_t* labels, void* loss, void* dlogits,
                            double grad_scale, int64_t rows, int64_t cols) override;
 
-  void conv2d_forward(DType dtype, const Conv2dGeometry& g, const void* x, const void* w, void* y) override;
+  void conv2d_forward(DType dtype, const Conv2dGeometry& g, const void* x, const void* w, const void* bias, bool relu,
+                      void* y) override;
   void conv2d_backward_data(DType dtype, const Conv2dGeometry& g, const void* dy, const void* w,
                             void* dx) override;
-  void conv2d_backward_filter(DType dtype, const Conv2dGeometry& g, const void* x, const void* dy,
-                              void* dw) override;
+  void conv2d_backward_filter(DType dtype, const Conv2dGeometry& g, const void* x, const void* dy, const void* relu_y,
+                              void* dw, void* db) override;
   void max_pool2d_forward(DType dtype, const Pool2dGeometry& g, const void* x, void* y) override;
   void max_pool2d_backward(DType dtype, const Pool2dGeometry& g, const void* x, const void* y, const void* dy,
                            void* dx) override;
@@ -113,6 +118,15 @@ class CudaBackend final : public Backend {
   cublasHandle_t cublas_ = nullptr;
   cudnnHandle_t cudnn_ = nullptr;
   void* cublas_workspace_ = nullptr;
+  // cuBLASLt (cuda_gemm_lt.cpp): its handle and the matmul plan of each shape the dense layer's
+  // fused products have met, chosen at a shape's first call (eager, before any recording) and kept,
+  // so every later call of that shape, recorded ones included, runs the same algorithm.
+  struct LtState;
+  struct LtStateDeleter {
+    void operator()(LtState* state) const noexcept;
+  };
+  std::mutex lt_mutex_;
+  std::unique_ptr<LtState, LtStateDeleter> lt_;
   CudaAllocator allocator_;
   int capture_pool_ = 0;  // the private pool of the recording under way, 0 when none
   // Pinned staging for copy_from_host: the host buffer is free on return, the device copy is not

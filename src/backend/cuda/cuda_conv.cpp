@@ -184,7 +184,41 @@ ConvPlan& CudaBackend::conv_plan(DType dtype, const Conv2dGeometry& g) {
   return *conv_plans_.emplace(key, std::move(plan)).first->second;
 }
 
-void CudaBackend::conv2d_forward(DType dtype, const Conv2dGeometry& g, const void* x, const void* w, void* y) {
+namespace {
+
+// y = relu(conv + bias) in cuDNN's fused call, with the algorithm chosen for the plain forward pass.
+// Returns false, having run nothing, where cuDNN does not offer the fusion for this geometry (it
+// says so on the first, eager call, and the plan remembers) or KILN_CUDNN_FUSED=0.
+bool fused_forward(cudnnHandle_t cudnn, ConvPlan& p, const Scalars& s, const void* input, const void* w, void* ws,
+                   const void* bias, void* y) {
+  if (p.fused_tried && !p.fused_ok) return false;
+  if (!p.fused_tried) {
+    p.fused_tried = true;
+    if (env_is("KILN_CUDNN_FUSED", "0")) return false;
+    int n = 0, c = 0, h = 0, wd = 0;
+    KILN_CUDNN_CHECK(cudnnGetConvolution2dForwardOutputDim(p.conv, p.x, p.w, &n, &c, &h, &wd));
+    KILN_CUDNN_CHECK(cudnnCreateTensorDescriptor(&p.bias));
+    KILN_CUDNN_CHECK(cudnnSetTensor4dDescriptor(p.bias, CUDNN_TENSOR_NHWC, p.type, 1, c, 1, 1));
+    KILN_CUDNN_CHECK(cudnnCreateActivationDescriptor(&p.relu));
+    KILN_CUDNN_CHECK(cudnnSetActivationDescriptor(p.relu, CUDNN_ACTIVATION_RELU, CUDNN_NOT_PROPAGATE_NAN, 0.0));
+    const cudnnStatus_t status = cudnnConvolutionBiasActivationForward(
+        cudnn, s.one(p.type), p.x, input, p.w, w, p.conv, p.fwd, ws, p.fwd_ws, s.zero(p.type), p.y, y, p.bias, bias,
+        p.relu, p.y, y);
+    if (status == CUDNN_STATUS_NOT_SUPPORTED) return false;
+    KILN_CUDNN_CHECK(status);
+    p.fused_ok = true;
+    return true;
+  }
+  KILN_CUDNN_CHECK(cudnnConvolutionBiasActivationForward(cudnn, s.one(p.type), p.x, input, p.w, w, p.conv, p.fwd, ws,
+                                                         p.fwd_ws, s.zero(p.type), p.y, y, p.bias, bias, p.relu, p.y,
+                                                         y));
+  return true;
+}
+
+}  // namespace
+
+void CudaBackend::conv2d_forward(DType dtype, const Conv2dGeometry& g, const void* x, const void* w, const void* bias,
+                                 bool relu, void* y) {
   if (g.N * g.OH * g.OW * g.F == 0) return;
   DeviceGuard guard(device_);
   std::unique_lock lock(conv_mutex_);
@@ -208,7 +242,8 @@ void CudaBackend::conv2d_forward(DType dtype, const Conv2dGeometry& g, const voi
     KILN_CUDNN_CHECK(cudnnGetConvolutionForwardWorkspaceSize(cudnn_, p.x, p.w, p.conv, p.y, p.fwd, &p.fwd_ws));
     p.have_fwd = true;
   }
-  lock.unlock();
+  // The first fused call tells whether cuDNN fuses this geometry; the plan keeps the answer.
+  if (!(bias && relu && !p.fused_tried)) lock.unlock();
   const std::size_t es = dtype_size(dtype);
   const int64_t K = g.KH * g.KW * g.C;
   Scratch wt(allocator_, static_cast<std::size_t>(K * g.F) * es);
@@ -221,9 +256,12 @@ void CudaBackend::conv2d_forward(DType dtype, const Conv2dGeometry& g, const voi
   }
   Scratch ws(allocator_, p.fwd_ws);
   const Scalars s;
+  if (bias && relu && fused_forward(cudnn_, p, s, input, wt.get(), ws.get(), bias, y)) return;
   KILN_CUDNN_CHECK(cudnnConvolutionForward(cudnn_, s.one(p.type), p.x, input, p.w, wt.get(), p.conv, p.fwd, ws.get(),
                                            p.fwd_ws, s.zero(p.type), p.y, y));
+  kernels::bias_relu(dtype, y, bias, relu, g.N * g.OH * g.OW, g.F, stream_);
 }
+
 
 void CudaBackend::conv2d_backward_data(DType dtype, const Conv2dGeometry& g, const void* dy, const void* w,
                                        void* dx) {
@@ -273,22 +311,34 @@ void CudaBackend::conv2d_backward_data(DType dtype, const Conv2dGeometry& g, con
 }
 
 void CudaBackend::conv2d_backward_filter(DType dtype, const Conv2dGeometry& g, const void* x, const void* dy,
-                                         void* dw) {
-  const int64_t K = g.KH * g.KW * g.C;
-  if (K * g.F == 0) return;
+                                         const void* relu_y, void* dw, void* db) {
+  const int64_t K = g.KH * g.KW * g.C, R = g.N * g.OH * g.OW;
+  if (g.F == 0) return;
   DeviceGuard guard(device_);
-  if (g.N * g.OH * g.OW == 0) {
+  if (R == 0) {
     kernels::fill(dtype, dw, K * g.F, 0.0, stream_);
+    if (db) kernels::fill(dtype, db, g.F, 0.0, stream_);
     return;
   }
   if (kernels::conv_wgrad_direct_fits(dtype, g)) {
-    // Few filter sums: our direct kernel beats cuDNN's deterministic algorithm (kernels/conv_wgrad.cu).
-    const int64_t blocks = kernels::conv_wgrad_blocks(g);
-    Scratch partial(allocator_, static_cast<std::size_t>(blocks * K * g.F) * dtype_size(dtype));
-    kernels::conv_wgrad_partial(dtype, g, x, dy, partial.get(), stream_);
-    sum_rows(dtype, partial.get(), dw, blocks, K * g.F, false);
+    // Few filter sums: our direct kernel beats cuDNN's deterministic algorithm and takes the bias
+    // sum and the ReLU backward along (kernels/conv_wgrad.cu).
+    const int64_t blocks = kernels::conv_wgrad_blocks(dtype, g);
+    const std::size_t es = dtype_size(dtype);
+    Scratch partial_w(allocator_, static_cast<std::size_t>(blocks * K * g.F) * es);
+    Scratch partial_b(allocator_, db ? static_cast<std::size_t>(blocks * g.F) * es : 0);
+    kernels::conv_wgrad_partial(dtype, g, x, dy, relu_y, partial_w.get(), db ? partial_b.get() : nullptr, stream_);
+    sum_rows(dtype, partial_w.get(), dw, blocks, K * g.F, false);
+    if (db) sum_rows(dtype, partial_b.get(), db, blocks, g.F, false);
     return;
   }
+  // cuDNN's path needs the pre-activation gradient written out.
+  Scratch dz(allocator_, relu_y ? static_cast<std::size_t>(R * g.F) * dtype_size(dtype) : 0);
+  if (relu_y) {
+    kernels::unary_backward(UnaryOp::Relu, dtype, relu_y, relu_y, dy, dz.get(), R * g.F, stream_);
+    dy = dz.get();
+  }
+  if (db) sum_rows(dtype, dy, db, R, g.F, false);
   std::unique_lock lock(conv_mutex_);
   ConvPlan& p = conv_plan(dtype, g);
   if (!p.have_bwd_filter) {

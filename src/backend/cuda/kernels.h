@@ -59,6 +59,9 @@ void affine(DType dtype, const void* x, double alpha, double beta, void* y, int6
 void clip(DType dtype, const void* x, void* y, int64_t n, double lo, double hi, cudaStream_t s);
 void clip_backward(DType dtype, const void* x, const void* dy, void* dx, int64_t n, double lo, double hi,
                    cudaStream_t s);
+/// y[r, c] = y[r, c] + bias[c] (bias may be null), then max(., 0) when `relu`, for y [rows, cols]:
+/// a convolution's bias and ReLU in one pass when cuDNN does not fuse them.
+void bias_relu(DType dtype, void* y, const void* bias, bool relu, int64_t rows, int64_t cols, cudaStream_t s);
 
 // ---- reduce.cu ----
 /// Row slices sum_rows adds separately (a function of the shape alone); above 1 it needs `partial`,
@@ -79,17 +82,19 @@ void softmax_backward(DType dtype, const void* y, const void* dy, void* dx, int6
 void sparse_softmax_xent(DType dtype, const void* logits, const int32_t* labels, void* loss, void* dlogits,
                          double grad_scale, int64_t rows, int64_t cols, cudaStream_t s);
 
-// ---- pool.cu ----
 // ---- conv_wgrad.cu ----
-/// Whether the direct filter-gradient kernel serves this geometry (small K*F).
+/// Whether the direct filter-and-bias gradient kernel serves this geometry (KH*KW*C + 1 and F of at
+/// most 64).
 bool conv_wgrad_direct_fits(DType dtype, const Conv2dGeometry& g);
-/// Partial sums it writes: conv_wgrad_blocks(g) rows of K*F.
-int64_t conv_wgrad_blocks(const Conv2dGeometry& g);
-/// partial[b, k*F + f] = the sum over block b's output pixels of patch(k) * dy(f); sum_rows over the
-/// blocks gives dw [KH, KW, C, F].
-void conv_wgrad_partial(DType dtype, const Conv2dGeometry& g, const void* x, const void* dy, void* partial,
-                        cudaStream_t s);
+/// The number of partial sums it writes (row slices of the N*OH*OW output pixels).
+int64_t conv_wgrad_blocks(DType dtype, const Conv2dGeometry& g);
+/// partial_w[b, k*F + f] = sum over slice b of patch(k) * dz(f), partial_b[b, f] = sum over slice b
+/// of dz(f) (skipped when partial_b is null), dz = dy, times (relu_y > 0) when relu_y is not null.
+/// sum_rows over the slices gives dw [KH, KW, C, F] and db [F].
+void conv_wgrad_partial(DType dtype, const Conv2dGeometry& g, const void* x, const void* dy, const void* relu_y,
+                        void* partial_w, void* partial_b, cudaStream_t s);
 
+// ---- pool.cu ----
 void max_pool2d_forward(DType dtype, const Pool2dGeometry& g, const void* x, void* y, cudaStream_t s);
 void max_pool2d_backward(DType dtype, const Pool2dGeometry& g, const void* x, const void* dy, void* dx,
                          cudaStream_t s);
