@@ -12,7 +12,16 @@
 // register tile per thread; the block's groups take interleaved rows of the tile, and at the end
 // add their tiles in group order. Each block writes one partial per slice and sum_rows adds the
 // slices in a fixed order: results are deterministic.
+// Staging dz is the bandwidth-heavy part (dy and relu_y: two reads of the layer's output). Where
+// they allow 16-byte copies (float32, F a power of two >= 8, aligned), they are copied into shared
+// memory asynchronously (cp.async) one tile ahead, double-buffered, so the copies of the next tile
+// overlap the products of this one and no registers hold them in flight; the ReLU mask is then
+// applied as the products read the tile. Otherwise each thread stages a round of loads at a time.
 // Shape letters: N batch, H/W input, C channels, KH/KW kernel, F filters, OH/OW output, R rows.
+#include <cuda_pipeline.h>
+
+#include <cstdint>
+
 #include "backend/cuda/check.h"
 #include "backend/cuda/kernels.h"
 #include "device_math.cuh"
@@ -30,6 +39,7 @@ constexpr int kInFlight = 8;                        // loads each thread issues 
 // The padded extents and the tile of rows staged at a time, for one geometry and dtype.
 struct WgradShape {
   int K = 0, KB = 0, F = 0, kp_log = 0, fp_log = 0, tile_rows = 0;
+  bool async = false;  // dz tiles copied by cp.async, double-buffered, with relu_y beside them
   __host__ __device__ int KP() const { return 1 << kp_log; }
   __host__ __device__ int FP() const { return 1 << fp_log; }
 };
@@ -41,17 +51,20 @@ int log2_ceil(int v) {
 }
 
 std::size_t shared_bytes(const WgradShape& s, std::size_t element) {
-  return static_cast<std::size_t>(s.tile_rows) * static_cast<std::size_t>(s.KP() + s.FP()) * element +
+  const std::size_t dz_tiles = s.async ? 4 : 1;  // async: dy and relu_y, two buffers each
+  return static_cast<std::size_t>(s.tile_rows) * (s.KP() + dz_tiles * s.FP()) * element +
          static_cast<std::size_t>(s.KP()) * (sizeof(long long) + 2 * sizeof(int)) +
          static_cast<std::size_t>(s.tile_rows) * (sizeof(long long) + 2 * sizeof(int));
 }
 
-// tile_rows = 0 when the geometry does not fit this kernel.
-WgradShape shape_of(const Conv2dGeometry& g, bool bias, std::size_t element) {
+// tile_rows = 0 when the geometry does not fit this kernel. The bias column is always there: the
+// shape then does not depend on whether the bias is wanted (an unwanted column costs its write).
+WgradShape shape_of(const Conv2dGeometry& g, std::size_t element, bool async) {
   WgradShape s;
   s.K = static_cast<int>(g.KH * g.KW * g.C);
-  s.KB = s.K + (bias ? 1 : 0);
+  s.KB = s.K + 1;
   s.F = static_cast<int>(g.F);
+  s.async = async;
   if (g.KH * g.KW * g.C + 1 > kMaxPadded || g.F > kMaxPadded || s.K <= 0 || s.F <= 0) return s;
   s.kp_log = log2_ceil(s.KB < kTile ? kTile : s.KB);
   s.fp_log = log2_ceil(s.F < kTile ? kTile : s.F);
@@ -64,12 +77,15 @@ WgradShape shape_of(const Conv2dGeometry& g, bool bias, std::size_t element) {
   return s;
 }
 
-int64_t rows_per_slice(const Conv2dGeometry& g, const WgradShape& s) {
+// Rows per block: a multiple of every tile size, so slices do not depend on the staging path.
+constexpr int64_t kSliceGrain = 128;
+
+int64_t rows_per_slice(const Conv2dGeometry& g) {
   const int64_t R = g.N * g.OH * g.OW;
-  int64_t slices = (R + s.tile_rows - 1) / s.tile_rows;
+  int64_t slices = (R + kSliceGrain - 1) / kSliceGrain;
   slices = slices < 1 ? 1 : (slices > kMaxSlices ? kMaxSlices : slices);
   const int64_t rows = (R + slices - 1) / slices;
-  return (rows + s.tile_rows - 1) / s.tile_rows * s.tile_rows;
+  return (rows + kSliceGrain - 1) / kSliceGrain * kSliceGrain;
 }
 
 // Eight consecutive shared-memory values (16-byte aligned) in two or four vector loads.
@@ -89,7 +105,7 @@ __device__ inline void load8(const double* p, double (&v)[kTile]) {
 constexpr int kOnesColumn = -1;  // the bias column: every row contributes 1
 constexpr int kZeroColumn = -2;  // padding up to KP
 
-template <typename T>
+template <typename T, bool kAsync>
 __global__ void __launch_bounds__(kBlock, sizeof(T) == 4 ? 2 : 1)
     conv_wgrad_kernel(Conv2dGeometry g, WgradShape s, const T* __restrict__ x, const T* __restrict__ dy,
                       const T* __restrict__ relu_y, int64_t rows_per_slice, T* __restrict__ partial_w,
@@ -97,8 +113,9 @@ __global__ void __launch_bounds__(kBlock, sizeof(T) == 4 ? 2 : 1)
   extern __shared__ __align__(16) unsigned char smem[];
   const int KP = s.KP(), FP = s.FP(), TR = s.tile_rows;
   T* patch = reinterpret_cast<T*>(smem);                              // [TR][KP]
-  T* dzs = patch + TR * KP;                                           // [TR][FP]
-  long long* koff = reinterpret_cast<long long*>(dzs + TR * FP);      // [KP] input offset of tap k
+  T* dzs = patch + TR * KP;                                           // [TR][FP], async: [2][TR][FP]
+  T* ys = dzs + (kAsync ? 2 : 1) * TR * FP;                           // async: relu_y [2][TR][FP]
+  long long* koff = reinterpret_cast<long long*>(dzs + (kAsync ? 4 : 1) * TR * FP);  // [KP] offset of tap k
   long long* rbase = koff + KP;                                       // [TR] input offset of row rr
   int* tap_h = reinterpret_cast<int*>(rbase + TR);                    // [KP] kh, or a column marker
   int* tap_w = tap_h + KP;                                            // [KP] kw
@@ -131,8 +148,23 @@ __global__ void __launch_bounds__(kBlock, sizeof(T) == 4 ? 2 : 1)
 
   const int64_t R = g.N * g.OH * g.OW, OHW = g.OH * g.OW;
   const int64_t r0 = blockIdx.x * rows_per_slice, r1 = R < r0 + rows_per_slice ? R : r0 + rows_per_slice;
-  for (int64_t t0 = r0; t0 < r1; t0 += TR) {
+  // Async: queues the copies of the dy (and relu_y) rows [t, t + TR) into buffer `buf`, as one
+  // commit group (an empty group past the slice's end keeps the group count per tile fixed).
+  const auto issue = [&](int64_t t, int buf) {
+    if (t < r1) {
+      const int n4 = static_cast<int>((r1 - t < TR ? r1 - t : TR) * s.F / 4);
+      for (int v = threadIdx.x; v < n4; v += kBlock) {
+        __pipeline_memcpy_async(dzs + buf * TR * FP + 4 * v, dy + t * s.F + 4 * v, 16);
+        if (relu_y) __pipeline_memcpy_async(ys + buf * TR * FP + 4 * v, relu_y + t * s.F + 4 * v, 16);
+      }
+    }
+    __pipeline_commit();
+  };
+  if (kAsync) issue(r0, 0);
+  int buf = 0;
+  for (int64_t t0 = r0; t0 < r1; t0 += TR, buf ^= 1) {
     const int rows = static_cast<int>(r1 - t0 < TR ? r1 - t0 : TR);
+    if (kAsync) issue(t0 + TR, buf ^ 1);  // the buffer the last tile used: every thread is past it
     for (int rr = threadIdx.x; rr < rows; rr += blockDim.x) {
       const int64_t r = t0 + rr, n = r / OHW, rem = r - n * OHW, oh = rem / g.OW, ow = rem - oh * g.OW;
       const int64_t ih0 = oh * g.stride_h - g.pad_top, iw0 = ow * g.stride_w - g.pad_left;
@@ -165,7 +197,7 @@ __global__ void __launch_bounds__(kBlock, sizeof(T) == 4 ? 2 : 1)
         if (i < TR * KP) patch[i] = v[u];
       }
     }
-    for (int base = 0; base < TR * FP; base += kInFlight * kBlock) {
+    for (int base = 0; !kAsync && base < TR * FP; base += kInFlight * kBlock) {
       T v[kInFlight], keep[kInFlight];
 #pragma unroll
       for (int u = 0; u < kInFlight; ++u) {
@@ -184,12 +216,21 @@ __global__ void __launch_bounds__(kBlock, sizeof(T) == 4 ? 2 : 1)
         if (i < TR * FP) dzs[i] = v[u] * keep[u];
       }
     }
+    if (kAsync) __pipeline_wait_prior(1);  // this tile's copies (the next tile's may still run)
     __syncthreads();
+    const T* dz_tile = dzs + (kAsync ? buf * TR * FP : 0);
+    const T* y_tile = kAsync && relu_y ? ys + buf * TR * FP : nullptr;
     if (computes)
       for (int rr = group; rr < rows; rr += groups) {
         T a[kTile], b[kTile];
         load8(patch + rr * KP + k0, a);
-        load8(dzs + rr * FP + f0, b);
+        load8(dz_tile + rr * FP + f0, b);
+        if (y_tile) {  // the ReLU backward, as unary_backward's rule: dy * (y > 0)
+          T m[kTile];
+          load8(y_tile + rr * FP + f0, m);
+#pragma unroll
+          for (int j = 0; j < kTile; ++j) b[j] *= m[j] > T(0) ? T(1) : T(0);
+        }
 #pragma unroll
         for (int i = 0; i < kTile; ++i)
 #pragma unroll
@@ -221,29 +262,36 @@ __global__ void __launch_bounds__(kBlock, sizeof(T) == 4 ? 2 : 1)
 }  // namespace
 
 bool conv_wgrad_direct_fits(DType dtype, const Conv2dGeometry& g) {
-  return shape_of(g, true, dtype_size(dtype)).tile_rows > 0;
+  return shape_of(g, dtype_size(dtype), false).tile_rows > 0;
 }
 
-int64_t conv_wgrad_blocks(DType dtype, const Conv2dGeometry& g) {
-  const WgradShape s = shape_of(g, true, dtype_size(dtype));
-  const int64_t R = g.N * g.OH * g.OW, rows = rows_per_slice(g, s);
+int64_t conv_wgrad_blocks(DType, const Conv2dGeometry& g) {
+  const int64_t R = g.N * g.OH * g.OW, rows = rows_per_slice(g);
   return (R + rows - 1) / rows;  // every block has rows
 }
 
 void conv_wgrad_partial(DType dtype, const Conv2dGeometry& g, const void* x, const void* dy, const void* relu_y,
                         void* partial_w, void* partial_b, cudaStream_t st) {
-  // The shape with the bias column always: the block count and tiles then do not depend on
-  // whether the bias is wanted (an unwanted bias column costs nothing but its write).
-  const WgradShape s = shape_of(g, true, dtype_size(dtype));
+  const auto aligned16 = [](const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; };
+  // cp.async copies 16 bytes: float32 rows of a power-of-two F >= 8 fill the padded tile exactly.
+  const bool async = dtype == DType::Float32 && g.F >= kTile && (g.F & (g.F - 1)) == 0 && aligned16(dy) &&
+                     (!relu_y || aligned16(relu_y));
+  WgradShape s = shape_of(g, dtype_size(dtype), async);
+  if (async && s.tile_rows == 0) s = shape_of(g, dtype_size(dtype), false);
   if (s.tile_rows == 0)
     throw Error("conv2d_backward_filter", "the direct kernel got a geometry it does not serve; expected "
                                           "KH*KW*C + 1 and F of at most 64 (check conv_wgrad_direct_fits first)");
-  const int64_t rows = rows_per_slice(g, s), blocks = conv_wgrad_blocks(dtype, g);
+  const int64_t rows = rows_per_slice(g), blocks = conv_wgrad_blocks(dtype, g);
+  const std::size_t shared = shared_bytes(s, dtype_size(dtype));
   with_float(dtype, "conv2d_backward_filter", [&](auto tag) {
     using T = decltype(tag);
-    conv_wgrad_kernel<T><<<static_cast<unsigned>(blocks), kBlock, shared_bytes(s, sizeof(T)), st>>>(
-        g, s, static_cast<const T*>(x), static_cast<const T*>(dy), static_cast<const T*>(relu_y), rows,
-        static_cast<T*>(partial_w), static_cast<T*>(partial_b));
+    const auto args = [&](auto kernel) {
+      kernel<<<static_cast<unsigned>(blocks), kBlock, shared, st>>>(
+          g, s, static_cast<const T*>(x), static_cast<const T*>(dy), static_cast<const T*>(relu_y), rows,
+          static_cast<T*>(partial_w), static_cast<T*>(partial_b));
+    };
+    if (s.async) args(conv_wgrad_kernel<T, true>);
+    else args(conv_wgrad_kernel<T, false>);
   });
   KILN_LAUNCH_CHECK("conv_wgrad_kernel");
 }

@@ -293,6 +293,7 @@ TEST(CudaBackend, ConvolutionMatchesCpu) {
       {2, 7, 7, 3, 3, 3, 70, 1, false},    // F = 70: likewise
       {3, 5, 5, 1, 1, 1, 1, 1, false},     // one channel, one filter, 1x1 kernel
   };
+  long fused_zeros = 0, fused_outputs = 0;
   for (const Case& t : cases) {
     const auto [OH, pt] = tf_axis(t.H, t.KH, t.s, t.same);
     const auto [OW, pl] = tf_axis(t.W, t.KW, t.s, t.same);
@@ -325,13 +326,16 @@ TEST(CudaBackend, ConvolutionMatchesCpu) {
       expect_close(dx, gdx.get<float>(), 1e-4, 4e-6 * t.KH * t.KW * t.F, name + " backward_data");
       expect_close(dw, gdw.get<float>(), 1e-4, 4e-6 * t.N * OH * OW, name + " backward_filter");
       if (fused) expect_close(db, gdb.get<float>(), 1e-4, 4e-6 * t.N * OH * OW, name + " bias gradient");
-      if (fused) {  // the ReLU really cut: some outputs are 0, some gradients masked
-        const auto zeros = std::count(y.begin(), y.end(), 0.f);
-        EXPECT_GT(zeros, 0) << name;
-        EXPECT_LT(zeros, static_cast<long>(y.size())) << name;
+      if (fused) {
+        fused_zeros += std::count(y.begin(), y.end(), 0.f);
+        fused_outputs += static_cast<long>(y.size());
       }
     }
   }
+  // The ReLU really cut: some outputs are 0 (their gradients masked), not all (a one-filter case
+  // may be all negative by chance, so this is over all cases).
+  EXPECT_GT(fused_zeros, 0);
+  EXPECT_LT(fused_zeros, fused_outputs);
 }
 
 TEST(CudaBackend, FusedConvolutionIsDeterministic) {
