@@ -96,12 +96,25 @@ void with_float_type(DType dtype, const char* op, F&& f) {
   }
 }
 
-/// Loops shorter than this run on one thread: below it, waking the pool costs more than it saves.
-constexpr int64_t kParallelGrain = 1 << 17;
+/// Elements of simple work (a load, a few flops, a store) one thread takes at least: PyTorch's
+/// intra-op grain. Smaller loops use fewer threads, and loops under two grains stay on one.
+constexpr int64_t kGrainPerThread = int64_t(1) << 15;
 
-/// The work (elements) below which a loop stays on one thread. Every parallel loop wakes the whole
-/// team (teams of one size let the OpenMP runtime reuse its threads), and waking many threads costs
-/// more, so the bar rises with the team: kParallelGrain up to 4 threads, in proportion beyond.
-inline int64_t parallel_grain() { return kParallelGrain * std::max(1, omp_get_max_threads() / 4); }
+/// Threads that should work on a loop over `work` elements: enough that each gets at least
+/// kGrainPerThread, at most the thread count. Why not always all: at small batches a training
+/// step is many loops of 10^4-10^6 elements; split 16 ways they cost more in handing out and
+/// joining than they save, while one thread alone leaves cores and memory bandwidth unused.
+inline int threads_for(int64_t work) {
+  return static_cast<int>(std::clamp<int64_t>(work / kGrainPerThread, 1, omp_get_max_threads()));
+}
+
+/// The static-schedule chunk of a loop of `iterations` over `work` elements that gives the work to
+/// threads_for(work) threads. The team itself is always the whole thread count: teams of one size
+/// let the OpenMP runtime keep its threads (parallel regions of varying sizes measured much
+/// slower on 16 threads), and the team's other threads find no chunk and wait at the join.
+inline int64_t iteration_chunk(int64_t iterations, int64_t work) {
+  const int64_t t = threads_for(work);
+  return std::max<int64_t>(1, (iterations + t - 1) / t);
+}
 
 }  // namespace kiln::backend

@@ -162,9 +162,9 @@ void CpuBackend::conv2d_backward_filter(DType dtype, const Conv2dGeometry& g, co
     // call, so results are reproducible for a given thread count), summed in thread order. A
     // thread's partial holds the filter sums [K, F], then the bias sums [F].
     const int64_t part = KF + g.F;
-    const int threads = ch.count > 1 ? static_cast<int>(std::min<int64_t>(omp_get_max_threads(), ch.count)) : 1;
+    const int threads = ch.count > 1 ? omp_get_max_threads() : 1;  // the whole team (see iteration_chunk)
     std::vector<T> partial(static_cast<std::size_t>(threads * part), T(0));
-#pragma omp parallel num_threads(threads) if (threads > 1)
+#pragma omp parallel if (threads > 1)
     {
       T* mine = partial.data() + omp_get_thread_num() * part;
       std::vector<T> patches(static_cast<std::size_t>(ch.images * rows_per_image * K));

@@ -55,7 +55,7 @@ template <typename From, typename To>
 void cast_typed(const void* src, void* dst, int64_t n) {
   const From* s = static_cast<const From*>(src);
   To* d = static_cast<To*>(dst);
-#pragma omp parallel for if (n > parallel_grain())
+#pragma omp parallel for schedule(static, iteration_chunk(n, n)) if (threads_for(n) > 1)
   for (int64_t i = 0; i < n; ++i) d[i] = static_cast<To>(s[i]);
 }
 
@@ -83,7 +83,7 @@ void CpuBackend::cast(DType from, const void* src, DType to, void* dst, int64_t 
 void CpuBackend::gather_rows(const void* src, const int32_t* idx, void* dst, int64_t n_idx, std::size_t row_bytes) {
   const char* s = static_cast<const char*>(src);
   char* d = static_cast<char*>(dst);
-#pragma omp parallel for if (n_idx * static_cast<int64_t>(row_bytes) > 4 * parallel_grain())
+#pragma omp parallel for schedule(static, iteration_chunk(n_idx, n_idx * static_cast<int64_t>(row_bytes) / 4)) if (threads_for(n_idx * static_cast<int64_t>(row_bytes) / 4) > 1)
   for (int64_t i = 0; i < n_idx; ++i) std::memcpy(d + i * row_bytes, s + static_cast<std::size_t>(idx[i]) * row_bytes, row_bytes);
 }
 

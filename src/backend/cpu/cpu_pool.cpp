@@ -30,7 +30,7 @@ void CpuBackend::max_pool2d_forward(DType dtype, const Pool2dGeometry& g, const 
     using T = decltype(tag);
     const T* xs = static_cast<const T*>(x);
     T* ys = static_cast<T*>(y);
-#pragma omp parallel for if (g.N * g.OH * g.OW * g.C > parallel_grain())
+#pragma omp parallel for schedule(static, iteration_chunk(g.N * g.OH, g.N * g.OH * g.OW * g.C)) if (threads_for(g.N * g.OH * g.OW * g.C) > 1)
     for (int64_t row = 0; row < g.N * g.OH; ++row) {
       const int64_t n = row / g.OH, oh = row % g.OH;
       for (int64_t ow = 0; ow < g.OW; ++ow) {
@@ -59,7 +59,7 @@ void CpuBackend::max_pool2d_backward(DType dtype, const Pool2dGeometry& g, const
     T* dxs = static_cast<T*>(dx);
     fill(dtype, dx, g.N * g.H * g.W * g.C, 0.0);
     // Windows of one image may overlap, so threads split images, never one image.
-#pragma omp parallel if (g.N > 1 && g.N * g.H * g.W * g.C > parallel_grain())
+#pragma omp parallel if (g.N > 1 && threads_for(g.N * g.H * g.W * g.C) > 1)
     {
       std::vector<T> routed_buf(static_cast<std::size_t>(g.C));
       T* __restrict routed = routed_buf.data();  // 1 once channel c's gradient has found its input

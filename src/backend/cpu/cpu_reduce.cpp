@@ -16,7 +16,7 @@ void CpuBackend::sum_rows(DType dtype, const void* x, void* y, int64_t rows, int
     constexpr int64_t kBlock = 256;
     const int64_t blocks = (rows + kBlock - 1) / kBlock;
     std::vector<T> partial(static_cast<std::size_t>(blocks * cols), T(0));
-#pragma omp parallel for if (rows * cols > parallel_grain() && blocks > 1)
+#pragma omp parallel for schedule(static, iteration_chunk(blocks, rows * cols)) if (threads_for(rows * cols) > 1 && blocks > 1)
     for (int64_t b = 0; b < blocks; ++b) {
       T* __restrict acc = partial.data() + b * cols;
       for (int64_t r = b * kBlock; r < std::min(rows, (b + 1) * kBlock); ++r) {
@@ -37,7 +37,7 @@ void CpuBackend::sum_cols(DType dtype, const void* x, void* y, int64_t rows, int
     using T = decltype(tag);
     const T* xs = static_cast<const T*>(x);
     T* ys = static_cast<T*>(y);
-#pragma omp parallel for if (rows * cols > parallel_grain() && rows > 1)
+#pragma omp parallel for schedule(static, iteration_chunk(rows, rows * cols)) if (threads_for(rows * cols) > 1 && rows > 1)
     for (int64_t r = 0; r < rows; ++r) {
       T acc = T(0);
       for (int64_t c = 0; c < cols; ++c) acc += xs[r * cols + c];

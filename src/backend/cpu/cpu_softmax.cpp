@@ -26,7 +26,7 @@ void CpuBackend::softmax(DType dtype, const void* x, void* y, int64_t rows, int6
     using T = decltype(tag);
     const T* xs = static_cast<const T*>(x);
     T* ys = static_cast<T*>(y);
-#pragma omp parallel for if (rows * cols > parallel_grain())
+#pragma omp parallel for schedule(static, iteration_chunk(rows, rows * cols)) if (threads_for(rows * cols) > 1)
     for (int64_t r = 0; r < rows; ++r) {
       const T* xr = xs + r * cols;
       T* yr = ys + r * cols;
@@ -43,7 +43,7 @@ void CpuBackend::softmax_backward(DType dtype, const void* y, const void* dy, vo
     const T* ys = static_cast<const T*>(y);
     const T* dys = static_cast<const T*>(dy);
     T* dxs = static_cast<T*>(dx);
-#pragma omp parallel for if (rows * cols > parallel_grain())
+#pragma omp parallel for schedule(static, iteration_chunk(rows, rows * cols)) if (threads_for(rows * cols) > 1)
     for (int64_t r = 0; r < rows; ++r) {
       const T* yr = ys + r * cols;
       const T* dyr = dys + r * cols;
@@ -69,7 +69,7 @@ void CpuBackend::sparse_softmax_xent(DType dtype, const void* logits, const int3
     T* ls = static_cast<T*>(loss);
     T* ds = static_cast<T*>(dlogits);
     const T scale = static_cast<T>(grad_scale);
-#pragma omp parallel for if (rows * cols > parallel_grain())
+#pragma omp parallel for schedule(static, iteration_chunk(rows, rows * cols)) if (threads_for(rows * cols) > 1)
     for (int64_t r = 0; r < rows; ++r) {
       const T* xr = xs + r * cols;
       const int32_t label = labels[r];
