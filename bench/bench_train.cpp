@@ -50,9 +50,12 @@ int main(int argc, char** argv) {
   app.add_flag("--fit", use_fit,
                "time model.fit (shuffled epochs of `steps` batches; on a GPU a CUDA graph per step) instead "
                "of a hand-written loop; the first epoch is the warm-up");
+  bool tf32 = false;
+  app.add_flag("--tf32", tf32, "on a GPU, run float32 matmuls and convolutions as TF32 (tensor cores)");
   CLI11_PARSE(app, argc, argv);
 
   kiln::set_num_threads(threads);
+  kiln::config::enable_tensor_float_32_execution(tf32);
   kiln::utils::set_random_seed(seed);
   kiln::Device device = kiln::Device::cpu();
   if (device_name == "gpu") {
@@ -146,7 +149,8 @@ int main(int argc, char** argv) {
                         {"steps_per_s", steps_per_s},
                         {"median_steps_per_s", med},
                         {"median_images_per_s", med * static_cast<double>(batch_size)},
-                        {"final_loss", final_loss}};
+                        {"final_loss", final_loss},
+                        {"settings", {{"tf32", tf32 && device.is_cuda()}}}};
   if (device.is_cuda()) {
     for (const auto& d : kiln::list_local_devices())
       if (d.device_type == "GPU") out["gpu"] = d.gpu_name;

@@ -6,6 +6,10 @@ Configurations: CPU at batch 10 (steps/s) and 128 (images/s) on each --threads c
 batch 10, 32, 128, 512 and 2048 (steps/s and images/s). Both programs get the same batch size,
 steps, warm-up and repeats; the one that runs first alternates between configurations so that
 neither always meets the colder or the warmer machine.
+
+Math: float32 on both sides by default (kiln's default; torch_seed.py turns PyTorch's TF32 off).
+--kiln-tf32 turns TF32 on for both (kiln's --tf32, torch_seed.py's --tf32), so the comparison stays
+like for like; the table's header names the math both used.
 """
 import argparse
 import datetime
@@ -49,8 +53,9 @@ def compare(device, threads, batch, steps, warmup, repeats, args, order):
     env = dict(os.environ)
     if device == "cpu":  # both runtimes size their thread pools from this too
         env["OMP_NUM_THREADS"] = str(threads)
-    kiln_cmd = [args.bench_train] + common + (["--fit"] if args.kiln_fit else [])
-    runs = {"kiln": kiln_cmd, "pytorch": [args.python, args.torch_script] + common}
+    tf32 = ["--tf32"] if args.kiln_tf32 else []
+    kiln_cmd = [args.bench_train] + common + (["--fit"] if args.kiln_fit else []) + tf32
+    runs = {"kiln": kiln_cmd, "pytorch": [args.python, args.torch_script] + common + tf32}
     results = {}
     for name in (("kiln", "pytorch") if order == 0 else ("pytorch", "kiln")):
         results[name] = run_one(runs[name], env, args.timeout)
@@ -65,8 +70,11 @@ def fmt(r, key):
     return "-" if "error" in r else f"{r[key]:.1f}" if r[key] >= 100 else f"{r[key]:.2f}"
 
 
-def table(rows):
-    lines = ["| device | threads | batch | metric | kiln | PyTorch | kiln / PyTorch |",
+def table(rows, tf32=False):
+    # TF32 applies to GPU math only; CPU rows are float32 either way.
+    math = "GPU math: TF32 for both (CPU: float32)" if tf32 else "math: float32 for both (no TF32)"
+    lines = [math, "",
+             "| device | threads | batch | metric | kiln | PyTorch | kiln / PyTorch |",
              "| --- | ---: | ---: | --- | ---: | ---: | ---: |"]
     for r in rows:
         k, t = r["kiln"], r["pytorch"]
@@ -97,13 +105,15 @@ def main():
     p.add_argument("--json", default="", help="write every result here")
     p.add_argument("--kiln-fit", action="store_true",
                    help="time kiln's model.fit (CUDA graphs on a GPU) instead of its hand-written loop")
+    p.add_argument("--kiln-tf32", action="store_true",
+                   help="let both kiln and PyTorch run float32 GPU matmuls and convolutions as TF32 (tensor cores)")
     p.add_argument("--table-from", default="", help="only print the table of a JSON file written by --json")
     args = p.parse_args()
     if args.table_from:
         with open(args.table_from) as f:
             report = json.load(f)
         print(f"{report['date']}  {report['command']}")
-        print(table(report["rows"]))
+        print(table(report["rows"], report.get("tf32", False)))
         return 0
 
     def scaled(cfg):
@@ -127,8 +137,9 @@ def main():
                 break
 
     report = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-              "command": " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:]), "rows": rows}
-    print(table(rows))
+              "command": " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:]), "tf32": args.kiln_tf32,
+              "rows": rows}
+    print(table(rows, args.kiln_tf32))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=2)

@@ -55,6 +55,26 @@ struct GpuVerdict {
 namespace config {
 /// Physical devices of `device_type` ("GPU" or "CPU"); GPUs appear only when usable.
 std::vector<PhysicalDevice> list_physical_devices(const std::string& device_type = "");
+
+/// Lets float32 matrix products (cuBLAS, cuBLASLt: matmul, dense) and convolutions (cuDNN) on a GPU
+/// use TF32 tensor-core math, as tf.config.experimental.enable_tensor_float_32_execution does.
+/// TF32 keeps float32's range but only 10 mantissa bits of each input, so a product is off by about
+/// 1e-3 relative instead of float32's 1e-7, and training curves differ slightly from float32 runs;
+/// in return large products and convolutions run several times faster on Ampere and newer GPUs.
+///
+/// Disabled by default, unlike TensorFlow (and like PyTorch's matmul): kiln's default is exact
+/// float32, matching the CPU to float32 rounding. Unaffected either way: float64, the CPU, and
+/// kiln's own kernels (elementwise ops, reductions, pooling, the optimizers, and the direct
+/// convolution filter-gradient kernel used for small filter sums), which always compute in float32.
+///
+/// Takes effect on every GPU, for work issued afterwards: the setting is read when a library plan
+/// is made (each mode gets its own) and when a call is issued. A step that fit has recorded (a CUDA
+/// graph) keeps the math it was recorded with until that fit call ends, so change the setting
+/// between fit calls, not from a callback; changing it while a recording is under way throws
+/// kiln::Error and changes nothing.
+void enable_tensor_float_32_execution(bool enabled);
+/// Whether TF32 execution is enabled (false unless enable_tensor_float_32_execution(true) was called).
+bool tensor_float_32_execution_enabled();
 }  // namespace config
 
 namespace test {

@@ -185,6 +185,15 @@ class Backend {
   virtual std::unique_ptr<CapturedWork> end_capture();
   /// Stops a recording after an error and gives its pool back; never throws.
   virtual void abort_capture() noexcept {}
+
+  // ---- float32 math mode (kiln::config::enable_tensor_float_32_execution) ----
+  // Why a switch: tensor cores multiply float32 much faster as TF32 (10 mantissa bits, ~1e-3
+  // relative error) than the plain FMA units do in float32; kiln's default is exact float32, so the
+  // faster math runs only where a caller asks for it. Backends without TF32 (the CPU) ignore it.
+  /// Lets float32 products and convolutions use TF32 tensor-core math (`enabled`), or not; float64
+  /// is never affected. Applies to work issued afterwards (plans made for the other mode are not
+  /// reused); throws kiln::Error while a recording is under way.
+  virtual void set_tensor_float_32(bool enabled) { (void)enabled; }
 };
 
 inline void Backend::begin_capture() {

@@ -10,6 +10,7 @@
 #include <cstdlib>
 
 #include "backend/cuda/module.h"
+#include "backend/tensor_float_32.h"
 #include "kiln/config.h"
 #include "kiln/error.h"
 
@@ -97,6 +98,7 @@ Backend& cuda(int index) {
   const CudaDeviceProbe& d = devices[static_cast<std::size_t>(index)];
   if (!d.usable) throw Error("cuda", gpu + ", but " + d.problem + "; " + d.action);
   Backend& b = state.module->backend(index);
+  adopt_tensor_float_32(b);  // before anyone can issue work on it
   if (index < kMaxGpus) resolved[index].store(&b, std::memory_order_release);
   return b;
 }

@@ -25,7 +25,7 @@ CudaBackend::CudaBackend(int device) : device_(device), allocator_(device) {
     KILN_CUDA_CHECK(cudaEventCreateWithFlags(&staging_done_, cudaEventDisableTiming));
     KILN_CUBLAS_CHECK(cublasCreate(&cublas_));
     KILN_CUBLAS_CHECK(cublasSetStream(cublas_, stream_));
-    // Explicit: float32 products stay IEEE float32 (no TF32) unless a caller asks otherwise.
+    // Explicit: float32 products stay IEEE float32 (no TF32) unless set_tensor_float_32 asks otherwise.
     KILN_CUBLAS_CHECK(cublasSetMathMode(cublas_, CUBLAS_DEFAULT_MATH));
     KILN_CUDA_CHECK(cudaMalloc(&cublas_workspace_, kCublasWorkspace));
     KILN_CUBLAS_CHECK(cublasSetWorkspace(cublas_, cublas_workspace_, kCublasWorkspace));
@@ -54,6 +54,25 @@ void CudaBackend::release() noexcept {
   cublas_workspace_ = staging_ = nullptr;
   staging_done_ = nullptr;
   stream_ = nullptr;
+}
+
+// ---- float32 math mode ----
+
+void CudaBackend::set_tensor_float_32(bool enabled) {
+  if (tf32_.load() == enabled) return;
+  DeviceGuard guard(device_);
+  // A recording would hold calls of both modes; its replays would then match neither.
+  cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
+  KILN_CUDA_CHECK(cudaStreamIsCapturing(stream_, &capturing));
+  if (capture_pool_ || capturing != cudaStreamCaptureStatusNone)
+    throw Error("enable_tensor_float_32_execution",
+                "GPU " + std::to_string(device_) +
+                    " is recording a step (CUDA graph) right now; expected the setting to change between fit "
+                    "calls, not while work is being recorded");
+  // cuBLAS: TF32 tensor cores for float32 GEMMs (cublasSgemm); float64 is unaffected by the mode.
+  // cuBLASLt and cuDNN read tf32_ when they make a plan (cuda_gemm_lt.cpp, cuda_conv.cpp).
+  KILN_CUBLAS_CHECK(cublasSetMathMode(cublas_, enabled ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
+  tf32_.store(enabled);
 }
 
 // ---- memory ----

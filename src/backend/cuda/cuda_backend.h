@@ -6,6 +6,7 @@
 #include <cuda_runtime.h>
 #include <cudnn.h>
 
+#include <atomic>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -89,6 +90,8 @@ class CudaBackend final : public Backend {
   std::unique_ptr<CapturedWork> end_capture() override;
   void abort_capture() noexcept override;
 
+  void set_tensor_float_32(bool enabled) override;
+
   int device() const { return device_; }
   cudaStream_t stream() const { return stream_; }
 
@@ -108,12 +111,16 @@ class CudaBackend final : public Backend {
     void* ptr_;
   };
 
-  using ConvKey = std::tuple<int, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
+  // dtype, TF32 (a plan made for one math mode is never reused for the other), then the geometry.
+  using ConvKey = std::tuple<int, bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
                              int64_t, int64_t, int64_t, int64_t>;
   ConvPlan& conv_plan(DType dtype, const Conv2dGeometry& g);
   void release() noexcept;
 
   int device_;
+  // Whether float32 products and convolutions may use TF32 tensor cores (set_tensor_float_32). Read
+  // when a call is issued and when a plan is made; plans key on it.
+  std::atomic<bool> tf32_{false};
   cudaStream_t stream_ = nullptr;
   cublasHandle_t cublas_ = nullptr;
   cudnnHandle_t cudnn_ = nullptr;

@@ -3,7 +3,10 @@
 // transposes the (small) kernel with one kernel of ours. Algorithms are chosen once per geometry
 // and direction: cuDNN times each one on that geometry (cudnnFind*, at the first, eager call: fit
 // warms up before it records a step) and the fastest deterministic one without tensor-core math
-// (float32 stays float32, no TF32) whose workspace fits is kept. cuDNN's heuristics (cudnnGet*_v7)
+// (float32 stays float32, no TF32) whose workspace fits is kept. With TF32 enabled
+// (set_tensor_float_32) float32 plans use CUDNN_TENSOR_OP_MATH and tensor-core algorithms may win
+// too; the mode is part of the plan's key, so each mode keeps its own choices. kiln's direct
+// filter-gradient kernel (kernels/conv_wgrad.cu) is plain FMA math in either mode. cuDNN's heuristics (cudnnGet*_v7)
 // ranked slow algorithms first at the seed's shapes (bench/README-gpu-step.md). The heuristics are
 // used instead while a CUDA graph is being recorded (Find synchronizes), or when
 // KILN_CUDNN_FIND=0: then every process picks the same algorithm, whereas timings may differ
@@ -64,16 +67,19 @@ bool sums_directly(cudnnConvolutionBwdFilterAlgo_t a) {
 
 // Picks from a ranked list (fastest or best first): deterministic, plain FMA math (float32 stays
 // float32: no TF32) and direct summation first, workspace within the cap; then deterministic with
-// any non-tensor-core math; a nondeterministic one only when no deterministic one exists.
+// any non-tensor-core math; a nondeterministic one only when no deterministic one exists. With
+// `tf32`, float32 may also take tensor-op math (TF32) in every pass, never the down-conversion to
+// half precision (CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION).
 template <typename Perf>
-const Perf* pick(const std::vector<Perf>& perf, cudnnDataType_t type) {
+const Perf* pick(const std::vector<Perf>& perf, cudnnDataType_t type, bool tf32) {
   for (int pass = 0; pass < 3; ++pass)
     for (const Perf& p : perf) {
       if (p.status != CUDNN_STATUS_SUCCESS || p.memory > kMaxWorkspace) continue;
       if (pass < 2 && p.determinism != CUDNN_DETERMINISTIC) continue;
       if (pass == 0 && !sums_directly(p.algo)) continue;
       const bool fma = p.mathType == CUDNN_FMA_MATH, plain = fma || p.mathType == CUDNN_DEFAULT_MATH;
-      if (type == CUDNN_DATA_FLOAT && !(pass == 0 ? fma : plain)) continue;
+      const bool tensor = tf32 && p.mathType == CUDNN_TENSOR_OP_MATH;
+      if (type == CUDNN_DATA_FLOAT && !((pass == 0 ? fma : plain) || tensor)) continue;
       return &p;
     }
   return nullptr;
@@ -119,15 +125,15 @@ void log_ranking(const char* label, const std::vector<Perf>& perf) {
 // The algorithm for one direction: `find()` (cuDNN's timings, fastest first) when measuring is
 // allowed, else `heuristic()` (cuDNN's ranking); then pick() over that list.
 template <typename Perf, typename Find, typename Heuristic>
-Perf choose(const char* op, const char* direction, cudnnDataType_t type, const Conv2dGeometry& g, bool measure,
-            Find&& find, Heuristic&& heuristic) {
+Perf choose(const char* op, const char* direction, cudnnDataType_t type, bool tf32, const Conv2dGeometry& g,
+            bool measure, Find&& find, Heuristic&& heuristic) {
   const bool log = env_is("KILN_CUDNN_LOG", "1");
   std::vector<Perf> perf = measure ? find() : heuristic();
-  const Perf* best = pick(perf, type);
+  const Perf* best = pick(perf, type, tf32);
   if (!best) no_algorithm(op, direction, perf, type, g);
   if (log) {
-    std::fprintf(stderr, "[%s] %s algorithm for %s: %s algo %d\n", op, direction, geometry_str(g).c_str(),
-                 measure ? "measured" : "heuristic", static_cast<int>(best->algo));
+    std::fprintf(stderr, "[%s] %s algorithm for %s%s: %s algo %d\n", op, direction, geometry_str(g).c_str(),
+                 tf32 ? " (TF32 allowed)" : "", measure ? "measured" : "heuristic", static_cast<int>(best->algo));
     if (measure) {
       log_ranking("heuristic ranking", heuristic());
       log_ranking("measured", perf);
@@ -141,13 +147,15 @@ Perf choose(const char* op, const char* direction, cudnnDataType_t type, const C
 }  // namespace
 
 ConvPlan& CudaBackend::conv_plan(DType dtype, const Conv2dGeometry& g) {
-  const ConvKey key{static_cast<int>(dtype), g.N, g.H, g.W, g.C, g.KH, g.KW, g.F, g.OH, g.OW, g.stride_h, g.stride_w,
+  const bool tf32 = dtype == DType::Float32 && tf32_.load();
+  const ConvKey key{static_cast<int>(dtype), tf32, g.N, g.H, g.W, g.C, g.KH, g.KW, g.F, g.OH, g.OW, g.stride_h, g.stride_w,
                     g.pad_top, g.pad_left};
   auto it = conv_plans_.find(key);
   if (it != conv_plans_.end()) return *it->second;
 
   auto plan = std::make_unique<ConvPlan>();
   ConvPlan& p = *plan;
+  p.tf32 = tf32;
   if (dtype == DType::Float32) p.type = CUDNN_DATA_FLOAT;
   else if (dtype == DType::Float64) p.type = CUDNN_DATA_DOUBLE;
   else throw Error("conv2d", "no CUDA kernel for " + dtype_name(dtype) + "; expected float32 or float64");
@@ -172,8 +180,10 @@ ConvPlan& CudaBackend::conv_plan(DType dtype, const Conv2dGeometry& g) {
                                               as_int(g.KH, g), as_int(g.KW, g)));
   KILN_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(p.conv, pad_h, pad_w, as_int(g.stride_h, g),
                                                    as_int(g.stride_w, g), 1, 1, CUDNN_CROSS_CORRELATION, p.type));
-  KILN_CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv, p.type == CUDNN_DATA_FLOAT ? CUDNN_FMA_MATH
-                                                                                  : CUDNN_DEFAULT_MATH));
+  // FMA keeps float32 exact; TENSOR_OP lets float32 run as TF32 on tensor cores (never as half
+  // precision: that would take TENSOR_OP_MATH_ALLOW_CONVERSION).
+  KILN_CUDNN_CHECK(cudnnSetConvolutionMathType(
+      p.conv, p.type != CUDNN_DATA_FLOAT ? CUDNN_DEFAULT_MATH : p.tf32 ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH));
   int n = 0, c = 0, h = 0, w = 0;
   KILN_CUDNN_CHECK(cudnnGetConvolution2dForwardOutputDim(p.conv, p.x, p.w, &n, &c, &h, &w));
   if (n != g.N || c != g.F || h != g.OH || w != g.OW)
@@ -237,8 +247,8 @@ void CudaBackend::conv2d_forward(DType dtype, const Conv2dGeometry& g, const voi
       perf.resize(static_cast<std::size_t>(count));
       return perf;
     };
-    p.fwd = choose<Perf>("conv2d", "forward", p.type, g, may_measure(stream_), [&] { return list(true); },
-                         [&] { return list(false); }).algo;
+    p.fwd = choose<Perf>("conv2d", "forward", p.type, p.tf32, g, may_measure(stream_),
+                         [&] { return list(true); }, [&] { return list(false); }).algo;
     KILN_CUDNN_CHECK(cudnnGetConvolutionForwardWorkspaceSize(cudnn_, p.x, p.w, p.conv, p.y, p.fwd, &p.fwd_ws));
     p.have_fwd = true;
   }
@@ -289,7 +299,7 @@ void CudaBackend::conv2d_backward_data(DType dtype, const Conv2dGeometry& g, con
       perf.resize(static_cast<std::size_t>(count));
       return perf;
     };
-    p.bwd_data = choose<Perf>("conv2d_backward_data", "backward-data", p.type, g, may_measure(stream_),
+    p.bwd_data = choose<Perf>("conv2d_backward_data", "backward-data", p.type, p.tf32, g, may_measure(stream_),
                               [&] { return list(true); }, [&] { return list(false); }).algo;
     KILN_CUDNN_CHECK(
         cudnnGetConvolutionBackwardDataWorkspaceSize(cudnn_, p.w, p.y, p.conv, p.x, p.bwd_data, &p.bwd_data_ws));
@@ -357,8 +367,8 @@ void CudaBackend::conv2d_backward_filter(DType dtype, const Conv2dGeometry& g, c
       perf.resize(static_cast<std::size_t>(count));
       return perf;
     };
-    p.bwd_filter = choose<Perf>("conv2d_backward_filter", "backward-filter", p.type, g, may_measure(stream_),
-                                [&] { return list(true); }, [&] { return list(false); }).algo;
+    p.bwd_filter = choose<Perf>("conv2d_backward_filter", "backward-filter", p.type, p.tf32, g,
+                                may_measure(stream_), [&] { return list(true); }, [&] { return list(false); }).algo;
     KILN_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterWorkspaceSize(cudnn_, p.x, p.y, p.conv, p.w, p.bwd_filter,
                                                                     &p.bwd_filter_ws));
     p.have_bwd_filter = true;

@@ -17,7 +17,9 @@
 // sums in a fixed order (in place behind counters, or a second pass over the workspace), none with
 // atomics, so a kept algorithm is deterministic whichever scheme it uses. The workspace comes from
 // the caching allocator per call (a recording's pool while recording). Float32 stays IEEE float32
-// (CUBLAS_COMPUTE_32F, no TF32), as cuBLAS' path does. Where cuBLASLt offers no algorithm (a dtype
+// (CUBLAS_COMPUTE_32F, no TF32), as cuBLAS' path does, unless TF32 is enabled
+// (set_tensor_float_32): then CUBLAS_COMPUTE_32F_FAST_TF32, and the mode is part of the plan's key,
+// so a plan made for one mode never runs in the other. Where cuBLASLt offers no algorithm (a dtype
 // without the epilogue, odd alignment) the unfused kernels run instead. KILN_CUBLASLT=0 makes every
 // call take the unfused kernels (to weigh the fusion); KILN_CUBLASLT_LOG=1 prints each plan made.
 #include <cublasLt.h>
@@ -43,11 +45,13 @@ constexpr std::uint64_t kLtMaxWorkspace = std::uint64_t(32) << 20;
 
 enum class LtKind { Forward, WeightGrad };
 
-// What decides a plan: the product, its epilogue, and each operand's alignment (algorithms that
-// need wider alignment than a pointer has must not be chosen for it).
+// What decides a plan: the product, its math (TF32 or not; always false for float64), its epilogue,
+// and each operand's alignment (algorithms that need wider alignment than a pointer has must not be
+// chosen for it).
 struct LtKey {
   LtKind kind;
   DType dtype;
+  bool tf32;
   int64_t m, n, k;
   cublasLtEpilogue_t epilogue;
   std::uint32_t align_a, align_b, align_d, align_bias;
@@ -67,9 +71,9 @@ struct LtTypes {
   cublasComputeType_t compute;
 };
 
-LtTypes lt_types(DType dtype) {
+LtTypes lt_types(DType dtype, bool tf32) {
   switch (dtype) {
-    case DType::Float32: return {CUDA_R_32F, CUBLAS_COMPUTE_32F};
+    case DType::Float32: return {CUDA_R_32F, tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F};
     case DType::Float64: return {CUDA_R_64F, CUBLAS_COMPUTE_64F};
     default: throw Error("dense", "no CUDA kernel for " + dtype_name(dtype) + "; expected float32 or float64");
   }
@@ -155,9 +159,10 @@ void log_plan(const LtKey& key, const LtPlan& plan, const char* outcome) {
                                                sizeof(scheme), &written);
   }
   std::fprintf(stderr,
-               "kiln cuBLASLt: %s %s m=%lld n=%lld k=%lld epilogue %s, alignment a/b/d/bias %u/%u/%u/%u: %s "
+               "kiln cuBLASLt: %s %s%s m=%lld n=%lld k=%lld epilogue %s, alignment a/b/d/bias %u/%u/%u/%u: %s "
                "(split-K %d, reduction scheme %u, workspace %zu bytes)\n",
                key.kind == LtKind::Forward ? "dense forward" : "dense weight gradient", dtype_name(key.dtype).c_str(),
+               key.tf32 ? " (TF32)" : "",
                static_cast<long long>(key.m), static_cast<long long>(key.n), static_cast<long long>(key.k),
                epilogue_name(key.epilogue), key.align_a, key.align_b, key.align_d, key.align_bias, outcome, splits,
                scheme, plan.workspace);
@@ -172,7 +177,7 @@ bool uses_bias(cublasLtEpilogue_t e) {
 std::unique_ptr<LtPlan> make_plan(cublasLtHandle_t handle, const LtKey& key, const void* bias, bool log) {
   auto plan = std::make_unique<LtPlan>();
   const char* outcome = "no algorithm, unfused kernels instead";
-  const LtTypes types = lt_types(key.dtype);
+  const LtTypes types = lt_types(key.dtype, key.tf32);
   const auto m = static_cast<std::uint64_t>(key.m), n = static_cast<std::uint64_t>(key.n),
              k = static_cast<std::uint64_t>(key.k);
   KILN_CUBLAS_CHECK(cublasLtMatmulDescCreate(&plan->desc, types.compute, types.data));
@@ -277,7 +282,8 @@ void CudaBackend::gemm_bias_act(DType dtype, int64_t m, int64_t n, int64_t k, co
     const cublasLtEpilogue_t epilogue =
         bias ? (relu ? CUBLASLT_EPILOGUE_RELU_BIAS : CUBLASLT_EPILOGUE_BIAS) : CUBLASLT_EPILOGUE_RELU;
     // Column-major A is the row-major B (W) and column-major B the row-major A (X).
-    const LtKey key{LtKind::Forward, dtype, m, n, k, epilogue, alignment(b), alignment(a), alignment(c),
+    const bool tf32 = dtype == DType::Float32 && tf32_.load();
+    const LtKey key{LtKind::Forward, dtype, tf32, m, n, k, epilogue, alignment(b), alignment(a), alignment(c),
                     alignment(bias)};
     std::lock_guard lock(lt_mutex_);
     if (!lt_) lt_.reset(new LtState(device_));
@@ -304,7 +310,8 @@ void CudaBackend::gemm_wgrad_bias(DType dtype, int64_t m, int64_t n, int64_t k, 
   if (!db) return gemm(dtype, true, false, k, n, m, 1.0, x, dz, 0.0, dw);
   DeviceGuard guard(device_);
   if (m > 0) {
-    const LtKey key{LtKind::WeightGrad, dtype, m, n, k, CUBLASLT_EPILOGUE_BGRADA, alignment(dz), alignment(x),
+    const bool tf32 = dtype == DType::Float32 && tf32_.load();
+    const LtKey key{LtKind::WeightGrad, dtype, tf32, m, n, k, CUBLASLT_EPILOGUE_BGRADA, alignment(dz), alignment(x),
                     alignment(dw), alignment(db)};
     std::lock_guard lock(lt_mutex_);
     if (!lt_) lt_.reset(new LtState(device_));

@@ -11,8 +11,9 @@
 
 namespace kiln::backend {
 
-/// Bumped whenever CudaModule or the structs below change, so a stale module is refused.
-constexpr int kCudaModuleAbi = 1;
+/// Bumped whenever CudaModule, the structs below or Backend's virtual functions change, so a stale
+/// module is refused.
+constexpr int kCudaModuleAbi = 2;
 
 /// One GPU as the module sees it.
 struct CudaDeviceProbe {
