@@ -1,9 +1,9 @@
 // Elementwise kernels: unary functions and their derivatives, broadcasting binary ops, affine,
-// clip. Formulas are the CPU backend's, term for term (sigmoid split by sign so exp never
-// overflows; derivatives from y where the CPU uses y).
+// clip. The per-element math is backend/elementwise_math.h, the same code the CPU backend runs.
 // Shape letters: n elements; na, nb the repeating lengths of a and b (a[i % na], b[i % nb]).
 #include "backend/cuda/check.h"
 #include "backend/cuda/kernels.h"
+#include "backend/elementwise_math.h"
 #include "device_math.cuh"
 
 namespace kiln::backend::kernels {
@@ -11,67 +11,26 @@ namespace kiln::backend::kernels {
 // ---------------------------------------------------------------------------------------------
 // kernels
 
-template <typename T>
-__device__ T apply_unary(UnaryOp op, T x) {
-  switch (op) {
-    case UnaryOp::Neg: return -x;
-    case UnaryOp::Relu: return x > T(0) ? x : T(0);
-    case UnaryOp::Sigmoid: return x >= T(0) ? T(1) / (T(1) + d_exp(-x)) : d_exp(x) / (T(1) + d_exp(x));
-    case UnaryOp::Tanh: return d_tanh(x);
-    case UnaryOp::Exp: return d_exp(x);
-    case UnaryOp::Log: return d_log(x);
-    case UnaryOp::Square: return x * x;
-    case UnaryOp::Sqrt: return d_sqrt(x);
-  }
-  return x;
-}
-
-template <typename T>
-__device__ T derivative(UnaryOp op, T x, T y) {
-  switch (op) {
-    case UnaryOp::Neg: return T(-1);
-    case UnaryOp::Relu: return x > T(0) ? T(1) : T(0);
-    case UnaryOp::Sigmoid: return y * (T(1) - y);
-    case UnaryOp::Tanh: return T(1) - y * y;
-    case UnaryOp::Exp: return y;
-    case UnaryOp::Log: return T(1) / x;
-    case UnaryOp::Square: return T(2) * x;
-    case UnaryOp::Sqrt: return T(0.5) / y;
-  }
-  return T(0);
-}
-
-template <typename T>
-__device__ T apply_binary(BinaryOp op, T a, T b) {
-  switch (op) {
-    case BinaryOp::Add: return a + b;
-    case BinaryOp::Sub: return a - b;
-    case BinaryOp::Mul: return a * b;
-    case BinaryOp::Div: return a / b;
-  }
-  return a;
-}
-
-template <typename T>
-__global__ void unary_kernel(UnaryOp op, const T* x, T* y, int64_t n) {
-  KILN_FOR_EACH(i, n) y[i] = apply_unary(op, x[i]);
+template <UnaryOp op, typename T>
+__global__ void unary_kernel(const T* x, T* y, int64_t n) {
+  KILN_FOR_EACH(i, n) y[i] = math::apply_unary<op>(x[i]);
 }
 
 // x or y may be null when the rule does not read it (as on the CPU).
-template <typename T>
-__global__ void unary_backward_kernel(UnaryOp op, const T* x, const T* y, const T* dy, T* dx, int64_t n) {
-  KILN_FOR_EACH(i, n) dx[i] = dy[i] * derivative(op, x ? x[i] : T(0), y ? y[i] : T(0));
+template <UnaryOp op, typename T>
+__global__ void unary_backward_kernel(const T* x, const T* y, const T* dy, T* dx, int64_t n) {
+  KILN_FOR_EACH(i, n) dx[i] = dy[i] * math::derivative<op>(x ? x[i] : T(0), y ? y[i] : T(0));
 }
 
 // The common cases (equal sizes, b a row broadcast) avoid the two divisions of the general one.
-template <typename T>
-__global__ void binary_kernel(BinaryOp op, const T* a, int64_t na, const T* b, int64_t nb, T* out, int64_t n) {
+template <BinaryOp op, typename T>
+__global__ void binary_kernel(const T* a, int64_t na, const T* b, int64_t nb, T* out, int64_t n) {
   if (na == n && nb == n) {
-    KILN_FOR_EACH(i, n) out[i] = apply_binary(op, a[i], b[i]);
+    KILN_FOR_EACH(i, n) out[i] = math::apply_binary<op>(a[i], b[i]);
   } else if (na == n) {
-    KILN_FOR_EACH(i, n) out[i] = apply_binary(op, a[i], b[nb == 1 ? 0 : i % nb]);
+    KILN_FOR_EACH(i, n) out[i] = math::apply_binary<op>(a[i], b[nb == 1 ? 0 : i % nb]);
   } else {
-    KILN_FOR_EACH(i, n) out[i] = apply_binary(op, a[na == 1 ? 0 : i % na], b[nb == 1 ? 0 : i % nb]);
+    KILN_FOR_EACH(i, n) out[i] = math::apply_binary<op>(a[na == 1 ? 0 : i % na], b[nb == 1 ? 0 : i % nb]);
   }
 }
 
@@ -100,7 +59,7 @@ __global__ void bias_relu_kernel(T* y, const T* bias, bool relu, int64_t n, int6
   KILN_FOR_EACH(i, n) {
     T v = y[i];
     if (bias) v += bias[i % cols];
-    y[i] = relu ? apply_unary(UnaryOp::Relu, v) : v;
+    y[i] = relu ? math::apply_unary<UnaryOp::Relu>(v) : v;
   }
 }
 
@@ -111,7 +70,9 @@ void unary(UnaryOp op, DType dtype, const void* x, void* y, int64_t n, cudaStrea
   if (n <= 0) return;
   with_float(dtype, "unary", [&](auto tag) {
     using T = decltype(tag);
-    unary_kernel<<<grid_for(n), kBlock, 0, s>>>(op, static_cast<const T*>(x), static_cast<T*>(y), n);
+    math::with_unary_op(op, [&](auto op_c) {
+      unary_kernel<op_c.value><<<grid_for(n), kBlock, 0, s>>>(static_cast<const T*>(x), static_cast<T*>(y), n);
+    });
   });
   KILN_LAUNCH_CHECK("unary_kernel");
 }
@@ -121,8 +82,10 @@ void unary_backward(UnaryOp op, DType dtype, const void* x, const void* y, const
   if (n <= 0) return;
   with_float(dtype, "unary_backward", [&](auto tag) {
     using T = decltype(tag);
-    unary_backward_kernel<<<grid_for(n), kBlock, 0, s>>>(op, static_cast<const T*>(x), static_cast<const T*>(y),
-                                                         static_cast<const T*>(dy), static_cast<T*>(dx), n);
+    math::with_unary_op(op, [&](auto op_c) {
+      unary_backward_kernel<op_c.value><<<grid_for(n), kBlock, 0, s>>>(
+          static_cast<const T*>(x), static_cast<const T*>(y), static_cast<const T*>(dy), static_cast<T*>(dx), n);
+    });
   });
   KILN_LAUNCH_CHECK("unary_backward_kernel");
 }
@@ -132,8 +95,10 @@ void binary(BinaryOp op, DType dtype, const void* a, int64_t na, const void* b, 
   if (n <= 0) return;
   with_float(dtype, "binary", [&](auto tag) {
     using T = decltype(tag);
-    binary_kernel<<<grid_for(n), kBlock, 0, s>>>(op, static_cast<const T*>(a), na, static_cast<const T*>(b), nb,
-                                                 static_cast<T*>(out), n);
+    math::with_binary_op(op, [&](auto op_c) {
+      binary_kernel<op_c.value><<<grid_for(n), kBlock, 0, s>>>(static_cast<const T*>(a), na, static_cast<const T*>(b),
+                                                               nb, static_cast<T*>(out), n);
+    });
   });
   KILN_LAUNCH_CHECK("binary_kernel");
 }

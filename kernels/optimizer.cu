@@ -7,6 +7,7 @@
 // Shape letters: n parameters.
 #include "backend/cuda/check.h"
 #include "backend/cuda/kernels.h"
+#include "backend/elementwise_math.h"
 #include "device_math.cuh"
 
 namespace kiln::backend::kernels {
@@ -34,7 +35,7 @@ __global__ void adam_kernel(T* w, const T* g, T* m, T* v, int64_t n, T alpha, T 
     const T vi = v[i] + (gi * gi - v[i]) * one_minus_b2;
     m[i] = mi;
     v[i] = vi;
-    w[i] -= alpha * mi / (d_sqrt(vi) + eps);
+    w[i] -= alpha * mi / (math::sqrt_of(vi) + eps);
   }
 }
 
@@ -65,7 +66,7 @@ __global__ void adam_multi_kernel(AdamBatch<T> b, const T* alpha_table, const in
     const T vi = b.v[k][j] + (gi * gi - b.v[k][j]) * one_minus_b2;
     b.m[k][j] = mi;
     b.v[k][j] = vi;
-    b.w[k][j] -= alpha * mi / (d_sqrt(vi) + eps);
+    b.w[k][j] -= alpha * mi / (math::sqrt_of(vi) + eps);
   }
 }
 

@@ -6,6 +6,7 @@
 
 #include "backend/cuda/check.h"
 #include "backend/cuda/kernels.h"
+#include "backend/elementwise_math.h"
 #include "device_math.cuh"
 
 namespace kiln::backend::kernels {
@@ -35,8 +36,8 @@ __device__ T warp_log_sum_exp(const T* row, int64_t C, int lane) {
   for (int64_t c = lane; c < C; c += 32) mx = mx < row[c] ? row[c] : mx;
   mx = warp_all_max(mx);
   T s = T(0);
-  for (int64_t c = lane; c < C; c += 32) s += d_exp(row[c] - mx);
-  return mx + d_log(warp_all_sum(s));
+  for (int64_t c = lane; c < C; c += 32) s += math::exp_of(row[c] - mx);
+  return mx + math::log_of(warp_all_sum(s));
 }
 
 template <typename T>
@@ -47,7 +48,7 @@ __global__ void softmax_kernel(const T* x, T* y, int64_t R, int64_t C, bool log)
   const T* xr = x + r * C;
   T* yr = y + r * C;
   const T lse = warp_log_sum_exp(xr, C, lane);
-  for (int64_t c = lane; c < C; c += 32) yr[c] = log ? xr[c] - lse : d_exp(xr[c] - lse);
+  for (int64_t c = lane; c < C; c += 32) yr[c] = log ? xr[c] - lse : math::exp_of(xr[c] - lse);
 }
 
 template <typename T>
@@ -61,7 +62,7 @@ __global__ void softmax_backward_kernel(const T* y, const T* dy, T* dx, int64_t 
   T s = T(0);
   for (int64_t c = lane; c < C; c += 32) s += log ? dyr[c] : dyr[c] * yr[c];
   s = warp_all_sum(s);
-  for (int64_t c = lane; c < C; c += 32) dxr[c] = log ? dyr[c] - d_exp(yr[c]) * s : yr[c] * (dyr[c] - s);
+  for (int64_t c = lane; c < C; c += 32) dxr[c] = log ? dyr[c] - math::exp_of(yr[c]) * s : yr[c] * (dyr[c] - s);
 }
 
 // loss[r] = lse - x[label]; dlogits = (softmax - onehot) * scale. A bad label gives NaN loss.
@@ -78,7 +79,7 @@ __global__ void sparse_xent_kernel(const T* x, const int32_t* labels, T* loss, T
   if (lane == 0) loss[r] = valid ? lse - xr[label] : T(NAN);
   if (dlogits) {
     T* dr = dlogits + r * C;
-    for (int64_t c = lane; c < C; c += 32) dr[c] = (d_exp(xr[c] - lse) - (c == label ? T(1) : T(0))) * scale;
+    for (int64_t c = lane; c < C; c += 32) dr[c] = (math::exp_of(xr[c] - lse) - (c == label ? T(1) : T(0))) * scale;
   }
 }
 

@@ -1,56 +1,21 @@
-// CPU elementwise kernels: unary functions and their derivatives, broadcasting binary ops.
+// CPU elementwise kernels: unary functions and their derivatives, broadcasting binary ops; the
+// per-element math is backend/elementwise_math.h, shared with the CUDA kernels.
 #include <algorithm>
 #include <cmath>
 #include <type_traits>
 
 #include "backend/cpu/cpu_backend.h"
+#include "backend/elementwise_math.h"
 
 namespace kiln::backend {
 
 namespace {
 
-template <UnaryOp op, typename T>
-inline T apply_unary(T x) {
-  switch (op) {
-    case UnaryOp::Neg: return -x;
-    case UnaryOp::Relu: return x > T(0) ? x : T(0);
-    case UnaryOp::Sigmoid:  // split by sign so exp never overflows
-      return x >= T(0) ? T(1) / (T(1) + std::exp(-x)) : std::exp(x) / (T(1) + std::exp(x));
-    case UnaryOp::Tanh: return std::tanh(x);
-    case UnaryOp::Exp: return std::exp(x);
-    case UnaryOp::Log: return std::log(x);
-    case UnaryOp::Square: return x * x;
-    case UnaryOp::Sqrt: return std::sqrt(x);
-  }
-  return x;
-}
-
-// d op(x) / dx, from x or from y = op(x), whichever is cheaper and exact.
-template <UnaryOp op, typename T>
-inline T derivative(T x, T y) {
-  switch (op) {
-    case UnaryOp::Neg: return T(-1);
-    case UnaryOp::Relu: return x > T(0) ? T(1) : T(0);
-    case UnaryOp::Sigmoid: return y * (T(1) - y);
-    case UnaryOp::Tanh: return T(1) - y * y;
-    case UnaryOp::Exp: return y;
-    case UnaryOp::Log: return T(1) / x;
-    case UnaryOp::Square: return T(2) * x;
-    case UnaryOp::Sqrt: return T(0.5) / y;
-  }
-  return T(0);
-}
-
-template <BinaryOp op, typename T>
-inline T apply_binary(T a, T b) {
-  switch (op) {
-    case BinaryOp::Add: return a + b;
-    case BinaryOp::Sub: return a - b;
-    case BinaryOp::Mul: return a * b;
-    case BinaryOp::Div: return a / b;
-  }
-  return a;
-}
+using math::apply_binary;
+using math::apply_unary;
+using math::derivative;
+using math::with_binary_op;
+using math::with_unary_op;
 
 template <BinaryOp op, typename T>
 void binary_typed(const T* a, int64_t na, const T* b, int64_t nb, T* out, int64_t n) {
@@ -72,31 +37,6 @@ void binary_typed(const T* a, int64_t na, const T* b, int64_t nb, T* out, int64_
   }
 }
 
-// Calls f(std::integral_constant<Op, op>) so that `op` is a compile-time constant inside f: the
-// per-element switch then folds away and the loops vectorise.
-template <typename F>
-void with_unary_op(UnaryOp op, F&& f) {
-  switch (op) {
-    case UnaryOp::Neg: return f(std::integral_constant<UnaryOp, UnaryOp::Neg>{});
-    case UnaryOp::Relu: return f(std::integral_constant<UnaryOp, UnaryOp::Relu>{});
-    case UnaryOp::Sigmoid: return f(std::integral_constant<UnaryOp, UnaryOp::Sigmoid>{});
-    case UnaryOp::Tanh: return f(std::integral_constant<UnaryOp, UnaryOp::Tanh>{});
-    case UnaryOp::Exp: return f(std::integral_constant<UnaryOp, UnaryOp::Exp>{});
-    case UnaryOp::Log: return f(std::integral_constant<UnaryOp, UnaryOp::Log>{});
-    case UnaryOp::Square: return f(std::integral_constant<UnaryOp, UnaryOp::Square>{});
-    case UnaryOp::Sqrt: return f(std::integral_constant<UnaryOp, UnaryOp::Sqrt>{});
-  }
-}
-
-template <typename F>
-void with_binary_op(BinaryOp op, F&& f) {
-  switch (op) {
-    case BinaryOp::Add: return f(std::integral_constant<BinaryOp, BinaryOp::Add>{});
-    case BinaryOp::Sub: return f(std::integral_constant<BinaryOp, BinaryOp::Sub>{});
-    case BinaryOp::Mul: return f(std::integral_constant<BinaryOp, BinaryOp::Mul>{});
-    case BinaryOp::Div: return f(std::integral_constant<BinaryOp, BinaryOp::Div>{});
-  }
-}
 
 }  // namespace
 
