@@ -10,6 +10,7 @@
 // cuDNN's pooling is not used: its tie rule is not specified.
 // Shape letters: N batch, H/W input, C channels, KH/KW window, OH/OW output; I the index type.
 #include <cstdint>
+#include <initializer_list>
 
 #include "backend/cuda/check.h"
 #include "backend/cuda/kernels.h"
@@ -104,6 +105,67 @@ __global__ void max_pool_backward_disjoint_kernel(PoolDims<I> g, const T* x, con
   }
 }
 
+// The same two kernels for float32 with four channels per thread (C a multiple of 4, 16-byte
+// aligned tensors): one 16-byte load per window cell instead of four 4-byte ones. Why: at batch
+// 2048 pooling moves over 0.8 GB per step and the scalar kernels reached 1.6-2 TB/s of the H100's
+// ~3. Each lane keeps its own first maximum, as window_argmax does.
+template <typename I>
+__device__ void window_argmax4(const PoolDims<I>& g, const float4* x, I n, I oh, I ow, I c4, I (&best)[4],
+                               float4& best_value) {
+  const I C4 = g.C / 4;
+  best[0] = best[1] = best[2] = best[3] = -1;
+  best_value = make_float4(0.f, 0.f, 0.f, 0.f);
+  for (I kh = 0; kh < g.KH; ++kh) {
+    const I ih = oh * g.sh - g.pt + kh;
+    if (ih < 0 || ih >= g.H) continue;
+    for (I kw = 0; kw < g.KW; ++kw) {
+      const I iw = ow * g.sw - g.pl + kw;
+      if (iw < 0 || iw >= g.W) continue;
+      const I i = ((n * g.H + ih) * g.W + iw) * C4 + c4;
+      const float4 v = x[i];
+      if (best[0] < 0 || v.x > best_value.x) best[0] = i, best_value.x = v.x;
+      if (best[1] < 0 || v.y > best_value.y) best[1] = i, best_value.y = v.y;
+      if (best[2] < 0 || v.z > best_value.z) best[2] = i, best_value.z = v.z;
+      if (best[3] < 0 || v.w > best_value.w) best[3] = i, best_value.w = v.w;
+    }
+  }
+}
+
+template <typename I>
+__global__ void max_pool_forward4_kernel(PoolDims<I> g, const float4* x, float4* y) {
+  const I C4 = g.C / 4, total = g.N * g.OH * g.OW * C4;
+  for (I o = I(blockIdx.x) * I(blockDim.x) + I(threadIdx.x); o < total; o += I(gridDim.x) * I(blockDim.x)) {
+    const I c4 = o % C4, ow = (o / C4) % g.OW, oh = (o / (C4 * g.OW)) % g.OH, n = o / (C4 * g.OW * g.OH);
+    I best[4];
+    float4 v;
+    window_argmax4(g, x, n, oh, ow, c4, best, v);  // an all-padding window leaves 0, as the scalar kernel
+    y[o] = v;
+  }
+}
+
+template <typename I>
+__global__ void max_pool_backward_disjoint4_kernel(PoolDims<I> g, const float4* x, const float4* dy, float4* dx) {
+  const I C4 = g.C / 4, total = g.N * g.OH * g.OW * C4;
+  for (I o = I(blockIdx.x) * I(blockDim.x) + I(threadIdx.x); o < total; o += I(gridDim.x) * I(blockDim.x)) {
+    const I c4 = o % C4, ow = (o / C4) % g.OW, oh = (o / (C4 * g.OW)) % g.OH, n = o / (C4 * g.OW * g.OH);
+    I best[4];
+    float4 unused;
+    window_argmax4(g, x, n, oh, ow, c4, best, unused);
+    const float4 grad = dy[o];
+    for (I kh = 0; kh < g.KH; ++kh) {
+      const I ih = oh * g.sh - g.pt + kh;
+      if (ih < 0 || ih >= g.H) continue;
+      for (I kw = 0; kw < g.KW; ++kw) {
+        const I iw = ow * g.sw - g.pl + kw;
+        if (iw < 0 || iw >= g.W) continue;
+        const I i = ((n * g.H + ih) * g.W + iw) * C4 + c4;
+        dx[i] = make_float4(i == best[0] ? grad.x : 0.f, i == best[1] ? grad.y : 0.f, i == best[2] ? grad.z : 0.f,
+                            i == best[3] ? grad.w : 0.f);
+      }
+    }
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // launchers
 
@@ -112,6 +174,14 @@ namespace {
 bool fits_int32(const Pool2dGeometry& g) {
   const int64_t limit = INT32_MAX / 2;
   return g.N * g.H * g.W * g.C < limit && g.N * g.OH * g.OW * g.C < limit;
+}
+
+// Whether the four-channel float32 kernels apply.
+bool vector4(DType dtype, const Pool2dGeometry& g, std::initializer_list<const void*> ptrs) {
+  if (dtype != DType::Float32 || g.C % 4 != 0) return false;
+  for (const void* p : ptrs)
+    if (reinterpret_cast<std::uintptr_t>(p) % 16 != 0) return false;
+  return true;
 }
 
 template <typename F>
@@ -124,6 +194,14 @@ void with_index(const Pool2dGeometry& g, F&& f) {
 void max_pool2d_forward(DType dtype, const Pool2dGeometry& g, const void* x, void* y, cudaStream_t s) {
   const int64_t total = g.N * g.OH * g.OW * g.C;
   if (total <= 0) return;
+  if (vector4(dtype, g, {x, y})) {
+    with_index(g, [&](auto dims) {
+      max_pool_forward4_kernel<<<grid_for(total / 4), kBlock, 0, s>>>(dims, static_cast<const float4*>(x),
+                                                                      static_cast<float4*>(y));
+    });
+    KILN_LAUNCH_CHECK("max_pool_forward4_kernel");
+    return;
+  }
   with_float(dtype, "max_pool2d", [&](auto tag) {
     using T = decltype(tag);
     with_index(g, [&](auto dims) {
@@ -143,6 +221,14 @@ void max_pool2d_backward(DType dtype, const Pool2dGeometry& g, const void* x, co
                      g.OH * g.KH == g.H && g.OW * g.KW == g.W;
   if (disjoint && !tiles) fill(dtype, dx, total_in, 0.0, s);
   if (disjoint && total_out <= 0) return;
+  if (disjoint && vector4(dtype, g, {x, dy, dx})) {
+    with_index(g, [&](auto dims) {
+      max_pool_backward_disjoint4_kernel<<<grid_for(total_out / 4), kBlock, 0, s>>>(
+          dims, static_cast<const float4*>(x), static_cast<const float4*>(dy), static_cast<float4*>(dx));
+    });
+    KILN_LAUNCH_CHECK("max_pool_backward_disjoint4_kernel");
+    return;
+  }
   with_float(dtype, "max_pool2d_backward", [&](auto tag) {
     using T = decltype(tag);
     with_index(g, [&](auto dims) {

@@ -380,10 +380,12 @@ TEST(CudaBackend, MaxPoolMatchesCpuIncludingTies) {
   struct Case { int64_t N, H, W, C, K, s; bool same; };
   // Overlapping windows take the gathering kernel; disjoint ones (stride >= window) the per-window
   // one: exact tiling, a stride past the window (gaps), an odd input (an uncovered row and
-  // column), "same" padding past the edge, and a 3x3 tiling.
+  // column), "same" padding past the edge, and a 3x3 tiling. Channels a multiple of 4 take the
+  // four-channel kernels (with "same" padding and overlapping windows too), others the scalar ones.
   const Case cases[] = {{4, 30, 30, 32, 2, 2, false}, {2, 9, 10, 3, 3, 2, true}, {2, 7, 7, 5, 3, 1, true},
                         {2, 9, 9, 4, 2, 3, false},   {3, 31, 31, 8, 2, 2, false}, {2, 7, 9, 3, 2, 2, true},
-                        {2, 9, 9, 3, 3, 3, false}};
+                        {2, 9, 9, 3, 3, 3, false},   {2, 7, 9, 4, 2, 2, true},    {2, 7, 7, 8, 3, 1, true},
+                        {1, 5, 5, 12, 3, 3, true}};
   for (const Case& t : cases) {
     const auto [OH, pt] = tf_axis(t.H, t.K, t.s, t.same);
     const auto [OW, pl] = tf_axis(t.W, t.K, t.s, t.same);
