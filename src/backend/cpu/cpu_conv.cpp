@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "backend/cpu/cpu_backend.h"
+#include "backend/cpu/cpu_bias_act.h"
 
 namespace kiln::backend {
 
@@ -88,26 +89,6 @@ void col2im_add(const Conv2dGeometry& g, const T* dpatches, int64_t n0, int64_t 
   }
 }
 
-// y[r, f] = max(y[r, f] + bias[f], 0) (without the max unless `relu`; without the bias when null)
-// over `rows` rows, while the chunk's output is still in cache.
-template <typename T>
-void bias_relu_rows(T* y, const T* bias, bool relu, int64_t rows, int64_t F) {
-  if (!bias && !relu) return;
-  for (int64_t r = 0; r < rows; ++r) {
-    T* row = y + r * F;
-    if (bias)
-      for (int64_t f = 0; f < F; ++f) row[f] += bias[f];
-    if (relu)
-      for (int64_t f = 0; f < F; ++f) row[f] = row[f] > T(0) ? row[f] : T(0);
-  }
-}
-
-// The gradient of the pre-activation rows: dy where relu_y > 0, else 0 (ReLU's rule, as unary_backward).
-template <typename T>
-void relu_mask_rows(const T* dy, const T* relu_y, int64_t n, T* dz) {
-  for (int64_t i = 0; i < n; ++i) dz[i] = relu_y[i] > T(0) ? dy[i] : T(0);
-}
-
 }  // namespace
 
 void CpuBackend::conv2d_forward(DType dtype, const Conv2dGeometry& g, const void* x, const void* w, const void* bias,
@@ -125,7 +106,7 @@ void CpuBackend::conv2d_forward(DType dtype, const Conv2dGeometry& g, const void
         im2col(g, static_cast<const T*>(x), n0, count, patches.data());
         T* out = static_cast<T*>(y) + n0 * rows_per_image * g.F;
         gemm(dtype, false, false, count * rows_per_image, g.F, K, 1.0, patches.data(), w, 0.0, out);
-        bias_relu_rows(out, static_cast<const T*>(bias), relu, count * rows_per_image, g.F);
+        bias_act_rows(out, static_cast<const T*>(bias), relu, count * rows_per_image, g.F);
       }
     }
   });
@@ -174,7 +155,11 @@ void CpuBackend::conv2d_backward_filter(DType dtype, const Conv2dGeometry& g, co
         const int64_t n0 = c * ch.images, count = std::min(ch.images, g.N - n0), rows = count * rows_per_image;
         const T* grad = static_cast<const T*>(dy) + n0 * rows_per_image * g.F;
         if (relu_y) {
-          relu_mask_rows(grad, static_cast<const T*>(relu_y) + n0 * rows_per_image * g.F, rows * g.F, dz.data());
+          // unary_backward's ReLU rule (y > 0 exactly where z > 0), on this thread: this is already a
+          // parallel region.
+          const T* y_rows = static_cast<const T*>(relu_y) + n0 * rows_per_image * g.F;
+          for (int64_t i = 0; i < rows * g.F; ++i)
+            dz[i] = grad[i] * math::derivative<UnaryOp::Relu>(y_rows[i], y_rows[i]);
           grad = dz.data();
         }
         im2col(g, static_cast<const T*>(x), n0, count, patches.data());

@@ -9,6 +9,7 @@
 #include <Eigen/Core>
 
 #include "backend/cpu/cpu_backend.h"
+#include "backend/cpu/cpu_bias_act.h"
 
 namespace kiln::backend {
 
@@ -99,22 +100,6 @@ void gemm_typed(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, cons
   gemm_strided(ta, tb, m, n, k, alpha, a, ta ? m : k, b, tb ? k : n, beta, c, n);
 }
 
-// c[r, :] = act(c[r, :] + bias) in one pass, in the unfused ops' order (Add, then Relu), so the
-// fused dense layer gives the same bits as matmul, add and relu.
-template <typename T, bool kBias, bool kRelu>
-void bias_act_rows(T* c, const T* bias, int64_t m, int64_t n) {
-#pragma omp parallel for schedule(static, iteration_chunk(m, m * n)) if (threads_for(m * n) > 1 && m > 1)
-  for (int64_t r = 0; r < m; ++r) {
-    T* __restrict row = c + r * n;
-    for (int64_t j = 0; j < n; ++j) {
-      T v = row[j];
-      if constexpr (kBias) v = v + bias[j];
-      if constexpr (kRelu) v = v > T(0) ? v : T(0);
-      row[j] = v;
-    }
-  }
-}
-
 }  // namespace
 
 void CpuBackend::gemm(DType dtype, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, double alpha,
@@ -133,9 +118,9 @@ void CpuBackend::gemm_bias_act(DType dtype, int64_t m, int64_t n, int64_t k, con
     T* cs = static_cast<T*>(c);
     const T* bs = static_cast<const T*>(bias);
     gemm_typed<T>(false, false, m, n, k, T(1), static_cast<const T*>(a), static_cast<const T*>(b), T(0), cs);
-    if (bs && relu) bias_act_rows<T, true, true>(cs, bs, m, n);
-    else if (bs) bias_act_rows<T, true, false>(cs, bs, m, n);
-    else if (relu) bias_act_rows<T, false, true>(cs, bs, m, n);
+    if (!bs && !relu) return;
+#pragma omp parallel for schedule(static, iteration_chunk(m, m * n)) if (threads_for(m * n) > 1 && m > 1)
+    for (int64_t r = 0; r < m; ++r) bias_act_rows(cs + r * n, bs, relu, 1, n);
   });
 }
 
