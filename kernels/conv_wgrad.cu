@@ -1,7 +1,7 @@
 // Convolution filter and bias gradients for small filters, NHWC:
 //   dw[k, f] = sum_r patch(r, k) * dz(r, f),   db[f] = sum_r dz(r, f),
 // r over the N*OH*OW output pixels, k = (kh*KW + kw)*C + c (the kernel layout [KH, KW, C, F]), and
-// dz = dy, or dy * (relu_y > 0) when the layer's ReLU is fused in (its backward is applied here,
+// dz = dy, or dy * relu'(relu_y) when the layer's ReLU is fused in (its backward is applied here,
 // on the fly, instead of by a pass that writes dz out).
 // Why our own: cuDNN's deterministic filter-gradient algorithm is slow when few input channels make
 // K small (the seed's first layer: K = 27, F = 32; 2.07 ms of a 4.0 ms step at batch 2048), and a
@@ -24,6 +24,7 @@
 
 #include "backend/cuda/check.h"
 #include "backend/cuda/kernels.h"
+#include "backend/elementwise_math.h"
 #include "device_math.cuh"
 
 namespace kiln::backend::kernels {
@@ -207,7 +208,7 @@ __global__ void __launch_bounds__(kBlock, sizeof(T) == 4 ? 2 : 1)
         if (rr < rows && f < s.F) {
           const int64_t at = (t0 + rr) * s.F + f;
           v[u] = dy[at];
-          if (relu_y) keep[u] = relu_y[at] > T(0) ? T(1) : T(0);  // as unary_backward's ReLU rule
+          if (relu_y) keep[u] = math::derivative<UnaryOp::Relu>(relu_y[at], relu_y[at]);  // unary_backward's rule
         }
       }
 #pragma unroll
@@ -225,11 +226,11 @@ __global__ void __launch_bounds__(kBlock, sizeof(T) == 4 ? 2 : 1)
         T a[kTile], b[kTile];
         load8(patch + rr * KP + k0, a);
         load8(dz_tile + rr * FP + f0, b);
-        if (y_tile) {  // the ReLU backward, as unary_backward's rule: dy * (y > 0)
+        if (y_tile) {  // the ReLU backward, unary_backward's rule: dy * relu'(y)
           T m[kTile];
           load8(y_tile + rr * FP + f0, m);
 #pragma unroll
-          for (int j = 0; j < kTile; ++j) b[j] *= m[j] > T(0) ? T(1) : T(0);
+          for (int j = 0; j < kTile; ++j) b[j] *= math::derivative<UnaryOp::Relu>(m[j], m[j]);
         }
 #pragma unroll
         for (int i = 0; i < kTile; ++i)

@@ -7,6 +7,8 @@
 // no race and no search of the neighbouring windows (the general kernel searches each covering
 // window once per input cell). Index arithmetic is 32-bit when the tensors allow it: 64-bit
 // division is many instructions on a GPU and bounded these kernels at large batches.
+// A NaN beats every number and the first NaN of a window is its maximum (math::greater_or_nan, the
+// CPU's rule): a window holding a NaN pools to NaN and its gradient goes to that NaN.
 // cuDNN's pooling is not used: its tie rule is not specified.
 // Shape letters: N batch, H/W input, C channels, KH/KW window, OH/OW output; I the index type.
 #include <cstdint>
@@ -14,6 +16,7 @@
 
 #include "backend/cuda/check.h"
 #include "backend/cuda/kernels.h"
+#include "backend/elementwise_math.h"
 #include "device_math.cuh"
 
 namespace kiln::backend::kernels {
@@ -42,7 +45,7 @@ __device__ I window_argmax(const PoolDims<I>& g, const T* x, I n, I oh, I ow, I 
       const I iw = ow * g.sw - g.pl + kw;
       if (iw < 0 || iw >= g.W) continue;
       const I i = ((n * g.H + ih) * g.W + iw) * g.C + c;
-      if (best < 0 || x[i] > best_value) {
+      if (best < 0 || math::greater_or_nan(x[i], best_value)) {
         best = i;
         best_value = x[i];
       }
@@ -123,10 +126,10 @@ __device__ void window_argmax4(const PoolDims<I>& g, const float4* x, I n, I oh,
       if (iw < 0 || iw >= g.W) continue;
       const I i = ((n * g.H + ih) * g.W + iw) * C4 + c4;
       const float4 v = x[i];
-      if (best[0] < 0 || v.x > best_value.x) best[0] = i, best_value.x = v.x;
-      if (best[1] < 0 || v.y > best_value.y) best[1] = i, best_value.y = v.y;
-      if (best[2] < 0 || v.z > best_value.z) best[2] = i, best_value.z = v.z;
-      if (best[3] < 0 || v.w > best_value.w) best[3] = i, best_value.w = v.w;
+      if (best[0] < 0 || math::greater_or_nan(v.x, best_value.x)) best[0] = i, best_value.x = v.x;
+      if (best[1] < 0 || math::greater_or_nan(v.y, best_value.y)) best[1] = i, best_value.y = v.y;
+      if (best[2] < 0 || math::greater_or_nan(v.z, best_value.z)) best[2] = i, best_value.z = v.z;
+      if (best[3] < 0 || math::greater_or_nan(v.w, best_value.w)) best[3] = i, best_value.w = v.w;
     }
   }
 }

@@ -8,6 +8,7 @@
 
 #include "backend/cuda/check.h"
 #include "backend/cuda/kernels.h"
+#include "backend/elementwise_math.h"
 #include "device_math.cuh"
 
 namespace kiln::backend::kernels {
@@ -80,14 +81,15 @@ __global__ void sum_cols_block_kernel(const T* x, T* y, int64_t C) {
   }
 }
 
-// The first index of the row's maximum, found by one warp (the CPU's strict ">" scan keeps the
-// first of equal maxima; ties between lanes go to the smaller index).
+// The first index of the row's maximum, or of its first NaN (NumPy's argmax, the CPU's rule), found
+// by one warp: each lane's strict scan keeps its first of equal maxima (and its first NaN); ties
+// between lanes go to the smaller index.
 template <typename T>
 __device__ int64_t warp_argmax(const T* row, int64_t C, int lane) {
   T best = T(0);
   int64_t best_i = LLONG_MAX;
   for (int64_t c = lane; c < C; c += 32) {
-    if (best_i == LLONG_MAX || row[c] > best) {
+    if (best_i == LLONG_MAX || math::greater_or_nan(row[c], best)) {
       best = row[c];
       best_i = c;
     }
@@ -95,8 +97,8 @@ __device__ int64_t warp_argmax(const T* row, int64_t C, int lane) {
   for (int offset = 16; offset > 0; offset /= 2) {
     const T other = __shfl_down_sync(0xffffffffu, best, offset);
     const int64_t other_i = __shfl_down_sync(0xffffffffu, best_i, offset);
-    const bool take = other_i != LLONG_MAX &&
-                      (best_i == LLONG_MAX || other > best || (other == best && other_i < best_i));
+    const bool take = other_i != LLONG_MAX && (best_i == LLONG_MAX || math::greater_or_nan(other, best) ||
+                                               (math::same_max(other, best) && other_i < best_i));
     if (take) {
       best = other;
       best_i = other_i;

@@ -1,6 +1,7 @@
 // CIFAR-10 reader: layout, labels and every error on synthetic batches; counts on the real data
 // when KILN_CIFAR10_DIR names a prepared folder; replay of the fuzzer's regression inputs.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <array>
@@ -17,6 +18,7 @@
 
 #include "kiln/datasets/cifar10.h"
 #include "kiln/error.h"
+#include "test_support.h"
 
 namespace {
 
@@ -168,6 +170,15 @@ TEST(Cifar10Parse, EmptyInputIsAnError) {
   EXPECT_NE(msg.find("expected at least one 3073-byte record"), std::string::npos) << msg;
 }
 
+TEST(Cifar10Parse, CountsOfOneAreSingular) {
+  EXPECT_EQ(error_of([] { c10::parse_batch(Bytes(1, 0), "one"); }),
+            "[cifar10] 'one' has 1 byte, not a multiple of 3073 (0 records and 1 byte over); expected whole records "
+            "(1 label byte + 3072 pixel bytes per record)");
+  EXPECT_EQ(error_of([] { c10::parse_batch(Bytes(kRecord + 1, 0), "two"); }),
+            "[cifar10] 'two' has 3074 bytes, not a multiple of 3073 (1 record and 1 byte over); expected whole "
+            "records (1 label byte + 3072 pixel bytes per record)");
+}
+
 TEST(Cifar10Parse, PartialRecordGivesTheSize) {
   const Bytes bytes(2 * kRecord + 5, 0);
   const std::string msg = error_of([&] { c10::parse_batch(bytes, "cut.bin"); });
@@ -311,17 +322,59 @@ TEST_F(Cifar10Files, UnreadableBatchFileIsAnError) {
   // A folder where a file should be cannot be read as one.
   fs::create_directories(dir_ / "folder.bin");
   const std::string msg = error_of([&] { c10::load_batch_file((dir_ / "folder.bin").string()); });
-  EXPECT_NE(msg.find("folder.bin' is not a regular file; expected a CIFAR-10 binary batch file"),
-            std::string::npos)
-      << msg;
+  EXPECT_NE(msg.find("folder.bin' is a directory; expected a CIFAR-10 binary batch file"), std::string::npos) << msg;
 }
 
-TEST_F(Cifar10Files, FolderInPlaceOfABatchIsMissing) {
+TEST_F(Cifar10Files, FifoBatchFileIsRefusedByWhatItIs) {
+#ifdef _WIN32
+  GTEST_SKIP() << "Windows has no FIFOs in the file system (named pipes live in \\\\.\\pipe\\)";
+#else
+  const std::string fifo = (dir_ / "fifo.bin").string();
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  EXPECT_EQ(error_of([&] { c10::load_batch_file(fifo); }),
+            "[cifar10] '" + fifo + "' is a FIFO (named pipe); expected a CIFAR-10 binary batch file");
+#endif
+}
+
+TEST_F(Cifar10Files, LinkProblemsAreNamed) {
+  REQUIRE_SYMLINKS(dir_);
+  fs::create_symlink("loop_b.bin", dir_ / "loop_a.bin");
+  fs::create_symlink("loop_a.bin", dir_ / "loop_b.bin");
+  const std::string loop = (dir_ / "loop_a.bin").string();
+  EXPECT_EQ(error_of([&] { c10::load_batch_file(loop); }),
+            "[cifar10] '" + loop +
+                "' is a symbolic link loop (too many levels of symbolic links); expected a CIFAR-10 binary batch file");
+  fs::create_symlink("nothing.bin", dir_ / "dangling.bin");
+  const std::string dangling = (dir_ / "dangling.bin").string();
+  EXPECT_EQ(error_of([&] { c10::load_batch_file(dangling); }),
+            "[cifar10] '" + dangling +
+                "' is a dangling symbolic link (to 'nothing.bin'); expected a CIFAR-10 binary batch file");
+  const std::string msg = error_of([&] { c10::load_data(loop); });
+  EXPECT_EQ(msg, "[cifar10] '" + loop +
+                     "' is a symbolic link loop (too many levels of symbolic links), not a directory; expected the "
+                     "folder holding cifar-10-batches-bin/ or that folder itself");
+}
+
+TEST_F(Cifar10Files, FolderInPlaceOfABatchIsNamedAsSuch) {
   write_dataset({1, 1, 1, 1, 1}, 1);
   fs::remove(batches() / "data_batch_1.bin");
   fs::create_directories(batches() / "data_batch_1.bin");
-  const std::string msg = error_of([&] { c10::load_data(dir_.string()); });
-  EXPECT_NE(msg.find("missing data_batch_1.bin in"), std::string::npos) << msg;
+  EXPECT_EQ(error_of([&] { c10::load_data(dir_.string()); }),
+            "[cifar10] data_batch_1.bin is a directory in '" + batches().string() +
+                "'; expected data_batch_1.bin .. data_batch_5.bin and test_batch.bin (the CIFAR-10 binary version)");
+}
+
+TEST_F(Cifar10Files, LinkLoopInPlaceOfABatchIsNamedBesideMissingFiles) {
+  REQUIRE_SYMLINKS(dir_);
+  write_dataset({1, 1, 1, 1, 1}, 1);
+  fs::remove(batches() / "data_batch_2.bin");
+  fs::remove(batches() / "test_batch.bin");
+  fs::create_symlink("data_batch_2.bin", batches() / "data_batch_2.bin");
+  EXPECT_EQ(error_of([&] { c10::load_data(dir_.string()); }),
+            "[cifar10] missing test_batch.bin; data_batch_2.bin is a symbolic link loop (too many levels of symbolic "
+            "links) in '" +
+                batches().string() +
+                "'; expected data_batch_1.bin .. data_batch_5.bin and test_batch.bin (the CIFAR-10 binary version)");
 }
 
 // ---- to_float and class names ----
@@ -355,18 +408,27 @@ TEST(Cifar10ToFloat, ClassNames) {
 // ---- fuzzer regressions: every saved input must parse or throw kiln::Error, never crash ----
 
 TEST(Cifar10Fuzz, RegressionInputsParseOrThrow) {
-  const fs::path dir = fs::path(__FILE__).parent_path() / "fuzz" / "regressions" / "cifar10";
+  const fs::path dir = fs::path(KILN_TESTS_DIR) / "fuzz" / "regressions" / "cifar10";
   int replayed = 0;
   std::error_code ec;
   if (fs::is_directory(dir, ec)) {
     for (const auto& entry : fs::directory_iterator(dir)) {
       if (!entry.is_regular_file() || entry.path().filename().string().starts_with(".")) continue;
       const Bytes bytes = read_bytes(entry.path());
+      bool parsed = false;
       try {
         const c10::Split s = c10::parse_batch(bytes, entry.path().filename().string());
         EXPECT_EQ(s.images.numel(), s.size() * 3072) << entry.path();
+        parsed = true;
       } catch (const kiln::Error&) {
         // A clear error is the right answer to a malformed input.
+      }
+      // The same input through the file-opening path: accepted exactly when the bytes are.
+      try {
+        c10::load_batch_file(entry.path().string());
+        EXPECT_TRUE(parsed) << entry.path();
+      } catch (const kiln::Error&) {
+        EXPECT_FALSE(parsed) << entry.path();
       }
       ++replayed;
     }

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <random>
 #include <vector>
 
@@ -78,7 +79,7 @@ void expect_close(const std::vector<T>& want, const std::vector<T>& got, double 
   }
 }
 
-double max_abs(const std::vector<float>& v) {
+[[maybe_unused]] double max_abs(const std::vector<float>& v) {
   double m = 0;
   for (float x : v) m = std::max(m, static_cast<double>(std::abs(x)));
   return m;
@@ -404,6 +405,135 @@ TEST(CudaBackend, MaxPoolMatchesCpuIncludingTies) {
   }
 }
 
+// ---- NaN: relu(NaN) = NaN, a window or row holding a NaN yields it (the first), as on the CPU ----
+
+namespace {
+// `v` with about one value in `one_in` replaced by NaN (and at least index 0, so every case has one).
+template <typename T>
+std::vector<T> with_nans(std::vector<T> v, int one_in = 8) {
+  std::uniform_int_distribution<int> dist(0, one_in - 1);
+  for (auto& x : v)
+    if (dist(rng()) == 0) x = std::numeric_limits<T>::quiet_NaN();
+  if (!v.empty()) v[0] = std::numeric_limits<T>::quiet_NaN();
+  return v;
+}
+}  // namespace
+
+TEST(CudaBackend, ReluAndItsBackwardKeepNanAsOnCpu) {
+  REQUIRE_GPU();
+  using backend::UnaryOp;
+  const int64_t n = 100003;
+  // float32 and float64; the gradient passes at a NaN input (PyTorch's threshold_backward).
+  const auto x = with_nans(random_vec(n, -4.0, 4.0)), dy = random_vec(n);
+  std::vector<float> y(n), dx(n);
+  cpu().unary(UnaryOp::Relu, DType::Float32, x.data(), y.data(), n);
+  cpu().unary_backward(UnaryOp::Relu, DType::Float32, x.data(), y.data(), dy.data(), dx.data(), n);
+  DevBuf gx(x), gy(n * 4), gdy(dy), gdx(n * 4);
+  gpu().unary(UnaryOp::Relu, DType::Float32, gx.ptr, gy.ptr, n);
+  gpu().unary_backward(UnaryOp::Relu, DType::Float32, gx.ptr, gy.ptr, gdy.ptr, gdx.ptr, n);
+  expect_close(y, gy.get<float>(), 0, 0, "relu");  // exact, NaN where the CPU has NaN
+  expect_close(dx, gdx.get<float>(), 0, 0, "relu backward");
+  const auto xd = with_nans(random_vec<double>(n, -4.0, 4.0));
+  std::vector<double> yd(n);
+  cpu().unary(UnaryOp::Relu, DType::Float64, xd.data(), yd.data(), n);
+  DevBuf gxd(xd), gyd(n * 8);
+  gpu().unary(UnaryOp::Relu, DType::Float64, gxd.ptr, gyd.ptr, n);
+  expect_close(yd, gyd.get<double>(), 0, 0, "relu float64");
+}
+
+TEST(CudaBackend, MaxPoolWithNanMatchesCpu) {
+  REQUIRE_GPU();
+  struct Case {
+    int64_t N, H, W, C, K, s;
+    bool same;
+  };
+  // As MaxPoolMatchesCpuIncludingTies: general and disjoint kernels, scalar and four-channel ones.
+  const Case cases[] = {{4, 30, 30, 32, 2, 2, false}, {2, 9, 10, 3, 3, 2, true},   {2, 7, 7, 5, 3, 1, true},
+                        {2, 9, 9, 4, 2, 3, false},    {3, 31, 31, 8, 2, 2, false}, {2, 7, 9, 4, 2, 2, true},
+                        {2, 7, 7, 8, 3, 1, true},     {1, 5, 5, 12, 3, 3, true}};
+  for (const Case& t : cases) {
+    const auto [OH, pt] = tf_axis(t.H, t.K, t.s, t.same);
+    const auto [OW, pl] = tf_axis(t.W, t.K, t.s, t.same);
+    const backend::Pool2dGeometry g{t.N, t.H, t.W, t.C, t.K, t.K, OH, OW, t.s, t.s, pt, pl};
+    const auto x = with_nans(tied_vec(t.N * t.H * t.W * t.C, 3));  // ties and NaNs decide the routing
+    const auto dy = random_vec(t.N * OH * OW * t.C);
+    std::vector<float> y(dy.size()), dx(x.size());
+    cpu().max_pool2d_forward(DType::Float32, g, x.data(), y.data());
+    cpu().max_pool2d_backward(DType::Float32, g, x.data(), y.data(), dy.data(), dx.data());
+    DevBuf gx(x), gdy(dy), gy(y.size() * 4), gdx(dx.size() * 4);
+    gpu().max_pool2d_forward(DType::Float32, g, gx.ptr, gy.ptr);
+    gpu().max_pool2d_backward(DType::Float32, g, gx.ptr, gy.ptr, gdy.ptr, gdx.ptr);
+    const std::string what = "max_pool with NaN, H=" + std::to_string(t.H) + " C=" + std::to_string(t.C) +
+                             " K=" + std::to_string(t.K) + " s=" + std::to_string(t.s);
+    expect_close(y, gy.get<float>(), 0, 0, what + " forward");
+    expect_close(dx, gdx.get<float>(), 0, 0, what + " backward");
+    const std::vector<double> xd(x.begin(), x.end()), dyd(dy.begin(), dy.end());
+    std::vector<double> yd(y.size()), dxd(x.size());
+    cpu().max_pool2d_forward(DType::Float64, g, xd.data(), yd.data());
+    cpu().max_pool2d_backward(DType::Float64, g, xd.data(), yd.data(), dyd.data(), dxd.data());
+    DevBuf gxd(xd), gdyd(dyd), gyd(yd.size() * 8), gdxd(dxd.size() * 8);
+    gpu().max_pool2d_forward(DType::Float64, g, gxd.ptr, gyd.ptr);
+    gpu().max_pool2d_backward(DType::Float64, g, gxd.ptr, gyd.ptr, gdyd.ptr, gdxd.ptr);
+    expect_close(yd, gyd.get<double>(), 0, 0, what + " float64 forward");
+    expect_close(dxd, gdxd.get<double>(), 0, 0, what + " float64 backward");
+  }
+}
+
+TEST(CudaBackend, ArgmaxAndAccuracyTakeTheFirstNan) {
+  REQUIRE_GPU();
+  for (int64_t cols : {1, 10, 33, 1000}) {
+    const int64_t rows = 777;
+    const auto x = with_nans(tied_vec(rows * cols, 4), 2 * static_cast<int>(cols));  // some rows have one
+    std::vector<int32_t> labels(rows);
+    for (auto& l : labels) l = static_cast<int32_t>(rng()() % cols);
+    std::vector<int32_t> am(rows);
+    float correct = 5.f;
+    cpu().argmax_rows(DType::Float32, x.data(), am.data(), rows, cols);
+    cpu().accuracy_sum(DType::Float32, x.data(), labels.data(), &correct, rows, cols);
+    DevBuf gx(x), gl(labels), gam(rows * 4), gc(std::vector<float>{5.f});
+    gpu().argmax_rows(DType::Float32, gx.ptr, gam.as<int32_t>(), rows, cols);
+    gpu().accuracy_sum(DType::Float32, gx.ptr, gl.as<int32_t>(), gc.ptr, rows, cols);
+    EXPECT_EQ(gam.get<int32_t>(), am) << cols;  // exact
+    EXPECT_EQ(gc.get<float>()[0], correct) << cols;
+  }
+}
+
+TEST(CudaBackend, FusedConvolutionKeepsNanAsOnCpu) {
+  REQUIRE_GPU();
+  // A NaN weight in filter 1 and a NaN bias for filter 3: those filters' outputs are NaN after the
+  // fused bias and ReLU (cuDNN's fused call, or the bias_relu kernel), on the GPU as on the CPU.
+  // Their ReLU backward passes dy (y is NaN), so the filter gradients stay finite. The seed's layer
+  // (C = 3; the filter gradient by kiln's kernel) and K = 72 (by cuDNN after the ReLU backward).
+  struct Case {
+    int64_t N, H, W, C, F;
+  };
+  for (const Case& t : {Case{4, 32, 32, 3, 32}, Case{2, 9, 9, 8, 12}}) {
+    const backend::Conv2dGeometry g{t.N, t.H, t.W, t.C, 3, 3, t.F, t.H - 2, t.W - 2, 1, 1, 0, 0};
+    const auto x = random_vec(t.N * t.H * t.W * t.C);
+    auto w = random_vec(9 * t.C * t.F), bias = random_vec(t.F);
+    w[(4 * t.C + 1) * t.F + 1] = std::nanf("");  // centre tap, channel 1, filter 1
+    bias[3] = std::nanf("");
+    const auto dy = random_vec(t.N * g.OH * g.OW * t.F);
+    std::vector<float> y(dy.size()), dw(w.size()), db(bias.size());
+    cpu().conv2d_forward(DType::Float32, g, x.data(), w.data(), bias.data(), true, y.data());
+    cpu().conv2d_backward_filter(DType::Float32, g, x.data(), dy.data(), y.data(), dw.data(), db.data());
+    DevBuf gx(x), gw(w), gb(bias), gdy(dy), gy(y.size() * 4), gdw(dw.size() * 4), gdb(db.size() * 4);
+    gpu().conv2d_forward(DType::Float32, g, gx.ptr, gw.ptr, gb.ptr, true, gy.ptr);
+    DevBuf gy_cpu(y);  // the CPU's mask, as in ConvolutionMatchesCpu
+    gpu().conv2d_backward_filter(DType::Float32, g, gx.ptr, gdy.ptr, gy_cpu.ptr, gdw.ptr, gdb.ptr);
+    const std::string what = "conv with NaN, C=" + std::to_string(t.C) + " F=" + std::to_string(t.F);
+    // Tolerances as in ConvolutionMatchesCpu.
+    expect_close(y, gy.get<float>(), 1e-4, 4e-6 * (9 * t.C + 1), what + " forward");
+    expect_close(dw, gdw.get<float>(), 1e-4, 4e-6 * t.N * g.OH * g.OW, what + " filter gradient");
+    expect_close(db, gdb.get<float>(), 1e-4, 4e-6 * t.N * g.OH * g.OW, what + " bias gradient");
+    for (std::size_t i = 0; i < y.size(); ++i) {
+      const int64_t f = static_cast<int64_t>(i) % t.F;
+      ASSERT_EQ(std::isnan(y[i]), f == 1 || f == 3) << what << " at " << i;
+    }
+    for (float v : dw) ASSERT_FALSE(std::isnan(v)) << what;
+  }
+}
+
 TEST(CudaBackend, OptimizerStepsMatchCpu) {
   REQUIRE_GPU();
   const int64_t n = 10007;
@@ -490,6 +620,40 @@ TEST(CudaTensor, SmallCnnForwardAndBackwardMatchCpu) {
   expect_tensors_close(c.probs, g.probs, 1e-4, 1e-6, "softmax");
   expect_tensors_close(c.dk, g.dk, 1e-4, 1e-5, "conv kernel gradient");
   expect_tensors_close(c.dwd, g.dwd, 1e-4, 1e-5, "dense gradient");
+}
+
+TEST(CudaTensor, CheckNumericsReportsANanWeightBehindAReluOnGpu) {
+  REQUIRE_GPU();
+  // The seed CNN's layer kinds on the GPU, a NaN in one filter of the Conv2D(relu) (cuDNN's fused
+  // conv + bias + ReLU) or in one unit of the Dense(relu) (cuBLASLt's RELU_BIAS epilogue): the layer's
+  // output holds NaN, and check_numerics names that layer, as on the CPU.
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  Generator gen(9);
+  const Tensor x = Tensor::uniform({10, 8, 8, 3}, 0, 1, gen);
+  const Tensor y = Tensor::from_vector<int32_t>({0, 1, 2, 3, 4, 5, 6, 7, 8, 9}, {10});
+  for (const int nan_layer : {0, 3}) {
+    std::string messages[2];
+    for (const Device device : {Device::cpu(), Device::gpu()}) {
+      set_default_device(device);
+      utils::set_random_seed(2);
+      Sequential model({layers::Conv2D(8, {3, 3}, {.activation = "relu", .input_shape = {8, 8, 3}}),
+                        layers::MaxPooling2D({2, 2}), layers::Flatten(), layers::Dense(16, {.activation = "relu"}),
+                        layers::Dense(10)});
+      set_default_device(Device::cpu());
+      model.compile(optimizers::Adam(), losses::SparseCategoricalCrossentropy({.from_logits = true}));
+      const Tensor kernel = model.layers()[nan_layer]->named_weights()[0].second;
+      std::vector<float> k = kernel.to_vector<float>();
+      k[k.size() / 2] = nan;
+      model.layers()[nan_layer]->set_weight("kernel", Tensor::from_vector(k, kernel.shape()));
+      messages[device.is_cpu() ? 0 : 1] = kiln::testing::message_of(
+          [&] { model.fit(x, y, {.batch_size = 10, .epochs = 1, .verbose = 0, .check_numerics = true}); });
+    }
+    EXPECT_NE(messages[0].find(nan_layer == 0 ? "the output of layer conv2d (Conv2D) holds NaN"
+                                              : "the output of layer dense (Dense) holds NaN"),
+              std::string::npos)
+        << messages[0];
+    EXPECT_EQ(messages[1], messages[0]);
+  }
 }
 
 TEST(CudaTensor, MixedDevicesNameBoth) {

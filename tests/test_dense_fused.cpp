@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <random>
 #include <string>
 #include <vector>
@@ -235,6 +236,45 @@ TEST(CudaDenseFused, UnalignedOperandsMatchCpu) {
     EXPECT_EQ(gpu.dx, cpu.dx) << act;
     EXPECT_EQ(gpu.dw, cpu.dw) << act;
     EXPECT_EQ(gpu.db, cpu.db) << act;
+  }
+}
+
+TEST(CudaDenseFused, KeepsNanAsOnCpu) {
+  REQUIRE_GPU();
+  // NaN in a row of x, a column of the kernel and an element of the bias: cuBLASLt's RELU and
+  // RELU_BIAS epilogues must keep those outputs NaN, as kiln's own ReLU does (a ReLU that turned
+  // them into 0 would hide the NaN weight from check_numerics), and the ReLU backward passes the
+  // gradient there. Quarters keep every finite value exact, so the two devices agree bit for bit.
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const auto same = [](const std::vector<float>& a, const std::vector<float>& b) {
+    if (a.size() != b.size()) return false;
+    for (std::size_t i = 0; i < a.size(); ++i)
+      if (!(a[i] == b[i] || (std::isnan(a[i]) && std::isnan(b[i])))) return false;
+    return true;
+  };
+  for (const Case& c : kGpuCases) {
+    std::vector<float> xv = quarters({c.m, c.k}, 71).to_vector<float>();
+    std::vector<float> wv = quarters({c.k, c.n}, 72).to_vector<float>(), bv = quarters({c.n}, 73).to_vector<float>();
+    xv[static_cast<std::size_t>((c.m / 2) * c.k + 1)] = nan;
+    wv[static_cast<std::size_t>(2 * c.n + c.n - 1)] = nan;
+    bv[0] = nan;
+    const Tensor x = Tensor::from_vector(xv, {c.m, c.k}), w = Tensor::from_vector(wv, {c.k, c.n}),
+                 b = Tensor::from_vector(bv, {c.n}), proj = quarters({c.m, c.n}, 74);
+    for (bool with_bias : {true, false}) {
+      const Tensor bias = with_bias ? b : Tensor();
+      const auto cpu = run<float>(true, Device::cpu(), x, w, bias, "relu", proj);
+      const auto gpu = run<float>(true, Device::gpu(), x, w, bias, "relu", proj);
+      const std::string what = std::to_string(c.m) + "x" + std::to_string(c.k) + "x" + std::to_string(c.n) +
+                               (with_bias ? " RELU_BIAS" : " RELU");
+      const std::size_t nans =
+          static_cast<std::size_t>(std::count_if(cpu.y.begin(), cpu.y.end(), [](float v) { return std::isnan(v); }));
+      // Row m/2, column n-1 and (with the bias) column 0 are NaN.
+      EXPECT_EQ(nans, static_cast<std::size_t>(with_bias ? c.n + 2 * c.m - 2 : c.n + c.m - 1)) << what;
+      EXPECT_TRUE(same(gpu.y, cpu.y)) << what;
+      EXPECT_TRUE(same(gpu.dx, cpu.dx)) << what;
+      EXPECT_TRUE(same(gpu.dw, cpu.dw)) << what;
+      EXPECT_TRUE(same(gpu.db, cpu.db)) << what;
+    }
   }
 }
 

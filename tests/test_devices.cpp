@@ -16,14 +16,20 @@ class ScopedEnv {
  public:
   ScopedEnv(const char* name, const char* value) : name_(name) {
     if (const char* old = std::getenv(name)) old_ = old;
-    setenv(name, value, 1);
+    set(name, value);
   }
-  ~ScopedEnv() {
-    if (old_) setenv(name_, old_->c_str(), 1);
-    else unsetenv(name_);
-  }
+  ~ScopedEnv() { set(name_, old_ ? old_->c_str() : nullptr); }
 
  private:
+  // value nullptr: unset. (Windows has no setenv; _putenv_s with "" removes the variable.)
+  static void set(const char* name, const char* value) {
+#ifdef _WIN32
+    _putenv_s(name, value ? value : "");
+#else
+    if (value) setenv(name, value, 1);
+    else unsetenv(name);
+#endif
+  }
   const char* name_;
   std::optional<std::string> old_;
 };
@@ -104,7 +110,9 @@ TEST(Devices, KilnDeviceCpuHidesGpus) {
   EXPECT_TRUE(default_device().is_cpu());
   const GpuVerdict v = gpu_verdict();
   EXPECT_FALSE(v.usable);
-  if (test::is_built_with_cuda()) EXPECT_NE(v.summary.find("KILN_DEVICE=cpu"), std::string::npos) << v.summary;
+  if (test::is_built_with_cuda()) {
+    EXPECT_NE(v.summary.find("KILN_DEVICE=cpu"), std::string::npos) << v.summary;
+  }
 }
 
 TEST(Devices, GpuRequestWithoutGpuNamesTheReason) {

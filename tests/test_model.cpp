@@ -254,3 +254,135 @@ TEST(Model, ValidationBatchSizeChangesOnlyTheSpeed) {
   EXPECT_EQ(message_of([&] { a.fit(kXs, kYs, {.verbose = 0, .validation_batch_size = -1}); }),
             "[fit] validation_batch_size is -1; expected a positive number, or 0 for batch_size");
 }
+
+// ---- the model's own generator ----
+
+TEST(Model, SeedBeforeBuildingGivesTheWeightsOfThatSeed) {
+  // A single model after set_random_seed(n) draws what the global generator seeded with n draws:
+  // the same weights kiln always gave for that seed.
+  utils::set_random_seed(5);
+  Sequential m({layers::Dense(2, {.input_shape = {3}})});
+  Generator reference(5);
+  const double limit = std::sqrt(6.0 / (3 + 2));
+  EXPECT_EQ(m.trainable_weights()[0].to_vector<float>(),
+            Tensor::uniform({3, 2}, -limit, limit, reference).to_vector<float>());
+  EXPECT_EQ(m.generator().state(), reference.state());  // fit's shuffles continue the same sequence
+}
+
+TEST(Model, EachModelShufflesWithItsOwnGenerator) {
+  // Fitting another model in between changes nothing of a model's training.
+  Sequential alone = house_price_model(3);
+  const History h_alone = alone.fit(kXs, kYs, {.batch_size = 2, .epochs = 4, .verbose = 0});
+  Sequential a = house_price_model(3);
+  Sequential b = house_price_model(4);
+  b.fit(kXs, kYs, {.batch_size = 2, .epochs = 3, .verbose = 0});
+  utils::set_random_seed(123);  // and so does reseeding the global generator after construction
+  const History h_a = a.fit(kXs, kYs, {.batch_size = 2, .epochs = 4, .verbose = 0});
+  EXPECT_EQ(h_a.history.at("loss"), h_alone.history.at("loss"));
+  EXPECT_EQ(a.trainable_weights()[0].to_vector<float>(), alone.trainable_weights()[0].to_vector<float>());
+  // Two models after one seed still start differently, as in Keras.
+  utils::set_random_seed(7);
+  Sequential first({layers::Dense(4, {.input_shape = {4}})});
+  Sequential second({layers::Dense(4, {.input_shape = {4}})});
+  EXPECT_NE(first.trainable_weights()[0].to_vector<float>(), second.trainable_weights()[0].to_vector<float>());
+  EXPECT_NE(first.generator().state(), second.generator().state());
+}
+
+// ---- options the API refuses (a saved file holding them would not load) ----
+
+TEST(ModelErrors, NegativeInitialEpochIsRefusedByFitAndTheCheckpoint) {
+  Sequential model = house_price_model();
+  const auto before = model.trainable_weights()[0].to_vector<float>();
+  EXPECT_EQ(message_of([&] { model.fit(kXs, kYs, {.epochs = 2, .verbose = 0, .initial_epoch = -3}); }),
+            "[fit] initial_epoch is -3; expected >= 0 (the 0-based epoch to start from, e.g. checkpoint_epoch(path) "
+            "+ 1)");
+  EXPECT_EQ(model.trainable_weights()[0].to_vector<float>(), before);
+  callbacks::ModelCheckpoint checkpoint("unused.kiln");
+  EXPECT_EQ(message_of([&] {
+              checkpoint.on_epoch_end(model, -3, {{"loss", 1.0}});
+            }),
+            "[ModelCheckpoint] epoch is -3; expected >= 0 (fit's 0-based epoch number)");
+}
+
+TEST(ModelErrors, CompileRefusesWhatSaveCouldNotWriteLoadably) {
+  Sequential model({layers::Dense(1, {.input_shape = {1}})});
+  EXPECT_EQ(message_of([&] { model.compile("sgd", "mse", {"mae"}); }),
+            "[compile] unknown metric 'mae'; expected \"accuracy\" (sparse categorical accuracy)");
+  EXPECT_EQ(model.optimizer(), nullptr);  // a refused compile leaves the model as it was
+  EXPECT_EQ(message_of([&] {
+              model.compile("sgd", "sparse_categorical_crossentropy", {"accuracy", "acc"});
+            }),
+            "[compile] metric 'acc' repeats 'accuracy' (both are accuracy); expected each metric once");
+  const double inf = std::numeric_limits<double>::infinity();
+  EXPECT_EQ(message_of([&] { model.compile(optimizers::SGD({.learning_rate = inf}), losses::MeanSquaredError()); }),
+            "[compile] SGD learning_rate is inf; expected a finite number");
+  EXPECT_EQ(message_of([&] { model.compile(optimizers::Adam({.learning_rate = inf}), losses::MeanSquaredError()); }),
+            "[compile] Adam learning_rate is inf; expected a finite number");
+  EXPECT_EQ(message_of([&] { model.compile(optimizers::Adam({.epsilon = inf}), losses::MeanSquaredError()); }),
+            "[compile] Adam epsilon is inf; expected a finite number");
+  EXPECT_EQ(model.optimizer(), nullptr);
+}
+
+TEST(ModelErrors, FitEvaluatePredictRefuseBadOptionsBeforeAnyStep) {
+  Sequential model = house_price_model();
+  const auto before = model.trainable_weights()[0].to_vector<float>();
+  EXPECT_EQ(message_of([&] { model.fit(kXs, kYs, {.verbose = 3}); }),
+            "[fit] verbose is 3; expected 0 (silent), 1 (progress bar) or 2 (one line)");
+  EXPECT_EQ(message_of([&] { model.evaluate(kXs, kYs, {.verbose = -1}); }),
+            "[evaluate] verbose is -1; expected 0 (silent), 1 (progress bar) or 2 (one line)");
+  EXPECT_EQ(message_of([&] { model.predict(kXs, {.verbose = 7}); }),
+            "[predict] verbose is 7; expected 0 (silent), 1 (progress bar) or 2 (one line)");
+  EXPECT_EQ(message_of([&] { model.fit(kXs, kYs, {.verbose = 0, .callbacks = {nullptr}}); }),
+            "[fit] callbacks[0] is null; expected a callback (e.g. std::make_shared<kiln::callbacks::"
+            "ModelCheckpoint>(path))");
+  // Validation data is checked before the first epoch, not after it.
+  const Tensor x3 = Tensor::ones({3, 1}), y2 = Tensor::ones({2, 1});
+  EXPECT_EQ(message_of([&] {
+              model.fit(kXs, kYs, {.verbose = 0, .validation_data = {{x3, y2}}});
+            }),
+            "[fit] validation_data: x has 3 samples but y has 2; expected the same number (one target per sample)");
+  EXPECT_EQ(message_of([&] {
+              model.fit(kXs, kYs, {.verbose = 0, .validation_data = {{Tensor::ones({2, 2}), y2}}});
+            }),
+            "[fit] validation_data: x has per-sample shape [2] but the model takes [1]; expected the shape of the "
+            "training x");
+  EXPECT_EQ(message_of([&] {
+              model.fit(kXs, kYs, {.verbose = 0, .validation_data = {{Tensor::ones({2, 1}), Tensor::ones({2, 3})}}});
+            }),
+            "[fit] validation_data: y has per-sample shape [3] but the model outputs [1]; expected targets of the "
+            "output's shape");
+  EXPECT_EQ(model.trainable_weights()[0].to_vector<float>(), before);
+}
+
+TEST(ModelErrors, ValidationLabelsAreCheckedBeforeTraining) {
+  utils::set_random_seed(0);
+  Sequential model({layers::Dense(3, {.input_shape = {2}})});
+  model.compile(optimizers::Adam(), losses::SparseCategoricalCrossentropy({.from_logits = true}));
+  const auto before = model.trainable_weights()[0].to_vector<float>();
+  const Tensor x = Tensor::zeros({2, 2}), y = Tensor::from_vector<int32_t>({0, 1}, {2});
+  EXPECT_EQ(message_of([&] {
+              model.fit(x, y, {.verbose = 0, .validation_data = {{x, Tensor::from_vector<int32_t>({0, 5}, {2})}}});
+            }),
+            "[fit] validation_data: label 5 at index 1 is outside [0, 3); expected integer class indices for a "
+            "model with 3 outputs");
+  EXPECT_EQ(model.trainable_weights()[0].to_vector<float>(), before);
+}
+
+TEST(ModelErrors, LayerNamesASaveCouldNotHoldAreRefused) {
+  Sequential model;
+  layers::Dense slash(1, {.input_shape = {1}});
+  slash.set_name("a/b");
+  EXPECT_EQ(message_of([&] { model.add(slash); }),
+            "[sequential] layer name \"a/b\" cannot be saved; expected 1 to 256 characters without '/'");
+  // A name of the user's that kiln would also give is made unique, as load_model wants.
+  model.add(layers::Dense(2, {.input_shape = {1}}));
+  layers::Dense own(2);
+  own.set_name("dense");
+  model.add(own);  // dense_1
+  layers::Dense clash(1);
+  clash.set_name("dense_1");
+  model.add(clash);
+  EXPECT_EQ(model.layers()[0]->name(), "dense");
+  EXPECT_EQ(model.layers()[1]->name(), "dense_1");
+  EXPECT_NE(model.layers()[2]->name(), "dense_1");
+}

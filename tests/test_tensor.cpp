@@ -1,8 +1,15 @@
 // Tensor basics: creation, views sharing storage, conversion, printing and their errors.
 #include <gtest/gtest.h>
 
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <limits>
 #include <sstream>
+#include <string>
+#include <vector>
 
+#include "backend/backend.h"
 #include "kiln/kiln.h"
 
 using namespace kiln;
@@ -114,4 +121,105 @@ TEST(Tensor, NothingLiveAfterTensorsDie) {
     EXPECT_GE(memory_stats(Device::cpu()).in_use, before + 40000);
   }
   EXPECT_EQ(memory_stats(Device::cpu()).in_use, before);
+}
+
+namespace {
+
+// What the OutOfMemoryError that `make` throws says (thrown is false when it throws none).
+struct OomResult {
+  bool thrown = false;
+  std::size_t requested = 0;
+  std::string what;
+};
+OomResult out_of_memory_of(const std::function<void()>& make) {
+  try {
+    make();
+  } catch (const OutOfMemoryError& e) {
+    return {true, e.requested_bytes(), e.what()};
+  }
+  return {};
+}
+
+// Tensor::uniform and randn as they were first written: every value drawn into a vector of
+// doubles, then converted to the dtype. The in-place fill must give the same bits.
+template <typename T>
+std::vector<T> drawn_the_old_way(int64_t n, Generator& gen, bool normal, double low = 0, double high = 1) {
+  std::vector<double> v(static_cast<std::size_t>(n));
+  for (double& x : v) x = normal ? gen.normal() : low + (high - low) * gen.uniform();
+  return std::vector<T>(v.begin(), v.end());
+}
+
+template <typename T>
+bool same_bits(const std::vector<T>& a, const std::vector<T>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0;
+}
+
+}  // namespace
+
+TEST(Tensor, ImpossibleSizeRaisesOutOfMemoryNamingTheBytes) {
+  const int64_t n = int64_t(1) << 50;                      // 2^50 floats: 4 PiB, more than any machine's memory
+  const Shape square{int64_t(1) << 25, int64_t(1) << 25};  // as many, in two dimensions
+  const std::size_t bytes = std::size_t(1) << 52;
+  Generator gen(1);
+  const std::pair<const char*, std::function<void()>> factories[] = {
+      {"zeros", [&] { Tensor::zeros({n}); }},
+      {"empty", [&] { Tensor::empty({n}); }},
+      {"uniform", [&] { Tensor::uniform({n}, -1, 1, gen); }},
+      {"randn", [&] { Tensor::randn({n}, gen); }},
+      {"uniform 2-D", [&] { Tensor::uniform(square, -1, 1, gen); }},
+  };
+  for (const auto& [name, make] : factories) {
+    const OomResult r = out_of_memory_of(make);
+    ASSERT_TRUE(r.thrown) << name << ": expected OutOfMemoryError";
+    EXPECT_EQ(r.requested, bytes) << name;
+    EXPECT_NE(r.what.find("[cpu] out of memory on the CPU: could not allocate 4294967296.0 MiB (requested " +
+                          std::to_string(bytes) + " bytes)"),
+              std::string::npos)
+        << name << ": " << r.what;
+    EXPECT_NE(r.what.find("expected a smaller batch_size"), std::string::npos) << r.what;
+  }
+  // Nothing was drawn for the tensor that could not be made: the generator is where it was.
+  Generator fresh(1);
+  EXPECT_EQ(gen.uniform(), fresh.uniform());
+  // Normal sizes still work afterwards.
+  EXPECT_EQ(Tensor::zeros({3}).to_vector<float>(), (std::vector<float>{0, 0, 0}));
+}
+
+TEST(Tensor, SizeBeyondWhatSizeTCountsIsOutOfMemoryNotAWrappedSize) {
+  // 2^62 floats are 2^64 bytes: computed in size_t, 0. The factory must refuse, not hand out a
+  // tiny block that the fill then writes past.
+  const OomResult r = out_of_memory_of([] { Tensor::zeros({int64_t(1) << 31, int64_t(1) << 31}); });
+  ASSERT_TRUE(r.thrown);
+  EXPECT_EQ(r.requested, std::numeric_limits<std::size_t>::max());
+  EXPECT_EQ(r.what,
+            "[tensor] shape [2147483648, 2147483648] of float32 needs more bytes than a size_t counts; expected a "
+            "smaller tensor");
+  // Likewise a request so close to SIZE_MAX that rounding it up to the alignment wraps around.
+  const std::size_t near_max = std::numeric_limits<std::size_t>::max() - 3;
+  const OomResult a = out_of_memory_of([&] { backend::cpu().allocator().allocate(near_max); });
+  ASSERT_TRUE(a.thrown);
+  EXPECT_EQ(a.requested, near_max);
+}
+
+TEST(Tensor, UniformAndRandnDrawTheSameValuesAsBefore) {
+  // Existing seeds must keep giving the same initial weights, in every dtype.
+  for (const uint64_t seed : {0ull, 7ull, 12345ull}) {
+    const int64_t n = 70001;  // past one host chunk of a GPU fill, on the CPU all in place
+    Generator a(seed), b(seed);
+    EXPECT_TRUE(same_bits(Tensor::uniform({n}, -0.3, 0.7, a).to_vector<float>(),
+                          drawn_the_old_way<float>(n, b, false, -0.3, 0.7)))
+        << seed;
+    EXPECT_TRUE(same_bits(Tensor::uniform({7, 11}, -2, 5, a, DType::Float64).to_vector<double>(),
+                          drawn_the_old_way<double>(77, b, false, -2, 5)))
+        << seed;
+    EXPECT_EQ(Tensor::uniform({50}, 0, 100, a, DType::Int32).to_vector<int32_t>(),
+              drawn_the_old_way<int32_t>(50, b, false, 0, 100))
+        << seed;
+    EXPECT_TRUE(same_bits(Tensor::randn({3, 1000}, a).to_vector<float>(), drawn_the_old_way<float>(3000, b, true)))
+        << seed;
+    EXPECT_TRUE(
+        same_bits(Tensor::randn({999}, a, DType::Float64).to_vector<double>(), drawn_the_old_way<double>(999, b, true)))
+        << seed;
+    EXPECT_EQ(a.uniform(), b.uniform()) << seed;  // and both generators are left in the same state
+  }
 }

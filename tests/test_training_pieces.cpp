@@ -120,8 +120,67 @@ TEST(Losses, FitRejectsLabelsBeyondTheOutputs) {
   EXPECT_EQ(message_of([&] {
               model.fit(Tensor::zeros({2, 2}), Tensor::from_vector<int32_t>({1, 7}, {2}), {.verbose = 0});
             }),
-            "[fit] label 7.000000 at index 1 is outside [0, 3); expected integer class indices for a model with 3 "
+            "[fit] label 7 at index 1 is outside [0, 3); expected integer class indices for a model with 3 "
             "outputs");
+}
+
+TEST(Losses, FloatLabelThatIsNotAnIntegerIsSaidToBeSo) {
+  utils::set_random_seed(0);
+  Sequential model({layers::Dense(10, {.input_shape = {2}})});
+  model.compile(optimizers::Adam(), losses::SparseCategoricalCrossentropy({.from_logits = true}));
+  const Tensor x = Tensor::zeros({3, 2});
+  EXPECT_EQ(message_of([&] {
+              model.fit(x, Tensor::from_vector<float>({1.0f, 3.7f, 2.0f}, {3}), {.verbose = 0});
+            }),
+            "[fit] label 3.7 at index 1 is not an integer; expected integer class indices in [0, 10) for a model "
+            "with 10 outputs");
+  EXPECT_EQ(message_of([&] {
+              model.evaluate(x, Tensor::from_vector<double>({0.0, 1.0, std::nan("")}, {3}), {.verbose = 0});
+            }),
+            "[evaluate] label nan at index 2 is not an integer; expected integer class indices in [0, 10) for a "
+            "model with 10 outputs");
+  EXPECT_EQ(message_of([&] {
+              model.fit(x, Tensor::from_vector<float>({-1.0f, 0.0f, 0.0f}, {3}), {.verbose = 0});
+            }),
+            "[fit] label -1 at index 0 is outside [0, 10); expected integer class indices for a model with 10 "
+            "outputs");
+}
+
+namespace {
+// Dense(2) with kernel [[1, -1]] and zero bias on x = [[1]]: the logits are [1, -1].
+Sequential two_logits(const std::string& activation, bool from_logits) {
+  Sequential m({layers::Dense(2, {.activation = activation, .input_shape = {1}})});
+  m.layers()[0]->set_weight("kernel", Tensor::from_vector<float>({1.0f, -1.0f}, {1, 2}));
+  m.compile(optimizers::SGD(), losses::SparseCategoricalCrossentropy({.from_logits = from_logits}));
+  return m;
+}
+}  // namespace
+
+TEST(Losses, ActivationOutputsAreScoredFromTheirLogitsAsKerasDoes) {
+  // Keras 3 keeps the input of a softmax or sigmoid output and uses it as the logits whatever
+  // from_logits says: each is -log softmax([1, -1])[0] = log(1 + e^-2) = 0.126928 (Keras 3.15.1
+  // evaluates 0.12692805 for all four; kiln used to give 0.313 for a sigmoid output).
+  const double expected = std::log1p(std::exp(-2.0));
+  const Tensor x = Tensor::from_vector<float>({1.0f}, {1, 1});
+  const Tensor y = Tensor::from_vector<int32_t>({0}, {1});
+  const std::string warning =
+      "kiln: warning: [sparse_categorical_crossentropy] `sparse_categorical_crossentropy` received "
+      "`from_logits=True`, but the `output` argument was produced by a Softmax activation and thus does not "
+      "represent logits. Was this intended?\n";
+  // The only test that meets the warning (shown once per process, as Python shows it), so its first
+  // appearance is here.
+  ::testing::internal::CaptureStderr();
+  EXPECT_NEAR(two_logits("sigmoid", false).evaluate(x, y, {.verbose = 0}).at("loss"), expected, 1e-6);
+  EXPECT_NEAR(two_logits("softmax", false).evaluate(x, y, {.verbose = 0}).at("loss"), expected, 1e-6);
+  // Without an activation the values are logits themselves; from probabilities they are clipped to
+  // [1e-7, 1 - 1e-7] and logged: -log(1 - 1e-7) in float32.
+  EXPECT_NEAR(two_logits("linear", true).evaluate(x, y, {.verbose = 0}).at("loss"), expected, 1e-6);
+  EXPECT_NEAR(two_logits("linear", false).evaluate(x, y, {.verbose = 0}).at("loss"), 1e-7, 1e-7);
+  EXPECT_EQ(::testing::internal::GetCapturedStderr(), "");
+  ::testing::internal::CaptureStderr();
+  EXPECT_NEAR(two_logits("softmax", true).evaluate(x, y, {.verbose = 0}).at("loss"), expected, 1e-6);
+  EXPECT_NEAR(two_logits("sigmoid", true).evaluate(x, y, {.verbose = 0}).at("loss"), expected, 1e-6);
+  EXPECT_EQ(::testing::internal::GetCapturedStderr(), warning);  // once, for a sigmoid too (Keras' words)
 }
 
 TEST(Metrics, AccuracyCountsArgmaxHits) {

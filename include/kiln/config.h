@@ -10,9 +10,11 @@
 
 namespace kiln {
 
-/// Threads used by CPU kernels (default: all cores).
+/// Threads used by CPU kernels, for the whole process: a call from any thread sets the count that
+/// every thread's next CPU op uses (default: OMP_NUM_THREADS when set, else the cores this process
+/// may run on). Results do not depend on it. Throws kiln::Error below 1.
 void set_num_threads(int threads);
-/// Threads CPU kernels use now.
+/// The process-wide CPU thread count.
 int get_num_threads();
 
 /// A device as TensorFlow's list_physical_devices reports it.
@@ -35,19 +37,21 @@ struct LocalDevice {
 
 /// Versions kiln was built against and those found at run time ("" where not found).
 struct BuildInfo {
-  std::string kiln_version;
-  bool built_with_cuda = false;
+  std::string kiln_version;         ///< this library's version, as version() returns it
+  bool built_with_cuda = false;     ///< whether this build has the CUDA backend
   std::string cuda_runtime_built;   ///< "13.0"
-  std::string cuda_runtime_loaded;
+  std::string cuda_runtime_loaded;  ///< the CUDA runtime found at run time
   std::string cuda_driver;          ///< highest CUDA version the installed driver supports, "13.0"
-  std::string cublas_built, cublas_loaded;
-  std::string cudnn_built, cudnn_loaded;
+  std::string cublas_built;         ///< cuBLAS built against, "13.0.0"
+  std::string cublas_loaded;        ///< cuBLAS found at run time
+  std::string cudnn_built;          ///< cuDNN built against, "9.13.0"
+  std::string cudnn_loaded;         ///< cuDNN found at run time
   std::vector<std::string> cuda_architectures;  ///< the GPU code in this build, e.g. {"sm_90", "compute_90"}
 };
 
 /// Whether the GPU stack works, and if not, what is wrong and what to do.
 struct GpuVerdict {
-  bool usable = false;
+  bool usable = false;  ///< true when kiln can train on a GPU
   std::string summary;  ///< one sentence: "GPU 0 (NVIDIA H100 80GB HBM3) is usable" or the problem
   std::string action;   ///< what to do about it ("" when usable)
 };

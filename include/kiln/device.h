@@ -20,13 +20,16 @@ struct Device {
   /// Parses "cpu", "gpu", "gpu:1", "cuda", "cuda:0" or "/device:GPU:0".
   static Device parse(const std::string& name);
 
+  /// True for the host CPU.
   bool is_cpu() const { return type == DeviceType::CPU; }
+  /// True for a CUDA GPU.
   bool is_cuda() const { return type == DeviceType::CUDA; }
   /// "cpu" or "cuda:N".
   std::string str() const;
   /// TensorFlow's name: "/device:CPU:0" or "/device:GPU:N".
   std::string tf_name() const;
 
+  /// Same type and index.
   bool operator==(const Device&) const = default;
 };
 

@@ -21,12 +21,16 @@ bool is_floating(DType dtype);
 /// The DType of a C++ element type.
 template <typename T>
 constexpr DType dtype_of();
+/// Float32.
 template <>
 constexpr DType dtype_of<float>() { return DType::Float32; }
+/// Float64.
 template <>
 constexpr DType dtype_of<double>() { return DType::Float64; }
+/// Int32.
 template <>
 constexpr DType dtype_of<int32_t>() { return DType::Int32; }
+/// UInt8.
 template <>
 constexpr DType dtype_of<uint8_t>() { return DType::UInt8; }
 

@@ -4,6 +4,7 @@
 #include "kiln/autograd.h"
 #include "kiln/callbacks.h"
 #include "kiln/config.h"
+#include "kiln/datasets/cifar10.h"
 #include "kiln/device.h"
 #include "kiln/dtype.h"
 #include "kiln/error.h"
@@ -16,3 +17,4 @@
 #include "kiln/random.h"
 #include "kiln/shape.h"
 #include "kiln/tensor.h"
+#include "kiln/version.h"

@@ -44,14 +44,15 @@ class Layer {
   const std::vector<int64_t>& declared_input_shape() const { return input_shape_; }
   /// Instance name ("dense", "dense_1", ...), unique within its model.
   const std::string& name() const { return name_; }
+  /// Renames the layer (a model makes names unique when the layer is added).
   void set_name(std::string name) { name_ = std::move(name); }
 
  protected:
   /// Storage for the weights, by name, in creation order.
   std::vector<std::pair<std::string, Tensor>> weights_;
-  std::vector<int64_t> input_shape_;
-  bool built_ = false;
-  std::string name_;
+  std::vector<int64_t> input_shape_;  ///< declared per-sample input shape (empty when none)
+  bool built_ = false;                ///< set by build()
+  std::string name_;                  ///< instance name
   /// Creates a trainable weight (called from build()).
   Tensor& add_weight(const std::string& name, Tensor value);
 };
@@ -60,10 +61,13 @@ class Layer {
 /// Sequential({Dense(64), Dense(10)}) reads like Keras.
 class LayerRef {
  public:
+  /// Holds a copy of `layer`.
   template <typename L>
     requires std::derived_from<L, Layer>
   LayerRef(L layer) : ptr_(std::make_shared<L>(std::move(layer))) {}
+  /// Shares `layer` (a layer object used in more than one place).
   LayerRef(std::shared_ptr<Layer> layer) : ptr_(std::move(layer)) {}
+  /// The layer.
   const std::shared_ptr<Layer>& get() const { return ptr_; }
 
  private:
@@ -75,13 +79,14 @@ namespace layers {
 /// Options of Dense, with Keras' defaults.
 struct DenseOptions {
   std::string activation = "linear";  ///< "linear", "relu", "sigmoid", "tanh" or "softmax"
-  bool use_bias = true;
+  bool use_bias = true;               ///< adds a bias vector
   std::vector<int64_t> input_shape = {};  ///< per-sample input shape, e.g. {1}
 };
 
 /// Fully connected layer: activation(x W + b), W [in, units] glorot_uniform, b zeros.
 class Dense : public Layer {
  public:
+  /// A layer of `units` outputs.
   explicit Dense(int64_t units, DenseOptions options = {});
   std::string class_name() const override { return "Dense"; }
   void build(const Shape& input_shape, Generator& gen, Device device) override;
@@ -89,7 +94,9 @@ class Dense : public Layer {
   Tensor call(const Tensor& x) override;
   std::vector<std::pair<std::string, Tensor>> named_weights() const override { return weights_; }
   std::map<std::string, std::string> config() const override;
+  /// Number of outputs.
   int64_t units() const { return units_; }
+  /// The options it was made with.
   const DenseOptions& options() const { return options_; }
 
  private:
@@ -99,16 +106,17 @@ class Dense : public Layer {
 
 /// Options of Conv2D, with Keras' defaults.
 struct Conv2DOptions {
-  std::array<int64_t, 2> strides = {1, 1};
+  std::array<int64_t, 2> strides = {1, 1};  ///< (height, width) step of the window
   std::string padding = "valid";  ///< "valid" or "same"
-  std::string activation = "linear";
-  bool use_bias = true;
+  std::string activation = "linear";  ///< "linear", "relu", "sigmoid", "tanh" or "softmax"
+  bool use_bias = true;               ///< adds a bias per filter
   std::vector<int64_t> input_shape = {};  ///< per-sample (H, W, C), e.g. {32, 32, 3}
 };
 
 /// 2-D convolution, channels_last: kernel [KH, KW, C, filters] glorot_uniform, bias zeros.
 class Conv2D : public Layer {
  public:
+  /// A layer of `filters` output channels and a (height, width) `kernel_size` window.
   Conv2D(int64_t filters, std::array<int64_t, 2> kernel_size, Conv2DOptions options = {});
   std::string class_name() const override { return "Conv2D"; }
   void build(const Shape& input_shape, Generator& gen, Device device) override;
@@ -116,8 +124,11 @@ class Conv2D : public Layer {
   Tensor call(const Tensor& x) override;
   std::vector<std::pair<std::string, Tensor>> named_weights() const override { return weights_; }
   std::map<std::string, std::string> config() const override;
+  /// Number of output channels.
   int64_t filters() const { return filters_; }
+  /// (height, width) of the window.
   std::array<int64_t, 2> kernel_size() const { return kernel_size_; }
+  /// The options it was made with.
   const Conv2DOptions& options() const { return options_; }
 
  private:
@@ -130,20 +141,24 @@ class Conv2D : public Layer {
 /// Options of MaxPooling2D; strides default to pool_size as in Keras.
 struct MaxPooling2DOptions {
   std::array<int64_t, 2> strides = {0, 0};  ///< {0, 0}: same as pool_size
-  std::string padding = "valid";
-  std::vector<int64_t> input_shape = {};
+  std::string padding = "valid";          ///< "valid" or "same"
+  std::vector<int64_t> input_shape = {};  ///< per-sample (H, W, C)
 };
 
 /// 2-D max pooling, channels_last.
 class MaxPooling2D : public Layer {
  public:
+  /// Takes the maximum over (height, width) `pool_size` windows.
   explicit MaxPooling2D(std::array<int64_t, 2> pool_size = {2, 2}, MaxPooling2DOptions options = {});
   std::string class_name() const override { return "MaxPooling2D"; }
   Shape compute_output_shape(const Shape& input_shape) const override;
   Tensor call(const Tensor& x) override;
   std::map<std::string, std::string> config() const override;
+  /// (height, width) of the window.
   std::array<int64_t, 2> pool_size() const { return pool_size_; }
+  /// (height, width) step of the window (pool_size unless given).
   std::array<int64_t, 2> strides() const { return strides_; }
+  /// The options it was made with.
   const MaxPooling2DOptions& options() const { return options_; }
 
  private:
@@ -155,12 +170,13 @@ class MaxPooling2D : public Layer {
 
 /// Options of Flatten.
 struct FlattenOptions {
-  std::vector<int64_t> input_shape = {};
+  std::vector<int64_t> input_shape = {};  ///< per-sample input shape
 };
 
 /// [N, ...] -> [N, prod(...)].
 class Flatten : public Layer {
  public:
+  /// A layer that keeps the batch dimension and flattens the rest.
   explicit Flatten(FlattenOptions options = {});
   std::string class_name() const override { return "Flatten"; }
   Shape compute_output_shape(const Shape& input_shape) const override;

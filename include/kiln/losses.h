@@ -16,6 +16,7 @@ class Loss {
   virtual Tensor operator()(const Tensor& y_true, const Tensor& y_pred) const = 0;
   /// Keras' name, e.g. "mean_squared_error".
   virtual std::string name() const = 0;
+  /// A copy of this loss with the same options.
   virtual std::unique_ptr<Loss> clone() const = 0;
   /// Converts targets of a whole dataset to what operator() expects for predictions of per-sample
   /// shape `output_shape` (e.g. [N] -> [N, 1], float class ids -> int32), checking them; `op` names
@@ -39,14 +40,19 @@ struct SparseCategoricalCrossentropyOptions {
   bool from_logits = false;  ///< true: predictions are logits; false: probabilities
 };
 
-/// Cross-entropy for integer class labels; from logits it runs through log_softmax (stable).
+/// Cross-entropy for integer class labels; from logits it runs through log_softmax (stable). As in
+/// Keras 3, predictions straight from a softmax or sigmoid activation are scored from that
+/// activation's input (its logits) whatever from_logits says; with from_logits = true that also
+/// prints Keras' warning, once per process.
 class SparseCategoricalCrossentropy : public Loss {
  public:
+  /// The loss with `options`.
   explicit SparseCategoricalCrossentropy(SparseCategoricalCrossentropyOptions options = {}) : options_(options) {}
   Tensor operator()(const Tensor& y_true, const Tensor& y_pred) const override;
   std::string name() const override { return "sparse_categorical_crossentropy"; }
   std::unique_ptr<Loss> clone() const override { return std::make_unique<SparseCategoricalCrossentropy>(*this); }
   Tensor prepare_targets(const Tensor& y, const Shape& output_shape, const std::string& op) const override;
+  /// True when predictions are logits.
   bool from_logits() const { return options_.from_logits; }
 
  private:

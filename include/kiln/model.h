@@ -12,6 +12,7 @@
 #include "kiln/layers.h"
 #include "kiln/losses.h"
 #include "kiln/optimizers.h"
+#include "kiln/random.h"
 #include "kiln/tensor.h"
 
 namespace kiln {
@@ -23,7 +24,7 @@ class RecordedEvaluation;
 
 /// Per-epoch values recorded by fit: "loss", metric names, and "val_" versions.
 struct History {
-  std::map<std::string, std::vector<double>> history;
+  std::map<std::string, std::vector<double>> history;  ///< name -> one value per epoch
   std::vector<int> epoch;  ///< 0-based epoch numbers, as Keras records them
 };
 
@@ -39,10 +40,10 @@ class Callback {
 
 /// Options of fit, with Keras' defaults.
 struct FitOptions {
-  int64_t batch_size = 32;
-  int epochs = 1;
+  int64_t batch_size = 32;  ///< samples per training step
+  int epochs = 1;           ///< passes over the data (up to this epoch number when resuming)
   int verbose = 1;  ///< 0 silent, 1 progress bar (one line per epoch when not a terminal), 2 one line per epoch
-  bool shuffle = true;
+  bool shuffle = true;  ///< shuffles the samples before every epoch
   std::optional<std::pair<Tensor, Tensor>> validation_data = std::nullopt;  ///< (x_val, y_val)
   /// Batch size of the validation pass; 0 means batch_size (as Keras). Evaluation does not train,
   /// so a larger one changes only the speed (and float rounding), not what is computed.
@@ -51,7 +52,7 @@ struct FitOptions {
   /// Checks every layer's output and every weight's gradient at every step and stops at the first
   /// NaN or Inf, naming the layer (slow: it reads each tensor back; for debugging).
   bool check_numerics = false;
-  std::vector<std::shared_ptr<Callback>> callbacks = {};
+  std::vector<std::shared_ptr<Callback>> callbacks = {};  ///< called after every epoch, in order
   /// On a CUDA device, records one full training step as a CUDA graph after two eager warm-up steps
   /// and replays it for every full batch (the last partial batch runs eagerly); results equal the
   /// eager ones. The validation pass gets the same value (EvaluateOptions::cuda_graphs: its
@@ -62,8 +63,8 @@ struct FitOptions {
 
 /// Options of evaluate.
 struct EvaluateOptions {
-  int64_t batch_size = 32;
-  int verbose = 1;
+  int64_t batch_size = 32;  ///< samples per evaluation batch
+  int verbose = 1;          ///< 0 silent, 1 progress bar
   /// On a CUDA device, records one full evaluation batch as a CUDA graph after an eager warm-up
   /// batch and replays it for every full batch (the last partial batch runs eagerly); results equal
   /// the eager ones. The model keeps the recording and reuses it in later calls with data of the
@@ -79,8 +80,8 @@ struct EvaluateOptions {
 
 /// Options of predict.
 struct PredictOptions {
-  int64_t batch_size = 32;
-  int verbose = 0;
+  int64_t batch_size = 32;  ///< samples per batch
+  int verbose = 0;          ///< 0 silent, 1 progress bar
 };
 
 /// A linear stack of layers.
@@ -88,11 +89,12 @@ class Sequential {
  public:
   /// A model of `layers` on model_device() (the first usable GPU, else the CPU); built at once when
   /// the first layer declares input_shape.
-  explicit Sequential(std::vector<LayerRef> layers = {}, std::string name = "sequential");
+  explicit Sequential(const std::vector<LayerRef>& layers = {}, std::string name = "sequential");
   /// Appends a layer (Keras' model.add).
-  void add(LayerRef layer);
+  void add(const LayerRef& layer);
   /// Creates every layer's weights for per-sample `input_shape`.
   void build(const Shape& input_shape);
+  /// True once every layer has its weights (after build or the first call).
   bool built() const { return built_; }
 
   /// Sets optimizer, loss and metrics ("accuracy").
@@ -111,13 +113,16 @@ class Sequential {
 
   /// Prints Keras' layer table: names, output shapes, parameter counts and totals.
   void summary(std::ostream& os) const;
+  /// summary() to std::cout.
   void summary() const;
 
   /// Every trainable weight, layer by layer.
   std::vector<Tensor> trainable_weights() const;
   /// Number of trainable scalars.
   int64_t count_params() const;
+  /// The layers, first to last.
   const std::vector<std::shared_ptr<Layer>>& layers() const { return layers_; }
+  /// The model's name ("sequential" unless given).
   const std::string& name() const { return name_; }
   /// Per-sample input shape (after build).
   const Shape& input_shape() const { return input_shape_; }
@@ -133,13 +138,22 @@ class Sequential {
 
   /// Moves the weights (and future work) to `device`.
   void to(Device device);
+  /// The device holding the weights.
   Device device() const { return device_; }
 
   /// The compiled optimizer (null before compile).
   Optimizer* optimizer() const { return optimizer_.get(); }
   /// The compiled loss (null before compile).
   const Loss* loss() const { return loss_.get(); }
+  /// The compiled metrics' names.
   const std::vector<std::string>& metrics() const { return metrics_; }
+
+  /// The model's own random generator: the initial weights of its layers and fit's shuffles. The
+  /// constructor takes it from the global generator (Generator::split), so set_random_seed(n) before
+  /// building a model reproduces that model, whatever other models do meanwhile; checkpoints save it.
+  Generator& generator() { return generator_; }
+  /// The model's own random generator (read-only).
+  const Generator& generator() const { return generator_; }
 
  private:
   std::vector<std::shared_ptr<Layer>> layers_;
@@ -147,6 +161,7 @@ class Sequential {
   Shape input_shape_;
   bool built_ = false;
   Device device_;
+  Generator generator_;
   std::unique_ptr<Optimizer> optimizer_;
   std::unique_ptr<Loss> loss_;
   std::vector<std::string> metrics_;
@@ -164,9 +179,9 @@ class Sequential {
   model::RecordedEvaluation* recorded_evaluation_for(const Tensor& x, const Tensor& y, int64_t batch_size);
 };
 
-/// Rebuilds a model saved with Sequential::save: layers, weights, compile settings and optimizer state.
-/// Also restores the global random generator saved in the file, so fit(..., {.initial_epoch = ...})
-/// repeats the shuffles of uninterrupted training.
+/// Rebuilds a model saved with Sequential::save: layers, weights, compile settings, optimizer state
+/// and the model's random generator, so fit(..., {.initial_epoch = ...}) repeats the shuffles of
+/// uninterrupted training. The global generator is left as it was.
 Sequential load_model(const std::string& path);
 
 }  // namespace kiln

@@ -27,13 +27,19 @@ Tensor add(const Tensor& a, double s);
 Tensor neg(const Tensor& a);
 
 // ---- activations and other unary functions ----
+/// max(x, 0); relu(NaN) is NaN (as in PyTorch), and its gradient passes where x is NaN.
 Tensor relu(const Tensor& x);
+/// 1 / (1 + exp(-x)).
 Tensor sigmoid(const Tensor& x);
+/// Hyperbolic tangent.
 Tensor tanh(const Tensor& x);
+/// e to the power x.
 Tensor exp(const Tensor& x);
 /// Natural logarithm.
 Tensor log(const Tensor& x);
+/// x * x.
 Tensor square(const Tensor& x);
+/// Square root.
 Tensor sqrt(const Tensor& x);
 /// min(max(x, lo), hi); the gradient passes where lo <= x <= hi.
 Tensor clip(const Tensor& x, double lo, double hi);
@@ -59,7 +65,9 @@ Tensor dense(const Tensor& x, const Tensor& kernel, const Tensor& bias = Tensor(
              const std::string& activation = "linear");
 
 // ---- softmax family, over the last dimension ----
+/// exp(x) / sum(exp(x)) over the last dimension.
 Tensor softmax(const Tensor& x);
+/// log(softmax(x)), computed without forming softmax(x).
 Tensor log_softmax(const Tensor& x);
 
 // ---- losses (mean over all elements / rows) ----
@@ -75,7 +83,8 @@ Tensor reshape(const Tensor& x, const Shape& shape);
 Tensor flatten(const Tensor& x);
 /// Rows of `x` picked by int32 `indices` (same device): [len(indices), ...]. Not differentiable.
 Tensor take_rows(const Tensor& x, const Tensor& indices);
-/// Index of the largest element of each row of a 2-D tensor, as int32 [N]. Not differentiable.
+/// Index of the largest element of each row of a 2-D tensor, as int32 [N]: the first of equal maxima, the first
+/// NaN where a row holds one (NumPy's argmax). Not differentiable.
 Tensor argmax(const Tensor& x);
 
 // ---- convolution and pooling, channels_last (NHWC) ----
@@ -93,18 +102,27 @@ Tensor conv2d(const Tensor& x, const Tensor& kernel, std::array<int64_t, 2> stri
 /// backward (on a GPU, cuDNN's fused call and kiln's filter-gradient kernel).
 Tensor conv2d(const Tensor& x, const Tensor& kernel, const Tensor& bias, const std::string& activation,
               std::array<int64_t, 2> strides = {1, 1}, Padding padding = Padding::Valid);
-/// Max pooling: x [N, H, W, C] -> [N, OH, OW, C].
+/// Max pooling: x [N, H, W, C] -> [N, OH, OW, C]. A window holding a NaN pools to NaN (as in PyTorch); the
+/// gradient goes to the window's first maximum, or its first NaN.
 Tensor max_pool2d(const Tensor& x, std::array<int64_t, 2> pool_size,
                   std::array<int64_t, 2> strides, Padding padding = Padding::Valid);
 
 // ---- operators ----
+/// add(a, b).
 inline Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }
+/// sub(a, b).
 inline Tensor operator-(const Tensor& a, const Tensor& b) { return sub(a, b); }
+/// mul(a, b).
 inline Tensor operator*(const Tensor& a, const Tensor& b) { return mul(a, b); }
+/// div(a, b).
 inline Tensor operator/(const Tensor& a, const Tensor& b) { return div(a, b); }
+/// mul(a, s).
 inline Tensor operator*(const Tensor& a, double s) { return mul(a, s); }
+/// mul(a, s).
 inline Tensor operator*(double s, const Tensor& a) { return mul(a, s); }
+/// add(a, s).
 inline Tensor operator+(const Tensor& a, double s) { return add(a, s); }
+/// neg(a).
 inline Tensor operator-(const Tensor& a) { return neg(a); }
 
 }  // namespace kiln

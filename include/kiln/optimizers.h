@@ -18,6 +18,7 @@ class Optimizer {
   void step(const std::vector<Tensor>& params);
   /// Keras' name, e.g. "adam".
   virtual std::string name() const = 0;
+  /// A fresh optimizer with the same options (no slots, iteration 0).
   virtual std::unique_ptr<Optimizer> clone() const = 0;
   /// Updates applied so far.
   int64_t iterations() const { return iterations_; }
@@ -41,17 +42,19 @@ namespace optimizers {
 
 /// Options of SGD, with Keras' defaults.
 struct SGDOptions {
-  double learning_rate = 0.01;
-  double momentum = 0.0;
-  bool nesterov = false;
+  double learning_rate = 0.01;  ///< step size lr
+  double momentum = 0.0;        ///< m; 0 keeps no velocity
+  bool nesterov = false;        ///< Nesterov momentum
 };
 
 /// Stochastic gradient descent, Keras' rule: v = m v - lr g; w += v (nesterov: w += m v - lr g).
 class SGD : public Optimizer {
  public:
+  /// The optimizer with `options`.
   explicit SGD(SGDOptions options = {});
   std::string name() const override { return "SGD"; }
   std::unique_ptr<Optimizer> clone() const override { return std::make_unique<SGD>(options_); }
+  /// The options it was made with.
   const SGDOptions& options() const { return options_; }
 
  protected:
@@ -64,18 +67,20 @@ class SGD : public Optimizer {
 
 /// Options of Adam, with Keras' defaults.
 struct AdamOptions {
-  double learning_rate = 0.001;
-  double beta_1 = 0.9;
-  double beta_2 = 0.999;
-  double epsilon = 1e-7;
+  double learning_rate = 0.001;  ///< step size
+  double beta_1 = 0.9;           ///< decay of the first-moment estimate
+  double beta_2 = 0.999;         ///< decay of the second-moment estimate
+  double epsilon = 1e-7;         ///< Keras' epsilon-hat, added to sqrt(v)
 };
 
 /// Adam in Keras' epsilon-hat form.
 class Adam : public Optimizer {
  public:
+  /// The optimizer with `options`.
   explicit Adam(AdamOptions options = {});
   std::string name() const override { return "Adam"; }
   std::unique_ptr<Optimizer> clone() const override { return std::make_unique<Adam>(options_); }
+  /// The options it was made with.
   const AdamOptions& options() const { return options_; }
 
  protected:

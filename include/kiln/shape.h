@@ -32,6 +32,7 @@ class Shape {
   /// Shape with `n` prepended.
   Shape prepend(int64_t n) const;
 
+  /// Same dimensions in the same order.
   bool operator==(const Shape&) const = default;
 
  private:

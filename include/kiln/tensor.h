@@ -23,6 +23,7 @@ class Tensor {
  public:
   /// An undefined tensor (defined() is false).
   Tensor() = default;
+  /// Wraps an implementation object (used inside the library).
   explicit Tensor(std::shared_ptr<TensorImpl> impl) : impl_(std::move(impl)) {}
 
   // ---- creation ----
@@ -52,11 +53,17 @@ class Tensor {
                       Device device = Device::cpu());
 
   // ---- properties ----
+  /// False for a default-constructed tensor.
   bool defined() const { return impl_ != nullptr; }
+  /// Dimensions.
   const Shape& shape() const;
+  /// Element type.
   DType dtype() const;
+  /// Where the elements live.
   Device device() const;
+  /// Number of dimensions.
   int64_t ndim() const { return shape().ndim(); }
+  /// Number of elements.
   int64_t numel() const { return shape().numel(); }
   /// Extent of dimension `i` (negative counts from the end).
   int64_t size(int64_t i) const { return shape()[i]; }
@@ -67,10 +74,12 @@ class Tensor {
   /// Pointer to the elements; CPU tensors only, T must match dtype().
   template <typename T>
   T* data();
+  /// Read-only pointer to the elements; CPU tensors only, T must match dtype().
   template <typename T>
   const T* data() const;
   /// Untyped pointer to the first element on its device.
   void* raw_data();
+  /// Read-only untyped pointer to the first element on its device.
   const void* raw_data() const;
   /// Copies the elements to a host vector (from any device), converting to T.
   template <typename T>

@@ -12,6 +12,28 @@
 
 namespace kiln::autograd {
 
+Node::~Node() {
+  // The rule's captures go first (while `inputs` still holds the same tensors, so nothing else
+  // dies), then each input whose tensor and node only we hold hands its node to a work list; a
+  // node whose inputs were taken dies without recursing.
+  std::vector<std::shared_ptr<Node>> dying;
+  const auto release = [&dying](Node& n) {
+    n.backward = nullptr;
+    for (Tensor& t : n.inputs) {
+      const std::shared_ptr<TensorImpl>& impl = t.impl();
+      if (impl && impl.use_count() == 1 && impl->grad_fn && impl->grad_fn.use_count() == 1)
+        dying.push_back(std::move(impl->grad_fn));
+    }
+    n.inputs.clear();
+  };
+  release(*this);
+  while (!dying.empty()) {
+    std::shared_ptr<Node> n = std::move(dying.back());
+    dying.pop_back();
+    release(*n);
+  }
+}
+
 Tensor record(const std::string& name, Tensor output, const std::vector<Tensor>& inputs,
               BackwardFn backward) {
   if (!grad_enabled()) return output;

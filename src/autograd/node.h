@@ -18,6 +18,13 @@ struct Node {
   std::string name;             // the op, for error messages
   std::vector<Tensor> inputs;   // the inputs that require grad (others are undefined)
   BackwardFn backward;
+
+  Node() = default;
+  Node(const Node&) = delete;
+  Node& operator=(const Node&) = delete;
+  /// Frees the chain of nodes that only this one kept alive without recursing: a graph of many
+  /// thousand ops would otherwise need a stack frame per op (Windows' 1 MiB stack runs out first).
+  ~Node();
 };
 
 /// Records `output` as produced by op `name` from `inputs` when any input requires grad and grad

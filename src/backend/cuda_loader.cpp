@@ -1,13 +1,25 @@
-// Finds the CUDA backend at run time: dlopen of the kiln_cuda module next to libkiln, one entry
-// point, a probe of the stack. Any failure is recorded, never fatal: kiln then runs on the CPU and
-// gpu_verdict() says why. Without the module in the build, GPU requests throw at once.
+// Finds the CUDA backend at run time: dlopen (LoadLibrary on Windows) of the kiln_cuda module next
+// to libkiln, one entry point, a probe of the stack. Any failure is recorded, never fatal: kiln then
+// runs on the CPU and gpu_verdict() says why. Without the module in the build, GPU requests throw
+// at once.
+#ifdef _WIN32
+#ifndef WIN32_LEAN_AND_MEAN
+#define WIN32_LEAN_AND_MEAN
+#endif
+#ifndef NOMINMAX
+#define NOMINMAX
+#endif
+#include <windows.h>
+#else
 #include <dlfcn.h>
-#include <strings.h>
-#include <sys/stat.h>
+#endif
 
 #include <array>
 #include <atomic>
 #include <cstdlib>
+#include <filesystem>
+#include <string_view>
+#include <system_error>
 
 #include "backend/cuda/module.h"
 #include "backend/tensor_float_32.h"
@@ -18,13 +30,82 @@ namespace kiln::backend {
 
 namespace {
 
-// The folder holding libkiln, found from the address of a function inside it.
-std::string library_dir() {
+// ---- shared libraries: the only platform-specific code of the loader ----
+
+// The folder holding libkiln, found from the address of a function inside it ("" if unknown).
+[[maybe_unused]] std::string library_dir() {
+#ifdef _WIN32
+  HMODULE self = nullptr;
+  if (!GetModuleHandleExW(GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS | GET_MODULE_HANDLE_EX_FLAG_UNCHANGED_REFCOUNT,
+                          reinterpret_cast<LPCWSTR>(&library_dir), &self))
+    return "";
+  std::wstring path(MAX_PATH, L'\0');
+  DWORD n = 0;
+  while ((n = GetModuleFileNameW(self, path.data(), static_cast<DWORD>(path.size()))) == path.size())
+    path.resize(path.size() * 2);
+  if (n == 0) return "";
+  path.resize(n);
+  return std::filesystem::path(path).parent_path().string();
+#else
   Dl_info info{};
   if (dladdr(reinterpret_cast<const void*>(&library_dir), &info) == 0 || !info.dli_fname) return "";
-  const std::string path = info.dli_fname;
-  const auto slash = path.rfind('/');
-  return slash == std::string::npos ? "" : path.substr(0, slash);
+  return std::filesystem::path(info.dli_fname).parent_path().string();
+#endif
+}
+
+#ifdef _WIN32
+std::string last_error_text() {
+  const DWORD code = GetLastError();
+  char* text = nullptr;
+  const DWORD n = FormatMessageA(FORMAT_MESSAGE_ALLOCATE_BUFFER | FORMAT_MESSAGE_FROM_SYSTEM | FORMAT_MESSAGE_IGNORE_INSERTS,
+                                 nullptr, code, 0, reinterpret_cast<char*>(&text), 0, nullptr);
+  std::string out = n ? std::string(text, n) : "error " + std::to_string(code);
+  if (text) LocalFree(text);
+  while (!out.empty() && (out.back() == '\n' || out.back() == '\r' || out.back() == ' ')) out.pop_back();
+  return out;
+}
+#endif
+
+// Opens a shared library, kept for the process; nullptr with `error` set on failure.
+[[maybe_unused]] void* open_library(const std::string& path, std::string& error) {
+#ifdef _WIN32
+  // With a full path, the DLLs it depends on (cuBLAS, cuDNN) are searched beside it first.
+  const std::filesystem::path p(path);
+  HMODULE h = LoadLibraryExW(p.c_str(), nullptr, p.is_absolute() ? LOAD_WITH_ALTERED_SEARCH_PATH : 0);
+  if (!h) error = path + ": " + last_error_text();
+  return reinterpret_cast<void*>(h);
+#else
+  void* h = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+  if (!h) {
+    const char* err = dlerror();
+    error = err ? err : "dlopen failed";
+  }
+  return h;
+#endif
+}
+
+// The address of an exported function; nullptr with `error` set when it is absent.
+[[maybe_unused]] void* find_symbol(void* library, const char* name, std::string& error) {
+#ifdef _WIN32
+  void* f = reinterpret_cast<void*>(GetProcAddress(static_cast<HMODULE>(library), name));
+  if (!f) error = last_error_text();
+#else
+  void* f = dlsym(library, name);
+  if (!f) {
+    const char* err = dlerror();
+    error = err ? err : "";
+  }
+#endif
+  return f;
+}
+
+bool equals_ignoring_case(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    const auto lower = [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; };
+    if (lower(a[i]) != lower(b[i])) return false;
+  }
+  return true;
 }
 
 CudaModuleLoad load() {
@@ -34,19 +115,15 @@ CudaModuleLoad load() {
   const std::string name = KILN_CUDA_MODULE_NAME;
   const std::string dir = library_dir();
   r.path = dir.empty() ? name : dir + "/" + name;
-  struct stat st{};
+  std::error_code ec;
   // Next to libkiln first (build tree and install tree alike), else the loader's search path.
-  void* handle = dlopen((stat(r.path.c_str(), &st) == 0 ? r.path : name).c_str(), RTLD_NOW | RTLD_LOCAL);
-  if (!handle) {
-    const char* err = dlerror();
-    r.error = err ? err : "dlopen failed";
-    return r;
-  }
+  void* handle = open_library(std::filesystem::exists(r.path, ec) ? r.path : name, r.error);
+  if (!handle) return r;
   using Entry = CudaModule* (*)();
-  auto entry = reinterpret_cast<Entry>(dlsym(handle, KILN_CUDA_ENTRY_NAME));
+  std::string err;
+  auto entry = reinterpret_cast<Entry>(find_symbol(handle, KILN_CUDA_ENTRY_NAME, err));
   if (!entry) {
-    const char* err = dlerror();
-    r.error = std::string(r.path) + " has no " KILN_CUDA_ENTRY_NAME " entry point (" + (err ? err : "") + ")";
+    r.error = std::string(r.path) + " has no " KILN_CUDA_ENTRY_NAME " entry point (" + err + ")";
     return r;
   }
   CudaModule* module = entry();
@@ -74,7 +151,7 @@ const CudaModuleLoad& cuda_module() {
 
 bool gpus_hidden_by_env() {
   const char* v = std::getenv("KILN_DEVICE");
-  return v && strcasecmp(v, "cpu") == 0;
+  return v && equals_ignoring_case(v, "cpu");
 }
 
 Backend& cuda(int index) {

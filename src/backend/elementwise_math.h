@@ -38,7 +38,9 @@ KILN_MATH_FN(sqrt)
 template <UnaryOp op, typename T>
 KILN_HOST_DEVICE inline T apply_unary(T x) {
   if constexpr (op == UnaryOp::Neg) return -x;
-  else if constexpr (op == UnaryOp::Relu) return x > T(0) ? x : T(0);
+  // x <= 0 ? 0 : x, not x > 0 ? x : 0: a NaN fails every comparison, and this form lets it through
+  // (as PyTorch's relu and NumPy's maximum(x, 0) do), so a layer gone NaN stays visible downstream.
+  else if constexpr (op == UnaryOp::Relu) return x <= T(0) ? T(0) : x;
   else if constexpr (op == UnaryOp::Sigmoid)  // split by sign so exp never overflows
     return x >= T(0) ? T(1) / (T(1) + exp_of(-x)) : exp_of(x) / (T(1) + exp_of(x));
   else if constexpr (op == UnaryOp::Tanh) return tanh_of(x);
@@ -52,7 +54,8 @@ KILN_HOST_DEVICE inline T apply_unary(T x) {
 template <UnaryOp op, typename T>
 KILN_HOST_DEVICE inline T derivative(T x, T y) {
   if constexpr (op == UnaryOp::Neg) return T(-1);
-  else if constexpr (op == UnaryOp::Relu) return x > T(0) ? T(1) : T(0);
+  // PyTorch's threshold_backward (y <= 0 ? 0 : dy): the gradient passes at a NaN input.
+  else if constexpr (op == UnaryOp::Relu) return x <= T(0) ? T(0) : T(1);
   else if constexpr (op == UnaryOp::Sigmoid) return y * (T(1) - y);
   else if constexpr (op == UnaryOp::Tanh) return T(1) - y * y;
   else if constexpr (op == UnaryOp::Exp) return y;
@@ -67,6 +70,21 @@ KILN_HOST_DEVICE inline T apply_binary(T a, T b) {
   else if constexpr (op == BinaryOp::Sub) return a - b;
   else if constexpr (op == BinaryOp::Mul) return a * b;
   else return a / b;  // BinaryOp::Div
+}
+
+/// The order of max pooling and argmax: a NaN ranks above every number (NumPy's max and argmax,
+/// PyTorch's max pooling), so a window or row holding a NaN yields NaN instead of hiding it. A scan
+/// that replaces its best only when `greater_or_nan(v, best)` keeps the first NaN, as it keeps the
+/// first of equal maxima.
+template <typename T>
+KILN_HOST_DEVICE inline bool greater_or_nan(T a, T b) {
+  return a > b || (a != a && b == b);
+}
+
+/// Whether a is the value a max scan kept as b: equal, or both NaN.
+template <typename T>
+KILN_HOST_DEVICE inline bool same_max(T a, T b) {
+  return a == b || (a != a && b != b);
 }
 
 /// Calls f(std::integral_constant<UnaryOp, op>) so that `op` is a compile-time constant inside f:

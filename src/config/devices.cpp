@@ -27,7 +27,7 @@ std::string cuda_version(int v) {
   if (v <= 0) return "";
   return std::to_string(v / 1000) + "." + std::to_string((v % 1000) / 10);
 }
-std::string lib_version(int v) {
+[[maybe_unused]] std::string lib_version(int v) {
   if (v <= 0) return "";
   return std::to_string(v / 10000) + "." + std::to_string((v % 10000) / 100) + "." + std::to_string(v % 100);
 }
@@ -59,7 +59,7 @@ std::string missing_file(const std::string& dl_error) {
   return pos == std::string::npos ? "" : dl_error.substr(0, pos);
 }
 
-GpuVerdict module_failed(const CudaModuleLoad& s) {
+[[maybe_unused]] GpuVerdict module_failed(const CudaModuleLoad& s) {
   const std::string file = missing_file(s.error);
   const std::string cuda_major = KILN_CUDA_BUILT_MAJOR;
   const std::string module_name = s.path.substr(s.path.rfind('/') + 1);
@@ -86,7 +86,7 @@ GpuVerdict module_failed(const CudaModuleLoad& s) {
           "reinstall kiln, or rebuild it on this machine"};
 }
 
-GpuVerdict count_failed(const backend::CudaProbe& p) {
+[[maybe_unused]] GpuVerdict count_failed(const backend::CudaProbe& p) {
   const std::string runtime = cuda_version(p.runtime_version);
   const std::string& name = p.device_count_error_name;
   if (name == "cudaErrorInsufficientDriver") {

@@ -1,23 +1,20 @@
-// CPU thread count: OpenMP loops and Eigen's GEMM both follow it.
-#include <omp.h>
-
-#include <Eigen/Core>
-
+// CPU thread count: one process-wide setting that every loop of the CPU backend (and its matrix
+// products) follows, whichever thread trains or predicts.
 #include "kiln/config.h"
 #include "kiln/error.h"
 #include "kiln/memory.h"
 #include "backend/backend.h"
+#include "backend/cpu/thread_pool.h"
 
 namespace kiln {
 
 void set_num_threads(int threads) {
   if (threads <= 0)
     throw Error("set_num_threads", "asked for " + std::to_string(threads) + " threads; expected at least 1");
-  omp_set_num_threads(threads);
-  Eigen::setNbThreads(threads);
+  backend::set_pool_threads(threads);
 }
 
-int get_num_threads() { return omp_get_max_threads(); }
+int get_num_threads() { return backend::pool_threads(); }
 
 MemoryStats memory_stats(Device device) { return backend::get(device).allocator().stats(); }
 

@@ -13,6 +13,8 @@
 #include <memory>
 #include <vector>
 
+#include "backend/cpu/thread_pool.h"
+#include "io/file_read.h"
 #include "kiln/error.h"
 
 namespace kiln::datasets::cifar10 {
@@ -35,9 +37,9 @@ int64_t record_count(std::uintmax_t size, const std::string& name) {
   if (size == 0)
     throw Error(kOp, quoted(name) + " is empty; expected at least one 3073-byte record " + kFormat);
   if (size % kRecordBytes != 0)
-    throw Error(kOp, quoted(name) + " has " + std::to_string(size) + " bytes, not a multiple of 3073 (" +
-                         std::to_string(size / kRecordBytes) + " records and " +
-                         std::to_string(size % kRecordBytes) + " bytes over); expected whole records " +
+    throw Error(kOp, quoted(name) + " has " + io::count_of(size, "byte") + ", not a multiple of 3073 (" +
+                         io::count_of(size / kRecordBytes, "record") + " and " +
+                         io::count_of(size % kRecordBytes, "byte") + " over); expected whole records " +
                          kFormat);
   return static_cast<int64_t>(size / kRecordBytes);
 }
@@ -54,8 +56,9 @@ int64_t checked_limit(std::optional<int64_t> limit) {
 void decode(std::span<const uint8_t> records, int64_t count, const std::string& name, uint8_t* images,
             int32_t* labels) {
   if (records.size() / kRecordBytes < static_cast<std::size_t>(count))
-    throw Error(kOp, quoted(name) + " holds " + std::to_string(records.size() / kRecordBytes) + " records, " +
-                         std::to_string(count) + " were asked for; expected at least that many");
+    throw Error(kOp, quoted(name) + " holds " + io::count_of(records.size() / kRecordBytes, "record") + ", " +
+                         std::to_string(count) + (count == 1 ? " was" : " were") +
+                         " asked for; expected at least that many");
   // Labels first, so a bad file is rejected before any pixel is copied.
   for (int64_t r = 0; r < count; ++r) {
     const uint8_t label = records[static_cast<std::size_t>(r) * kRecordBytes];
@@ -65,18 +68,19 @@ void decode(std::span<const uint8_t> records, int64_t count, const std::string& 
     labels[r] = label;
   }
   const uint8_t* base = records.data();
-#pragma omp parallel for schedule(static) if (count > 2048)
-  for (int64_t r = 0; r < count; ++r) {
-    const uint8_t* red = base + static_cast<std::size_t>(r) * kRecordBytes + 1;
-    const uint8_t* green = red + kPlane;
-    const uint8_t* blue = green + kPlane;
-    uint8_t* out = images + static_cast<std::size_t>(r) * kImageBytes;
-    for (std::size_t p = 0; p < kPlane; ++p) {
-      out[3 * p + 0] = red[p];
-      out[3 * p + 1] = green[p];
-      out[3 * p + 2] = blue[p];
+  backend::parallel_for_work(count, count * static_cast<int64_t>(kImageBytes), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const uint8_t* red = base + static_cast<std::size_t>(r) * kRecordBytes + 1;
+      const uint8_t* green = red + kPlane;
+      const uint8_t* blue = green + kPlane;
+      uint8_t* out = images + static_cast<std::size_t>(r) * kImageBytes;
+      for (std::size_t p = 0; p < kPlane; ++p) {
+        out[3 * p + 0] = red[p];
+        out[3 * p + 1] = green[p];
+        out[3 * p + 2] = blue[p];
+      }
     }
-  }
+  });
 }
 
 Split make_split(int64_t count) {
@@ -84,14 +88,11 @@ Split make_split(int64_t count) {
           Tensor::empty(Shape{count}, DType::Int32)};
 }
 
-// The size of regular file `path`, with errors that name it.
+// The size of regular file `path`, with errors that name it and say what is there instead.
 std::uintmax_t batch_file_size(const fs::path& path) {
+  if (const io::FileProblem problem = io::irregular_file_problem(path.string()))
+    throw Error(kOp, quoted(path.string()) + " " + problem.text + "; expected a CIFAR-10 binary batch file");
   std::error_code ec;
-  const fs::file_status st = fs::status(path, ec);
-  if (ec || !fs::exists(st))
-    throw Error(kOp, quoted(path.string()) + " does not exist; expected a CIFAR-10 binary batch file");
-  if (!fs::is_regular_file(st))
-    throw Error(kOp, quoted(path.string()) + " is not a regular file; expected a CIFAR-10 binary batch file");
   const std::uintmax_t size = fs::file_size(path, ec);
   if (ec)
     throw Error(kOp,
@@ -105,10 +106,11 @@ std::uintmax_t batch_file_size(const fs::path& path) {
 void read_file(const fs::path& path, std::size_t size, bool whole_file, std::unique_ptr<uint8_t[]>& buffer,
                std::size_t& capacity) {
   const std::string name = path.string();
-  std::unique_ptr<std::FILE, int (*)(std::FILE*)> f(std::fopen(name.c_str(), "rb"), &std::fclose);
-  if (!f)
-    throw Error(kOp,
-                "cannot open " + quoted(name) + ": " + std::strerror(errno) + "; expected a readable file");
+  // Opened without blocking: a FIFO swapped in after the size check is refused, not waited on.
+  io::OpenedFile opened = io::open_regular_file(name);
+  if (!opened.file)
+    throw Error(kOp, "cannot open " + quoted(name) + ": " + opened.problem + "; expected a readable regular file");
+  const auto& f = opened.file;
   if (capacity < size) {
     buffer.reset(new uint8_t[size]);  // not value-initialised: every byte is overwritten below
     capacity = size;
@@ -128,8 +130,11 @@ void read_file(const fs::path& path, std::size_t size, bool whole_file, std::uni
 fs::path batches_folder(const std::string& dir) {
   std::error_code ec;
   const std::string expected = "expected the folder holding cifar-10-batches-bin/ or that folder itself";
-  if (!fs::exists(dir, ec)) throw Error(kOp, "directory " + quoted(dir) + " does not exist; " + expected);
-  if (!fs::is_directory(dir, ec)) throw Error(kOp, quoted(dir) + " is not a directory; " + expected);
+  const io::FileProblem problem = io::irregular_file_problem(dir);
+  if (problem.missing) throw Error(kOp, "directory " + quoted(dir) + " does not exist; " + expected);
+  if (!fs::is_directory(dir, ec))
+    throw Error(kOp, quoted(dir) + (problem ? " " + problem.text + ", not a directory" : " is not a directory") + "; " +
+                         expected);
   const fs::path nested = fs::path(dir) / "cifar-10-batches-bin";
   return fs::is_directory(nested, ec) ? nested : fs::path(dir);
 }
@@ -183,17 +188,24 @@ Cifar10 load_data(const std::string& dir, std::optional<int64_t> limit) {
   const int64_t max_records = checked_limit(limit);
   const fs::path folder = batches_folder(dir);
   std::vector<fs::path> train_files;
+  train_files.reserve(std::size(kTrainFiles));
   for (const char* f : kTrainFiles) train_files.push_back(folder / f);
   const fs::path test_file = folder / kTestFile;
 
-  // Name every missing file at once, so one message says what the folder lacks.
-  std::string missing;
-  std::error_code ec;
-  for (const fs::path& p : train_files)
-    if (!fs::is_regular_file(p, ec)) missing += (missing.empty() ? "" : ", ") + p.filename().string();
-  if (!fs::is_regular_file(test_file, ec)) missing += (missing.empty() ? "" : ", ") + std::string(kTestFile);
-  if (!missing.empty())
-    throw Error(kOp, "missing " + missing + " in " + quoted(folder.string()) +
+  // Name every missing file at once, so one message says what the folder lacks, and say what is
+  // there instead of a file (a directory, a symbolic link loop) rather than calling it missing.
+  std::string missing, wrong;
+  std::vector<fs::path> all = train_files;
+  all.push_back(test_file);
+  for (const fs::path& p : all) {
+    const io::FileProblem problem = io::irregular_file_problem(p.string());
+    if (!problem) continue;
+    std::string& list = problem.missing ? missing : wrong;
+    list += (list.empty() ? "" : ", ") + p.filename().string() + (problem.missing ? "" : " " + problem.text);
+  }
+  if (!missing.empty() || !wrong.empty())
+    throw Error(kOp, (missing.empty() ? "" : "missing " + missing) + (missing.empty() || wrong.empty() ? "" : "; ") +
+                         wrong + " in " + quoted(folder.string()) +
                          "; expected data_batch_1.bin .. data_batch_5.bin and test_batch.bin "
                          "(the CIFAR-10 binary version)");
 
@@ -217,8 +229,9 @@ Tensor to_float(const Tensor& images) {
   const uint8_t* src = host.data<uint8_t>();
   float* dst = out.data<float>();
   const int64_t n = host.numel();
-#pragma omp parallel for schedule(static) if (n > (1 << 20))
-  for (int64_t i = 0; i < n; ++i) dst[i] = scale[src[i]];
+  backend::parallel_for_work(n, n, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) dst[i] = scale[src[i]];
+  });
   return images.device().is_cpu() ? out : out.to(images.device());
 }
 

@@ -1,5 +1,6 @@
-// Atomic file replacement: write beside the target, fsync, rename over it, fsync the directory,
-// so a reader (or a process restarted after a crash) sees either the old file or the new one.
+// Atomic file replacement: write beside the target, flush it to disk, rename over it (and fsync the
+// directory on POSIX), so a reader (or a process restarted after a crash) sees either the old file
+// or the new one. A path that is a symbolic link replaces the link's target, the link stays.
 #pragma once
 
 #include <cstdint>
@@ -13,8 +14,9 @@ namespace kiln::io {
 /// leaves the target untouched. Errors are kiln::Error("save", ...) naming the path and strerror.
 class AtomicFile {
  public:
-  /// Creates the temporary file for `path` (same directory, so the rename cannot cross devices).
-  explicit AtomicFile(std::string path);
+  /// Creates the temporary file for `path` (same directory, so the rename cannot cross devices);
+  /// when `path` is a symbolic link, for the file it names.
+  explicit AtomicFile(const std::string& path);
   ~AtomicFile();
   AtomicFile(const AtomicFile&) = delete;
   AtomicFile& operator=(const AtomicFile&) = delete;
@@ -22,7 +24,11 @@ class AtomicFile {
   /// Appends `bytes` (retrying short writes and EINTR).
   void write(std::span<const uint8_t> bytes);
   /// Flushes the data to disk, renames the temporary file over the target and flushes the directory.
+  /// A failure of that last step (e.g. a directory without read permission) is a warning on stderr,
+  /// not an error: the new file is in place.
   void commit();
+  /// The file being replaced: the path given, symbolic links followed.
+  const std::string& path() const { return path_; }
   /// The temporary file's path (for tests).
   const std::string& temp_path() const { return temp_path_; }
 
@@ -32,7 +38,7 @@ class AtomicFile {
   int fd_ = -1;
   bool committed_ = false;
 
-  [[noreturn]] void fail(const std::string& what, int err);
+  [[noreturn]] void fail(const std::string& what, const std::string& reason);
 };
 
 /// Replaces `path` with `bytes` atomically.

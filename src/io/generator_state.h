@@ -1,4 +1,4 @@
-// The state of kiln's random generator as text, so a checkpoint can carry it and resumed training
+// The state of a model's random generator as text, so a checkpoint can carry it and resumed training
 // draws the same shuffles as uninterrupted training would.
 #pragma once
 

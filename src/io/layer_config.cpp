@@ -95,4 +95,8 @@ int64_t weight_count(const Layer& layer, const Shape& in) {
   return 0;
 }
 
+bool creates_weights(const Layer& layer) {
+  return dynamic_cast<const L::Dense*>(&layer) != nullptr || dynamic_cast<const L::Conv2D*>(&layer) != nullptr;
+}
+
 }  // namespace kiln::io

@@ -24,4 +24,8 @@ std::shared_ptr<Layer> layer_from_json(const nlohmann::json& j, const std::strin
 /// could not be in the file before building it.
 int64_t weight_count(const Layer& layer, const Shape& input_shape);
 
+/// Whether `layer` creates weights when it is built (Dense, Conv2D): a config without an input
+/// shape cannot say how many, so the file could not hold them.
+bool creates_weights(const Layer& layer);
+
 }  // namespace kiln::io

@@ -27,6 +27,10 @@ std::string ModelCheckpoint::path_for(int epoch) const {
 }
 
 bool ModelCheckpoint::on_epoch_end(Sequential& model, int epoch, const std::map<std::string, double>& logs) {
+  // load_model and checkpoint_epoch refuse a negative epoch, so it is never written.
+  if (epoch < 0)
+    throw Error("ModelCheckpoint",
+                "epoch is " + std::to_string(epoch) + "; expected >= 0 (fit's 0-based epoch number)");
   const std::string path = path_for(epoch);
   std::string why;
   if (options_.save_best_only) {

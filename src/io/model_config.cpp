@@ -91,6 +91,14 @@ std::vector<std::string> slot_names(const Optimizer& optimizer) {
 }
 
 std::string model_config_json(const Sequential& model, int epoch) {
+  // parse_model_config refuses an unbuilt model with weights (they would not be in the file), so
+  // such a model is refused here rather than written to a file that cannot be loaded.
+  if (!model.built())
+    for (const auto& layer : model.layers())
+      if (creates_weights(*layer))
+        throw Error("save", "layer '" + layer->name() + "' has no weights yet (the model is not built), so the file "
+                            "could not be loaded; expected build(input_shape), fit() or an input_shape on layer 0 "
+                            "before save");
   json layers = json::array();
   for (const auto& layer : model.layers()) layers.push_back(layer_to_json(*layer));
   json config = {{"format_version", kCheckpointFormatVersion},
@@ -100,7 +108,7 @@ std::string model_config_json(const Sequential& model, int epoch) {
                  {"layers", layers},
                  {"input_shape", model.built() ? json(model.input_shape().dims()) : json(nullptr)},
                  {"epoch", epoch},
-                 {"rng_state", generator_state(global_generator())}};
+                 {"rng_state", generator_state(model.generator())}};
   if (model.optimizer() && model.loss()) {
     const Optimizer& opt = *model.optimizer();
     const std::size_t per_param = slot_names(opt).size();
@@ -187,6 +195,16 @@ ModelConfig parse_model_config(std::string_view text, const std::string& source)
     cfg.input_shape = Shape(dims);
   } else if (!cfg.layers.empty() && !cfg.layers.front()->declared_input_shape().empty()) {
     top.fail("\"input_shape\" is missing although layer 0 declares one; expected the model's input shape");
+  } else {
+    // Unbuilt, the model would create weights at its first predict or fit, of a size only the
+    // config decides (units: 2147483648 asks for hundreds of GiB) and checked against nothing in
+    // the file. Every weight of a loaded model must come from the file, so such a config is refused.
+    for (std::size_t i = 0; i < cfg.layers.size(); ++i)
+      if (creates_weights(*cfg.layers[i]))
+        throw Error("load_model", layer_where(source, i, cfg.layers[i].get()) +
+                                      ": the config has no \"input_shape\", so this layer would create weights the "
+                                      "file does not hold; expected a model saved after it was built (an input_shape "
+                                      "on layer 0, build() or fit() before save)");
   }
 
   if (top.has("compile")) {

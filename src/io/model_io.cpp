@@ -3,7 +3,9 @@
 #include "io/model_io.h"
 
 #include <charconv>
+#include <cmath>
 #include <set>
+#include <sstream>
 
 #include <nlohmann/json.hpp>
 
@@ -91,6 +93,30 @@ int parse_epoch_text(const std::string& text, const std::string& source) {
   return epoch;
 }
 
+// Optimizer slots drive the next updates: a NaN or infinite slot, or a negative Adam velocity (a
+// running mean of squared gradients, taken under a square root), would turn every weight it meets
+// NaN at the first step of fit. Weights themselves load as saved: any finite or non-finite value
+// is a model someone had, and check_numerics names the layer it poisons.
+template <typename T>
+void check_slot_values(const Tensor& t, const std::string& name, bool non_negative, const std::string& source) {
+  const T* v = t.data<T>();
+  for (int64_t i = 0; i < t.numel(); ++i) {
+    if (std::isfinite(v[i]) && (!non_negative || v[i] >= T(0))) continue;
+    std::ostringstream value;
+    value << v[i];
+    throw Error("load_model", source + ": tensor '" + name + "' holds " + value.str() + " at element " +
+                                  std::to_string(i) + "; expected " +
+                                  (non_negative ? "finite values >= 0 (Adam's velocity is a running mean of squared "
+                                                  "gradients)"
+                                                : "finite values (an optimizer slot)"));
+  }
+}
+
+void check_slot(const Tensor& t, const std::string& name, bool non_negative, const std::string& source) {
+  if (t.dtype() == DType::Float32) check_slot_values<float>(t, name, non_negative, source);
+  else if (t.dtype() == DType::Float64) check_slot_values<double>(t, name, non_negative, source);
+}
+
 const std::string& config_text(const io::SafetensorsView& view, const std::string& source) {
   const auto format = view.metadata.find(kFormatKey);
   const auto config = view.metadata.find(kConfigKey);
@@ -129,7 +155,7 @@ void Sequential::save_weights(const std::string& path) const { io::save_weights(
 void Sequential::save(const std::string& path) const { io::save_model(*this, path, -1); }
 
 void Sequential::load_weights(const std::string& path) {
-  const io::SafetensorsFile file = io::read_safetensors(path);
+  const io::SafetensorsFile file = io::read_safetensors(path, "load_weights");
   std::set<std::string> used;
   // Refuse strangers before touching a weight; a full checkpoint's optimizer slots are allowed.
   for (const auto& layer : layers())
@@ -139,7 +165,7 @@ void Sequential::load_weights(const std::string& path) {
 }
 
 Sequential load_model(const std::string& path) {
-  const io::SafetensorsFile file = io::read_safetensors(path);
+  const io::SafetensorsFile file = io::read_safetensors(path, "load_model");
   io::ModelConfig cfg = io::parse_model_config(config_text(file.view, path), path);
   // Every weight is a float32 tensor of the file, so a config describing more weights than the
   // file could hold is refused before anything that size is allocated.
@@ -148,10 +174,10 @@ Sequential load_model(const std::string& path) {
                                   " weights but the file is " + std::to_string(file.bytes.size()) +
                                   " bytes; expected a file holding every weight (truncated?)");
 
-  // Building draws initial weights from the global generator; keep its state out of it.
+  // Constructing the model takes a generator from the global one; keep the global's state out of it.
   const std::string rng_before = io::generator_state(global_generator());
   std::vector<LayerRef> refs(cfg.layers.begin(), cfg.layers.end());
-  Sequential model(std::move(refs), cfg.name);
+  Sequential model(refs, cfg.name);
   for (std::size_t i = 0; i < cfg.layers.size(); ++i) model.layers()[i]->set_name(cfg.layers[i]->name());
   if (cfg.input_shape && !model.built()) model.build(*cfg.input_shape);
   io::set_generator_state(global_generator(), rng_before, path);
@@ -171,18 +197,21 @@ Sequential load_model(const std::string& path) {
       for (const auto& slot : names) {
         const std::string name = slot_tensor_name(i, slot);
         slots[i].push_back(io::to_tensor(expect_entry(file.view, name, params[i], "load_model", path)));
+        check_slot(slots[i].back(), name, slot == "velocity", path);
         used.insert(name);
       }
     model.optimizer()->restore(std::move(slots), cfg.iterations);
   }
   refuse_unused(file.view, used, false, "load_model", path);
-  // Last, so a file refused above leaves the caller's generator as it was.
-  if (!cfg.rng_state.empty()) io::set_generator_state(global_generator(), cfg.rng_state, path);
+  // Last, so a file refused above leaves the global generator as it was. A file without the model's
+  // generator gets a fresh one, as a model constructed now would.
+  if (!cfg.rng_state.empty()) io::set_generator_state(model.generator(), cfg.rng_state, path);
+  else model.generator() = global_generator().split();
   return model;
 }
 
 int checkpoint_epoch(const std::string& path) {
-  const io::SafetensorsFile file = io::read_safetensors(path);
+  const io::SafetensorsFile file = io::read_safetensors(path, "checkpoint_epoch");
   const auto& meta = file.view.metadata;
   if (const auto config = meta.find(kConfigKey); config != meta.end()) {
     nlohmann::json j = nlohmann::json::parse(config->second, nullptr, false);

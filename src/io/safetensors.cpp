@@ -5,12 +5,12 @@
 #include <algorithm>
 #include <bit>
 #include <cstring>
-#include <fstream>
 #include <set>
 
 #include <nlohmann/json.hpp>
 
 #include "io/atomic_file.h"
+#include "io/file_read.h"
 #include "kiln/error.h"
 
 namespace kiln::io {
@@ -102,8 +102,8 @@ const SafetensorsEntry* SafetensorsView::find(const std::string& name) const {
 
 SafetensorsView parse_safetensors(std::span<const uint8_t> bytes, const std::string& source) {
   if (bytes.size() < 8)
-    fail(source, "the file is " + std::to_string(bytes.size()) +
-                     " bytes, too short for the 8-byte header length; expected a safetensors file");
+    fail(source, "the file is " + count_of(bytes.size(), "byte") +
+                     ", too short for the 8-byte header length; expected a safetensors file");
   uint64_t n = 0;
   std::memcpy(&n, bytes.data(), 8);  // little-endian, as the host (static_assert above)
   const uint64_t rest = bytes.size() - 8;
@@ -111,8 +111,8 @@ SafetensorsView parse_safetensors(std::span<const uint8_t> bytes, const std::str
     fail(source, "the header length is " + std::to_string(n) + " bytes; expected at most " +
                      std::to_string(kMaxSafetensorsHeader) + " (is this a safetensors file?)");
   if (n > rest)
-    fail(source, "the header length is " + std::to_string(n) + " bytes but only " + std::to_string(rest) +
-                     " bytes follow; expected a complete file (truncated?)");
+    fail(source, "the header length is " + count_of(n, "byte") + " but only " + count_of(rest, "byte") +
+                     (rest == 1 ? " follows" : " follow") + "; expected a complete file (truncated?)");
   if (n < 2 || bytes[8] != '{')
     fail(source, "the header does not start with '{'; expected a JSON object (is this a safetensors file?)");
   const json header = parse_header_json(bytes.subspan(8, n), source);
@@ -160,14 +160,14 @@ SafetensorsView parse_safetensors(std::span<const uint8_t> bytes, const std::str
                        "]; expected begin <= end");
     if (end > data.size())
       fail(source, where + " has data_offsets [" + std::to_string(begin) + ", " + std::to_string(end) +
-                       "] beyond the data section of " + std::to_string(data.size()) +
-                       " bytes; expected offsets inside it (truncated?)");
+                       "] beyond the data section of " + count_of(data.size(), "byte") +
+                       "; expected offsets inside it (truncated?)");
     uint64_t nbytes = 0;
     if (overflow || __builtin_mul_overflow(numel, static_cast<uint64_t>(dtype_size(e.dtype)), &nbytes) ||
         nbytes != end - begin)
       fail(source, where + " is " + dtype_it->get<std::string>() + " " + shape_str(dims) + " but spans " +
-                       std::to_string(end - begin) + " bytes; expected shape product x " +
-                       std::to_string(dtype_size(e.dtype)) + " bytes");
+                       count_of(end - begin, "byte") + "; expected shape product x " +
+                       count_of(dtype_size(e.dtype), "byte"));
     std::vector<int64_t> sdims(dims.begin(), dims.end());
     e.shape = Shape(std::move(sdims));
     e.bytes = data.subspan(begin, end - begin);
@@ -202,17 +202,9 @@ SafetensorsView parse_safetensors(std::span<const uint8_t> bytes, const std::str
   return view;
 }
 
-SafetensorsFile read_safetensors(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error("safetensors", path + ": cannot open: " + std::strerror(errno) + "; expected a readable file");
-  in.seekg(0, std::ios::end);
-  const std::streamoff size = in.tellg();
-  in.seekg(0, std::ios::beg);
-  if (size < 0) throw Error("safetensors", path + ": cannot determine the size; expected a regular file");
+SafetensorsFile read_safetensors(const std::string& path, const std::string& op) {
   SafetensorsFile file;
-  file.bytes.resize(static_cast<std::size_t>(size));
-  if (size > 0 && !in.read(reinterpret_cast<char*>(file.bytes.data()), size))
-    throw Error("safetensors", path + ": reading " + std::to_string(size) + " bytes failed; expected a readable file");
+  file.bytes = read_regular_file(path, op, "a safetensors file");
   file.view = parse_safetensors(file.bytes, path);
   return file;
 }
@@ -274,7 +266,7 @@ std::vector<uint8_t> serialize_safetensors(const std::vector<std::pair<std::stri
   uint8_t* p = out.data();
   const auto prefix = length_prefix(l.header.size());
   std::memcpy(p, prefix.data(), 8);
-  std::memcpy(p + 8, l.header.data(), l.header.size());
+  std::copy(l.header.begin(), l.header.end(), p + 8);
   p += 8 + l.header.size();
   for (const Tensor& t : l.host) {
     if (t.nbytes()) std::memcpy(p, t.raw_data(), t.nbytes());

@@ -55,8 +55,9 @@ struct SafetensorsFile {
   SafetensorsFile& operator=(const SafetensorsFile&) = delete;
 };
 
-/// Reads and parses the file at `path`.
-SafetensorsFile read_safetensors(const std::string& path);
+/// Reads and parses the regular file at `path`; anything else (a directory, a FIFO, a missing
+/// file) is refused before it is opened, with an error of `op` (the caller: "load_model", ...).
+SafetensorsFile read_safetensors(const std::string& path, const std::string& op = "safetensors");
 
 /// A CPU tensor holding a copy of `entry`'s elements.
 Tensor to_tensor(const SafetensorsEntry& entry);

@@ -21,7 +21,11 @@ void activations::check(const std::string& name, const std::string& op) {
 Tensor activations::apply(const std::string& name, const Tensor& x) {
   if (name == "linear" || name.empty()) return x;
   if (name == "relu") return relu(x);
-  if (name == "sigmoid") return sigmoid(x);
+  if (name == "sigmoid") {
+    Tensor y = sigmoid(x);
+    y.impl()->keras_logits = x;  // Keras keeps sigmoid's logits too
+    return y;
+  }
   if (name == "tanh") return tanh(x);
   if (name == "softmax") {
     Tensor y = softmax(x);

@@ -6,7 +6,12 @@
 namespace kiln::layers {
 
 namespace {
-std::string pair_str(std::array<int64_t, 2> p) { return "(" + std::to_string(p[0]) + ", " + std::to_string(p[1]) + ")"; }
+// Appended piece by piece: "(" + std::to_string(...) trips GCC 12's false -Wrestrict (GCC bug 105651).
+std::string pair_str(std::array<int64_t, 2> p) {
+  std::string s = "(";
+  s.append(std::to_string(p[0])).append(", ").append(std::to_string(p[1])).append(")");
+  return s;
+}
 }  // namespace
 
 Conv2D::Conv2D(int64_t filters, std::array<int64_t, 2> kernel_size, Conv2DOptions options)

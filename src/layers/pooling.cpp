@@ -6,7 +6,12 @@
 namespace kiln::layers {
 
 namespace {
-std::string pair_str(std::array<int64_t, 2> p) { return "(" + std::to_string(p[0]) + ", " + std::to_string(p[1]) + ")"; }
+// Appended piece by piece: "(" + std::to_string(...) trips GCC 12's false -Wrestrict (GCC bug 105651).
+std::string pair_str(std::array<int64_t, 2> p) {
+  std::string s = "(";
+  s.append(std::to_string(p[0])).append(", ").append(std::to_string(p[1])).append(")");
+  return s;
+}
 }  // namespace
 
 MaxPooling2D::MaxPooling2D(std::array<int64_t, 2> pool_size, MaxPooling2DOptions options)
@@ -37,7 +42,7 @@ std::map<std::string, std::string> MaxPooling2D::config() const {
 
 Flatten::Flatten(FlattenOptions options) {
   name_ = "flatten";
-  input_shape_ = options.input_shape;
+  input_shape_ = std::move(options.input_shape);
 }
 
 Shape Flatten::compute_output_shape(const Shape& in) const { return Shape{in.numel()}; }

@@ -5,13 +5,13 @@
 
 namespace kiln::model {
 
-void check_xy(const std::string& op, const Tensor& x, const Tensor& y) {
-  if (!x.defined()) throw Error(op, "x is an undefined tensor; expected samples [N, ...]");
-  if (!y.defined()) throw Error(op, "y is an undefined tensor; expected one target per sample");
+void check_xy(const std::string& op, const Tensor& x, const Tensor& y, const std::string& context) {
+  if (!x.defined()) throw Error(op, context + "x is an undefined tensor; expected samples [N, ...]");
+  if (!y.defined()) throw Error(op, context + "y is an undefined tensor; expected one target per sample");
   if (x.ndim() == 0 || x.size(0) == 0)
-    throw Error(op, "x is empty (shape " + x.shape().str() + "); expected at least one sample");
+    throw Error(op, context + "x is empty (shape " + x.shape().str() + "); expected at least one sample");
   if (y.ndim() == 0 || y.size(0) != x.size(0))
-    throw Error(op, "x has " + std::to_string(x.size(0)) + " samples but y has " +
+    throw Error(op, context + "x has " + std::to_string(x.size(0)) + " samples but y has " +
                         (y.ndim() == 0 ? std::string("a scalar") : std::to_string(y.size(0))) +
                         "; expected the same number (one target per sample)");
 }
@@ -19,6 +19,12 @@ void check_xy(const std::string& op, const Tensor& x, const Tensor& y) {
 void check_batch_size(const std::string& op, int64_t batch_size) {
   if (batch_size <= 0)
     throw Error(op, "batch_size is " + std::to_string(batch_size) + "; expected a positive number");
+}
+
+void check_verbose(const std::string& op, int verbose) {
+  if (verbose < 0 || verbose > 2)
+    throw Error(op,
+                "verbose is " + std::to_string(verbose) + "; expected 0 (silent), 1 (progress bar) or 2 (one line)");
 }
 
 }  // namespace kiln::model

@@ -34,19 +34,50 @@ std::string describe(double v) { return std::isnan(v) ? "nan" : (v > 0 ? "inf" :
 // and fills the allocator's cache; the second runs as every later step will.
 constexpr int64_t kWarmupSteps = 2;
 
-}  // namespace
-
-History Sequential::fit(const Tensor& x_in, const Tensor& y_in, const FitOptions& opt) {
-  require_compiled("fit");
-  model::check_xy("fit", x_in, y_in);
+// Every option is checked before the first step, so that a bad one neither costs an epoch of
+// training nor reaches a checkpoint that load_model would then refuse (an epoch of -3).
+void check_options(const FitOptions& opt) {
   model::check_batch_size("fit", opt.batch_size);
   if (opt.validation_batch_size < 0)
     throw Error("fit", "validation_batch_size is " + std::to_string(opt.validation_batch_size) +
                            "; expected a positive number, or 0 for batch_size");
   if (opt.epochs < 0) throw Error("fit", "epochs is " + std::to_string(opt.epochs) + "; expected >= 0");
+  if (opt.initial_epoch < 0)
+    throw Error("fit", "initial_epoch is " + std::to_string(opt.initial_epoch) +
+                           "; expected >= 0 (the 0-based epoch to start from, e.g. checkpoint_epoch(path) + 1)");
+  model::check_verbose("fit", opt.verbose);
+  for (std::size_t i = 0; i < opt.callbacks.size(); ++i)
+    if (!opt.callbacks[i])
+      throw Error("fit", "callbacks[" + std::to_string(i) +
+                             "] is null; expected a callback (e.g. std::make_shared<"
+                             "kiln::callbacks::ModelCheckpoint>(path))");
+}
+
+// The message of `e` without its "[op] " prefix.
+std::string message_of(const Error& e) { return std::string(e.what()).substr(e.op().size() + 3); }
+
+}  // namespace
+
+History Sequential::fit(const Tensor& x_in, const Tensor& y_in, const FitOptions& opt) {
+  require_compiled("fit");
+  model::check_xy("fit", x_in, y_in);
+  check_options(opt);
   build_for(x_in, "fit");
   Shape out_shape = input_shape_;
   for (const auto& layer : layers_) out_shape = layer->compute_output_shape(out_shape);
+  // Validation data is checked now rather than at the end of the first epoch.
+  if (opt.validation_data) {
+    const auto& [vx, vy] = *opt.validation_data;
+    model::check_xy("fit", vx, vy, "validation_data: ");
+    if (vx.shape().drop_front() != input_shape_)
+      throw Error("fit", "validation_data: x has per-sample shape " + vx.shape().drop_front().str() +
+                             " but the model takes " + input_shape_.str() + "; expected the shape of the training x");
+    try {
+      loss_->prepare_targets(vy, out_shape, "fit");
+    } catch (const Error& e) {
+      throw Error("fit", "validation_data: " + message_of(e));
+    }
+  }
 
   // Data goes to the model's device once; batches are gathered there.
   const Tensor x = (is_floating(x_in.dtype()) ? x_in : x_in.astype(DType::Float32)).to(device_);
@@ -56,7 +87,6 @@ History Sequential::fit(const Tensor& x_in, const Tensor& y_in, const FitOptions
   std::optional<std::pair<Tensor, Tensor>> val;
   if (opt.validation_data) {
     const auto& [vx, vy] = *opt.validation_data;
-    model::check_xy("fit", vx, vy);
     val = {(is_floating(vx.dtype()) ? vx : vx.astype(DType::Float32)).to(device_), vy.to(device_)};
   }
 
@@ -91,7 +121,7 @@ History Sequential::fit(const Tensor& x_in, const Tensor& y_in, const FitOptions
   std::vector<int32_t> order(static_cast<std::size_t>(n));
   for (int e = opt.initial_epoch; e < opt.epochs; ++e) {
     if (opt.verbose) std::cout << model::epoch_header(e + 1, opt.epochs) << '\n';
-    if (opt.shuffle) order = global_generator().permutation(n);
+    if (opt.shuffle) order = generator_.permutation(n);
     else std::iota(order.begin(), order.end(), 0);
     const Tensor order_t = Tensor::from_vector(order, device_);
     const int64_t first_iteration = optimizer_->iterations();

@@ -40,6 +40,7 @@ std::map<std::string, double> Sequential::evaluate_batches(const Tensor& x_in, c
   require_compiled("evaluate");
   model::check_xy("evaluate", x_in, y_in);
   model::check_batch_size("evaluate", opt.batch_size);
+  model::check_verbose("evaluate", opt.verbose);
   build_for(x_in, "evaluate");
   Shape out_shape = input_shape_;
   for (const auto& layer : layers_) out_shape = layer->compute_output_shape(out_shape);
@@ -91,6 +92,7 @@ Tensor Sequential::predict(const Tensor& x_in, const PredictOptions& opt) {
   if (!x_in.defined() || x_in.ndim() == 0 || x_in.size(0) == 0)
     throw Error("predict", "x is empty or undefined; expected at least one sample [N, ...]");
   model::check_batch_size("predict", opt.batch_size);
+  model::check_verbose("predict", opt.verbose);
   build_for(x_in, "predict");
   NoGradGuard no_grad;
   const Tensor x = (is_floating(x_in.dtype()) ? x_in : x_in.astype(DType::Float32)).to(device_);

@@ -1,7 +1,11 @@
 // Progress bar formatting, modelled on Keras 3's Progbar.
 #include "model/progress.h"
 
+#ifdef _WIN32
+#include <io.h>
+#else
 #include <unistd.h>
+#endif
 
 #include <cmath>
 #include <cstdio>
@@ -44,7 +48,13 @@ std::string format_value(double v) {
 
 }  // namespace
 
-bool stdout_is_terminal() { return isatty(fileno(stdout)) != 0; }
+bool stdout_is_terminal() {
+#ifdef _WIN32
+  return _isatty(_fileno(stdout)) != 0;
+#else
+  return isatty(fileno(stdout)) != 0;
+#endif
+}
 
 std::string epoch_header(int epoch, int epochs) {
   return "Epoch " + std::to_string(epoch) + "/" + std::to_string(epochs);

@@ -1,4 +1,5 @@
 // Sequential: layer stack, building, compiling, device placement and the forward pass.
+#include <cmath>
 #include <iostream>
 #include <map>
 
@@ -6,6 +7,7 @@
 #include "kiln/error.h"
 #include "kiln/model.h"
 #include "kiln/random.h"
+#include "metrics/metrics.h"
 
 namespace kiln {
 
@@ -15,14 +17,28 @@ std::string unique_name(const std::string& base, std::map<std::string, int>& use
   const int n = used[base]++;
   return n == 0 ? base : base + "_" + std::to_string(n);
 }
-}  // namespace
 
-Sequential::Sequential(std::vector<LayerRef> layers, std::string name)
-    : name_(std::move(name)), device_(model_device()) {
-  for (auto& l : layers) add(std::move(l));
+void check_finite(const std::string& optimizer, const char* option, double value) {
+  if (!std::isfinite(value))
+    throw Error("compile", optimizer + " " + option + " is " + std::to_string(value) + "; expected a finite number");
 }
 
-void Sequential::add(LayerRef ref) {
+void check_finite_options(const Optimizer& optimizer) {
+  if (const auto* sgd = dynamic_cast<const optimizers::SGD*>(&optimizer)) {
+    check_finite("SGD", "learning_rate", sgd->options().learning_rate);
+  } else if (const auto* adam = dynamic_cast<const optimizers::Adam*>(&optimizer)) {
+    check_finite("Adam", "learning_rate", adam->options().learning_rate);
+    check_finite("Adam", "epsilon", adam->options().epsilon);
+  }
+}
+}  // namespace
+
+Sequential::Sequential(const std::vector<LayerRef>& layers, std::string name)
+    : name_(std::move(name)), device_(model_device()), generator_(global_generator().split()) {
+  for (const auto& l : layers) add(l);
+}
+
+void Sequential::add(const LayerRef& ref) {
   std::shared_ptr<Layer> layer = ref.get();
   if (!layer) throw Error("sequential", "add() got an empty layer");
   std::map<std::string, int> used;
@@ -33,13 +49,25 @@ void Sequential::add(LayerRef ref) {
     used[base]++;
   }
   std::string base = layer->name();
-  layer->set_name(unique_name(base, used));
+  // The name keys the layer's weights in saved files ("<layer>/<weight>"), where load_model wants
+  // it unique and without '/': refused here, not in a file that would not load.
+  if (base.empty() || base.size() > 256 || base.find('/') != std::string::npos)
+    throw Error("sequential",
+                "layer name \"" + base.substr(0, 60) + "\" cannot be saved; expected 1 to 256 characters without '/'");
+  std::string name = unique_name(base, used);
+  const auto taken = [&](const std::string& n) {
+    for (const auto& l : layers_)
+      if (l->name() == n) return true;
+    return false;
+  };
+  while (taken(name)) name = unique_name(base, used);  // a user's "dense_1" beside kiln's dense_1
+  layer->set_name(name);
   if (!layers_.empty() && !layer->declared_input_shape().empty())
     throw Error("sequential", "layer " + layer->name() + " declares input_shape but is not the first layer");
   if (built_) {  // Keras builds each added layer on the current output shape
     Shape shape = input_shape_;
     for (const auto& l : layers_) shape = l->compute_output_shape(shape);
-    layer->build(shape, global_generator(), device_);
+    layer->build(shape, generator_, device_);
   }
   layers_.push_back(std::move(layer));
   if (layers_.size() == 1 && !layers_[0]->declared_input_shape().empty())
@@ -50,7 +78,7 @@ void Sequential::build(const Shape& input_shape) {
   if (layers_.empty()) throw Error("sequential", "the model has no layers; expected at least one (use add())");
   Shape shape = input_shape;
   for (const auto& layer : layers_) {
-    layer->build(shape, global_generator(), device_);
+    layer->build(shape, generator_, device_);
     shape = layer->compute_output_shape(shape);
   }
   input_shape_ = input_shape;
@@ -77,6 +105,19 @@ void Sequential::build_for(const Tensor& x, const std::string& op) {
 }
 
 void Sequential::compile(const Optimizer& optimizer, const Loss& loss, std::vector<std::string> metrics) {
+  // Checked here, not at the first fit or at load: save() would write these settings into a file
+  // that load_model then refuses (an unknown metric; an infinite learning rate, which JSON cannot
+  // hold).
+  std::vector<std::string> seen;
+  for (const auto& m : metrics) {
+    const std::string canonical = metrics::canonical_name(m);
+    for (std::size_t i = 0; i < seen.size(); ++i)
+      if (seen[i] == canonical)
+        throw Error("compile", "metric '" + m + "' repeats '" + metrics[i] + "' (both are " + canonical +
+                                   "); expected each metric once");
+    seen.push_back(canonical);
+  }
+  check_finite_options(optimizer);
   optimizer_ = optimizer.clone();
   loss_ = loss.clone();
   metrics_ = std::move(metrics);

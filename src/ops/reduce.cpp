@@ -51,7 +51,7 @@ Tensor reduce(const std::string& name, const Tensor& x, int64_t axis, bool all, 
   else be.sum_rows(x.dtype(), x.raw_data(), out.raw_data(), count, out_n, false);
   const double scale = is_mean ? 1.0 / static_cast<double>(count) : 1.0;
   if (is_mean) be.affine(x.dtype(), out.raw_data(), scale, 0.0, out.raw_data(), out_n);
-  const Shape in_shape = x.shape();
+  const Shape& in_shape = x.shape();  // the lambda keeps a copy
   return autograd::record(name, out, {x}, [in_shape, axis, all, scale](const Tensor& g) -> std::vector<Tensor> {
     return {expand_back(g, in_shape, all ? 0 : axis, scale)};
   });

@@ -19,7 +19,7 @@ Shape resolve_shape(const Tensor& x, const Shape& requested) {
     }
   }
   if (infer_at >= 0 && known > 0 && x.numel() % known == 0) dims[infer_at] = x.numel() / known;
-  const Shape out(dims);
+  Shape out(dims);
   if ((infer_at >= 0 && dims[infer_at] == -1) || out.numel() != x.numel())
     throw Error("reshape", "cannot view " + x.shape().str() + " (" + std::to_string(x.numel()) +
                                " elements) as " + requested.str() + "; expected the same number of elements");
@@ -40,7 +40,7 @@ Tensor view(const Tensor& x, const Shape& shape) {
 Tensor reshape(const Tensor& x, const Shape& shape) {
   if (!x.defined()) throw Error("reshape", "input is an undefined tensor");
   const Shape out_shape = resolve_shape(x, shape);
-  const Shape in_shape = x.shape();
+  const Shape& in_shape = x.shape();  // the lambda keeps a copy
   return autograd::record("reshape", view(x, out_shape), {x}, [in_shape](const Tensor& g) -> std::vector<Tensor> {
     return {view(g, in_shape)};
   });

@@ -1,7 +1,9 @@
 // Tensor: creation, element access, views, device moves and the autograd entry points.
 #include "kiln/tensor.h"
 
+#include <algorithm>
 #include <cstring>
+#include <limits>
 
 #include "autograd/backward.h"
 #include "backend/backend.h"
@@ -30,24 +32,51 @@ void convert(const void* src, Dst* dst, int64_t n) {
   for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<Dst>(s[i]);
 }
 
-// Host copy of `values` in `dtype`, as bytes.
-std::vector<unsigned char> host_bytes_from_doubles(const std::vector<double>& values, DType dtype) {
-  std::vector<unsigned char> bytes(values.size() * dtype_size(dtype));
-  const int64_t n = static_cast<int64_t>(values.size());
+template <typename F>
+void with_any_type(DType dtype, F&& f) {
   switch (dtype) {
-    case DType::Float32: convert<double>(values.data(), reinterpret_cast<float*>(bytes.data()), n); break;
-    case DType::Float64: std::memcpy(bytes.data(), values.data(), bytes.size()); break;
-    case DType::Int32: convert<double>(values.data(), reinterpret_cast<int32_t*>(bytes.data()), n); break;
-    case DType::UInt8: convert<double>(values.data(), bytes.data(), n); break;
+    case DType::Float32: f(float{}); return;
+    case DType::Float64: f(double{}); return;
+    case DType::Int32: f(int32_t{}); return;
+    case DType::UInt8: f(uint8_t{}); return;
   }
+}
+
+// Bytes of a tensor of `shape` and `dtype`. A size past what size_t counts is an allocation no
+// device can make: OutOfMemoryError, not a wrapped-around small size that writes go past.
+std::size_t byte_size(const Shape& shape, DType dtype) {
+  std::size_t bytes = dtype_size(dtype);
+  for (int64_t d : shape.dims())
+    if (__builtin_mul_overflow(bytes, static_cast<std::size_t>(d), &bytes))
+      throw OutOfMemoryError("tensor",
+                             "shape " + shape.str() + " of " + dtype_name(dtype) +
+                                 " needs more bytes than a size_t counts; expected a smaller tensor",
+                             std::numeric_limits<std::size_t>::max());
   return bytes;
 }
 
-Tensor from_doubles(const std::vector<double>& values, const Shape& shape, DType dtype, Device device) {
-  Tensor t = make_tensor(shape, dtype, device);
-  const auto bytes = host_bytes_from_doubles(values, dtype);
-  backend::get(device).copy_from_host(t.raw_data(), bytes.data(), bytes.size());
-  return t;
+// Stores draw() (a double, converted to t's dtype as a cast does) into each element of t in order:
+// in place on the CPU, through a host buffer of at most kChunk elements on another device. Neither
+// holds a host copy of the whole tensor, so the allocator alone decides whether it fits.
+template <typename F>
+void fill_drawn(Tensor& t, F&& draw) {
+  constexpr int64_t kChunk = int64_t(1) << 16;
+  with_any_type(t.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    const int64_t n = t.numel();
+    T* dst = static_cast<T*>(t.raw_data());
+    if (t.device().is_cpu()) {
+      for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<T>(draw());
+      return;
+    }
+    std::vector<T> chunk(static_cast<std::size_t>(std::min(n, kChunk)));
+    backend::Backend& be = backend::get(t.device());
+    for (int64_t i0 = 0; i0 < n; i0 += kChunk) {
+      const int64_t len = std::min(kChunk, n - i0);
+      for (int64_t j = 0; j < len; ++j) chunk[static_cast<std::size_t>(j)] = static_cast<T>(draw());
+      be.copy_from_host(dst + i0, chunk.data(), static_cast<std::size_t>(len) * sizeof(T));
+    }
+  });
 }
 
 }  // namespace
@@ -55,7 +84,7 @@ Tensor from_doubles(const std::vector<double>& values, const Shape& shape, DType
 Tensor make_tensor(const Shape& shape, DType dtype, Device device) {
   check_shape(shape, "tensor");
   auto impl = std::make_shared<TensorImpl>();
-  impl->storage = std::make_shared<Storage>(static_cast<std::size_t>(shape.numel()) * dtype_size(dtype), device);
+  impl->storage = std::make_shared<Storage>(byte_size(shape, dtype), device);
   impl->shape = shape;
   impl->dtype = dtype;
   return Tensor(std::move(impl));
@@ -90,16 +119,16 @@ template Tensor Tensor::from_vector(const std::vector<uint8_t>&, const Shape&, D
 
 Tensor Tensor::uniform(const Shape& shape, double low, double high, Generator& gen, DType dtype, Device device) {
   check_shape(shape, "uniform");
-  std::vector<double> v(static_cast<std::size_t>(shape.numel()));
-  for (double& x : v) x = low + (high - low) * gen.uniform();
-  return from_doubles(v, shape, dtype, device);
+  Tensor t = make_tensor(shape, dtype, device);
+  fill_drawn(t, [&] { return low + (high - low) * gen.uniform(); });
+  return t;
 }
 
 Tensor Tensor::randn(const Shape& shape, Generator& gen, DType dtype, Device device) {
   check_shape(shape, "randn");
-  std::vector<double> v(static_cast<std::size_t>(shape.numel()));
-  for (double& x : v) x = gen.normal();
-  return from_doubles(v, shape, dtype, device);
+  Tensor t = make_tensor(shape, dtype, device);
+  fill_drawn(t, [&] { return gen.normal(); });
+  return t;
 }
 
 const Shape& Tensor::shape() const { return checked(impl_).shape; }

@@ -18,8 +18,8 @@ struct TensorImpl {
   bool requires_grad = false;         // a leaf parameter, or the output of a tracked op
   Tensor grad;                        // accumulated by backward() on leaves
   std::shared_ptr<autograd::Node> grad_fn;  // the op that produced this tensor, if tracked
-  // Set by the softmax activation to its input, as Keras sets `_keras_logits`: a cross-entropy
-  // from probabilities then works from the logits, stably and without clipping, as Keras does.
+  // Set by the softmax and sigmoid activations to their input, as Keras sets `_keras_logits`: a
+  // cross-entropy then works from the logits, stably and without clipping, as Keras does.
   Tensor keras_logits;
 
   void* data() const { return static_cast<char*>(storage->data) + offset; }

@@ -13,6 +13,6 @@ int main() {
   const auto ys = kiln::Tensor::from_vector<float>({5.0f, 6.5f, 8.0f, 9.5f, 11.0f, 12.5f}, {6, 1});
   model.fit(xs, ys, {.epochs = 1000, .verbose = 0});
   const double p = model.predict(kiln::Tensor::from_vector<float>({7.0f}, {1, 1})).item();
-  std::printf("consumer: prediction for 7.0 = %.4f\n", p);
+  std::printf("consumer: kiln %s, prediction for 7.0 = %.4f\n", kiln::version().c_str(), p);
   return std::fabs(p - 14.0) < 0.1 ? 0 : 1;
 }

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds kiln's libFuzzer targets with clang and runs each one for a time budget. The corpus of
-# each target grows in <build>/fuzz-corpus/<name>/ from run to run; every crash, leak, timeout or
-# out-of-memory input is copied to tests/fuzz/regressions/<name>/, which the unit tests replay.
+# each target grows in <build>/fuzz-corpus/<name>/ from run to run and starts from the committed
+# seeds in tests/fuzz/seeds/<name>/ (for the model-file targets, real Sequential::save output); every
+# crash, leak, timeout or out-of-memory input is copied to tests/fuzz/regressions/<name>/, which
+# the unit tests replay.
 #
 # Usage: tests/fuzz/run_fuzzers.sh [seconds per target (default 60)] [target names... (default all)]
 # Environment: KILN_FUZZ_BUILD_DIR (default <repo>/build-fuzz), KILN_FUZZ_JOBS (build jobs, default 2).
@@ -50,8 +52,13 @@ for name in "${names[@]}"; do
   regressions="$root/tests/fuzz/regressions/$name"
   mkdir -p "$corpus" "$artifacts" "$regressions"
   rm -f "$artifacts"/*  # only this run's findings are copied
+  # The corpus folder comes first: libFuzzer writes new inputs there, never into the seed folder.
   inputs=("$corpus")
-  [[ -d "$root/tests/fuzz/seeds/$name" ]] && inputs+=("$root/tests/fuzz/seeds/$name")
+  if [[ -d "$root/tests/fuzz/seeds/$name" ]]; then
+    inputs+=("$root/tests/fuzz/seeds/$name")
+  else
+    echo "note: no seeds in tests/fuzz/seeds/$name; fuzz_$name starts from an empty corpus" >&2
+  fi
   flags=()
   [[ -f "$root/tests/fuzz/$name.flags" ]] && read -r -a flags <"$root/tests/fuzz/$name.flags"
   log="$build/fuzz-$name.log"

@@ -9,6 +9,7 @@ import argparse
 import os
 import subprocess
 import sys
+import warnings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter hides the table
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -129,7 +130,27 @@ CASES = {
         model=lambda: sequential((8,), [("Dense", (4,), dict(activation="softmax"))]),
         optimizer=lambda: keras.optimizers.SGD(), loss=lambda: scce(False), batch=8,
         data=lambda rng, _: (normal(rng, 160, 8, scale=20.0), classes(rng, 160, 4), None)),
+    # The output activation and the loss disagree. Keras keeps the pre-activation values of a softmax
+    # or sigmoid output and uses them as the cross-entropy's logits whatever from_logits says, and
+    # warns when from_logits=True (checked: kiln warns exactly when Keras does).
+    "sigmoid_crossentropy": dict(
+        model=lambda: sequential((8,), [("Dense", (16,), dict(activation="relu")),
+                                        ("Dense", (4,), dict(activation="sigmoid"))]),
+        optimizer=lambda: keras.optimizers.Adam(), loss=lambda: scce(False), batch=8,
+        data=lambda rng, _: (normal(rng, 160, 8), classes(rng, 160, 4), None)),
+    "softmax_crossentropy_from_logits": dict(
+        model=lambda: sequential((8,), [("Dense", (16,), dict(activation="relu")),
+                                        ("Dense", (4,), dict(activation="softmax"))]),
+        optimizer=lambda: keras.optimizers.SGD(learning_rate=0.1), loss=lambda: scce(True), batch=8,
+        data=lambda rng, _: (normal(rng, 160, 8), classes(rng, 160, 4), None)),
+    "sigmoid_crossentropy_from_logits": dict(
+        model=lambda: sequential((8,), [("Dense", (4,), dict(activation="sigmoid"))]),
+        optimizer=lambda: keras.optimizers.SGD(learning_rate=0.1), loss=lambda: scce(True), batch=8,
+        data=lambda rng, _: (normal(rng, 160, 8, scale=3.0), classes(rng, 160, 4), None)),
 }
+
+# Keras' warning for from_logits=True on an activation's output (keras/src/backend/tensorflow/nn.py).
+LOGITS_WARNING = "received `from_logits=True`, but the `output` argument was produced by a"
 
 
 def named_weights(model):
@@ -137,14 +158,19 @@ def named_weights(model):
 
 
 def train_keras(case, model, x, y):
-    """Per-step losses (the loss of each batch before its update) and the trained model."""
+    """Per-step losses (the loss of each batch before its update), whether Keras warned that
+    from_logits=True met an activation's output, and the trained model."""
     model.compile(optimizer=case["optimizer"](), loss=case["loss"](), jit_compile=False)
-    if case.get("epochs"):
-        h = model.fit(x, y, batch_size=case["batch"], epochs=case["epochs"], shuffle=False, verbose=0)
-        return np.asarray(h.history["loss"], np.float64)
-    b = case["batch"]
-    return np.array([model.train_on_batch(x[i:i + b], y[i:i + b], return_dict=True)["loss"]
-                     for i in range(0, len(x), b)], np.float64)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # Python shows a warning once per process; every case counts
+        if case.get("epochs"):
+            h = model.fit(x, y, batch_size=case["batch"], epochs=case["epochs"], shuffle=False, verbose=0)
+            losses = np.asarray(h.history["loss"], np.float64)
+        else:
+            b = case["batch"]
+            losses = np.array([model.train_on_batch(x[i:i + b], y[i:i + b], return_dict=True)["loss"]
+                               for i in range(0, len(x), b)], np.float64)
+    return losses, any(LOGITS_WARNING in str(w.message) for w in caught)
 
 
 def rel_diff(got, want):
@@ -176,7 +202,7 @@ def run_case(name, case, driver, work, cifar_dir):
     if run.returncode != 0:
         return dict(case=name, error=f"kiln_parity_driver exited {run.returncode}: {run.stderr.strip()}")
 
-    want_losses = train_keras(case, model, x, y)
+    want_losses, keras_warned = train_keras(case, model, x, y)
     want_pred = model.predict(x_pred, verbose=0)
     want_weights = named_weights(model)
     got_losses = np.load(os.path.join(out_dir, "losses.npy"))
@@ -184,6 +210,12 @@ def run_case(name, case, driver, work, cifar_dir):
     got_weights = load_file(os.path.join(out_dir, "final.safetensors"))
 
     row = dict(case=name, steps=len(want_losses), failures=[])
+    kiln_warned = LOGITS_WARNING in run.stderr
+    if kiln_warned != keras_warned:
+        row["failures"].append(f"Keras {'warned' if keras_warned else 'did not warn'} that from_logits=True met an "
+                               f"activation's output, kiln {'did' if kiln_warned else 'did not'}")
+    elif keras_warned:
+        row.setdefault("notes", []).append("both warned: from_logits=True on an activation's output")
     if got_losses.shape != want_losses.shape:
         row["failures"].append(f"kiln gave {got_losses.size} losses, Keras {want_losses.size}")
         return row

@@ -113,6 +113,28 @@ const std::map<std::string, Case>& cases() {
                           SparseCategoricalCrossentropy());
         },
         8}},
+      // The output activation and the loss disagree: Keras takes the activation's input as the logits
+      // (and warns when from_logits=true), so kiln must too.
+      {"sigmoid_crossentropy",
+       {[] {
+          return compiled({Dense(16, {.activation = "relu", .input_shape = {8}}), Dense(4, {.activation = "sigmoid"})},
+                          optimizers::Adam(), SparseCategoricalCrossentropy());
+        },
+        8}},
+      {"softmax_crossentropy_from_logits",
+       {[] {
+          return compiled({Dense(16, {.activation = "relu", .input_shape = {8}}), Dense(4, {.activation = "softmax"})},
+                          optimizers::SGD({.learning_rate = 0.1}),
+                          SparseCategoricalCrossentropy({.from_logits = true}));
+        },
+        8}},
+      {"sigmoid_crossentropy_from_logits",
+       {[] {
+          return compiled({Dense(4, {.activation = "sigmoid", .input_shape = {8}})},
+                          optimizers::SGD({.learning_rate = 0.1}),
+                          SparseCategoricalCrossentropy({.from_logits = true}));
+        },
+        8}},
   };
   return all;
 }

@@ -13,14 +13,17 @@
 
 namespace kiln::datasets::cifar10 {
 
-/// Image height, width and channels (R, G, B).
+/// Image height.
 inline constexpr int64_t kHeight = 32;
+/// Image width.
 inline constexpr int64_t kWidth = 32;
+/// Image channels (R, G, B).
 inline constexpr int64_t kChannels = 3;
 /// Number of classes; labels are 0..kNumClasses-1.
 inline constexpr int64_t kNumClasses = 10;
-/// Bytes of one image (three 32x32 planes) and of one record (1 label byte + image).
+/// Bytes of one image (three 32x32 planes).
 inline constexpr std::size_t kImageBytes = kHeight * kWidth * kChannels;
+/// Bytes of one record of the binary files (1 label byte + image).
 inline constexpr std::size_t kRecordBytes = 1 + kImageBytes;
 
 /// One split (or one batch file): images uint8 [N, 32, 32, 3] (NHWC, as Keras), labels int32 [N].

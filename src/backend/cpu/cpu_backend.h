@@ -1,11 +1,11 @@
-// The CPU backend: Eigen for matrix products, OpenMP loops elsewhere.
+// The CPU backend: Eigen for matrix products, loops elsewhere; both split across kiln's thread
+// pool (thread_pool.h) in chunks fixed by the shape.
 #pragma once
-
-#include <omp.h>
 
 #include <algorithm>
 
 #include "backend/backend.h"
+#include "backend/cpu/thread_pool.h"
 #include "kiln/error.h"
 
 namespace kiln::backend {
@@ -96,25 +96,16 @@ void with_float_type(DType dtype, const char* op, F&& f) {
   }
 }
 
-/// Elements of simple work (a load, a few flops, a store) one thread takes at least: PyTorch's
-/// intra-op grain. Smaller loops use fewer threads, and loops under two grains stay on one.
-constexpr int64_t kGrainPerThread = int64_t(1) << 15;
+/// C = alpha op(A) op(B) + beta C on row-major operands with leading dimensions lda, ldb, ldc, by
+/// one single-threaded Eigen product: for callers that already split their work across threads.
+template <typename T>
+void gemm_serial(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda,
+                 const T* b, int64_t ldb, T beta, T* c, int64_t ldc);
 
-/// Threads that should work on a loop over `work` elements: enough that each gets at least
-/// kGrainPerThread, at most the thread count. Why not always all: at small batches a training
-/// step is many loops of 10^4-10^6 elements; split 16 ways they cost more in handing out and
-/// joining than they save, while one thread alone leaves cores and memory bandwidth unused.
-inline int threads_for(int64_t work) {
-  return static_cast<int>(std::clamp<int64_t>(work / kGrainPerThread, 1, omp_get_max_threads()));
-}
-
-/// The static-schedule chunk of a loop of `iterations` over `work` elements that gives the work to
-/// threads_for(work) threads. The team itself is always the whole thread count: teams of one size
-/// let the OpenMP runtime keep its threads (parallel regions of varying sizes measured much
-/// slower on 16 threads), and the team's other threads find no chunk and wait at the join.
-inline int64_t iteration_chunk(int64_t iterations, int64_t work) {
-  const int64_t t = threads_for(work);
-  return std::max<int64_t>(1, (iterations + t - 1) / t);
-}
+/// The same on contiguous operands (lda = k, or m when transposed; ldb = n, or k; ldc = n), split
+/// across the thread pool in blocks fixed by the shape: what gemm() runs.
+template <typename T>
+void gemm_parallel(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a, const T* b,
+                   T beta, T* c);
 
 }  // namespace kiln::backend

@@ -2,13 +2,11 @@
 // chose it over Eigen's tensor contraction with extracted patches. Patches are unrolled into rows
 // [OH*OW per image, KH*KW*C] whose column order matches the kernel layout [KH, KW, C, F], so the
 // forward pass is a GEMM whose output is already NHWC.
-// Threads split the batch into chunks of whole images (a size fixed by the geometry, not by the
-// thread count); each thread unrolls its chunk into its own buffer and runs a single-threaded GEMM
-// (Eigen does not nest inside a parallel region). Splitting this way also splits the filter
-// gradient's long reduction over N*OH*OW, which a single GEMM would leave to one thread's block.
+// The batch is split into chunks of whole images (a size fixed by the geometry, not by the thread
+// count) that the thread pool runs; a chunk unrolls into its thread's buffer and runs a
+// single-threaded GEMM. Splitting this way also splits the filter gradient's long reduction over
+// N*OH*OW, which a single GEMM would leave to one thread's block.
 // Shape letters: N batch, H/W input size, C channels, KH/KW kernel, F filters, OH/OW output.
-#include <omp.h>
-
 #include <algorithm>
 #include <vector>
 
@@ -21,6 +19,7 @@ namespace {
 
 constexpr int64_t kChunkRows = 2048;                     // patch rows a chunk aims for
 constexpr int64_t kPatchBufferElems = int64_t(4) << 20;  // per-thread buffer cap (16 MiB of float)
+constexpr int64_t kMaxFilterPartials = 64;               // filter-gradient partial sums, at most
 
 struct Chunks {
   int64_t images;  // images per chunk
@@ -33,6 +32,25 @@ Chunks chunks_of(const Conv2dGeometry& g) {
   images = std::min(images, std::max<int64_t>(kPatchBufferElems / (rows_per_image * K), 1));
   images = std::clamp<int64_t>(images, 1, std::max<int64_t>(g.N, 1));
   return {images, (g.N + images - 1) / images};
+}
+
+// A buffer of at least `n` elements owned by the calling thread, kept for its next call: chunks run
+// on whichever thread claims them, and allocating per chunk would cost a page fault per page.
+template <typename T>
+T* thread_buffer(int64_t n, int slot) {
+  thread_local std::vector<T> buffers[2];
+  std::vector<T>& b = buffers[slot];
+  if (b.size() < static_cast<std::size_t>(n)) b.resize(static_cast<std::size_t>(n));
+  return b.data();
+}
+
+// C = op(A) op(B) + beta C for one chunk, contiguous operands: single-threaded where chunks run in
+// parallel, split across threads where the whole batch is one chunk (one large image).
+template <typename T>
+void chunk_gemm(const Chunks& ch, bool ta, bool tb, int64_t m, int64_t n, int64_t k, const T* a, const T* b, T beta,
+                T* c) {
+  if (ch.count > 1) gemm_serial<T>(ta, tb, m, n, k, T(1), a, ta ? m : k, b, tb ? k : n, beta, c, n);
+  else gemm_parallel<T>(ta, tb, m, n, k, T(1), a, b, beta, c);
 }
 
 template <typename T>
@@ -97,18 +115,14 @@ void CpuBackend::conv2d_forward(DType dtype, const Conv2dGeometry& g, const void
     using T = decltype(tag);
     const int64_t K = g.KH * g.KW * g.C, rows_per_image = g.OH * g.OW;
     const Chunks ch = chunks_of(g);
-#pragma omp parallel if (ch.count > 1)
-    {
-      std::vector<T> patches(static_cast<std::size_t>(ch.images * rows_per_image * K));
-#pragma omp for schedule(static)
-      for (int64_t c = 0; c < ch.count; ++c) {
-        const int64_t n0 = c * ch.images, count = std::min(ch.images, g.N - n0);
-        im2col(g, static_cast<const T*>(x), n0, count, patches.data());
-        T* out = static_cast<T*>(y) + n0 * rows_per_image * g.F;
-        gemm(dtype, false, false, count * rows_per_image, g.F, K, 1.0, patches.data(), w, 0.0, out);
-        bias_act_rows(out, static_cast<const T*>(bias), relu, count * rows_per_image, g.F);
-      }
-    }
+    parallel_for(ch.count, ch.count, [&](int64_t c, int64_t) {
+      T* patches = thread_buffer<T>(ch.images * rows_per_image * K, 0);
+      const int64_t n0 = c * ch.images, count = std::min(ch.images, g.N - n0), rows = count * rows_per_image;
+      im2col(g, static_cast<const T*>(x), n0, count, patches);
+      T* out = static_cast<T*>(y) + n0 * rows_per_image * g.F;
+      chunk_gemm<T>(ch, false, false, rows, g.F, K, patches, static_cast<const T*>(w), T(0), out);
+      bias_act_rows(out, static_cast<const T*>(bias), relu, rows, g.F);
+    });
   });
 }
 
@@ -119,17 +133,13 @@ void CpuBackend::conv2d_backward_data(DType dtype, const Conv2dGeometry& g, cons
     const Chunks ch = chunks_of(g);
     fill(dtype, dx, g.N * g.H * g.W * g.C, 0.0);
     // Chunks hold whole images, so their scatter-adds never touch the same element.
-#pragma omp parallel if (ch.count > 1)
-    {
-      std::vector<T> dpatches(static_cast<std::size_t>(ch.images * rows_per_image * K));
-#pragma omp for schedule(static)
-      for (int64_t c = 0; c < ch.count; ++c) {
-        const int64_t n0 = c * ch.images, count = std::min(ch.images, g.N - n0);
-        gemm(dtype, false, true, count * rows_per_image, K, g.F, 1.0,
-             static_cast<const T*>(dy) + n0 * rows_per_image * g.F, w, 0.0, dpatches.data());
-        col2im_add(g, dpatches.data(), n0, count, static_cast<T*>(dx));
-      }
-    }
+    parallel_for(ch.count, ch.count, [&](int64_t c, int64_t) {
+      T* dpatches = thread_buffer<T>(ch.images * rows_per_image * K, 0);
+      const int64_t n0 = c * ch.images, count = std::min(ch.images, g.N - n0);
+      chunk_gemm<T>(ch, false, true, count * rows_per_image, K, g.F,
+                    static_cast<const T*>(dy) + n0 * rows_per_image * g.F, static_cast<const T*>(w), T(0), dpatches);
+      col2im_add(g, dpatches, n0, count, static_cast<T*>(dx));
+    });
   });
 }
 
@@ -139,41 +149,42 @@ void CpuBackend::conv2d_backward_filter(DType dtype, const Conv2dGeometry& g, co
     using T = decltype(tag);
     const int64_t K = g.KH * g.KW * g.C, KF = K * g.F, rows_per_image = g.OH * g.OW;
     const Chunks ch = chunks_of(g);
-    // One partial gradient per thread (a static schedule gives each thread the same chunks every
-    // call, so results are reproducible for a given thread count), summed in thread order. A
-    // thread's partial holds the filter sums [K, F], then the bias sums [F].
+    // Chunks are grouped into at most kMaxFilterPartials runs of consecutive chunks, fixed by the
+    // shape; each run sums its chunks' gradients, in order, into its own partial, and the partials
+    // are added in run order: the result does not depend on the thread count. A partial holds the
+    // filter sums [K, F], then the bias sums [F].
     const int64_t part = KF + g.F;
-    const int threads = ch.count > 1 ? omp_get_max_threads() : 1;  // the whole team (see iteration_chunk)
-    std::vector<T> partial(static_cast<std::size_t>(threads * part), T(0));
-#pragma omp parallel if (threads > 1)
-    {
-      T* mine = partial.data() + omp_get_thread_num() * part;
-      std::vector<T> patches(static_cast<std::size_t>(ch.images * rows_per_image * K));
-      std::vector<T> dz(relu_y ? static_cast<std::size_t>(ch.images * rows_per_image * g.F) : 0);
-#pragma omp for schedule(static)
-      for (int64_t c = 0; c < ch.count; ++c) {
+    const int64_t runs = std::min(ch.count, kMaxFilterPartials);
+    std::vector<T> partial(static_cast<std::size_t>(runs * part), T(0));
+    auto run = [&](int64_t r) {
+      const int64_t c0 = r * ch.count / runs, c1 = (r + 1) * ch.count / runs;
+      T* mine = partial.data() + r * part;
+      T* patches = thread_buffer<T>(ch.images * rows_per_image * K, 0);
+      T* dz = relu_y ? thread_buffer<T>(ch.images * rows_per_image * g.F, 1) : nullptr;
+      for (int64_t c = c0; c < c1; ++c) {
         const int64_t n0 = c * ch.images, count = std::min(ch.images, g.N - n0), rows = count * rows_per_image;
         const T* grad = static_cast<const T*>(dy) + n0 * rows_per_image * g.F;
         if (relu_y) {
-          // unary_backward's ReLU rule (y > 0 exactly where z > 0), on this thread: this is already a
-          // parallel region.
+          // unary_backward's ReLU rule (y <= 0 exactly where z <= 0, and y is NaN where z is), on this
+          // thread: this already is a chunk of a parallel loop.
           const T* y_rows = static_cast<const T*>(relu_y) + n0 * rows_per_image * g.F;
           for (int64_t i = 0; i < rows * g.F; ++i)
             dz[i] = grad[i] * math::derivative<UnaryOp::Relu>(y_rows[i], y_rows[i]);
-          grad = dz.data();
+          grad = dz;
         }
-        im2col(g, static_cast<const T*>(x), n0, count, patches.data());
-        gemm(dtype, true, false, K, g.F, rows, 1.0, patches.data(), grad, 1.0, mine);
+        im2col(g, static_cast<const T*>(x), n0, count, patches);
+        chunk_gemm<T>(ch, true, false, K, g.F, rows, patches, grad, T(1), mine);
         if (db)
           for (int64_t r = 0; r < rows; ++r)
             for (int64_t f = 0; f < g.F; ++f) mine[KF + f] += grad[r * g.F + f];
       }
-    }
+    };
+    parallel_chunks(runs, ChunkFn(run));
     T* out_w = static_cast<T*>(dw);
     T* out_b = static_cast<T*>(db);
     for (int64_t i = 0; i < (db ? part : KF); ++i) {
       T s = T(0);
-      for (int t = 0; t < threads; ++t) s += partial[static_cast<std::size_t>(t * part + i)];
+      for (int64_t r = 0; r < runs; ++r) s += partial[static_cast<std::size_t>(r * part + i)];
       if (i < KF) out_w[i] = s;
       else out_b[i - KF] = s;
     }

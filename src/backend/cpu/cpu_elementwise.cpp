@@ -20,18 +20,21 @@ using math::with_unary_op;
 template <BinaryOp op, typename T>
 void binary_typed(const T* a, int64_t na, const T* b, int64_t nb, T* out, int64_t n) {
   if (na == n && nb == n) {
-#pragma omp parallel for schedule(static, iteration_chunk(n, n)) if (threads_for(n) > 1)
-    for (int64_t i = 0; i < n; ++i) out[i] = apply_binary<op>(a[i], b[i]);
+    parallel_for_work(n, n, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) out[i] = apply_binary<op>(a[i], b[i]);
+    });
   } else if (na == n) {  // b repeats every nb elements: a row broadcast (or a scalar)
     const int64_t rows = n / nb;
-#pragma omp parallel for schedule(static, iteration_chunk(rows, n)) if (threads_for(n) > 1)
-    for (int64_t r = 0; r < rows; ++r)
-      for (int64_t c = 0; c < nb; ++c) out[r * nb + c] = apply_binary<op>(a[r * nb + c], b[c]);
+    parallel_for_work(rows, n, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r)
+        for (int64_t c = 0; c < nb; ++c) out[r * nb + c] = apply_binary<op>(a[r * nb + c], b[c]);
+    });
   } else if (nb == n) {
     const int64_t rows = n / na;
-#pragma omp parallel for schedule(static, iteration_chunk(rows, n)) if (threads_for(n) > 1)
-    for (int64_t r = 0; r < rows; ++r)
-      for (int64_t c = 0; c < na; ++c) out[r * na + c] = apply_binary<op>(a[c], b[r * na + c]);
+    parallel_for_work(rows, n, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r)
+        for (int64_t c = 0; c < na; ++c) out[r * na + c] = apply_binary<op>(a[c], b[r * na + c]);
+    });
   } else {
     for (int64_t i = 0; i < n; ++i) out[i] = apply_binary<op>(a[i % na], b[i % nb]);
   }
@@ -46,8 +49,9 @@ void CpuBackend::unary(UnaryOp op, DType dtype, const void* x, void* y, int64_t 
     const T* xs = static_cast<const T*>(x);
     T* ys = static_cast<T*>(y);
     with_unary_op(op, [&](auto op_c) {
-#pragma omp parallel for schedule(static, iteration_chunk(n, n)) if (threads_for(n) > 1)
-      for (int64_t i = 0; i < n; ++i) ys[i] = apply_unary<op_c.value>(xs[i]);
+      parallel_for_work(n, n, [&](int64_t i0, int64_t i1) {
+        for (int64_t i = i0; i < i1; ++i) ys[i] = apply_unary<op_c.value>(xs[i]);
+      });
     });
   });
 }
@@ -61,8 +65,9 @@ void CpuBackend::unary_backward(UnaryOp op, DType dtype, const void* x, const vo
     const T* dys = static_cast<const T*>(dy);
     T* dxs = static_cast<T*>(dx);
     with_unary_op(op, [&](auto op_c) {
-#pragma omp parallel for schedule(static, iteration_chunk(n, n)) if (threads_for(n) > 1)
-      for (int64_t i = 0; i < n; ++i) dxs[i] = dys[i] * derivative<op_c.value>(xs[i], ys[i]);
+      parallel_for_work(n, n, [&](int64_t i0, int64_t i1) {
+        for (int64_t i = i0; i < i1; ++i) dxs[i] = dys[i] * derivative<op_c.value>(xs[i], ys[i]);
+      });
     });
   });
 }
@@ -83,8 +88,9 @@ void CpuBackend::affine(DType dtype, const void* x, double alpha, double beta, v
     const T* xs = static_cast<const T*>(x);
     T* ys = static_cast<T*>(y);
     const T a = static_cast<T>(alpha), b = static_cast<T>(beta);
-#pragma omp parallel for schedule(static, iteration_chunk(n, n)) if (threads_for(n) > 1)
-    for (int64_t i = 0; i < n; ++i) ys[i] = a * xs[i] + b;
+    parallel_for_work(n, n, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) ys[i] = a * xs[i] + b;
+    });
   });
 }
 
@@ -98,8 +104,9 @@ void CpuBackend::clip(DType dtype, const void* x, void* y, int64_t n, double lo,
     const T* xs = static_cast<const T*>(x);
     T* ys = static_cast<T*>(y);
     const T l = static_cast<T>(lo), h = static_cast<T>(hi);
-#pragma omp parallel for schedule(static, iteration_chunk(n, n)) if (threads_for(n) > 1)
-    for (int64_t i = 0; i < n; ++i) ys[i] = std::min(std::max(xs[i], l), h);
+    parallel_for_work(n, n, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) ys[i] = std::min(std::max(xs[i], l), h);
+    });
   });
 }
 
@@ -111,8 +118,9 @@ void CpuBackend::clip_backward(DType dtype, const void* x, const void* dy, void*
     const T* dys = static_cast<const T*>(dy);
     T* dxs = static_cast<T*>(dx);
     const T l = static_cast<T>(lo), h = static_cast<T>(hi);
-#pragma omp parallel for schedule(static, iteration_chunk(n, n)) if (threads_for(n) > 1)
-    for (int64_t i = 0; i < n; ++i) dxs[i] = (xs[i] >= l && xs[i] <= h) ? dys[i] : T(0);
+    parallel_for_work(n, n, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) dxs[i] = (xs[i] >= l && xs[i] <= h) ? dys[i] : T(0);
+    });
   });
 }
 

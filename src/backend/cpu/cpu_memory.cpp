@@ -1,7 +1,14 @@
 // CPU memory: aligned allocation with statistics, copies, fills, casts and row gathers.
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <mutex>
+#include <string>
+
+#if defined(__linux__)
+#include <sys/sysinfo.h>
+#endif
 
 #include "backend/cpu/cpu_backend.h"
 
@@ -10,15 +17,72 @@ namespace kiln::backend {
 namespace {
 std::mutex stats_mutex;
 constexpr std::size_t kAlignment = 64;  // a cache line; also what AVX-512 loads like
+
+std::string mib(std::size_t bytes) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.1f MiB", static_cast<double>(bytes) / (1024.0 * 1024.0));
+  return buf;
+}
+
+// The machine's memory and swap, in bytes; 0 where the system does not say. Read once: totals do
+// not change while a program runs (often enough to matter), and allocation is on every op's path.
+struct HostMemory {
+  std::size_t ram = 0, swap = 0;
+};
+const HostMemory& host_memory() {
+  static const HostMemory m = [] {
+    HostMemory r;
+#if defined(__linux__)
+    struct sysinfo info {};
+    if (sysinfo(&info) == 0) {
+      r.ram = static_cast<std::size_t>(info.totalram) * info.mem_unit;
+      r.swap = static_cast<std::size_t>(info.totalswap) * info.mem_unit;
+    }
+#endif
+    return r;
+  }();
+  return m;
+}
+
+// The C runtime of Windows has no aligned_alloc; its aligned blocks come from _aligned_malloc and
+// must go back through _aligned_free.
+void* aligned_block(std::size_t alignment, std::size_t bytes) {
+#ifdef _WIN32
+  return _aligned_malloc(bytes, alignment);
+#else
+  return std::aligned_alloc(alignment, bytes);
+#endif
+}
+void free_aligned_block(void* p) {
+#ifdef _WIN32
+  _aligned_free(p);
+#else
+  std::free(p);
+#endif
+}
+
+[[noreturn]] void throw_out_of_memory(std::size_t bytes, std::size_t in_use, const HostMemory& m) {
+  std::string machine;
+  if (m.ram) machine = "; the machine has " + mib(m.ram) + " of memory and " + mib(m.swap) + " of swap";
+  throw OutOfMemoryError("cpu",
+                         "out of memory on the CPU: could not allocate " + mib(bytes) + " (requested " +
+                             std::to_string(bytes) + " bytes)" + machine + ", kiln holds " + mib(in_use) +
+                             " in use; expected a smaller batch_size (or a smaller model)",
+                         bytes);
+}
 }  // namespace
 
 void* CpuAllocator::allocate(std::size_t bytes) {
+  // A request beyond the machine's memory and swap together can never be backed: it fails here,
+  // with its size, rather than in the C library, which under overcommit may hand out address space
+  // that faults when touched, and under a sanitizer aborts.
+  const HostMemory& m = host_memory();
+  const bool impossible = bytes > std::numeric_limits<std::size_t>::max() - kAlignment ||
+                          (m.ram && bytes > m.ram && bytes - m.ram > m.swap);
   const std::size_t rounded = (bytes + kAlignment - 1) / kAlignment * kAlignment;
-  void* p = std::aligned_alloc(kAlignment, rounded ? rounded : kAlignment);
-  if (!p)
-    throw OutOfMemoryError("cpu", "could not allocate " + std::to_string(bytes) +
-                                      " bytes of host memory; expected a smaller tensor or batch", bytes);
+  void* p = impossible ? nullptr : aligned_block(kAlignment, rounded ? rounded : kAlignment);
   std::lock_guard lock(stats_mutex);
+  if (!p) throw_out_of_memory(bytes, stats_.in_use, m);
   stats_.in_use += bytes;
   stats_.peak = std::max(stats_.peak, stats_.in_use);
   ++stats_.allocations;
@@ -26,7 +90,7 @@ void* CpuAllocator::allocate(std::size_t bytes) {
 }
 
 void CpuAllocator::deallocate(void* ptr, std::size_t bytes) {
-  std::free(ptr);
+  free_aligned_block(ptr);
   std::lock_guard lock(stats_mutex);
   stats_.in_use -= bytes;
   --stats_.allocations;
@@ -55,8 +119,9 @@ template <typename From, typename To>
 void cast_typed(const void* src, void* dst, int64_t n) {
   const From* s = static_cast<const From*>(src);
   To* d = static_cast<To*>(dst);
-#pragma omp parallel for schedule(static, iteration_chunk(n, n)) if (threads_for(n) > 1)
-  for (int64_t i = 0; i < n; ++i) d[i] = static_cast<To>(s[i]);
+  parallel_for_work(n, n, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) d[i] = static_cast<To>(s[i]);
+  });
 }
 
 template <typename F>
@@ -83,8 +148,10 @@ void CpuBackend::cast(DType from, const void* src, DType to, void* dst, int64_t 
 void CpuBackend::gather_rows(const void* src, const int32_t* idx, void* dst, int64_t n_idx, std::size_t row_bytes) {
   const char* s = static_cast<const char*>(src);
   char* d = static_cast<char*>(dst);
-#pragma omp parallel for schedule(static, iteration_chunk(n_idx, n_idx * static_cast<int64_t>(row_bytes) / 4)) if (threads_for(n_idx * static_cast<int64_t>(row_bytes) / 4) > 1)
-  for (int64_t i = 0; i < n_idx; ++i) std::memcpy(d + i * row_bytes, s + static_cast<std::size_t>(idx[i]) * row_bytes, row_bytes);
+  parallel_for_work(n_idx, n_idx * static_cast<int64_t>(row_bytes) / 4, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i)
+      std::memcpy(d + i * row_bytes, s + static_cast<std::size_t>(idx[i]) * row_bytes, row_bytes);
+  });
 }
 
 void CpuBackend::select_batch(const int32_t* perm, const int64_t* index, int32_t* idx, int64_t n) {

@@ -14,15 +14,17 @@ void CpuBackend::sgd_step(DType dtype, void* w, const void* g, void* v, int64_t 
     T* vs = static_cast<T*>(v);
     const T lr_t = static_cast<T>(lr), m = static_cast<T>(momentum);
     if (momentum == 0.0) {
-#pragma omp parallel for schedule(static, iteration_chunk(n, n)) if (threads_for(n) > 1)
-      for (int64_t i = 0; i < n; ++i) ws[i] -= lr_t * gs[i];
+      parallel_for_work(n, n, [&](int64_t i0, int64_t i1) {
+        for (int64_t i = i0; i < i1; ++i) ws[i] -= lr_t * gs[i];
+      });
       return;
     }
-#pragma omp parallel for schedule(static, iteration_chunk(n, n)) if (threads_for(n) > 1)
-    for (int64_t i = 0; i < n; ++i) {
-      vs[i] = m * vs[i] - lr_t * gs[i];
-      ws[i] += nesterov ? m * vs[i] - lr_t * gs[i] : vs[i];
-    }
+    parallel_for_work(n, n, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) {
+        vs[i] = m * vs[i] - lr_t * gs[i];
+        ws[i] += nesterov ? m * vs[i] - lr_t * gs[i] : vs[i];
+      }
+    });
   });
 }
 
@@ -30,12 +32,13 @@ namespace {
 // m += (g - m)(1 - b1); v += (g^2 - v)(1 - b2); w -= alpha m / (sqrt(v) + eps).
 template <typename T>
 void adam_update(T* ws, const T* gs, T* ms, T* vs, int64_t n, T alpha, T b1, T b2, T e) {
-#pragma omp parallel for schedule(static, iteration_chunk(n, n)) if (threads_for(n) > 1)
-  for (int64_t i = 0; i < n; ++i) {
-    ms[i] += (gs[i] - ms[i]) * (T(1) - b1);
-    vs[i] += (gs[i] * gs[i] - vs[i]) * (T(1) - b2);
-    ws[i] -= alpha * ms[i] / (std::sqrt(vs[i]) + e);
-  }
+  parallel_for_work(n, n, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      ms[i] += (gs[i] - ms[i]) * (T(1) - b1);
+      vs[i] += (gs[i] * gs[i] - vs[i]) * (T(1) - b2);
+      ws[i] -= alpha * ms[i] / (std::sqrt(vs[i]) + e);
+    }
+  });
 }
 }  // namespace
 

@@ -1,10 +1,13 @@
 // CPU max pooling, NHWC. Loops run over a window's cells with the channels innermost, so each step
 // reads C contiguous floats (vectorised) rather than striding by C per channel. Padded cells never
-// win; backward sends each gradient to the first maximal input of its window (as TensorFlow does).
+// win; a NaN beats every number (a window holding one pools to NaN, as in PyTorch and NumPy's max);
+// backward sends each gradient to the first maximal input of its window (as TensorFlow does), the
+// first NaN where there is one.
 #include <limits>
 #include <vector>
 
 #include "backend/cpu/cpu_backend.h"
+#include "backend/elementwise_math.h"
 
 namespace kiln::backend {
 
@@ -30,22 +33,23 @@ void CpuBackend::max_pool2d_forward(DType dtype, const Pool2dGeometry& g, const 
     using T = decltype(tag);
     const T* xs = static_cast<const T*>(x);
     T* ys = static_cast<T*>(y);
-#pragma omp parallel for schedule(static, iteration_chunk(g.N * g.OH, g.N * g.OH * g.OW * g.C)) if (threads_for(g.N * g.OH * g.OW * g.C) > 1)
-    for (int64_t row = 0; row < g.N * g.OH; ++row) {
-      const int64_t n = row / g.OH, oh = row % g.OH;
-      for (int64_t ow = 0; ow < g.OW; ++ow) {
-        T* out = ys + ((n * g.OH + oh) * g.OW + ow) * g.C;
-        for (int64_t c = 0; c < g.C; ++c) out[c] = -std::numeric_limits<T>::infinity();
-        bool any = false;
-        for_each_cell(g, oh, ow, [&](int64_t ih, int64_t iw) {
-          const T* in = xs + ((n * g.H + ih) * g.W + iw) * g.C;
-          for (int64_t c = 0; c < g.C; ++c) out[c] = in[c] > out[c] ? in[c] : out[c];
-          any = true;
-        });
-        if (!any)  // a window entirely in the padding (possible only for odd geometries)
-          for (int64_t c = 0; c < g.C; ++c) out[c] = T(0);
+    parallel_for_work(g.N * g.OH, g.N * g.OH * g.OW * g.C, [&](int64_t row0, int64_t row1) {
+      for (int64_t row = row0; row < row1; ++row) {
+        const int64_t n = row / g.OH, oh = row % g.OH;
+        for (int64_t ow = 0; ow < g.OW; ++ow) {
+          T* out = ys + ((n * g.OH + oh) * g.OW + ow) * g.C;
+          for (int64_t c = 0; c < g.C; ++c) out[c] = -std::numeric_limits<T>::infinity();
+          bool any = false;
+          for_each_cell(g, oh, ow, [&](int64_t ih, int64_t iw) {
+            const T* in = xs + ((n * g.H + ih) * g.W + iw) * g.C;
+            for (int64_t c = 0; c < g.C; ++c) out[c] = math::greater_or_nan(in[c], out[c]) ? in[c] : out[c];
+            any = true;
+          });
+          if (!any)  // a window entirely in the padding (possible only for odd geometries)
+            for (int64_t c = 0; c < g.C; ++c) out[c] = T(0);
+        }
       }
-    }
+    });
   });
 }
 
@@ -59,32 +63,31 @@ void CpuBackend::max_pool2d_backward(DType dtype, const Pool2dGeometry& g, const
     T* dxs = static_cast<T*>(dx);
     fill(dtype, dx, g.N * g.H * g.W * g.C, 0.0);
     // Windows of one image may overlap, so threads split images, never one image.
-#pragma omp parallel if (g.N > 1 && threads_for(g.N * g.H * g.W * g.C) > 1)
-    {
+    parallel_for_work(g.N, g.N * g.H * g.W * g.C, [&](int64_t n0, int64_t n1) {
       std::vector<T> routed_buf(static_cast<std::size_t>(g.C));
       T* __restrict routed = routed_buf.data();  // 1 once channel c's gradient has found its input
-#pragma omp for
-      for (int64_t n = 0; n < g.N; ++n)
+      for (int64_t n = n0; n < n1; ++n)
         for (int64_t oh = 0; oh < g.OH; ++oh)
           for (int64_t ow = 0; ow < g.OW; ++ow) {
             const int64_t o = ((n * g.OH + oh) * g.OW + ow) * g.C;
             const T* __restrict y_o = ys + o;
             const T* __restrict dy_o = dys + o;
             for (int64_t c = 0; c < g.C; ++c) routed[c] = T(0);
-            // The first cell (in window order) equal to the output is the maximum that forward kept.
+            // The first cell (in window order) equal to the output (NaN to a NaN output) is the maximum
+            // that forward kept.
             for_each_cell(g, oh, ow, [&](int64_t ih, int64_t iw) {
               const int64_t i = ((n * g.H + ih) * g.W + iw) * g.C;
               const T* __restrict x_i = xs + i;
               T* __restrict dx_i = dxs + i;
 #pragma omp simd
               for (int64_t c = 0; c < g.C; ++c) {
-                const T hit = (x_i[c] == y_o[c] && routed[c] == T(0)) ? T(1) : T(0);
+                const T hit = (math::same_max(x_i[c], y_o[c]) && routed[c] == T(0)) ? T(1) : T(0);
                 dx_i[c] += hit != T(0) ? dy_o[c] : T(0);  // a select, so a NaN gradient stays put
                 routed[c] += hit;
               }
             });
           }
-    }
+    });
   });
 }
 

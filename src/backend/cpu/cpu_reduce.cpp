@@ -3,8 +3,21 @@
 #include <vector>
 
 #include "backend/cpu/cpu_backend.h"
+#include "backend/elementwise_math.h"
 
 namespace kiln::backend {
+
+namespace {
+// The first index of the row's maximum, or of its first NaN (NumPy's argmax). A plain ">" scan
+// answered by where the NaN sat: in column 0 it won the row, anywhere else it was skipped.
+template <typename T>
+int64_t row_argmax(const T* row, int64_t cols) {
+  int64_t best = 0;
+  for (int64_t c = 1; c < cols; ++c)
+    if (math::greater_or_nan(row[c], row[best])) best = c;
+  return best;
+}
+}  // namespace
 
 void CpuBackend::sum_rows(DType dtype, const void* x, void* y, int64_t rows, int64_t cols, bool accumulate) {
   with_float_type(dtype, "sum_rows", [&](auto tag) {
@@ -16,14 +29,15 @@ void CpuBackend::sum_rows(DType dtype, const void* x, void* y, int64_t rows, int
     constexpr int64_t kBlock = 256;
     const int64_t blocks = (rows + kBlock - 1) / kBlock;
     std::vector<T> partial(static_cast<std::size_t>(blocks * cols), T(0));
-#pragma omp parallel for schedule(static, iteration_chunk(blocks, rows * cols)) if (threads_for(rows * cols) > 1 && blocks > 1)
-    for (int64_t b = 0; b < blocks; ++b) {
-      T* __restrict acc = partial.data() + b * cols;
-      for (int64_t r = b * kBlock; r < std::min(rows, (b + 1) * kBlock); ++r) {
-        const T* __restrict row = xs + r * cols;
-        for (int64_t c = 0; c < cols; ++c) acc[c] += row[c];
+    parallel_for_work(blocks, rows * cols, [&](int64_t b0, int64_t b1) {
+      for (int64_t b = b0; b < b1; ++b) {
+        T* __restrict acc = partial.data() + b * cols;
+        for (int64_t r = b * kBlock; r < std::min(rows, (b + 1) * kBlock); ++r) {
+          const T* __restrict row = xs + r * cols;
+          for (int64_t c = 0; c < cols; ++c) acc[c] += row[c];
+        }
       }
-    }
+    });
     for (int64_t c = 0; c < cols; ++c) {
       T total = accumulate ? ys[c] : T(0);
       for (int64_t b = 0; b < blocks; ++b) total += partial[b * cols + c];
@@ -37,12 +51,13 @@ void CpuBackend::sum_cols(DType dtype, const void* x, void* y, int64_t rows, int
     using T = decltype(tag);
     const T* xs = static_cast<const T*>(x);
     T* ys = static_cast<T*>(y);
-#pragma omp parallel for schedule(static, iteration_chunk(rows, rows * cols)) if (threads_for(rows * cols) > 1 && rows > 1)
-    for (int64_t r = 0; r < rows; ++r) {
-      T acc = T(0);
-      for (int64_t c = 0; c < cols; ++c) acc += xs[r * cols + c];
-      ys[r] = acc;
-    }
+    parallel_for_work(rows, rows * cols, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        T acc = T(0);
+        for (int64_t c = 0; c < cols; ++c) acc += xs[r * cols + c];
+        ys[r] = acc;
+      }
+    });
   });
 }
 
@@ -50,12 +65,7 @@ void CpuBackend::argmax_rows(DType dtype, const void* x, int32_t* y, int64_t row
   with_float_type(dtype, "argmax", [&](auto tag) {
     using T = decltype(tag);
     const T* xs = static_cast<const T*>(x);
-    for (int64_t r = 0; r < rows; ++r) {
-      int64_t best = 0;
-      for (int64_t c = 1; c < cols; ++c)
-        if (xs[r * cols + c] > xs[r * cols + best]) best = c;
-      y[r] = static_cast<int32_t>(best);
-    }
+    for (int64_t r = 0; r < rows; ++r) y[r] = static_cast<int32_t>(row_argmax(xs + r * cols, cols));
   });
 }
 
@@ -65,12 +75,7 @@ void CpuBackend::accuracy_sum(DType dtype, const void* x, const int32_t* labels,
     using T = decltype(tag);
     const T* xs = static_cast<const T*>(x);
     int64_t hits = 0;
-    for (int64_t r = 0; r < rows; ++r) {
-      int64_t best = 0;
-      for (int64_t c = 1; c < cols; ++c)
-        if (xs[r * cols + c] > xs[r * cols + best]) best = c;
-      hits += best == labels[r];
-    }
+    for (int64_t r = 0; r < rows; ++r) hits += row_argmax(xs + r * cols, cols) == labels[r];
     *static_cast<T*>(correct) += static_cast<T>(hits);
   });
 }

@@ -210,7 +210,10 @@ bool fused_forward(cudnnHandle_t cudnn, ConvPlan& p, const Scalars& s, const voi
     KILN_CUDNN_CHECK(cudnnCreateTensorDescriptor(&p.bias));
     KILN_CUDNN_CHECK(cudnnSetTensor4dDescriptor(p.bias, CUDNN_TENSOR_NHWC, p.type, 1, c, 1, 1));
     KILN_CUDNN_CHECK(cudnnCreateActivationDescriptor(&p.relu));
-    KILN_CUDNN_CHECK(cudnnSetActivationDescriptor(p.relu, CUDNN_ACTIVATION_RELU, CUDNN_NOT_PROPAGATE_NAN, 0.0));
+    // PROPAGATE_NAN: with NOT_PROPAGATE_NAN cuDNN 9's fused ReLU turns a NaN into 0 (measured on an
+    // H200, cuDNN 9.14, both NHWC algorithms it offers), which would hide a layer gone NaN from
+    // check_numerics; our own ReLU (the unfused path, and the CPU) keeps NaN.
+    KILN_CUDNN_CHECK(cudnnSetActivationDescriptor(p.relu, CUDNN_ACTIVATION_RELU, CUDNN_PROPAGATE_NAN, 0.0));
     const cudnnStatus_t status = cudnnConvolutionBiasActivationForward(
         cudnn, s.one(p.type), p.x, input, p.w, w, p.conv, p.fwd, ws, p.fwd_ws, s.zero(p.type), p.y, y, p.bias, bias,
         p.relu, p.y, y);

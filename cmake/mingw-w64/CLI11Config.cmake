@@ -1,0 +1,3 @@
+# CLI11 (header-only) for a cross build, from the host's headers (see host_headers.cmake).
+include(${CMAKE_CURRENT_LIST_DIR}/host_headers.cmake)
+kiln_host_headers(CLI11::CLI11 CLI)

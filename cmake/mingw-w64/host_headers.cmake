@@ -1,0 +1,52 @@
+# Header-only libraries of the build host, for a cross build. kiln_host_headers(<target> <folder>...)
+# makes an imported interface target whose include path is a folder of links to the named folders of
+# the host's /usr/include (KILN_HOST_INCLUDE_DIR), each under its last name ("eigen3/Eigen" -> Eigen),
+# so that nothing else of the host's headers is reachable.
+set(KILN_HOST_INCLUDE_DIR /usr/include CACHE PATH "Where the host's header-only libraries live (cross builds)")
+
+function(kiln_host_headers target)
+  if(TARGET ${target})
+    return()
+  endif()
+  string(REPLACE "::" "_" stage "${target}")
+  set(stage "${CMAKE_BINARY_DIR}/host-headers/${stage}")
+  foreach(folder IN LISTS ARGN)
+    if(NOT EXISTS "${KILN_HOST_INCLUDE_DIR}/${folder}")
+      message(FATAL_ERROR "${target}: ${KILN_HOST_INCLUDE_DIR}/${folder} not found; install the library's "
+                          "Debian -dev package (or set KILN_HOST_INCLUDE_DIR)")
+    endif()
+    get_filename_component(name "${folder}" NAME)
+    file(MAKE_DIRECTORY "${stage}")
+    if(NOT EXISTS "${stage}/${name}")
+      file(CREATE_LINK "${KILN_HOST_INCLUDE_DIR}/${folder}" "${stage}/${name}" SYMBOLIC)
+    endif()
+  endforeach()
+  add_library(${target} INTERFACE IMPORTED GLOBAL)
+  set_target_properties(${target} PROPERTIES INTERFACE_INCLUDE_DIRECTORIES "${stage}")
+endfunction()
+
+# kiln_header_version(<out> <header> <macro>...): "A.B.C" from the #defines of the named macros.
+function(kiln_header_version out header)
+  set(parts "")
+  foreach(macro IN LISTS ARGN)
+    file(STRINGS "${header}" line REGEX "#define ${macro} +[0-9]+")
+    string(REGEX MATCH "[0-9]+" n "${line}")
+    list(APPEND parts "${n}")
+  endforeach()
+  list(JOIN parts "." v)
+  set(${out} "${v}" PARENT_SCOPE)
+endfunction()
+
+# The version check of a <Pkg>ConfigVersion.cmake: the same major version, at least the one asked for.
+macro(kiln_same_major_version version)
+  set(PACKAGE_VERSION "${version}")
+  set(PACKAGE_VERSION_COMPATIBLE FALSE)
+  set(PACKAGE_VERSION_EXACT FALSE)
+  string(REGEX MATCH "^[0-9]+" _kiln_major "${version}")
+  if(NOT PACKAGE_FIND_VERSION VERSION_GREATER PACKAGE_VERSION AND PACKAGE_FIND_VERSION_MAJOR STREQUAL _kiln_major)
+    set(PACKAGE_VERSION_COMPATIBLE TRUE)
+  endif()
+  if(PACKAGE_FIND_VERSION VERSION_EQUAL PACKAGE_VERSION)
+    set(PACKAGE_VERSION_EXACT TRUE)
+  endif()
+endmacro()

@@ -1,0 +1,253 @@
+// The CPU thread pool behind parallel_chunks (see thread_pool.h for why it exists).
+//
+// One loop at a time owns the pool (a try-lock; a second caller runs inline). Its chunks are
+// claimed from one atomic word, state_ = generation << kIndexBits | next chunk, by compare-and-swap:
+// a worker that wakes late for an earlier loop fails the swap instead of taking a chunk of the
+// current one, so the loop's description (chunks_, call_, obj_) may be rewritten as soon as the
+// previous loop's chunks are all done, without waiting for idle workers. Workers sleep on epoch_
+// (std::atomic::wait, a futex on Linux) after spinning for kSpin.
+#include "backend/cpu/thread_pool.h"
+
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <exception>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#if defined(__linux__)
+#include <sched.h>
+#endif
+#if defined(__unix__) || defined(__APPLE__)
+#include <pthread.h>
+#endif
+
+namespace kiln::backend {
+
+namespace {
+
+// How long an idle worker (or a caller waiting for the last chunks) spins before it sleeps. A
+// training step at small batches runs its loops tens of microseconds apart, so workers that spin
+// this long find the next loop awake (libgomp's passive waiting, which sleeps at once, was 8-15%
+// slower on a quiet 2-core machine); longer spins take more from other processes on a shared one.
+constexpr auto kSpin = std::chrono::microseconds(50);
+
+constexpr int kIndexBits = 24;  // chunks per loop < 2^24; the generation takes the other 40 bits
+constexpr uint64_t kIndexMask = (uint64_t(1) << kIndexBits) - 1;
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
+// Spins until done() or kSpin has passed; returns done()'s last value. A spinner descheduled by
+// another process finds the time passed when it runs again, and sleeps.
+template <typename Done>
+bool spin_until(Done&& done) {
+  const auto deadline = std::chrono::steady_clock::now() + kSpin;
+  for (int i = 1;; ++i) {
+    if (done()) return true;
+    cpu_relax();
+    if (i % 32 == 0 && std::chrono::steady_clock::now() >= deadline) return done();
+  }
+}
+
+int default_threads() {
+  if (const char* env = std::getenv("OMP_NUM_THREADS")) {  // "4" or a nested list "4,2"
+    const int n = std::atoi(env);
+    if (n > 0) return n;
+  }
+#if defined(__linux__)
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0) return CPU_COUNT(&set);
+#endif
+  return std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+}
+
+std::atomic<int> g_threads{0};  // the process-wide setting; 0 until first read or set
+
+// True on a pool worker, and on a caller while it runs a loop: nested loops run inline.
+thread_local bool t_in_loop = false;
+
+void run_inline(int64_t chunks, ChunkFn body) {
+  for (int64_t c = 0; c < chunks; ++c) body(c);
+}
+
+class Pool {
+ public:
+  Pool() = default;
+  Pool(const Pool&) = delete;
+  Pool& operator=(const Pool&) = delete;
+
+  void run(int64_t chunks, ChunkFn body) {
+    std::unique_lock lock(submit_, std::try_to_lock);
+    if (!lock.owns_lock()) return run_inline(chunks, body);
+    const int threads = pool_threads();
+    if (threads <= 1) {
+      stop_workers();
+      lock.unlock();
+      return run_inline(chunks, body);
+    }
+    if (static_cast<int>(workers_.size()) != threads - 1) start_workers(threads - 1);
+
+    t_in_loop = true;
+    chunks_.store(chunks, std::memory_order_relaxed);
+    call_.store(body.call(), std::memory_order_relaxed);
+    obj_.store(body.obj(), std::memory_order_relaxed);
+    done_.store(0, std::memory_order_relaxed);
+    ++generation_;
+    state_.store(generation_ << kIndexBits, std::memory_order_release);
+    epoch_.fetch_add(1, std::memory_order_seq_cst);
+    if (sleepers_.load(std::memory_order_seq_cst) > 0) epoch_.notify_all();
+
+    claim_and_run();
+    wait_for_all(chunks);
+    t_in_loop = false;
+    if (failed_.load(std::memory_order_acquire)) {
+      std::exception_ptr error;
+      {
+        std::lock_guard guard(error_mutex_);
+        std::swap(error, error_);
+      }
+      failed_.store(false, std::memory_order_relaxed);
+      std::rethrow_exception(error);
+    }
+  }
+
+ private:
+  // Claims and runs chunks of the current loop until none is left to claim.
+  void claim_and_run() {
+    uint64_t s = state_.load(std::memory_order_acquire);
+    for (;;) {
+      const int64_t chunk = static_cast<int64_t>(s & kIndexMask);
+      const int64_t chunks = chunks_.load(std::memory_order_relaxed);
+      if (chunk >= chunks) return;
+      const auto call = call_.load(std::memory_order_relaxed);
+      void* const obj = obj_.load(std::memory_order_relaxed);
+      // Success proves that `s` is the current loop's state, so the fields read above are its own:
+      // the next loop rewrites them only after all of this one's chunks, this one included, are done.
+      if (!state_.compare_exchange_weak(s, s + 1, std::memory_order_acq_rel, std::memory_order_acquire)) continue;
+      try {
+        call(obj, chunk);
+      } catch (...) {
+        std::lock_guard guard(error_mutex_);
+        if (!error_) error_ = std::current_exception();
+        failed_.store(true, std::memory_order_release);
+      }
+      if (done_.fetch_add(1, std::memory_order_seq_cst) + 1 == static_cast<int32_t>(chunks) &&
+          caller_waiting_.load(std::memory_order_seq_cst))
+        done_.notify_all();
+      s = state_.load(std::memory_order_acquire);
+    }
+  }
+
+  // The caller, with nothing left to claim, waits for chunks that workers are still running.
+  void wait_for_all(int64_t chunks) {
+    const auto n = static_cast<int32_t>(chunks);
+    if (spin_until([&] { return done_.load(std::memory_order_acquire) == n; })) return;
+    caller_waiting_.store(true, std::memory_order_seq_cst);
+    for (int32_t d; (d = done_.load(std::memory_order_seq_cst)) != n;) done_.wait(d, std::memory_order_seq_cst);
+    caller_waiting_.store(false, std::memory_order_relaxed);
+  }
+
+  // `seen` is epoch_ when the worker was made: a worker that starts running late still sees every
+  // loop (and stop) announced since.
+  void worker_loop(uint32_t seen) {
+    t_in_loop = true;
+    for (;;) {
+      if (!spin_until([&] { return epoch_.load(std::memory_order_acquire) != seen; })) {
+        sleepers_.fetch_add(1, std::memory_order_seq_cst);
+        epoch_.wait(seen, std::memory_order_seq_cst);
+        sleepers_.fetch_sub(1, std::memory_order_relaxed);
+      }
+      seen = epoch_.load(std::memory_order_acquire);
+      if (stop_.load(std::memory_order_acquire)) return;
+      claim_and_run();
+    }
+  }
+
+  void start_workers(int count) {  // with submit_ held
+    stop_workers();
+    workers_.reserve(static_cast<std::size_t>(count));
+    const uint32_t now = epoch_.load(std::memory_order_relaxed);
+    for (int i = 0; i < count; ++i) workers_.emplace_back([this, now] { worker_loop(now); });
+  }
+
+  void stop_workers() {  // with submit_ held
+    if (workers_.empty()) return;
+    stop_.store(true, std::memory_order_release);
+    epoch_.fetch_add(1, std::memory_order_seq_cst);
+    epoch_.notify_all();
+    for (std::thread& t : workers_) t.join();
+    workers_.clear();
+    stop_.store(false, std::memory_order_relaxed);
+  }
+
+  std::mutex submit_;                  // held by the loop that owns the pool
+  std::vector<std::thread> workers_;   // with submit_ held
+  uint64_t generation_ = 0;            // with submit_ held
+
+  // The current loop. Apart on cache lines: workers poll epoch_ while chunks update state_ and done_.
+  alignas(64) std::atomic<uint64_t> state_{0};
+  std::atomic<int64_t> chunks_{0};
+  std::atomic<void (*)(void*, int64_t)> call_{nullptr};
+  std::atomic<void*> obj_{nullptr};
+  alignas(64) std::atomic<int32_t> done_{0};  // 32 bits: a futex word to wait on
+  std::atomic<bool> caller_waiting_{false};
+  alignas(64) std::atomic<uint32_t> epoch_{0};  // bumped for every loop (and to stop); workers wait on it
+  std::atomic<int> sleepers_{0};
+  std::atomic<bool> stop_{false};
+
+  std::mutex error_mutex_;
+  std::exception_ptr error_;  // the first exception a chunk threw, with error_mutex_ held
+  std::atomic<bool> failed_{false};
+};
+
+// The pool is created on first use and never destroyed: its workers may sleep through the end of
+// the process, and a static destructor would race with other threads still using it. After fork()
+// the child has none of the parent's workers (and maybe a locked mutex), so it drops the pointer and
+// makes a fresh pool when it next needs one; the parent's stays allocated, unused.
+std::atomic<Pool*> g_pool{nullptr};
+
+#if defined(__unix__) || defined(__APPLE__)
+void forget_pool_in_child() { g_pool.store(nullptr, std::memory_order_relaxed); }
+#endif
+
+Pool& pool() {
+  Pool* p = g_pool.load(std::memory_order_acquire);
+  if (p) return *p;
+  auto* fresh = new Pool();
+  if (g_pool.compare_exchange_strong(p, fresh, std::memory_order_acq_rel)) {
+#if defined(__unix__) || defined(__APPLE__)
+    static const bool registered = (pthread_atfork(nullptr, nullptr, forget_pool_in_child), true);
+    (void)registered;
+#endif
+    return *fresh;
+  }
+  delete fresh;  // another thread made one first
+  return *p;
+}
+
+}  // namespace
+
+void parallel_chunks(int64_t chunks, ChunkFn body) {
+  if (chunks <= 0) return;
+  if (chunks == 1 || t_in_loop || chunks > static_cast<int64_t>(kIndexMask)) return run_inline(chunks, body);
+  pool().run(chunks, body);
+}
+
+int pool_threads() {
+  int n = g_threads.load(std::memory_order_relaxed);
+  if (n > 0) return n;
+  int unset = 0;
+  g_threads.compare_exchange_strong(unset, default_threads(), std::memory_order_relaxed);
+  return g_threads.load(std::memory_order_relaxed);
+}
+
+void set_pool_threads(int threads) { g_threads.store(std::max(threads, 1), std::memory_order_relaxed); }
+
+}  // namespace kiln::backend
