@@ -135,14 +135,16 @@ void conv_bwd_data(benchmark::State& s, Device d, int64_t n) {
 }
 void conv_bwd_filter(benchmark::State& s, Device d, int64_t n) {
   Tensor x = rand({n, kH, kW, kC}, d), dy = rand({n, kOH, kOW, kF}, d), dw = rand({kK, kK, kC, kF}, d);
-  timed(s, d, n, [&] { be::get(d).conv2d_backward_filter(F32, conv_geometry(n), cp(x), cp(dy), nullptr, mp(dw), nullptr); });
+  timed(s, d, n,
+        [&] { be::get(d).conv2d_backward_filter(F32, conv_geometry(n), cp(x), cp(dy), nullptr, mp(dw), nullptr); });
 }
 // The layer's whole backward pass (its input needs no gradient): ReLU backward, filter and bias
 // gradients in one call (against relu_bwd + conv_bias_grad + conv2d_bwd_filter).
 void conv_bwd_fused(benchmark::State& s, Device d, int64_t n) {
   Tensor x = rand({n, kH, kW, kC}, d), dy = rand({n, kOH, kOW, kF}, d), y = rand({n, kOH, kOW, kF}, d);
   Tensor dw = rand({kK, kK, kC, kF}, d), db = rand({kF}, d);
-  timed(s, d, n, [&] { be::get(d).conv2d_backward_filter(F32, conv_geometry(n), cp(x), cp(dy), cp(y), mp(dw), mp(db)); });
+  timed(s, d, n,
+        [&] { be::get(d).conv2d_backward_filter(F32, conv_geometry(n), cp(x), cp(dy), cp(y), mp(dw), mp(db)); });
 }
 
 // ---- the conv layer's bias and activation, at the conv output's size (the largest of the step) ----
@@ -189,7 +191,8 @@ void softmax_xent(benchmark::State& s, Device d, int64_t n) {
 
 // ---- optimizer: one Adam update of all six parameters of the model (independent of the batch) ----
 void adam_all(benchmark::State& s, Device d, int64_t) {
-  const std::vector<kiln::Shape> shapes = {{kK, kK, kC, kF}, {kF}, {kFlat, kHidden}, {kHidden}, {kHidden, kClasses}, {kClasses}};
+  const std::vector<kiln::Shape> shapes = {{kK, kK, kC, kF},    {kF},      {kFlat, kHidden}, {kHidden},
+                                           {kHidden, kClasses}, {kClasses}};
   std::vector<Tensor> w, g, m, v;
   for (const auto& sh : shapes) {
     w.push_back(rand(sh, d)), g.push_back(rand(sh, d));
@@ -226,17 +229,26 @@ void configure(benchmark::internal::Benchmark* b) {
 }
 
 void register_device(Device d, const std::vector<int64_t>& batches) {
-  const std::vector<std::pair<const char*, BenchFn>> per_batch = {
-      {"dense1_fwd", dense1_fwd},   {"dense1_bwd_filter", dense1_bwd_filter},
-      {"dense1_bwd_data", dense1_bwd_data}, {"dense1_fused_fwd", dense1_fused_fwd},
-      {"dense1_fused_bwd", dense1_fused_bwd}, {"dense1_unfused_fwd", dense1_unfused_fwd},
-      {"dense1_unfused_bwd", dense1_unfused_bwd}, {"conv2d_fwd", conv_fwd},
-      {"conv2d_bwd_data", conv_bwd_data},   {"conv2d_bwd_filter", conv_bwd_filter},
-      {"conv2d_fwd_bias_relu", conv_fwd_fused}, {"conv2d_bwd_relu_filter_bias", conv_bwd_fused},
-      {"conv_bias_add", bias_add},  {"conv_bias_grad", bias_grad},
-      {"relu_fwd", relu_fwd},       {"relu_bwd", relu_bwd},
-      {"max_pool2d_fwd", pool_fwd}, {"max_pool2d_bwd", pool_bwd},
-      {"softmax_xent", softmax_xent}, {"train_step", train_step}};
+  const std::vector<std::pair<const char*, BenchFn>> per_batch = {{"dense1_fwd", dense1_fwd},
+                                                                  {"dense1_bwd_filter", dense1_bwd_filter},
+                                                                  {"dense1_bwd_data", dense1_bwd_data},
+                                                                  {"dense1_fused_fwd", dense1_fused_fwd},
+                                                                  {"dense1_fused_bwd", dense1_fused_bwd},
+                                                                  {"dense1_unfused_fwd", dense1_unfused_fwd},
+                                                                  {"dense1_unfused_bwd", dense1_unfused_bwd},
+                                                                  {"conv2d_fwd", conv_fwd},
+                                                                  {"conv2d_bwd_data", conv_bwd_data},
+                                                                  {"conv2d_bwd_filter", conv_bwd_filter},
+                                                                  {"conv2d_fwd_bias_relu", conv_fwd_fused},
+                                                                  {"conv2d_bwd_relu_filter_bias", conv_bwd_fused},
+                                                                  {"conv_bias_add", bias_add},
+                                                                  {"conv_bias_grad", bias_grad},
+                                                                  {"relu_fwd", relu_fwd},
+                                                                  {"relu_bwd", relu_bwd},
+                                                                  {"max_pool2d_fwd", pool_fwd},
+                                                                  {"max_pool2d_bwd", pool_bwd},
+                                                                  {"softmax_xent", softmax_xent},
+                                                                  {"train_step", train_step}};
   const std::string dev = d.is_cuda() ? "gpu" : "cpu";
   for (int64_t n : batches)
     for (const auto& [name, fn] : per_batch) {
@@ -253,8 +265,10 @@ int main(int argc, char** argv) {
   // Takes --threads=N out of argv before Google Benchmark sees its own flags.
   std::vector<char*> rest;
   for (int i = 0; i < argc; ++i) {
-    if (std::strncmp(argv[i], "--threads=", 10) == 0) kiln::set_num_threads(std::atoi(argv[i] + 10));
-    else rest.push_back(argv[i]);
+    if (std::strncmp(argv[i], "--threads=", 10) == 0)
+      kiln::set_num_threads(std::atoi(argv[i] + 10));
+    else
+      rest.push_back(argv[i]);
   }
   int rest_argc = static_cast<int>(rest.size());
   benchmark::AddCustomContext("kiln_threads", std::to_string(kiln::get_num_threads()));

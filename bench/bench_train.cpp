@@ -1,17 +1,16 @@
 // Times training steps of the seed CIFAR-10 CNN on random data of fixed shape that already lives
 // on the device; prints and optionally writes the median steps/s and images/s over several repeats.
 // Its peer is torch_seed.py, which runs the same model, data shapes and step counts in PyTorch.
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <CLI/CLI.hpp>
-#include <nlohmann/json.hpp>
 
 #include "kiln/kiln.h"
 

@@ -14,9 +14,8 @@
 #include <memory>
 #include <string>
 #include <thread>
-#include <vector>
-
 #include <unsupported/Eigen/CXX11/Tensor>
+#include <vector>
 
 #include "backend/backend.h"
 #include "kiln/kiln.h"
@@ -104,7 +103,8 @@ bool check(int threads) {
   std::vector<float> ref_y(d.y.size()), ref_dw(d.dw.size());
   auto& cpu = kiln::backend::cpu();
   cpu.conv2d_forward(kiln::DType::Float32, geometry(d.n), d.x.data(), d.w.data(), nullptr, false, ref_y.data());
-  cpu.conv2d_backward_filter(kiln::DType::Float32, geometry(d.n), d.x.data(), d.dy.data(), nullptr, ref_dw.data(), nullptr);
+  cpu.conv2d_backward_filter(kiln::DType::Float32, geometry(d.n), d.x.data(), d.dy.data(), nullptr, ref_dw.data(),
+                             nullptr);
   auto rel = [](const std::vector<float>& a, const std::vector<float>& b) {
     double num = 0, den = 0;
     for (std::size_t i = 0; i < a.size(); ++i) num += (a[i] - b[i]) * (a[i] - b[i]), den += b[i] * b[i];
@@ -134,7 +134,12 @@ void register_all(int threads) {
   for (Eigen::Index n : {10, 128}) {
     const std::string t = "/N:" + std::to_string(n) + "/threads:" + std::to_string(threads);
     auto add = [&](const std::string& name, auto fn) {
-      benchmark::RegisterBenchmark(name.c_str(), fn)->Unit(benchmark::kMicrosecond)->UseRealTime()->MinTime(0.2)->Repetitions(3)->ReportAggregatesOnly(true);
+      benchmark::RegisterBenchmark(name.c_str(), fn)
+          ->Unit(benchmark::kMicrosecond)
+          ->UseRealTime()
+          ->MinTime(0.2)
+          ->Repetitions(3)
+          ->ReportAggregatesOnly(true);
     };
     for (bool bwd : {false, true}) {
       const std::string pass = bwd ? "bwd_filter" : "fwd";
@@ -143,8 +148,11 @@ void register_all(int threads) {
         Data d(n);
         auto& cpu = kiln::backend::cpu();
         timed(st, n, [&] {
-          if (bwd) cpu.conv2d_backward_filter(kiln::DType::Float32, geometry(d.n), d.x.data(), d.dy.data(), nullptr, d.dw.data(), nullptr);
-          else cpu.conv2d_forward(kiln::DType::Float32, geometry(d.n), d.x.data(), d.w.data(), nullptr, false, d.y.data());
+          if (bwd)
+            cpu.conv2d_backward_filter(kiln::DType::Float32, geometry(d.n), d.x.data(), d.dy.data(), nullptr,
+                                       d.dw.data(), nullptr);
+          else
+            cpu.conv2d_forward(kiln::DType::Float32, geometry(d.n), d.x.data(), d.w.data(), nullptr, false, d.y.data());
         });
       });
       for (bool m : {false, true})

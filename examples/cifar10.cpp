@@ -3,13 +3,13 @@
 // accuracy after every epoch; optionally saves the model, the history (CSV) and a chart (SVG).
 // --tf32 lets a GPU run float32 products and convolutions as TF32 (faster, ~1e-3 relative error per
 // product); the run's header and summary say which math it used.
+#include <kiln/datasets/cifar10.h>
+#include <kiln/kiln.h>
+
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
 #include <iostream>
-
-#include <kiln/datasets/cifar10.h>
-#include <kiln/kiln.h>
 
 #include "history_files.h"
 
@@ -18,7 +18,8 @@ namespace {
 // Writes the history files after every epoch, so an interrupted run keeps what it learned.
 class EpochReporter : public kiln::Callback {
  public:
-  EpochReporter(int epochs, std::string csv, std::string svg) : epochs_(epochs), csv_(std::move(csv)), svg_(std::move(svg)) {}
+  EpochReporter(int epochs, std::string csv, std::string svg)
+      : epochs_(epochs), csv_(std::move(csv)), svg_(std::move(svg)) {}
   bool on_epoch_end(kiln::Sequential&, int epoch, const std::map<std::string, double>& logs) override {
     std::printf("epoch %d/%d: test accuracy %.4f (train accuracy %.4f, loss %.4f)\n", epoch + 1, epochs_,
                 logs.at("val_accuracy"), logs.at("accuracy"), logs.at("loss"));
@@ -93,8 +94,11 @@ int main(int argc, char** argv) {
     const auto start = std::chrono::steady_clock::now();
     auto reporter = std::make_shared<EpochReporter>(epochs, history_path, plot_path);
     model.fit(x_train, data.train.labels,
-              {.batch_size = batch_size, .epochs = epochs, .verbose = verbose,
-               .validation_data = {{x_test, data.test.labels}}, .validation_batch_size = validation_batch_size,
+              {.batch_size = batch_size,
+               .epochs = epochs,
+               .verbose = verbose,
+               .validation_data = {{x_test, data.test.labels}},
+               .validation_batch_size = validation_batch_size,
                .callbacks = {reporter}});
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     std::printf("trained %d epochs in %.1f s (%.2f s per epoch) on %s, math: %s\n", epochs, seconds, seconds / epochs,

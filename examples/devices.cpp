@@ -2,11 +2,11 @@
 // (list_physical_devices, gpu_device_name, list_local_devices), the library versions kiln was
 // built against and found, and the verdict with what to do. With --require-gpu the exit status
 // is 1 when no GPU is usable.
+#include <kiln/kiln.h>
+
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <string>
-
-#include <kiln/kiln.h>
 
 namespace {
 
@@ -32,7 +32,8 @@ int main(int argc, char** argv) {
   std::printf("list_physical_devices(\"GPU\"):\n");
   const auto gpus = kiln::config::list_physical_devices("GPU");
   if (gpus.empty()) std::printf("  []\n");
-  for (const auto& d : gpus) std::printf("  PhysicalDevice(name='%s', device_type='%s')\n", d.name.c_str(), d.device_type.c_str());
+  for (const auto& d : gpus)
+    std::printf("  PhysicalDevice(name='%s', device_type='%s')\n", d.name.c_str(), d.device_type.c_str());
 
   const std::string gpu_name = kiln::test::gpu_device_name();
   std::printf("\ngpu_device_name(): '%s'\n", gpu_name.c_str());
@@ -41,7 +42,8 @@ int main(int argc, char** argv) {
   for (const auto& d : kiln::list_local_devices()) {
     std::printf("  name: \"%s\"\n  device_type: \"%s\"\n  memory_limit: %zu\n", d.name.c_str(), d.device_type.c_str(),
                 d.memory_limit);
-    if (!d.physical_device_desc.empty()) std::printf("  physical_device_desc: \"%s\"\n", d.physical_device_desc.c_str());
+    if (!d.physical_device_desc.empty())
+      std::printf("  physical_device_desc: \"%s\"\n", d.physical_device_desc.c_str());
     std::printf("\n");
   }
 

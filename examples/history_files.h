@@ -2,14 +2,14 @@
 // so a run can be inspected in a spreadsheet or a browser. Used by the examples.
 #pragma once
 
+#include <kiln/kiln.h>
+
 #include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <sstream>
 #include <string>
 #include <vector>
-
-#include <kiln/kiln.h>
 
 namespace examples {
 

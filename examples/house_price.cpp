@@ -1,11 +1,11 @@
 // The Keras "hello world": learn y = 1.5 x + 3.5 (house prices in units of 100k) with one Dense
 // unit, SGD and mean squared error, then predict the price of a 7-bedroom house (about 14.0).
+#include <kiln/kiln.h>
+
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
 #include <iostream>
-
-#include <kiln/kiln.h>
 
 int main(int argc, char** argv) {
   CLI::App app{"kiln house-price example: Dense(1), SGD, mean squared error"};

@@ -31,11 +31,11 @@ namespace kiln::backend::kernels {
 
 namespace {
 
-constexpr int kTile = 8;                            // a thread's register tile is kTile x kTile
-constexpr int kMaxPadded = 64;                      // largest KP and FP
-constexpr std::size_t kSharedBudget = 44 * 1024;    // under the 48 KiB default dynamic limit
+constexpr int kTile = 8;                          // a thread's register tile is kTile x kTile
+constexpr int kMaxPadded = 64;                    // largest KP and FP
+constexpr std::size_t kSharedBudget = 44 * 1024;  // under the 48 KiB default dynamic limit
 constexpr int64_t kMaxSlices = 1024;
-constexpr int kInFlight = 8;                        // loads each thread issues before waiting
+constexpr int kInFlight = 8;  // loads each thread issues before waiting
 
 // The padded extents and the tile of rows staged at a time, for one geometry and dtype.
 struct WgradShape {
@@ -113,15 +113,15 @@ __global__ void __launch_bounds__(kBlock, sizeof(T) == 4 ? 2 : 1)
                       T* __restrict__ partial_b) {
   extern __shared__ __align__(16) unsigned char smem[];
   const int KP = s.KP(), FP = s.FP(), TR = s.tile_rows;
-  T* patch = reinterpret_cast<T*>(smem);                              // [TR][KP]
-  T* dzs = patch + TR * KP;                                           // [TR][FP], async: [2][TR][FP]
-  T* ys = dzs + (kAsync ? 2 : 1) * TR * FP;                           // async: relu_y [2][TR][FP]
+  T* patch = reinterpret_cast<T*>(smem);                                             // [TR][KP]
+  T* dzs = patch + TR * KP;                                                          // [TR][FP], async: [2][TR][FP]
+  T* ys = dzs + (kAsync ? 2 : 1) * TR * FP;                                          // async: relu_y [2][TR][FP]
   long long* koff = reinterpret_cast<long long*>(dzs + (kAsync ? 4 : 1) * TR * FP);  // [KP] offset of tap k
-  long long* rbase = koff + KP;                                       // [TR] input offset of row rr
-  int* tap_h = reinterpret_cast<int*>(rbase + TR);                    // [KP] kh, or a column marker
-  int* tap_w = tap_h + KP;                                            // [KP] kw
-  int* row_h = tap_w + KP;                                            // [TR] first input row of the window
-  int* row_w = row_h + TR;                                            // [TR] first input column
+  long long* rbase = koff + KP;                                                      // [TR] input offset of row rr
+  int* tap_h = reinterpret_cast<int*>(rbase + TR);                                   // [KP] kh, or a column marker
+  int* tap_w = tap_h + KP;                                                           // [KP] kw
+  int* row_h = tap_w + KP;  // [TR] first input row of the window
+  int* row_w = row_h + TR;  // [TR] first input column
 
   for (int k = threadIdx.x; k < KP; k += blockDim.x) {
     if (k < s.K) {
@@ -257,7 +257,8 @@ __global__ void __launch_bounds__(kBlock, sizeof(T) == 4 ? 2 : 1)
   for (int o = threadIdx.x; o < KF; o += blockDim.x)
     partial_w[blockIdx.x * KF + o] = block_sum[(o / s.F) * FP + o % s.F];
   if (partial_b)
-    for (int f = threadIdx.x; f < s.F; f += blockDim.x) partial_b[blockIdx.x * int64_t(s.F) + f] = block_sum[s.K * FP + f];
+    for (int f = threadIdx.x; f < s.F; f += blockDim.x)
+      partial_b[blockIdx.x * int64_t(s.F) + f] = block_sum[s.K * FP + f];
 }
 
 }  // namespace
@@ -280,8 +281,9 @@ void conv_wgrad_partial(DType dtype, const Conv2dGeometry& g, const void* x, con
   WgradShape s = shape_of(g, dtype_size(dtype), async);
   if (async && s.tile_rows == 0) s = shape_of(g, dtype_size(dtype), false);
   if (s.tile_rows == 0)
-    throw Error("conv2d_backward_filter", "the direct kernel got a geometry it does not serve; expected "
-                                          "KH*KW*C + 1 and F of at most 64 (check conv_wgrad_direct_fits first)");
+    throw Error("conv2d_backward_filter",
+                "the direct kernel got a geometry it does not serve; expected "
+                "KH*KW*C + 1 and F of at most 64 (check conv_wgrad_direct_fits first)");
   const int64_t rows = rows_per_slice(g), blocks = conv_wgrad_blocks(dtype, g);
   const std::size_t shared = shared_bytes(s, dtype_size(dtype));
   with_float(dtype, "conv2d_backward_filter", [&](auto tag) {
@@ -291,8 +293,10 @@ void conv_wgrad_partial(DType dtype, const Conv2dGeometry& g, const void* x, con
           g, s, static_cast<const T*>(x), static_cast<const T*>(dy), static_cast<const T*>(relu_y), rows,
           static_cast<T*>(partial_w), static_cast<T*>(partial_b));
     };
-    if (s.async) args(conv_wgrad_kernel<T, true>);
-    else args(conv_wgrad_kernel<T, false>);
+    if (s.async)
+      args(conv_wgrad_kernel<T, true>);
+    else
+      args(conv_wgrad_kernel<T, false>);
   });
   KILN_LAUNCH_CHECK("conv_wgrad_kernel");
 }

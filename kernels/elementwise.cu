@@ -107,8 +107,8 @@ void affine(DType dtype, const void* x, double alpha, double beta, void* y, int6
   if (n <= 0) return;
   with_float(dtype, "affine", [&](auto tag) {
     using T = decltype(tag);
-    affine_kernel<<<grid_for(n), kBlock, 0, s>>>(static_cast<const T*>(x), static_cast<T>(alpha),
-                                                 static_cast<T>(beta), static_cast<T*>(y), n);
+    affine_kernel<<<grid_for(n), kBlock, 0, s>>>(static_cast<const T*>(x), static_cast<T>(alpha), static_cast<T>(beta),
+                                                 static_cast<T*>(y), n);
   });
   KILN_LAUNCH_CHECK("affine_kernel");
 }
@@ -117,8 +117,8 @@ void clip(DType dtype, const void* x, void* y, int64_t n, double lo, double hi, 
   if (n <= 0) return;
   with_float(dtype, "clip", [&](auto tag) {
     using T = decltype(tag);
-    clip_kernel<<<grid_for(n), kBlock, 0, s>>>(static_cast<const T*>(x), static_cast<T*>(y), n,
-                                                   static_cast<T>(lo), static_cast<T>(hi));
+    clip_kernel<<<grid_for(n), kBlock, 0, s>>>(static_cast<const T*>(x), static_cast<T*>(y), n, static_cast<T>(lo),
+                                               static_cast<T>(hi));
   });
   KILN_LAUNCH_CHECK("clip_kernel");
 }
@@ -129,8 +129,7 @@ void clip_backward(DType dtype, const void* x, const void* dy, void* dx, int64_t
   with_float(dtype, "clip_backward", [&](auto tag) {
     using T = decltype(tag);
     clip_backward_kernel<<<grid_for(n), kBlock, 0, s>>>(static_cast<const T*>(x), static_cast<const T*>(dy),
-                                                        static_cast<T*>(dx), n, static_cast<T>(lo),
-                                                        static_cast<T>(hi));
+                                                        static_cast<T*>(dx), n, static_cast<T>(lo), static_cast<T>(hi));
   });
   KILN_LAUNCH_CHECK("clip_backward_kernel");
 }

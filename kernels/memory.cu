@@ -88,10 +88,18 @@ namespace {
 template <typename F>
 void with_any(DType dtype, F&& f) {
   switch (dtype) {
-    case DType::Float32: f(float{}); return;
-    case DType::Float64: f(double{}); return;
-    case DType::Int32: f(int32_t{}); return;
-    case DType::UInt8: f(uint8_t{}); return;
+    case DType::Float32:
+      f(float{});
+      return;
+    case DType::Float64:
+      f(double{});
+      return;
+    case DType::Int32:
+      f(int32_t{});
+      return;
+    case DType::UInt8:
+      f(uint8_t{});
+      return;
   }
 }
 }  // namespace
@@ -109,14 +117,14 @@ void cast(DType from, const void* src, DType to, void* dst, int64_t n, cudaStrea
   if (n <= 0) return;
   with_any(from, [&](auto f) {
     with_any(to, [&](auto t) {
-      cast_kernel<<<grid_for(n), kBlock, 0, s>>>(static_cast<const decltype(f)*>(src), static_cast<decltype(t)*>(dst), n);
+      cast_kernel<<<grid_for(n), kBlock, 0, s>>>(static_cast<const decltype(f)*>(src), static_cast<decltype(t)*>(dst),
+                                                 n);
     });
   });
   KILN_LAUNCH_CHECK("cast_kernel");
 }
 
-void gather_rows(const void* src, const int32_t* idx, void* dst, int64_t n_idx, std::size_t row_bytes,
-                 cudaStream_t s) {
+void gather_rows(const void* src, const int32_t* idx, void* dst, int64_t n_idx, std::size_t row_bytes, cudaStream_t s) {
   if (n_idx <= 0 || row_bytes == 0) return;
   const auto aligned = [&](std::size_t a) {
     return row_bytes % a == 0 && reinterpret_cast<uintptr_t>(src) % a == 0 && reinterpret_cast<uintptr_t>(dst) % a == 0;
@@ -125,11 +133,14 @@ void gather_rows(const void* src, const int32_t* idx, void* dst, int64_t n_idx, 
     using Word = decltype(word);
     const int64_t words = static_cast<int64_t>(row_bytes / sizeof(Word));
     gather_rows_kernel<<<grid_for(n_idx * words), kBlock, 0, s>>>(static_cast<const Word*>(src), idx,
-                                                                   static_cast<Word*>(dst), n_idx, words);
+                                                                  static_cast<Word*>(dst), n_idx, words);
   };
-  if (aligned(16)) launch(int4{});
-  else if (aligned(4)) launch(int32_t{});
-  else launch(uint8_t{});
+  if (aligned(16))
+    launch(int4{});
+  else if (aligned(4))
+    launch(int32_t{});
+  else
+    launch(uint8_t{});
   KILN_LAUNCH_CHECK("gather_rows_kernel");
 }
 
@@ -154,8 +165,8 @@ void transpose(DType dtype, const void* in, void* out, int64_t rows, int64_t col
   KILN_LAUNCH_CHECK("transpose_kernel");
 }
 
-void pad_nhwc(DType dtype, const void* x, void* xp, int64_t N, int64_t H, int64_t W, int64_t C, int64_t HP,
-              int64_t WP, int64_t top, int64_t left, cudaStream_t s) {
+void pad_nhwc(DType dtype, const void* x, void* xp, int64_t N, int64_t H, int64_t W, int64_t C, int64_t HP, int64_t WP,
+              int64_t top, int64_t left, cudaStream_t s) {
   const int64_t total = N * HP * WP * C;
   if (total <= 0) return;
   with_float(dtype, "pad", [&](auto tag) {
@@ -172,8 +183,8 @@ void crop_nhwc(DType dtype, const void* dxp, void* dx, int64_t N, int64_t H, int
   if (total <= 0) return;
   with_float(dtype, "crop", [&](auto tag) {
     using T = decltype(tag);
-    crop_kernel<<<grid_for(total), kBlock, 0, s>>>(static_cast<const T*>(dxp), static_cast<T*>(dx), N, H, W, C, HP,
-                                                   WP, top, left);
+    crop_kernel<<<grid_for(total), kBlock, 0, s>>>(static_cast<const T*>(dxp), static_cast<T*>(dx), N, H, W, C, HP, WP,
+                                                   top, left);
   });
   KILN_LAUNCH_CHECK("crop_kernel");
 }

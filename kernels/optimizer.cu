@@ -90,10 +90,9 @@ void adam_step(DType dtype, void* w, const void* g, void* m, void* v, int64_t n,
   if (n <= 0) return;
   with_float(dtype, "adam", [&](auto tag) {
     using T = decltype(tag);
-    adam_kernel<<<grid_for(n), kBlock, 0, s>>>(static_cast<T*>(w), static_cast<const T*>(g), static_cast<T*>(m),
-                                               static_cast<T*>(v), n, static_cast<T>(alpha),
-                                               T(1) - static_cast<T>(beta1), T(1) - static_cast<T>(beta2),
-                                               static_cast<T>(eps));
+    adam_kernel<<<grid_for(n), kBlock, 0, s>>>(
+        static_cast<T*>(w), static_cast<const T*>(g), static_cast<T*>(m), static_cast<T*>(v), n, static_cast<T>(alpha),
+        T(1) - static_cast<T>(beta1), T(1) - static_cast<T>(beta2), static_cast<T>(eps));
   });
   KILN_LAUNCH_CHECK("adam_kernel");
 }

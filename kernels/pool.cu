@@ -29,8 +29,18 @@ template <typename I>
 struct PoolDims {
   I N, H, W, C, KH, KW, OH, OW, sh, sw, pt, pl;
   explicit PoolDims(const Pool2dGeometry& g)
-      : N(I(g.N)), H(I(g.H)), W(I(g.W)), C(I(g.C)), KH(I(g.KH)), KW(I(g.KW)), OH(I(g.OH)), OW(I(g.OW)),
-        sh(I(g.stride_h)), sw(I(g.stride_w)), pt(I(g.pad_top)), pl(I(g.pad_left)) {}
+      : N(I(g.N)),
+        H(I(g.H)),
+        W(I(g.W)),
+        C(I(g.C)),
+        KH(I(g.KH)),
+        KW(I(g.KW)),
+        OH(I(g.OH)),
+        OW(I(g.OW)),
+        sh(I(g.stride_h)),
+        sw(I(g.stride_w)),
+        pt(I(g.pad_top)),
+        pl(I(g.pad_left)) {}
 };
 
 // Flat input index of the first maximum of window (n, oh, ow, c); -1 when it is all padding.
@@ -66,7 +76,9 @@ __global__ void max_pool_forward_kernel(PoolDims<I> g, const T* x, T* y) {
 
 // floor(a / b) for b > 0 and any sign of a.
 template <typename I>
-__device__ inline I floor_div(I a, I b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
+__device__ inline I floor_div(I a, I b) {
+  return a >= 0 ? a / b : -((-a + b - 1) / b);
+}
 
 template <typename T, typename I>
 __global__ void max_pool_backward_kernel(PoolDims<I> g, const T* x, const T* dy, T* dx) {
@@ -189,8 +201,10 @@ bool vector4(DType dtype, const Pool2dGeometry& g, std::initializer_list<const v
 
 template <typename F>
 void with_index(const Pool2dGeometry& g, F&& f) {
-  if (fits_int32(g)) f(PoolDims<int32_t>(g));
-  else f(PoolDims<int64_t>(g));
+  if (fits_int32(g))
+    f(PoolDims<int32_t>(g));
+  else
+    f(PoolDims<int64_t>(g));
 }
 }  // namespace
 

@@ -156,20 +156,21 @@ void sum_rows(DType dtype, const void* x, void* y, int64_t rows, int64_t cols, b
   if (cols <= 0) return;
   const int64_t slices = sum_rows_slices(rows, cols);
   if (slices > 1 && !partial)
-    throw Error("sum_rows", "no scratch for " + std::to_string(slices) + " row slices; expected slices * cols elements");
+    throw Error("sum_rows",
+                "no scratch for " + std::to_string(slices) + " row slices; expected slices * cols elements");
   const unsigned tiles = static_cast<unsigned>((cols + 31) / 32);
   const int64_t per_slice = (rows + slices - 1) / slices;
   with_float(dtype, "sum_rows", [&](auto tag) {
     using T = decltype(tag);
     if (slices == 1) {
       sum_rows_kernel<<<tiles, dim3(32, 32), 0, s>>>(static_cast<const T*>(x), static_cast<T*>(y), rows, cols,
-                                                      std::max<int64_t>(rows, 1), accumulate);
+                                                     std::max<int64_t>(rows, 1), accumulate);
       return;
     }
     sum_rows_kernel<<<dim3(tiles, static_cast<unsigned>(slices)), dim3(32, 32), 0, s>>>(
         static_cast<const T*>(x), static_cast<T*>(partial), rows, cols, per_slice, false);
     sum_rows_kernel<<<tiles, dim3(32, 32), 0, s>>>(static_cast<const T*>(partial), static_cast<T*>(y), slices, cols,
-                                                    slices, accumulate);
+                                                   slices, accumulate);
   });
   KILN_LAUNCH_CHECK("sum_rows_kernel");
 }
@@ -202,8 +203,8 @@ void accuracy_sum(DType dtype, const void* x, const int32_t* labels, void* corre
   if (rows <= 0) return;
   with_float(dtype, "accuracy", [&](auto tag) {
     using T = decltype(tag);
-    accuracy_sum_kernel<<<row_blocks(rows), kBlock, 0, s>>>(static_cast<const T*>(x), labels,
-                                                            static_cast<T*>(correct), rows, cols);
+    accuracy_sum_kernel<<<row_blocks(rows), kBlock, 0, s>>>(static_cast<const T*>(x), labels, static_cast<T*>(correct),
+                                                            rows, cols);
   });
   KILN_LAUNCH_CHECK("accuracy_sum_kernel");
 }

@@ -116,9 +116,9 @@ void sparse_softmax_xent(DType dtype, const void* logits, const int32_t* labels,
   if (rows <= 0) return;
   with_float(dtype, "sparse_softmax_cross_entropy", [&](auto tag) {
     using T = decltype(tag);
-    sparse_xent_kernel<<<row_blocks(rows), kBlock, 0, s>>>(static_cast<const T*>(logits), labels,
-                                                           static_cast<T*>(loss), static_cast<T*>(dlogits),
-                                                           static_cast<T>(grad_scale), rows, cols);
+    sparse_xent_kernel<<<row_blocks(rows), kBlock, 0, s>>>(static_cast<const T*>(logits), labels, static_cast<T*>(loss),
+                                                           static_cast<T*>(dlogits), static_cast<T>(grad_scale), rows,
+                                                           cols);
   });
   KILN_LAUNCH_CHECK("sparse_xent_kernel");
 }

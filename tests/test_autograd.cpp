@@ -44,7 +44,8 @@ TEST(Autograd, BackwardOnNonScalarSaysSo) {
     mul(x, 2.0).backward();
     FAIL();
   } catch (const Error& e) {
-    EXPECT_STREQ(e.what(), "[backward] called on a tensor of shape [2, 2]; expected a scalar (one element), e.g. a loss");
+    EXPECT_STREQ(e.what(),
+                 "[backward] called on a tensor of shape [2, 2]; expected a scalar (one element), e.g. a loss");
   }
 }
 

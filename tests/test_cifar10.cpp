@@ -249,9 +249,8 @@ TEST_F(Cifar10Files, LoadDataLimitIsPerSplit) {
 TEST_F(Cifar10Files, MissingDirectoryIsNamed) {
   const std::string dir = (dir_ / "nowhere").string();
   const std::string msg = error_of([&] { c10::load_data(dir); });
-  EXPECT_EQ(msg,
-            "[cifar10] directory '" + dir +
-                "' does not exist; expected the folder holding cifar-10-batches-bin/ or that folder itself");
+  EXPECT_EQ(msg, "[cifar10] directory '" + dir +
+                     "' does not exist; expected the folder holding cifar-10-batches-bin/ or that folder itself");
 }
 
 TEST_F(Cifar10Files, DirectoryThatIsAFileIsAnError) {
@@ -265,10 +264,9 @@ TEST_F(Cifar10Files, MissingFilesAreListed) {
   fs::remove(batches() / "data_batch_2.bin");
   fs::remove(batches() / "test_batch.bin");
   const std::string msg = error_of([&] { c10::load_data(dir_.string()); });
-  EXPECT_EQ(msg,
-            "[cifar10] missing data_batch_2.bin, test_batch.bin in '" + batches().string() +
-                "'; expected data_batch_1.bin .. data_batch_5.bin and test_batch.bin (the CIFAR-10 binary "
-                "version)");
+  EXPECT_EQ(msg, "[cifar10] missing data_batch_2.bin, test_batch.bin in '" + batches().string() +
+                     "'; expected data_batch_1.bin .. data_batch_5.bin and test_batch.bin (the CIFAR-10 binary "
+                     "version)");
 }
 
 TEST_F(Cifar10Files, EmptyFolderListsEveryFile) {
@@ -284,8 +282,7 @@ TEST_F(Cifar10Files, BadSizeNamesTheFile) {
   write_dataset({1, 1, 1, 1, 1}, 1);
   write_file(batches() / "data_batch_3.bin", Bytes(kRecord + 1, 0));
   const std::string msg = error_of([&] { c10::load_data(dir_.string()); });
-  EXPECT_NE(msg.find("[cifar10] '" + (batches() / "data_batch_3.bin").string() + "' has 3074 bytes"),
-            std::string::npos)
+  EXPECT_NE(msg.find("[cifar10] '" + (batches() / "data_batch_3.bin").string() + "' has 3074 bytes"), std::string::npos)
       << msg;
 }
 
@@ -310,8 +307,7 @@ TEST_F(Cifar10Files, EmptyFileNamesTheFile) {
   write_dataset({1, 1, 1, 1, 1}, 1);
   write_file(batches() / "data_batch_4.bin", Bytes{});
   const std::string msg = error_of([&] { c10::load_data(dir_.string()); });
-  EXPECT_NE(msg.find("[cifar10] '" + (batches() / "data_batch_4.bin").string() + "' is empty"),
-            std::string::npos)
+  EXPECT_NE(msg.find("[cifar10] '" + (batches() / "data_batch_4.bin").string() + "' is empty"), std::string::npos)
       << msg;
 }
 
@@ -380,8 +376,7 @@ TEST_F(Cifar10Files, LinkLoopInPlaceOfABatchIsNamedBesideMissingFiles) {
 // ---- to_float and class names ----
 
 TEST(Cifar10ToFloat, ScalesToUnitRange) {
-  const kiln::Tensor images =
-      kiln::Tensor::from_vector<uint8_t>({0, 1, 128, 254, 255, 51}, kiln::Shape{1, 2, 1, 3});
+  const kiln::Tensor images = kiln::Tensor::from_vector<uint8_t>({0, 1, 128, 254, 255, 51}, kiln::Shape{1, 2, 1, 3});
   const kiln::Tensor f = c10::to_float(images);
   EXPECT_EQ(f.dtype(), kiln::DType::Float32);
   EXPECT_EQ(f.shape(), images.shape());
@@ -446,8 +441,7 @@ class Cifar10Real : public ::testing::Test {
     if (!env || !*env) GTEST_SKIP() << "KILN_CIFAR10_DIR is not set; point it at a prepared CIFAR-10 folder";
     dir_ = env;
     std::error_code ec;
-    if (!fs::is_directory(dir_, ec))
-      GTEST_SKIP() << "KILN_CIFAR10_DIR='" << dir_.string() << "' is not a directory";
+    if (!fs::is_directory(dir_, ec)) GTEST_SKIP() << "KILN_CIFAR10_DIR='" << dir_.string() << "' is not a directory";
   }
   fs::path folder() const {
     return fs::is_directory(dir_ / "cifar-10-batches-bin") ? dir_ / "cifar-10-batches-bin" : dir_;

@@ -22,7 +22,9 @@ TEST(Cifar10Training, SeedRecipeReachesTheAccuracyBarAfterOneEpoch) {
                     layers::Dense(10)});
   model.compile(optimizers::Adam(), losses::SparseCategoricalCrossentropy({.from_logits = true}), {"accuracy"});
   const History h = model.fit(cifar10::to_float(data.train.images), data.train.labels,
-                              {.batch_size = 10, .epochs = 1, .verbose = 0,
+                              {.batch_size = 10,
+                               .epochs = 1,
+                               .verbose = 0,
                                .validation_data = {{cifar10::to_float(data.test.images), data.test.labels}}});
   const double accuracy = h.history.at("val_accuracy").at(0);
   RecordProperty("test_accuracy_epoch_1", std::to_string(accuracy));

@@ -14,8 +14,9 @@ namespace {
 using kiln::backend::cpu;
 
 // C = alpha op(A) op(B) + beta C, in the order of the definition, in long double.
-std::vector<double> reference(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const std::vector<double>& a,
-                              const std::vector<double>& b, double beta, std::vector<double> c) {
+std::vector<double> reference(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha,
+                              const std::vector<double>& a, const std::vector<double>& b, double beta,
+                              std::vector<double> c) {
   for (int64_t i = 0; i < m; ++i)
     for (int64_t j = 0; j < n; ++j) {
       long double s = 0;
@@ -39,11 +40,14 @@ class ThreadCount {  // restores the thread count when a test ends
 
 TEST(CpuGemm, SkinnyProductsSplitAcrossThreadsMatchTheDefinition) {
   const ThreadCount threads(4);
-  struct Case { int64_t m, n, k; };
+  struct Case {
+    int64_t m, n, k;
+  };
   // Depth split (the dense layer's forward at batch 10 and 128), column split (its data gradient),
   // row split (its weight gradient), a depth that is not a multiple of the chunk, and a square
   // product that stays with Eigen's own threading.
-  const Case cases[] = {{10, 64, 7200}, {128, 64, 7200}, {10, 7200, 64}, {7200, 64, 10}, {3, 5, 100003}, {200, 200, 200}};
+  const Case cases[] = {{10, 64, 7200}, {128, 64, 7200}, {10, 7200, 64},
+                        {7200, 64, 10}, {3, 5, 100003},  {200, 200, 200}};
   std::mt19937 rng(5);
   std::uniform_real_distribution<double> dist(-1.0, 1.0);
   for (const Case& t : cases)

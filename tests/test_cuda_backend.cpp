@@ -19,7 +19,6 @@ using backend::Backend;
 
 namespace {
 
-
 Backend& cpu() { return backend::cpu(); }
 Backend& gpu() { return backend::cuda(0); }
 
@@ -65,12 +64,15 @@ struct DevBuf {
     return out;
   }
   template <typename T>
-  T* as() const { return static_cast<T*>(ptr); }
+  T* as() const {
+    return static_cast<T*>(ptr);
+  }
 };
 
 // |cpu - gpu| <= atol + rtol |cpu| everywhere; NaN must meet NaN.
 template <typename T>
-void expect_close(const std::vector<T>& want, const std::vector<T>& got, double rtol, double atol, const std::string& what) {
+void expect_close(const std::vector<T>& want, const std::vector<T>& got, double rtol, double atol,
+                  const std::string& what) {
   ASSERT_EQ(want.size(), got.size()) << what;
   for (std::size_t i = 0; i < want.size(); ++i) {
     const double w = want[i], g = got[i];
@@ -175,7 +177,7 @@ TEST(CudaBackend, AffineAndClipMatchCpu) {
   gpu().clip(DType::Float32, gx.ptr, gc.ptr, n, -1.0, 1.5);
   gpu().clip_backward(DType::Float32, gx.ptr, gdy.ptr, gdc.ptr, n, -1.0, 1.5);
   expect_close(y, gy.get<float>(), 1e-6, 1e-7, "affine");  // the GPU may fuse a*x+b (one rounding)
-  expect_close(c, gc.get<float>(), 0, 0, "clip");           // exact, NaN kept
+  expect_close(c, gc.get<float>(), 0, 0, "clip");          // exact, NaN kept
   expect_close(dc, gdc.get<float>(), 0, 0, "clip_backward");
 }
 
@@ -183,8 +185,8 @@ TEST(CudaBackend, ReductionsMatchCpu) {
   REQUIRE_GPU();
   // Tall shapes take the sliced path (partial sums, then a second pass): the conv bias gradient at
   // batch 10 ({9000, 32}), one past the slice cap ({600000, 5}), several column tiles ({20000, 100}).
-  const std::pair<int64_t, int64_t> shapes[] = {{1000, 37}, {3, 1},      {50000, 1},    {7, 3000},    {1, 100000},
-                                                {64, 10},   {9000, 32},  {600000, 5},   {20000, 100}, {513, 33}};
+  const std::pair<int64_t, int64_t> shapes[] = {{1000, 37}, {3, 1},     {50000, 1},  {7, 3000},    {1, 100000},
+                                                {64, 10},   {9000, 32}, {600000, 5}, {20000, 100}, {513, 33}};
   for (auto [rows, cols] : shapes) {
     const auto x = random_vec(rows * cols);
     const auto y0 = random_vec(cols);
@@ -283,7 +285,10 @@ std::pair<int64_t, int64_t> tf_axis(int64_t in, int64_t k, int64_t s, bool same)
 
 TEST(CudaBackend, ConvolutionMatchesCpu) {
   REQUIRE_GPU();
-  struct Case { int64_t N, H, W, C, KH, KW, F, s; bool same; };
+  struct Case {
+    int64_t N, H, W, C, KH, KW, F, s;
+    bool same;
+  };
   const Case cases[] = {
       {4, 32, 32, 3, 3, 3, 32, 1, false},  // the CIFAR-10 seed's layer
       {2, 9, 9, 5, 3, 3, 7, 1, true},      // symmetric "same": cuDNN pads
@@ -378,14 +383,17 @@ TEST(CudaBackend, Float64ConvolutionMatchesCpuOrSaysWhy) {
 
 TEST(CudaBackend, MaxPoolMatchesCpuIncludingTies) {
   REQUIRE_GPU();
-  struct Case { int64_t N, H, W, C, K, s; bool same; };
+  struct Case {
+    int64_t N, H, W, C, K, s;
+    bool same;
+  };
   // Overlapping windows take the gathering kernel; disjoint ones (stride >= window) the per-window
   // one: exact tiling, a stride past the window (gaps), an odd input (an uncovered row and
   // column), "same" padding past the edge, and a 3x3 tiling. Channels a multiple of 4 take the
   // four-channel kernels (with "same" padding and overlapping windows too), others the scalar ones.
-  const Case cases[] = {{4, 30, 30, 32, 2, 2, false}, {2, 9, 10, 3, 3, 2, true}, {2, 7, 7, 5, 3, 1, true},
-                        {2, 9, 9, 4, 2, 3, false},   {3, 31, 31, 8, 2, 2, false}, {2, 7, 9, 3, 2, 2, true},
-                        {2, 9, 9, 3, 3, 3, false},   {2, 7, 9, 4, 2, 2, true},    {2, 7, 7, 8, 3, 1, true},
+  const Case cases[] = {{4, 30, 30, 32, 2, 2, false}, {2, 9, 10, 3, 3, 2, true},   {2, 7, 7, 5, 3, 1, true},
+                        {2, 9, 9, 4, 2, 3, false},    {3, 31, 31, 8, 2, 2, false}, {2, 7, 9, 3, 2, 2, true},
+                        {2, 9, 9, 3, 3, 3, false},    {2, 7, 9, 4, 2, 2, true},    {2, 7, 7, 8, 3, 1, true},
                         {1, 5, 5, 12, 3, 3, true}};
   for (const Case& t : cases) {
     const auto [OH, pt] = tf_axis(t.H, t.K, t.s, t.same);
@@ -605,7 +613,9 @@ TEST(CudaTensor, SmallCnnForwardAndBackwardMatchCpu) {
   const Tensor k = Tensor::uniform({3, 3, 3, 16}, -0.3, 0.3, gen);
   const Tensor wd = Tensor::uniform({5 * 5 * 16, 10}, -0.1, 0.1, gen);
   const Tensor labels = Tensor::from_vector<int32_t>({0, 1, 2, 3, 4, 5, 6, 9}, {8});
-  struct Out { Tensor loss, probs, dk, dwd; };
+  struct Out {
+    Tensor loss, probs, dk, dwd;
+  };
   auto run = [&](Device d) {
     Tensor kk = leaf(k, d), ww = leaf(wd, d);
     Tensor h = max_pool2d(relu(conv2d(x.to(d), kk)), {2, 2}, {2, 2});

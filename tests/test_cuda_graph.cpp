@@ -22,10 +22,10 @@ using backend::Backend;
 
 namespace {
 
-#define REQUIRE_GPU()                                                                        \
-  do {                                                                                       \
-    const GpuVerdict verdict_ = gpu_verdict();                                               \
-    if (!verdict_.usable) GTEST_SKIP() << "no usable GPU: " << verdict_.summary;             \
+#define REQUIRE_GPU()                                                            \
+  do {                                                                           \
+    const GpuVerdict verdict_ = gpu_verdict();                                   \
+    if (!verdict_.usable) GTEST_SKIP() << "no usable GPU: " << verdict_.summary; \
   } while (0)
 
 Backend& gpu() { return backend::cuda(0); }
@@ -93,7 +93,8 @@ Sequential small_cnn(uint64_t seed, const std::string& optimizer = "adam",
                     layers::Dense(10)});
   model.to(Device::gpu(0));
   std::unique_ptr<Optimizer> opt = optimizers::get(optimizer);
-  if (optimizer == "sgd") opt = std::make_unique<optimizers::SGD>(optimizers::SGDOptions{.learning_rate = 0.05, .momentum = 0.9});
+  if (optimizer == "sgd")
+    opt = std::make_unique<optimizers::SGD>(optimizers::SGDOptions{.learning_rate = 0.05, .momentum = 0.9});
   model.compile(*opt, losses::SparseCategoricalCrossentropy({.from_logits = true}), metrics);
   return model;
 }
@@ -463,7 +464,8 @@ TEST(CudaGraphBench, DISABLED_SeedModelStepsPerSecond) {
       model.compile(optimizers::Adam(), losses::SparseCategoricalCrossentropy({.from_logits = true}), {"accuracy"});
       auto clock = std::make_shared<EpochClock>();
       const int epochs = 4;
-      model.fit(x, y, {.batch_size = batch, .epochs = epochs, .verbose = 0, .callbacks = {clock}, .cuda_graphs = graphs});
+      model.fit(x, y,
+                {.batch_size = batch, .epochs = epochs, .verbose = 0, .callbacks = {clock}, .cuda_graphs = graphs});
       std::vector<double> seconds;
       for (int e = 1; e < epochs; ++e)
         seconds.push_back(std::chrono::duration<double>(clock->stamps[e] - clock->stamps[e - 1]).count());

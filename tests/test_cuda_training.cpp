@@ -12,7 +12,6 @@ using namespace kiln;
 
 namespace {
 
-
 Sequential seed_cnn(Device device, uint64_t seed) {
   set_default_device(device);
   utils::set_random_seed(seed);
@@ -92,7 +91,8 @@ TEST(CudaTraining, MixingDevicesIsAnErrorNamingBoth) {
     add(a, b);
     FAIL();
   } catch (const Error& e) {
-    EXPECT_STREQ(e.what(), "[add] inputs are on different devices (cpu and cuda:0); expected both on one device "
-                           "(move one with .to())");
+    EXPECT_STREQ(e.what(),
+                 "[add] inputs are on different devices (cpu and cuda:0); expected both on one device "
+                 "(move one with .to())");
   }
 }

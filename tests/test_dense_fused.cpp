@@ -84,8 +84,8 @@ template <typename T>
   for (const T& v : b) scale = std::max(scale, std::abs(double(v)));
   for (std::size_t i = 0; i < a.size(); ++i)
     if (!(std::abs(double(a[i]) - double(b[i])) <= tol * scale))
-      return ::testing::AssertionFailure() << "element " << i << ": " << a[i] << " vs " << b[i] << " (bound "
-                                           << tol * scale << ")";
+      return ::testing::AssertionFailure()
+             << "element " << i << ": " << a[i] << " vs " << b[i] << " (bound " << tol * scale << ")";
   return ::testing::AssertionSuccess();
 }
 
@@ -160,7 +160,9 @@ TEST(DenseFused, BadInputsSayWhatWasExpected) {
             "[dense] bias has shape [3]; expected [2], one value per column of the kernel [5, 2]");
   EXPECT_EQ(message_of([&] { dense(x, w5, b, "tanh"); }),
             "[dense] activation 'tanh' is not fused; expected linear or relu (apply others to the linear result)");
-  EXPECT_EQ(message_of([&] { dense(uniform32({3, 5, 1}, 51), w5, b); }),
+  EXPECT_EQ(message_of([&] {
+              dense(uniform32({3, 5, 1}, 51), w5, b);
+            }),
             "[dense] input has shape [3, 5, 1]; expected 2 dimensions");
   EXPECT_EQ(message_of([&] { dense(x.astype(DType::Float64), w5, b); }),
             "[dense] inputs have dtypes float64 and float32; expected the same dtype (convert one with .astype())");
@@ -209,8 +211,8 @@ TEST(CudaDenseFused, MatchesCpuInFloat64) {
   REQUIRE_GPU();
   for (const Case& c : kGpuCases) {
     const auto f64 = [](const Tensor& t) { return t.astype(DType::Float64); };
-    const Tensor x = f64(uniform32({c.m, c.k}, 21)), w = f64(uniform32({c.k, c.n}, 22)),
-                 b = f64(uniform32({c.n}, 23)), proj = f64(uniform32({c.m, c.n}, 24));
+    const Tensor x = f64(uniform32({c.m, c.k}, 21)), w = f64(uniform32({c.k, c.n}, 22)), b = f64(uniform32({c.n}, 23)),
+                 proj = f64(uniform32({c.m, c.n}, 24));
     const auto cpu = run<double>(true, Device::cpu(), x, w, b, "relu", proj);
     const auto gpu = run<double>(true, Device::gpu(), x, w, b, "relu", proj);
     EXPECT_TRUE(near(gpu.y, cpu.y, 1e-12)) << c.m << "x" << c.k << "x" << c.n;

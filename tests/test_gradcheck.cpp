@@ -105,11 +105,15 @@ TEST_P(ConvGradcheck, FusedBiasAndRelu) {
   auto x = random_input(c.x, 33), k = random_input(c.k, 34), b = random_input({c.k[3]}, 35);
   for (const bool relu : {false, true}) {
     SCOPED_TRACE(relu ? "relu" : "linear");
-    EXPECT_TRUE(gradcheck([c, relu](In v) { return conv2d(v[0], v[1], v[2], relu ? "relu" : "linear", c.strides, c.padding); },
-                          {x, k, b}));
+    EXPECT_TRUE(
+        gradcheck([c, relu](In v) { return conv2d(v[0], v[1], v[2], relu ? "relu" : "linear", c.strides, c.padding); },
+                  {x, k, b}));
     const Tensor x_const = x.detach();
-    EXPECT_TRUE(gradcheck([c, relu, x_const](In v) { return conv2d(x_const, v[0], v[1], relu ? "relu" : "linear", c.strides, c.padding); },
-                          {k, b}));
+    EXPECT_TRUE(gradcheck(
+        [c, relu, x_const](In v) {
+          return conv2d(x_const, v[0], v[1], relu ? "relu" : "linear", c.strides, c.padding);
+        },
+        {k, b}));
   }
   EXPECT_TRUE(gradcheck([c](In v) { return conv2d(v[0], v[1], Tensor(), "relu", c.strides, c.padding); }, {x, k}));
 }
@@ -135,10 +139,10 @@ TEST(ConvFused, BadBiasSaysWhatWasExpected) {
 
 INSTANTIATE_TEST_SUITE_P(
     Shapes, ConvGradcheck,
-    ::testing::Values(ConvCase{{2, 5, 5, 3}, {3, 3, 3, 4}, {1, 1}, Padding::Valid},   // the seed's kind
-                      ConvCase{{1, 7, 6, 2}, {3, 3, 2, 3}, {2, 2}, Padding::Valid},   // stride 2, batch 1
-                      ConvCase{{2, 5, 4, 1}, {3, 2, 1, 2}, {1, 1}, Padding::Same},    // same, one channel
-                      ConvCase{{1, 7, 5, 2}, {4, 3, 2, 2}, {2, 3}, Padding::Same},    // same, even kernel, odd sizes
+    ::testing::Values(ConvCase{{2, 5, 5, 3}, {3, 3, 3, 4}, {1, 1}, Padding::Valid},    // the seed's kind
+                      ConvCase{{1, 7, 6, 2}, {3, 3, 2, 3}, {2, 2}, Padding::Valid},    // stride 2, batch 1
+                      ConvCase{{2, 5, 4, 1}, {3, 2, 1, 2}, {1, 1}, Padding::Same},     // same, one channel
+                      ConvCase{{1, 7, 5, 2}, {4, 3, 2, 2}, {2, 3}, Padding::Same},     // same, even kernel, odd sizes
                       ConvCase{{2, 3, 3, 6}, {1, 1, 6, 5}, {1, 1}, Padding::Valid}));  // many channels, 1x1
 
 struct PoolCase {
@@ -158,8 +162,8 @@ TEST_P(PoolGradcheck, Input) {
 INSTANTIATE_TEST_SUITE_P(
     Shapes, PoolGradcheck,
     ::testing::Values(PoolCase{{2, 4, 4, 3}, {2, 2}, {2, 2}, Padding::Valid},
-                      PoolCase{{1, 5, 5, 1}, {2, 2}, {2, 2}, Padding::Valid},   // odd size drops the edge
-                      PoolCase{{1, 5, 5, 2}, {3, 3}, {1, 1}, Padding::Valid},   // overlapping windows
+                      PoolCase{{1, 5, 5, 1}, {2, 2}, {2, 2}, Padding::Valid},  // odd size drops the edge
+                      PoolCase{{1, 5, 5, 2}, {3, 3}, {1, 1}, Padding::Valid},  // overlapping windows
                       PoolCase{{2, 5, 3, 2}, {2, 2}, {2, 2}, Padding::Same},
                       PoolCase{{1, 6, 7, 1}, {3, 2}, {2, 1}, Padding::Same}));
 

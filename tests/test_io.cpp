@@ -20,10 +20,9 @@
 #include <fstream>
 #include <functional>
 #include <iterator>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <thread>
-
-#include <nlohmann/json.hpp>
 
 #include "io/atomic_file.h"
 #include "io/model_config.h"
@@ -195,15 +194,17 @@ TEST(IoSafetensors, MalformedBuffersGiveClearErrors) {
     Bytes b = raw_file("{}");
     const uint64_t n = 1000;
     std::memcpy(b.data(), &n, 8);
-    EXPECT_EQ(parse_error(b), "[safetensors] x.safetensors: the header length is 1000 bytes but only 2 bytes follow; "
-                              "expected a complete file (truncated?)");
+    EXPECT_EQ(parse_error(b),
+              "[safetensors] x.safetensors: the header length is 1000 bytes but only 2 bytes follow; "
+              "expected a complete file (truncated?)");
   }
   {
     Bytes b = raw_file("{}");
     const uint64_t n = uint64_t{1} << 62;
     std::memcpy(b.data(), &n, 8);
-    EXPECT_EQ(parse_error(b), "[safetensors] x.safetensors: the header length is 4611686018427387904 bytes; expected "
-                              "at most 100000000 (is this a safetensors file?)");
+    EXPECT_EQ(parse_error(b),
+              "[safetensors] x.safetensors: the header length is 4611686018427387904 bytes; expected "
+              "at most 100000000 (is this a safetensors file?)");
   }
   EXPECT_NE(parse_error(raw_file("[1, 2]")).find("the header does not start with '{'"), std::string::npos);
   EXPECT_NE(parse_error(raw_file("{\"a\": ")).find("the header is not valid JSON ("), std::string::npos);
@@ -219,11 +220,13 @@ TEST(IoSafetensors, MalformedBuffersGiveClearErrors) {
   EXPECT_EQ(parse_error(raw_file(R"({"a": {"dtype": "F32", "shape": [1], "data_offsets": [0]}})", 4)),
             "[safetensors] x.safetensors: tensor 'a' has no valid \"data_offsets\"; expected [begin, end] as "
             "non-negative integers");
-  EXPECT_EQ(parse_error(raw_file(R"({"a": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 8]}})", 8)),
-            "[safetensors] x.safetensors: tensor 'a' is F32 [2, 2] but spans 8 bytes; expected shape product x 4 bytes");
-  EXPECT_EQ(parse_error(raw_file(R"({"a": {"dtype": "F32", "shape": [4294967296, 4294967296], "data_offsets": [0, 0]}})")),
-            "[safetensors] x.safetensors: tensor 'a' is F32 [4294967296, 4294967296] but spans 0 bytes; expected "
-            "shape product x 4 bytes");
+  EXPECT_EQ(
+      parse_error(raw_file(R"({"a": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 8]}})", 8)),
+      "[safetensors] x.safetensors: tensor 'a' is F32 [2, 2] but spans 8 bytes; expected shape product x 4 bytes");
+  EXPECT_EQ(
+      parse_error(raw_file(R"({"a": {"dtype": "F32", "shape": [4294967296, 4294967296], "data_offsets": [0, 0]}})")),
+      "[safetensors] x.safetensors: tensor 'a' is F32 [4294967296, 4294967296] but spans 0 bytes; expected "
+      "shape product x 4 bytes");
   EXPECT_EQ(parse_error(raw_file(R"({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}})", 4)),
             "[safetensors] x.safetensors: tensor 'a' has data_offsets [0, 8] beyond the data section of 4 bytes; "
             "expected offsets inside it (truncated?)");
@@ -364,9 +367,8 @@ TEST_F(IoTest, LoadWeightsRefusesMismatchesAndChangesNothing) {
   EXPECT_TRUE(same_bits(before, three.trainable_weights()[0]));
 
   write_file(path("f64.safetensors"),
-             io::serialize_safetensors({{"dense/kernel", Tensor::zeros({1, 3}, DType::Float64)},
-                                        {"dense/bias", Tensor::zeros({3})}},
-                                       {}));
+             io::serialize_safetensors(
+                 {{"dense/kernel", Tensor::zeros({1, 3}, DType::Float64)}, {"dense/bias", Tensor::zeros({3})}}, {}));
   EXPECT_EQ(message_of([&] { three.load_weights(path("f64.safetensors")); }),
             "[load_weights] " + path("f64.safetensors") +
                 ": tensor 'dense/kernel' is F64 [1, 3]; expected F32 [1, 3] as in the model");
@@ -376,11 +378,10 @@ TEST_F(IoTest, LoadWeightsRefusesMismatchesAndChangesNothing) {
             "[load_weights] " + path("missing.safetensors") +
                 ": no tensor 'dense/bias'; expected one for every weight of the model (the file holds dense/kernel)");
 
-  write_file(path("extra.safetensors"),
-             io::serialize_safetensors({{"dense/kernel", Tensor::zeros({1, 3})},
-                                        {"dense/bias", Tensor::zeros({3})},
-                                        {"dense_9/kernel", Tensor::zeros({1})}},
-                                       {}));
+  write_file(path("extra.safetensors"), io::serialize_safetensors({{"dense/kernel", Tensor::zeros({1, 3})},
+                                                                   {"dense/bias", Tensor::zeros({3})},
+                                                                   {"dense_9/kernel", Tensor::zeros({1})}},
+                                                                  {}));
   EXPECT_EQ(message_of([&] { three.load_weights(path("extra.safetensors")); }),
             "[load_weights] " + path("extra.safetensors") +
                 ": tensor 'dense_9/kernel' matches no weight of the model; expected only \"<layer>/<weight>\" names "
@@ -490,7 +491,8 @@ TEST_F(IoTest, GpuModelSavesAndLoadsBack) {
   expect_same_weights(a, b);
   EXPECT_TRUE(same_bits(a.predict(d.x), b.predict(d.x)));
   for (std::size_t i = 0; i < a.optimizer()->slots().size(); ++i)
-    for (std::size_t s = 0; s < 2; ++s) EXPECT_TRUE(same_bits(a.optimizer()->slots()[i][s], b.optimizer()->slots()[i][s]));
+    for (std::size_t s = 0; s < 2; ++s)
+      EXPECT_TRUE(same_bits(a.optimizer()->slots()[i][s], b.optimizer()->slots()[i][s]));
   // Training goes on from the restored state, on the GPU (slots move there at the first update);
   // loading again puts the generator back where `a` found it.
   a.fit(d.x, d.y, {.batch_size = 8, .epochs = 1, .verbose = 0});
@@ -551,8 +553,8 @@ TEST_F(IoTest, ModelCheckpointOptions) {
   compile_adam(m);
   auto per_epoch = std::make_shared<callbacks::ModelCheckpoint>(path("e{epoch}.kiln"));
   auto best = std::make_shared<callbacks::ModelCheckpoint>(
-      path("best.safetensors"), callbacks::ModelCheckpointOptions{.monitor = "loss", .save_best_only = true,
-                                                                  .save_weights_only = true});
+      path("best.safetensors"),
+      callbacks::ModelCheckpointOptions{.monitor = "loss", .save_best_only = true, .save_weights_only = true});
   m.fit(d.x, d.y, {.batch_size = 8, .epochs = 2, .verbose = 0, .callbacks = {per_epoch, best}});
   EXPECT_EQ(checkpoint_epoch(path("e1.kiln")), 0);
   EXPECT_EQ(checkpoint_epoch(path("e2.kiln")), 1);
@@ -584,7 +586,8 @@ TEST_F(IoTest, MalformedCheckpointsGiveClearErrors) {
   EXPECT_NE(load_error().find("beyond the data section of"), std::string::npos) << load_error();
   EXPECT_NE(load_error().find("(truncated?)"), std::string::npos);
   write_file(p, Bytes(good.begin(), good.begin() + 100));
-  EXPECT_NE(load_error().find("bytes follow; expected a complete file (truncated?)"), std::string::npos) << load_error();
+  EXPECT_NE(load_error().find("bytes follow; expected a complete file (truncated?)"), std::string::npos)
+      << load_error();
 
   fresh();
   edit_config(p, [](nlohmann::json& c) { c["layers"][1]["class_name"] = "Dense3D"; });
@@ -593,23 +596,26 @@ TEST_F(IoTest, MalformedCheckpointsGiveClearErrors) {
                               "MaxPooling2D or Flatten");
   fresh();
   edit_config(p, [](nlohmann::json& c) { c["compile"]["optimizer"]["class_name"] = "RMSprop"; });
-  EXPECT_EQ(load_error(),
-            "[load_model] " + p + ": compile optimizer: class_name \"RMSprop\" is not an optimizer kiln knows; expected "
-                                  "SGD or Adam");
+  EXPECT_EQ(load_error(), "[load_model] " + p +
+                              ": compile optimizer: class_name \"RMSprop\" is not an optimizer kiln knows; expected "
+                              "SGD or Adam");
   fresh();
   edit_config(p, [](nlohmann::json& c) { c["compile"]["loss"]["class_name"] = "Huber"; });
-  EXPECT_EQ(load_error(), "[load_model] " + p +
-                              ": compile loss: class_name \"Huber\" is not a loss kiln knows; expected MeanSquaredError "
-                              "or SparseCategoricalCrossentropy");
+  EXPECT_EQ(load_error(),
+            "[load_model] " + p +
+                ": compile loss: class_name \"Huber\" is not a loss kiln knows; expected MeanSquaredError "
+                "or SparseCategoricalCrossentropy");
   fresh();
   edit_config(p, [](nlohmann::json& c) { c["layers"][0]["config"]["units"] = 0; });
-  EXPECT_EQ(load_error(), "[load_model] " + p + ": layer 0 config: \"units\" is 0; expected an integer in [1, 2147483648]");
+  EXPECT_EQ(load_error(),
+            "[load_model] " + p + ": layer 0 config: \"units\" is 0; expected an integer in [1, 2147483648]");
   fresh();
   edit_config(p, [](nlohmann::json& c) { c["layers"][0]["config"]["activation"] = "swish"; });
   EXPECT_NE(load_error().find("[load_model] " + p + ": layer 0: [dense] "), std::string::npos) << load_error();
   fresh();
   edit_config(p, [](nlohmann::json& c) { c["layers"][0]["config"]["units"] = 5; });  // weights are [3, 2]
-  EXPECT_EQ(load_error(), "[load_model] " + p + ": tensor 'dense/kernel' is F32 [3, 2]; expected F32 [3, 5] as in the model");
+  EXPECT_EQ(load_error(),
+            "[load_model] " + p + ": tensor 'dense/kernel' is F32 [3, 2]; expected F32 [3, 5] as in the model");
   fresh();
   edit_config(p, [](nlohmann::json& c) { c["layers"][0]["config"]["units"] = 1 << 30; });
   EXPECT_NE(load_error().find("the config describes 5368709121 weights but the file is"), std::string::npos)
@@ -621,7 +627,8 @@ TEST_F(IoTest, MalformedCheckpointsGiveClearErrors) {
                               "(upgrade kiln)");
   fresh();
   edit_config(p, [](nlohmann::json& c) { c["optimizer_state"]["slot_groups"] = 3; });
-  EXPECT_EQ(load_error(), "[load_model] " + p + ": optimizer_state has slots for 3 parameters; expected 4 (one per weight)");
+  EXPECT_EQ(load_error(),
+            "[load_model] " + p + ": optimizer_state has slots for 3 parameters; expected 4 (one per weight)");
   fresh();
   edit_config(p, [](nlohmann::json& c) { c["layers"][1]["name"] = "dense"; });
   EXPECT_EQ(load_error(),
@@ -665,7 +672,8 @@ TEST_F(IoTest, RefusedLoadLeavesGeneratorAlone) {
 }
 
 // Rewrites tensor `name` of the file at `path` with `edit` applied to its float32 values.
-void edit_tensor(const std::string& path, const std::string& name, const std::function<void(std::vector<float>&)>& edit) {
+void edit_tensor(const std::string& path, const std::string& name,
+                 const std::function<void(std::vector<float>&)>& edit) {
   io::SafetensorsFile file = io::read_safetensors(path);
   std::vector<std::pair<std::string, Tensor>> tensors;
   for (const auto& t : file.view.tensors) {
@@ -799,14 +807,16 @@ TEST_F(IoTest, SaveThroughSymlinkReplacesItsTarget) {
   // A loop is refused and leaves both links as they were.
   fs::create_symlink("loop_b", path("loop_a"));
   fs::create_symlink("loop_a", path("loop_b"));
-  EXPECT_EQ(message_of([&] { a.save(path("loop_a")); }),
-            "[save] " + path("loop_a") + ": is a symbolic link loop (more than 40 links); expected a file or a link to one");
+  EXPECT_EQ(
+      message_of([&] { a.save(path("loop_a")); }),
+      "[save] " + path("loop_a") + ": is a symbolic link loop (more than 40 links); expected a file or a link to one");
   EXPECT_TRUE(fs::is_symlink(path("loop_a")));
 }
 
 TEST_F(IoTest, UnsyncableDirectoryIsAWarningNotAnError) {
 #ifdef _WIN32
-  GTEST_SKIP() << "Windows has no directory fsync to fail (MoveFileEx writes through), and the test needs fork and setuid";
+  GTEST_SKIP()
+      << "Windows has no directory fsync to fail (MoveFileEx writes through), and the test needs fork and setuid";
 #else
   // A directory with write and search permission but no read permission: the file can be created
   // and renamed, but the directory cannot be opened to fsync it. Root ignores permissions, so the
@@ -815,8 +825,8 @@ TEST_F(IoTest, UnsyncableDirectoryIsAWarningNotAnError) {
   Sequential m({layers::Dense(2, {.input_shape = {3}})});
   const fs::path box = dir_ / "write_only";
   fs::create_directories(box);
-  fs::permissions(box, fs::perms::owner_write | fs::perms::owner_exec | fs::perms::group_write |
-                           fs::perms::group_exec | fs::perms::others_write | fs::perms::others_exec);
+  fs::permissions(box, fs::perms::owner_write | fs::perms::owner_exec | fs::perms::group_write | fs::perms::group_exec |
+                           fs::perms::others_write | fs::perms::others_exec);
   const std::string target = (box / "m.kiln").string();
   const std::string log = (box / "stderr.txt").string();
   const pid_t child = ::fork();
@@ -876,11 +886,12 @@ TEST_F(IoTest, SaveRemovesTempFilesOfDeadWritersOnly) {
 TEST_F(IoTest, FailedWriteKeepsOldFileAndRemovesTemp) {
   utils::set_random_seed(0);
   Sequential m({layers::Dense(2, {.input_shape = {3}})});
-  EXPECT_EQ(message_of([&] { m.save(path("no/such/dir/m.kiln")); }).rfind("[save] " + path("no/such/dir/m.kiln") +
-                                                                            ": cannot create the temporary file ",
-                                                                        0),
+  EXPECT_EQ(message_of([&] {
+              m.save(path("no/such/dir/m.kiln"));
+            }).rfind("[save] " + path("no/such/dir/m.kiln") + ": cannot create the temporary file ", 0),
             0u);
-  EXPECT_NE(message_of([&] { m.save(path("no/such/dir/m.kiln")); }).find("No such file or directory"), std::string::npos);
+  EXPECT_NE(message_of([&] { m.save(path("no/such/dir/m.kiln")); }).find("No such file or directory"),
+            std::string::npos);
   // The target is a non-empty directory: the rename fails after the data was written.
   fs::create_directories(path("occupied/inside"));
   const std::string err = message_of([&] { m.save(path("occupied")); });
@@ -952,7 +963,8 @@ TEST_F(IoTest, CheckpointSurvivesSigkillDuringSaves) {
   // the next save of that checkpoint removes the orphans of writers that no longer exist.
   auto temp_files = [&] {
     int n = 0;
-    for (const auto& e : fs::directory_iterator(dir_)) n += e.path().filename().string().find(".tmp-") != std::string::npos;
+    for (const auto& e : fs::directory_iterator(dir_))
+      n += e.path().filename().string().find(".tmp-") != std::string::npos;
     return n;
   };
   RecordProperty("temp_files_after_last_kill", temp_files());
@@ -1052,8 +1064,8 @@ TEST_F(IoTest, FuzzSeedsAreRealSavesThatLoad) {
     const Bytes bytes = read_file(p.string());
     EXPECT_LT(bytes.size(), 16u * 1024) << p << ": seeds should stay small";
     if (s.target == "model_config") {
-      const io::ModelConfig cfg =
-          io::parse_model_config(std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()), p.string());
+      const io::ModelConfig cfg = io::parse_model_config(
+          std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()), p.string());
       EXPECT_EQ(cfg.layers.size(), 4u);
       EXPECT_EQ(cfg.slot_groups, 4);
       continue;

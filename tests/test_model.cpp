@@ -23,7 +23,6 @@ Sequential house_price_model(uint64_t seed = 0) {
 const Tensor kXs = Tensor::from_vector<float>({1, 2, 3, 4, 5, 6}, {6, 1});
 const Tensor kYs = Tensor::from_vector<float>({5.0f, 6.5f, 8.0f, 9.5f, 11.0f, 12.5f}, {6, 1});
 
-
 }  // namespace
 
 TEST(Model, HousePricePredictsFourteen) {
@@ -149,7 +148,9 @@ TEST(ModelErrors, WrongFeatureCount) {
 
 TEST(ModelErrors, EmptyData) {
   Sequential model = house_price_model();
-  EXPECT_EQ(message_of([&] { model.fit(Tensor::zeros({0, 1}), Tensor::zeros({0, 1}), {.verbose = 0}); }),
+  EXPECT_EQ(message_of([&] {
+              model.fit(Tensor::zeros({0, 1}), Tensor::zeros({0, 1}), {.verbose = 0});
+            }),
             "[fit] x is empty (shape [0, 1]); expected at least one sample");
 }
 
@@ -192,18 +193,25 @@ TEST(ModelErrors, UnknownNamesAndOptions) {
   EXPECT_EQ(message_of([] { layers::Dense(4, {.activation = "swish"}); }),
             "[dense] unknown activation 'swish'; expected linear, relu, sigmoid, tanh or softmax");
   EXPECT_EQ(message_of([] { layers::Dense(0); }), "[dense] units is 0; expected a positive number");
-  EXPECT_EQ(message_of([] { layers::Conv2D(8, {3, 3}, {.padding = "full"}); }),
+  EXPECT_EQ(message_of([] {
+              layers::Conv2D(8, {3, 3}, {.padding = "full"});
+            }),
             "[conv2d] unknown padding 'full'; expected \"valid\" or \"same\"");
   Sequential model({layers::Dense(1, {.input_shape = {1}})});
   EXPECT_EQ(message_of([&] { model.compile("rmsprop", "mse"); }),
             "[optimizers] unknown optimizer 'rmsprop'; expected sgd or adam");
-  EXPECT_EQ(message_of([&] { model.compile("sgd", "mse", {"f1"}); model.fit(kXs, kYs, {.verbose = 0}); }),
+  EXPECT_EQ(message_of([&] {
+              model.compile("sgd", "mse", {"f1"});
+              model.fit(kXs, kYs, {.verbose = 0});
+            }),
             "[compile] unknown metric 'f1'; expected \"accuracy\" (sparse categorical accuracy)");
 }
 
 TEST(ModelErrors, TargetsOfTheWrongShape) {
   Sequential model = house_price_model();
-  EXPECT_EQ(message_of([&] { model.fit(kXs, Tensor::zeros({6, 2}), {.verbose = 0}); }),
+  EXPECT_EQ(message_of([&] {
+              model.fit(kXs, Tensor::zeros({6, 2}), {.verbose = 0});
+            }),
             "[fit] y has per-sample shape [2] but the model outputs [1]; expected targets of the output's shape");
 }
 
@@ -220,9 +228,10 @@ TEST(ModelErrors, CheckNumericsNamesTheFirstLayerWithANaN) {
             "[check_numerics] the output of layer dense_1 (Dense) holds NaN at element 0 of [3, 1] (epoch 1, "
             "step 1); expected finite values");
   const Tensor x_bad = Tensor::from_vector<float>({1, std::numeric_limits<float>::infinity(), 1, 1, 1, 1}, {3, 2});
-  EXPECT_EQ(message_of([&] { model.fit(x_bad, y, {.epochs = 1, .verbose = 0, .shuffle = false, .check_numerics = true}); }),
-            "[check_numerics] the input batch holds Inf at element 1 of [3, 2] (epoch 1, step 1); expected finite "
-            "values");
+  EXPECT_EQ(
+      message_of([&] { model.fit(x_bad, y, {.epochs = 1, .verbose = 0, .shuffle = false, .check_numerics = true}); }),
+      "[check_numerics] the input batch holds Inf at element 1 of [3, 2] (epoch 1, step 1); expected finite "
+      "values");
 }
 
 TEST(Model, NothingIsLiveAfterAModelDies) {
@@ -247,8 +256,9 @@ TEST(Model, ValidationBatchSizeChangesOnlyTheSpeed) {
   utils::set_random_seed(1);
   const History ha = a.fit(kXs, kYs, {.batch_size = 2, .epochs = 3, .verbose = 0, .validation_data = {{kXs, kYs}}});
   utils::set_random_seed(1);
-  const History hb = b.fit(kXs, kYs, {.batch_size = 2, .epochs = 3, .verbose = 0, .validation_data = {{kXs, kYs}},
-                                      .validation_batch_size = 6});
+  const History hb =
+      b.fit(kXs, kYs,
+            {.batch_size = 2, .epochs = 3, .verbose = 0, .validation_data = {{kXs, kYs}}, .validation_batch_size = 6});
   EXPECT_EQ(ha.history.at("loss"), hb.history.at("loss"));
   for (int e = 0; e < 3; ++e) EXPECT_NEAR(ha.history.at("val_loss")[e], hb.history.at("val_loss")[e], 1e-5);
   EXPECT_EQ(message_of([&] { a.fit(kXs, kYs, {.verbose = 0, .validation_batch_size = -1}); }),

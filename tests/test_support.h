@@ -13,18 +13,18 @@
 #include "kiln/error.h"
 
 /// Skips the current test, with the verdict's one-line reason, when no GPU is usable.
-#define REQUIRE_GPU()                                                                          \
-  do {                                                                                         \
-    const ::kiln::GpuVerdict verdict_ = ::kiln::gpu_verdict();                                 \
-    if (!verdict_.usable) GTEST_SKIP() << "no usable GPU: " << verdict_.summary;               \
+#define REQUIRE_GPU()                                                            \
+  do {                                                                           \
+    const ::kiln::GpuVerdict verdict_ = ::kiln::gpu_verdict();                   \
+    if (!verdict_.usable) GTEST_SKIP() << "no usable GPU: " << verdict_.summary; \
   } while (0)
 
 /// Skips the current test when symbolic links cannot be made in the folder `dir` (on Windows,
 /// MinGW's std::filesystem has none, and MSVC's need Developer Mode or an administrator).
-#define REQUIRE_SYMLINKS(dir)                                                                  \
-  do {                                                                                         \
-    const std::string why_ = ::kiln::testing::symlinks_unavailable(dir);                       \
-    if (!why_.empty()) GTEST_SKIP() << "no symbolic links in " << (dir) << ": " << why_;        \
+#define REQUIRE_SYMLINKS(dir)                                                            \
+  do {                                                                                   \
+    const std::string why_ = ::kiln::testing::symlinks_unavailable(dir);                 \
+    if (!why_.empty()) GTEST_SKIP() << "no symbolic links in " << (dir) << ": " << why_; \
   } while (0)
 
 namespace kiln::testing {

@@ -68,8 +68,8 @@ struct Inputs {
 
 Inputs make_inputs() {
   Generator gen(42);
-  return {Tensor::uniform({256, 1024}, -1.0, 1.0, gen), Tensor::uniform({1024, 256}, -1.0, 1.0, gen),
-          Tensor::uniform({256}, -1.0, 1.0, gen), Tensor::uniform({64, 32, 32, 3}, 0.0, 1.0, gen),
+  return {Tensor::uniform({256, 1024}, -1.0, 1.0, gen),   Tensor::uniform({1024, 256}, -1.0, 1.0, gen),
+          Tensor::uniform({256}, -1.0, 1.0, gen),         Tensor::uniform({64, 32, 32, 3}, 0.0, 1.0, gen),
           Tensor::uniform({3, 3, 3, 32}, -0.5, 0.5, gen), Tensor::uniform({32}, -0.1, 0.1, gen)};
 }
 

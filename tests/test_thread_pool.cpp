@@ -75,7 +75,8 @@ TEST(ThreadPool, EveryChunkRunsExactlyOnce) {
       auto body = [&](int64_t c) { runs[static_cast<std::size_t>(c)].fetch_add(1, std::memory_order_relaxed); };
       parallel_chunks(chunks, ChunkFn(body));
     }
-    for (int64_t c = 0; c < chunks; ++c) ASSERT_EQ(runs[static_cast<std::size_t>(c)].load(), 50) << c << " of " << chunks;
+    for (int64_t c = 0; c < chunks; ++c)
+      ASSERT_EQ(runs[static_cast<std::size_t>(c)].load(), 50) << c << " of " << chunks;
   }
 }
 
@@ -189,13 +190,16 @@ TEST(ThreadPool, TrainingGivesTheSameBitsOnOneTwoAndThreeThreads) {
     for (std::size_t i = 0; i < weights[0].size(); ++i) {
       const kiln::Tensor a = weights[0][i].cpu(), b = weights[t][i].cpu();
       ASSERT_EQ(a.nbytes(), b.nbytes());
-      EXPECT_EQ(std::memcmp(a.raw_data(), b.raw_data(), a.nbytes()), 0) << "weight " << i << ", " << t + 1 << " threads";
+      EXPECT_EQ(std::memcmp(a.raw_data(), b.raw_data(), a.nbytes()), 0)
+          << "weight " << i << ", " << t + 1 << " threads";
     }
 }
 
 TEST(ThreadPool, LargeProductsGiveTheSameBitsOnOneTwoAndThreeThreads) {
   // Square (output blocks) and skinny with a long depth (depth chunks), as matmul runs them.
-  struct Case { int64_t m, n, k; };
+  struct Case {
+    int64_t m, n, k;
+  };
   for (const Case& s : {Case{300, 260, 200}, Case{16, 40, 20000}}) {
     kiln::Generator gen(9);
     const kiln::Tensor a = kiln::Tensor::uniform({s.m, s.k}, -1.0, 1.0, gen);

@@ -24,7 +24,6 @@ void set_grad(Tensor& p, const std::vector<float>& g) {
   sum(mul(p, Tensor::from_vector(g))).backward();
 }
 
-
 }  // namespace
 
 TEST(Optimizers, SgdPlainMomentumAndNesterovFollowKeras) {
@@ -77,7 +76,9 @@ TEST(Optimizers, ChangingTheParameterListIsAnError) {
   optimizers::Adam adam;
   set_grad(a, {1.0f});
   adam.step({a});
-  EXPECT_EQ(message_of([&] { adam.step({a, b}); }),
+  EXPECT_EQ(message_of([&] {
+              adam.step({a, b});
+            }),
             "[Adam] step() got 2 parameters after 1 before; expected the same parameters every step");
 }
 
@@ -108,7 +109,9 @@ TEST(Losses, CrossEntropyIsStableForHugeLogits) {
 
 TEST(Losses, LabelOutOfRangeNamesTheRow) {
   const Tensor logits = Tensor::zeros({2, 3});
-  EXPECT_EQ(message_of([&] { sparse_softmax_cross_entropy(logits, Tensor::from_vector<int32_t>({0, 3}, {2})); }),
+  EXPECT_EQ(message_of([&] {
+              sparse_softmax_cross_entropy(logits, Tensor::from_vector<int32_t>({0, 3}, {2}));
+            }),
             "[sparse_softmax_cross_entropy] label 3 at row 1 is outside [0, 3); expected a class index below the "
             "number of logits");
 }
@@ -242,16 +245,24 @@ TEST(Layers, ConvolutionMatchesADirectSum) {
 }
 
 TEST(OpErrors, ShapesThatDoNotFit) {
-  EXPECT_EQ(message_of([] { add(Tensor::zeros({2, 3}), Tensor::zeros({2})); }),
+  EXPECT_EQ(message_of([] {
+              add(Tensor::zeros({2, 3}), Tensor::zeros({2}));
+            }),
             "[add] shapes [2, 3] and [2] do not broadcast; expected equal shapes, one a trailing suffix of the "
             "other (row broadcast) or one with a single element");
-  EXPECT_EQ(message_of([] { matmul(Tensor::zeros({2, 3}), Tensor::zeros({2, 3})); }),
+  EXPECT_EQ(message_of([] {
+              matmul(Tensor::zeros({2, 3}), Tensor::zeros({2, 3}));
+            }),
             "[matmul] shapes [2, 3] and [2, 3] do not chain; expected the left's columns (3) to equal the right's "
             "rows (2)");
-  EXPECT_EQ(message_of([] { conv2d(Tensor::zeros({1, 2, 2, 1}), Tensor::zeros({3, 3, 1, 1})); }),
+  EXPECT_EQ(message_of([] {
+              conv2d(Tensor::zeros({1, 2, 2, 1}), Tensor::zeros({3, 3, 1, 1}));
+            }),
             "[conv2d] input height 2 is smaller than the window (3) with padding \"valid\"; expected an input at "
             "least as large, or padding \"same\"");
-  EXPECT_EQ(message_of([] { conv2d(Tensor::zeros({1, 4, 4, 2}), Tensor::zeros({3, 3, 1, 1})); }),
+  EXPECT_EQ(message_of([] {
+              conv2d(Tensor::zeros({1, 4, 4, 2}), Tensor::zeros({3, 3, 1, 1}));
+            }),
             "[conv2d] input has 2 channels [1, 4, 4, 2] but the kernel [3, 3, 1, 1] expects 1");
   EXPECT_EQ(message_of([] { add(Tensor::zeros({2}), Tensor::zeros({2}, DType::Float64)); }),
             "[add] inputs have dtypes float32 and float64; expected the same dtype (convert one with .astype())");

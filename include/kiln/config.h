@@ -25,27 +25,27 @@ struct PhysicalDevice {
 
 /// A device with its details, as device_lib.list_local_devices() reports it.
 struct LocalDevice {
-  std::string name;                 ///< "/device:GPU:0"
-  std::string device_type;          ///< "GPU" or "CPU"
-  std::size_t memory_limit = 0;     ///< bytes of device memory (0 for the CPU)
-  std::string physical_device_desc; ///< "device: 0, name: NVIDIA H100 80GB HBM3, compute capability: 9.0"
-  std::string gpu_name;             ///< "NVIDIA H100 80GB HBM3" (empty for the CPU)
-  int compute_major = 0;            ///< compute capability, major
-  int compute_minor = 0;            ///< compute capability, minor
-  int multiprocessors = 0;          ///< streaming multiprocessors
+  std::string name;                  ///< "/device:GPU:0"
+  std::string device_type;           ///< "GPU" or "CPU"
+  std::size_t memory_limit = 0;      ///< bytes of device memory (0 for the CPU)
+  std::string physical_device_desc;  ///< "device: 0, name: NVIDIA H100 80GB HBM3, compute capability: 9.0"
+  std::string gpu_name;              ///< "NVIDIA H100 80GB HBM3" (empty for the CPU)
+  int compute_major = 0;             ///< compute capability, major
+  int compute_minor = 0;             ///< compute capability, minor
+  int multiprocessors = 0;           ///< streaming multiprocessors
 };
 
 /// Versions kiln was built against and those found at run time ("" where not found).
 struct BuildInfo {
-  std::string kiln_version;         ///< this library's version, as version() returns it
-  bool built_with_cuda = false;     ///< whether this build has the CUDA backend
-  std::string cuda_runtime_built;   ///< "13.0"
-  std::string cuda_runtime_loaded;  ///< the CUDA runtime found at run time
-  std::string cuda_driver;          ///< highest CUDA version the installed driver supports, "13.0"
-  std::string cublas_built;         ///< cuBLAS built against, "13.0.0"
-  std::string cublas_loaded;        ///< cuBLAS found at run time
-  std::string cudnn_built;          ///< cuDNN built against, "9.13.0"
-  std::string cudnn_loaded;         ///< cuDNN found at run time
+  std::string kiln_version;                     ///< this library's version, as version() returns it
+  bool built_with_cuda = false;                 ///< whether this build has the CUDA backend
+  std::string cuda_runtime_built;               ///< "13.0"
+  std::string cuda_runtime_loaded;              ///< the CUDA runtime found at run time
+  std::string cuda_driver;                      ///< highest CUDA version the installed driver supports, "13.0"
+  std::string cublas_built;                     ///< cuBLAS built against, "13.0.0"
+  std::string cublas_loaded;                    ///< cuBLAS found at run time
+  std::string cudnn_built;                      ///< cuDNN built against, "9.13.0"
+  std::string cudnn_loaded;                     ///< cuDNN found at run time
   std::vector<std::string> cuda_architectures;  ///< the GPU code in this build, e.g. {"sm_90", "compute_90"}
 };
 

@@ -63,8 +63,7 @@ class LayerRef {
  public:
   /// Holds a copy of `layer`.
   template <typename L>
-    requires std::derived_from<L, Layer>
-  LayerRef(L layer) : ptr_(std::make_shared<L>(std::move(layer))) {}
+  requires std::derived_from<L, Layer> LayerRef(L layer) : ptr_(std::make_shared<L>(std::move(layer))) {}
   /// Shares `layer` (a layer object used in more than one place).
   LayerRef(std::shared_ptr<Layer> layer) : ptr_(std::move(layer)) {}
   /// The layer.
@@ -78,8 +77,8 @@ namespace layers {
 
 /// Options of Dense, with Keras' defaults.
 struct DenseOptions {
-  std::string activation = "linear";  ///< "linear", "relu", "sigmoid", "tanh" or "softmax"
-  bool use_bias = true;               ///< adds a bias vector
+  std::string activation = "linear";      ///< "linear", "relu", "sigmoid", "tanh" or "softmax"
+  bool use_bias = true;                   ///< adds a bias vector
   std::vector<int64_t> input_shape = {};  ///< per-sample input shape, e.g. {1}
 };
 
@@ -107,10 +106,10 @@ class Dense : public Layer {
 /// Options of Conv2D, with Keras' defaults.
 struct Conv2DOptions {
   std::array<int64_t, 2> strides = {1, 1};  ///< (height, width) step of the window
-  std::string padding = "valid";  ///< "valid" or "same"
-  std::string activation = "linear";  ///< "linear", "relu", "sigmoid", "tanh" or "softmax"
-  bool use_bias = true;               ///< adds a bias per filter
-  std::vector<int64_t> input_shape = {};  ///< per-sample (H, W, C), e.g. {32, 32, 3}
+  std::string padding = "valid";            ///< "valid" or "same"
+  std::string activation = "linear";        ///< "linear", "relu", "sigmoid", "tanh" or "softmax"
+  bool use_bias = true;                     ///< adds a bias per filter
+  std::vector<int64_t> input_shape = {};    ///< per-sample (H, W, C), e.g. {32, 32, 3}
 };
 
 /// 2-D convolution, channels_last: kernel [KH, KW, C, filters] glorot_uniform, bias zeros.
@@ -141,8 +140,8 @@ class Conv2D : public Layer {
 /// Options of MaxPooling2D; strides default to pool_size as in Keras.
 struct MaxPooling2DOptions {
   std::array<int64_t, 2> strides = {0, 0};  ///< {0, 0}: same as pool_size
-  std::string padding = "valid";          ///< "valid" or "same"
-  std::vector<int64_t> input_shape = {};  ///< per-sample (H, W, C)
+  std::string padding = "valid";            ///< "valid" or "same"
+  std::vector<int64_t> input_shape = {};    ///< per-sample (H, W, C)
 };
 
 /// 2-D max pooling, channels_last.

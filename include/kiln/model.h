@@ -25,7 +25,7 @@ class RecordedEvaluation;
 /// Per-epoch values recorded by fit: "loss", metric names, and "val_" versions.
 struct History {
   std::map<std::string, std::vector<double>> history;  ///< name -> one value per epoch
-  std::vector<int> epoch;  ///< 0-based epoch numbers, as Keras records them
+  std::vector<int> epoch;                              ///< 0-based epoch numbers, as Keras records them
 };
 
 /// Hooks called by fit.
@@ -42,13 +42,13 @@ class Callback {
 struct FitOptions {
   int64_t batch_size = 32;  ///< samples per training step
   int epochs = 1;           ///< passes over the data (up to this epoch number when resuming)
-  int verbose = 1;  ///< 0 silent, 1 progress bar (one line per epoch when not a terminal), 2 one line per epoch
-  bool shuffle = true;  ///< shuffles the samples before every epoch
+  int verbose = 1;          ///< 0 silent, 1 progress bar (one line per epoch when not a terminal), 2 one line per epoch
+  bool shuffle = true;      ///< shuffles the samples before every epoch
   std::optional<std::pair<Tensor, Tensor>> validation_data = std::nullopt;  ///< (x_val, y_val)
   /// Batch size of the validation pass; 0 means batch_size (as Keras). Evaluation does not train,
   /// so a larger one changes only the speed (and float rounding), not what is computed.
   int64_t validation_batch_size = 0;
-  int initial_epoch = 0;                                                   ///< to resume training
+  int initial_epoch = 0;  ///< to resume training
   /// Checks every layer's output and every weight's gradient at every step and stops at the first
   /// NaN or Inf, naming the layer (slow: it reads each tensor back; for debugging).
   bool check_numerics = false;

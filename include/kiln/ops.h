@@ -104,8 +104,8 @@ Tensor conv2d(const Tensor& x, const Tensor& kernel, const Tensor& bias, const s
               std::array<int64_t, 2> strides = {1, 1}, Padding padding = Padding::Valid);
 /// Max pooling: x [N, H, W, C] -> [N, OH, OW, C]. A window holding a NaN pools to NaN (as in PyTorch); the
 /// gradient goes to the window's first maximum, or its first NaN.
-Tensor max_pool2d(const Tensor& x, std::array<int64_t, 2> pool_size,
-                  std::array<int64_t, 2> strides, Padding padding = Padding::Valid);
+Tensor max_pool2d(const Tensor& x, std::array<int64_t, 2> pool_size, std::array<int64_t, 2> strides,
+                  Padding padding = Padding::Valid);
 
 // ---- operators ----
 /// add(a, b).

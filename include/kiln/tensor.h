@@ -34,23 +34,20 @@ class Tensor {
   /// All ones.
   static Tensor ones(const Shape& shape, DType dtype = DType::Float32, Device device = Device::cpu());
   /// Every element `value`.
-  static Tensor full(const Shape& shape, double value, DType dtype = DType::Float32,
-                     Device device = Device::cpu());
+  static Tensor full(const Shape& shape, double value, DType dtype = DType::Float32, Device device = Device::cpu());
   /// Copies `values` (row-major) into a tensor of `shape`; sizes must agree.
   template <typename T>
-  static Tensor from_vector(const std::vector<T>& values, const Shape& shape,
-                            Device device = Device::cpu());
+  static Tensor from_vector(const std::vector<T>& values, const Shape& shape, Device device = Device::cpu());
   /// Copies `values` into a 1-D tensor.
   template <typename T>
   static Tensor from_vector(const std::vector<T>& values, Device device = Device::cpu()) {
     return from_vector(values, Shape{static_cast<int64_t>(values.size())}, device);
   }
   /// Uniform samples in [low, high) drawn from `gen` (on the host, so every device gets the same).
-  static Tensor uniform(const Shape& shape, double low, double high, Generator& gen,
-                        DType dtype = DType::Float32, Device device = Device::cpu());
+  static Tensor uniform(const Shape& shape, double low, double high, Generator& gen, DType dtype = DType::Float32,
+                        Device device = Device::cpu());
   /// Standard normal samples drawn from `gen`.
-  static Tensor randn(const Shape& shape, Generator& gen, DType dtype = DType::Float32,
-                      Device device = Device::cpu());
+  static Tensor randn(const Shape& shape, Generator& gen, DType dtype = DType::Float32, Device device = Device::cpu());
 
   // ---- properties ----
   /// False for a default-constructed tensor.

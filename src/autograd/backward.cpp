@@ -34,8 +34,7 @@ Node::~Node() {
   }
 }
 
-Tensor record(const std::string& name, Tensor output, const std::vector<Tensor>& inputs,
-              BackwardFn backward) {
+Tensor record(const std::string& name, Tensor output, const std::vector<Tensor>& inputs, BackwardFn backward) {
   if (!grad_enabled()) return output;
   bool any = false;
   for (const Tensor& t : inputs) any = any || (t.defined() && t.requires_grad());
@@ -81,11 +80,12 @@ void accumulate(Tensor& slot, const Tensor& g) { slot = slot.defined() ? add(slo
 void run_backward(const Tensor& root) {
   if (!root.defined()) throw Error("backward", "called on an undefined tensor");
   if (root.numel() != 1)
-    throw Error("backward", "called on a tensor of shape " + root.shape().str() +
-                                "; expected a scalar (one element), e.g. a loss");
+    throw Error("backward",
+                "called on a tensor of shape " + root.shape().str() + "; expected a scalar (one element), e.g. a loss");
   if (!root.requires_grad())
-    throw Error("backward", "the tensor is not part of any graph: no input of the ops that made it "
-                            "requires grad; expected a result of ops on tensors with set_requires_grad()");
+    throw Error("backward",
+                "the tensor is not part of any graph: no input of the ops that made it "
+                "requires grad; expected a result of ops on tensors with set_requires_grad()");
   NoGradGuard no_grad;
   const Tensor seed = Tensor::ones(root.shape(), root.dtype(), root.device());
   TensorImpl& root_impl = *root.impl();
@@ -106,8 +106,8 @@ void run_backward(const Tensor& root) {
       const Tensor& g = input_grads[i];
       if (!in.defined() || !g.defined()) continue;
       if (g.shape() != in.shape())
-        throw Error(node->name, "backward produced a gradient of shape " + g.shape().str() +
-                                    " for an input of shape " + in.shape().str() + " (internal error)");
+        throw Error(node->name, "backward produced a gradient of shape " + g.shape().str() + " for an input of shape " +
+                                    in.shape().str() + " (internal error)");
       if (in.impl()->grad_fn)
         accumulate(grads[in.impl()->grad_fn.get()], g);
       else

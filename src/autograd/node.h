@@ -15,8 +15,8 @@ namespace kiln::autograd {
 using BackwardFn = std::function<std::vector<Tensor>(const Tensor& grad_output)>;
 
 struct Node {
-  std::string name;             // the op, for error messages
-  std::vector<Tensor> inputs;   // the inputs that require grad (others are undefined)
+  std::string name;            // the op, for error messages
+  std::vector<Tensor> inputs;  // the inputs that require grad (others are undefined)
   BackwardFn backward;
 
   Node() = default;
@@ -29,7 +29,6 @@ struct Node {
 
 /// Records `output` as produced by op `name` from `inputs` when any input requires grad and grad
 /// mode is on. Returns `output` for chaining.
-Tensor record(const std::string& name, Tensor output, const std::vector<Tensor>& inputs,
-              BackwardFn backward);
+Tensor record(const std::string& name, Tensor output, const std::vector<Tensor>& inputs, BackwardFn backward);
 
 }  // namespace kiln::autograd

@@ -70,23 +70,21 @@ class Backend {
   /// y = op(x); y may alias x.
   virtual void unary(UnaryOp op, DType dtype, const void* x, void* y, int64_t n) = 0;
   /// dx = dy * op'(x), given y = op(x) (some rules use y). dx may alias dy.
-  virtual void unary_backward(UnaryOp op, DType dtype, const void* x, const void* y, const void* dy,
-                              void* dx, int64_t n) = 0;
+  virtual void unary_backward(UnaryOp op, DType dtype, const void* x, const void* y, const void* dy, void* dx,
+                              int64_t n) = 0;
   /// out[i] = a[i % na] op b[i % nb]; na and nb divide n. out may alias a or b.
-  virtual void binary(BinaryOp op, DType dtype, const void* a, int64_t na, const void* b,
-                      int64_t nb, void* out, int64_t n) = 0;
+  virtual void binary(BinaryOp op, DType dtype, const void* a, int64_t na, const void* b, int64_t nb, void* out,
+                      int64_t n) = 0;
   /// y = alpha * x + beta; y may alias x.
   virtual void affine(DType dtype, const void* x, double alpha, double beta, void* y, int64_t n) = 0;
   /// y = min(max(x, lo), hi).
   virtual void clip(DType dtype, const void* x, void* y, int64_t n, double lo, double hi) = 0;
   /// dx = dy where lo <= x <= hi, else 0 (TensorFlow's clip_by_value gradient).
-  virtual void clip_backward(DType dtype, const void* x, const void* dy, void* dx, int64_t n, double lo,
-                             double hi) = 0;
+  virtual void clip_backward(DType dtype, const void* x, const void* dy, void* dx, int64_t n, double lo, double hi) = 0;
 
   // ---- reductions over x [rows, cols] ----
   /// y[c] = sum_r x[r, c] (+ y[c] when accumulate).
-  virtual void sum_rows(DType dtype, const void* x, void* y, int64_t rows, int64_t cols,
-                        bool accumulate) = 0;
+  virtual void sum_rows(DType dtype, const void* x, void* y, int64_t rows, int64_t cols, bool accumulate) = 0;
   /// y[r] = sum_c x[r, c].
   virtual void sum_cols(DType dtype, const void* x, void* y, int64_t rows, int64_t cols) = 0;
   /// y[r] = argmax_c x[r, c] as int32 (first of equal maxima).
@@ -98,8 +96,8 @@ class Backend {
 
   // ---- matrix product ----
   /// C[m, n] = alpha * op(A) op(B) + beta * C, row-major; op(A) is [m, k], op(B) is [k, n].
-  virtual void gemm(DType dtype, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
-                    double alpha, const void* a, const void* b, double beta, void* c) = 0;
+  virtual void gemm(DType dtype, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, double alpha,
+                    const void* a, const void* b, double beta, void* c) = 0;
   /// C[m, n] = act(A B + bias), row-major, A [m, k], B [k, n]; bias [n] is added to every row and
   /// may be null; act is max(., 0) when `relu`, else the identity. A dense layer's forward in one
   /// pass where the device can fuse it: gemm, then binary Add, then unary Relu, up to the order in
@@ -109,62 +107,57 @@ class Backend {
   /// dw[k, n] = X^T dZ for X [m, k] and dZ [m, n] and, when db is not null, db[n] = sum_r dZ[r, :]:
   /// a dense layer's weight and bias gradients in one pass where the device can fuse them: gemm
   /// with X transposed, then sum_rows, up to summation order (on the CPU, bit for bit).
-  virtual void gemm_wgrad_bias(DType dtype, int64_t m, int64_t n, int64_t k, const void* x, const void* dz,
-                               void* dw, void* db) = 0;
+  virtual void gemm_wgrad_bias(DType dtype, int64_t m, int64_t n, int64_t k, const void* x, const void* dz, void* dw,
+                               void* db) = 0;
 
   // ---- softmax family over the last axis of [rows, cols] ----
   /// y = softmax(x), or log_softmax(x) when `log`.
-  virtual void softmax(DType dtype, const void* x, void* y, int64_t rows, int64_t cols,
-                       bool log) = 0;
+  virtual void softmax(DType dtype, const void* x, void* y, int64_t rows, int64_t cols, bool log) = 0;
   /// dx from the output y and dy (of softmax, or of log_softmax when `log`).
-  virtual void softmax_backward(DType dtype, const void* y, const void* dy, void* dx, int64_t rows,
-                                int64_t cols, bool log) = 0;
+  virtual void softmax_backward(DType dtype, const void* y, const void* dy, void* dx, int64_t rows, int64_t cols,
+                                bool log) = 0;
   /// loss[r] = -log_softmax(logits)[r, labels[r]]; when dlogits is not null it receives
   /// (softmax(logits) - onehot(labels)) * grad_scale. A label outside [0, cols) gives a NaN loss
   /// (callers validate labels before they reach the device).
-  virtual void sparse_softmax_xent(DType dtype, const void* logits, const int32_t* labels,
-                                   void* loss, void* dlogits, double grad_scale, int64_t rows,
-                                   int64_t cols) = 0;
+  virtual void sparse_softmax_xent(DType dtype, const void* logits, const int32_t* labels, void* loss, void* dlogits,
+                                   double grad_scale, int64_t rows, int64_t cols) = 0;
 
   // ---- convolution and pooling (NHWC) ----
   /// y = conv2d(x, w) + bias, then max(y, 0) when `relu`; `bias` ([F]) may be null. Why fused: the
   /// bias and the ReLU ride on the convolution's own pass over y instead of two more passes.
-  virtual void conv2d_forward(DType dtype, const Conv2dGeometry& g, const void* x, const void* w,
-                              const void* bias, bool relu, void* y) = 0;
+  virtual void conv2d_forward(DType dtype, const Conv2dGeometry& g, const void* x, const void* w, const void* bias,
+                              bool relu, void* y) = 0;
   /// dx = dL/dx (overwritten).
-  virtual void conv2d_backward_data(DType dtype, const Conv2dGeometry& g, const void* dy,
-                                    const void* w, void* dx) = 0;
+  virtual void conv2d_backward_data(DType dtype, const Conv2dGeometry& g, const void* dy, const void* w, void* dx) = 0;
   /// dw = dL/dw and, when `db` is not null, db = dL/dbias (both overwritten), from the gradient of
   /// the convolution's output. When `relu_y` is not null the layer's output was y = relu(z) and dy
   /// is dL/dy: the gradient of z is dy where relu_y > 0, else 0, applied on the fly (the ReLU
   /// backward, fused) without writing it out.
-  virtual void conv2d_backward_filter(DType dtype, const Conv2dGeometry& g, const void* x,
-                                      const void* dy, const void* relu_y, void* dw, void* db) = 0;
-  virtual void max_pool2d_forward(DType dtype, const Pool2dGeometry& g, const void* x,
-                                  void* y) = 0;
+  virtual void conv2d_backward_filter(DType dtype, const Conv2dGeometry& g, const void* x, const void* dy,
+                                      const void* relu_y, void* dw, void* db) = 0;
+  virtual void max_pool2d_forward(DType dtype, const Pool2dGeometry& g, const void* x, void* y) = 0;
   /// dx (overwritten): each dy goes to the first maximal input of its window.
-  virtual void max_pool2d_backward(DType dtype, const Pool2dGeometry& g, const void* x,
-                                   const void* y, const void* dy, void* dx) = 0;
+  virtual void max_pool2d_backward(DType dtype, const Pool2dGeometry& g, const void* x, const void* y, const void* dy,
+                                   void* dx) = 0;
 
   // ---- optimizer updates (Keras' rules) ----
   /// momentum == 0: w -= lr g. Else v = m v - lr g; w += v (nesterov: w += m v - lr g).
-  virtual void sgd_step(DType dtype, void* w, const void* g, void* v, int64_t n, double lr,
-                        double momentum, bool nesterov) = 0;
+  virtual void sgd_step(DType dtype, void* w, const void* g, void* v, int64_t n, double lr, double momentum,
+                        bool nesterov) = 0;
   /// m += (g - m)(1 - b1); v += (g^2 - v)(1 - b2); w -= alpha m / (sqrt(v) + eps), where
   /// alpha = lr sqrt(1 - b2^step) / (1 - b1^step) and step counts from 1.
-  virtual void adam_step(DType dtype, void* w, const void* g, void* m, void* v, int64_t n,
-                         double lr, double beta1, double beta2, double eps, int64_t step) = 0;
+  virtual void adam_step(DType dtype, void* w, const void* g, void* m, void* v, int64_t n, double lr, double beta1,
+                         double beta2, double eps, int64_t step) = 0;
 
   /// adam_step over every entry of `params` (one launch on a GPU), the step size read from the
   /// device: alpha = alpha_table[*index] (`dtype` elements; the caller fills the table with the
   /// bias-corrected step sizes). A recorded training step thus needs no host argument per replay.
-  virtual void adam_step_multi(DType dtype, const ParamSlots* params, int count, double beta1, double beta2,
-                               double eps, const void* alpha_table, const int64_t* index) = 0;
+  virtual void adam_step_multi(DType dtype, const ParamSlots* params, int count, double beta1, double beta2, double eps,
+                               const void* alpha_table, const int64_t* index) = 0;
 
   // ---- data movement ----
   /// dst[i, :] = src[idx[i], :] for i < n_idx, rows of `row_bytes` bytes.
-  virtual void gather_rows(const void* src, const int32_t* idx, void* dst, int64_t n_idx,
-                           std::size_t row_bytes) = 0;
+  virtual void gather_rows(const void* src, const int32_t* idx, void* dst, int64_t n_idx, std::size_t row_bytes) = 0;
   /// idx[i] = perm[*index * n + i] for i < n: the batch of the step the device counter names.
   virtual void select_batch(const int32_t* perm, const int64_t* index, int32_t* idx, int64_t n) = 0;
   /// ++*counter on the device (the step counter a recorded step advances).

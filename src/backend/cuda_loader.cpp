@@ -57,8 +57,9 @@ namespace {
 std::string last_error_text() {
   const DWORD code = GetLastError();
   char* text = nullptr;
-  const DWORD n = FormatMessageA(FORMAT_MESSAGE_ALLOCATE_BUFFER | FORMAT_MESSAGE_FROM_SYSTEM | FORMAT_MESSAGE_IGNORE_INSERTS,
-                                 nullptr, code, 0, reinterpret_cast<char*>(&text), 0, nullptr);
+  const DWORD n =
+      FormatMessageA(FORMAT_MESSAGE_ALLOCATE_BUFFER | FORMAT_MESSAGE_FROM_SYSTEM | FORMAT_MESSAGE_IGNORE_INSERTS,
+                     nullptr, code, 0, reinterpret_cast<char*>(&text), 0, nullptr);
   std::string out = n ? std::string(text, n) : "error " + std::to_string(code);
   if (text) LocalFree(text);
   while (!out.empty() && (out.back() == '\n' || out.back() == '\r' || out.back() == ' ')) out.pop_back();
@@ -162,8 +163,9 @@ Backend& cuda(int index) {
     throw Error("cuda", gpu + ", but KILN_DEVICE=cpu hides the GPUs; expected Device::cpu(), or KILN_DEVICE unset");
   const CudaModuleLoad& state = cuda_module();
   if (!state.built_with_cuda)
-    throw Error("cuda", gpu + ", but kiln was built without CUDA; expected Device::cpu(), or a build configured "
-                              "with the CUDA toolkit and cuDNN present");
+    throw Error("cuda", gpu +
+                            ", but kiln was built without CUDA; expected Device::cpu(), or a build configured "
+                            "with the CUDA toolkit and cuDNN present");
   const auto& devices = state.probe.devices;
   if (!state.module || devices.empty()) {
     const GpuVerdict v = gpu_verdict();

@@ -25,9 +25,11 @@ namespace kiln::backend::math {
 #else
 #define KILN_DEVICE_ELSE_HOST(device, host) return host;
 #endif
-#define KILN_MATH_FN(name)                                                                            \
-  KILN_HOST_DEVICE inline float name##_of(float x) { KILN_DEVICE_ELSE_HOST(::name##f(x), std::name(x)) } \
-  KILN_HOST_DEVICE inline double name##_of(double x) { KILN_DEVICE_ELSE_HOST(::name(x), std::name(x)) }
+#define KILN_MATH_FN(name)                                                                                    \
+  KILN_HOST_DEVICE inline float name##_of(float x){                                                           \
+      KILN_DEVICE_ELSE_HOST(::name##f(x), std::name(x))} KILN_HOST_DEVICE inline double name##_of(double x) { \
+    KILN_DEVICE_ELSE_HOST(::name(x), std::name(x))                                                            \
+  }
 KILN_MATH_FN(exp)
 KILN_MATH_FN(log)
 KILN_MATH_FN(tanh)
@@ -40,14 +42,20 @@ KILN_HOST_DEVICE inline T apply_unary(T x) {
   if constexpr (op == UnaryOp::Neg) return -x;
   // x <= 0 ? 0 : x, not x > 0 ? x : 0: a NaN fails every comparison, and this form lets it through
   // (as PyTorch's relu and NumPy's maximum(x, 0) do), so a layer gone NaN stays visible downstream.
-  else if constexpr (op == UnaryOp::Relu) return x <= T(0) ? T(0) : x;
+  else if constexpr (op == UnaryOp::Relu)
+    return x <= T(0) ? T(0) : x;
   else if constexpr (op == UnaryOp::Sigmoid)  // split by sign so exp never overflows
     return x >= T(0) ? T(1) / (T(1) + exp_of(-x)) : exp_of(x) / (T(1) + exp_of(x));
-  else if constexpr (op == UnaryOp::Tanh) return tanh_of(x);
-  else if constexpr (op == UnaryOp::Exp) return exp_of(x);
-  else if constexpr (op == UnaryOp::Log) return log_of(x);
-  else if constexpr (op == UnaryOp::Square) return x * x;
-  else return sqrt_of(x);  // UnaryOp::Sqrt
+  else if constexpr (op == UnaryOp::Tanh)
+    return tanh_of(x);
+  else if constexpr (op == UnaryOp::Exp)
+    return exp_of(x);
+  else if constexpr (op == UnaryOp::Log)
+    return log_of(x);
+  else if constexpr (op == UnaryOp::Square)
+    return x * x;
+  else
+    return sqrt_of(x);  // UnaryOp::Sqrt
 }
 
 // d op(x) / dx, from x or from y = op(x), whichever is cheaper and exact.
@@ -55,21 +63,32 @@ template <UnaryOp op, typename T>
 KILN_HOST_DEVICE inline T derivative(T x, T y) {
   if constexpr (op == UnaryOp::Neg) return T(-1);
   // PyTorch's threshold_backward (y <= 0 ? 0 : dy): the gradient passes at a NaN input.
-  else if constexpr (op == UnaryOp::Relu) return x <= T(0) ? T(0) : T(1);
-  else if constexpr (op == UnaryOp::Sigmoid) return y * (T(1) - y);
-  else if constexpr (op == UnaryOp::Tanh) return T(1) - y * y;
-  else if constexpr (op == UnaryOp::Exp) return y;
-  else if constexpr (op == UnaryOp::Log) return T(1) / x;
-  else if constexpr (op == UnaryOp::Square) return T(2) * x;
-  else return T(0.5) / y;  // UnaryOp::Sqrt
+  else if constexpr (op == UnaryOp::Relu)
+    return x <= T(0) ? T(0) : T(1);
+  else if constexpr (op == UnaryOp::Sigmoid)
+    return y * (T(1) - y);
+  else if constexpr (op == UnaryOp::Tanh)
+    return T(1) - y * y;
+  else if constexpr (op == UnaryOp::Exp)
+    return y;
+  else if constexpr (op == UnaryOp::Log)
+    return T(1) / x;
+  else if constexpr (op == UnaryOp::Square)
+    return T(2) * x;
+  else
+    return T(0.5) / y;  // UnaryOp::Sqrt
 }
 
 template <BinaryOp op, typename T>
 KILN_HOST_DEVICE inline T apply_binary(T a, T b) {
-  if constexpr (op == BinaryOp::Add) return a + b;
-  else if constexpr (op == BinaryOp::Sub) return a - b;
-  else if constexpr (op == BinaryOp::Mul) return a * b;
-  else return a / b;  // BinaryOp::Div
+  if constexpr (op == BinaryOp::Add)
+    return a + b;
+  else if constexpr (op == BinaryOp::Sub)
+    return a - b;
+  else if constexpr (op == BinaryOp::Mul)
+    return a * b;
+  else
+    return a / b;  // BinaryOp::Div
 }
 
 /// The order of max pooling and argmax: a NaN ranks above every number (NumPy's max and argmax,
@@ -92,24 +111,36 @@ KILN_HOST_DEVICE inline bool same_max(T a, T b) {
 template <typename F>
 void with_unary_op(UnaryOp op, F&& f) {
   switch (op) {
-    case UnaryOp::Neg: return f(std::integral_constant<UnaryOp, UnaryOp::Neg>{});
-    case UnaryOp::Relu: return f(std::integral_constant<UnaryOp, UnaryOp::Relu>{});
-    case UnaryOp::Sigmoid: return f(std::integral_constant<UnaryOp, UnaryOp::Sigmoid>{});
-    case UnaryOp::Tanh: return f(std::integral_constant<UnaryOp, UnaryOp::Tanh>{});
-    case UnaryOp::Exp: return f(std::integral_constant<UnaryOp, UnaryOp::Exp>{});
-    case UnaryOp::Log: return f(std::integral_constant<UnaryOp, UnaryOp::Log>{});
-    case UnaryOp::Square: return f(std::integral_constant<UnaryOp, UnaryOp::Square>{});
-    case UnaryOp::Sqrt: return f(std::integral_constant<UnaryOp, UnaryOp::Sqrt>{});
+    case UnaryOp::Neg:
+      return f(std::integral_constant<UnaryOp, UnaryOp::Neg>{});
+    case UnaryOp::Relu:
+      return f(std::integral_constant<UnaryOp, UnaryOp::Relu>{});
+    case UnaryOp::Sigmoid:
+      return f(std::integral_constant<UnaryOp, UnaryOp::Sigmoid>{});
+    case UnaryOp::Tanh:
+      return f(std::integral_constant<UnaryOp, UnaryOp::Tanh>{});
+    case UnaryOp::Exp:
+      return f(std::integral_constant<UnaryOp, UnaryOp::Exp>{});
+    case UnaryOp::Log:
+      return f(std::integral_constant<UnaryOp, UnaryOp::Log>{});
+    case UnaryOp::Square:
+      return f(std::integral_constant<UnaryOp, UnaryOp::Square>{});
+    case UnaryOp::Sqrt:
+      return f(std::integral_constant<UnaryOp, UnaryOp::Sqrt>{});
   }
 }
 
 template <typename F>
 void with_binary_op(BinaryOp op, F&& f) {
   switch (op) {
-    case BinaryOp::Add: return f(std::integral_constant<BinaryOp, BinaryOp::Add>{});
-    case BinaryOp::Sub: return f(std::integral_constant<BinaryOp, BinaryOp::Sub>{});
-    case BinaryOp::Mul: return f(std::integral_constant<BinaryOp, BinaryOp::Mul>{});
-    case BinaryOp::Div: return f(std::integral_constant<BinaryOp, BinaryOp::Div>{});
+    case BinaryOp::Add:
+      return f(std::integral_constant<BinaryOp, BinaryOp::Add>{});
+    case BinaryOp::Sub:
+      return f(std::integral_constant<BinaryOp, BinaryOp::Sub>{});
+    case BinaryOp::Mul:
+      return f(std::integral_constant<BinaryOp, BinaryOp::Mul>{});
+    case BinaryOp::Div:
+      return f(std::integral_constant<BinaryOp, BinaryOp::Div>{});
   }
 }
 

@@ -78,8 +78,10 @@ std::string missing_file(const std::string& dl_error) {
     return {false, "the CUDA backend could not be loaded: " + file + " was not found (" + s.error + ")",
             "install the library, or add its folder to LD_LIBRARY_PATH"};
   if (s.error.find("undefined symbol") != std::string::npos)
-    return {false, "the CUDA backend could not be loaded: a CUDA library found at run time is older than the one "
-                   "kiln was built against (" + s.error + ")",
+    return {false,
+            "the CUDA backend could not be loaded: a CUDA library found at run time is older than the one "
+            "kiln was built against (" +
+                s.error + ")",
             std::string("install cuDNN ") + KILN_CUDNN_BUILT + " or newer and cuBLAS " + KILN_CUBLAS_BUILT +
                 " or newer, or rebuild kiln against the installed libraries"};
   return {false, "the CUDA backend could not be loaded (" + s.error + ")",
@@ -94,12 +96,14 @@ std::string missing_file(const std::string& dl_error) {
       return {false, "no NVIDIA driver was found (libcuda.so.1 could not be loaded)",
               "install the NVIDIA driver (one supporting CUDA " + runtime +
                   ") and check that nvidia-smi works; in a container, start it with --gpus all"};
-    return {false, "the NVIDIA driver supports CUDA " + cuda_version(p.driver_version) + ", but kiln's CUDA runtime is " +
-                       runtime,
-            "update the NVIDIA driver to one that supports CUDA " + runtime + " (see nvidia-smi for the current one)"};
+    return {
+        false,
+        "the NVIDIA driver supports CUDA " + cuda_version(p.driver_version) + ", but kiln's CUDA runtime is " + runtime,
+        "update the NVIDIA driver to one that supports CUDA " + runtime + " (see nvidia-smi for the current one)"};
   }
   if (name == "cudaErrorNoDevice")
-    return {false, "the NVIDIA driver (CUDA " + cuda_version(p.driver_version) + ") is installed, but no GPU is visible",
+    return {false,
+            "the NVIDIA driver (CUDA " + cuda_version(p.driver_version) + ") is installed, but no GPU is visible",
             "check nvidia-smi and CUDA_VISIBLE_DEVICES; in a container, start it with --gpus all"};
   if (name == "cudaErrorSystemDriverMismatch" || name == "cudaErrorCompatNotSupportedOnDevice")
     return {false, "the CUDA driver library does not match the kernel driver (" + p.device_count_error_text + ")",

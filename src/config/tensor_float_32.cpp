@@ -1,12 +1,13 @@
 // The TF32 switch (kiln::config::enable_tensor_float_32_execution): one process-wide flag, applied
 // to every CUDA backend in use and handed to each one the loader resolves later. One mutex orders
 // both, so a backend resolved while the flag changes cannot miss the change.
+#include "backend/tensor_float_32.h"
+
 #include <algorithm>
 #include <atomic>
 #include <mutex>
 #include <vector>
 
-#include "backend/tensor_float_32.h"
 #include "kiln/config.h"
 
 namespace kiln {

@@ -1,10 +1,10 @@
 // CPU thread count: one process-wide setting that every loop of the CPU backend (and its matrix
 // products) follows, whichever thread trains or predicts.
+#include "backend/backend.h"
+#include "backend/cpu/thread_pool.h"
 #include "kiln/config.h"
 #include "kiln/error.h"
 #include "kiln/memory.h"
-#include "backend/backend.h"
-#include "backend/cpu/thread_pool.h"
 
 namespace kiln {
 

@@ -25,8 +25,8 @@ namespace {
 
 constexpr const char* kOp = "cifar10";
 constexpr std::size_t kPlane = kHeight * kWidth;
-constexpr std::array<const char*, 5> kTrainFiles = {
-    "data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin", "data_batch_5.bin"};
+constexpr std::array<const char*, 5> kTrainFiles = {"data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin",
+                                                    "data_batch_4.bin", "data_batch_5.bin"};
 constexpr const char* kTestFile = "test_batch.bin";
 constexpr const char* kFormat = "(1 label byte + 3072 pixel bytes per record)";
 
@@ -34,20 +34,17 @@ std::string quoted(const std::string& s) { return "'" + s + "'"; }
 
 // Number of records in a file of `size` bytes; throws when it is not a whole, non-zero number.
 int64_t record_count(std::uintmax_t size, const std::string& name) {
-  if (size == 0)
-    throw Error(kOp, quoted(name) + " is empty; expected at least one 3073-byte record " + kFormat);
+  if (size == 0) throw Error(kOp, quoted(name) + " is empty; expected at least one 3073-byte record " + kFormat);
   if (size % kRecordBytes != 0)
     throw Error(kOp, quoted(name) + " has " + io::count_of(size, "byte") + ", not a multiple of 3073 (" +
                          io::count_of(size / kRecordBytes, "record") + " and " +
-                         io::count_of(size % kRecordBytes, "byte") + " over); expected whole records " +
-                         kFormat);
+                         io::count_of(size % kRecordBytes, "byte") + " over); expected whole records " + kFormat);
   return static_cast<int64_t>(size / kRecordBytes);
 }
 
 int64_t checked_limit(std::optional<int64_t> limit) {
   if (!limit) return INT64_MAX;
-  if (*limit < 0)
-    throw Error(kOp, "limit " + std::to_string(*limit) + " is negative; expected a record count >= 0");
+  if (*limit < 0) throw Error(kOp, "limit " + std::to_string(*limit) + " is negative; expected a record count >= 0");
   return *limit;
 }
 
@@ -94,9 +91,7 @@ std::uintmax_t batch_file_size(const fs::path& path) {
     throw Error(kOp, quoted(path.string()) + " " + problem.text + "; expected a CIFAR-10 binary batch file");
   std::error_code ec;
   const std::uintmax_t size = fs::file_size(path, ec);
-  if (ec)
-    throw Error(kOp,
-                "cannot stat " + quoted(path.string()) + ": " + ec.message() + "; expected a readable file");
+  if (ec) throw Error(kOp, "cannot stat " + quoted(path.string()) + ": " + ec.message() + "; expected a readable file");
   return size;
 }
 
@@ -215,8 +210,8 @@ Cifar10 load_data(const std::string& dir, std::optional<int64_t> limit) {
 Tensor to_float(const Tensor& images) {
   if (!images.defined()) throw Error(kOp, "to_float of an undefined tensor; expected uint8 images");
   if (images.dtype() != DType::UInt8)
-    throw Error(kOp, "to_float takes uint8 images, got " + dtype_name(images.dtype()) +
-                         "; expected the images of load_data");
+    throw Error(
+        kOp, "to_float takes uint8 images, got " + dtype_name(images.dtype()) + "; expected the images of load_data");
   // x / 255 in float64 rounded to float32 matches numpy's `images / 255.0` cast to float32; a
   // 256-entry table makes that exact rounding free.
   static const std::array<float, 256> scale = [] {

@@ -31,7 +31,9 @@ json layer_to_json(const Layer& layer) {
               {"activation", c->options().activation},
               {"use_bias", c->options().use_bias}};
   } else if (const auto* p = dynamic_cast<const L::MaxPooling2D*>(&layer)) {
-    config = {{"pool_size", pair_json(p->pool_size())}, {"strides", pair_json(p->strides())}, {"padding", p->options().padding}};
+    config = {{"pool_size", pair_json(p->pool_size())},
+              {"strides", pair_json(p->strides())},
+              {"padding", p->options().padding}};
   } else if (dynamic_cast<const L::Flatten*>(&layer) == nullptr) {
     throw Error("save", "layer '" + layer.name() + "' is a " + layer.class_name() +
                             ", which kiln cannot save; expected Dense, Conv2D, MaxPooling2D or Flatten");
@@ -53,7 +55,8 @@ std::shared_ptr<Layer> layer_from_json(const json& j, const std::string& where) 
     if (class_name == "Dense") {
       layer = std::make_shared<L::Dense>(
           f.integer("units", 1, kMaxExtent),
-          L::DenseOptions{.activation = f.string("activation"), .use_bias = f.boolean("use_bias"), .input_shape = input_shape});
+          L::DenseOptions{
+              .activation = f.string("activation"), .use_bias = f.boolean("use_bias"), .input_shape = input_shape});
     } else if (class_name == "Conv2D") {
       layer = std::make_shared<L::Conv2D>(f.integer("filters", 1, kMaxExtent), f.pair("kernel_size"),
                                           L::Conv2DOptions{.strides = f.pair("strides"),
@@ -62,9 +65,10 @@ std::shared_ptr<Layer> layer_from_json(const json& j, const std::string& where) 
                                                            .use_bias = f.boolean("use_bias"),
                                                            .input_shape = input_shape});
     } else if (class_name == "MaxPooling2D") {
-      layer = std::make_shared<L::MaxPooling2D>(
-          f.pair("pool_size"),
-          L::MaxPooling2DOptions{.strides = f.pair("strides"), .padding = f.string("padding"), .input_shape = input_shape});
+      layer =
+          std::make_shared<L::MaxPooling2D>(f.pair("pool_size"), L::MaxPooling2DOptions{.strides = f.pair("strides"),
+                                                                                        .padding = f.string("padding"),
+                                                                                        .input_shape = input_shape});
     } else if (class_name == "Flatten") {
       layer = std::make_shared<L::Flatten>(L::FlattenOptions{.input_shape = input_shape});
     } else {

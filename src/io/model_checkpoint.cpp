@@ -11,8 +11,10 @@ namespace kiln::callbacks {
 ModelCheckpoint::ModelCheckpoint(std::string filepath, ModelCheckpointOptions options)
     : filepath_(std::move(filepath)), options_(std::move(options)) {
   if (filepath_.empty()) throw Error("ModelCheckpoint", "filepath is empty; expected a file name");
-  if (options_.mode == "auto") maximize_ = options_.monitor.find("acc") != std::string::npos;  // Keras' rule
-  else if (options_.mode == "max") maximize_ = true;
+  if (options_.mode == "auto")
+    maximize_ = options_.monitor.find("acc") != std::string::npos;  // Keras' rule
+  else if (options_.mode == "max")
+    maximize_ = true;
   else if (options_.mode != "min")
     throw Error("ModelCheckpoint", "mode \"" + options_.mode + "\" is unknown; expected \"auto\", \"min\" or \"max\"");
   best_ = maximize_ ? -std::numeric_limits<double>::infinity() : std::numeric_limits<double>::infinity();
@@ -51,8 +53,10 @@ bool ModelCheckpoint::on_epoch_end(Sequential& model, int epoch, const std::map<
     why = options_.monitor + " improved from " + std::to_string(best_) + " to " + std::to_string(v) + ", ";
     best_ = v;
   }
-  if (options_.save_weights_only) io::save_weights(model, path, epoch);
-  else io::save_model(model, path, epoch);
+  if (options_.save_weights_only)
+    io::save_weights(model, path, epoch);
+  else
+    io::save_model(model, path, epoch);
   if (options_.verbose) std::cout << "\nEpoch " << epoch + 1 << ": " << why << "saving model to " << path << '\n';
   return true;
 }

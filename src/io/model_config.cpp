@@ -38,7 +38,8 @@ json optimizer_json(const Optimizer& opt) {
 }
 
 json loss_json(const Loss& loss) {
-  if (dynamic_cast<const losses::MeanSquaredError*>(&loss)) return {{"class_name", "MeanSquaredError"}, {"config", json::object()}};
+  if (dynamic_cast<const losses::MeanSquaredError*>(&loss))
+    return {{"class_name", "MeanSquaredError"}, {"config", json::object()}};
   if (const auto* s = dynamic_cast<const losses::SparseCategoricalCrossentropy*>(&loss))
     return {{"class_name", "SparseCategoricalCrossentropy"}, {"config", {{"from_logits", s->from_logits()}}}};
   throw Error("save", "the loss is " + loss.name() +
@@ -51,8 +52,9 @@ std::unique_ptr<Optimizer> optimizer_from_json(const json& j, const std::string&
   const JsonFields f(top.at("config"), where + " config");
   try {
     if (class_name == "SGD")
-      return std::make_unique<optimizers::SGD>(optimizers::SGDOptions{
-          .learning_rate = f.number("learning_rate"), .momentum = f.number("momentum"), .nesterov = f.boolean("nesterov")});
+      return std::make_unique<optimizers::SGD>(optimizers::SGDOptions{.learning_rate = f.number("learning_rate"),
+                                                                      .momentum = f.number("momentum"),
+                                                                      .nesterov = f.boolean("nesterov")});
     if (class_name == "Adam")
       return std::make_unique<optimizers::Adam>(optimizers::AdamOptions{.learning_rate = f.number("learning_rate"),
                                                                         .beta_1 = f.number("beta_1"),
@@ -96,9 +98,10 @@ std::string model_config_json(const Sequential& model, int epoch) {
   if (!model.built())
     for (const auto& layer : model.layers())
       if (creates_weights(*layer))
-        throw Error("save", "layer '" + layer->name() + "' has no weights yet (the model is not built), so the file "
-                            "could not be loaded; expected build(input_shape), fit() or an input_shape on layer 0 "
-                            "before save");
+        throw Error("save", "layer '" + layer->name() +
+                                "' has no weights yet (the model is not built), so the file "
+                                "could not be loaded; expected build(input_shape), fit() or an input_shape on layer 0 "
+                                "before save");
   json layers = json::array();
   for (const auto& layer : model.layers()) layers.push_back(layer_to_json(*layer));
   json config = {{"format_version", kCheckpointFormatVersion},
@@ -114,9 +117,10 @@ std::string model_config_json(const Sequential& model, int epoch) {
     const std::size_t per_param = slot_names(opt).size();
     for (const auto& group : opt.slots())
       if (group.size() != per_param)
-        throw Error("save", "the optimizer keeps " + std::to_string(group.size()) + " slots for a parameter; expected " +
-                                std::to_string(per_param) + " for " + opt.name());
-    config["compile"] = {{"optimizer", optimizer_json(opt)}, {"loss", loss_json(*model.loss())}, {"metrics", model.metrics()}};
+        throw Error("save", "the optimizer keeps " + std::to_string(group.size()) +
+                                " slots for a parameter; expected " + std::to_string(per_param) + " for " + opt.name());
+    config["compile"] = {
+        {"optimizer", optimizer_json(opt)}, {"loss", loss_json(*model.loss())}, {"metrics", model.metrics()}};
     config["optimizer_state"] = {{"iterations", opt.iterations()}, {"slot_groups", opt.slots().size()}};
   } else {
     config["compile"] = nullptr;
@@ -129,14 +133,16 @@ ModelConfig parse_model_config(std::string_view text, const std::string& source)
   try {
     j = json::parse(text);
   } catch (const json::exception& e) {
-    throw Error("load_model", source + ": the model config is not valid JSON (" + e.what() + "); expected a JSON object");
+    throw Error("load_model",
+                source + ": the model config is not valid JSON (" + e.what() + "); expected a JSON object");
   }
   const JsonFields top(j, source + ": the model config");
   const int64_t version = top.integer("format_version", 1, INT32_MAX);
   if (version > kCheckpointFormatVersion)
     top.fail("format_version " + std::to_string(version) + " is newer than this kiln reads; expected at most " +
              std::to_string(kCheckpointFormatVersion) + " (upgrade kiln)");
-  if (top.string("class_name") != "Sequential") top.fail("class_name is not \"Sequential\"; expected a Sequential model");
+  if (top.string("class_name") != "Sequential")
+    top.fail("class_name is not \"Sequential\"; expected a Sequential model");
 
   ModelConfig cfg;
   cfg.name = top.string("name");
@@ -157,8 +163,9 @@ ModelConfig parse_model_config(std::string_view text, const std::string& source)
         throw Error("load_model", layer_where(source, i, &layer) + ": the name is used by layer " + std::to_string(k) +
                                       " too; expected unique layer names");
     if (i > 0 && !layer.declared_input_shape().empty())
-      throw Error("load_model", layer_where(source, i, &layer) + ": declares input_shape but is not the first layer; "
-                                                                 "expected it only on layer 0");
+      throw Error("load_model", layer_where(source, i, &layer) +
+                                    ": declares input_shape but is not the first layer; "
+                                    "expected it only on layer 0");
   }
 
   if (top.has("input_shape")) {
@@ -167,12 +174,13 @@ ModelConfig parse_model_config(std::string_view text, const std::string& source)
     int64_t numel = 1;
     for (int64_t d : dims)
       if (__builtin_mul_overflow(numel, d, &numel) || numel > kMaxInputNumel)
-        top.fail("\"input_shape\" has more than " + std::to_string(kMaxInputNumel) + " scalars; expected a smaller input");
+        top.fail("\"input_shape\" has more than " + std::to_string(kMaxInputNumel) +
+                 " scalars; expected a smaller input");
     if (cfg.layers.empty()) top.fail("\"input_shape\" is given but there are no layers; expected at least one layer");
     const auto& declared = cfg.layers.front()->declared_input_shape();
     if (!declared.empty() && declared != dims)
-      top.fail("\"input_shape\" " + Shape(dims).str() + " disagrees with layer 0's input_shape " + Shape(declared).str() +
-               "; expected the same shape");
+      top.fail("\"input_shape\" " + Shape(dims).str() + " disagrees with layer 0's input_shape " +
+               Shape(declared).str() + "; expected the same shape");
     // Walk the shapes now so a config that could never build fails before anything is allocated.
     Shape shape(dims);
     for (std::size_t i = 0; i < cfg.layers.size(); ++i) {
@@ -188,8 +196,8 @@ ModelConfig parse_model_config(std::string_view text, const std::string& source)
         throw Error("load_model", layer_where(source, i, &layer) + ": the model would have more than " +
                                       std::to_string(kMaxInputNumel) + " weights; expected a smaller model");
       if (out.numel() > kMaxInputNumel)
-        throw Error("load_model", layer_where(source, i, &layer) + ": outputs more than " + std::to_string(kMaxInputNumel) +
-                                      " scalars per sample; expected a smaller model");
+        throw Error("load_model", layer_where(source, i, &layer) + ": outputs more than " +
+                                      std::to_string(kMaxInputNumel) + " scalars per sample; expected a smaller model");
       shape = out;
     }
     cfg.input_shape = Shape(dims);

@@ -22,8 +22,8 @@ inline constexpr int64_t kMaxInputNumel = int64_t{1} << 40;
 struct ModelConfig {
   std::string name;
   std::vector<std::shared_ptr<Layer>> layers;
-  std::optional<Shape> input_shape;    ///< set when the saved model was built
-  int64_t weight_count = 0;            ///< scalars of every weight for input_shape
+  std::optional<Shape> input_shape;      ///< set when the saved model was built
+  int64_t weight_count = 0;              ///< scalars of every weight for input_shape
   std::unique_ptr<Optimizer> optimizer;  ///< null when the saved model was not compiled
   std::unique_ptr<Loss> loss;
   std::vector<std::string> metrics;

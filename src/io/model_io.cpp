@@ -4,10 +4,9 @@
 
 #include <charconv>
 #include <cmath>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
-
-#include <nlohmann/json.hpp>
 
 #include "io/generator_state.h"
 #include "io/json_fields.h"
@@ -60,11 +59,12 @@ const io::SafetensorsEntry& expect_entry(const io::SafetensorsView& view, const 
 }
 
 // Copies every weight from `view` after checking them all, so a bad file changes nothing.
-void assign_weights(Sequential& model, const io::SafetensorsView& view, const std::string& op, const std::string& source,
-                    std::set<std::string>& used) {
+void assign_weights(Sequential& model, const io::SafetensorsView& view, const std::string& op,
+                    const std::string& source, std::set<std::string>& used) {
   if (!model.built())
-    throw Error(op, source + ": the model is not built; expected a first layer with input_shape, or build(input_shape), "
-                             "before loading weights");
+    throw Error(op, source +
+                        ": the model is not built; expected a first layer with input_shape, or build(input_shape), "
+                        "before loading weights");
   std::vector<std::pair<std::pair<Layer*, std::string>, const io::SafetensorsEntry*>> plan;
   for (const auto& layer : model.layers())
     for (const auto& [name, w] : layer->named_weights()) {
@@ -113,16 +113,19 @@ void check_slot_values(const Tensor& t, const std::string& name, bool non_negati
 }
 
 void check_slot(const Tensor& t, const std::string& name, bool non_negative, const std::string& source) {
-  if (t.dtype() == DType::Float32) check_slot_values<float>(t, name, non_negative, source);
-  else if (t.dtype() == DType::Float64) check_slot_values<double>(t, name, non_negative, source);
+  if (t.dtype() == DType::Float32)
+    check_slot_values<float>(t, name, non_negative, source);
+  else if (t.dtype() == DType::Float64)
+    check_slot_values<double>(t, name, non_negative, source);
 }
 
 const std::string& config_text(const io::SafetensorsView& view, const std::string& source) {
   const auto format = view.metadata.find(kFormatKey);
   const auto config = view.metadata.find(kConfigKey);
   if (format == view.metadata.end() || format->second != kFormat || config == view.metadata.end())
-    throw Error("load_model", source + ": the file has no kiln model config in its __metadata__; expected a file "
-                                       "written by Sequential::save (use load_weights for weights-only files)");
+    throw Error("load_model", source +
+                                  ": the file has no kiln model config in its __metadata__; expected a file "
+                                  "written by Sequential::save (use load_weights for weights-only files)");
   return config->second;
 }
 
@@ -145,7 +148,8 @@ void io::save_model(const Sequential& model, const std::string& path, int epoch)
   if (const Optimizer* opt = model.optimizer()) {
     const auto names = slot_names(*opt);
     for (std::size_t i = 0; i < opt->slots().size(); ++i)
-      for (std::size_t s = 0; s < names.size(); ++s) tensors.emplace_back(slot_tensor_name(i, names[s]), opt->slots()[i][s]);
+      for (std::size_t s = 0; s < names.size(); ++s)
+        tensors.emplace_back(slot_tensor_name(i, names[s]), opt->slots()[i][s]);
   }
   write_safetensors(path, tensors, {{kFormatKey, kFormat}, {kConfigKey, config}});
 }
@@ -205,8 +209,10 @@ Sequential load_model(const std::string& path) {
   refuse_unused(file.view, used, false, "load_model", path);
   // Last, so a file refused above leaves the global generator as it was. A file without the model's
   // generator gets a fresh one, as a model constructed now would.
-  if (!cfg.rng_state.empty()) io::set_generator_state(model.generator(), cfg.rng_state, path);
-  else model.generator() = global_generator().split();
+  if (!cfg.rng_state.empty())
+    io::set_generator_state(model.generator(), cfg.rng_state, path);
+  else
+    model.generator() = global_generator().split();
   return model;
 }
 
@@ -215,8 +221,10 @@ int checkpoint_epoch(const std::string& path) {
   const auto& meta = file.view.metadata;
   if (const auto config = meta.find(kConfigKey); config != meta.end()) {
     nlohmann::json j = nlohmann::json::parse(config->second, nullptr, false);
-    if (j.is_discarded()) throw Error("checkpoint_epoch", path + ": the model config is not valid JSON; expected a kiln file");
-    return static_cast<int>(io::JsonFields(j, path + ": the model config", "checkpoint_epoch").integer("epoch", -1, INT32_MAX));
+    if (j.is_discarded())
+      throw Error("checkpoint_epoch", path + ": the model config is not valid JSON; expected a kiln file");
+    return static_cast<int>(
+        io::JsonFields(j, path + ": the model config", "checkpoint_epoch").integer("epoch", -1, INT32_MAX));
   }
   if (const auto epoch = meta.find(kEpochKey); epoch != meta.end()) return parse_epoch_text(epoch->second, path);
   if (const auto format = meta.find(kFormatKey); format == meta.end() || format->second != kFormat)

@@ -5,9 +5,8 @@
 #include <algorithm>
 #include <bit>
 #include <cstring>
-#include <set>
-
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "io/atomic_file.h"
 #include "io/file_read.h"
@@ -15,7 +14,8 @@
 
 namespace kiln::io {
 
-static_assert(std::endian::native == std::endian::little, "safetensors stores little-endian bytes; kiln copies them as is");
+static_assert(std::endian::native == std::endian::little,
+              "safetensors stores little-endian bytes; kiln copies them as is");
 
 namespace {
 
@@ -26,11 +26,16 @@ using json = nlohmann::json;
 }
 
 bool parse_dtype(const std::string& s, DType& out) {
-  if (s == "F32") out = DType::Float32;
-  else if (s == "F64") out = DType::Float64;
-  else if (s == "I32") out = DType::Int32;
-  else if (s == "U8") out = DType::UInt8;
-  else return false;
+  if (s == "F32")
+    out = DType::Float32;
+  else if (s == "F64")
+    out = DType::Float64;
+  else if (s == "I32")
+    out = DType::Int32;
+  else if (s == "U8")
+    out = DType::UInt8;
+  else
+    return false;
   return true;
 }
 
@@ -59,10 +64,12 @@ json parse_header_json(std::span<const uint8_t> header, const std::string& sourc
   std::vector<std::set<std::string>> keys;
   std::string duplicate;
   const json::parser_callback_t track = [&](int, json::parse_event_t event, json& parsed) {
-    if (event == json::parse_event_t::object_start) keys.emplace_back();
-    else if (event == json::parse_event_t::object_end && !keys.empty()) keys.pop_back();
-    else if (event == json::parse_event_t::key && !keys.empty() && !keys.back().insert(parsed.get<std::string>()).second &&
-             duplicate.empty())
+    if (event == json::parse_event_t::object_start)
+      keys.emplace_back();
+    else if (event == json::parse_event_t::object_end && !keys.empty())
+      keys.pop_back();
+    else if (event == json::parse_event_t::key && !keys.empty() &&
+             !keys.back().insert(parsed.get<std::string>()).second && duplicate.empty())
       duplicate = parsed.get<std::string>();
     return true;
   };
@@ -86,10 +93,14 @@ struct Range {
 
 std::string safetensors_dtype_name(DType dtype) {
   switch (dtype) {
-    case DType::Float32: return "F32";
-    case DType::Float64: return "F64";
-    case DType::Int32: return "I32";
-    case DType::UInt8: return "U8";
+    case DType::Float32:
+      return "F32";
+    case DType::Float64:
+      return "F64";
+    case DType::Int32:
+      return "I32";
+    case DType::UInt8:
+      return "U8";
   }
   return "?";
 }
@@ -218,8 +229,8 @@ Tensor to_tensor(const SafetensorsEntry& entry) {
 namespace {
 
 struct Layout {
-  std::string header;            // padded JSON
-  std::vector<Tensor> host;      // contiguous CPU copies, in data order
+  std::string header;        // padded JSON
+  std::vector<Tensor> host;  // contiguous CPU copies, in data order
 };
 
 Layout layout(const std::vector<std::pair<std::string, Tensor>>& tensors,
@@ -251,9 +262,7 @@ std::array<uint8_t, 8> length_prefix(uint64_t n) {
   return b;
 }
 
-std::span<const uint8_t> bytes_of(const Tensor& t) {
-  return {static_cast<const uint8_t*>(t.raw_data()), t.nbytes()};
-}
+std::span<const uint8_t> bytes_of(const Tensor& t) { return {static_cast<const uint8_t*>(t.raw_data()), t.nbytes()}; }
 
 }  // namespace
 

@@ -39,7 +39,8 @@ void Conv2D::build(const Shape& in, Generator& gen, Device device) {
   compute_output_shape(in);
   const int64_t c = in[2], kh = kernel_size_[0], kw = kernel_size_[1];
   weights_.clear();
-  add_weight("kernel", initializers::glorot_uniform({kh, kw, c, filters_}, kh * kw * c, kh * kw * filters_, gen, device));
+  add_weight("kernel",
+             initializers::glorot_uniform({kh, kw, c, filters_}, kh * kw * c, kh * kw * filters_, gen, device));
   if (options_.use_bias) add_weight("bias", Tensor::zeros({filters_}, DType::Float32, device));
   built_ = true;
 }
@@ -57,12 +58,9 @@ Tensor Conv2D::call(const Tensor& x) {
 }
 
 std::map<std::string, std::string> Conv2D::config() const {
-  return {{"filters", std::to_string(filters_)},
-          {"kernel_size", pair_str(kernel_size_)},
-          {"strides", pair_str(options_.strides)},
-          {"padding", options_.padding},
-          {"activation", options_.activation},
-          {"use_bias", options_.use_bias ? "true" : "false"}};
+  return {{"filters", std::to_string(filters_)},   {"kernel_size", pair_str(kernel_size_)},
+          {"strides", pair_str(options_.strides)}, {"padding", options_.padding},
+          {"activation", options_.activation},     {"use_bias", options_.use_bias ? "true" : "false"}};
 }
 
 }  // namespace kiln::layers

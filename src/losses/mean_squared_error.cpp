@@ -6,9 +6,8 @@
 namespace kiln::losses {
 
 Tensor MeanSquaredError::operator()(const Tensor& y_true, const Tensor& y_pred) const {
-  const Tensor target = y_true.shape() == y_pred.shape() || y_true.numel() != y_pred.numel()
-                            ? y_true
-                            : y_true.reshape(y_pred.shape());
+  const Tensor target =
+      y_true.shape() == y_pred.shape() || y_true.numel() != y_pred.numel() ? y_true : y_true.reshape(y_pred.shape());
   return mse(y_pred, target);
 }
 

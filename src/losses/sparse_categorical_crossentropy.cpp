@@ -39,7 +39,7 @@ void warn_logits_of_activation() {
     std::cerr << line << std::flush;
   });
 }
-}
+}  // namespace
 
 Tensor SparseCategoricalCrossentropy::operator()(const Tensor& y_true, const Tensor& y_pred) const {
   if (y_pred.ndim() != 2)

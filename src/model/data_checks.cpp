@@ -17,8 +17,7 @@ void check_xy(const std::string& op, const Tensor& x, const Tensor& y, const std
 }
 
 void check_batch_size(const std::string& op, int64_t batch_size) {
-  if (batch_size <= 0)
-    throw Error(op, "batch_size is " + std::to_string(batch_size) + "; expected a positive number");
+  if (batch_size <= 0) throw Error(op, "batch_size is " + std::to_string(batch_size) + "; expected a positive number");
 }
 
 void check_verbose(const std::string& op, int verbose) {

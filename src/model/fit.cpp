@@ -121,8 +121,10 @@ History Sequential::fit(const Tensor& x_in, const Tensor& y_in, const FitOptions
   std::vector<int32_t> order(static_cast<std::size_t>(n));
   for (int e = opt.initial_epoch; e < opt.epochs; ++e) {
     if (opt.verbose) std::cout << model::epoch_header(e + 1, opt.epochs) << '\n';
-    if (opt.shuffle) order = generator_.permutation(n);
-    else std::iota(order.begin(), order.end(), 0);
+    if (opt.shuffle)
+      order = generator_.permutation(n);
+    else
+      std::iota(order.begin(), order.end(), 0);
     const Tensor order_t = Tensor::from_vector(order, device_);
     const int64_t first_iteration = optimizer_->iterations();
     if (graph) graph->start_epoch(order, first_iteration);
@@ -137,7 +139,8 @@ History Sequential::fit(const Tensor& x_in, const Tensor& y_in, const FitOptions
         if (ran == model::GraphStep::Ran::Replayed) sums.add_samples(b1 - b0);
         if (ran == model::GraphStep::Ran::Failed) {
           if (last_loss.defined()) sums.add_samples(-(b1 - b0));  // the recorded body had counted it
-          if (opt.verbose) std::cout << "fit: training eagerly; recording the step failed: " << graph->failure() << '\n';
+          if (opt.verbose)
+            std::cout << "fit: training eagerly; recording the step failed: " << graph->failure() << '\n';
           graph.reset();
           may_record = false;
         }
@@ -148,7 +151,8 @@ History Sequential::fit(const Tensor& x_in, const Tensor& y_in, const FitOptions
         const Tensor idx = order_t.slice_rows(b0, b1);
         const Tensor xb = opt.shuffle ? take_rows(x, idx) : x.slice_rows(b0, b1);
         const Tensor yb = opt.shuffle ? take_rows(y, idx) : y.slice_rows(b0, b1);
-        const std::string where = opt.check_numerics ? "epoch " + std::to_string(e + 1) + ", step " + std::to_string(s + 1) : "";
+        const std::string where =
+            opt.check_numerics ? "epoch " + std::to_string(e + 1) + ", step " + std::to_string(s + 1) : "";
         body(xb, yb, opt.check_numerics ? &where : nullptr);
         optimizer_->step(params);
         if (check_each_step) {
@@ -157,8 +161,10 @@ History Sequential::fit(const Tensor& x_in, const Tensor& y_in, const FitOptions
         }
         if (may_record && !graph && ++eager_steps >= kWarmupSteps && s + 1 < full_steps) {
           graph = model::GraphStep::make(*optimizer_, params, x, y, opt.batch_size);
-          if (graph) graph->start_epoch(order, first_iteration);
-          else may_record = false;
+          if (graph)
+            graph->start_epoch(order, first_iteration);
+          else
+            may_record = false;
         }
       }
       last_loss = Tensor();

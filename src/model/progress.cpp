@@ -22,27 +22,35 @@ constexpr double kRedrawSeconds = 0.05;  // Keras' Progbar interval
 
 std::string format_duration(double seconds) {
   std::ostringstream os;
-  if (seconds >= 3600) os << static_cast<int>(seconds / 3600) << ':' << std::setfill('0') << std::setw(2)
-                          << static_cast<int>(std::fmod(seconds, 3600) / 60) << ':' << std::setw(2)
-                          << static_cast<int>(std::fmod(seconds, 60));
-  else if (seconds >= 60) os << static_cast<int>(seconds / 60) << ':' << std::setfill('0') << std::setw(2)
-                             << static_cast<int>(std::fmod(seconds, 60));
-  else os << static_cast<int>(std::round(seconds)) << 's';
+  if (seconds >= 3600)
+    os << static_cast<int>(seconds / 3600) << ':' << std::setfill('0') << std::setw(2)
+       << static_cast<int>(std::fmod(seconds, 3600) / 60) << ':' << std::setw(2)
+       << static_cast<int>(std::fmod(seconds, 60));
+  else if (seconds >= 60)
+    os << static_cast<int>(seconds / 60) << ':' << std::setfill('0') << std::setw(2)
+       << static_cast<int>(std::fmod(seconds, 60));
+  else
+    os << static_cast<int>(std::round(seconds)) << 's';
   return os.str();
 }
 
 std::string format_per_step(double seconds) {
   std::ostringstream os;
-  if (seconds >= 1) os << static_cast<int>(std::round(seconds)) << "s/step";
-  else if (seconds >= 1e-3) os << static_cast<int>(std::round(seconds * 1e3)) << "ms/step";
-  else os << static_cast<int>(std::round(seconds * 1e6)) << "us/step";
+  if (seconds >= 1)
+    os << static_cast<int>(std::round(seconds)) << "s/step";
+  else if (seconds >= 1e-3)
+    os << static_cast<int>(std::round(seconds * 1e3)) << "ms/step";
+  else
+    os << static_cast<int>(std::round(seconds * 1e6)) << "us/step";
   return os.str();
 }
 
 std::string format_value(double v) {
   std::ostringstream os;
-  if (v != 0 && (std::fabs(v) < 1e-3 || std::fabs(v) >= 1e4)) os << std::scientific << std::setprecision(4) << v;
-  else os << std::fixed << std::setprecision(4) << v;
+  if (v != 0 && (std::fabs(v) < 1e-3 || std::fabs(v) >= 1e4))
+    os << std::scientific << std::setprecision(4) << v;
+  else
+    os << std::fixed << std::setprecision(4) << v;
   return os.str();
 }
 
@@ -61,8 +69,12 @@ std::string epoch_header(int epoch, int epochs) {
 }
 
 ProgressBar::ProgressBar(std::ostream& os, int64_t total_steps, int verbose, bool is_terminal)
-    : os_(os), total_(total_steps), verbose_(verbose), terminal_(is_terminal),
-      start_(std::chrono::steady_clock::now()), last_draw_(start_) {}
+    : os_(os),
+      total_(total_steps),
+      verbose_(verbose),
+      terminal_(is_terminal),
+      start_(std::chrono::steady_clock::now()),
+      last_draw_(start_) {}
 
 bool ProgressBar::wants_update(int64_t step) const {
   if (verbose_ != 1 || !terminal_) return false;
@@ -93,8 +105,10 @@ void ProgressBar::draw(int64_t step, const Values& values, bool final) {
   line << ' ' << format_duration(final ? elapsed : per_step * static_cast<double>(total_ - step)) << ' '
        << format_per_step(per_step);
   for (const auto& [name, v] : values) line << " - " << name << ": " << format_value(v);
-  if (terminal_) os_ << "\r\x1b[K" << line.str();
-  else os_ << line.str();
+  if (terminal_)
+    os_ << "\r\x1b[K" << line.str();
+  else
+    os_ << line.str();
   if (final) os_ << '\n';
   os_ << std::flush;
 }

@@ -9,8 +9,9 @@
 // its data in, so a caller's tensors are never aliased and in-place changes to them are seen), its
 // private pool (the intermediate tensors of one batch) and handles of the layers and weights it
 // read. For the seed CIFAR-10 model on 10,000 32x32x3 images at batch 1000 that is 118 MiB of data
-// and about 155 MiB of pool (H100; CudaGraphBench.DISABLED_SeedModelEvaluate prints the figures). All of it is given back when the model dies, when a later evaluate records another, or
-// when evaluate runs on a device that cannot record (after the model moved to the CPU).
+// and about 155 MiB of pool (H100; CudaGraphBench.DISABLED_SeedModelEvaluate prints the figures). All of it is given
+// back when the model dies, when a later evaluate records another, or when evaluate runs on a device that cannot record
+// (after the model moved to the CPU).
 #pragma once
 
 #include <memory>

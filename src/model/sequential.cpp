@@ -44,7 +44,8 @@ void Sequential::add(const LayerRef& ref) {
   std::map<std::string, int> used;
   for (const auto& l : layers_) {
     std::string base = l->name();
-    if (auto p = base.rfind('_'); p != std::string::npos && base.find_first_not_of("0123456789", p + 1) == std::string::npos)
+    if (auto p = base.rfind('_');
+        p != std::string::npos && base.find_first_not_of("0123456789", p + 1) == std::string::npos)
       base = base.substr(0, p);
     used[base]++;
   }
@@ -100,8 +101,8 @@ void Sequential::build_for(const Tensor& x, const std::string& op) {
   if (per_sample.ndim() == 1 && input_shape_.ndim() == 1)
     throw Error(first.name(), "input has " + std::to_string(per_sample[0]) + " features, layer expects " +
                                   std::to_string(input_shape_[0]) + declared);
-  throw Error(first.name(), "input has per-sample shape " + per_sample.str() + ", layer expects " +
-                                input_shape_.str() + declared);
+  throw Error(first.name(),
+              "input has per-sample shape " + per_sample.str() + ", layer expects " + input_shape_.str() + declared);
 }
 
 void Sequential::compile(const Optimizer& optimizer, const Loss& loss, std::vector<std::string> metrics) {

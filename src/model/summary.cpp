@@ -23,9 +23,12 @@ std::string bytes_str(int64_t params) {
   const double bytes = static_cast<double>(params) * 4;  // float32
   std::ostringstream os;
   os << std::fixed << std::setprecision(2);
-  if (bytes < 1024) os << bytes << " B";
-  else if (bytes < 1024 * 1024) os << bytes / 1024 << " KB";
-  else os << bytes / (1024 * 1024) << " MB";
+  if (bytes < 1024)
+    os << bytes << " B";
+  else if (bytes < 1024 * 1024)
+    os << bytes / 1024 << " KB";
+  else
+    os << bytes / (1024 * 1024) << " MB";
   return os.str();
 }
 
@@ -52,10 +55,12 @@ std::string repeat(const char* glyph, std::size_t n) {
 void Sequential::summary(std::ostream& os) const {
   constexpr std::size_t w0 = 33, w1 = 24, w2 = 15;
   os << "Model: \"" << name_ << "\"\n";
-  os << "\u250f" << repeat("\u2501", w0) << "\u2533" << repeat("\u2501", w1) << "\u2533" << repeat("\u2501", w2) << "\u2513\n";
+  os << "\u250f" << repeat("\u2501", w0) << "\u2533" << repeat("\u2501", w1) << "\u2533" << repeat("\u2501", w2)
+     << "\u2513\n";
   os << "\u2503 " << pad("Layer (type)", w0 - 1) << "\u2503 " << pad("Output Shape", w1 - 1) << "\u2503 "
      << pad("Param #", w2 - 2, true) << " \u2503\n";
-  os << "\u2521" << repeat("\u2501", w0) << "\u2547" << repeat("\u2501", w1) << "\u2547" << repeat("\u2501", w2) << "\u2529\n";
+  os << "\u2521" << repeat("\u2501", w0) << "\u2547" << repeat("\u2501", w1) << "\u2547" << repeat("\u2501", w2)
+     << "\u2529\n";
   Shape shape = input_shape_;
   for (std::size_t i = 0; i < layers_.size(); ++i) {
     const Layer& layer = *layers_[i];
@@ -69,9 +74,11 @@ void Sequential::summary(std::ostream& os) const {
     os << "\u2502 " << pad(layer.name() + " (" + layer.class_name() + ")", w0 - 1) << "\u2502 " << pad(out, w1 - 1)
        << "\u2502 " << pad(built_ ? with_commas(params) : "0 (unbuilt)", w2 - 2, true) << " \u2502\n";
     if (i + 1 < layers_.size())
-      os << "\u251c" << repeat("\u2500", w0) << "\u253c" << repeat("\u2500", w1) << "\u253c" << repeat("\u2500", w2) << "\u2524\n";
+      os << "\u251c" << repeat("\u2500", w0) << "\u253c" << repeat("\u2500", w1) << "\u253c" << repeat("\u2500", w2)
+         << "\u2524\n";
   }
-  os << "\u2514" << repeat("\u2500", w0) << "\u2534" << repeat("\u2500", w1) << "\u2534" << repeat("\u2500", w2) << "\u2518\n";
+  os << "\u2514" << repeat("\u2500", w0) << "\u2534" << repeat("\u2500", w1) << "\u2534" << repeat("\u2500", w2)
+     << "\u2518\n";
   const int64_t total = count_params();
   os << " Total params: " << with_commas(total) << " (" << bytes_str(total) << ")\n";
   os << " Trainable params: " << with_commas(total) << " (" << bytes_str(total) << ")\n";

@@ -25,7 +25,8 @@ WindowAxis window_axis(const std::string& op, const char* axis, int64_t in, int6
   if (padding == Padding::Valid) {
     if (in < k)
       throw Error(op, std::string("input ") + axis + " " + std::to_string(in) + " is smaller than the window (" +
-                          std::to_string(k) + ") with padding \"valid\"; expected an input at least as large, "
+                          std::to_string(k) +
+                          ") with padding \"valid\"; expected an input at least as large, "
                           "or padding \"same\"");
     return {(in - k) / stride + 1, 0};
   }
@@ -45,8 +46,9 @@ Tensor conv2d(const Tensor& x, const Tensor& kernel, const Tensor& bias, const s
   const std::string op = "conv2d";
   const bool relu = activation == "relu";
   if (!relu && activation != "linear" && !activation.empty())
-    throw Error(op, "activation '" + activation + "' is not fused; expected linear or relu (apply others to "
-                    "the result)");
+    throw Error(op, "activation '" + activation +
+                        "' is not fused; expected linear or relu (apply others to "
+                        "the result)");
   ops::check_floating(op, x);
   ops::check_floating(op, kernel, "kernel");
   ops::check_compatible(op, x, kernel);
@@ -64,39 +66,41 @@ Tensor conv2d(const Tensor& x, const Tensor& kernel, const Tensor& bias, const s
   }
   const auto h = ops::window_axis(op, "height", x.size(1), kernel.size(0), strides[0], padding);
   const auto w = ops::window_axis(op, "width", x.size(2), kernel.size(1), strides[1], padding);
-  const backend::Conv2dGeometry g{x.size(0), x.size(1),  x.size(2),  x.size(3), kernel.size(0),
-                                  kernel.size(1), kernel.size(3), h.out, w.out, strides[0],
-                                  strides[1], h.pad_before, w.pad_before};
+  const backend::Conv2dGeometry g{x.size(0),      x.size(1),      x.size(2),   x.size(3), kernel.size(0),
+                                  kernel.size(1), kernel.size(3), h.out,       w.out,     strides[0],
+                                  strides[1],     h.pad_before,   w.pad_before};
   Tensor y = make_tensor({g.N, g.OH, g.OW, g.F}, x.dtype(), x.device());
   auto& be = ops::backend_of(x);
   be.conv2d_forward(x.dtype(), g, x.raw_data(), kernel.raw_data(), bias.defined() ? bias.raw_data() : nullptr, relu,
                     y.raw_data());
   // The ReLU's backward reads the output (y > 0 exactly where the pre-activation was > 0).
   const Tensor y_saved = relu ? y.detach() : Tensor();
-  return autograd::record(op, y, {x, kernel, bias}, [x, kernel, bias, y_saved, g](const Tensor& dy) -> std::vector<Tensor> {
-    auto& be = ops::backend_of(dy);
-    const void* relu_y = y_saved.defined() ? y_saved.raw_data() : nullptr;
-    Tensor dx, dw, db, dz = dy;
-    if (x.requires_grad()) {
-      // The data gradient needs the pre-activation gradient written out.
-      if (relu_y) {
-        dz = make_tensor(dy.shape(), dy.dtype(), dy.device());
-        be.unary_backward(backend::UnaryOp::Relu, dy.dtype(), relu_y, relu_y, dy.raw_data(), dz.raw_data(), dy.numel());
-        relu_y = nullptr;
-      }
-      dx = make_tensor(x.shape(), x.dtype(), x.device());
-      be.conv2d_backward_data(x.dtype(), g, dz.raw_data(), kernel.raw_data(), dx.raw_data());
-    }
-    const bool want_db = bias.defined() && bias.requires_grad();
-    if (kernel.requires_grad() || want_db) {
-      dw = make_tensor(kernel.shape(), kernel.dtype(), kernel.device());
-      if (want_db) db = make_tensor(bias.shape(), bias.dtype(), bias.device());
-      be.conv2d_backward_filter(x.dtype(), g, x.raw_data(), dz.raw_data(), relu_y, dw.raw_data(),
-                                want_db ? db.raw_data() : nullptr);
-      if (!kernel.requires_grad()) dw = Tensor();
-    }
-    return {dx, dw, db};
-  });
+  return autograd::record(op, y, {x, kernel, bias},
+                          [x, kernel, bias, y_saved, g](const Tensor& dy) -> std::vector<Tensor> {
+                            auto& be = ops::backend_of(dy);
+                            const void* relu_y = y_saved.defined() ? y_saved.raw_data() : nullptr;
+                            Tensor dx, dw, db, dz = dy;
+                            if (x.requires_grad()) {
+                              // The data gradient needs the pre-activation gradient written out.
+                              if (relu_y) {
+                                dz = make_tensor(dy.shape(), dy.dtype(), dy.device());
+                                be.unary_backward(backend::UnaryOp::Relu, dy.dtype(), relu_y, relu_y, dy.raw_data(),
+                                                  dz.raw_data(), dy.numel());
+                                relu_y = nullptr;
+                              }
+                              dx = make_tensor(x.shape(), x.dtype(), x.device());
+                              be.conv2d_backward_data(x.dtype(), g, dz.raw_data(), kernel.raw_data(), dx.raw_data());
+                            }
+                            const bool want_db = bias.defined() && bias.requires_grad();
+                            if (kernel.requires_grad() || want_db) {
+                              dw = make_tensor(kernel.shape(), kernel.dtype(), kernel.device());
+                              if (want_db) db = make_tensor(bias.shape(), bias.dtype(), bias.device());
+                              be.conv2d_backward_filter(x.dtype(), g, x.raw_data(), dz.raw_data(), relu_y,
+                                                        dw.raw_data(), want_db ? db.raw_data() : nullptr);
+                              if (!kernel.requires_grad()) dw = Tensor();
+                            }
+                            return {dx, dw, db};
+                          });
 }
 
 }  // namespace kiln

@@ -14,7 +14,6 @@ struct WindowAxis {
 };
 
 /// Throws when the window does not fit ("valid") or sizes are not positive.
-WindowAxis window_axis(const std::string& op, const char* axis, int64_t in, int64_t k, int64_t stride,
-                       Padding padding);
+WindowAxis window_axis(const std::string& op, const char* axis, int64_t in, int64_t k, int64_t stride, Padding padding);
 
 }  // namespace kiln::ops

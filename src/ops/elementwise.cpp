@@ -9,10 +9,14 @@ namespace {
 
 const char* binary_name(BinaryOp op) {
   switch (op) {
-    case BinaryOp::Add: return "add";
-    case BinaryOp::Sub: return "sub";
-    case BinaryOp::Mul: return "mul";
-    case BinaryOp::Div: return "div";
+    case BinaryOp::Add:
+      return "add";
+    case BinaryOp::Sub:
+      return "sub";
+    case BinaryOp::Mul:
+      return "mul";
+    case BinaryOp::Div:
+      return "div";
   }
   return "binary";
 }
@@ -90,9 +94,8 @@ Tensor affine(const std::string& name, const Tensor& x, double alpha, double bet
   ops::check_floating(name, x);
   Tensor out = make_tensor(x.shape(), x.dtype(), x.device());
   ops::backend_of(x).affine(x.dtype(), x.raw_data(), alpha, beta, out.raw_data(), x.numel());
-  return autograd::record(name, out, {x}, [alpha](const Tensor& g) -> std::vector<Tensor> {
-    return {alpha == 1.0 ? g : mul(g, alpha)};
-  });
+  return autograd::record(
+      name, out, {x}, [alpha](const Tensor& g) -> std::vector<Tensor> { return {alpha == 1.0 ? g : mul(g, alpha)}; });
 }
 }  // namespace
 

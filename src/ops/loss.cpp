@@ -10,7 +10,8 @@ Tensor mse(const Tensor& pred, const Tensor& target) {
   if (pred.shape() != target.shape())
     throw Error("mse", "prediction has shape " + pred.shape().str() + " and target " + target.shape().str() +
                            "; expected equal shapes");
-  if (pred.numel() == 0) throw Error("mse", "empty prediction " + pred.shape().str() + "; expected at least one element");
+  if (pred.numel() == 0)
+    throw Error("mse", "empty prediction " + pred.shape().str() + "; expected at least one element");
   return mean(square(sub(pred, target)));
 }
 
@@ -40,8 +41,9 @@ Tensor sparse_softmax_cross_entropy(const Tensor& logits, const Tensor& labels) 
   Tensor dlogits;
   const bool need_grad = grad_enabled() && logits.requires_grad();
   if (need_grad) dlogits = make_tensor(logits.shape(), logits.dtype(), logits.device());
-  be.sparse_softmax_xent(logits.dtype(), logits.raw_data(), static_cast<const int32_t*>(labels.raw_data()), per_row.raw_data(),
-                         need_grad ? dlogits.raw_data() : nullptr, 1.0 / static_cast<double>(rows), rows, cols);
+  be.sparse_softmax_xent(logits.dtype(), logits.raw_data(), static_cast<const int32_t*>(labels.raw_data()),
+                         per_row.raw_data(), need_grad ? dlogits.raw_data() : nullptr, 1.0 / static_cast<double>(rows),
+                         rows, cols);
   Tensor loss;
   {
     NoGradGuard no_grad;

@@ -52,8 +52,9 @@ Tensor dense(const Tensor& x, const Tensor& kernel, const Tensor& bias, const st
   }
   const bool relu = activation == "relu";
   if (!relu && activation != "linear" && !activation.empty())
-    throw Error(op, "activation '" + activation + "' is not fused; expected linear or relu (apply others to "
-                    "the linear result)");
+    throw Error(op, "activation '" + activation +
+                        "' is not fused; expected linear or relu (apply others to "
+                        "the linear result)");
   backend::Backend& be = ops::backend_of(x);
   Tensor y = make_tensor({m, n}, x.dtype(), x.device());
   be.gemm_bias_act(x.dtype(), m, n, k, x.raw_data(), kernel.raw_data(), bias.defined() ? bias.raw_data() : nullptr,

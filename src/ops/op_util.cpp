@@ -20,8 +20,8 @@ void check_compatible(const std::string& op, const Tensor& a, const Tensor& b) {
 
 void check_ndim(const std::string& op, const Tensor& t, int64_t ndim, const char* role) {
   if (t.ndim() != ndim)
-    throw Error(op, std::string(role) + " has shape " + t.shape().str() + "; expected " + std::to_string(ndim) +
-                        " dimensions");
+    throw Error(
+        op, std::string(role) + " has shape " + t.shape().str() + "; expected " + std::to_string(ndim) + " dimensions");
 }
 
 Tensor reduce_to(const Tensor& g, const Shape& shape) {

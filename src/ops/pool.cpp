@@ -4,15 +4,14 @@
 
 namespace kiln {
 
-Tensor max_pool2d(const Tensor& x, std::array<int64_t, 2> pool_size, std::array<int64_t, 2> strides,
-                  Padding padding) {
+Tensor max_pool2d(const Tensor& x, std::array<int64_t, 2> pool_size, std::array<int64_t, 2> strides, Padding padding) {
   const std::string op = "max_pool2d";
   ops::check_floating(op, x);
   ops::check_ndim(op, x, 4, "input (NHWC)");
   const auto h = ops::window_axis(op, "height", x.size(1), pool_size[0], strides[0], padding);
   const auto w = ops::window_axis(op, "width", x.size(2), pool_size[1], strides[1], padding);
-  const backend::Pool2dGeometry g{x.size(0),  x.size(1),  x.size(2),     x.size(3),    pool_size[0], pool_size[1],
-                                  h.out,      w.out,      strides[0],    strides[1],   h.pad_before, w.pad_before};
+  const backend::Pool2dGeometry g{x.size(0), x.size(1), x.size(2),  x.size(3),  pool_size[0], pool_size[1],
+                                  h.out,     w.out,     strides[0], strides[1], h.pad_before, w.pad_before};
   Tensor y = make_tensor({g.N, g.OH, g.OW, g.C}, x.dtype(), x.device());
   ops::backend_of(x).max_pool2d_forward(x.dtype(), g, x.raw_data(), y.raw_data());
   const Tensor y_saved = y.detach();

@@ -11,8 +11,8 @@ int64_t normalize_axis(const std::string& op, const Tensor& x, int64_t axis) {
   if (n == 0 || a < 0 || a >= n)
     throw Error(op, "axis " + std::to_string(axis) + " out of range for shape " + x.shape().str());
   if (a != 0 && a != n - 1)
-    throw Error(op, "axis " + std::to_string(axis) + " of shape " + x.shape().str() +
-                        "; expected the first or the last axis");
+    throw Error(
+        op, "axis " + std::to_string(axis) + " of shape " + x.shape().str() + "; expected the first or the last axis");
   return a;
 }
 
@@ -27,8 +27,8 @@ Tensor expand_back(const Tensor& g, const Shape& shape, int64_t axis, double sca
   Tensor out = make_tensor(shape, g.dtype(), g.device());
   const Tensor ones = Tensor::full(shape, scale, g.dtype(), g.device());
   if (axis == 0 || g.numel() == 1) {  // g repeats per row: a row broadcast
-    ops::backend_of(g).binary(backend::BinaryOp::Mul, g.dtype(), ones.raw_data(), ones.numel(), g.raw_data(),
-                              g.numel(), out.raw_data(), out.numel());
+    ops::backend_of(g).binary(backend::BinaryOp::Mul, g.dtype(), ones.raw_data(), ones.numel(), g.raw_data(), g.numel(),
+                              out.raw_data(), out.numel());
     return out;
   }
   // Last axis: each of g's elements fills one row; a rank-1 GEMM broadcasts it.
@@ -47,8 +47,10 @@ Tensor reduce(const std::string& name, const Tensor& x, int64_t axis, bool all, 
   Tensor out = make_tensor(out_shape, x.dtype(), x.device());
   const int64_t count = out_n ? x.numel() / out_n : 0;
   auto& be = ops::backend_of(x);
-  if (all || axis != 0) be.sum_cols(x.dtype(), x.raw_data(), out.raw_data(), out_n, count);
-  else be.sum_rows(x.dtype(), x.raw_data(), out.raw_data(), count, out_n, false);
+  if (all || axis != 0)
+    be.sum_cols(x.dtype(), x.raw_data(), out.raw_data(), out_n, count);
+  else
+    be.sum_rows(x.dtype(), x.raw_data(), out.raw_data(), count, out_n, false);
   const double scale = is_mean ? 1.0 / static_cast<double>(count) : 1.0;
   if (is_mean) be.affine(x.dtype(), out.raw_data(), scale, 0.0, out.raw_data(), out_n);
   const Shape& in_shape = x.shape();  // the lambda keeps a copy

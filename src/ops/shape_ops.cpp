@@ -21,8 +21,8 @@ Shape resolve_shape(const Tensor& x, const Shape& requested) {
   if (infer_at >= 0 && known > 0 && x.numel() % known == 0) dims[infer_at] = x.numel() / known;
   Shape out(dims);
   if ((infer_at >= 0 && dims[infer_at] == -1) || out.numel() != x.numel())
-    throw Error("reshape", "cannot view " + x.shape().str() + " (" + std::to_string(x.numel()) +
-                               " elements) as " + requested.str() + "; expected the same number of elements");
+    throw Error("reshape", "cannot view " + x.shape().str() + " (" + std::to_string(x.numel()) + " elements) as " +
+                               requested.str() + "; expected the same number of elements");
   return out;
 }
 
@@ -41,9 +41,8 @@ Tensor reshape(const Tensor& x, const Shape& shape) {
   if (!x.defined()) throw Error("reshape", "input is an undefined tensor");
   const Shape out_shape = resolve_shape(x, shape);
   const Shape& in_shape = x.shape();  // the lambda keeps a copy
-  return autograd::record("reshape", view(x, out_shape), {x}, [in_shape](const Tensor& g) -> std::vector<Tensor> {
-    return {view(g, in_shape)};
-  });
+  return autograd::record("reshape", view(x, out_shape), {x},
+                          [in_shape](const Tensor& g) -> std::vector<Tensor> { return {view(g, in_shape)}; });
 }
 
 Tensor flatten(const Tensor& x) {
@@ -58,14 +57,14 @@ Tensor take_rows(const Tensor& x, const Tensor& indices) {
   if (!indices.defined() || indices.dtype() != DType::Int32 || indices.ndim() != 1)
     throw Error("take_rows", "indices must be a 1-D int32 tensor");
   if (indices.device() != x.device())
-    throw Error("take_rows", "indices on " + indices.device().str() + " and data on " + x.device().str() +
-                                 "; expected one device");
+    throw Error("take_rows",
+                "indices on " + indices.device().str() + " and data on " + x.device().str() + "; expected one device");
   if (indices.device().is_cpu()) {
     const int32_t* idx = indices.data<int32_t>();
     for (int64_t i = 0; i < indices.numel(); ++i)
       if (idx[i] < 0 || idx[i] >= x.size(0))
-        throw Error("take_rows", "index " + std::to_string(idx[i]) + " out of range for " +
-                                     std::to_string(x.size(0)) + " rows");
+        throw Error("take_rows",
+                    "index " + std::to_string(idx[i]) + " out of range for " + std::to_string(x.size(0)) + " rows");
   }
   std::vector<int64_t> dims = x.shape().dims();
   dims[0] = indices.numel();
@@ -81,8 +80,7 @@ Tensor argmax(const Tensor& x) {
   ops::check_ndim("argmax", x, 2);
   if (x.size(1) == 0) throw Error("argmax", "rows are empty; expected at least one column");
   Tensor out = make_tensor({x.size(0)}, DType::Int32, x.device());
-  ops::backend_of(x).argmax_rows(x.dtype(), x.raw_data(), static_cast<int32_t*>(out.raw_data()), x.size(0),
-                                 x.size(1));
+  ops::backend_of(x).argmax_rows(x.dtype(), x.raw_data(), static_cast<int32_t*>(out.raw_data()), x.size(0), x.size(1));
   return out;
 }
 

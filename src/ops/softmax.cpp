@@ -15,8 +15,7 @@ Tensor softmax_family(const std::string& name, const Tensor& x, bool log) {
   const Tensor y_saved = y.detach();
   return autograd::record(name, y, {x}, [y_saved, rows, cols, log](const Tensor& g) -> std::vector<Tensor> {
     Tensor dx = make_tensor(y_saved.shape(), y_saved.dtype(), y_saved.device());
-    ops::backend_of(g).softmax_backward(g.dtype(), y_saved.raw_data(), g.raw_data(), dx.raw_data(), rows, cols,
-                                        log);
+    ops::backend_of(g).softmax_backward(g.dtype(), y_saved.raw_data(), g.raw_data(), dx.raw_data(), rows, cols, log);
     return {dx};
   });
 }

@@ -14,8 +14,8 @@ Tensor unary(const std::string& name, UnaryOp op, const Tensor& x) {
   const Tensor y_saved = y.detach();  // the rule may need y; a detached handle avoids a cycle
   return autograd::record(name, y, {x}, [op, x, y_saved](const Tensor& g) -> std::vector<Tensor> {
     Tensor dx = make_tensor(x.shape(), x.dtype(), x.device());
-    ops::backend_of(x).unary_backward(op, x.dtype(), x.raw_data(), y_saved.raw_data(), g.raw_data(),
-                                      dx.raw_data(), x.numel());
+    ops::backend_of(x).unary_backward(op, x.dtype(), x.raw_data(), y_saved.raw_data(), g.raw_data(), dx.raw_data(),
+                                      x.numel());
     return {dx};
   });
 }
@@ -32,7 +32,8 @@ Tensor sqrt(const Tensor& x) { return unary("sqrt", UnaryOp::Sqrt, x); }
 
 Tensor clip(const Tensor& x, double lo, double hi) {
   ops::check_floating("clip", x);
-  if (!(lo <= hi)) throw Error("clip", "bounds [" + std::to_string(lo) + ", " + std::to_string(hi) + "]; expected lo <= hi");
+  if (!(lo <= hi))
+    throw Error("clip", "bounds [" + std::to_string(lo) + ", " + std::to_string(hi) + "]; expected lo <= hi");
   Tensor y = make_tensor(x.shape(), x.dtype(), x.device());
   ops::backend_of(x).clip(x.dtype(), x.raw_data(), y.raw_data(), x.numel(), lo, hi);
   return autograd::record("clip", y, {x}, [x, lo, hi](const Tensor& g) -> std::vector<Tensor> {

@@ -58,8 +58,10 @@ class AdamUpdate final : public DeviceUpdate {
       }
       backend::get(device_).copy_from_host(alpha_.raw_data(), table.data(), table.size() * sizeof(T));
     };
-    if (dtype_ == DType::Float64) fill(double{});
-    else fill(float{});
+    if (dtype_ == DType::Float64)
+      fill(double{});
+    else
+      fill(float{});
   }
 
   void queue(const int64_t* index) override {
@@ -86,8 +88,7 @@ class AdamUpdate final : public DeviceUpdate {
 
 }  // namespace
 
-std::unique_ptr<DeviceUpdate> DeviceUpdate::make(Optimizer& opt, const std::vector<Tensor>& params,
-                                                 int64_t max_steps) {
+std::unique_ptr<DeviceUpdate> DeviceUpdate::make(Optimizer& opt, const std::vector<Tensor>& params, int64_t max_steps) {
   if (params.empty()) return nullptr;
   for (const Tensor& p : params)
     if (p.dtype() != params.front().dtype() || p.device() != params.front().device() || !is_floating(p.dtype()))

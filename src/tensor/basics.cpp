@@ -13,26 +13,33 @@ namespace kiln {
 Error::Error(const std::string& op, const std::string& message)
     : std::runtime_error("[" + op + "] " + message), op_(op) {}
 
-OutOfMemoryError::OutOfMemoryError(const std::string& op, const std::string& message,
-                                   std::size_t requested)
+OutOfMemoryError::OutOfMemoryError(const std::string& op, const std::string& message, std::size_t requested)
     : Error(op, message), requested_(requested) {}
 
 std::size_t dtype_size(DType dtype) {
   switch (dtype) {
-    case DType::Float32: return 4;
-    case DType::Float64: return 8;
-    case DType::Int32: return 4;
-    case DType::UInt8: return 1;
+    case DType::Float32:
+      return 4;
+    case DType::Float64:
+      return 8;
+    case DType::Int32:
+      return 4;
+    case DType::UInt8:
+      return 1;
   }
   return 0;
 }
 
 std::string dtype_name(DType dtype) {
   switch (dtype) {
-    case DType::Float32: return "float32";
-    case DType::Float64: return "float64";
-    case DType::Int32: return "int32";
-    case DType::UInt8: return "uint8";
+    case DType::Float32:
+      return "float32";
+    case DType::Float64:
+      return "float64";
+    case DType::Int32:
+      return "int32";
+    case DType::UInt8:
+      return "uint8";
   }
   return "?";
 }
@@ -52,21 +59,17 @@ Device Device::parse(const std::string& name) {
         return gpu(std::stoi(digits));
     }
   }
-  throw Error("device", "unknown device '" + name +
-                            "'; expected cpu, gpu, gpu:N, cuda:N or /device:GPU:N");
+  throw Error("device", "unknown device '" + name + "'; expected cpu, gpu, gpu:N, cuda:N or /device:GPU:N");
 }
 
 std::string Device::str() const { return is_cpu() ? "cpu" : "cuda:" + std::to_string(index); }
 
-std::string Device::tf_name() const {
-  return is_cpu() ? "/device:CPU:0" : "/device:GPU:" + std::to_string(index);
-}
+std::string Device::tf_name() const { return is_cpu() ? "/device:CPU:0" : "/device:GPU:" + std::to_string(index); }
 
 int64_t Shape::operator[](int64_t i) const {
   const int64_t n = ndim();
   const int64_t j = i < 0 ? i + n : i;
-  if (j < 0 || j >= n)
-    throw Error("shape", "dimension " + std::to_string(i) + " out of range for shape " + str());
+  if (j < 0 || j >= n) throw Error("shape", "dimension " + std::to_string(i) + " out of range for shape " + str());
   return dims_[static_cast<std::size_t>(j)];
 }
 

@@ -18,14 +18,18 @@ void print_block(std::ostringstream& os, const std::vector<double>& v, const std
     if (n > max_per_dim && i == max_per_dim / 2) {
       os << "...";
       i = n - max_per_dim / 2 - 1;
-      if (dim + 1 < dims.size()) os << ",\n" << std::string(indent + 1, ' ');
-      else os << ", ";
+      if (dim + 1 < dims.size())
+        os << ",\n" << std::string(indent + 1, ' ');
+      else
+        os << ", ";
       continue;
     }
     if (dim + 1 == dims.size()) {
       const double x = v[static_cast<std::size_t>(offset + i)];
-      if (integral) os << static_cast<long long>(x);
-      else os << std::setprecision(6) << x;
+      if (integral)
+        os << static_cast<long long>(x);
+      else
+        os << std::setprecision(6) << x;
       if (i + 1 < n) os << ", ";
     } else {
       print_block(os, v, dims, dim + 1, offset + i * inner, inner, integral, max_per_dim, indent + 1);
@@ -43,8 +47,10 @@ std::string Tensor::str(int max_per_dim) const {
   const bool integral = !is_floating(dtype());
   std::ostringstream os;
   if (ndim() == 0) {
-    if (integral) os << static_cast<long long>(v[0]);
-    else os << std::setprecision(6) << v[0];
+    if (integral)
+      os << static_cast<long long>(v[0]);
+    else
+      os << std::setprecision(6) << v[0];
   } else if (numel() == 0) {
     os << "[]";
   } else {

@@ -1,11 +1,11 @@
 // Generator: platform-independent conversions of mt19937_64 output (the standard's
 // distributions are implementation-defined, so they are not used), each call under the
 // generator's mutex so a shared generator is never a data race.
+#include "kiln/random.h"
+
 #include <cmath>
 #include <numbers>
 #include <sstream>
-
-#include "kiln/random.h"
 
 namespace kiln {
 
@@ -43,7 +43,8 @@ uint64_t Generator::below_locked(uint64_t n) {
   // Rejection sampling keeps every value equally likely.
   const uint64_t limit = UINT64_MAX - UINT64_MAX % n;
   uint64_t r;
-  do r = engine_(); while (r >= limit);
+  do r = engine_();
+  while (r >= limit);
   return r % n;
 }
 

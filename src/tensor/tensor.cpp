@@ -35,10 +35,18 @@ void convert(const void* src, Dst* dst, int64_t n) {
 template <typename F>
 void with_any_type(DType dtype, F&& f) {
   switch (dtype) {
-    case DType::Float32: f(float{}); return;
-    case DType::Float64: f(double{}); return;
-    case DType::Int32: f(int32_t{}); return;
-    case DType::UInt8: f(uint8_t{}); return;
+    case DType::Float32:
+      f(float{});
+      return;
+    case DType::Float64:
+      f(double{});
+      return;
+    case DType::Int32:
+      f(int32_t{});
+      return;
+    case DType::UInt8:
+      f(uint8_t{});
+      return;
   }
 }
 
@@ -106,8 +114,8 @@ template <typename T>
 Tensor Tensor::from_vector(const std::vector<T>& values, const Shape& shape, Device device) {
   check_shape(shape, "tensor");
   if (static_cast<int64_t>(values.size()) != shape.numel())
-    throw Error("tensor", std::to_string(values.size()) + " values cannot fill shape " + shape.str() +
-                              "; expected " + std::to_string(shape.numel()));
+    throw Error("tensor", std::to_string(values.size()) + " values cannot fill shape " + shape.str() + "; expected " +
+                              std::to_string(shape.numel()));
   Tensor t = make_tensor(shape, dtype_of<T>(), device);
   backend::get(device).copy_from_host(t.raw_data(), values.data(), values.size() * sizeof(T));
   return t;
@@ -143,7 +151,8 @@ template <typename T>
 T* Tensor::data() {
   const TensorImpl& impl = checked(impl_);
   if (!impl.device().is_cpu())
-    throw Error("tensor", "data() on a tensor on " + impl.device().str() + "; expected a CPU tensor (use .cpu() or to_vector())");
+    throw Error("tensor",
+                "data() on a tensor on " + impl.device().str() + "; expected a CPU tensor (use .cpu() or to_vector())");
   if (impl.dtype != dtype_of<T>())
     throw Error("tensor", "data<" + dtype_name(dtype_of<T>()) + ">() on a " + dtype_name(impl.dtype) + " tensor");
   return static_cast<T*>(impl.data());
@@ -169,10 +178,18 @@ std::vector<T> Tensor::to_vector() const {
   std::vector<T> out(static_cast<std::size_t>(numel()));
   const int64_t n = numel();
   switch (impl.dtype) {
-    case DType::Float32: convert<float>(bytes.data(), out.data(), n); break;
-    case DType::Float64: convert<double>(bytes.data(), out.data(), n); break;
-    case DType::Int32: convert<int32_t>(bytes.data(), out.data(), n); break;
-    case DType::UInt8: convert<uint8_t>(bytes.data(), out.data(), n); break;
+    case DType::Float32:
+      convert<float>(bytes.data(), out.data(), n);
+      break;
+    case DType::Float64:
+      convert<double>(bytes.data(), out.data(), n);
+      break;
+    case DType::Int32:
+      convert<int32_t>(bytes.data(), out.data(), n);
+      break;
+    case DType::UInt8:
+      convert<uint8_t>(bytes.data(), out.data(), n);
+      break;
   }
   return out;
 }
@@ -264,7 +281,8 @@ Tensor& Tensor::set_requires_grad(bool on) {
   if (impl.grad_fn)
     throw Error("set_requires_grad", "tensor is the output of an op; expected a leaf tensor (use detach())");
   if (on && !is_floating(impl.dtype))
-    throw Error("set_requires_grad", "a " + dtype_name(impl.dtype) + " tensor cannot require grad; expected float32 or float64");
+    throw Error("set_requires_grad",
+                "a " + dtype_name(impl.dtype) + " tensor cannot require grad; expected float32 or float64");
   impl.requires_grad = on;
   return *this;
 }

@@ -15,8 +15,8 @@ struct TensorImpl {
   Shape shape;
   DType dtype = DType::Float32;
 
-  bool requires_grad = false;         // a leaf parameter, or the output of a tracked op
-  Tensor grad;                        // accumulated by backward() on leaves
+  bool requires_grad = false;               // a leaf parameter, or the output of a tracked op
+  Tensor grad;                              // accumulated by backward() on leaves
   std::shared_ptr<autograd::Node> grad_fn;  // the op that produced this tensor, if tracked
   // Set by the softmax and sigmoid activations to their input, as Keras sets `_keras_logits`: a
   // cross-entropy then works from the logits, stably and without clipping, as Keras does.

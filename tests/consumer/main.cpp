@@ -1,9 +1,9 @@
 // Trains the house-price model through the installed kiln package; exits non-zero unless the
 // prediction for 7.0 is within 0.1 of 14.0.
+#include <kiln/kiln.h>
+
 #include <cmath>
 #include <cstdio>
-
-#include <kiln/kiln.h>
 
 int main() {
   kiln::utils::set_random_seed(0);

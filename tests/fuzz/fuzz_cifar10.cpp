@@ -31,8 +31,7 @@ void check_decoded(const c10::Split& split, std::span<const uint8_t> bytes) {
     if (labels[r] != rec[0] || labels[r] >= c10::kNumClasses) std::abort();
     for (std::size_t p = 0; p < 1024; ++p)
       for (std::size_t c = 0; c < 3; ++c)
-        if (images[static_cast<std::size_t>(r) * c10::kImageBytes + 3 * p + c] != rec[1 + c * 1024 + p])
-          std::abort();
+        if (images[static_cast<std::size_t>(r) * c10::kImageBytes + 3 * p + c] != rec[1 + c * 1024 + p]) std::abort();
   }
 }
 

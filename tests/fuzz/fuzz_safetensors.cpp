@@ -18,7 +18,8 @@ namespace {
 void check_entries(const io::SafetensorsView& view, std::span<const uint8_t> bytes) {
   for (const auto& e : view.tensors) {
     if (static_cast<uint64_t>(e.shape.numel()) * kiln::dtype_size(e.dtype) != e.bytes.size()) std::abort();
-    if (!e.bytes.empty() && (e.bytes.data() < bytes.data() || e.bytes.data() + e.bytes.size() > bytes.data() + bytes.size()))
+    if (!e.bytes.empty() &&
+        (e.bytes.data() < bytes.data() || e.bytes.data() + e.bytes.size() > bytes.data() + bytes.size()))
       std::abort();
   }
 }

@@ -20,8 +20,8 @@ std::string read_all(const std::string& path) {
   return ss.str();
 }
 
-void write_file(const std::string& path, const std::string& descr, const std::vector<int64_t>& shape,
-                const void* data, std::size_t nbytes) {
+void write_file(const std::string& path, const std::string& descr, const std::vector<int64_t>& shape, const void* data,
+                std::size_t nbytes) {
   std::string dims;
   for (int64_t d : shape) dims += std::to_string(d) + ", ";
   if (shape.size() > 1) dims.resize(dims.size() - 1);  // "(3,)" for 1-D, "(3, 4)" otherwise
@@ -70,8 +70,7 @@ Tensor read_npy(const std::string& path) {
   std::vector<int64_t> dims;
   const std::string shape_str = m[1];
   const std::regex number("\\d+");
-  for (auto it = std::sregex_iterator(shape_str.begin(), shape_str.end(), number);
-       it != std::sregex_iterator(); ++it)
+  for (auto it = std::sregex_iterator(shape_str.begin(), shape_str.end(), number); it != std::sregex_iterator(); ++it)
     dims.push_back(std::stoll(it->str()));
   int64_t n = 1;
   for (int64_t d : dims) n *= d;

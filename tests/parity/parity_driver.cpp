@@ -49,19 +49,19 @@ const std::map<std::string, Case>& cases() {
       // The CIFAR-10 seed on real images.
       {"cifar10_cnn",
        {[] {
-          return compiled({Conv2D(32, {3, 3}, {.activation = "relu", .input_shape = {32, 32, 3}}),
-                           MaxPooling2D({2, 2}), Flatten(), Dense(64, {.activation = "relu"}), Dense(10)},
+          return compiled({Conv2D(32, {3, 3}, {.activation = "relu", .input_shape = {32, 32, 3}}), MaxPooling2D({2, 2}),
+                           Flatten(), Dense(64, {.activation = "relu"}), Dense(10)},
                           optimizers::Adam(), SparseCategoricalCrossentropy({.from_logits = true}));
         },
         10}},
       // 10x11 input: "same" padding is uneven in height (0 top, 1 bottom) and even in width.
       {"conv_same_strides2",
        {[] {
-          return compiled({Conv2D(8, {3, 3},
-                                  {.strides = {2, 2}, .padding = "same", .activation = "relu",
-                                   .input_shape = {10, 11, 3}}),
-                           Flatten(), Dense(5)},
-                          optimizers::Adam(), SparseCategoricalCrossentropy({.from_logits = true}));
+          return compiled(
+              {Conv2D(8, {3, 3},
+                      {.strides = {2, 2}, .padding = "same", .activation = "relu", .input_shape = {10, 11, 3}}),
+               Flatten(), Dense(5)},
+              optimizers::Adam(), SparseCategoricalCrossentropy({.from_logits = true}));
         },
         8}},
       // Overlapping pooling windows (3x3, stride 2).
@@ -95,10 +95,7 @@ const std::map<std::string, Case>& cases() {
         },
         5}},
       {"mse_multi_output",
-       {[] {
-          return compiled({Dense(3, {.input_shape = {4}})}, optimizers::SGD(), losses::MeanSquaredError());
-        },
-        5}},
+       {[] { return compiled({Dense(3, {.input_shape = {4}})}, optimizers::SGD(), losses::MeanSquaredError()); }, 5}},
       // Probabilities from a softmax Dense, the loss told from_logits=false.
       {"softmax_crossentropy",
        {[] {

@@ -56,8 +56,7 @@ Split load_batch_file(const std::string& path, std::optional<int64_t> limit = st
 
 /// Decodes the bytes of one batch file held in memory; `name` is used in error messages.
 /// load_batch_file reads the file and calls this, so both check the same things.
-Split parse_batch(std::span<const uint8_t> bytes, const std::string& name,
-                  std::optional<int64_t> limit = std::nullopt);
+Split parse_batch(std::span<const uint8_t> bytes, const std::string& name, std::optional<int64_t> limit = std::nullopt);
 
 /// float32 copy of uint8 `images` scaled to [0, 1] (x / 255, rounded as float64 then float32,
 /// as numpy's `images / 255.0` cast to float32), on the same device and of the same shape.

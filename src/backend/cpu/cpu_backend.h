@@ -38,8 +38,7 @@ class CpuBackend final : public Backend {
               int64_t n) override;
   void affine(DType dtype, const void* x, double alpha, double beta, void* y, int64_t n) override;
   void clip(DType dtype, const void* x, void* y, int64_t n, double lo, double hi) override;
-  void clip_backward(DType dtype, const void* x, const void* dy, void* dx, int64_t n, double lo,
-                     double hi) override;
+  void clip_backward(DType dtype, const void* x, const void* dy, void* dx, int64_t n, double lo, double hi) override;
 
   void sum_rows(DType dtype, const void* x, void* y, int64_t rows, int64_t cols, bool accumulate) override;
   void sum_cols(DType dtype, const void* x, void* y, int64_t rows, int64_t cols) override;
@@ -47,8 +46,8 @@ class CpuBackend final : public Backend {
   void accuracy_sum(DType dtype, const void* x, const int32_t* labels, void* correct, int64_t rows,
                     int64_t cols) override;
 
-  void gemm(DType dtype, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, double alpha,
-            const void* a, const void* b, double beta, void* c) override;
+  void gemm(DType dtype, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, double alpha, const void* a,
+            const void* b, double beta, void* c) override;
   void gemm_bias_act(DType dtype, int64_t m, int64_t n, int64_t k, const void* a, const void* b, const void* bias,
                      bool relu, void* c) override;
   void gemm_wgrad_bias(DType dtype, int64_t m, int64_t n, int64_t k, const void* x, const void* dz, void* dw,
@@ -62,8 +61,7 @@ class CpuBackend final : public Backend {
 
   void conv2d_forward(DType dtype, const Conv2dGeometry& g, const void* x, const void* w, const void* bias, bool relu,
                       void* y) override;
-  void conv2d_backward_data(DType dtype, const Conv2dGeometry& g, const void* dy, const void* w,
-                            void* dx) override;
+  void conv2d_backward_data(DType dtype, const Conv2dGeometry& g, const void* dy, const void* w, void* dx) override;
   void conv2d_backward_filter(DType dtype, const Conv2dGeometry& g, const void* x, const void* dy, const void* relu_y,
                               void* dw, void* db) override;
   void max_pool2d_forward(DType dtype, const Pool2dGeometry& g, const void* x, void* y) override;
@@ -89,8 +87,12 @@ class CpuBackend final : public Backend {
 template <typename F>
 void with_float_type(DType dtype, const char* op, F&& f) {
   switch (dtype) {
-    case DType::Float32: f(float{}); return;
-    case DType::Float64: f(double{}); return;
+    case DType::Float32:
+      f(float{});
+      return;
+    case DType::Float64:
+      f(double{});
+      return;
     default:
       throw Error(op, "no kernel for " + dtype_name(dtype) + "; expected float32 or float64");
   }
@@ -105,7 +107,7 @@ void gemm_serial(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T 
 /// The same on contiguous operands (lda = k, or m when transposed; ldb = n, or k; ldc = n), split
 /// across the thread pool in blocks fixed by the shape: what gemm() runs.
 template <typename T>
-void gemm_parallel(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a, const T* b,
-                   T beta, T* c);
+void gemm_parallel(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a, const T* b, T beta,
+                   T* c);
 
 }  // namespace kiln::backend

@@ -29,9 +29,12 @@ void bias_act_rows(T* c, const T* bias, int64_t rows, int64_t n) {
 /// null. The choice of bias and ReLU is made once, outside the loop, so the loop vectorises.
 template <typename T>
 void bias_act_rows(T* c, const T* bias, bool relu, int64_t rows, int64_t n) {
-  if (bias && relu) detail::bias_act_rows<T, true, true>(c, bias, rows, n);
-  else if (bias) detail::bias_act_rows<T, true, false>(c, bias, rows, n);
-  else if (relu) detail::bias_act_rows<T, false, true>(c, bias, rows, n);
+  if (bias && relu)
+    detail::bias_act_rows<T, true, true>(c, bias, rows, n);
+  else if (bias)
+    detail::bias_act_rows<T, true, false>(c, bias, rows, n);
+  else if (relu)
+    detail::bias_act_rows<T, false, true>(c, bias, rows, n);
 }
 
 }  // namespace kiln::backend

@@ -49,8 +49,10 @@ T* thread_buffer(int64_t n, int slot) {
 template <typename T>
 void chunk_gemm(const Chunks& ch, bool ta, bool tb, int64_t m, int64_t n, int64_t k, const T* a, const T* b, T beta,
                 T* c) {
-  if (ch.count > 1) gemm_serial<T>(ta, tb, m, n, k, T(1), a, ta ? m : k, b, tb ? k : n, beta, c, n);
-  else gemm_parallel<T>(ta, tb, m, n, k, T(1), a, b, beta, c);
+  if (ch.count > 1)
+    gemm_serial<T>(ta, tb, m, n, k, T(1), a, ta ? m : k, b, tb ? k : n, beta, c, n);
+  else
+    gemm_parallel<T>(ta, tb, m, n, k, T(1), a, b, beta, c);
 }
 
 template <typename T>
@@ -75,8 +77,10 @@ void im2col(const Conv2dGeometry& g, const T* x, int64_t n0, int64_t n_count, T*
         for (int64_t kw = 0; kw < g.KW; ++kw) {
           const int64_t iw = iw0 + kw;
           T* cell = cells + kw * g.C;
-          if (iw < 0 || iw >= g.W) std::fill(cell, cell + g.C, T(0));
-          else std::copy_n(x + ((n * g.H + ih) * g.W + iw) * g.C, g.C, cell);
+          if (iw < 0 || iw >= g.W)
+            std::fill(cell, cell + g.C, T(0));
+          else
+            std::copy_n(x + ((n * g.H + ih) * g.W + iw) * g.C, g.C, cell);
         }
       }
     }
@@ -185,8 +189,10 @@ void CpuBackend::conv2d_backward_filter(DType dtype, const Conv2dGeometry& g, co
     for (int64_t i = 0; i < (db ? part : KF); ++i) {
       T s = T(0);
       for (int64_t r = 0; r < runs; ++r) s += partial[static_cast<std::size_t>(r * part + i)];
-      if (i < KF) out_w[i] = s;
-      else out_b[i - KF] = s;
+      if (i < KF)
+        out_w[i] = s;
+      else
+        out_b[i - KF] = s;
     }
   });
 }

@@ -40,7 +40,6 @@ void binary_typed(const T* a, int64_t na, const T* b, int64_t nb, T* out, int64_
   }
 }
 
-
 }  // namespace
 
 void CpuBackend::unary(UnaryOp op, DType dtype, const void* x, void* y, int64_t n) {
@@ -110,8 +109,7 @@ void CpuBackend::clip(DType dtype, const void* x, void* y, int64_t n, double lo,
   });
 }
 
-void CpuBackend::clip_backward(DType dtype, const void* x, const void* dy, void* dx, int64_t n, double lo,
-                               double hi) {
+void CpuBackend::clip_backward(DType dtype, const void* x, const void* dy, void* dx, int64_t n, double lo, double hi) {
   with_float_type(dtype, "clip_backward", [&](auto tag) {
     using T = decltype(tag);
     const T* xs = static_cast<const T*>(x);

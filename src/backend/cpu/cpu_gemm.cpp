@@ -1,10 +1,9 @@
 // CPU matrix product: Eigen's single-threaded kernel on blocks of the product that kiln's thread pool
 // runs in parallel (gemm_parallel), and the dense layer's fused forms: the bias and ReLU applied in one
 // pass over the product.
+#include <Eigen/Core>
 #include <algorithm>
 #include <vector>
-
-#include <Eigen/Core>
 
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/cpu_bias_act.h"
@@ -30,18 +29,24 @@ void gemm_serial(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, con
   Strided<T> A(a, ta ? k : m, ta ? m : k, Eigen::OuterStride<>(lda));
   Strided<T> B(b, tb ? n : k, tb ? k : n, Eigen::OuterStride<>(ldb));
   StridedOut<T> C(c, m, n, Eigen::OuterStride<>(ldc));
-  if (beta == T(0)) C.setZero();
-  else if (beta != T(1)) C *= beta;
+  if (beta == T(0))
+    C.setZero();
+  else if (beta != T(1))
+    C *= beta;
   if (k == 0) return;
-  if (!ta && !tb) C.noalias() += alpha * A * B;
-  else if (ta && !tb) C.noalias() += alpha * A.transpose() * B;
-  else if (!ta && tb) C.noalias() += alpha * A * B.transpose();
-  else C.noalias() += alpha * A.transpose() * B.transpose();
+  if (!ta && !tb)
+    C.noalias() += alpha * A * B;
+  else if (ta && !tb)
+    C.noalias() += alpha * A.transpose() * B;
+  else if (!ta && tb)
+    C.noalias() += alpha * A * B.transpose();
+  else
+    C.noalias() += alpha * A.transpose() * B.transpose();
 }
 template void gemm_serial<float>(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*,
                                  int64_t, float, float*, int64_t);
-template void gemm_serial<double>(bool, bool, int64_t, int64_t, int64_t, double, const double*, int64_t,
-                                  const double*, int64_t, double, double*, int64_t);
+template void gemm_serial<double>(bool, bool, int64_t, int64_t, int64_t, double, const double*, int64_t, const double*,
+                                  int64_t, double, double*, int64_t);
 
 namespace {
 
@@ -102,15 +107,15 @@ void gemm_parallel(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, c
 }
 template void gemm_parallel<float>(bool, bool, int64_t, int64_t, int64_t, float, const float*, const float*, float,
                                    float*);
-template void gemm_parallel<double>(bool, bool, int64_t, int64_t, int64_t, double, const double*, const double*,
-                                    double, double*);
+template void gemm_parallel<double>(bool, bool, int64_t, int64_t, int64_t, double, const double*, const double*, double,
+                                    double*);
 
 void CpuBackend::gemm(DType dtype, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, double alpha,
                       const void* a, const void* b, double beta, void* c) {
   with_float_type(dtype, "matmul", [&](auto tag) {
     using T = decltype(tag);
     gemm_parallel<T>(trans_a, trans_b, m, n, k, static_cast<T>(alpha), static_cast<const T*>(a),
-                  static_cast<const T*>(b), static_cast<T>(beta), static_cast<T*>(c));
+                     static_cast<const T*>(b), static_cast<T>(beta), static_cast<T*>(c));
   });
 }
 
@@ -126,8 +131,8 @@ void CpuBackend::gemm_bias_act(DType dtype, int64_t m, int64_t n, int64_t k, con
   });
 }
 
-void CpuBackend::gemm_wgrad_bias(DType dtype, int64_t m, int64_t n, int64_t k, const void* x, const void* dz,
-                                 void* dw, void* db) {
+void CpuBackend::gemm_wgrad_bias(DType dtype, int64_t m, int64_t n, int64_t k, const void* x, const void* dz, void* dw,
+                                 void* db) {
   // The weight gradient of a product already is one GEMM, and Eigen's GEMM offers no reduction
   // to ride along: the two calls matmul's and add's backward rules make, in their order.
   gemm(dtype, true, false, k, n, m, 1.0, x, dz, 0.0, dw);

@@ -127,10 +127,18 @@ void cast_typed(const void* src, void* dst, int64_t n) {
 template <typename F>
 void with_any_type(DType dtype, F&& f) {
   switch (dtype) {
-    case DType::Float32: f(float{}); return;
-    case DType::Float64: f(double{}); return;
-    case DType::Int32: f(int32_t{}); return;
-    case DType::UInt8: f(uint8_t{}); return;
+    case DType::Float32:
+      f(float{});
+      return;
+    case DType::Float64:
+      f(double{});
+      return;
+    case DType::Int32:
+      f(int32_t{});
+      return;
+    case DType::UInt8:
+      f(uint8_t{});
+      return;
   }
 }
 }  // namespace
@@ -140,9 +148,8 @@ void CpuBackend::fill(DType dtype, void* dst, int64_t n, double value) {
 }
 
 void CpuBackend::cast(DType from, const void* src, DType to, void* dst, int64_t n) {
-  with_any_type(from, [&](auto f) {
-    with_any_type(to, [&](auto t) { cast_typed<decltype(f), decltype(t)>(src, dst, n); });
-  });
+  with_any_type(from,
+                [&](auto f) { with_any_type(to, [&](auto t) { cast_typed<decltype(f), decltype(t)>(src, dst, n); }); });
 }
 
 void CpuBackend::gather_rows(const void* src, const int32_t* idx, void* dst, int64_t n_idx, std::size_t row_bytes) {

@@ -50,8 +50,8 @@ void CpuBackend::adam_step(DType dtype, void* w, const void* g, void* m, void* v
     const T b1 = static_cast<T>(beta1), b2 = static_cast<T>(beta2);
     const T t = static_cast<T>(step);
     const T alpha = static_cast<T>(lr) * std::sqrt(T(1) - std::pow(b2, t)) / (T(1) - std::pow(b1, t));
-    adam_update(static_cast<T*>(w), static_cast<const T*>(g), static_cast<T*>(m), static_cast<T*>(v), n, alpha, b1,
-                b2, static_cast<T>(eps));
+    adam_update(static_cast<T*>(w), static_cast<const T*>(g), static_cast<T*>(m), static_cast<T*>(v), n, alpha, b1, b2,
+                static_cast<T>(eps));
   });
 }
 

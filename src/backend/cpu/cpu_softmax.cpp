@@ -63,8 +63,8 @@ void CpuBackend::softmax_backward(DType dtype, const void* y, const void* dy, vo
   });
 }
 
-void CpuBackend::sparse_softmax_xent(DType dtype, const void* logits, const int32_t* labels, void* loss,
-                                     void* dlogits, double grad_scale, int64_t rows, int64_t cols) {
+void CpuBackend::sparse_softmax_xent(DType dtype, const void* logits, const int32_t* labels, void* loss, void* dlogits,
+                                     double grad_scale, int64_t rows, int64_t cols) {
   with_float_type(dtype, "sparse_softmax_cross_entropy", [&](auto tag) {
     using T = decltype(tag);
     const T* xs = static_cast<const T*>(logits);

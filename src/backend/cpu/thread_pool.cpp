@@ -187,9 +187,9 @@ class Pool {
     stop_.store(false, std::memory_order_relaxed);
   }
 
-  std::mutex submit_;                  // held by the loop that owns the pool
-  std::vector<std::thread> workers_;   // with submit_ held
-  uint64_t generation_ = 0;            // with submit_ held
+  std::mutex submit_;                 // held by the loop that owns the pool
+  std::vector<std::thread> workers_;  // with submit_ held
+  uint64_t generation_ = 0;           // with submit_ held
 
   // The current loop. Apart on cache lines: workers poll epoch_ while chunks update state_ and done_.
   alignas(64) std::atomic<uint64_t> state_{0};

@@ -18,32 +18,31 @@ const char* cublas_status_name(cublasStatus_t status);
 
 }  // namespace kiln::backend::cuda_detail
 
-#define KILN_CUDA_CHECK(call)                                                                   \
-  do {                                                                                          \
-    const cudaError_t kiln_status_ = (call);                                                    \
-    if (kiln_status_ != cudaSuccess)                                                            \
-      ::kiln::backend::cuda_detail::throw_cuda(#call, __FILE__, __LINE__, kiln_status_);        \
+#define KILN_CUDA_CHECK(call)                                                            \
+  do {                                                                                   \
+    const cudaError_t kiln_status_ = (call);                                             \
+    if (kiln_status_ != cudaSuccess)                                                     \
+      ::kiln::backend::cuda_detail::throw_cuda(#call, __FILE__, __LINE__, kiln_status_); \
   } while (0)
 
-#define KILN_CUBLAS_CHECK(call)                                                                 \
-  do {                                                                                          \
-    const cublasStatus_t kiln_status_ = (call);                                                 \
-    if (kiln_status_ != CUBLAS_STATUS_SUCCESS)                                                  \
-      ::kiln::backend::cuda_detail::throw_cublas(#call, __FILE__, __LINE__, kiln_status_);      \
+#define KILN_CUBLAS_CHECK(call)                                                            \
+  do {                                                                                     \
+    const cublasStatus_t kiln_status_ = (call);                                            \
+    if (kiln_status_ != CUBLAS_STATUS_SUCCESS)                                             \
+      ::kiln::backend::cuda_detail::throw_cublas(#call, __FILE__, __LINE__, kiln_status_); \
   } while (0)
 
-#define KILN_CUDNN_CHECK(call)                                                                  \
-  do {                                                                                          \
-    const cudnnStatus_t kiln_status_ = (call);                                                  \
-    if (kiln_status_ != CUDNN_STATUS_SUCCESS)                                                   \
-      ::kiln::backend::cuda_detail::throw_cudnn(#call, __FILE__, __LINE__, kiln_status_);       \
+#define KILN_CUDNN_CHECK(call)                                                            \
+  do {                                                                                    \
+    const cudnnStatus_t kiln_status_ = (call);                                            \
+    if (kiln_status_ != CUDNN_STATUS_SUCCESS)                                             \
+      ::kiln::backend::cuda_detail::throw_cudnn(#call, __FILE__, __LINE__, kiln_status_); \
   } while (0)
 
 /// After a <<<>>> launch: reports a bad configuration or an earlier asynchronous fault.
-#define KILN_LAUNCH_CHECK(kernel_name)                                                          \
-  do {                                                                                          \
-    const cudaError_t kiln_status_ = cudaGetLastError();                                        \
-    if (kiln_status_ != cudaSuccess)                                                            \
-      ::kiln::backend::cuda_detail::throw_cuda("launch of " kernel_name, __FILE__, __LINE__,    \
-                                               kiln_status_);                                   \
+#define KILN_LAUNCH_CHECK(kernel_name)                                                                      \
+  do {                                                                                                      \
+    const cudaError_t kiln_status_ = cudaGetLastError();                                                    \
+    if (kiln_status_ != cudaSuccess)                                                                        \
+      ::kiln::backend::cuda_detail::throw_cuda("launch of " kernel_name, __FILE__, __LINE__, kiln_status_); \
   } while (0)

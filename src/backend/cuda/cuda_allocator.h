@@ -47,8 +47,8 @@ class CudaAllocator final : public Allocator {
     std::size_t size;
     int pool;  // 0: the shared cache, else a private pool
   };
-  std::multimap<std::size_t, void*> free_;   // cached blocks of the shared cache by size
-  std::unordered_map<void*, Live> live_;     // handed-out blocks
+  std::multimap<std::size_t, void*> free_;                  // cached blocks of the shared cache by size
+  std::unordered_map<void*, Live> live_;                    // handed-out blocks
   std::map<int, std::multimap<std::size_t, void*>> pools_;  // cached blocks of each private pool
   int active_pool_ = 0;
   int next_pool_ = 1;

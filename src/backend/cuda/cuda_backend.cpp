@@ -172,8 +172,7 @@ void CudaBackend::clip(DType dtype, const void* x, void* y, int64_t n, double lo
   kernels::clip(dtype, x, y, n, lo, hi, stream_);
 }
 
-void CudaBackend::clip_backward(DType dtype, const void* x, const void* dy, void* dx, int64_t n, double lo,
-                                double hi) {
+void CudaBackend::clip_backward(DType dtype, const void* x, const void* dy, void* dx, int64_t n, double lo, double hi) {
   DeviceGuard guard(device_);
   kernels::clip_backward(dtype, x, dy, dx, n, lo, hi, stream_);
 }
@@ -218,8 +217,8 @@ void CudaBackend::softmax_backward(DType dtype, const void* y, const void* dy, v
   kernels::softmax_backward(dtype, y, dy, dx, rows, cols, log, stream_);
 }
 
-void CudaBackend::sparse_softmax_xent(DType dtype, const void* logits, const int32_t* labels, void* loss,
-                                      void* dlogits, double grad_scale, int64_t rows, int64_t cols) {
+void CudaBackend::sparse_softmax_xent(DType dtype, const void* logits, const int32_t* labels, void* loss, void* dlogits,
+                                      double grad_scale, int64_t rows, int64_t cols) {
   DeviceGuard guard(device_);
   kernels::sparse_softmax_xent(dtype, logits, labels, loss, dlogits, grad_scale, rows, cols, stream_);
 }
@@ -231,8 +230,8 @@ void CudaBackend::max_pool2d_forward(DType dtype, const Pool2dGeometry& g, const
   kernels::max_pool2d_forward(dtype, g, x, y, stream_);
 }
 
-void CudaBackend::max_pool2d_backward(DType dtype, const Pool2dGeometry& g, const void* x, const void*,
-                                      const void* dy, void* dx) {
+void CudaBackend::max_pool2d_backward(DType dtype, const Pool2dGeometry& g, const void* x, const void*, const void* dy,
+                                      void* dx) {
   DeviceGuard guard(device_);
   kernels::max_pool2d_backward(dtype, g, x, dy, dx, stream_);
 }
@@ -245,8 +244,8 @@ void CudaBackend::sgd_step(DType dtype, void* w, const void* g, void* v, int64_t
   kernels::sgd_step(dtype, w, g, v, n, lr, momentum, nesterov, stream_);
 }
 
-void CudaBackend::adam_step(DType dtype, void* w, const void* g, void* m, void* v, int64_t n, double lr,
-                            double beta1, double beta2, double eps, int64_t step) {
+void CudaBackend::adam_step(DType dtype, void* w, const void* g, void* m, void* v, int64_t n, double lr, double beta1,
+                            double beta2, double eps, int64_t step) {
   DeviceGuard guard(device_);
   // The bias-corrected step size in the variable's precision, exactly as the CPU backend (Keras).
   double alpha = 0.0;

@@ -41,8 +41,7 @@ class CudaBackend final : public Backend {
               int64_t n) override;
   void affine(DType dtype, const void* x, double alpha, double beta, void* y, int64_t n) override;
   void clip(DType dtype, const void* x, void* y, int64_t n, double lo, double hi) override;
-  void clip_backward(DType dtype, const void* x, const void* dy, void* dx, int64_t n, double lo,
-                     double hi) override;
+  void clip_backward(DType dtype, const void* x, const void* dy, void* dx, int64_t n, double lo, double hi) override;
 
   void sum_rows(DType dtype, const void* x, void* y, int64_t rows, int64_t cols, bool accumulate) override;
   void sum_cols(DType dtype, const void* x, void* y, int64_t rows, int64_t cols) override;
@@ -50,8 +49,8 @@ class CudaBackend final : public Backend {
   void accuracy_sum(DType dtype, const void* x, const int32_t* labels, void* correct, int64_t rows,
                     int64_t cols) override;
 
-  void gemm(DType dtype, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, double alpha,
-            const void* a, const void* b, double beta, void* c) override;
+  void gemm(DType dtype, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, double alpha, const void* a,
+            const void* b, double beta, void* c) override;
   void gemm_bias_act(DType dtype, int64_t m, int64_t n, int64_t k, const void* a, const void* b, const void* bias,
                      bool relu, void* c) override;
   void gemm_wgrad_bias(DType dtype, int64_t m, int64_t n, int64_t k, const void* x, const void* dz, void* dw,
@@ -65,8 +64,7 @@ class CudaBackend final : public Backend {
 
   void conv2d_forward(DType dtype, const Conv2dGeometry& g, const void* x, const void* w, const void* bias, bool relu,
                       void* y) override;
-  void conv2d_backward_data(DType dtype, const Conv2dGeometry& g, const void* dy, const void* w,
-                            void* dx) override;
+  void conv2d_backward_data(DType dtype, const Conv2dGeometry& g, const void* dy, const void* w, void* dx) override;
   void conv2d_backward_filter(DType dtype, const Conv2dGeometry& g, const void* x, const void* dy, const void* relu_y,
                               void* dw, void* db) override;
   void max_pool2d_forward(DType dtype, const Pool2dGeometry& g, const void* x, void* y) override;
@@ -100,7 +98,9 @@ class CudaBackend final : public Backend {
   class Scratch {
    public:
     Scratch(CudaAllocator& a, std::size_t bytes) : a_(a), bytes_(bytes), ptr_(bytes ? a.allocate(bytes) : nullptr) {}
-    ~Scratch() { if (ptr_) a_.deallocate(ptr_, bytes_); }
+    ~Scratch() {
+      if (ptr_) a_.deallocate(ptr_, bytes_);
+    }
     Scratch(const Scratch&) = delete;
     Scratch& operator=(const Scratch&) = delete;
     void* get() const { return ptr_; }

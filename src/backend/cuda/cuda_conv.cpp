@@ -32,8 +32,8 @@ constexpr std::size_t kMaxWorkspace = std::size_t(512) << 20;
 
 std::string geometry_str(const Conv2dGeometry& g) {
   auto s = [](int64_t v) { return std::to_string(v); };
-  return "input [" + s(g.N) + ", " + s(g.H) + ", " + s(g.W) + ", " + s(g.C) + "], kernel [" + s(g.KH) + ", " +
-         s(g.KW) + ", " + s(g.C) + ", " + s(g.F) + "], strides [" + s(g.stride_h) + ", " + s(g.stride_w) + "]";
+  return "input [" + s(g.N) + ", " + s(g.H) + ", " + s(g.W) + ", " + s(g.C) + "], kernel [" + s(g.KH) + ", " + s(g.KW) +
+         ", " + s(g.C) + ", " + s(g.F) + "], strides [" + s(g.stride_h) + ", " + s(g.stride_w) + "]";
 }
 
 int as_int(int64_t v, const Conv2dGeometry& g) {
@@ -90,8 +90,8 @@ template <typename Perf>
                                cudnnDataType_t type, const Conv2dGeometry& g) {
   std::string tried;
   for (const Perf& p : perf)
-    tried += (tried.empty() ? "" : ", ") + std::to_string(static_cast<int>(p.algo)) + ":" +
-             cudnnGetErrorString(p.status);
+    tried +=
+        (tried.empty() ? "" : ", ") + std::to_string(static_cast<int>(p.algo)) + ":" + cudnnGetErrorString(p.status);
   throw Error(op, std::string("cuDNN has no ") + direction + " algorithm for " +
                       (type == CUDNN_DATA_DOUBLE ? "float64" : "float32") + " NHWC convolution with " +
                       geometry_str(g) + " (heuristics returned " + (tried.empty() ? "none" : tried) +
@@ -117,7 +117,9 @@ void log_ranking(const char* label, const std::vector<Perf>& perf) {
     std::fprintf(stderr, " [algo %d %s %.4f ms %s %s ws %.1f MB]", static_cast<int>(p.algo),
                  p.status == CUDNN_STATUS_SUCCESS ? "ok" : "fail", static_cast<double>(p.time),
                  p.determinism == CUDNN_DETERMINISTIC ? "det" : "nondet",
-                 p.mathType == CUDNN_FMA_MATH ? "fma" : p.mathType == CUDNN_DEFAULT_MATH ? "default" : "tensor",
+                 p.mathType == CUDNN_FMA_MATH       ? "fma"
+                 : p.mathType == CUDNN_DEFAULT_MATH ? "default"
+                                                    : "tensor",
                  static_cast<double>(p.memory) / (1 << 20));
   std::fprintf(stderr, "\n");
 }
@@ -148,17 +150,33 @@ Perf choose(const char* op, const char* direction, cudnnDataType_t type, bool tf
 
 ConvPlan& CudaBackend::conv_plan(DType dtype, const Conv2dGeometry& g) {
   const bool tf32 = dtype == DType::Float32 && tf32_.load();
-  const ConvKey key{static_cast<int>(dtype), tf32, g.N, g.H, g.W, g.C, g.KH, g.KW, g.F, g.OH, g.OW, g.stride_h, g.stride_w,
-                    g.pad_top, g.pad_left};
+  const ConvKey key{static_cast<int>(dtype),
+                    tf32,
+                    g.N,
+                    g.H,
+                    g.W,
+                    g.C,
+                    g.KH,
+                    g.KW,
+                    g.F,
+                    g.OH,
+                    g.OW,
+                    g.stride_h,
+                    g.stride_w,
+                    g.pad_top,
+                    g.pad_left};
   auto it = conv_plans_.find(key);
   if (it != conv_plans_.end()) return *it->second;
 
   auto plan = std::make_unique<ConvPlan>();
   ConvPlan& p = *plan;
   p.tf32 = tf32;
-  if (dtype == DType::Float32) p.type = CUDNN_DATA_FLOAT;
-  else if (dtype == DType::Float64) p.type = CUDNN_DATA_DOUBLE;
-  else throw Error("conv2d", "no CUDA kernel for " + dtype_name(dtype) + "; expected float32 or float64");
+  if (dtype == DType::Float32)
+    p.type = CUDNN_DATA_FLOAT;
+  else if (dtype == DType::Float64)
+    p.type = CUDNN_DATA_DOUBLE;
+  else
+    throw Error("conv2d", "no CUDA kernel for " + dtype_name(dtype) + "; expected float32 or float64");
 
   // cuDNN pads symmetrically; use its padding only when that gives exactly TensorFlow's output.
   const int64_t num_h = g.H + 2 * g.pad_top - g.KH, num_w = g.W + 2 * g.pad_left - g.KW;
@@ -178,12 +196,13 @@ ConvPlan& CudaBackend::conv_plan(DType dtype, const Conv2dGeometry& g) {
                                               as_int(g.OH, g), as_int(g.OW, g)));
   KILN_CUDNN_CHECK(cudnnSetFilter4dDescriptor(p.w, p.type, CUDNN_TENSOR_NHWC, as_int(g.F, g), as_int(g.C, g),
                                               as_int(g.KH, g), as_int(g.KW, g)));
-  KILN_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(p.conv, pad_h, pad_w, as_int(g.stride_h, g),
-                                                   as_int(g.stride_w, g), 1, 1, CUDNN_CROSS_CORRELATION, p.type));
+  KILN_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(p.conv, pad_h, pad_w, as_int(g.stride_h, g), as_int(g.stride_w, g),
+                                                   1, 1, CUDNN_CROSS_CORRELATION, p.type));
   // FMA keeps float32 exact; TENSOR_OP lets float32 run as TF32 on tensor cores (never as half
   // precision: that would take TENSOR_OP_MATH_ALLOW_CONVERSION).
-  KILN_CUDNN_CHECK(cudnnSetConvolutionMathType(
-      p.conv, p.type != CUDNN_DATA_FLOAT ? CUDNN_DEFAULT_MATH : p.tf32 ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH));
+  KILN_CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv, p.type != CUDNN_DATA_FLOAT ? CUDNN_DEFAULT_MATH
+                                                       : p.tf32                   ? CUDNN_TENSOR_OP_MATH
+                                                                                  : CUDNN_FMA_MATH));
   int n = 0, c = 0, h = 0, w = 0;
   KILN_CUDNN_CHECK(cudnnGetConvolution2dForwardOutputDim(p.conv, p.x, p.w, &n, &c, &h, &w));
   if (n != g.N || c != g.F || h != g.OH || w != g.OW)
@@ -214,9 +233,9 @@ bool fused_forward(cudnnHandle_t cudnn, ConvPlan& p, const Scalars& s, const voi
     // H200, cuDNN 9.14, both NHWC algorithms it offers), which would hide a layer gone NaN from
     // check_numerics; our own ReLU (the unfused path, and the CPU) keeps NaN.
     KILN_CUDNN_CHECK(cudnnSetActivationDescriptor(p.relu, CUDNN_ACTIVATION_RELU, CUDNN_PROPAGATE_NAN, 0.0));
-    const cudnnStatus_t status = cudnnConvolutionBiasActivationForward(
-        cudnn, s.one(p.type), p.x, input, p.w, w, p.conv, p.fwd, ws, p.fwd_ws, s.zero(p.type), p.y, y, p.bias, bias,
-        p.relu, p.y, y);
+    const cudnnStatus_t status =
+        cudnnConvolutionBiasActivationForward(cudnn, s.one(p.type), p.x, input, p.w, w, p.conv, p.fwd, ws, p.fwd_ws,
+                                              s.zero(p.type), p.y, y, p.bias, bias, p.relu, p.y, y);
     if (status == CUDNN_STATUS_NOT_SUPPORTED) return false;
     KILN_CUDNN_CHECK(status);
     p.fused_ok = true;
@@ -246,12 +265,15 @@ void CudaBackend::conv2d_forward(DType dtype, const Conv2dGeometry& g, const voi
       if (find)
         KILN_CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithm(cudnn_, p.x, p.w, p.conv, p.y, max, &count, perf.data()));
       else
-        KILN_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(cudnn_, p.x, p.w, p.conv, p.y, max, &count, perf.data()));
+        KILN_CUDNN_CHECK(
+            cudnnGetConvolutionForwardAlgorithm_v7(cudnn_, p.x, p.w, p.conv, p.y, max, &count, perf.data()));
       perf.resize(static_cast<std::size_t>(count));
       return perf;
     };
-    p.fwd = choose<Perf>("conv2d", "forward", p.type, p.tf32, g, may_measure(stream_),
-                         [&] { return list(true); }, [&] { return list(false); }).algo;
+    p.fwd = choose<Perf>(
+                "conv2d", "forward", p.type, p.tf32, g, may_measure(stream_), [&] { return list(true); },
+                [&] { return list(false); })
+                .algo;
     KILN_CUDNN_CHECK(cudnnGetConvolutionForwardWorkspaceSize(cudnn_, p.x, p.w, p.conv, p.y, p.fwd, &p.fwd_ws));
     p.have_fwd = true;
   }
@@ -275,9 +297,7 @@ void CudaBackend::conv2d_forward(DType dtype, const Conv2dGeometry& g, const voi
   kernels::bias_relu(dtype, y, bias, relu, g.N * g.OH * g.OW, g.F, stream_);
 }
 
-
-void CudaBackend::conv2d_backward_data(DType dtype, const Conv2dGeometry& g, const void* dy, const void* w,
-                                       void* dx) {
+void CudaBackend::conv2d_backward_data(DType dtype, const Conv2dGeometry& g, const void* dy, const void* w, void* dx) {
   if (g.N * g.H * g.W * g.C == 0) return;
   DeviceGuard guard(device_);
   if (g.OH * g.OW * g.F == 0) {
@@ -302,8 +322,10 @@ void CudaBackend::conv2d_backward_data(DType dtype, const Conv2dGeometry& g, con
       perf.resize(static_cast<std::size_t>(count));
       return perf;
     };
-    p.bwd_data = choose<Perf>("conv2d_backward_data", "backward-data", p.type, p.tf32, g, may_measure(stream_),
-                              [&] { return list(true); }, [&] { return list(false); }).algo;
+    p.bwd_data = choose<Perf>(
+                     "conv2d_backward_data", "backward-data", p.type, p.tf32, g, may_measure(stream_),
+                     [&] { return list(true); }, [&] { return list(false); })
+                     .algo;
     KILN_CUDNN_CHECK(
         cudnnGetConvolutionBackwardDataWorkspaceSize(cudnn_, p.w, p.y, p.conv, p.x, p.bwd_data, &p.bwd_data_ws));
     p.have_bwd_data = true;
@@ -370,10 +392,12 @@ void CudaBackend::conv2d_backward_filter(DType dtype, const Conv2dGeometry& g, c
       perf.resize(static_cast<std::size_t>(count));
       return perf;
     };
-    p.bwd_filter = choose<Perf>("conv2d_backward_filter", "backward-filter", p.type, p.tf32, g,
-                                may_measure(stream_), [&] { return list(true); }, [&] { return list(false); }).algo;
-    KILN_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterWorkspaceSize(cudnn_, p.x, p.y, p.conv, p.w, p.bwd_filter,
-                                                                    &p.bwd_filter_ws));
+    p.bwd_filter = choose<Perf>(
+                       "conv2d_backward_filter", "backward-filter", p.type, p.tf32, g, may_measure(stream_),
+                       [&] { return list(true); }, [&] { return list(false); })
+                       .algo;
+    KILN_CUDNN_CHECK(
+        cudnnGetConvolutionBackwardFilterWorkspaceSize(cudnn_, p.x, p.y, p.conv, p.w, p.bwd_filter, &p.bwd_filter_ws));
     p.have_bwd_filter = true;
   }
   lock.unlock();

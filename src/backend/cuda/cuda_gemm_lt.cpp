@@ -76,9 +76,12 @@ struct LtTypes {
 
 LtTypes lt_types(DType dtype, bool tf32) {
   switch (dtype) {
-    case DType::Float32: return {CUDA_R_32F, tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F};
-    case DType::Float64: return {CUDA_R_64F, CUBLAS_COMPUTE_64F};
-    default: throw Error("dense", "no CUDA kernel for " + dtype_name(dtype) + "; expected float32 or float64");
+    case DType::Float32:
+      return {CUDA_R_32F, tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F};
+    case DType::Float64:
+      return {CUDA_R_64F, CUBLAS_COMPUTE_64F};
+    default:
+      throw Error("dense", "no CUDA kernel for " + dtype_name(dtype) + "; expected float32 or float64");
   }
 }
 
@@ -142,11 +145,16 @@ bool env_is(const char* name, const char* value) {
 
 const char* epilogue_name(cublasLtEpilogue_t e) {
   switch (e) {
-    case CUBLASLT_EPILOGUE_BIAS: return "BIAS";
-    case CUBLASLT_EPILOGUE_RELU: return "RELU";
-    case CUBLASLT_EPILOGUE_RELU_BIAS: return "RELU_BIAS";
-    case CUBLASLT_EPILOGUE_BGRADA: return "BGRADA";
-    default: return "other";
+    case CUBLASLT_EPILOGUE_BIAS:
+      return "BIAS";
+    case CUBLASLT_EPILOGUE_RELU:
+      return "RELU";
+    case CUBLASLT_EPILOGUE_RELU_BIAS:
+      return "RELU_BIAS";
+    case CUBLASLT_EPILOGUE_BGRADA:
+      return "BGRADA";
+    default:
+      return "other";
   }
 }
 
@@ -165,10 +173,9 @@ void log_plan(const LtKey& key, const LtPlan& plan, const char* outcome) {
                "kiln cuBLASLt: %s %s%s m=%lld n=%lld k=%lld epilogue %s, alignment a/b/d/bias %u/%u/%u/%u: %s "
                "(split-K %d, reduction scheme %u, workspace %zu bytes)\n",
                key.kind == LtKind::Forward ? "dense forward" : "dense weight gradient", dtype_name(key.dtype).c_str(),
-               key.tf32 ? " (TF32)" : "",
-               static_cast<long long>(key.m), static_cast<long long>(key.n), static_cast<long long>(key.k),
-               epilogue_name(key.epilogue), key.align_a, key.align_b, key.align_d, key.align_bias, outcome, splits,
-               scheme, plan.workspace);
+               key.tf32 ? " (TF32)" : "", static_cast<long long>(key.m), static_cast<long long>(key.n),
+               static_cast<long long>(key.k), epilogue_name(key.epilogue), key.align_a, key.align_b, key.align_d,
+               key.align_bias, outcome, splits, scheme, plan.workspace);
 }
 
 bool uses_bias(cublasLtEpilogue_t e) {
@@ -202,13 +209,12 @@ std::unique_ptr<LtPlan> make_plan(cublasLtHandle_t handle, const LtKey& key, con
   const LtPreference pref(key);
   cublasLtMatmulHeuristicResult_t result{};
   int found = 0;
-  const cublasStatus_t status = cublasLtMatmulAlgoGetHeuristic(handle, plan->desc, plan->a, plan->b, plan->d,
-                                                               plan->d, pref.get(), 1, &result, &found);
+  const cublasStatus_t status = cublasLtMatmulAlgoGetHeuristic(handle, plan->desc, plan->a, plan->b, plan->d, plan->d,
+                                                               pref.get(), 1, &result, &found);
   // No algorithm for this combination (cuBLASLt answers NOT_SUPPORTED or INVALID_VALUE where a
   // dtype lacks an epilogue, or finds none): not usable, and the caller runs the unfused kernels,
   // which compute the same thing. Other statuses are real failures.
-  if (status != CUBLAS_STATUS_SUCCESS && status != CUBLAS_STATUS_NOT_SUPPORTED &&
-      status != CUBLAS_STATUS_INVALID_VALUE)
+  if (status != CUBLAS_STATUS_SUCCESS && status != CUBLAS_STATUS_NOT_SUPPORTED && status != CUBLAS_STATUS_INVALID_VALUE)
     cuda_detail::throw_cublas("cublasLtMatmulAlgoGetHeuristic", __FILE__, __LINE__, status);
   if (status == CUBLAS_STATUS_SUCCESS && found > 0 && result.state == CUBLAS_STATUS_SUCCESS) {
     plan->algo = result.algo;
@@ -268,9 +274,9 @@ struct CudaBackend::LtState {
     const float one_f = 1.0f, zero_f = 0.0f;
     const double one_d = 1.0, zero_d = 0.0;
     const bool f32 = dtype == DType::Float32;
-    KILN_CUBLAS_CHECK(cublasLtMatmul(handle, p.desc, f32 ? static_cast<const void*>(&one_f) : &one_d, a, p.a, b,
-                                     p.b, f32 ? static_cast<const void*>(&zero_f) : &zero_d, d, p.d, d, p.d,
-                                     &p.algo, workspace, p.workspace, stream));
+    KILN_CUBLAS_CHECK(cublasLtMatmul(handle, p.desc, f32 ? static_cast<const void*>(&one_f) : &one_d, a, p.a, b, p.b,
+                                     f32 ? static_cast<const void*>(&zero_f) : &zero_d, d, p.d, d, p.d, &p.algo,
+                                     workspace, p.workspace, stream));
   }
 };
 
@@ -286,8 +292,8 @@ void CudaBackend::gemm_bias_act(DType dtype, int64_t m, int64_t n, int64_t k, co
         bias ? (relu ? CUBLASLT_EPILOGUE_RELU_BIAS : CUBLASLT_EPILOGUE_BIAS) : CUBLASLT_EPILOGUE_RELU;
     // Column-major A is the row-major B (W) and column-major B the row-major A (X).
     const bool tf32 = dtype == DType::Float32 && tf32_.load();
-    const LtKey key{LtKind::Forward, dtype, tf32, m, n, k, epilogue, alignment(b), alignment(a), alignment(c),
-                    alignment(bias)};
+    const LtKey key{LtKind::Forward, dtype,        tf32,           m, n, k, epilogue, alignment(b),
+                    alignment(a),    alignment(c), alignment(bias)};
     std::lock_guard lock(lt_mutex_);
     if (!lt_) lt_.reset(new LtState(device_));
     LtPlan* plan = lt_->enabled ? &lt_->plan(key, bias) : nullptr;
@@ -303,8 +309,8 @@ void CudaBackend::gemm_bias_act(DType dtype, int64_t m, int64_t n, int64_t k, co
   if (relu) unary(UnaryOp::Relu, dtype, c, c, m * n);
 }
 
-void CudaBackend::gemm_wgrad_bias(DType dtype, int64_t m, int64_t n, int64_t k, const void* x, const void* dz,
-                                  void* dw, void* db) {
+void CudaBackend::gemm_wgrad_bias(DType dtype, int64_t m, int64_t n, int64_t k, const void* x, const void* dz, void* dw,
+                                  void* db) {
   if (n <= 0) return;
   if (k <= 0) {  // no weights, but the bias still has its gradient
     if (db) sum_rows(dtype, dz, db, m, n, false);
@@ -314,8 +320,8 @@ void CudaBackend::gemm_wgrad_bias(DType dtype, int64_t m, int64_t n, int64_t k, 
   DeviceGuard guard(device_);
   if (m > 0) {
     const bool tf32 = dtype == DType::Float32 && tf32_.load();
-    const LtKey key{LtKind::WeightGrad, dtype, tf32, m, n, k, CUBLASLT_EPILOGUE_BGRADA, alignment(dz), alignment(x),
-                    alignment(dw), alignment(db)};
+    const LtKey key{LtKind::WeightGrad, dtype,         tf32,         m, n, k, CUBLASLT_EPILOGUE_BGRADA, alignment(dz),
+                    alignment(x),       alignment(dw), alignment(db)};
     std::lock_guard lock(lt_mutex_);
     if (!lt_) lt_.reset(new LtState(device_));
     LtPlan* plan = lt_->enabled ? &lt_->plan(key, db) : nullptr;

@@ -25,17 +25,21 @@ inline unsigned grid_for(int64_t n) {
 template <typename F>
 void with_float(DType dtype, const char* op, F&& f) {
   switch (dtype) {
-    case DType::Float32: f(float{}); return;
-    case DType::Float64: f(double{}); return;
-    default: throw Error(op, "no CUDA kernel for " + dtype_name(dtype) + "; expected float32 or float64");
+    case DType::Float32:
+      f(float{});
+      return;
+    case DType::Float64:
+      f(double{});
+      return;
+    default:
+      throw Error(op, "no CUDA kernel for " + dtype_name(dtype) + "; expected float32 or float64");
   }
 }
 
 // ---- memory.cu ----
 void fill(DType dtype, void* dst, int64_t n, double value, cudaStream_t s);
 void cast(DType from, const void* src, DType to, void* dst, int64_t n, cudaStream_t s);
-void gather_rows(const void* src, const int32_t* idx, void* dst, int64_t n_idx, std::size_t row_bytes,
-                 cudaStream_t s);
+void gather_rows(const void* src, const int32_t* idx, void* dst, int64_t n_idx, std::size_t row_bytes, cudaStream_t s);
 /// idx[i] = perm[*index * n + i].
 void select_batch(const int32_t* perm, const int64_t* index, int32_t* idx, int64_t n, cudaStream_t s);
 /// ++*counter.
@@ -43,8 +47,8 @@ void advance_counter(int64_t* counter, cudaStream_t s);
 /// out[c, r] = in[r, c] for in [rows, cols].
 void transpose(DType dtype, const void* in, void* out, int64_t rows, int64_t cols, cudaStream_t s);
 /// xp [N, HP, WP, C] = x [N, H, W, C] placed at (top, left), zeros elsewhere (rows past HP dropped).
-void pad_nhwc(DType dtype, const void* x, void* xp, int64_t N, int64_t H, int64_t W, int64_t C, int64_t HP,
-              int64_t WP, int64_t top, int64_t left, cudaStream_t s);
+void pad_nhwc(DType dtype, const void* x, void* xp, int64_t N, int64_t H, int64_t W, int64_t C, int64_t HP, int64_t WP,
+              int64_t top, int64_t left, cudaStream_t s);
 /// dx [N, H, W, C] = dxp [N, HP, WP, C] at (top, left); cells outside dxp give 0.
 void crop_nhwc(DType dtype, const void* dxp, void* dx, int64_t N, int64_t H, int64_t W, int64_t C, int64_t HP,
                int64_t WP, int64_t top, int64_t left, cudaStream_t s);
@@ -96,8 +100,7 @@ void conv_wgrad_partial(DType dtype, const Conv2dGeometry& g, const void* x, con
 
 // ---- pool.cu ----
 void max_pool2d_forward(DType dtype, const Pool2dGeometry& g, const void* x, void* y, cudaStream_t s);
-void max_pool2d_backward(DType dtype, const Pool2dGeometry& g, const void* x, const void* dy, void* dx,
-                         cudaStream_t s);
+void max_pool2d_backward(DType dtype, const Pool2dGeometry& g, const void* x, const void* dy, void* dx, cudaStream_t s);
 
 // ---- optimizer.cu ----
 void sgd_step(DType dtype, void* w, const void* g, void* v, int64_t n, double lr, double momentum, bool nesterov,

@@ -1,5 +1,7 @@
 // The module's entry point: probes the CUDA stack (runtime, driver, cuBLAS, cuDNN, each GPU, with
 // a smoke test) and creates one CudaBackend per GPU on first use.
+#include "backend/cuda/module.h"
+
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 #include <cudnn.h>
@@ -12,7 +14,6 @@
 #include "backend/cuda/check.h"
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/kernels.h"
-#include "backend/cuda/module.h"
 
 #ifndef KILN_CUDA_ARCHS
 #define KILN_CUDA_ARCHS ""

@@ -24,23 +24,23 @@ struct CudaDeviceProbe {
   int major = 0, minor = 0;      ///< compute capability
   int multiprocessors = 0;
   bool usable = false;
-  std::string problem;           ///< why not usable ("" when usable)
-  std::string action;            ///< what to do about it
+  std::string problem;  ///< why not usable ("" when usable)
+  std::string action;   ///< what to do about it
 };
 
 /// Everything discovery needs: versions and devices. Version numbers use CUDA's encoding
 /// (1000 * major + 10 * minor) for the runtime and driver, and cuDNN's / cuBLAS' own otherwise.
 struct CudaProbe {
-  int runtime_version = 0;        ///< cudart linked into the module (static: built == loaded)
-  int driver_version = 0;         ///< highest CUDA version the driver supports; 0 without a driver
-  int cublas_built = 0, cublas_loaded = 0;      ///< major * 10000 + minor * 100 + patch
-  int cudnn_built = 0, cudnn_loaded = 0;        ///< cuDNN's CUDNN_VERSION encoding
-  int cudnn_cudart_version = 0;   ///< CUDA runtime the loaded cuDNN was built for
-  std::vector<std::string> architectures;       ///< {"sm_90", "compute_90"}
-  int device_count_error = 0;     ///< cudaError_t of cudaGetDeviceCount (0: success)
-  std::string device_count_error_name;          ///< "cudaErrorNoDevice"
-  std::string device_count_error_text;          ///< cudaGetErrorString
-  std::string stack_problem;      ///< a problem that affects every GPU (cuDNN mismatch...)
+  int runtime_version = 0;                  ///< cudart linked into the module (static: built == loaded)
+  int driver_version = 0;                   ///< highest CUDA version the driver supports; 0 without a driver
+  int cublas_built = 0, cublas_loaded = 0;  ///< major * 10000 + minor * 100 + patch
+  int cudnn_built = 0, cudnn_loaded = 0;    ///< cuDNN's CUDNN_VERSION encoding
+  int cudnn_cudart_version = 0;             ///< CUDA runtime the loaded cuDNN was built for
+  std::vector<std::string> architectures;   ///< {"sm_90", "compute_90"}
+  int device_count_error = 0;               ///< cudaError_t of cudaGetDeviceCount (0: success)
+  std::string device_count_error_name;      ///< "cudaErrorNoDevice"
+  std::string device_count_error_text;      ///< cudaGetErrorString
+  std::string stack_problem;                ///< a problem that affects every GPU (cuDNN mismatch...)
   std::string stack_action;
   std::vector<CudaDeviceProbe> devices;
 };
