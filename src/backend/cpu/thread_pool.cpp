@@ -5,7 +5,7 @@
 // a worker that wakes late for an earlier loop fails the swap instead of taking a chunk of the
 // current one, so the loop's description (chunks_, call_, obj_) may be rewritten as soon as the
 // previous loop's chunks are all done, without waiting for idle workers. Workers sleep on epoch_
-// (std::atomic::wait, a futex on Linux) after spinning for kSpin.
+// (std::atomic::wait, a futex on Linux) after spinning for spin_time().
 #include "backend/cpu/thread_pool.h"
 
 #include <atomic>
@@ -27,11 +27,23 @@ namespace kiln::backend {
 
 namespace {
 
-// How long an idle worker (or a caller waiting for the last chunks) spins before it sleeps. A
-// training step at small batches runs its loops tens of microseconds apart, so workers that spin
-// this long find the next loop awake (libgomp's passive waiting, which sleeps at once, was 8-15%
-// slower on a quiet 2-core machine); longer spins take more from other processes on a shared one.
-constexpr auto kSpin = std::chrono::microseconds(50);
+// How long an idle worker (or a caller waiting for the last chunks) spins before it sleeps. Waking
+// a sleeping thread costs tens of microseconds on virtual machines, paid once per loop when the
+// threads sleep between the loops of a training step; a spinning worker costs kiln nothing under
+// load, because the caller takes the chunks of a worker that is not running. KILN_SPIN_US
+// overrides it (0: sleep at once, as libgomp's passive policy).
+std::chrono::microseconds spin_time() {
+  static const std::chrono::microseconds spin = [] {
+    long us = 1000;
+    if (const char* env = std::getenv("KILN_SPIN_US")) {
+      char* end = nullptr;
+      const long v = std::strtol(env, &end, 10);
+      if (end != env && *end == '\0' && v >= 0 && v <= 1000000) us = v;
+    }
+    return std::chrono::microseconds(us);
+  }();
+  return spin;
+}
 
 constexpr int kIndexBits = 24;  // chunks per loop < 2^24; the generation takes the other 40 bits
 constexpr uint64_t kIndexMask = (uint64_t(1) << kIndexBits) - 1;
@@ -44,11 +56,11 @@ inline void cpu_relax() {
 #endif
 }
 
-// Spins until done() or kSpin has passed; returns done()'s last value. A spinner descheduled by
+// Spins until done() or spin_time() has passed; returns done()'s last value. A spinner descheduled by
 // another process finds the time passed when it runs again, and sleeps.
 template <typename Done>
 bool spin_until(Done&& done) {
-  const auto deadline = std::chrono::steady_clock::now() + kSpin;
+  const auto deadline = std::chrono::steady_clock::now() + spin_time();
   for (int i = 1;; ++i) {
     if (done()) return true;
     cpu_relax();
