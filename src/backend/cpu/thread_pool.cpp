@@ -4,12 +4,14 @@
 // claimed from one atomic word, state_ = generation << kIndexBits | next chunk, by compare-and-swap:
 // a worker that wakes late for an earlier loop fails the swap instead of taking a chunk of the
 // current one, so the loop's description (chunks_, call_, obj_) may be rewritten as soon as the
-// previous loop's chunks are all done, without waiting for idle workers. Workers sleep on epoch_
-// (std::atomic::wait, a futex on Linux) after spinning for spin_time().
+// previous loop's chunks are all done, without waiting for idle workers. Workers sleep on a condition
+// variable after spinning for spin_time(). (Not std::atomic::wait: MinGW's libstdc++ implements
+// it without a futex, and a notify could be lost there, leaving a worker asleep for ever.)
 #include "backend/cpu/thread_pool.h"
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdlib>
 #include <exception>
 #include <mutex>
@@ -114,7 +116,7 @@ class Pool {
     ++generation_;
     state_.store(generation_ << kIndexBits, std::memory_order_release);
     epoch_.fetch_add(1, std::memory_order_seq_cst);
-    if (sleepers_.load(std::memory_order_seq_cst) > 0) epoch_.notify_all();
+    if (sleepers_.load(std::memory_order_seq_cst) > 0) wake(wake_workers_);
 
     claim_and_run();
     wait_for_all(chunks);
@@ -152,7 +154,7 @@ class Pool {
       }
       if (done_.fetch_add(1, std::memory_order_seq_cst) + 1 == static_cast<int32_t>(chunks) &&
           caller_waiting_.load(std::memory_order_seq_cst))
-        done_.notify_all();
+        wake(wake_caller_);
       s = state_.load(std::memory_order_acquire);
     }
   }
@@ -162,7 +164,10 @@ class Pool {
     const auto n = static_cast<int32_t>(chunks);
     if (spin_until([&] { return done_.load(std::memory_order_acquire) == n; })) return;
     caller_waiting_.store(true, std::memory_order_seq_cst);
-    for (int32_t d; (d = done_.load(std::memory_order_seq_cst)) != n;) done_.wait(d, std::memory_order_seq_cst);
+    {
+      std::unique_lock lock(sleep_mutex_);
+      wake_caller_.wait(lock, [&] { return done_.load(std::memory_order_seq_cst) == n; });
+    }
     caller_waiting_.store(false, std::memory_order_relaxed);
   }
 
@@ -173,7 +178,10 @@ class Pool {
     for (;;) {
       if (!spin_until([&] { return epoch_.load(std::memory_order_acquire) != seen; })) {
         sleepers_.fetch_add(1, std::memory_order_seq_cst);
-        epoch_.wait(seen, std::memory_order_seq_cst);
+        {
+          std::unique_lock lock(sleep_mutex_);
+          wake_workers_.wait(lock, [&] { return epoch_.load(std::memory_order_seq_cst) != seen; });
+        }
         sleepers_.fetch_sub(1, std::memory_order_relaxed);
       }
       seen = epoch_.load(std::memory_order_acquire);
@@ -193,7 +201,7 @@ class Pool {
     if (workers_.empty()) return;
     stop_.store(true, std::memory_order_release);
     epoch_.fetch_add(1, std::memory_order_seq_cst);
-    epoch_.notify_all();
+    wake(wake_workers_);
     for (std::thread& t : workers_) t.join();
     workers_.clear();
     stop_.store(false, std::memory_order_relaxed);
@@ -208,10 +216,20 @@ class Pool {
   std::atomic<int64_t> chunks_{0};
   std::atomic<void (*)(void*, int64_t)> call_{nullptr};
   std::atomic<void*> obj_{nullptr};
-  alignas(64) std::atomic<int32_t> done_{0};  // 32 bits: a futex word to wait on
+  alignas(64) std::atomic<int32_t> done_{0};
   std::atomic<bool> caller_waiting_{false};
   alignas(64) std::atomic<uint32_t> epoch_{0};  // bumped for every loop (and to stop); workers wait on it
   std::atomic<int> sleepers_{0};
+  // Sleeping: a waiter checks its condition with sleep_mutex_ held, and wake() takes the mutex
+  // after the condition changed and before notifying, so no wake-up falls between check and sleep.
+  std::mutex sleep_mutex_;
+  std::condition_variable wake_workers_;  // epoch_ moved
+  std::condition_variable wake_caller_;   // done_ reached the loop's chunk count
+
+  void wake(std::condition_variable& cv) {
+    { std::lock_guard lock(sleep_mutex_); }
+    cv.notify_all();
+  }
   std::atomic<bool> stop_{false};
 
   std::mutex error_mutex_;
