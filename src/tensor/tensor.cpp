@@ -7,6 +7,7 @@
 
 #include "autograd/backward.h"
 #include "backend/backend.h"
+#include "backend/dtype_dispatch.h"
 #include "kiln/error.h"
 #include "kiln/ops.h"
 #include "kiln/random.h"
@@ -32,24 +33,6 @@ void convert(const void* src, Dst* dst, int64_t n) {
   for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<Dst>(s[i]);
 }
 
-template <typename F>
-void with_any_type(DType dtype, F&& f) {
-  switch (dtype) {
-    case DType::Float32:
-      f(float{});
-      return;
-    case DType::Float64:
-      f(double{});
-      return;
-    case DType::Int32:
-      f(int32_t{});
-      return;
-    case DType::UInt8:
-      f(uint8_t{});
-      return;
-  }
-}
-
 // Bytes of a tensor of `shape` and `dtype`. A size past what size_t counts is an allocation no
 // device can make: OutOfMemoryError, not a wrapped-around small size that writes go past.
 std::size_t byte_size(const Shape& shape, DType dtype) {
@@ -69,7 +52,7 @@ std::size_t byte_size(const Shape& shape, DType dtype) {
 template <typename F>
 void fill_drawn(Tensor& t, F&& draw) {
   constexpr int64_t kChunk = int64_t(1) << 16;
-  with_any_type(t.dtype(), [&](auto tag) {
+  backend::with_any_type(t.dtype(), [&](auto tag) {
     using T = decltype(tag);
     const int64_t n = t.numel();
     T* dst = static_cast<T*>(t.raw_data());

@@ -11,6 +11,7 @@
 #endif
 
 #include "backend/cpu/cpu_backend.h"
+#include "backend/dtype_dispatch.h"
 
 namespace kiln::backend {
 
@@ -124,23 +125,6 @@ void cast_typed(const void* src, void* dst, int64_t n) {
   });
 }
 
-template <typename F>
-void with_any_type(DType dtype, F&& f) {
-  switch (dtype) {
-    case DType::Float32:
-      f(float{});
-      return;
-    case DType::Float64:
-      f(double{});
-      return;
-    case DType::Int32:
-      f(int32_t{});
-      return;
-    case DType::UInt8:
-      f(uint8_t{});
-      return;
-  }
-}
 }  // namespace
 
 void CpuBackend::fill(DType dtype, void* dst, int64_t n, double value) {
