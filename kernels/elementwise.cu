@@ -11,15 +11,16 @@ namespace kiln::backend::kernels {
 // ---------------------------------------------------------------------------------------------
 // kernels
 
+// `param`: Elu's alpha, LeakyRelu's slope (math::apply_unary).
 template <UnaryOp op, typename T>
-__global__ void unary_kernel(const T* x, T* y, int64_t n) {
-  KILN_FOR_EACH(i, n) y[i] = math::apply_unary<op>(x[i]);
+__global__ void unary_kernel(const T* x, T* y, int64_t n, T param) {
+  KILN_FOR_EACH(i, n) y[i] = math::apply_unary<op>(x[i], param);
 }
 
 // x or y may be null when the rule does not read it (as on the CPU).
 template <UnaryOp op, typename T>
-__global__ void unary_backward_kernel(const T* x, const T* y, const T* dy, T* dx, int64_t n) {
-  KILN_FOR_EACH(i, n) dx[i] = dy[i] * math::derivative<op>(x ? x[i] : T(0), y ? y[i] : T(0));
+__global__ void unary_backward_kernel(const T* x, const T* y, const T* dy, T* dx, int64_t n, T param) {
+  KILN_FOR_EACH(i, n) dx[i] = dy[i] * math::derivative<op>(x ? x[i] : T(0), y ? y[i] : T(0), param);
 }
 
 // The common cases (equal sizes, b a row broadcast) avoid the two divisions of the general one.
@@ -66,25 +67,27 @@ __global__ void bias_relu_kernel(T* y, const T* bias, bool relu, int64_t n, int6
 // ---------------------------------------------------------------------------------------------
 // launchers
 
-void unary(UnaryOp op, DType dtype, const void* x, void* y, int64_t n, cudaStream_t s) {
+void unary(UnaryFn fn, DType dtype, const void* x, void* y, int64_t n, cudaStream_t s) {
   if (n <= 0) return;
   with_float(dtype, "unary", [&](auto tag) {
     using T = decltype(tag);
-    math::with_unary_op(op, [&](auto op_c) {
-      unary_kernel<op_c.value><<<grid_for(n), kBlock, 0, s>>>(static_cast<const T*>(x), static_cast<T*>(y), n);
+    math::with_unary_op(fn.op, [&](auto op_c) {
+      unary_kernel<op_c.value>
+          <<<grid_for(n), kBlock, 0, s>>>(static_cast<const T*>(x), static_cast<T*>(y), n, static_cast<T>(fn.param));
     });
   });
   KILN_LAUNCH_CHECK("unary_kernel");
 }
 
-void unary_backward(UnaryOp op, DType dtype, const void* x, const void* y, const void* dy, void* dx, int64_t n,
+void unary_backward(UnaryFn fn, DType dtype, const void* x, const void* y, const void* dy, void* dx, int64_t n,
                     cudaStream_t s) {
   if (n <= 0) return;
   with_float(dtype, "unary_backward", [&](auto tag) {
     using T = decltype(tag);
-    math::with_unary_op(op, [&](auto op_c) {
-      unary_backward_kernel<op_c.value><<<grid_for(n), kBlock, 0, s>>>(
-          static_cast<const T*>(x), static_cast<const T*>(y), static_cast<const T*>(dy), static_cast<T*>(dx), n);
+    math::with_unary_op(fn.op, [&](auto op_c) {
+      unary_backward_kernel<op_c.value>
+          <<<grid_for(n), kBlock, 0, s>>>(static_cast<const T*>(x), static_cast<const T*>(y), static_cast<const T*>(dy),
+                                          static_cast<T*>(dx), n, static_cast<T>(fn.param));
     });
   });
   KILN_LAUNCH_CHECK("unary_backward_kernel");

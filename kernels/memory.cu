@@ -4,6 +4,7 @@
 // Shape letters: N batch, H/W height/width, C channels, HP/WP padded height/width.
 #include "backend/cuda/check.h"
 #include "backend/cuda/kernels.h"
+#include "backend/dtype_dispatch.h"
 
 namespace kiln::backend::kernels {
 
@@ -84,29 +85,9 @@ __global__ void probe_kernel_impl() {}
 // ---------------------------------------------------------------------------------------------
 // launchers
 
-namespace {
-template <typename F>
-void with_any(DType dtype, F&& f) {
-  switch (dtype) {
-    case DType::Float32:
-      f(float{});
-      return;
-    case DType::Float64:
-      f(double{});
-      return;
-    case DType::Int32:
-      f(int32_t{});
-      return;
-    case DType::UInt8:
-      f(uint8_t{});
-      return;
-  }
-}
-}  // namespace
-
 void fill(DType dtype, void* dst, int64_t n, double value, cudaStream_t s) {
   if (n <= 0) return;
-  with_any(dtype, [&](auto tag) {
+  with_any_type(dtype, [&](auto tag) {
     using T = decltype(tag);
     fill_kernel<<<grid_for(n), kBlock, 0, s>>>(static_cast<T*>(dst), n, static_cast<T>(value));
   });
@@ -115,8 +96,8 @@ void fill(DType dtype, void* dst, int64_t n, double value, cudaStream_t s) {
 
 void cast(DType from, const void* src, DType to, void* dst, int64_t n, cudaStream_t s) {
   if (n <= 0) return;
-  with_any(from, [&](auto f) {
-    with_any(to, [&](auto t) {
+  with_any_type(from, [&](auto f) {
+    with_any_type(to, [&](auto t) {
       cast_kernel<<<grid_for(n), kBlock, 0, s>>>(static_cast<const decltype(f)*>(src), static_cast<decltype(t)*>(dst),
                                                  n);
     });

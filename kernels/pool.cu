@@ -10,6 +10,9 @@
 // A NaN beats every number and the first NaN of a window is its maximum (math::greater_or_nan, the
 // CPU's rule): a window holding a NaN pools to NaN and its gradient goes to that NaN.
 // cuDNN's pooling is not used: its tie rule is not specified.
+// Average pooling: forward one thread per output cell, summing its window's cells inside the input
+// in window order; backward one thread per input cell, gathering dy / count of the windows that
+// cover it in increasing (oh, ow) order. These are the CPU's orders, so both give the same bits.
 // Shape letters: N batch, H/W input, C channels, KH/KW window, OH/OW output; I the index type.
 #include <cstdint>
 #include <initializer_list>
@@ -17,6 +20,7 @@
 #include "backend/cuda/check.h"
 #include "backend/cuda/kernels.h"
 #include "backend/elementwise_math.h"
+#include "backend/pool_window.h"
 #include "device_math.cuh"
 
 namespace kiln::backend::kernels {
@@ -74,11 +78,7 @@ __global__ void max_pool_forward_kernel(PoolDims<I> g, const T* x, T* y) {
   }
 }
 
-// floor(a / b) for b > 0 and any sign of a.
-template <typename I>
-__device__ inline I floor_div(I a, I b) {
-  return a >= 0 ? a / b : -((-a + b - 1) / b);
-}
+using pool::floor_div;
 
 template <typename T, typename I>
 __global__ void max_pool_backward_kernel(PoolDims<I> g, const T* x, const T* dy, T* dx) {
@@ -181,6 +181,40 @@ __global__ void max_pool_backward_disjoint4_kernel(PoolDims<I> g, const float4* 
   }
 }
 
+template <typename T, typename I>
+__global__ void avg_pool_forward_kernel(PoolDims<I> g, const T* x, T* y) {
+  const I total = g.N * g.OH * g.OW * g.C;
+  for (I o = I(blockIdx.x) * I(blockDim.x) + I(threadIdx.x); o < total; o += I(gridDim.x) * I(blockDim.x)) {
+    const I c = o % g.C, ow = (o / g.C) % g.OW, oh = (o / (g.C * g.OW)) % g.OH, n = o / (g.C * g.OW * g.OH);
+    const auto hs = pool::window_span(oh, g.sh, g.pt, g.KH, g.H);
+    const auto ws = pool::window_span(ow, g.sw, g.pl, g.KW, g.W);
+    T acc = T(0);
+    for (I ih = hs.begin; ih < hs.end; ++ih)
+      for (I iw = ws.begin; iw < ws.end; ++iw) acc += x[((n * g.H + ih) * g.W + iw) * g.C + c];
+    const I count = hs.size() * ws.size();
+    y[o] = count > 0 ? acc / T(count) : T(0);  // a window wholly in the padding gives 0, as on the CPU
+  }
+}
+
+template <typename T, typename I>
+__global__ void avg_pool_backward_kernel(PoolDims<I> g, const T* dy, T* dx) {
+  const I total = g.N * g.H * g.W * g.C;
+  for (I i = I(blockIdx.x) * I(blockDim.x) + I(threadIdx.x); i < total; i += I(gridDim.x) * I(blockDim.x)) {
+    const I c = i % g.C, iw = (i / g.C) % g.W, ih = (i / (g.C * g.W)) % g.H, n = i / (g.C * g.W * g.H);
+    const auto oh_range = pool::covering_windows(ih, g.sh, g.pt, g.KH, g.OH);
+    const auto ow_range = pool::covering_windows(iw, g.sw, g.pl, g.KW, g.OW);
+    T acc = T(0);
+    for (I oh = oh_range.begin; oh < oh_range.end; ++oh) {
+      const I rows = pool::window_span(oh, g.sh, g.pt, g.KH, g.H).size();
+      for (I ow = ow_range.begin; ow < ow_range.end; ++ow) {
+        const I count = rows * pool::window_span(ow, g.sw, g.pl, g.KW, g.W).size();
+        acc += dy[((n * g.OH + oh) * g.OW + ow) * g.C + c] / T(count);
+      }
+    }
+    dx[i] = acc;
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // launchers
 
@@ -258,6 +292,30 @@ void max_pool2d_backward(DType dtype, const Pool2dGeometry& g, const void* x, co
     });
   });
   KILN_LAUNCH_CHECK("max_pool_backward_kernel");
+}
+
+void avg_pool2d_forward(DType dtype, const Pool2dGeometry& g, const void* x, void* y, cudaStream_t s) {
+  const int64_t total = g.N * g.OH * g.OW * g.C;
+  if (total <= 0) return;
+  with_float(dtype, "avg_pool2d", [&](auto tag) {
+    using T = decltype(tag);
+    with_index(g, [&](auto dims) {
+      avg_pool_forward_kernel<<<grid_for(total), kBlock, 0, s>>>(dims, static_cast<const T*>(x), static_cast<T*>(y));
+    });
+  });
+  KILN_LAUNCH_CHECK("avg_pool_forward_kernel");
+}
+
+void avg_pool2d_backward(DType dtype, const Pool2dGeometry& g, const void* dy, void* dx, cudaStream_t s) {
+  const int64_t total = g.N * g.H * g.W * g.C;
+  if (total <= 0) return;
+  with_float(dtype, "avg_pool2d_backward", [&](auto tag) {
+    using T = decltype(tag);
+    with_index(g, [&](auto dims) {
+      avg_pool_backward_kernel<<<grid_for(total), kBlock, 0, s>>>(dims, static_cast<const T*>(dy), static_cast<T*>(dx));
+    });
+  });
+  KILN_LAUNCH_CHECK("avg_pool_backward_kernel");
 }
 
 }  // namespace kiln::backend::kernels

@@ -11,75 +11,15 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "cuda_parity.h"
 #include "kiln/kiln.h"
 #include "test_support.h"
 
 using namespace kiln;
+using namespace kiln::testing;
 using backend::Backend;
 
 namespace {
-
-Backend& cpu() { return backend::cpu(); }
-Backend& gpu() { return backend::cuda(0); }
-
-// A fresh seed per test, printed on failure so a mismatch can be replayed.
-std::mt19937& rng() {
-  static std::mt19937 engine(std::random_device{}());
-  return engine;
-}
-
-template <typename T = float>
-std::vector<T> random_vec(std::size_t n, double lo = -2.0, double hi = 2.0) {
-  std::uniform_real_distribution<double> dist(lo, hi);
-  std::vector<T> v(n);
-  for (auto& x : v) x = static_cast<T>(dist(rng()));
-  return v;
-}
-
-// Integer-valued floats in [0, k): many exact ties, for argmax and max pooling.
-std::vector<float> tied_vec(std::size_t n, int k) {
-  std::uniform_int_distribution<int> dist(0, k - 1);
-  std::vector<float> v(n);
-  for (auto& x : v) x = static_cast<float>(dist(rng()));
-  return v;
-}
-
-// Device memory holding a copy of `host` (or n zero bytes), freed at scope exit.
-struct DevBuf {
-  void* ptr = nullptr;
-  std::size_t bytes = 0;
-  explicit DevBuf(std::size_t n_bytes) : bytes(n_bytes) {
-    ptr = gpu().allocator().allocate(bytes);
-    gpu().fill(DType::UInt8, ptr, static_cast<int64_t>(bytes), 0.0);
-  }
-  template <typename T>
-  explicit DevBuf(const std::vector<T>& host) : DevBuf(host.size() * sizeof(T)) {
-    gpu().copy_from_host(ptr, host.data(), bytes);
-  }
-  ~DevBuf() { gpu().allocator().deallocate(ptr, bytes); }
-  template <typename T>
-  std::vector<T> get() const {
-    std::vector<T> out(bytes / sizeof(T));
-    gpu().copy_to_host(out.data(), ptr, bytes);
-    return out;
-  }
-  template <typename T>
-  T* as() const {
-    return static_cast<T*>(ptr);
-  }
-};
-
-// |cpu - gpu| <= atol + rtol |cpu| everywhere; NaN must meet NaN.
-template <typename T>
-void expect_close(const std::vector<T>& want, const std::vector<T>& got, double rtol, double atol,
-                  const std::string& what) {
-  ASSERT_EQ(want.size(), got.size()) << what;
-  for (std::size_t i = 0; i < want.size(); ++i) {
-    const double w = want[i], g = got[i];
-    if (std::isnan(w) && std::isnan(g)) continue;
-    ASSERT_LE(std::abs(w - g), atol + rtol * std::abs(w)) << what << " at " << i << ": cpu " << w << ", gpu " << g;
-  }
-}
 
 [[maybe_unused]] double max_abs(const std::vector<float>& v) {
   double m = 0;
@@ -414,18 +354,6 @@ TEST(CudaBackend, MaxPoolMatchesCpuIncludingTies) {
 }
 
 // ---- NaN: relu(NaN) = NaN, a window or row holding a NaN yields it (the first), as on the CPU ----
-
-namespace {
-// `v` with about one value in `one_in` replaced by NaN (and at least index 0, so every case has one).
-template <typename T>
-std::vector<T> with_nans(std::vector<T> v, int one_in = 8) {
-  std::uniform_int_distribution<int> dist(0, one_in - 1);
-  for (auto& x : v)
-    if (dist(rng()) == 0) x = std::numeric_limits<T>::quiet_NaN();
-  if (!v.empty()) v[0] = std::numeric_limits<T>::quiet_NaN();
-  return v;
-}
-}  // namespace
 
 TEST(CudaBackend, ReluAndItsBackwardKeepNanAsOnCpu) {
   REQUIRE_GPU();

@@ -359,7 +359,7 @@ class HostReadingLayer : public Layer {
   HostReadingLayer() { name_ = "host_reading"; }
   std::string class_name() const override { return "HostReading"; }
   Shape compute_output_shape(const Shape& input_shape) const override { return input_shape; }
-  Tensor call(const Tensor& x) override {
+  Tensor call(const Tensor& x, bool) override {
     (void)x.to_vector<float>();
     return x;
   }

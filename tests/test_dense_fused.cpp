@@ -145,7 +145,7 @@ TEST(DenseFused, DenseLayerKeepsSoftmaxLogitsForTheLoss) {
   layers::Dense layer(3, {.activation = "softmax"});
   Generator gen(5);
   layer.build(Shape{4}, gen, Device::cpu());
-  const Tensor y = layer.call(uniform32({2, 4}, 45));
+  const Tensor y = layer.call(uniform32({2, 4}, 45), false);
   ASSERT_TRUE(y.impl()->keras_logits.defined());
   EXPECT_EQ(y.impl()->keras_logits.shape(), (Shape{2, 3}));
 }

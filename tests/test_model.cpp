@@ -190,8 +190,13 @@ TEST(ModelErrors, NaNInInputIsCaughtAtTheFirstStep) {
 }
 
 TEST(ModelErrors, UnknownNamesAndOptions) {
-  EXPECT_EQ(message_of([] { layers::Dense(4, {.activation = "swish"}); }),
-            "[dense] unknown activation 'swish'; expected linear, relu, sigmoid, tanh or softmax");
+  const std::string unknown_activation = message_of([] { layers::Dense(4, {.activation = "swoosh"}); });
+  EXPECT_EQ(unknown_activation.rfind("[dense] unknown activation 'swoosh'; expected one of ", 0), 0u)
+      << unknown_activation;
+  EXPECT_NE(unknown_activation.find("linear, relu, sigmoid, "), std::string::npos) << unknown_activation;
+  EXPECT_EQ(message_of([] { layers::Dense(4, {.kernel_initializer = "glorot_uniformm"}); }).rfind(
+                "[initializer] unknown initializer 'glorot_uniformm'; expected one of ", 0),
+            0u);
   EXPECT_EQ(message_of([] { layers::Dense(0); }), "[dense] units is 0; expected a positive number");
   EXPECT_EQ(message_of([] {
               layers::Conv2D(8, {3, 3}, {.padding = "full"});
@@ -199,12 +204,12 @@ TEST(ModelErrors, UnknownNamesAndOptions) {
             "[conv2d] unknown padding 'full'; expected \"valid\" or \"same\"");
   Sequential model({layers::Dense(1, {.input_shape = {1}})});
   EXPECT_EQ(message_of([&] { model.compile("rmsprop", "mse"); }),
-            "[optimizers] unknown optimizer 'rmsprop'; expected sgd or adam");
+            "[optimizer] unknown optimizer 'rmsprop'; expected one of Adam, SGD, adam, sgd");
   EXPECT_EQ(message_of([&] {
               model.compile("sgd", "mse", {"f1"});
               model.fit(kXs, kYs, {.verbose = 0});
             }),
-            "[compile] unknown metric 'f1'; expected \"accuracy\" (sparse categorical accuracy)");
+            "[compile] unknown metric 'f1'; expected one of acc, accuracy, sparse_categorical_accuracy");
 }
 
 TEST(ModelErrors, TargetsOfTheWrongShape) {
@@ -317,7 +322,7 @@ TEST(ModelErrors, NegativeInitialEpochIsRefusedByFitAndTheCheckpoint) {
 TEST(ModelErrors, CompileRefusesWhatSaveCouldNotWriteLoadably) {
   Sequential model({layers::Dense(1, {.input_shape = {1}})});
   EXPECT_EQ(message_of([&] { model.compile("sgd", "mse", {"mae"}); }),
-            "[compile] unknown metric 'mae'; expected \"accuracy\" (sparse categorical accuracy)");
+            "[compile] unknown metric 'mae'; expected one of acc, accuracy, sparse_categorical_accuracy");
   EXPECT_EQ(model.optimizer(), nullptr);  // a refused compile leaves the model as it was
   EXPECT_EQ(message_of([&] {
               model.compile("sgd", "sparse_categorical_crossentropy", {"accuracy", "acc"});
@@ -325,11 +330,11 @@ TEST(ModelErrors, CompileRefusesWhatSaveCouldNotWriteLoadably) {
             "[compile] metric 'acc' repeats 'accuracy' (both are accuracy); expected each metric once");
   const double inf = std::numeric_limits<double>::infinity();
   EXPECT_EQ(message_of([&] { model.compile(optimizers::SGD({.learning_rate = inf}), losses::MeanSquaredError()); }),
-            "[compile] SGD learning_rate is inf; expected a finite number");
+            "[SGD] learning_rate is inf; expected a finite number");
   EXPECT_EQ(message_of([&] { model.compile(optimizers::Adam({.learning_rate = inf}), losses::MeanSquaredError()); }),
-            "[compile] Adam learning_rate is inf; expected a finite number");
+            "[Adam] learning_rate is inf; expected a finite number");
   EXPECT_EQ(message_of([&] { model.compile(optimizers::Adam({.epsilon = inf}), losses::MeanSquaredError()); }),
-            "[compile] Adam epsilon is inf; expected a finite number");
+            "[Adam] epsilon is inf; expected a finite number");
   EXPECT_EQ(model.optimizer(), nullptr);
 }
 

@@ -9,6 +9,7 @@
 #include "kiln/dtype.h"
 #include "kiln/error.h"
 #include "kiln/layers.h"
+#include "kiln/metrics.h"
 #include "kiln/losses.h"
 #include "kiln/memory.h"
 #include "kiln/model.h"

@@ -84,6 +84,16 @@ struct PredictOptions {
   int verbose = 0;          ///< 0 silent, 1 progress bar
 };
 
+/// How fit or evaluate ran its steps: full batches replaying a recorded step (CUDA graphs), or
+/// eagerly, and why. Warm-up steps and a last partial batch always run eagerly.
+struct StepReport {
+  bool recorded = false;  ///< true when full batches replayed a recording
+  /// Why they ran eagerly ("cuda_graphs is false", "the device cpu cannot record work ...",
+  /// "recording the step failed: ..."); when recorded, what ran eagerly beside the recording
+  /// (an optimizer without a device-side update), else "".
+  std::string reason;
+};
+
 /// A linear stack of layers.
 class Sequential {
  public:
@@ -108,17 +118,23 @@ class Sequential {
   std::map<std::string, double> evaluate(const Tensor& x, const Tensor& y, const EvaluateOptions& options = {});
   /// Outputs for x [N, ...], computed batch by batch without gradients, on the model's device.
   Tensor predict(const Tensor& x, const PredictOptions& options = {});
-  /// Forward pass recording gradients (for custom training loops).
-  Tensor operator()(const Tensor& x);
+  /// Forward pass recording gradients (for custom training loops); `training` as in Keras'
+  /// model(x, training=...): true makes Dropout drop and BatchNormalization use batch statistics.
+  Tensor operator()(const Tensor& x, bool training = false);
+  /// The compiled loss of predictions `y_pred` against prepared targets `y_true`, plus every
+  /// layer's regularization penalties (Keras' Model.compute_loss); fit trains on it.
+  Tensor compute_loss(const Tensor& y_true, const Tensor& y_pred) const;
 
   /// Prints Keras' layer table: names, output shapes, parameter counts and totals.
   void summary(std::ostream& os) const;
   /// summary() to std::cout.
   void summary() const;
 
-  /// Every trainable weight, layer by layer.
+  /// Every trainable weight, layer by layer (none of a frozen layer).
   std::vector<Tensor> trainable_weights() const;
-  /// Number of trainable scalars.
+  /// Every other weight (moving statistics, a frozen layer's weights), layer by layer.
+  std::vector<Tensor> non_trainable_weights() const;
+  /// Number of scalars of every weight, trainable or not (Keras' count_params).
   int64_t count_params() const;
   /// The layers, first to last.
   const std::vector<std::shared_ptr<Layer>>& layers() const { return layers_; }
@@ -155,6 +171,11 @@ class Sequential {
   /// The model's own random generator (read-only).
   const Generator& generator() const { return generator_; }
 
+  /// How the last fit ran its training steps: recorded, or eagerly and why.
+  StepReport last_fit_execution() const;
+  /// How the last evaluate (or fit's validation pass) ran its batches: recorded, or eagerly and why.
+  StepReport last_evaluate_execution() const;
+
  private:
   std::vector<std::shared_ptr<Layer>> layers_;
   std::string name_;
@@ -168,6 +189,7 @@ class Sequential {
   /// evaluate's recorded batch, kept for the next call of the same geometry (src/model/
   /// recorded_evaluation.h); shared_ptr because the type is incomplete here.
   std::shared_ptr<model::RecordedEvaluation> recorded_evaluation_;
+  StepReport last_fit_execution_, last_evaluate_execution_;  ///< see last_fit_execution()
 
   void require_compiled(const std::string& op) const;
   void build_for(const Tensor& x, const std::string& op);

@@ -43,6 +43,19 @@ Tensor square(const Tensor& x);
 Tensor sqrt(const Tensor& x);
 /// min(max(x, lo), hi); the gradient passes where lo <= x <= hi.
 Tensor clip(const Tensor& x, double lo, double hi);
+/// Gaussian error linear unit, Keras' gelu: x * Phi(x) = 0.5 x (1 + erf(x / sqrt 2)) (computed as
+/// 0.5 x erfc(-x / sqrt 2), which keeps its precision for negative x), or with `approximate`
+/// 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))).
+Tensor gelu(const Tensor& x, bool approximate = false);
+/// x * sigmoid(x) (Keras' silu, also called swish).
+Tensor silu(const Tensor& x);
+/// x where x > 0, else alpha (exp(x) - 1); the gradient at 0 is alpha (TensorFlow's). `alpha` must
+/// be finite.
+Tensor elu(const Tensor& x, double alpha = 1.0);
+/// x where x > 0, else negative_slope * x (Keras 3's default slope 0.2); the gradient at 0 is the
+/// slope. A NaN input gives NaN, and its gradient is scaled by the slope (TensorFlow's and
+/// PyTorch's rule). `negative_slope` must be finite.
+Tensor leaky_relu(const Tensor& x, double negative_slope = 0.2);
 
 // ---- reductions ----
 /// Sum of all elements (a one-element tensor of shape []).
@@ -106,6 +119,37 @@ Tensor conv2d(const Tensor& x, const Tensor& kernel, const Tensor& bias, const s
 /// gradient goes to the window's first maximum, or its first NaN.
 Tensor max_pool2d(const Tensor& x, std::array<int64_t, 2> pool_size, std::array<int64_t, 2> strides,
                   Padding padding = Padding::Valid);
+/// Average pooling: x [N, H, W, C] -> [N, OH, OW, C]. With "same" padding each window averages only
+/// its cells inside the input (Keras' rule: padded cells are not counted), so an edge window of a
+/// 3x3 pool over 4 cells divides by 4. A window holding a NaN pools to NaN. The gradient of each
+/// output is spread equally over its window's cells inside the input.
+Tensor avg_pool2d(const Tensor& x, std::array<int64_t, 2> pool_size, std::array<int64_t, 2> strides,
+                  Padding padding = Padding::Valid);
+
+// ---- counter-based randomness ----
+// Numbers come from Philox-4x32-10 (Random123's generator, also cuRAND's and PyTorch's), the same
+// bits on every device. The stream (seed, step, draw) of n elements is defined as follows:
+//   - step is the int64 stored in `step_counter`, read where the tensor lives (on a GPU, inside the
+//     kernel: a recorded step replayed after the counter advances draws new numbers);
+//   - element i is word (i mod 4) of the output of block j = floor(i / 4);
+//   - block j is Philox-4x32-10 of the counter words (c0, c1, c2, c3) = (j, draw, low 32 bits of
+//     step, high 32 bits of step) under the key words (k0, k1) = (low 32 bits of seed, high 32 bits
+//     of seed), with Random123's word order (its philox4x32(ctr, key) gives the same four words);
+//   - the element's number is u = w / 2^32 for its output word w, in [0, 1).
+// draw (< 2^32) tells apart the draws of one step (one per dropout layer, say); a stream holds at
+// most 2^34 elements.
+/// Uniform [0, 1) numbers of stream (seed, *step_counter, draw) in `shape`, on step_counter's
+/// device: u of each element rounded down to `dtype` (float64 holds it exactly; float32 keeps its
+/// top 24 bits, so it stays below 1). `step_counter` is a one-element int64 tensor. Not
+/// differentiable.
+Tensor random_uniform_philox(const Shape& shape, uint64_t seed, const Tensor& step_counter, uint64_t draw,
+                             DType dtype = DType::Float32);
+/// Inverted dropout (Keras' Dropout in training): y = x * keep / (1 - rate), keep = (u >= rate) for
+/// u element i's number of stream (seed, *step_counter, draw), compared exactly (as 32-bit
+/// integers). Kept elements are x times 1 / (1 - rate) in x's precision; dropped ones are x * 0, so
+/// a NaN stays NaN. The gradient is dy * keep / (1 - rate), with the mask of the forward.
+/// `step_counter` is a one-element int64 tensor on x's device; 0 <= rate < 1, and rate 0 returns x.
+Tensor dropout(const Tensor& x, double rate, uint64_t seed, const Tensor& step_counter, uint64_t draw);
 
 // ---- operators ----
 /// add(a, b).

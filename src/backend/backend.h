@@ -15,8 +15,16 @@
 
 namespace kiln::backend {
 
-enum class UnaryOp { Neg, Relu, Sigmoid, Tanh, Exp, Log, Square, Sqrt };
+enum class UnaryOp { Neg, Relu, Sigmoid, Tanh, Exp, Log, Square, Sqrt, Gelu, GeluTanh, Silu, Elu, LeakyRelu };
 enum class BinaryOp { Add, Sub, Mul, Div };
+
+/// A unary function and its scalar parameter: Elu's alpha, LeakyRelu's negative slope, unused (0)
+/// by the other ops. Implicit from a bare UnaryOp, so a parameterless function is named by its op.
+struct UnaryFn {
+  UnaryFn(UnaryOp op, double param = 0.0) : op(op), param(param) {}
+  UnaryOp op;
+  double param;
+};
 
 /// Geometry of a 2-D convolution, NHWC input [N, H, W, C], kernel [KH, KW, C, F],
 /// output [N, OH, OW, F]. pad_top/pad_left are the zero rows/columns before the input.
@@ -24,8 +32,8 @@ struct Conv2dGeometry {
   int64_t N, H, W, C, KH, KW, F, OH, OW, stride_h, stride_w, pad_top, pad_left;
 };
 
-/// Geometry of 2-D max pooling, NHWC input [N, H, W, C], output [N, OH, OW, C]. Padded cells
-/// never win (Keras' "same" max pooling ignores them).
+/// Geometry of 2-D pooling, NHWC input [N, H, W, C], output [N, OH, OW, C]. Padded cells are
+/// ignored, as Keras' "same" pooling does: they never win a max and are not counted in an average.
 struct Pool2dGeometry {
   int64_t N, H, W, C, KH, KW, OH, OW, stride_h, stride_w, pad_top, pad_left;
 };
@@ -67,10 +75,10 @@ class Backend {
   virtual void synchronize() = 0;
 
   // ---- elementwise (floating dtypes) ----
-  /// y = op(x); y may alias x.
-  virtual void unary(UnaryOp op, DType dtype, const void* x, void* y, int64_t n) = 0;
-  /// dx = dy * op'(x), given y = op(x) (some rules use y). dx may alias dy.
-  virtual void unary_backward(UnaryOp op, DType dtype, const void* x, const void* y, const void* dy, void* dx,
+  /// y = fn(x); y may alias x.
+  virtual void unary(UnaryFn fn, DType dtype, const void* x, void* y, int64_t n) = 0;
+  /// dx = dy * fn'(x), given y = fn(x) (some rules use y). dx may alias dy.
+  virtual void unary_backward(UnaryFn fn, DType dtype, const void* x, const void* y, const void* dy, void* dx,
                               int64_t n) = 0;
   /// out[i] = a[i % na] op b[i % nb]; na and nb divide n. out may alias a or b.
   virtual void binary(BinaryOp op, DType dtype, const void* a, int64_t na, const void* b, int64_t nb, void* out,
@@ -139,6 +147,22 @@ class Backend {
   /// dx (overwritten): each dy goes to the first maximal input of its window.
   virtual void max_pool2d_backward(DType dtype, const Pool2dGeometry& g, const void* x, const void* y, const void* dy,
                                    void* dx) = 0;
+  /// y = the mean of each window's cells inside the input (0 for a window wholly in the padding).
+  virtual void avg_pool2d_forward(DType dtype, const Pool2dGeometry& g, const void* x, void* y) = 0;
+  /// dx (overwritten): each dy divided equally among its window's cells inside the input; a cell's
+  /// shares added in increasing (oh, ow) order.
+  virtual void avg_pool2d_backward(DType dtype, const Pool2dGeometry& g, const void* dy, void* dx) = 0;
+
+  // ---- counter-based randomness (Philox-4x32-10, the stream of backend/philox.h) ----
+  // `counter` is the one int64 on the device that names the step; kernels read it there, so a
+  // recorded step draws new numbers each replay once the counter has advanced.
+  /// y[i] = the uniform [0, 1) number of element i of stream (seed, *counter, draw), as `dtype`.
+  virtual void philox_uniform(DType dtype, void* y, int64_t n, uint64_t seed, const int64_t* counter,
+                              uint64_t draw) = 0;
+  /// y = x * keep / (1 - rate), keep = (u >= rate) for u element i's number of stream (seed, *counter,
+  /// draw). Run on dy it gives the backward, dx. y may alias x; 0 <= rate < 1.
+  virtual void dropout(DType dtype, const void* x, void* y, int64_t n, double rate, uint64_t seed,
+                       const int64_t* counter, uint64_t draw) = 0;
 
   // ---- optimizer updates (Keras' rules) ----
   /// momentum == 0: w -= lr g. Else v = m v - lr g; w += v (nesterov: w += m v - lr g).

@@ -23,6 +23,9 @@ void with_any_type(DType dtype, F&& f) {
     case DType::UInt8:
       f(uint8_t{});
       return;
+    case DType::Int64:
+      f(int64_t{});
+      return;
   }
 }
 

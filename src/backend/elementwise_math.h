@@ -9,17 +9,12 @@
 #include <type_traits>
 
 #include "backend/backend.h"
-
-#if defined(__CUDACC__)
-#define KILN_HOST_DEVICE __host__ __device__
-#else
-#define KILN_HOST_DEVICE
-#endif
+#include "backend/host_device.h"
 
 namespace kiln::backend::math {
 
-// exp, log, tanh and sqrt of float and double: std:: on the host, CUDA's precise overloads on the
-// device.
+// exp, expm1, log, tanh, sqrt and erfc of float and double: std:: on the host, CUDA's precise
+// overloads on the device.
 #if defined(__CUDA_ARCH__)
 #define KILN_DEVICE_ELSE_HOST(device, host) return device;
 #else
@@ -31,21 +26,54 @@ namespace kiln::backend::math {
     KILN_DEVICE_ELSE_HOST(::name(x), std::name(x))                                                            \
   }
 KILN_MATH_FN(exp)
+KILN_MATH_FN(expm1)
 KILN_MATH_FN(log)
 KILN_MATH_FN(tanh)
 KILN_MATH_FN(sqrt)
+KILN_MATH_FN(erfc)
 #undef KILN_MATH_FN
 #undef KILN_DEVICE_ELSE_HOST
 
+/// 1 / (1 + exp(-x)), split by sign so exp never overflows.
+template <typename T>
+KILN_HOST_DEVICE inline T sigmoid_of(T x) {
+  return x >= T(0) ? T(1) / (T(1) + exp_of(-x)) : exp_of(x) / (T(1) + exp_of(x));
+}
+
+// Constants of the GELU forms: 1/sqrt(2), 1/sqrt(2 pi), sqrt(2/pi) and the cubic coefficient of
+// the tanh approximation (Keras' and TensorFlow's).
+template <typename T>
+struct GeluConstants {
+  static constexpr T kInvSqrt2 = T(0.70710678118654752440);
+  static constexpr T kInvSqrt2Pi = T(0.39894228040143267794);
+  static constexpr T kSqrt2OverPi = T(0.79788456080286535588);
+  static constexpr T kCubic = T(0.044715);
+};
+
+/// y = op(x); `param` is Elu's alpha and LeakyRelu's negative slope, unused by the other ops.
 template <UnaryOp op, typename T>
-KILN_HOST_DEVICE inline T apply_unary(T x) {
+KILN_HOST_DEVICE inline T apply_unary(T x, T param = T(0)) {
+  using C = GeluConstants<T>;
   if constexpr (op == UnaryOp::Neg) return -x;
   // x <= 0 ? 0 : x, not x > 0 ? x : 0: a NaN fails every comparison, and this form lets it through
   // (as PyTorch's relu and NumPy's maximum(x, 0) do), so a layer gone NaN stays visible downstream.
   else if constexpr (op == UnaryOp::Relu)
     return x <= T(0) ? T(0) : x;
-  else if constexpr (op == UnaryOp::Sigmoid)  // split by sign so exp never overflows
-    return x >= T(0) ? T(1) / (T(1) + exp_of(-x)) : exp_of(x) / (T(1) + exp_of(x));
+  else if constexpr (op == UnaryOp::Sigmoid)
+    return sigmoid_of(x);
+  // 0.5 x (1 + erf(x / sqrt 2)) written with erfc, which keeps its precision where 1 + erf cancels
+  // (x well below 0).
+  else if constexpr (op == UnaryOp::Gelu)
+    return T(0.5) * x * erfc_of(-x * C::kInvSqrt2);
+  else if constexpr (op == UnaryOp::GeluTanh)
+    return T(0.5) * x * (T(1) + tanh_of(C::kSqrt2OverPi * (x + C::kCubic * x * x * x)));
+  else if constexpr (op == UnaryOp::Silu)
+    return x * sigmoid_of(x);
+  // The selects below send a NaN to the second branch, which keeps it NaN (NaN * param).
+  else if constexpr (op == UnaryOp::Elu)
+    return x > T(0) ? x : param * expm1_of(x);
+  else if constexpr (op == UnaryOp::LeakyRelu)
+    return x > T(0) ? x : param * x;
   else if constexpr (op == UnaryOp::Tanh)
     return tanh_of(x);
   else if constexpr (op == UnaryOp::Exp)
@@ -58,15 +86,32 @@ KILN_HOST_DEVICE inline T apply_unary(T x) {
     return sqrt_of(x);  // UnaryOp::Sqrt
 }
 
-// d op(x) / dx, from x or from y = op(x), whichever is cheaper and exact.
+/// d op(x) / dx, from x or from y = op(x), whichever is cheaper and exact; `param` as apply_unary.
 template <UnaryOp op, typename T>
-KILN_HOST_DEVICE inline T derivative(T x, T y) {
+KILN_HOST_DEVICE inline T derivative(T x, T y, T param = T(0)) {
+  using C = GeluConstants<T>;
   if constexpr (op == UnaryOp::Neg) return T(-1);
   // PyTorch's threshold_backward (y <= 0 ? 0 : dy): the gradient passes at a NaN input.
   else if constexpr (op == UnaryOp::Relu)
     return x <= T(0) ? T(0) : T(1);
   else if constexpr (op == UnaryOp::Sigmoid)
     return y * (T(1) - y);
+  else if constexpr (op == UnaryOp::Gelu)  // Phi(x) + x phi(x)
+    return T(0.5) * erfc_of(-x * C::kInvSqrt2) + x * C::kInvSqrt2Pi * exp_of(T(-0.5) * x * x);
+  else if constexpr (op == UnaryOp::GeluTanh) {
+    const T x2 = x * x;
+    const T t = tanh_of(C::kSqrt2OverPi * (x + C::kCubic * x2 * x));
+    return T(0.5) * (T(1) + t) + T(0.5) * x * (T(1) - t * t) * C::kSqrt2OverPi * (T(1) + T(3) * C::kCubic * x2);
+  } else if constexpr (op == UnaryOp::Silu) {  // s + x s (1 - s), s recomputed: y / x fails at 0
+    const T s = sigmoid_of(x);
+    return s * (T(1) + x * (T(1) - s));
+  }
+  // TensorFlow's rules: the slope of the x <= 0 branch at 0 (and at a NaN, the gradient becomes
+  // NaN for Elu and is scaled by the slope for LeakyRelu, as in TensorFlow and PyTorch).
+  else if constexpr (op == UnaryOp::Elu)
+    return x > T(0) ? T(1) : param * exp_of(x);
+  else if constexpr (op == UnaryOp::LeakyRelu)
+    return x > T(0) ? T(1) : param;
   else if constexpr (op == UnaryOp::Tanh)
     return T(1) - y * y;
   else if constexpr (op == UnaryOp::Exp)
@@ -117,6 +162,16 @@ void with_unary_op(UnaryOp op, F&& f) {
       return f(std::integral_constant<UnaryOp, UnaryOp::Relu>{});
     case UnaryOp::Sigmoid:
       return f(std::integral_constant<UnaryOp, UnaryOp::Sigmoid>{});
+    case UnaryOp::Gelu:
+      return f(std::integral_constant<UnaryOp, UnaryOp::Gelu>{});
+    case UnaryOp::GeluTanh:
+      return f(std::integral_constant<UnaryOp, UnaryOp::GeluTanh>{});
+    case UnaryOp::Silu:
+      return f(std::integral_constant<UnaryOp, UnaryOp::Silu>{});
+    case UnaryOp::Elu:
+      return f(std::integral_constant<UnaryOp, UnaryOp::Elu>{});
+    case UnaryOp::LeakyRelu:
+      return f(std::integral_constant<UnaryOp, UnaryOp::LeakyRelu>{});
     case UnaryOp::Tanh:
       return f(std::integral_constant<UnaryOp, UnaryOp::Tanh>{});
     case UnaryOp::Exp:

@@ -1,4 +1,5 @@
-// Layer config JSON for Dense, Conv2D, MaxPooling2D and Flatten, with Keras' field names.
+// Layer configs as JSON through the layer registry: {"class_name": "Dense", "name": "dense_1",
+// "config": {...the class's get_config()..., "trainable": true, "input_shape": [...]}}.
 #include "io/layer_config.h"
 
 #include "io/json_fields.h"
@@ -7,39 +8,21 @@
 namespace kiln::io {
 
 using nlohmann::json;
-namespace L = kiln::layers;
-
-namespace {
-
-json pair_json(std::array<int64_t, 2> p) { return json::array({p[0], p[1]}); }
-
-void put_input_shape(json& config, const Layer& layer) {
-  if (!layer.declared_input_shape().empty()) config["input_shape"] = layer.declared_input_shape();
-}
-
-}  // namespace
 
 json layer_to_json(const Layer& layer) {
-  json config = json::object();
-  if (const auto* d = dynamic_cast<const L::Dense*>(&layer)) {
-    config = {{"units", d->units()}, {"activation", d->options().activation}, {"use_bias", d->options().use_bias}};
-  } else if (const auto* c = dynamic_cast<const L::Conv2D*>(&layer)) {
-    config = {{"filters", c->filters()},
-              {"kernel_size", pair_json(c->kernel_size())},
-              {"strides", pair_json(c->options().strides)},
-              {"padding", c->options().padding},
-              {"activation", c->options().activation},
-              {"use_bias", c->options().use_bias}};
-  } else if (const auto* p = dynamic_cast<const L::MaxPooling2D*>(&layer)) {
-    config = {{"pool_size", pair_json(p->pool_size())},
-              {"strides", pair_json(p->strides())},
-              {"padding", p->options().padding}};
-  } else if (dynamic_cast<const L::Flatten*>(&layer) == nullptr) {
-    throw Error("save", "layer '" + layer.name() + "' is a " + layer.class_name() +
-                            ", which kiln cannot save; expected Dense, Conv2D, MaxPooling2D or Flatten");
-  }
-  put_input_shape(config, layer);
-  return {{"class_name", layer.class_name()}, {"name", layer.name()}, {"config", config}};
+  const std::string class_name = layer.class_name();
+  if (!layer_registry().contains(class_name))
+    throw Error("save", "layer '" + layer.name() + "' is a " + class_name +
+                            ", which is not a registered layer class, so load_model could not rebuild it; expected "
+                            "a registered class (declare kiln::RegisterLayer<" +
+                            class_name + "> registered(\"" + class_name + "\") in its .cpp)");
+  json config = layer.get_config();
+  if (!config.is_object())
+    throw Error("save", "layer '" + layer.name() + "' (" + class_name + ") gave a get_config() that is not a JSON "
+                        "object; expected an object of its arguments");
+  config["trainable"] = layer.trainable();
+  if (!layer.declared_input_shape().empty()) config["input_shape"] = layer.declared_input_shape();
+  return {{"class_name", class_name}, {"name", layer.name()}, {"config", config}};
 }
 
 std::shared_ptr<Layer> layer_from_json(const json& j, const std::string& where) {
@@ -50,57 +33,39 @@ std::shared_ptr<Layer> layer_from_json(const json& j, const std::string& where) 
     top.fail("the name \"" + name.substr(0, 60) + "\" is not a layer name; expected 1 to 256 characters without '/'");
   const JsonFields f(top.at("config"), where + " config");
   const std::vector<int64_t> input_shape = f.extents("input_shape");
+  const bool trainable = f.has("trainable") ? f.boolean("trainable") : true;
+  if (!layer_registry().contains(class_name)) {
+    std::string known;
+    for (const auto& n : layer_registry().names()) known += (known.empty() ? "" : ", ") + n;
+    top.fail("class_name \"" + class_name.substr(0, 60) + "\" is not a registered layer class; expected one of " +
+             known + " (register a class of your own before load_model)");
+  }
   std::shared_ptr<Layer> layer;
   try {
-    if (class_name == "Dense") {
-      layer = std::make_shared<L::Dense>(
-          f.integer("units", 1, kMaxExtent),
-          L::DenseOptions{
-              .activation = f.string("activation"), .use_bias = f.boolean("use_bias"), .input_shape = input_shape});
-    } else if (class_name == "Conv2D") {
-      layer = std::make_shared<L::Conv2D>(f.integer("filters", 1, kMaxExtent), f.pair("kernel_size"),
-                                          L::Conv2DOptions{.strides = f.pair("strides"),
-                                                           .padding = f.string("padding"),
-                                                           .activation = f.string("activation"),
-                                                           .use_bias = f.boolean("use_bias"),
-                                                           .input_shape = input_shape});
-    } else if (class_name == "MaxPooling2D") {
-      layer =
-          std::make_shared<L::MaxPooling2D>(f.pair("pool_size"), L::MaxPooling2DOptions{.strides = f.pair("strides"),
-                                                                                        .padding = f.string("padding"),
-                                                                                        .input_shape = input_shape});
-    } else if (class_name == "Flatten") {
-      layer = std::make_shared<L::Flatten>(L::FlattenOptions{.input_shape = input_shape});
-    } else {
-      top.fail("class_name \"" + class_name.substr(0, 60) +
-               "\" is not a layer kiln knows; expected Dense, Conv2D, MaxPooling2D or Flatten");
-    }
+    layer = layer_registry().make(class_name, top.at("config"));
   } catch (const Error& e) {
     if (e.op() == "load_model") throw;
-    top.fail(e.what());  // a constructor's own check (activation, padding), with the file's context
+    // The class's own check, with the file's context; a config field's error needs no op tag.
+    top.fail(e.op() == "from_config" ? std::string(e.what()).substr(e.op().size() + 3) : std::string(e.what()));
+  } catch (const std::exception& e) {  // a user's from_config reading the JSON itself
+    top.fail(class_name + "::from_config failed: " + e.what());
   }
+  if (!layer) top.fail(class_name + "::from_config returned no layer; expected one");
   layer->set_name(name);
+  layer->set_declared_input_shape(input_shape);
+  layer->set_trainable(trainable);
   return layer;
 }
 
-int64_t weight_count(const Layer& layer, const Shape& in) {
-  // Extents are at most kMaxExtent, so a sum of one product and one extent cannot overflow.
-  if (const auto* d = dynamic_cast<const L::Dense*>(&layer)) {
-    int64_t n = 0;
-    if (__builtin_mul_overflow(in[0], d->units(), &n)) return INT64_MAX;
-    return n + (d->options().use_bias ? d->units() : 0);
+int64_t weight_count(Layer& layer, const Shape& in) {
+  int64_t n = 0;
+  for (const LayerWeight& w : layer.weight_specs(in)) {
+    int64_t numel = 1;
+    for (int64_t d : w.shape.dims())
+      if (__builtin_mul_overflow(numel, d, &numel)) return INT64_MAX;
+    if (__builtin_add_overflow(n, numel, &n)) return INT64_MAX;
   }
-  if (const auto* c = dynamic_cast<const L::Conv2D*>(&layer)) {
-    const auto k = c->kernel_size();
-    int64_t n = 0;
-    if (__builtin_mul_overflow(k[0] * k[1], in[2], &n) || __builtin_mul_overflow(n, c->filters(), &n)) return INT64_MAX;
-    return n + (c->options().use_bias ? c->filters() : 0);
-  }
-  return 0;
-}
-
-bool creates_weights(const Layer& layer) {
-  return dynamic_cast<const L::Dense*>(&layer) != nullptr || dynamic_cast<const L::Conv2D*>(&layer) != nullptr;
+  return n;
 }
 
 }  // namespace kiln::io

@@ -9,6 +9,7 @@
 #include "io/layer_config.h"
 #include "kiln/error.h"
 #include "kiln/random.h"
+#include "metrics/metrics.h"
 
 #ifndef KILN_VERSION
 #define KILN_VERSION "unknown"
@@ -20,63 +21,37 @@ using nlohmann::json;
 
 namespace {
 
-json optimizer_json(const Optimizer& opt) {
-  if (const auto* s = dynamic_cast<const optimizers::SGD*>(&opt))
-    return {{"class_name", "SGD"},
-            {"config",
-             {{"learning_rate", s->options().learning_rate},
-              {"momentum", s->options().momentum},
-              {"nesterov", s->options().nesterov}}}};
-  if (const auto* a = dynamic_cast<const optimizers::Adam*>(&opt))
-    return {{"class_name", "Adam"},
-            {"config",
-             {{"learning_rate", a->options().learning_rate},
-              {"beta_1", a->options().beta_1},
-              {"beta_2", a->options().beta_2},
-              {"epsilon", a->options().epsilon}}}};
-  throw Error("save", "the optimizer is a " + opt.name() + ", which kiln cannot save; expected SGD or Adam");
+// {"class_name": ..., "config": ...} of a registered optimizer or loss; anything else is refused
+// now rather than written to a file that load_model could not read.
+template <typename T, typename Table>
+json class_json(const T& object, const Table& table, const char* family) {
+  const std::string class_name = object.class_name();
+  if (!table.contains(class_name))
+    throw Error("save", std::string("the ") + family + " is a " + class_name + ", which is not a registered " + family +
+                            " class, so load_model could not rebuild it; expected a registered class");
+  return {{"class_name", class_name}, {"config", object.get_config()}};
 }
 
-json loss_json(const Loss& loss) {
-  if (dynamic_cast<const losses::MeanSquaredError*>(&loss))
-    return {{"class_name", "MeanSquaredError"}, {"config", json::object()}};
-  if (const auto* s = dynamic_cast<const losses::SparseCategoricalCrossentropy*>(&loss))
-    return {{"class_name", "SparseCategoricalCrossentropy"}, {"config", {{"from_logits", s->from_logits()}}}};
-  throw Error("save", "the loss is " + loss.name() +
-                          ", which kiln cannot save; expected MeanSquaredError or SparseCategoricalCrossentropy");
-}
-
-std::unique_ptr<Optimizer> optimizer_from_json(const json& j, const std::string& where) {
+// A registered class from {"class_name": ..., "config": ...}, errors with the file's context.
+template <typename Table>
+auto class_from_json(const json& j, const std::string& where, const Table& table, const char* family) {
   const JsonFields top(j, where);
   const std::string class_name = top.string("class_name");
-  const JsonFields f(top.at("config"), where + " config");
+  if (!table.contains(class_name)) {
+    std::string known;
+    for (const auto& n : table.names()) known += (known.empty() ? "" : ", ") + n;
+    top.fail("class_name \"" + class_name.substr(0, 60) + "\" is not a registered " + family +
+             " class; expected one of " + known);
+  }
   try {
-    if (class_name == "SGD")
-      return std::make_unique<optimizers::SGD>(optimizers::SGDOptions{.learning_rate = f.number("learning_rate"),
-                                                                      .momentum = f.number("momentum"),
-                                                                      .nesterov = f.boolean("nesterov")});
-    if (class_name == "Adam")
-      return std::make_unique<optimizers::Adam>(optimizers::AdamOptions{.learning_rate = f.number("learning_rate"),
-                                                                        .beta_1 = f.number("beta_1"),
-                                                                        .beta_2 = f.number("beta_2"),
-                                                                        .epsilon = f.number("epsilon")});
+    return table.make(class_name, top.has("config") ? top.at("config") : json::object());
   } catch (const Error& e) {
     if (e.op() == "load_model") throw;
-    top.fail(e.what());  // the optimizer's own option check, with the file's context
+    // The class's own check, with the file's context; a config field's error needs no op tag.
+    top.fail(e.op() == "from_config" ? std::string(e.what()).substr(e.op().size() + 3) : std::string(e.what()));
+  } catch (const std::exception& e) {
+    top.fail(class_name + "::from_config failed: " + e.what());
   }
-  top.fail("class_name \"" + class_name.substr(0, 60) + "\" is not an optimizer kiln knows; expected SGD or Adam");
-}
-
-std::unique_ptr<Loss> loss_from_json(const json& j, const std::string& where) {
-  const JsonFields top(j, where);
-  const std::string class_name = top.string("class_name");
-  const JsonFields f(top.at("config"), where + " config");
-  if (class_name == "MeanSquaredError") return std::make_unique<losses::MeanSquaredError>();
-  if (class_name == "SparseCategoricalCrossentropy")
-    return std::make_unique<losses::SparseCategoricalCrossentropy>(
-        losses::SparseCategoricalCrossentropyOptions{.from_logits = f.boolean("from_logits")});
-  top.fail("class_name \"" + class_name.substr(0, 60) +
-           "\" is not a loss kiln knows; expected MeanSquaredError or SparseCategoricalCrossentropy");
 }
 
 std::string layer_where(const std::string& source, std::size_t i, const Layer* layer) {
@@ -85,23 +60,12 @@ std::string layer_where(const std::string& source, std::size_t i, const Layer* l
 
 }  // namespace
 
-std::vector<std::string> slot_names(const Optimizer& optimizer) {
-  if (const auto* s = dynamic_cast<const optimizers::SGD*>(&optimizer))
-    return s->options().momentum != 0.0 ? std::vector<std::string>{"momentum"} : std::vector<std::string>{};
-  if (dynamic_cast<const optimizers::Adam*>(&optimizer)) return {"momentum", "velocity"};
-  throw Error("save", "the optimizer is a " + optimizer.name() + ", which kiln cannot save; expected SGD or Adam");
-}
-
 std::string model_config_json(const Sequential& model, int epoch) {
   // parse_model_config refuses an unbuilt model with weights (they would not be in the file), so
   // such a model is refused here rather than written to a file that cannot be loaded.
-  if (!model.built())
-    for (const auto& layer : model.layers())
-      if (creates_weights(*layer))
-        throw Error("save", "layer '" + layer->name() +
-                                "' has no weights yet (the model is not built), so the file "
-                                "could not be loaded; expected build(input_shape), fit() or an input_shape on layer 0 "
-                                "before save");
+  if (!model.built() && !model.layers().empty())
+    throw Error("save", "the model is not built, so its layers have no weights yet and the file could not be loaded; "
+                        "expected build(input_shape), fit() or an input_shape on layer 0 before save");
   json layers = json::array();
   for (const auto& layer : model.layers()) layers.push_back(layer_to_json(*layer));
   json config = {{"format_version", kCheckpointFormatVersion},
@@ -114,13 +78,14 @@ std::string model_config_json(const Sequential& model, int epoch) {
                  {"rng_state", generator_state(model.generator())}};
   if (model.optimizer() && model.loss()) {
     const Optimizer& opt = *model.optimizer();
-    const std::size_t per_param = slot_names(opt).size();
+    const std::size_t per_param = opt.slot_names().size();
     for (const auto& group : opt.slots())
       if (group.size() != per_param)
         throw Error("save", "the optimizer keeps " + std::to_string(group.size()) +
                                 " slots for a parameter; expected " + std::to_string(per_param) + " for " + opt.name());
     config["compile"] = {
-        {"optimizer", optimizer_json(opt)}, {"loss", loss_json(*model.loss())}, {"metrics", model.metrics()}};
+        {"optimizer", class_json(opt, optimizer_registry(), "optimizer")},
+        {"loss", class_json(*model.loss(), loss_registry(), "loss")}, {"metrics", model.metrics()}};
     config["optimizer_state"] = {{"iterations", opt.iterations()}, {"slot_groups", opt.slots().size()}};
   } else {
     config["compile"] = nullptr;
@@ -184,14 +149,19 @@ ModelConfig parse_model_config(std::string_view text, const std::string& source)
     // Walk the shapes now so a config that could never build fails before anything is allocated.
     Shape shape(dims);
     for (std::size_t i = 0; i < cfg.layers.size(); ++i) {
-      const Layer& layer = *cfg.layers[i];
+      Layer& layer = *cfg.layers[i];
       Shape out;
       try {
         out = layer.compute_output_shape(shape);
       } catch (const Error& e) {
         throw Error("load_model", layer_where(source, i, &layer) + ": " + e.what());
       }
-      const int64_t w = weight_count(layer, shape);
+      int64_t w = 0;
+      try {
+        w = weight_count(layer, shape);
+      } catch (const Error& e) {
+        throw Error("load_model", layer_where(source, i, &layer) + ": " + e.what());
+      }
       if (__builtin_add_overflow(cfg.weight_count, w, &cfg.weight_count) || cfg.weight_count > kMaxInputNumel)
         throw Error("load_model", layer_where(source, i, &layer) + ": the model would have more than " +
                                       std::to_string(kMaxInputNumel) + " weights; expected a smaller model");
@@ -207,22 +177,26 @@ ModelConfig parse_model_config(std::string_view text, const std::string& source)
     // Unbuilt, the model would create weights at its first predict or fit, of a size only the
     // config decides (units: 2147483648 asks for hundreds of GiB) and checked against nothing in
     // the file. Every weight of a loaded model must come from the file, so such a config is refused.
-    for (std::size_t i = 0; i < cfg.layers.size(); ++i)
-      if (creates_weights(*cfg.layers[i]))
-        throw Error("load_model", layer_where(source, i, cfg.layers[i].get()) +
-                                      ": the config has no \"input_shape\", so this layer would create weights the "
-                                      "file does not hold; expected a model saved after it was built (an input_shape "
-                                      "on layer 0, build() or fit() before save)");
+    // Unbuilt, the model would create weights at its first predict or fit, of a size only the
+    // config decides (units: 2147483648 asks for hundreds of GiB) and checked against nothing in
+    // the file. Every weight of a loaded model must come from the file, so such a config is refused.
+    if (!cfg.layers.empty())
+      throw Error("load_model", layer_where(source, 0, cfg.layers[0].get()) +
+                                    ": the config has no \"input_shape\", so the model was never built and no layer "
+                                    "weights are in the file; expected a model saved after it was built (an "
+                                    "input_shape on layer 0, build() or fit() before save)");
   }
 
   if (top.has("compile")) {
     const JsonFields c(top.at("compile"), source + ": compile");
-    cfg.optimizer = optimizer_from_json(c.at("optimizer"), source + ": compile optimizer");
-    cfg.loss = loss_from_json(c.at("loss"), source + ": compile loss");
+    cfg.optimizer = class_from_json(c.at("optimizer"), source + ": compile optimizer", optimizer_registry(), "optimizer");
+    cfg.loss = class_from_json(c.at("loss"), source + ": compile loss", loss_registry(), "loss");
     cfg.metrics = c.strings("metrics");
-    for (const auto& m : cfg.metrics)
-      if (m != "accuracy" && m != "acc" && m != "sparse_categorical_accuracy")
-        c.fail("metric \"" + m.substr(0, 60) + "\" is not one kiln knows; expected \"accuracy\"");
+    for (const auto& m : cfg.metrics) try {
+        metrics::canonical_name(m);
+      } catch (const Error& e) {
+        c.fail(std::string(e.what()).substr(e.op().size() + 3));
+      }
     const JsonFields s(top.at("optimizer_state"), source + ": optimizer_state");
     cfg.iterations = s.integer("iterations", 0, INT64_MAX);
     cfg.slot_groups = s.integer("slot_groups", 0, kMaxExtent);

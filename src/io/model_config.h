@@ -41,9 +41,5 @@ std::string model_config_json(const Sequential& model, int epoch);
 /// output shape is computed, so a config that could not build fails here, before any allocation.
 ModelConfig parse_model_config(std::string_view text, const std::string& source);
 
-/// Names of the per-parameter slots `optimizer` keeps, in slot order (tensor names
-/// "optimizer/<param index>/<slot name>"): SGD "momentum" (none without momentum), Adam
-/// "momentum" and "velocity", as Keras names them.
-std::vector<std::string> slot_names(const Optimizer& optimizer);
 
 }  // namespace kiln::io

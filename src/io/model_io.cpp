@@ -146,7 +146,7 @@ void io::save_model(const Sequential& model, const std::string& path, int epoch)
     for (const auto& [name, w] : layer->named_weights()) tensors.emplace_back(layer->name() + "/" + name, w);
   const std::string config = model_config_json(model, epoch);  // also refuses what cannot be rebuilt
   if (const Optimizer* opt = model.optimizer()) {
-    const auto names = slot_names(*opt);
+    const auto names = opt->slot_names();
     for (std::size_t i = 0; i < opt->slots().size(); ++i)
       for (std::size_t s = 0; s < names.size(); ++s)
         tensors.emplace_back(slot_tensor_name(i, names[s]), opt->slots()[i][s]);
@@ -195,7 +195,7 @@ Sequential load_model(const std::string& path) {
     if (cfg.slot_groups != 0 && static_cast<std::size_t>(cfg.slot_groups) != params.size())
       throw Error("load_model", path + ": optimizer_state has slots for " + std::to_string(cfg.slot_groups) +
                                     " parameters; expected " + std::to_string(params.size()) + " (one per weight)");
-    const auto names = io::slot_names(*cfg.optimizer);
+    const auto names = cfg.optimizer->slot_names();
     std::vector<std::vector<Tensor>> slots(static_cast<std::size_t>(cfg.slot_groups));
     for (std::size_t i = 0; i < slots.size(); ++i)
       for (const auto& slot : names) {

@@ -34,6 +34,8 @@ bool parse_dtype(const std::string& s, DType& out) {
     out = DType::Int32;
   else if (s == "U8")
     out = DType::UInt8;
+  else if (s == "I64")
+    out = DType::Int64;
   else
     return false;
   return true;
@@ -101,6 +103,8 @@ std::string safetensors_dtype_name(DType dtype) {
       return "I32";
     case DType::UInt8:
       return "U8";
+    case DType::Int64:
+      return "I64";
   }
   return "?";
 }
@@ -144,10 +148,11 @@ SafetensorsView parse_safetensors(std::span<const uint8_t> bytes, const std::str
     if (!entry.is_object()) fail(source, where + " is not an object; expected {dtype, shape, data_offsets}");
     const auto dtype_it = entry.find("dtype");
     if (dtype_it == entry.end() || !dtype_it->is_string())
-      fail(source, where + " has no string \"dtype\"; expected one of F32, F64, I32, U8");
+      fail(source, where + " has no string \"dtype\"; expected one of F32, F64, I32, U8, I64");
     SafetensorsEntry e{name, DType::Float32, Shape{}, {}};
     if (!parse_dtype(dtype_it->get<std::string>(), e.dtype))
-      fail(source, where + " has dtype \"" + dtype_it->get<std::string>() + "\"; expected one of F32, F64, I32, U8");
+      fail(source,
+           where + " has dtype \"" + dtype_it->get<std::string>() + "\"; expected one of F32, F64, I32, U8, I64");
     const auto shape_it = entry.find("shape");
     if (shape_it == entry.end() || !shape_it->is_array())
       fail(source, where + " has no \"shape\" array; expected a list of non-negative integers");

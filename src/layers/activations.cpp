@@ -1,44 +1,52 @@
-// Activations by Keras name, and Keras' glorot_uniform initializer.
-#include <cmath>
+// The activation table: every activation a layer's `activation` option accepts, by Keras name.
+#include "kiln/activations.h"
 
 #include "kiln/error.h"
-#include "kiln/layers.h"
-#include "kiln/random.h"
+#include "kiln/ops.h"
 #include "tensor/tensor_impl.h"
 
 namespace kiln {
 
-namespace {
-const char* kKnown = "linear, relu, sigmoid, tanh or softmax";
+Registry<ActivationFn>& activation_registry() {
+  static Registry<ActivationFn> registry("activation");
+  return registry;
 }
 
+RegisterActivation::RegisterActivation(const std::string& name, ActivationFn fn) {
+  activation_registry().add(name, [fn](const Config&) { return fn; });
+}
+
+namespace {
+
+// Keras scores softmax and sigmoid outputs from their inputs (the logits) in its cross-entropies.
+Tensor keeping_logits(const Tensor& x, Tensor y) {
+  y.impl()->keras_logits = x;
+  return y;
+}
+
+const RegisterActivation linear("linear", [](const Tensor& x) { return x; });
+const RegisterActivation relu_act("relu", [](const Tensor& x) { return relu(x); });
+const RegisterActivation sigmoid_act("sigmoid", [](const Tensor& x) { return keeping_logits(x, sigmoid(x)); });
+const RegisterActivation softmax_act("softmax", [](const Tensor& x) { return keeping_logits(x, softmax(x)); });
+const RegisterActivation tanh_act("tanh", [](const Tensor& x) { return tanh(x); });
+// Keras' defaults: the exact (erf) gelu, elu's alpha 1, leaky_relu's negative slope 0.2 (Keras 3's
+// activation, not the LeakyReLU layer's 0.3); swish is Keras' alias of silu.
+const RegisterActivation gelu_act("gelu", [](const Tensor& x) { return gelu(x, false); });
+const RegisterActivation silu_act("silu", [](const Tensor& x) { return silu(x); });
+const RegisterActivation swish_act("swish", [](const Tensor& x) { return silu(x); });
+const RegisterActivation elu_act("elu", [](const Tensor& x) { return elu(x, 1.0); });
+const RegisterActivation leaky_relu_act("leaky_relu", [](const Tensor& x) { return leaky_relu(x, 0.2); });
+
+}  // namespace
+
 void activations::check(const std::string& name, const std::string& op) {
-  if (name == "linear" || name.empty() || name == "relu" || name == "sigmoid" || name == "tanh" || name == "softmax")
-    return;
-  throw Error(op, "unknown activation '" + name + "'; expected " + kKnown);
+  if (name.empty() || activation_registry().contains(name)) return;
+  throw Error(op, activation_registry().unknown(name));
 }
 
 Tensor activations::apply(const std::string& name, const Tensor& x) {
-  if (name == "linear" || name.empty()) return x;
-  if (name == "relu") return relu(x);
-  if (name == "sigmoid") {
-    Tensor y = sigmoid(x);
-    y.impl()->keras_logits = x;  // Keras keeps sigmoid's logits too
-    return y;
-  }
-  if (name == "tanh") return tanh(x);
-  if (name == "softmax") {
-    Tensor y = softmax(x);
-    y.impl()->keras_logits = x;
-    return y;
-  }
-  throw Error("activation", "unknown activation '" + name + "'; expected " + kKnown);
-}
-
-Tensor initializers::glorot_uniform(const Shape& shape, int64_t fan_in, int64_t fan_out, Generator& gen,
-                                    Device device) {
-  const double limit = std::sqrt(6.0 / static_cast<double>(fan_in + fan_out));
-  return Tensor::uniform(shape, -limit, limit, gen, DType::Float32, device);
+  if (name.empty()) return x;
+  return activation_registry().make(name, Config())(x);
 }
 
 }  // namespace kiln

@@ -1,18 +1,18 @@
 // Conv2D: activation(conv2d(x, kernel) + bias), channels_last.
+#include "kiln/layers/conv2d.h"
+
+#include "kiln/activations.h"
 #include "kiln/error.h"
-#include "kiln/layers.h"
+#include "layers/config_fields.h"
 #include "ops/conv_geometry.h"
 
 namespace kiln::layers {
 
+using ops::pair_str;
+
 namespace {
-// Appended piece by piece: "(" + std::to_string(...) trips GCC 12's false -Wrestrict (GCC bug 105651).
-std::string pair_str(std::array<int64_t, 2> p) {
-  std::string s = "(";
-  s.append(std::to_string(p[0])).append(", ").append(std::to_string(p[1])).append(")");
-  return s;
+const RegisterLayer<Conv2D> registered("Conv2D");
 }
-}  // namespace
 
 Conv2D::Conv2D(int64_t filters, std::array<int64_t, 2> kernel_size, Conv2DOptions options)
     : filters_(filters), kernel_size_(kernel_size), options_(std::move(options)) {
@@ -24,6 +24,8 @@ Conv2D::Conv2D(int64_t filters, std::array<int64_t, 2> kernel_size, Conv2DOption
     throw Error("conv2d", "strides " + pair_str(options_.strides) + "; expected positive strides");
   padding_ = parse_padding(options_.padding, "conv2d");
   activations::check(options_.activation, "conv2d");
+  initializers::get(options_.kernel_initializer);  // unknown names fail here, not at build
+  initializers::get(options_.bias_initializer);
   input_shape_ = options_.input_shape;
 }
 
@@ -35,32 +37,50 @@ Shape Conv2D::compute_output_shape(const Shape& in) const {
   return Shape{h.out, w.out, filters_};
 }
 
-void Conv2D::build(const Shape& in, Generator& gen, Device device) {
-  compute_output_shape(in);
-  const int64_t c = in[2], kh = kernel_size_[0], kw = kernel_size_[1];
-  weights_.clear();
-  add_weight("kernel",
-             initializers::glorot_uniform({kh, kw, c, filters_}, kh * kw * c, kh * kw * filters_, gen, device));
-  if (options_.use_bias) add_weight("bias", Tensor::zeros({filters_}, DType::Float32, device));
-  built_ = true;
+void Conv2D::create_weights(const Shape& in) {
+  add_weight("kernel", {kernel_size_[0], kernel_size_[1], in[2], filters_},
+             *initializers::get(options_.kernel_initializer), {.regularizer = options_.kernel_regularizer});
+  if (options_.use_bias)
+    add_weight("bias", {filters_}, *initializers::get(options_.bias_initializer),
+               {.regularizer = options_.bias_regularizer});
 }
 
-Tensor Conv2D::call(const Tensor& x) {
-  const Tensor& kernel = weights_.at(0).second;
+Tensor Conv2D::call(const Tensor& x, bool) {
+  const Tensor& kernel = weight("kernel");
   if (x.ndim() != 4 || x.size(3) != kernel.size(2))
     throw Error(name_, "input " + x.shape().str() + " does not fit the layer; expected [N, H, W, " +
                            std::to_string(kernel.size(2)) + "] (channels_last)");
   // Bias and ReLU run inside the convolution's kernels; other activations follow as ops.
   const bool relu = options_.activation == "relu";
-  const Tensor bias = options_.use_bias ? weights_.at(1).second : Tensor();
+  const Tensor bias = options_.use_bias ? weight("bias") : Tensor();
   const Tensor y = conv2d(x, kernel, bias, relu ? "relu" : "linear", options_.strides, padding_);
   return relu ? y : activations::apply(options_.activation, y);
 }
 
-std::map<std::string, std::string> Conv2D::config() const {
-  return {{"filters", std::to_string(filters_)},   {"kernel_size", pair_str(kernel_size_)},
-          {"strides", pair_str(options_.strides)}, {"padding", options_.padding},
-          {"activation", options_.activation},     {"use_bias", options_.use_bias ? "true" : "false"}};
+Config Conv2D::get_config() const {
+  return {{"filters", filters_},
+          {"kernel_size", pair_config(kernel_size_)},
+          {"strides", pair_config(options_.strides)},
+          {"padding", options_.padding},
+          {"activation", options_.activation},
+          {"use_bias", options_.use_bias},
+          {"kernel_initializer", options_.kernel_initializer},
+          {"bias_initializer", options_.bias_initializer},
+          {"kernel_regularizer", regularizer_config(options_.kernel_regularizer)},
+          {"bias_regularizer", regularizer_config(options_.bias_regularizer)}};
+}
+
+Conv2D Conv2D::from_config(const Config& config) {
+  const auto f = config_fields(config, "Conv2D");
+  return Conv2D(f.integer("filters", 1, io::kMaxExtent), f.pair("kernel_size"),
+                {.strides = f.pair("strides"),
+                 .padding = f.string("padding"),
+                 .activation = f.string("activation"),
+                 .use_bias = f.boolean("use_bias"),
+                 .kernel_initializer = string_or(f, "kernel_initializer", "glorot_uniform"),
+                 .bias_initializer = string_or(f, "bias_initializer", "zeros"),
+                 .kernel_regularizer = regularizer_field(f, "kernel_regularizer"),
+                 .bias_regularizer = regularizer_field(f, "bias_regularizer")});
 }
 
 }  // namespace kiln::layers

@@ -1,14 +1,23 @@
 // Dense: activation(x W + b).
+#include "kiln/layers/dense.h"
+
+#include "kiln/activations.h"
 #include "kiln/error.h"
-#include "kiln/layers.h"
 #include "kiln/ops.h"
+#include "layers/config_fields.h"
 
 namespace kiln::layers {
+
+namespace {
+const RegisterLayer<Dense> registered("Dense");
+}
 
 Dense::Dense(int64_t units, DenseOptions options) : units_(units), options_(std::move(options)) {
   name_ = "dense";
   if (units <= 0) throw Error("dense", "units is " + std::to_string(units) + "; expected a positive number");
   activations::check(options_.activation, "dense");
+  initializers::get(options_.kernel_initializer);  // unknown names fail here, not at build
+  initializers::get(options_.bias_initializer);
   input_shape_ = options_.input_shape;
 }
 
@@ -19,17 +28,16 @@ Shape Dense::compute_output_shape(const Shape& input_shape) const {
   return Shape{units_};
 }
 
-void Dense::build(const Shape& input_shape, Generator& gen, Device device) {
-  compute_output_shape(input_shape);
-  const int64_t in = input_shape[0];
-  weights_.clear();
-  add_weight("kernel", initializers::glorot_uniform({in, units_}, in, units_, gen, device));
-  if (options_.use_bias) add_weight("bias", Tensor::zeros({units_}, DType::Float32, device));
-  built_ = true;
+void Dense::create_weights(const Shape& input_shape) {
+  add_weight("kernel", {input_shape[0], units_}, *initializers::get(options_.kernel_initializer),
+             {.regularizer = options_.kernel_regularizer});
+  if (options_.use_bias)
+    add_weight("bias", {units_}, *initializers::get(options_.bias_initializer),
+               {.regularizer = options_.bias_regularizer});
 }
 
-Tensor Dense::call(const Tensor& x) {
-  const Tensor& kernel = weights_.at(0).second;
+Tensor Dense::call(const Tensor& x, bool) {
+  const Tensor& kernel = weight("kernel");
   if (x.ndim() != 2 || x.size(1) != kernel.size(0)) {
     std::string declared = input_shape_.empty() ? "" : " (input_shape=" + Shape(input_shape_).str() + ")";
     throw Error(name_, "input " + x.shape().str() + " has " + (x.ndim() == 2 ? std::to_string(x.size(1)) : "?") +
@@ -40,15 +48,30 @@ Tensor Dense::call(const Tensor& x) {
   // before, so softmax still records its logits for the loss.
   const std::string& act = options_.activation;
   const bool fused = act.empty() || act == "linear" || act == "relu";
-  const Tensor bias = options_.use_bias ? weights_.at(1).second : Tensor();
+  const Tensor bias = options_.use_bias ? weight("bias") : Tensor();
   Tensor y = dense(x, kernel, bias, fused ? act : "linear");
   return fused ? y : activations::apply(act, y);
 }
 
-std::map<std::string, std::string> Dense::config() const {
-  return {{"units", std::to_string(units_)},
+Config Dense::get_config() const {
+  return {{"units", units_},
           {"activation", options_.activation},
-          {"use_bias", options_.use_bias ? "true" : "false"}};
+          {"use_bias", options_.use_bias},
+          {"kernel_initializer", options_.kernel_initializer},
+          {"bias_initializer", options_.bias_initializer},
+          {"kernel_regularizer", regularizer_config(options_.kernel_regularizer)},
+          {"bias_regularizer", regularizer_config(options_.bias_regularizer)}};
+}
+
+Dense Dense::from_config(const Config& config) {
+  const auto f = config_fields(config, "Dense");
+  return Dense(f.integer("units", 1, io::kMaxExtent),
+               {.activation = f.string("activation"),
+                .use_bias = f.boolean("use_bias"),
+                .kernel_initializer = string_or(f, "kernel_initializer", "glorot_uniform"),
+                .bias_initializer = string_or(f, "bias_initializer", "zeros"),
+                .kernel_regularizer = regularizer_field(f, "kernel_regularizer"),
+                .bias_regularizer = regularizer_field(f, "bias_regularizer")});
 }
 
 }  // namespace kiln::layers

@@ -1,44 +1,141 @@
-// Layer base: weight bookkeeping shared by every layer.
+// Layer base: weight bookkeeping (trainable or not, frozen or not), building and the layer registry.
+#include "kiln/autograd.h"
 #include "kiln/error.h"
-#include "kiln/layers.h"
+#include "kiln/layer.h"
+#include "kiln/ops.h"
 
 namespace kiln {
 
-void Layer::build(const Shape& input_shape, Generator&, Device) {
+Registry<std::shared_ptr<Layer>>& layer_registry() {
+  static Registry<std::shared_ptr<Layer>> registry("layer");
+  return registry;
+}
+
+void Layer::build(const Shape& input_shape, Generator& gen, Device device) {
   compute_output_shape(input_shape);  // validates the input
+  weights_.clear();
+  build_generator_ = &gen;
+  build_device_ = device;
+  try {
+    create_weights(input_shape);
+  } catch (...) {
+    build_generator_ = nullptr;
+    weights_.clear();
+    throw;
+  }
+  build_generator_ = nullptr;
   built_ = true;
 }
 
-Tensor& Layer::add_weight(const std::string& name, Tensor value) {
-  value.set_requires_grad(true);
-  weights_.emplace_back(name, std::move(value));
-  return weights_.back().second;
+std::vector<LayerWeight> Layer::weight_specs(const Shape& input_shape) {
+  compute_output_shape(input_shape);
+  // A dry build: add_weight records each weight's shape without allocating it. The layer's own
+  // state is put back afterwards, built or not.
+  std::vector<LayerWeight> kept = std::move(weights_);
+  const bool was_built = built_;
+  weights_.clear();
+  dry_build_ = true;
+  std::vector<LayerWeight> specs;
+  try {
+    create_weights(input_shape);
+    specs = std::move(weights_);
+  } catch (...) {
+    dry_build_ = false;
+    weights_ = std::move(kept);
+    throw;
+  }
+  dry_build_ = false;
+  weights_ = std::move(kept);
+  built_ = was_built;
+  return specs;
+}
+
+Tensor& Layer::add_weight(const std::string& weight_name, const Shape& shape, const Initializer& initializer,
+                          WeightOptions options) {
+  for (const auto& w : weights_)
+    if (w.name == weight_name) throw Error(name_, "adds a second weight named '" + weight_name + "'");
+  LayerWeight w{weight_name, Tensor(), options.trainable, std::move(options.regularizer), shape, options.in_weights};
+  if (!dry_build_) {
+    if (!build_generator_)
+      throw Error(name_, "add_weight('" + weight_name + "') called outside build; expected it in create_weights()");
+    w.value = initializer(shape, *build_generator_, build_device_);
+    if (w.value.shape() != shape)
+      throw Error(name_, "initializer " + initializer.class_name() + " made a " + w.value.shape().str() +
+                             " tensor for weight '" + weight_name + "'; expected " + shape.str());
+    w.value.set_requires_grad(w.trainable && trainable_);
+  }
+  weights_.push_back(std::move(w));
+  return weights_.back().value;
+}
+
+Tensor& Layer::weight(const std::string& weight_name) {
+  for (auto& w : weights_)
+    if (w.name == weight_name) return w.value;
+  throw Error(name_, "has no weight named '" + weight_name + "'");
+}
+
+const Tensor& Layer::weight(const std::string& weight_name) const {
+  return const_cast<Layer*>(this)->weight(weight_name);
+}
+
+std::vector<std::pair<std::string, Tensor>> Layer::named_weights() const {
+  std::vector<std::pair<std::string, Tensor>> out;
+  for (const auto& w : weights_) out.emplace_back(w.name, w.value);
+  return out;
+}
+
+std::vector<Tensor> Layer::trainable_weights() const {
+  std::vector<Tensor> out;
+  if (!trainable_) return out;
+  for (const auto& w : weights_)
+    if (w.trainable && w.in_weights) out.push_back(w.value);
+  return out;
+}
+
+std::vector<Tensor> Layer::non_trainable_weights() const {
+  std::vector<Tensor> out;
+  for (const auto& w : weights_)
+    if (w.in_weights && (!w.trainable || !trainable_)) out.push_back(w.value);
+  return out;
 }
 
 std::vector<Tensor> Layer::weights() const {
-  std::vector<Tensor> out;
-  for (const auto& [name, w] : named_weights()) out.push_back(w);
+  std::vector<Tensor> out = trainable_weights();
+  for (const Tensor& t : non_trainable_weights()) out.push_back(t);
   return out;
 }
 
 void Layer::set_weight(const std::string& weight_name, const Tensor& value) {
-  for (auto& [name, w] : weights_) {
-    if (name != weight_name) continue;
-    if (value.shape() != w.shape())
-      throw Error(name_, "weight '" + weight_name + "' has shape " + w.shape().str() + "; got a value of shape " +
-                             value.shape().str());
-    w.copy_(value.astype(w.dtype()));
-    return;
-  }
-  throw Error(name_, "has no weight named '" + weight_name + "'");
+  Tensor& w = weight(weight_name);
+  if (value.shape() != w.shape())
+    throw Error(name_, "weight '" + weight_name + "' has shape " + w.shape().str() + "; got a value of shape " +
+                           value.shape().str());
+  w.copy_(value.astype(w.dtype()));
+}
+
+std::vector<Tensor> Layer::losses() const {
+  std::vector<Tensor> out;
+  if (!trainable_) return out;  // a frozen weight does not change, so its penalty has no gradient to give
+  for (const auto& w : weights_)
+    if (w.regularizer && w.trainable && w.value.defined()) out.push_back((*w.regularizer)(w.value));
+  return out;
+}
+
+void Layer::set_trainable(bool trainable) {
+  trainable_ = trainable;
+  for (auto& w : weights_)
+    if (w.value.defined()) {
+      w.value.zero_grad();
+      w.value.set_requires_grad(w.trainable && trainable_);
+    }
 }
 
 void Layer::to(Device device) {
-  for (auto& [name, w] : weights_) {
-    if (w.device() == device) continue;
-    Tensor moved = w.detach().to(device);
-    moved.set_requires_grad(true);
-    w = moved;
+  for (auto& w : weights_) {
+    if (!w.value.defined() || w.value.device() == device) continue;
+    Tensor moved = w.value.detach().to(device);
+    moved.set_requires_grad(w.trainable && trainable_);
+    w.value = moved;
   }
 }
 

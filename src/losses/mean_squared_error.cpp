@@ -1,4 +1,5 @@
-// MeanSquaredError, and the loss registry by Keras name.
+// MeanSquaredError: mean((y_pred - y_true)^2).
+#include "io/json_fields.h"
 #include "kiln/error.h"
 #include "kiln/losses.h"
 #include "kiln/ops.h"
@@ -21,12 +22,13 @@ Tensor MeanSquaredError::prepare_targets(const Tensor& y, const Shape& output_sh
                       "; expected targets of the output's shape");
 }
 
-std::unique_ptr<Loss> get(const std::string& name) {
-  if (name == "mse" || name == "mean_squared_error" || name == "MeanSquaredError")
-    return std::make_unique<MeanSquaredError>();
-  if (name == "sparse_categorical_crossentropy" || name == "SparseCategoricalCrossentropy")
-    return std::make_unique<SparseCategoricalCrossentropy>();
-  throw Error("losses", "unknown loss '" + name + "'; expected mean_squared_error or sparse_categorical_crossentropy");
+MeanSquaredError MeanSquaredError::from_config(const Config& config) {
+  io::JsonFields(config, "the MeanSquaredError config", "from_config");  // must be an object
+  return {};
+}
+
+namespace {
+const RegisterLoss<MeanSquaredError> registered("MeanSquaredError", {"mean_squared_error", "mse"});
 }
 
 }  // namespace kiln::losses

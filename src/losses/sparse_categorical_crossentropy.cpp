@@ -8,6 +8,7 @@
 #include <iostream>
 #include <mutex>
 
+#include "io/json_fields.h"
 #include "kiln/error.h"
 #include "kiln/losses.h"
 #include "kiln/ops.h"
@@ -78,6 +79,16 @@ Tensor SparseCategoricalCrossentropy::prepare_targets(const Tensor& y, const Sha
                           std::to_string(classes) + " outputs");
   }
   return flat.dtype() == DType::Int32 ? flat : flat.astype(DType::Int32);
+}
+
+SparseCategoricalCrossentropy SparseCategoricalCrossentropy::from_config(const Config& config) {
+  const io::JsonFields f(config, "the SparseCategoricalCrossentropy config", "from_config");
+  return SparseCategoricalCrossentropy({.from_logits = f.has("from_logits") && f.boolean("from_logits")});
+}
+
+namespace {
+const RegisterLoss<SparseCategoricalCrossentropy> registered("SparseCategoricalCrossentropy",
+                                                             {"sparse_categorical_crossentropy"});
 }
 
 }  // namespace kiln::losses

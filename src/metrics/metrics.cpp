@@ -4,17 +4,21 @@
 #include "backend/backend.h"
 #include "kiln/autograd.h"
 #include "kiln/error.h"
+#include "kiln/metrics.h"
 #include "kiln/ops.h"
 
 namespace kiln::metrics {
 
 std::string canonical_name(const std::string& name) {
-  if (name == "accuracy" || name == "acc" || name == "sparse_categorical_accuracy") return "accuracy";
-  throw Error("compile", "unknown metric '" + name + "'; expected \"accuracy\" (sparse categorical accuracy)");
+  if (!metric_registry().contains(name)) throw Error("compile", metric_registry().unknown(name));
+  return get(name)->name();
 }
 
 Accumulator::Accumulator(const std::vector<std::string>& metric_names, Device device) : device_(device) {
-  for (const auto& n : metric_names) names_.push_back(canonical_name(n));
+  for (const auto& n : metric_names) {
+    metrics_.push_back(get(n));
+    names_.push_back(metrics_.back()->name());
+  }
   reset();
 }
 
@@ -42,17 +46,7 @@ void Accumulator::add(const Tensor& loss, const Tensor& y_true, const Tensor& y_
   const Tensor weighted = mul(loss.detach(), static_cast<double>(n)).astype(loss_sum_.dtype());
   be.binary(backend::BinaryOp::Add, loss_sum_.dtype(), loss_sum_.raw_data(), 1, weighted.raw_data(), 1,
             loss_sum_.raw_data(), 1);
-  for (std::size_t i = 0; i < names_.size(); ++i) {
-    // accuracy: argmax of the prediction row equals the integer label
-    const Tensor pred = y_pred.dtype() == DType::Float32 ? y_pred.detach() : y_pred.detach().astype(DType::Float32);
-    const Tensor labels = y_true.reshape({n});
-    if (labels.dtype() != DType::Int32 || pred.ndim() != 2)
-      throw Error("accuracy", "needs integer class labels [N] and predictions [N, classes]; got labels " +
-                                  labels.shape().str() + " " + dtype_name(labels.dtype()) + " and predictions " +
-                                  pred.shape().str());
-    be.accuracy_sum(DType::Float32, pred.raw_data(), static_cast<const int32_t*>(labels.raw_data()),
-                    metric_sums_[i].raw_data(), n, pred.size(1));
-  }
+  for (std::size_t i = 0; i < metrics_.size(); ++i) metrics_[i]->add_batch_sum(y_true, y_pred, metric_sums_[i]);
   samples_ += n;
 }
 

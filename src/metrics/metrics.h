@@ -2,10 +2,12 @@
 // training step needs no host read; values are read only when shown.
 #pragma once
 
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "kiln/metrics.h"
 #include "kiln/tensor.h"
 
 namespace kiln::metrics {
@@ -29,7 +31,8 @@ class Accumulator {
   double mean_loss() const;
 
  private:
-  std::vector<std::string> names_;  // canonical metric names
+  std::vector<std::shared_ptr<const Metric>> metrics_;
+  std::vector<std::string> names_;  // the metrics' names
   Device device_;
   Tensor loss_sum_;
   std::vector<Tensor> metric_sums_;

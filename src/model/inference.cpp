@@ -1,6 +1,7 @@
-// Sequential::evaluate and Sequential::predict: batch by batch, in order, without gradients. On a
-// device that records work, evaluate's full batches replay one recorded batch, kept in the model
-// for later calls (model/recorded_evaluation.h).
+// Sequential::evaluate and Sequential::predict: batch by batch, in order, without gradients, in
+// inference mode. evaluate's batches run through model/step_schedule.h: on a device that records
+// work its full batches replay one recorded batch, kept in the model for later calls
+// (model/recorded_evaluation.h).
 #include <iostream>
 #include <optional>
 
@@ -12,6 +13,8 @@
 #include "model/data_checks.h"
 #include "model/progress.h"
 #include "model/recorded_evaluation.h"
+#include "model/step_schedule.h"
+#include "model/step_work.h"
 
 namespace kiln {
 
@@ -25,7 +28,9 @@ model::RecordedEvaluation* Sequential::recorded_evaluation_for(const Tensor& x, 
     return nullptr;
   }
   if (x.size(0) < batch_size) return nullptr;  // nothing to replay; keep what is kept
-  auto key = model::EvaluationKey::of(device_, batch_size, x, y, layers_, *loss_, metrics_);
+  std::vector<Tensor> weights = trainable_weights();
+  for (const Tensor& w : non_trainable_weights()) weights.push_back(w);
+  auto key = model::EvaluationKey::of(device_, batch_size, x, y, layers_, weights, *loss_, metrics_);
   if (!recorded_evaluation_ || recorded_evaluation_->key() != key) {
     recorded_evaluation_.reset();  // first: its memory may serve the new one
     recorded_evaluation_ = model::RecordedEvaluation::make(std::move(key));
@@ -47,46 +52,34 @@ std::map<std::string, double> Sequential::evaluate_batches(const Tensor& x_in, c
   NoGradGuard no_grad;
   const Tensor x_ready = is_floating(x_in.dtype()) ? x_in : x_in.astype(DType::Float32);
   const Tensor y_ready = loss_->prepare_targets(y_in, out_shape, "evaluate");
-  const int64_t n = x_ready.size(0), steps = (n + opt.batch_size - 1) / opt.batch_size;
-  const int64_t full_steps = n / opt.batch_size;
-
   // On a device that records, the data goes into the kept recording's buffers and its sums.
   model::RecordedEvaluation* rec =
       opt.cuda_graphs ? recorded_evaluation_for(x_ready, y_ready, opt.batch_size) : nullptr;
-  const Tensor x = rec ? rec->x() : x_ready.to(device_);
-  const Tensor y = rec ? rec->y() : y_ready.to(device_);
+  const model::Batches batches(rec ? rec->x() : x_ready.to(device_), rec ? rec->y() : y_ready.to(device_),
+                               opt.batch_size);
   std::optional<metrics::Accumulator> own_sums;
   metrics::Accumulator& sums = rec ? rec->sums() : own_sums.emplace(metrics_, device_);
+  model::EvaluationWork work(*this, sums);
+  // A reason said in an earlier call (fit's validation pass, every epoch) is not said again.
+  model::StepSchedule schedule({.op = "evaluate", .eagerly = "evaluating eagerly", .unit = "batch"}, batches, work,
+                               model::evaluation_plan(opt.cuda_graphs, device_, batches, rec, work), report,
+                               last_evaluate_execution_.reason);
 
-  // One batch; only device work, so that it can be recorded.
-  auto body = [&](const Tensor& xb, const Tensor& yb) {
-    const Tensor pred = (*this)(xb);
-    sums.add((*loss_)(yb, pred), yb, pred);
-  };
+  const int64_t steps = batches.steps();
   model::ProgressBar bar(std::cout, steps, opt.verbose, model::stdout_is_terminal());
+  schedule.start_pass();
   for (int64_t s = 0; s < steps; ++s) {
-    const int64_t b0 = s * opt.batch_size, b1 = std::min(n, b0 + opt.batch_size);
-    bool done = false;  // by the recording
-    if (rec && s < full_steps && rec->ready()) {
-      const int64_t counted = sums.samples();
-      const auto ran = rec->run(s, body);
-      if (ran == model::RecordedBatches::Ran::Replayed) sums.add_samples(b1 - b0);
-      if (ran == model::RecordedBatches::Ran::Failed) {
-        sums.add_samples(counted - sums.samples());  // the recorded body may have counted the batch
-        if (report) std::cout << "evaluate: evaluating eagerly; recording the batch failed: " << rec->failure() << '\n';
-      }
-      done = ran != model::RecordedBatches::Ran::Failed;
-    }
-    if (!done) {
-      body(x.slice_rows(b0, b1), y.slice_rows(b0, b1));
-      if (rec && s < full_steps) rec->mark_warm();
-    }
+    schedule.run(s);
     if (bar.wants_update(s + 1)) bar.update(s + 1, sums.results());
   }
+  schedule.finish_pass();
+  last_evaluate_execution_ = schedule.report();
   const auto results = sums.results();
   bar.finish(results);
   return {results.begin(), results.end()};
 }
+
+StepReport Sequential::last_evaluate_execution() const { return last_evaluate_execution_; }
 
 Tensor Sequential::predict(const Tensor& x_in, const PredictOptions& opt) {
   if (!x_in.defined() || x_in.ndim() == 0 || x_in.size(0) == 0)
@@ -101,7 +94,7 @@ Tensor Sequential::predict(const Tensor& x_in, const PredictOptions& opt) {
   model::ProgressBar bar(std::cout, steps, opt.verbose, model::stdout_is_terminal());
   for (int64_t s = 0; s < steps; ++s) {
     const int64_t b0 = s * opt.batch_size, b1 = std::min(n, b0 + opt.batch_size);
-    const Tensor pred = (*this)(x.slice_rows(b0, b1));
+    const Tensor pred = (*this)(x.slice_rows(b0, b1), /*training=*/false);
     if (!out.defined()) out = Tensor::empty(pred.shape().drop_front().prepend(n), pred.dtype(), device_);
     backend::get(device_).copy(out.slice_rows(b0, b1).raw_data(), pred.raw_data(), pred.nbytes());
     if (bar.wants_update(s + 1)) bar.update(s + 1, {});

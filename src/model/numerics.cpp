@@ -1,4 +1,4 @@
-// NaN/Inf checks per layer, for FitOptions::check_numerics.
+// NaN/Inf checks: fit's loss, and per layer for FitOptions::check_numerics.
 #include "model/numerics.h"
 
 #include <cmath>
@@ -26,11 +26,12 @@ int64_t first_non_finite(const Tensor& t) {
 
 }  // namespace
 
-Tensor forward_checked(const std::vector<std::shared_ptr<Layer>>& layers, const Tensor& x, const std::string& where) {
+Tensor forward_checked(const std::vector<std::shared_ptr<Layer>>& layers, const Tensor& x, bool training,
+                       const std::string& where) {
   if (const int64_t i = first_non_finite(x); i >= 0) fail("the input batch", x, i, where);
   Tensor h = x;
   for (const auto& layer : layers) {
-    h = layer->call(h);
+    h = layer->call(h, training);
     if (const int64_t i = first_non_finite(h); i >= 0)
       fail("the output of layer " + layer->name() + " (" + layer->class_name() + ")", h, i, where);
   }
@@ -45,6 +46,15 @@ void check_gradients(const std::vector<std::shared_ptr<Layer>>& layers, const st
       if (const int64_t i = first_non_finite(g); i >= 0)
         fail("the gradient of " + (*it)->name() + "/" + name, g, i, where);
     }
+}
+
+void throw_non_finite_loss(double v, int epoch, int64_t first_step, int64_t last_step) {
+  const std::string value = std::isnan(v) ? "nan" : (v > 0 ? "inf" : "-inf");
+  const std::string where = first_step == last_step
+                                ? "step " + std::to_string(last_step)
+                                : "a step between " + std::to_string(first_step) + " and " + std::to_string(last_step);
+  throw NonFiniteError("fit", "the loss became " + value + " at epoch " + std::to_string(epoch) + ", " + where +
+                                  "; expected finite values (lower the learning rate, or check x and y for NaN/Inf)");
 }
 
 }  // namespace kiln::model

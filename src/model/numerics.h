@@ -1,4 +1,5 @@
-// Debug checks for NaN and Inf: which layer produced the first non-finite value.
+// Checks for NaN and Inf: fit's loss at its steps, and (for debugging) which layer produced the
+// first non-finite value.
 #pragma once
 
 #include <memory>
@@ -9,11 +10,15 @@
 
 namespace kiln::model {
 
-/// Runs `layers` on x, checking each output; throws NonFiniteError naming the first layer whose
-/// output holds a NaN or Inf (and the input itself when x does).
-Tensor forward_checked(const std::vector<std::shared_ptr<Layer>>& layers, const Tensor& x, const std::string& where);
+/// Runs `layers` on x in `training` mode, checking each output; throws NonFiniteError naming the
+/// first layer whose output holds a NaN or Inf (and the input itself when x does).
+Tensor forward_checked(const std::vector<std::shared_ptr<Layer>>& layers, const Tensor& x, bool training,
+                       const std::string& where);
 /// Checks the gradients of each layer's weights, last layer first (the order backward produces
 /// them); throws NonFiniteError naming the first layer with a non-finite gradient.
 void check_gradients(const std::vector<std::shared_ptr<Layer>>& layers, const std::string& where);
+/// Throws fit's NonFiniteError for loss value `v` at 1-based `epoch`, seen somewhere in steps
+/// first_step ... last_step (1-based; equal when the loss is read at every step).
+[[noreturn]] void throw_non_finite_loss(double v, int epoch, int64_t first_step, int64_t last_step);
 
 }  // namespace kiln::model

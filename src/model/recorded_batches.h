@@ -1,7 +1,7 @@
 // A loop over the full batches of a dataset on the device, recorded once (a CUDA graph) and
 // replayed: the rows of each batch are taken from a device-side sample order at a device-side
 // batch counter, so a replay takes no host argument and costs one launch instead of dozens of
-// launches and their host overhead. fit's training step (model/graph_step.h) and evaluate's batch
+// launches and their host overhead. fit's training step (model/recorded_step.h) and evaluate's batch
 // (model/recorded_evaluation.h) are both such a loop around a different body.
 #pragma once
 

@@ -2,7 +2,6 @@
 #include "model/recorded_evaluation.h"
 
 #include <numeric>
-#include <typeinfo>
 
 #include "backend/backend.h"
 
@@ -12,12 +11,7 @@ namespace {
 
 // Two losses of the same class and options compute the same values; the object itself may be
 // replaced by compile() without changing what a recording computes.
-std::string describe(const Loss& loss) {
-  std::string out = std::string(typeid(loss).name()) + " " + loss.name();
-  if (const auto* s = dynamic_cast<const losses::SparseCategoricalCrossentropy*>(&loss))
-    out += s->from_logits() ? " from_logits" : " from_probabilities";
-  return out;
-}
+std::string describe(const Loss& loss) { return loss.class_name() + " " + loss.get_config().dump(); }
 
 bool same_storage(const Tensor& a, const Tensor& b) {
   return a.raw_data() == b.raw_data() && a.shape() == b.shape() && a.dtype() == b.dtype() && a.device() == b.device();
@@ -37,8 +31,8 @@ void copy_into(Tensor& dst, const Tensor& src) {
 }  // namespace
 
 EvaluationKey EvaluationKey::of(Device device, int64_t batch_size, const Tensor& x, const Tensor& y,
-                                const std::vector<std::shared_ptr<Layer>>& layers, const Loss& loss,
-                                const std::vector<std::string>& metrics) {
+                                const std::vector<std::shared_ptr<Layer>>& layers, const std::vector<Tensor>& weights,
+                                const Loss& loss, const std::vector<std::string>& metrics) {
   EvaluationKey key{.device = device,
                     .batch_size = batch_size,
                     .x_shape = x.shape(),
@@ -49,8 +43,7 @@ EvaluationKey EvaluationKey::of(Device device, int64_t batch_size, const Tensor&
                     .weights = {},
                     .loss = describe(loss),
                     .metrics = metrics};
-  for (const auto& layer : layers)
-    for (const Tensor& w : layer->weights()) key.weights.push_back(w.detach());
+  for (const Tensor& w : weights) key.weights.push_back(w.detach());
   return key;
 }
 
@@ -84,6 +77,29 @@ void RecordedEvaluation::load(const Tensor& x, const Tensor& y) {
   copy_into(x_, x);
   copy_into(y_, y);
   sums_.reset();
+}
+
+RecordingPlan evaluation_plan(bool cuda_graphs, Device device, const Batches& batches, RecordedEvaluation* recorded,
+                              StepWork& work) {
+  RecordingPlan plan = plan_recording(cuda_graphs, device, batches);
+  if (!plan.never.empty() || !recorded) return plan;
+  if (!recorded->failure().empty()) return {.never = "recording the batch failed: " + recorded->failure()};
+  plan.warmup_steps = recorded->ready() ? 0 : 1;
+  plan.warmed = [recorded] { recorded->mark_warm(); };
+  plan.make = [recorded, &work](std::string&) { return std::make_unique<RecordedEvaluationStep>(*recorded, work); };
+  return plan;
+}
+
+bool RecordedEvaluationStep::run(int64_t step) {
+  metrics::Accumulator& sums = recorded_.sums();
+  const int64_t counted = sums.samples();
+  const auto ran = recorded_.run(step, [&](const Tensor& xb, const Tensor& yb) { work_.body(xb, yb); });
+  if (ran == RecordedBatches::Ran::Failed) {
+    sums.add_samples(counted - sums.samples());  // the recorded body may have counted the batch
+    return false;
+  }
+  if (ran == RecordedBatches::Ran::Replayed) sums.add_samples(recorded_.key().batch_size);
+  return true;
 }
 
 }  // namespace kiln::model

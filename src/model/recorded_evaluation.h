@@ -1,6 +1,7 @@
 // evaluate's recorded batch: on a device that records work (CUDA graphs), one full evaluation batch
 // (batch gather, forward without gradients, loss, loss and metric sums) is recorded once and
-// replayed for every full batch, in order (model/recorded_batches.h with the identity order).
+// replayed for every full batch, in order (model/recorded_batches.h with the identity order);
+// RecordedEvaluationStep runs it as one of evaluate's step runners (model/step_runner.h).
 // The model keeps the recording and reuses it while nothing it depends on changes, because fit
 // evaluates the same validation set after every epoch: recording again each time would cost one
 // eager warm-up batch and a recording per epoch.
@@ -8,7 +9,7 @@
 // Memory: the recording holds device copies of x and of the prepared targets (each call copies
 // its data in, so a caller's tensors are never aliased and in-place changes to them are seen), its
 // private pool (the intermediate tensors of one batch) and handles of the layers and weights it
-// read. For the seed CIFAR-10 model on 10,000 32x32x3 images at batch 1000 that is 118 MiB of data
+// read (trainable or not). For the seed CIFAR-10 model on 10,000 32x32x3 images at batch 1000 that is 118 MiB of data
 // and about 155 MiB of pool (H100; CudaGraphBench.DISABLED_SeedModelEvaluate prints the figures). All of it is given
 // back when the model dies, when a later evaluate records another, or when evaluate runs on a device that cannot record
 // (after the model moved to the CPU).
@@ -23,6 +24,8 @@
 #include "kiln/tensor.h"
 #include "metrics/metrics.h"
 #include "model/recorded_batches.h"
+#include "model/step_runner.h"
+#include "model/step_schedule.h"
 
 namespace kiln::model {
 
@@ -37,14 +40,15 @@ struct EvaluationKey {
   // so equal addresses mean the same layers and the same storage (optimizers and load_weights
   // write into it in place; to(device) or a rebuild replaces it).
   std::vector<std::shared_ptr<Layer>> layers;
-  std::vector<Tensor> weights;  // detached handles of every layer's weights
+  std::vector<Tensor> weights;  // detached handles of every weight, trainable or not
   std::string loss;             // the loss's class and options
   std::vector<std::string> metrics;
 
-  /// The key of evaluating (x, y) prepared as evaluate prepares them, on `device`.
+  /// The key of evaluating (x, y) prepared as evaluate prepares them, on `device`, with `layers`
+  /// holding `weights` (every weight of the model: the trainable ones and the others).
   static EvaluationKey of(Device device, int64_t batch_size, const Tensor& x, const Tensor& y,
-                          const std::vector<std::shared_ptr<Layer>>& layers, const Loss& loss,
-                          const std::vector<std::string>& metrics);
+                          const std::vector<std::shared_ptr<Layer>>& layers, const std::vector<Tensor>& weights,
+                          const Loss& loss, const std::vector<std::string>& metrics);
   bool operator==(const EvaluationKey& other) const;
 };
 
@@ -82,6 +86,25 @@ class RecordedEvaluation {
   metrics::Accumulator sums_;
   bool warm_ = false;
   std::unique_ptr<RecordedBatches> batches_;  // declared last, destroyed first: it reads the above
+};
+
+/// evaluate's recording plan (model/step_schedule.h): the kept `recorded` (null where evaluation
+/// cannot record) replays from the first full batch once warm, else after one eager full batch.
+RecordingPlan evaluation_plan(bool cuda_graphs, Device device, const Batches& batches, RecordedEvaluation* recorded,
+                              StepWork& work);
+
+/// Runs evaluate's full batches on a kept RecordedEvaluation: records the first, replays the rest.
+class RecordedEvaluationStep final : public StepRunner {
+ public:
+  /// `work`'s body is one batch of the evaluation, adding to recorded.sums(); both must outlive
+  /// the runner.
+  RecordedEvaluationStep(RecordedEvaluation& recorded, StepWork& work) : recorded_(recorded), work_(work) {}
+  bool run(int64_t step) override;
+  std::string failure() const override { return recorded_.failure(); }
+
+ private:
+  RecordedEvaluation& recorded_;
+  StepWork& work_;
 };
 
 }  // namespace kiln::model

@@ -1,5 +1,5 @@
 // Sequential: layer stack, building, compiling, device placement and the forward pass.
-#include <cmath>
+#include <cctype>
 #include <iostream>
 #include <map>
 
@@ -12,25 +12,27 @@
 namespace kiln {
 
 namespace {
+// Keras' default layer name: the class name in snake_case (MaxPooling2D -> max_pooling2d).
+std::string snake_case(const std::string& class_name) {
+  std::string out;
+  for (std::size_t i = 0; i < class_name.size(); ++i) {
+    const char c = class_name[i];
+    if (std::isupper(static_cast<unsigned char>(c))) {
+      if (i > 0 && !std::isupper(static_cast<unsigned char>(class_name[i - 1]))) out += '_';
+      out += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
 // Keras' automatic names: dense, dense_1, dense_2, ...
 std::string unique_name(const std::string& base, std::map<std::string, int>& used) {
   const int n = used[base]++;
   return n == 0 ? base : base + "_" + std::to_string(n);
 }
 
-void check_finite(const std::string& optimizer, const char* option, double value) {
-  if (!std::isfinite(value))
-    throw Error("compile", optimizer + " " + option + " is " + std::to_string(value) + "; expected a finite number");
-}
-
-void check_finite_options(const Optimizer& optimizer) {
-  if (const auto* sgd = dynamic_cast<const optimizers::SGD*>(&optimizer)) {
-    check_finite("SGD", "learning_rate", sgd->options().learning_rate);
-  } else if (const auto* adam = dynamic_cast<const optimizers::Adam*>(&optimizer)) {
-    check_finite("Adam", "learning_rate", adam->options().learning_rate);
-    check_finite("Adam", "epsilon", adam->options().epsilon);
-  }
-}
 }  // namespace
 
 Sequential::Sequential(const std::vector<LayerRef>& layers, std::string name)
@@ -49,7 +51,7 @@ void Sequential::add(const LayerRef& ref) {
       base = base.substr(0, p);
     used[base]++;
   }
-  std::string base = layer->name();
+  std::string base = layer->name().empty() ? snake_case(layer->class_name()) : layer->name();
   // The name keys the layer's weights in saved files ("<layer>/<weight>"), where load_model wants
   // it unique and without '/': refused here, not in a file that would not load.
   if (base.empty() || base.size() > 256 || base.find('/') != std::string::npos)
@@ -118,7 +120,6 @@ void Sequential::compile(const Optimizer& optimizer, const Loss& loss, std::vect
                                    "); expected each metric once");
     seen.push_back(canonical);
   }
-  check_finite_options(optimizer);
   optimizer_ = optimizer.clone();
   loss_ = loss.clone();
   metrics_ = std::move(metrics);
@@ -133,24 +134,40 @@ void Sequential::require_compiled(const std::string& op) const {
     throw Error(op, "the model is not compiled; call compile(optimizer, loss) before " + op + "()");
 }
 
-Tensor Sequential::operator()(const Tensor& x) {
+Tensor Sequential::operator()(const Tensor& x, bool training) {
   build_for(x, "call");
   Tensor h = x.device() == device_ ? x : x.to(device_);
   if (!is_floating(h.dtype())) h = h.astype(DType::Float32);
-  for (const auto& layer : layers_) h = layer->call(h);
+  for (const auto& layer : layers_) h = layer->call(h, training);
   return h;
+}
+
+Tensor Sequential::compute_loss(const Tensor& y_true, const Tensor& y_pred) const {
+  require_compiled("compute_loss");
+  Tensor loss = (*loss_)(y_true, y_pred);
+  for (const auto& layer : layers_)
+    for (const Tensor& penalty : layer->losses()) loss = kiln::add(loss, penalty.reshape(loss.shape()));
+  return loss;
 }
 
 std::vector<Tensor> Sequential::trainable_weights() const {
   std::vector<Tensor> out;
   for (const auto& layer : layers_)
-    for (const Tensor& w : layer->weights()) out.push_back(w);
+    for (const Tensor& w : layer->trainable_weights()) out.push_back(w);
+  return out;
+}
+
+std::vector<Tensor> Sequential::non_trainable_weights() const {
+  std::vector<Tensor> out;
+  for (const auto& layer : layers_)
+    for (const Tensor& w : layer->non_trainable_weights()) out.push_back(w);
   return out;
 }
 
 int64_t Sequential::count_params() const {
   int64_t n = 0;
-  for (const Tensor& w : trainable_weights()) n += w.numel();
+  for (const auto& layer : layers_)
+    for (const Tensor& w : layer->weights()) n += w.numel();
   return n;
 }
 

@@ -79,10 +79,13 @@ void Sequential::summary(std::ostream& os) const {
   }
   os << "\u2514" << repeat("\u2500", w0) << "\u2534" << repeat("\u2500", w1) << "\u2534" << repeat("\u2500", w2)
      << "\u2518\n";
-  const int64_t total = count_params();
+  int64_t trainable = 0, non_trainable = 0;
+  for (const Tensor& w : trainable_weights()) trainable += w.numel();
+  for (const Tensor& w : non_trainable_weights()) non_trainable += w.numel();
+  const int64_t total = trainable + non_trainable;
   os << " Total params: " << with_commas(total) << " (" << bytes_str(total) << ")\n";
-  os << " Trainable params: " << with_commas(total) << " (" << bytes_str(total) << ")\n";
-  os << " Non-trainable params: 0 (0.00 B)\n";
+  os << " Trainable params: " << with_commas(trainable) << " (" << bytes_str(trainable) << ")\n";
+  os << " Non-trainable params: " << with_commas(non_trainable) << " (" << bytes_str(non_trainable) << ")\n";
 }
 
 }  // namespace kiln

@@ -1,6 +1,7 @@
 // Output size and leading padding of one spatial axis of a sliding window, as Keras computes them.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <string>
 
@@ -15,5 +16,8 @@ struct WindowAxis {
 
 /// Throws when the window does not fit ("valid") or sizes are not positive.
 WindowAxis window_axis(const std::string& op, const char* axis, int64_t in, int64_t k, int64_t stride, Padding padding);
+
+/// "(h, w)" for messages about windows, strides and sizes.
+std::string pair_str(std::array<int64_t, 2> p);
 
 }  // namespace kiln::ops

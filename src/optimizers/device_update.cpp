@@ -88,23 +88,29 @@ class AdamUpdate final : public DeviceUpdate {
 
 }  // namespace
 
-std::unique_ptr<DeviceUpdate> DeviceUpdate::make(Optimizer& opt, const std::vector<Tensor>& params, int64_t max_steps) {
-  if (params.empty()) return nullptr;
-  for (const Tensor& p : params)
-    if (p.dtype() != params.front().dtype() || p.device() != params.front().device() || !is_floating(p.dtype()))
-      return nullptr;
+std::string device_update_unsupported(const std::vector<Tensor>& params) {
+  if (params.empty()) return "there are no parameters to update";
+  for (const Tensor& p : params) {
+    if (p.dtype() != params.front().dtype() || p.device() != params.front().device())
+      return "the parameters differ in dtype or device";
+    if (!is_floating(p.dtype())) return "a parameter is not floating point";
+  }
+  return "";
+}
+
+std::unique_ptr<DeviceUpdate> make_sgd_update(SGD& opt, const std::vector<Tensor>& params) {
+  if (!device_update_unsupported(params).empty()) return nullptr;
+  if (opt.options().momentum != 0.0 && opt.slots().size() != params.size()) return nullptr;
+  return std::make_unique<SgdUpdate>(opt, params);
+}
+
+std::unique_ptr<DeviceUpdate> make_adam_update(Adam& opt, const std::vector<Tensor>& params, int64_t max_steps) {
+  if (!device_update_unsupported(params).empty()) return nullptr;
   const auto& slots = opt.slots();
-  if (auto* sgd = dynamic_cast<SGD*>(&opt)) {
-    if (sgd->options().momentum != 0.0 && slots.size() != params.size()) return nullptr;
-    return std::make_unique<SgdUpdate>(*sgd, params);
-  }
-  if (auto* adam = dynamic_cast<Adam*>(&opt)) {
-    if (slots.size() != params.size()) return nullptr;
-    for (std::size_t i = 0; i < params.size(); ++i)
-      if (slots[i].size() != 2 || slots[i][0].device() != params[i].device()) return nullptr;
-    return std::make_unique<AdamUpdate>(*adam, params, max_steps);
-  }
-  return nullptr;
+  if (slots.size() != params.size()) return nullptr;
+  for (std::size_t i = 0; i < params.size(); ++i)
+    if (slots[i].size() != 2 || slots[i][0].device() != params[i].device()) return nullptr;
+  return std::make_unique<AdamUpdate>(opt, params, max_steps);
 }
 
 }  // namespace kiln::optimizers

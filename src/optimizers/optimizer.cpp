@@ -1,7 +1,8 @@
-// Optimizer base: slot bookkeeping, the iteration count and the registry by Keras name.
+// Optimizer base: slot bookkeeping, the iteration count and the optimizer registry.
 #include "kiln/autograd.h"
 #include "kiln/error.h"
 #include "kiln/optimizers.h"
+#include "optimizers/device_update.h"
 
 namespace kiln {
 
@@ -10,7 +11,7 @@ void Optimizer::step(const std::vector<Tensor>& params) {
   if (slots_.empty()) {
     slots_.resize(params.size());
     for (std::size_t i = 0; i < params.size(); ++i)
-      for (int s = 0; s < slots_per_param(); ++s)
+      for (std::size_t s = 0; s < slot_names().size(); ++s)
         slots_[i].push_back(Tensor::zeros(params[i].shape(), params[i].dtype(), params[i].device()));
   } else if (slots_.size() != params.size()) {
     throw Error(name(), "step() got " + std::to_string(params.size()) + " parameters after " +
@@ -32,10 +33,17 @@ void Optimizer::restore(std::vector<std::vector<Tensor>> slots, int64_t iteratio
   iterations_ = iterations;
 }
 
+std::unique_ptr<optimizers::DeviceUpdate> Optimizer::make_device_update(const std::vector<Tensor>&, int64_t) {
+  return nullptr;
+}
+
+Registry<std::unique_ptr<Optimizer>>& optimizer_registry() {
+  static Registry<std::unique_ptr<Optimizer>> registry("optimizer");
+  return registry;
+}
+
 std::unique_ptr<Optimizer> optimizers::get(const std::string& name) {
-  if (name == "sgd" || name == "SGD") return std::make_unique<SGD>();
-  if (name == "adam" || name == "Adam") return std::make_unique<Adam>();
-  throw Error("optimizers", "unknown optimizer '" + name + "'; expected sgd or adam");
+  return optimizer_registry().make(name, Config::object());
 }
 
 }  // namespace kiln

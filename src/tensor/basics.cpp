@@ -26,6 +26,8 @@ std::size_t dtype_size(DType dtype) {
       return 4;
     case DType::UInt8:
       return 1;
+    case DType::Int64:
+      return 8;
   }
   return 0;
 }
@@ -40,6 +42,8 @@ std::string dtype_name(DType dtype) {
       return "int32";
     case DType::UInt8:
       return "uint8";
+    case DType::Int64:
+      return "int64";
   }
   return "?";
 }

@@ -107,6 +107,7 @@ template Tensor Tensor::from_vector(const std::vector<float>&, const Shape&, Dev
 template Tensor Tensor::from_vector(const std::vector<double>&, const Shape&, Device);
 template Tensor Tensor::from_vector(const std::vector<int32_t>&, const Shape&, Device);
 template Tensor Tensor::from_vector(const std::vector<uint8_t>&, const Shape&, Device);
+template Tensor Tensor::from_vector(const std::vector<int64_t>&, const Shape&, Device);
 
 Tensor Tensor::uniform(const Shape& shape, double low, double high, Generator& gen, DType dtype, Device device) {
   check_shape(shape, "uniform");
@@ -148,10 +149,12 @@ template float* Tensor::data<float>();
 template double* Tensor::data<double>();
 template int32_t* Tensor::data<int32_t>();
 template uint8_t* Tensor::data<uint8_t>();
+template int64_t* Tensor::data<int64_t>();
 template const float* Tensor::data<float>() const;
 template const double* Tensor::data<double>() const;
 template const int32_t* Tensor::data<int32_t>() const;
 template const uint8_t* Tensor::data<uint8_t>() const;
+template const int64_t* Tensor::data<int64_t>() const;
 
 template <typename T>
 std::vector<T> Tensor::to_vector() const {
@@ -173,6 +176,9 @@ std::vector<T> Tensor::to_vector() const {
     case DType::UInt8:
       convert<uint8_t>(bytes.data(), out.data(), n);
       break;
+    case DType::Int64:
+      convert<int64_t>(bytes.data(), out.data(), n);
+      break;
   }
   return out;
 }
@@ -180,6 +186,7 @@ template std::vector<float> Tensor::to_vector() const;
 template std::vector<double> Tensor::to_vector() const;
 template std::vector<int32_t> Tensor::to_vector() const;
 template std::vector<uint8_t> Tensor::to_vector() const;
+template std::vector<int64_t> Tensor::to_vector() const;
 
 double Tensor::item() const {
   if (numel() != 1)

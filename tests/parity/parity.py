@@ -32,7 +32,8 @@ TENSOR_RTOL = 1e-4
 HOUSE_PRICE_ATOL = 1e-3
 
 # kiln names layers as Keras does within one model: dense, dense_1, ...
-BASE_NAMES = {"Dense": "dense", "Conv2D": "conv2d", "MaxPooling2D": "max_pooling2d", "Flatten": "flatten"}
+BASE_NAMES = {"Dense": "dense", "Conv2D": "conv2d", "MaxPooling2D": "max_pooling2d", "Flatten": "flatten",
+              "BatchNormalization": "batch_normalization"}
 
 
 def sequential(input_shape, specs):
@@ -147,6 +148,21 @@ CASES = {
         model=lambda: sequential((8,), [("Dense", (4,), dict(activation="sigmoid"))]),
         optimizer=lambda: keras.optimizers.SGD(learning_rate=0.1), loss=lambda: scce(True), batch=8,
         data=lambda rng, _: (normal(rng, 160, 8, scale=3.0), classes(rng, 160, 4), None)),
+    # BatchNormalization trains on each batch's statistics and updates its moving ones (compared as
+    # weights); the predictions after training use the moving ones. Inputs off zero and of uneven
+    # scale, so that both statistics matter.
+    "dense_batchnorm": dict(
+        model=lambda: sequential((6,), [("Dense", (8,), dict(activation="relu")), ("BatchNormalization", (), {}),
+                                        ("Dense", (3,), {})]),
+        optimizer=lambda: keras.optimizers.Adam(), loss=lambda: scce(True), batch=8,
+        data=lambda rng, _: (normal(rng, 160, 6, scale=2.0) + np.float32(1.5), classes(rng, 160, 3), None)),
+    "conv_batchnorm": dict(
+        model=lambda: sequential((9, 9, 2), [
+            ("Conv2D", (4, (3, 3)), {}), ("BatchNormalization", (), dict(momentum=0.9, epsilon=1e-2)),
+            ("MaxPooling2D", ((2, 2),), {}), ("Flatten", (), {}), ("Dense", (3,), {})]),
+        optimizer=lambda: keras.optimizers.SGD(learning_rate=0.05, momentum=0.9), loss=lambda: scce(True), batch=8,
+        data=lambda rng, _: (normal(rng, 160, 9, 9, 2) * np.float32([1.0, 3.0]) + np.float32([0.5, -2.0]),
+                             classes(rng, 160, 3), None)),
 }
 
 # Keras' warning for from_logits=True on an activation's output (keras/src/backend/tensorflow/nn.py).

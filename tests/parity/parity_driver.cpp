@@ -18,6 +18,7 @@
 namespace {
 
 using namespace kiln;
+using layers::BatchNormalization;
 using layers::Conv2D;
 using layers::Dense;
 using layers::Flatten;
@@ -132,6 +133,23 @@ const std::map<std::string, Case>& cases() {
                           SparseCategoricalCrossentropy({.from_logits = true}));
         },
         8}},
+      // Batch statistics in training, moving statistics updated in place and used by predict.
+      {"dense_batchnorm",
+       {[] {
+          return compiled({Dense(8, {.activation = "relu", .input_shape = {6}}), BatchNormalization(), Dense(3)},
+                          optimizers::Adam(), SparseCategoricalCrossentropy({.from_logits = true}));
+        },
+        8}},
+      // The same over the channels of NHWC feature maps.
+      {"conv_batchnorm",
+       {[] {
+          return compiled(
+              {Conv2D(4, {3, 3}, {.input_shape = {9, 9, 2}}), BatchNormalization({.momentum = 0.9, .epsilon = 1e-2}),
+               MaxPooling2D({2, 2}), Flatten(), Dense(3)},
+              optimizers::SGD({.learning_rate = 0.05, .momentum = 0.9}),
+              SparseCategoricalCrossentropy({.from_logits = true}));
+        },
+        8}},
   };
   return all;
 }
@@ -143,7 +161,7 @@ std::vector<double> train_steps(Sequential& model, const Tensor& x, const Tensor
   for (int64_t b0 = 0; b0 < x.size(0); b0 += batch) {
     const int64_t b1 = std::min(x.size(0), b0 + batch);
     const Tensor xb = x.slice_rows(b0, b1), yb = y.slice_rows(b0, b1);
-    const Tensor loss = (*model.loss())(yb, model(xb));
+    const Tensor loss = (*model.loss())(yb, model(xb, /*training=*/true));  // train_on_batch's mode
     for (Tensor& p : params) p.zero_grad();
     loss.backward();
     model.optimizer()->step(params);

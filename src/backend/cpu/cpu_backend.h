@@ -31,8 +31,8 @@ class CpuBackend final : public Backend {
   void cast(DType from, const void* src, DType to, void* dst, int64_t n) override;
   void synchronize() override {}
 
-  void unary(UnaryOp op, DType dtype, const void* x, void* y, int64_t n) override;
-  void unary_backward(UnaryOp op, DType dtype, const void* x, const void* y, const void* dy, void* dx,
+  void unary(UnaryFn fn, DType dtype, const void* x, void* y, int64_t n) override;
+  void unary_backward(UnaryFn fn, DType dtype, const void* x, const void* y, const void* dy, void* dx,
                       int64_t n) override;
   void binary(BinaryOp op, DType dtype, const void* a, int64_t na, const void* b, int64_t nb, void* out,
               int64_t n) override;
@@ -67,6 +67,12 @@ class CpuBackend final : public Backend {
   void max_pool2d_forward(DType dtype, const Pool2dGeometry& g, const void* x, void* y) override;
   void max_pool2d_backward(DType dtype, const Pool2dGeometry& g, const void* x, const void* y, const void* dy,
                            void* dx) override;
+  void avg_pool2d_forward(DType dtype, const Pool2dGeometry& g, const void* x, void* y) override;
+  void avg_pool2d_backward(DType dtype, const Pool2dGeometry& g, const void* dy, void* dx) override;
+
+  void philox_uniform(DType dtype, void* y, int64_t n, uint64_t seed, const int64_t* counter, uint64_t draw) override;
+  void dropout(DType dtype, const void* x, void* y, int64_t n, double rate, uint64_t seed, const int64_t* counter,
+               uint64_t draw) override;
 
   void sgd_step(DType dtype, void* w, const void* g, void* v, int64_t n, double lr, double momentum,
                 bool nesterov) override;

@@ -42,20 +42,21 @@ void binary_typed(const T* a, int64_t na, const T* b, int64_t nb, T* out, int64_
 
 }  // namespace
 
-void CpuBackend::unary(UnaryOp op, DType dtype, const void* x, void* y, int64_t n) {
+void CpuBackend::unary(UnaryFn fn, DType dtype, const void* x, void* y, int64_t n) {
   with_float_type(dtype, "unary", [&](auto tag) {
     using T = decltype(tag);
     const T* xs = static_cast<const T*>(x);
     T* ys = static_cast<T*>(y);
-    with_unary_op(op, [&](auto op_c) {
+    const T p = static_cast<T>(fn.param);
+    with_unary_op(fn.op, [&](auto op_c) {
       parallel_for_work(n, n, [&](int64_t i0, int64_t i1) {
-        for (int64_t i = i0; i < i1; ++i) ys[i] = apply_unary<op_c.value>(xs[i]);
+        for (int64_t i = i0; i < i1; ++i) ys[i] = apply_unary<op_c.value>(xs[i], p);
       });
     });
   });
 }
 
-void CpuBackend::unary_backward(UnaryOp op, DType dtype, const void* x, const void* y, const void* dy, void* dx,
+void CpuBackend::unary_backward(UnaryFn fn, DType dtype, const void* x, const void* y, const void* dy, void* dx,
                                 int64_t n) {
   with_float_type(dtype, "unary_backward", [&](auto tag) {
     using T = decltype(tag);
@@ -63,9 +64,10 @@ void CpuBackend::unary_backward(UnaryOp op, DType dtype, const void* x, const vo
     const T* ys = static_cast<const T*>(y);
     const T* dys = static_cast<const T*>(dy);
     T* dxs = static_cast<T*>(dx);
-    with_unary_op(op, [&](auto op_c) {
+    const T p = static_cast<T>(fn.param);
+    with_unary_op(fn.op, [&](auto op_c) {
       parallel_for_work(n, n, [&](int64_t i0, int64_t i1) {
-        for (int64_t i = i0; i < i1; ++i) dxs[i] = dys[i] * derivative<op_c.value>(xs[i], ys[i]);
+        for (int64_t i = i0; i < i1; ++i) dxs[i] = dys[i] * derivative<op_c.value>(xs[i], ys[i], p);
       });
     });
   });

@@ -1,13 +1,17 @@
-// CPU max pooling, NHWC. Loops run over a window's cells with the channels innermost, so each step
-// reads C contiguous floats (vectorised) rather than striding by C per channel. Padded cells never
-// win; a NaN beats every number (a window holding one pools to NaN, as in PyTorch and NumPy's max);
-// backward sends each gradient to the first maximal input of its window (as TensorFlow does), the
-// first NaN where there is one.
+// CPU max and average pooling, NHWC. Loops run over a window's cells with the channels innermost,
+// so each step reads C contiguous floats (vectorised) rather than striding by C per channel.
+// Max: padded cells never win; a NaN beats every number (a window holding one pools to NaN, as in
+// PyTorch and NumPy's max); backward sends each gradient to the first maximal input of its window
+// (as TensorFlow does), the first NaN where there is one.
+// Average: over the window's cells inside the input (Keras' "same" rule); cells are summed in
+// window order and gradient shares added in (oh, ow) order, the CUDA kernels' orders, so both
+// devices give the same bits.
 #include <limits>
 #include <vector>
 
 #include "backend/cpu/cpu_backend.h"
 #include "backend/elementwise_math.h"
+#include "backend/pool_window.h"
 
 namespace kiln::backend {
 
@@ -87,6 +91,63 @@ void CpuBackend::max_pool2d_backward(DType dtype, const Pool2dGeometry& g, const
               }
             });
           }
+    });
+  });
+}
+
+void CpuBackend::avg_pool2d_forward(DType dtype, const Pool2dGeometry& g, const void* x, void* y) {
+  with_float_type(dtype, "avg_pool2d", [&](auto tag) {
+    using T = decltype(tag);
+    const T* xs = static_cast<const T*>(x);
+    T* ys = static_cast<T*>(y);
+    parallel_for_work(g.N * g.OH, g.N * g.OH * g.OW * g.C, [&](int64_t row0, int64_t row1) {
+      for (int64_t row = row0; row < row1; ++row) {
+        const int64_t n = row / g.OH, oh = row % g.OH;
+        const auto hs = pool::window_span(oh, g.stride_h, g.pad_top, g.KH, g.H);
+        for (int64_t ow = 0; ow < g.OW; ++ow) {
+          const auto ws = pool::window_span(ow, g.stride_w, g.pad_left, g.KW, g.W);
+          T* __restrict out = ys + ((n * g.OH + oh) * g.OW + ow) * g.C;
+          for (int64_t c = 0; c < g.C; ++c) out[c] = T(0);
+          for (int64_t ih = hs.begin; ih < hs.end; ++ih)
+            for (int64_t iw = ws.begin; iw < ws.end; ++iw) {
+              const T* __restrict in = xs + ((n * g.H + ih) * g.W + iw) * g.C;
+              for (int64_t c = 0; c < g.C; ++c) out[c] += in[c];
+            }
+          const int64_t count = hs.size() * ws.size();
+          if (count > 0)  // a window wholly in the padding (odd geometries only) stays 0
+            for (int64_t c = 0; c < g.C; ++c) out[c] /= static_cast<T>(count);
+        }
+      }
+    });
+  });
+}
+
+void CpuBackend::avg_pool2d_backward(DType dtype, const Pool2dGeometry& g, const void* dy, void* dx) {
+  with_float_type(dtype, "avg_pool2d_backward", [&](auto tag) {
+    using T = decltype(tag);
+    const T* dys = static_cast<const T*>(dy);
+    T* dxs = static_cast<T*>(dx);
+    fill(dtype, dx, g.N * g.H * g.W * g.C, 0.0);
+    // Windows of one image may overlap, so threads split images, never one image.
+    parallel_for_work(g.N, g.N * g.H * g.W * g.C, [&](int64_t n0, int64_t n1) {
+      std::vector<T> share_buf(static_cast<std::size_t>(g.C));
+      T* __restrict share = share_buf.data();
+      for (int64_t n = n0; n < n1; ++n)
+        for (int64_t oh = 0; oh < g.OH; ++oh) {
+          const auto hs = pool::window_span(oh, g.stride_h, g.pad_top, g.KH, g.H);
+          for (int64_t ow = 0; ow < g.OW; ++ow) {
+            const auto ws = pool::window_span(ow, g.stride_w, g.pad_left, g.KW, g.W);
+            const int64_t count = hs.size() * ws.size();
+            if (count == 0) continue;
+            const T* __restrict dy_o = dys + ((n * g.OH + oh) * g.OW + ow) * g.C;
+            for (int64_t c = 0; c < g.C; ++c) share[c] = dy_o[c] / static_cast<T>(count);
+            for (int64_t ih = hs.begin; ih < hs.end; ++ih)
+              for (int64_t iw = ws.begin; iw < ws.end; ++iw) {
+                T* __restrict dx_i = dxs + ((n * g.H + ih) * g.W + iw) * g.C;
+                for (int64_t c = 0; c < g.C; ++c) dx_i[c] += share[c];
+              }
+          }
+        }
     });
   });
 }

@@ -145,15 +145,15 @@ void CudaBackend::gather_rows(const void* src, const int32_t* idx, void* dst, in
 
 // ---- elementwise ----
 
-void CudaBackend::unary(UnaryOp op, DType dtype, const void* x, void* y, int64_t n) {
+void CudaBackend::unary(UnaryFn fn, DType dtype, const void* x, void* y, int64_t n) {
   DeviceGuard guard(device_);
-  kernels::unary(op, dtype, x, y, n, stream_);
+  kernels::unary(fn, dtype, x, y, n, stream_);
 }
 
-void CudaBackend::unary_backward(UnaryOp op, DType dtype, const void* x, const void* y, const void* dy, void* dx,
+void CudaBackend::unary_backward(UnaryFn fn, DType dtype, const void* x, const void* y, const void* dy, void* dx,
                                  int64_t n) {
   DeviceGuard guard(device_);
-  kernels::unary_backward(op, dtype, x, y, dy, dx, n, stream_);
+  kernels::unary_backward(fn, dtype, x, y, dy, dx, n, stream_);
 }
 
 void CudaBackend::binary(BinaryOp op, DType dtype, const void* a, int64_t na, const void* b, int64_t nb, void* out,
@@ -234,6 +234,30 @@ void CudaBackend::max_pool2d_backward(DType dtype, const Pool2dGeometry& g, cons
                                       void* dx) {
   DeviceGuard guard(device_);
   kernels::max_pool2d_backward(dtype, g, x, dy, dx, stream_);
+}
+
+void CudaBackend::avg_pool2d_forward(DType dtype, const Pool2dGeometry& g, const void* x, void* y) {
+  DeviceGuard guard(device_);
+  kernels::avg_pool2d_forward(dtype, g, x, y, stream_);
+}
+
+void CudaBackend::avg_pool2d_backward(DType dtype, const Pool2dGeometry& g, const void* dy, void* dx) {
+  DeviceGuard guard(device_);
+  kernels::avg_pool2d_backward(dtype, g, dy, dx, stream_);
+}
+
+// ---- randomness ----
+
+void CudaBackend::philox_uniform(DType dtype, void* y, int64_t n, uint64_t seed, const int64_t* counter,
+                                 uint64_t draw) {
+  DeviceGuard guard(device_);
+  kernels::philox_uniform(dtype, y, n, seed, counter, draw, stream_);
+}
+
+void CudaBackend::dropout(DType dtype, const void* x, void* y, int64_t n, double rate, uint64_t seed,
+                          const int64_t* counter, uint64_t draw) {
+  DeviceGuard guard(device_);
+  kernels::dropout(dtype, x, y, n, rate, seed, counter, draw, stream_);
 }
 
 // ---- optimizers ----

@@ -54,8 +54,8 @@ void crop_nhwc(DType dtype, const void* dxp, void* dx, int64_t N, int64_t H, int
                int64_t WP, int64_t top, int64_t left, cudaStream_t s);
 
 // ---- elementwise.cu ----
-void unary(UnaryOp op, DType dtype, const void* x, void* y, int64_t n, cudaStream_t s);
-void unary_backward(UnaryOp op, DType dtype, const void* x, const void* y, const void* dy, void* dx, int64_t n,
+void unary(UnaryFn fn, DType dtype, const void* x, void* y, int64_t n, cudaStream_t s);
+void unary_backward(UnaryFn fn, DType dtype, const void* x, const void* y, const void* dy, void* dx, int64_t n,
                     cudaStream_t s);
 void binary(BinaryOp op, DType dtype, const void* a, int64_t na, const void* b, int64_t nb, void* out, int64_t n,
             cudaStream_t s);
@@ -101,6 +101,16 @@ void conv_wgrad_partial(DType dtype, const Conv2dGeometry& g, const void* x, con
 // ---- pool.cu ----
 void max_pool2d_forward(DType dtype, const Pool2dGeometry& g, const void* x, void* y, cudaStream_t s);
 void max_pool2d_backward(DType dtype, const Pool2dGeometry& g, const void* x, const void* dy, void* dx, cudaStream_t s);
+void avg_pool2d_forward(DType dtype, const Pool2dGeometry& g, const void* x, void* y, cudaStream_t s);
+void avg_pool2d_backward(DType dtype, const Pool2dGeometry& g, const void* dy, void* dx, cudaStream_t s);
+
+// ---- random.cu ----
+/// y[i] = element i's uniform number of Philox stream (seed, *counter, draw) (backend/philox.h).
+void philox_uniform(DType dtype, void* y, int64_t n, uint64_t seed, const int64_t* counter, uint64_t draw,
+                    cudaStream_t s);
+/// y = x * keep / (1 - rate) with keep from the same stream.
+void dropout(DType dtype, const void* x, void* y, int64_t n, double rate, uint64_t seed, const int64_t* counter,
+             uint64_t draw, cudaStream_t s);
 
 // ---- optimizer.cu ----
 void sgd_step(DType dtype, void* w, const void* g, void* v, int64_t n, double lr, double momentum, bool nesterov,

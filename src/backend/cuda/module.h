@@ -13,7 +13,7 @@ namespace kiln::backend {
 
 /// Bumped whenever CudaModule, the structs below or Backend's virtual functions change, so a stale
 /// module is refused.
-constexpr int kCudaModuleAbi = 2;
+constexpr int kCudaModuleAbi = 3;
 
 /// One GPU as the module sees it.
 struct CudaDeviceProbe {

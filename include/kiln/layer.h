@@ -1,0 +1,160 @@
+/// The base of every layer: weights (trainable or not), freezing, training mode, config and the
+/// registry that lets save/load rebuild any registered layer class, a user's own included.
+#pragma once
+
+#include <concepts>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "kiln/initializers.h"
+#include "kiln/registry.h"
+#include "kiln/regularizers.h"
+#include "kiln/tensor.h"
+
+namespace kiln {
+
+class Generator;
+
+/// How add_weight makes a weight.
+struct WeightOptions {
+  /// False for state the optimizer must not touch (BatchNormalization's moving statistics); such
+  /// a weight never tracks gradients and is updated by its layer.
+  bool trainable = true;
+  /// A penalty on the weight added to the training loss (Keras' kernel_regularizer); may be null.
+  std::shared_ptr<const Regularizer> regularizer = nullptr;
+  /// False for state that Keras keeps outside layer.weights (a random stream's counter, as Keras'
+  /// SeedGenerator state): saved, loaded and moved like a weight and never trained, but left out of
+  /// weights(), trainable_weights() and non_trainable_weights(), so of count_params and summary.
+  bool in_weights = true;
+};
+
+/// One weight of a layer, by its Keras name ("kernel", "bias", "moving_mean").
+struct LayerWeight {
+  std::string name;                                ///< Keras' name within the layer
+  Tensor value;                                    ///< the tensor (undefined in a dry build)
+  bool trainable = true;                           ///< see WeightOptions::trainable
+  std::shared_ptr<const Regularizer> regularizer;  ///< see WeightOptions::regularizer
+  Shape shape;                                     ///< its shape
+  bool in_weights = true;                          ///< see WeightOptions::in_weights
+};
+
+/// Base of every layer. A subclass implements class_name(), compute_output_shape(), call() and,
+/// when it has weights, create_weights(); get_config() and a static from_config() plus a
+/// RegisterLayer<> object in its .cpp make it savable.
+class Layer {
+ public:
+  virtual ~Layer() = default;
+  /// Keras' class name, e.g. "Dense"; also the name it is registered under.
+  virtual std::string class_name() const = 0;
+  /// The layer's own constructor arguments (Keras' get_config); the saver adds the base fields
+  /// (name, trainable, input_shape).
+  virtual Config get_config() const { return Config::object(); }
+  /// Per-sample output shape for per-sample `input_shape`; throws when the input does not fit.
+  virtual Shape compute_output_shape(const Shape& input_shape) const = 0;
+  /// Forward pass on a batch [N, ...]. `training` is true inside fit (Dropout drops, BatchNorm uses
+  /// the batch's statistics and updates its moving ones) and false in evaluate and predict.
+  virtual Tensor call(const Tensor& x, bool training) = 0;
+
+  /// Creates the weights for per-sample `input_shape` on `device`, drawing from `gen`: checks the
+  /// shape with compute_output_shape, then runs create_weights().
+  void build(const Shape& input_shape, Generator& gen, Device device);
+  /// Whether build() has run.
+  bool built() const { return built_; }
+  /// The weights build() would create for `input_shape`, with undefined values: nothing is
+  /// allocated (a loader checks a file's sizes with it before building anything).
+  std::vector<LayerWeight> weight_specs(const Shape& input_shape);
+
+  /// Every weight in creation order, trainable or not (what save writes).
+  const std::vector<LayerWeight>& all_weights() const { return weights_; }
+  /// (name, tensor) of every weight, in creation order.
+  std::vector<std::pair<std::string, Tensor>> named_weights() const;
+  /// Weights the optimizer updates: the trainable ones, none while the layer is frozen.
+  std::vector<Tensor> trainable_weights() const;
+  /// The other weights: non-trainable ones, and all of them while the layer is frozen.
+  std::vector<Tensor> non_trainable_weights() const;
+  /// trainable_weights() then non_trainable_weights() (Keras' order).
+  std::vector<Tensor> weights() const;
+  /// Replaces a weight's values in place (shape must agree); used by loaders.
+  void set_weight(const std::string& name, const Tensor& value);
+  /// The regularization penalties of the weights, from their current values (Keras' layer.losses).
+  std::vector<Tensor> losses() const;
+
+  /// False while the layer is frozen: no gradients, no updates; its weights are still saved.
+  bool trainable() const { return trainable_; }
+  /// Freezes (false) or unfreezes the layer (Keras' layer.trainable = ...); compile again after
+  /// changing it, as in Keras.
+  void set_trainable(bool trainable);
+
+  /// Moves the weights to `device`.
+  void to(Device device);
+  /// Per-sample input shape declared with input_shape (empty when none).
+  const std::vector<int64_t>& declared_input_shape() const { return input_shape_; }
+  /// Declares the per-sample input shape (Keras' input_shape argument).
+  void set_declared_input_shape(std::vector<int64_t> shape) { input_shape_ = std::move(shape); }
+  /// Instance name ("dense", "dense_1", ...), unique within its model.
+  const std::string& name() const { return name_; }
+  /// Renames the layer (a model makes names unique when the layer is added).
+  void set_name(std::string name) { name_ = std::move(name); }
+
+ protected:
+  /// Creates the weights with add_weight (called by build(); the default creates none).
+  virtual void create_weights(const Shape& input_shape) { (void)input_shape; }
+  /// Creates a weight of `shape` filled by `initializer` (Keras' add_weight). Call only from
+  /// create_weights(); the returned reference stays valid until the next add_weight.
+  Tensor& add_weight(const std::string& name, const Shape& shape, const Initializer& initializer,
+                     WeightOptions options = {});
+  /// The weight called `name` (throws when there is none).
+  Tensor& weight(const std::string& name);
+  /// The weight called `name` (throws when there is none).
+  const Tensor& weight(const std::string& name) const;
+
+  std::vector<int64_t> input_shape_;  ///< declared per-sample input shape (empty when none)
+  std::string name_;                  ///< instance name
+
+ private:
+  std::vector<LayerWeight> weights_;
+  bool built_ = false;
+  bool trainable_ = true;
+  // Set only while build() or weight_specs() runs create_weights().
+  Generator* build_generator_ = nullptr;
+  Device build_device_ = Device::cpu();
+  bool dry_build_ = false;
+};
+
+/// The table of layer classes by class name.
+Registry<std::shared_ptr<Layer>>& layer_registry();
+
+/// Registers layer class L under `class_name` while this object is constructed: declare one at
+/// namespace scope in L's .cpp (`const kiln::RegisterLayer<MyLayer> registered("MyLayer");`).
+/// L needs `static L from_config(const kiln::Config&)`.
+template <typename L>
+requires std::derived_from<L, Layer>
+struct RegisterLayer {
+  /// Registers L under `class_name`.
+  explicit RegisterLayer(const std::string& class_name) {
+    layer_registry().add(class_name,
+                         [](const Config& config) -> std::shared_ptr<Layer> {
+                           return std::make_shared<L>(L::from_config(config));
+                         });
+  }
+};
+
+/// A shared handle to a layer, built implicitly from any layer value, so that
+/// Sequential({Dense(64), Dense(10)}) reads like Keras.
+class LayerRef {
+ public:
+  /// Holds a copy of `layer`.
+  template <typename L>
+  requires std::derived_from<L, Layer> LayerRef(L layer) : ptr_(std::make_shared<L>(std::move(layer))) {}
+  /// Shares `layer` (a layer object used in more than one place).
+  LayerRef(std::shared_ptr<Layer> layer) : ptr_(std::move(layer)) {}
+  /// The layer.
+  const std::shared_ptr<Layer>& get() const { return ptr_; }
+
+ private:
+  std::shared_ptr<Layer> ptr_;
+};
+
+}  // namespace kiln

@@ -1,0 +1,78 @@
+/// BatchNormalization: normalizes each channel with the batch's statistics in training and with
+/// moving statistics in inference; plus the two ops it is made of (Keras' ops.moments and
+/// ops.batch_normalization, over the last axis).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "kiln/layer.h"
+
+namespace kiln {
+
+/// Keras' ops.moments over every axis but the last: the mean and the biased variance (the mean of
+/// the squared deviations from the mean, as tf.nn.moments) of each channel of x [..., C], each [C].
+/// Differentiable.
+std::pair<Tensor, Tensor> moments(const Tensor& x);
+
+/// Keras' ops.batch_normalization over the last axis, in tf.nn.batch_normalization's form:
+/// y = x * inv + (offset - mean * inv), inv = scale / sqrt(variance + epsilon), for x [..., C] and
+/// mean, variance, offset, scale [C]; an undefined `offset` or `scale` stands for none (0 and 1).
+/// Differentiable.
+Tensor batch_normalization(const Tensor& x, const Tensor& mean, const Tensor& variance, const Tensor& offset,
+                           const Tensor& scale, double epsilon);
+
+}  // namespace kiln
+
+namespace kiln::layers {
+
+/// Options of BatchNormalization, with Keras' defaults.
+struct BatchNormalizationOptions {
+  /// The channel axis, counted with the batch axis as in Keras; only the last axis (-1, or its
+  /// positive index) is supported.
+  int64_t axis = -1;
+  double momentum = 0.99;                  ///< moving = moving * momentum + batch statistic * (1 - momentum), in [0, 1]
+  double epsilon = 1e-3;                   ///< added to the variance before its square root; positive
+  bool center = true;                      ///< adds the trainable offset beta
+  bool scale = true;                       ///< multiplies by the trainable factor gamma
+  std::string beta_initializer = "zeros";  ///< any registered initializer
+  std::string gamma_initializer = "ones";  ///< any registered initializer
+  std::string moving_mean_initializer = "zeros";                   ///< any registered initializer
+  std::string moving_variance_initializer = "ones";                ///< any registered initializer
+  std::shared_ptr<const Regularizer> beta_regularizer = nullptr;   ///< e.g. regularizers::l2(1e-4)
+  std::shared_ptr<const Regularizer> gamma_regularizer = nullptr;  ///< e.g. regularizers::l2(1e-4)
+  std::vector<int64_t> input_shape = {};                           ///< per-sample input shape
+};
+
+/// Batch normalization (Keras' BatchNormalization) over the last axis of [N, ..., C].
+///
+/// Weights, in Keras' names and order: gamma and beta [C] (trainable, when scale and center), then
+/// moving_mean and moving_variance [C] (non-trainable). In training (fit, or call with training
+/// true) each channel is normalized with the batch's mean and biased variance over every other axis,
+/// and the moving statistics are updated in place on the device with the same batch statistics
+/// (Keras puts the biased variance into moving_variance). In inference, and while the layer is
+/// frozen (set_trainable(false), as Keras 3 does), the moving statistics normalize instead and stay
+/// unchanged.
+class BatchNormalization : public Layer {
+ public:
+  /// A layer with `options` (Keras' defaults when none are given).
+  explicit BatchNormalization(BatchNormalizationOptions options = {});
+  std::string class_name() const override { return "BatchNormalization"; }
+  Config get_config() const override;
+  /// Rebuilds from get_config().
+  static BatchNormalization from_config(const Config& config);
+  Shape compute_output_shape(const Shape& input_shape) const override;
+  Tensor call(const Tensor& x, bool training) override;
+  /// The options it was made with.
+  const BatchNormalizationOptions& options() const { return options_; }
+
+ protected:
+  void create_weights(const Shape& input_shape) override;
+
+ private:
+  BatchNormalizationOptions options_;
+};
+
+}  // namespace kiln::layers

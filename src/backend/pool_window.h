@@ -1,0 +1,42 @@
+// Pooling windows along one axis, shared by the CPU backend and the CUDA kernels: the input cells a
+// window covers (clipped to the input, so padded cells are never visited) and the windows that
+// cover one input cell. Window o of an axis starts at o * stride - pad and is k cells long.
+#pragma once
+
+#include "backend/host_device.h"
+
+namespace kiln::backend::pool {
+
+/// A half-open range [begin, end) of positions; empty when end == begin.
+template <typename I>
+struct Span {
+  I begin, end;
+  KILN_HOST_DEVICE I size() const { return end - begin; }
+};
+
+/// floor(a / b) for b > 0 and any sign of a.
+template <typename I>
+KILN_HOST_DEVICE inline I floor_div(I a, I b) {
+  return a >= 0 ? a / b : -((-a + b - 1) / b);
+}
+
+/// The input positions of window `o` inside an axis of `in` cells.
+template <typename I>
+KILN_HOST_DEVICE inline Span<I> window_span(I o, I stride, I pad, I k, I in) {
+  const I start = o * stride - pad;
+  const I begin = start < I(0) ? I(0) : start;
+  const I end = start + k > in ? in : start + k;
+  return {begin, end < begin ? begin : end};
+}
+
+/// The windows (of `out` in all) whose cells include input position `i`: those o with
+/// o * stride - pad <= i <= o * stride - pad + k - 1.
+template <typename I>
+KILN_HOST_DEVICE inline Span<I> covering_windows(I i, I stride, I pad, I k, I out) {
+  const I lo = floor_div(i + pad - k, stride) + I(1), hi = floor_div(i + pad, stride) + I(1);
+  const I begin = lo < I(0) ? I(0) : lo;
+  const I end = hi > out ? out : hi;
+  return {begin, end < begin ? begin : end};
+}
+
+}  // namespace kiln::backend::pool

@@ -1,0 +1,182 @@
+// BatchNormalization over the last axis, composed of existing ops so that autograd gives its
+// backward; moments and batch_normalization are Keras' ops of the same names.
+//
+// Shape letters: C channels (the last axis), R rows (every other axis of the batch, flattened).
+//
+// A fused kernel would replace the composition here: cuDNN's batch-norm forward-training call
+// (cudnnBatchNormalizationForwardTrainingEx, NHWC, with the running-average update inside) and its
+// backward, or one of kiln's own for the CPU. Keep the formulas below as its reference.
+#include "kiln/layers/batch_normalization.h"
+
+#include <cmath>
+#include <limits>
+#include <sstream>
+
+#include "kiln/autograd.h"
+#include "kiln/error.h"
+#include "kiln/ops.h"
+#include "layers/config_fields.h"
+
+namespace kiln {
+
+namespace {
+
+void check_channels(const std::string& op, const std::string& what, const Tensor& t, int64_t C) {
+  if (!t.defined() || t.ndim() != 1 || t.size(0) != C)
+    throw Error(op, what + " is " + (t.defined() ? t.shape().str() : std::string("undefined")) + "; expected [" +
+                        std::to_string(C) + "], one value per channel of the input's last axis");
+}
+
+}  // namespace
+
+std::pair<Tensor, Tensor> moments(const Tensor& x) {
+  if (!x.defined() || x.ndim() < 1 || x.numel() == 0)
+    throw Error("moments", "input is " + (x.defined() ? x.shape().str() : std::string("undefined")) +
+                               "; expected a non-empty tensor [..., C]");
+  const int64_t C = x.size(-1);
+  const Tensor rows = reshape(x, {x.numel() / C, C});  // [R, C]
+  const Tensor mean = kiln::mean(rows, 0);
+  // The deviations are taken from a detached mean, as tf.nn.moments does: the variance's gradient
+  // through the mean is zero anyway (the deviations sum to zero), so this only saves its backward.
+  const Tensor variance = kiln::mean(square(sub(rows, mean.detach())), 0);
+  return {mean, variance};
+}
+
+Tensor batch_normalization(const Tensor& x, const Tensor& mean, const Tensor& variance, const Tensor& offset,
+                           const Tensor& scale, double epsilon) {
+  const std::string op = "batch_normalization";
+  if (!x.defined() || x.ndim() < 1)
+    throw Error(
+        op, "input is " + (x.defined() ? x.shape().str() : std::string("undefined")) + "; expected a tensor [..., C]");
+  if (!std::isfinite(epsilon) || epsilon < 0)
+    throw Error(op, "epsilon is " + std::to_string(epsilon) + "; expected a finite number >= 0");
+  const int64_t C = x.size(-1);
+  check_channels(op, "mean", mean, C);
+  check_channels(op, "variance", variance, C);
+  if (offset.defined()) check_channels(op, "offset", offset, C);
+  if (scale.defined()) check_channels(op, "scale", scale, C);
+  // Per channel first ([C] vectors), so the full-size work is one multiply and one add, both
+  // broadcasting a [C] row over x.
+  const Tensor root = sqrt(add(variance, epsilon));
+  const Tensor inv = scale.defined() ? div(scale, root) : div(Tensor::ones({C}, root.dtype(), root.device()), root);
+  const Tensor shift = offset.defined() ? sub(offset, mul(mean, inv)) : neg(mul(mean, inv));
+  return add(mul(x, inv), shift);
+}
+
+}  // namespace kiln
+
+namespace kiln::layers {
+
+namespace {
+
+const RegisterLayer<BatchNormalization> registered("BatchNormalization");
+
+std::string number_str(double v) {
+  std::ostringstream os;
+  os << v;
+  return os.str();
+}
+
+}  // namespace
+
+BatchNormalization::BatchNormalization(BatchNormalizationOptions options) : options_(std::move(options)) {
+  name_ = "batch_normalization";
+  const auto& o = options_;
+  if (o.axis != -1 && o.axis < 1)
+    throw Error(name_, "axis " + std::to_string(o.axis) +
+                           " is not supported; expected -1, the last axis (kiln normalizes channels-last inputs)");
+  if (!(o.momentum >= 0.0 && o.momentum <= 1.0))
+    throw Error(name_, "momentum is " + number_str(o.momentum) + "; expected a value in [0, 1]");
+  if (!(std::isfinite(o.epsilon) && o.epsilon > 0.0))
+    throw Error(name_, "epsilon is " + number_str(o.epsilon) + "; expected a positive number");
+  for (const std::string* init :
+       {&o.beta_initializer, &o.gamma_initializer, &o.moving_mean_initializer, &o.moving_variance_initializer})
+    initializers::get(*init);  // unknown names fail here, not at build
+  input_shape_ = o.input_shape;
+}
+
+Shape BatchNormalization::compute_output_shape(const Shape& input_shape) const {
+  if (input_shape.ndim() < 1)
+    throw Error(name_, "input of per-sample shape " + input_shape.str() +
+                           " has no channel axis; expected at least one dimension per sample, channels last");
+  // Keras counts the batch axis, so the last axis of a per-sample shape of rank r is axis r.
+  if (options_.axis != -1 && options_.axis != input_shape.ndim())
+    throw Error(name_, "axis " + std::to_string(options_.axis) + " is not the last axis of inputs [N, " +
+                           input_shape.str().substr(1) + "; expected -1 (or " + std::to_string(input_shape.ndim()) +
+                           "): kiln normalizes the last axis only");
+  return input_shape;
+}
+
+void BatchNormalization::create_weights(const Shape& input_shape) {
+  const Shape channels{input_shape[-1]};
+  const auto& o = options_;
+  if (o.scale)
+    add_weight("gamma", channels, *initializers::get(o.gamma_initializer), {.regularizer = o.gamma_regularizer});
+  if (o.center)
+    add_weight("beta", channels, *initializers::get(o.beta_initializer), {.regularizer = o.beta_regularizer});
+  add_weight("moving_mean", channels, *initializers::get(o.moving_mean_initializer), {.trainable = false});
+  add_weight("moving_variance", channels, *initializers::get(o.moving_variance_initializer), {.trainable = false});
+}
+
+Tensor BatchNormalization::call(const Tensor& x, bool training) {
+  Tensor& moving_mean = weight("moving_mean");
+  Tensor& moving_variance = weight("moving_variance");
+  const int64_t C = moving_mean.size(0);
+  if (x.ndim() < 2 || x.size(-1) != C) {
+    const std::string declared = input_shape_.empty() ? "" : " (input_shape=" + Shape(input_shape_).str() + ")";
+    throw Error(name_, "input " + x.shape().str() + " has " + (x.ndim() >= 2 ? std::to_string(x.size(-1)) : "no") +
+                           " channels on its last axis, layer expects " + std::to_string(C) + declared);
+  }
+  const Tensor gamma = options_.scale ? weight("gamma") : Tensor();
+  const Tensor beta = options_.center ? weight("beta") : Tensor();
+  // Keras 3: a frozen layer runs in inference mode, even inside fit.
+  if (!training || !trainable())
+    return batch_normalization(x, moving_mean, moving_variance, beta, gamma, options_.epsilon);
+  const auto [mean, variance] = moments(x);
+  {
+    // In place and on the device (copy_ into the weights' own storage): a recorded step replays the
+    // update, and no value is read back to the host.
+    NoGradGuard no_grad;
+    const double m = options_.momentum;
+    moving_mean.copy_(add(mul(moving_mean, m), mul(mean.detach(), 1.0 - m)));
+    moving_variance.copy_(add(mul(moving_variance, m), mul(variance.detach(), 1.0 - m)));
+  }
+  return batch_normalization(x, mean, variance, beta, gamma, options_.epsilon);
+}
+
+Config BatchNormalization::get_config() const {
+  const auto& o = options_;
+  return {{"axis", o.axis},
+          {"momentum", o.momentum},
+          {"epsilon", o.epsilon},
+          {"center", o.center},
+          {"scale", o.scale},
+          {"beta_initializer", o.beta_initializer},
+          {"gamma_initializer", o.gamma_initializer},
+          {"moving_mean_initializer", o.moving_mean_initializer},
+          {"moving_variance_initializer", o.moving_variance_initializer},
+          {"beta_regularizer", regularizer_config(o.beta_regularizer)},
+          {"gamma_regularizer", regularizer_config(o.gamma_regularizer)}};
+}
+
+BatchNormalization BatchNormalization::from_config(const Config& config) {
+  const auto f = config_fields(config, "BatchNormalization");
+  if (f.has("renorm") && f.boolean("renorm"))
+    f.fail("renorm is true; expected false (batch renormalization is not supported)");
+  BatchNormalizationOptions o;
+  if (f.has("axis"))
+    o.axis = f.integer("axis", std::numeric_limits<int32_t>::min(), std::numeric_limits<int32_t>::max());
+  if (f.has("momentum")) o.momentum = f.number("momentum");
+  if (f.has("epsilon")) o.epsilon = f.number("epsilon");
+  if (f.has("center")) o.center = f.boolean("center");
+  if (f.has("scale")) o.scale = f.boolean("scale");
+  o.beta_initializer = string_or(f, "beta_initializer", o.beta_initializer);
+  o.gamma_initializer = string_or(f, "gamma_initializer", o.gamma_initializer);
+  o.moving_mean_initializer = string_or(f, "moving_mean_initializer", o.moving_mean_initializer);
+  o.moving_variance_initializer = string_or(f, "moving_variance_initializer", o.moving_variance_initializer);
+  o.beta_regularizer = regularizer_field(f, "beta_regularizer");
+  o.gamma_regularizer = regularizer_field(f, "gamma_regularizer");
+  return BatchNormalization(o);
+}
+
+}  // namespace kiln::layers

@@ -1,0 +1,18 @@
+// Config fields shared by layer classes.
+#include "layers/config_fields.h"
+
+namespace kiln::layers {
+
+Config regularizer_config(const std::shared_ptr<const Regularizer>& r) {
+  if (!r) return nullptr;
+  return {{"class_name", r->class_name()}, {"config", r->get_config()}};
+}
+
+std::shared_ptr<const Regularizer> regularizer_field(const io::JsonFields& f, const std::string& key) {
+  if (!f.has(key)) return nullptr;
+  const io::JsonFields r(f.at(key), f.where() + " " + key, "from_config");
+  const std::string class_name = r.string("class_name");
+  return regularizer_registry().make(class_name, r.has("config") ? r.at("config") : Config::object());
+}
+
+}  // namespace kiln::layers

@@ -1,0 +1,39 @@
+// Batches (how a pass cuts its dataset) and the eager runner.
+#include "model/step_runner.h"
+
+#include <algorithm>
+#include <numeric>
+
+#include "kiln/ops.h"
+
+namespace kiln::model {
+
+Batches::Batches(Tensor x, Tensor y, int64_t batch_size)
+    : x_(std::move(x)), y_(std::move(y)), batch_size_(batch_size), order_(static_cast<std::size_t>(x_.size(0))) {
+  std::iota(order_.begin(), order_.end(), 0);
+}
+
+void Batches::set_order(std::vector<int32_t> order) {
+  order_ = std::move(order);
+  order_on_device_ = Tensor::from_vector(order_, x_.device());
+}
+
+int64_t Batches::rows(int64_t step) const {
+  const int64_t begin = step * batch_size_;
+  return std::min(samples(), begin + batch_size_) - begin;
+}
+
+std::pair<Tensor, Tensor> Batches::batch(int64_t step) const {
+  const int64_t begin = step * batch_size_, end = begin + rows(step);
+  if (!order_on_device_.defined()) return {x_.slice_rows(begin, end), y_.slice_rows(begin, end)};
+  const Tensor idx = order_on_device_.slice_rows(begin, end);
+  return {take_rows(x_, idx), take_rows(y_, idx)};
+}
+
+bool EagerStep::run(int64_t step) {
+  const auto [xb, yb] = batches_.batch(step);
+  work_.eager(step, xb, yb);
+  return true;
+}
+
+}  // namespace kiln::model

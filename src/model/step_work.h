@@ -1,0 +1,69 @@
+// What fit's training step and evaluate's batch do (model/step_runner.h's StepWork): the work
+// that a runner runs eagerly or records.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "kiln/model.h"
+#include "metrics/metrics.h"
+#include "model/step_runner.h"
+
+namespace kiln::model {
+
+/// fit's training step: forward in training mode, the compiled loss with the layers' penalties,
+/// backward, the loss and metric sums, then the optimizer's update.
+class TrainingWork final : public StepWork {
+ public:
+  /// Trains `model`'s trainable weights, adding to `sums`. `check_numerics`: eager steps check
+  /// every layer's output and gradient (FitOptions::check_numerics); `check_each_step`: eager
+  /// steps read the loss back and stop at a non-finite one (where that costs nothing: the CPU).
+  TrainingWork(Sequential& model, metrics::Accumulator& sums, bool check_numerics, bool check_each_step);
+  /// The 1-based epoch under way, for messages.
+  void set_epoch(int epoch) { epoch_ = epoch; }
+
+  /// Zero the gradients, forward, loss, backward, sums; no update.
+  void body(const Tensor& xb, const Tensor& yb) override;
+  /// body() with the checks asked for, then the optimizer's step().
+  void eager(int64_t step, const Tensor& xb, const Tensor& yb) override;
+
+  /// Drops the parameters' gradients.
+  void zero_grads() {
+    for (Tensor& p : params_) p.zero_grad();
+  }
+  /// The model trained.
+  Sequential& model() { return model_; }
+  /// Its optimizer.
+  Optimizer& optimizer() { return *model_.optimizer(); }
+  /// The weights it updates (the model's trainable weights when the work was made).
+  const std::vector<Tensor>& params() const { return params_; }
+  /// The sums the steps add to.
+  metrics::Accumulator& sums() { return sums_; }
+
+ private:
+  // Zero the gradients, forward, loss, backward, sums; with `where`, every layer's output and
+  // gradient is checked. Returns the loss.
+  Tensor forward_backward(const Tensor& xb, const Tensor& yb, const std::string* where);
+
+  Sequential& model_;
+  metrics::Accumulator& sums_;
+  std::vector<Tensor> params_;
+  bool check_numerics_, check_each_step_;
+  int epoch_ = 1;
+};
+
+/// evaluate's batch: forward in inference mode, the loss with the layers' penalties (as Keras'
+/// test step), the loss and metric sums. Run it without gradients (NoGradGuard).
+class EvaluationWork final : public StepWork {
+ public:
+  /// Evaluates `model`, adding to `sums`.
+  EvaluationWork(Sequential& model, metrics::Accumulator& sums) : model_(model), sums_(sums) {}
+  void body(const Tensor& xb, const Tensor& yb) override;
+
+ private:
+  Sequential& model_;
+  metrics::Accumulator& sums_;
+};
+
+}  // namespace kiln::model
