@@ -24,6 +24,7 @@
 
 #include "backend/cuda/check.h"
 #include "backend/cuda/kernels.h"
+#include "backend/dtype_dispatch.h"
 #include "backend/elementwise_math.h"
 #include "device_math.cuh"
 
@@ -286,7 +287,7 @@ void conv_wgrad_partial(DType dtype, const Conv2dGeometry& g, const void* x, con
                 "KH*KW*C + 1 and F of at most 64 (check conv_wgrad_direct_fits first)");
   const int64_t rows = rows_per_slice(g), blocks = conv_wgrad_blocks(dtype, g);
   const std::size_t shared = shared_bytes(s, dtype_size(dtype));
-  with_float(dtype, "conv2d_backward_filter", [&](auto tag) {
+  with_float_type(dtype, "conv2d_backward_filter", [&](auto tag) {
     using T = decltype(tag);
     const auto args = [&](auto kernel) {
       kernel<<<static_cast<unsigned>(blocks), kBlock, shared, st>>>(

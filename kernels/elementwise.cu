@@ -1,12 +1,17 @@
-// Elementwise kernels: unary functions and their derivatives, broadcasting binary ops, affine,
-// clip. The per-element math is backend/elementwise_math.h, the same code the CPU backend runs.
+// The elementwise family: unary functions and their derivatives, broadcasting binary ops, affine,
+// clip; and the convolution's bias + ReLU pass. The per-element math is backend/elementwise_math.h,
+// the same code the CPU backend runs.
 // Shape letters: n elements; na, nb the repeating lengths of a and b (a[i % na], b[i % nb]).
 #include "backend/cuda/check.h"
+#include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/kernels.h"
+#include "backend/dtype_dispatch.h"
 #include "backend/elementwise_math.h"
 #include "device_math.cuh"
 
-namespace kiln::backend::kernels {
+namespace kiln::backend {
+
+namespace {
 
 // ---------------------------------------------------------------------------------------------
 // kernels
@@ -64,87 +69,102 @@ __global__ void bias_relu_kernel(T* y, const T* bias, bool relu, int64_t n, int6
   }
 }
 
-// ---------------------------------------------------------------------------------------------
-// launchers
+}  // namespace
 
-void unary(UnaryFn fn, DType dtype, const void* x, void* y, int64_t n, cudaStream_t s) {
+// ---------------------------------------------------------------------------------------------
+// the backend's entries
+
+void CudaBackend::unary(UnaryFn fn, DType dtype, const void* x, void* y, int64_t n) {
+  DeviceGuard guard(device_);
   if (n <= 0) return;
-  with_float(dtype, "unary", [&](auto tag) {
+  with_float_type(dtype, "unary", [&](auto tag) {
     using T = decltype(tag);
     math::with_unary_op(fn.op, [&](auto op_c) {
-      unary_kernel<op_c.value>
-          <<<grid_for(n), kBlock, 0, s>>>(static_cast<const T*>(x), static_cast<T*>(y), n, static_cast<T>(fn.param));
+      unary_kernel<op_c.value><<<grid_for(n), kBlock, 0, stream_>>>(static_cast<const T*>(x), static_cast<T*>(y), n,
+                                                                    static_cast<T>(fn.param));
     });
   });
   KILN_LAUNCH_CHECK("unary_kernel");
 }
 
-void unary_backward(UnaryFn fn, DType dtype, const void* x, const void* y, const void* dy, void* dx, int64_t n,
-                    cudaStream_t s) {
+void CudaBackend::unary_backward(UnaryFn fn, DType dtype, const void* x, const void* y, const void* dy, void* dx,
+                                 int64_t n) {
+  DeviceGuard guard(device_);
   if (n <= 0) return;
-  with_float(dtype, "unary_backward", [&](auto tag) {
+  with_float_type(dtype, "unary_backward", [&](auto tag) {
     using T = decltype(tag);
     math::with_unary_op(fn.op, [&](auto op_c) {
-      unary_backward_kernel<op_c.value>
-          <<<grid_for(n), kBlock, 0, s>>>(static_cast<const T*>(x), static_cast<const T*>(y), static_cast<const T*>(dy),
-                                          static_cast<T*>(dx), n, static_cast<T>(fn.param));
+      unary_backward_kernel<op_c.value><<<grid_for(n), kBlock, 0, stream_>>>(
+          static_cast<const T*>(x), static_cast<const T*>(y), static_cast<const T*>(dy), static_cast<T*>(dx), n,
+          static_cast<T>(fn.param));
     });
   });
   KILN_LAUNCH_CHECK("unary_backward_kernel");
 }
 
-void binary(BinaryOp op, DType dtype, const void* a, int64_t na, const void* b, int64_t nb, void* out, int64_t n,
-            cudaStream_t s) {
+void CudaBackend::binary(BinaryOp op, DType dtype, const void* a, int64_t na, const void* b, int64_t nb, void* out,
+                         int64_t n) {
+  DeviceGuard guard(device_);
   if (n <= 0) return;
-  with_float(dtype, "binary", [&](auto tag) {
+  with_float_type(dtype, "binary", [&](auto tag) {
     using T = decltype(tag);
     math::with_binary_op(op, [&](auto op_c) {
-      binary_kernel<op_c.value><<<grid_for(n), kBlock, 0, s>>>(static_cast<const T*>(a), na, static_cast<const T*>(b),
-                                                               nb, static_cast<T*>(out), n);
+      binary_kernel<op_c.value><<<grid_for(n), kBlock, 0, stream_>>>(
+          static_cast<const T*>(a), na, static_cast<const T*>(b), nb, static_cast<T*>(out), n);
     });
   });
   KILN_LAUNCH_CHECK("binary_kernel");
 }
 
-void affine(DType dtype, const void* x, double alpha, double beta, void* y, int64_t n, cudaStream_t s) {
+void CudaBackend::affine(DType dtype, const void* x, double alpha, double beta, void* y, int64_t n) {
+  DeviceGuard guard(device_);
   if (n <= 0) return;
-  with_float(dtype, "affine", [&](auto tag) {
+  with_float_type(dtype, "affine", [&](auto tag) {
     using T = decltype(tag);
-    affine_kernel<<<grid_for(n), kBlock, 0, s>>>(static_cast<const T*>(x), static_cast<T>(alpha), static_cast<T>(beta),
-                                                 static_cast<T*>(y), n);
+    affine_kernel<<<grid_for(n), kBlock, 0, stream_>>>(static_cast<const T*>(x), static_cast<T>(alpha),
+                                                       static_cast<T>(beta), static_cast<T*>(y), n);
   });
   KILN_LAUNCH_CHECK("affine_kernel");
 }
 
-void clip(DType dtype, const void* x, void* y, int64_t n, double lo, double hi, cudaStream_t s) {
+void CudaBackend::clip(DType dtype, const void* x, void* y, int64_t n, double lo, double hi) {
+  DeviceGuard guard(device_);
   if (n <= 0) return;
-  with_float(dtype, "clip", [&](auto tag) {
+  with_float_type(dtype, "clip", [&](auto tag) {
     using T = decltype(tag);
-    clip_kernel<<<grid_for(n), kBlock, 0, s>>>(static_cast<const T*>(x), static_cast<T*>(y), n, static_cast<T>(lo),
-                                               static_cast<T>(hi));
+    clip_kernel<<<grid_for(n), kBlock, 0, stream_>>>(static_cast<const T*>(x), static_cast<T*>(y), n,
+                                                     static_cast<T>(lo), static_cast<T>(hi));
   });
   KILN_LAUNCH_CHECK("clip_kernel");
 }
 
-void clip_backward(DType dtype, const void* x, const void* dy, void* dx, int64_t n, double lo, double hi,
-                   cudaStream_t s) {
+void CudaBackend::clip_backward(DType dtype, const void* x, const void* dy, void* dx, int64_t n, double lo, double hi) {
+  DeviceGuard guard(device_);
   if (n <= 0) return;
-  with_float(dtype, "clip_backward", [&](auto tag) {
+  with_float_type(dtype, "clip_backward", [&](auto tag) {
     using T = decltype(tag);
-    clip_backward_kernel<<<grid_for(n), kBlock, 0, s>>>(static_cast<const T*>(x), static_cast<const T*>(dy),
-                                                        static_cast<T*>(dx), n, static_cast<T>(lo), static_cast<T>(hi));
+    clip_backward_kernel<<<grid_for(n), kBlock, 0, stream_>>>(static_cast<const T*>(x), static_cast<const T*>(dy),
+                                                              static_cast<T*>(dx), n, static_cast<T>(lo),
+                                                              static_cast<T>(hi));
   });
   KILN_LAUNCH_CHECK("clip_backward_kernel");
 }
 
+// ---------------------------------------------------------------------------------------------
+// the convolution's helper
+
+namespace kernels {
+
 void bias_relu(DType dtype, void* y, const void* bias, bool relu, int64_t rows, int64_t cols, cudaStream_t s) {
   const int64_t n = rows * cols;
   if (n <= 0 || (!bias && !relu)) return;
-  with_float(dtype, "bias_relu", [&](auto tag) {
+  with_float_type(dtype, "bias_relu", [&](auto tag) {
     using T = decltype(tag);
     bias_relu_kernel<<<grid_for(n), kBlock, 0, s>>>(static_cast<T*>(y), static_cast<const T*>(bias), relu, n, cols);
   });
   KILN_LAUNCH_CHECK("bias_relu_kernel");
 }
 
-}  // namespace kiln::backend::kernels
+}  // namespace kernels
+
+}  // namespace kiln::backend

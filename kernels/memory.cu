@@ -1,12 +1,18 @@
-// Data movement kernels: fill, cast, row gather, 2-D transpose (HWIO <-> KRSC filters for cuDNN)
-// and NHWC zero padding / cropping (for TensorFlow's asymmetric "same" padding, which cuDNN's
-// symmetric padding cannot express).
+// The memory family: copies, fill, cast, row gather, the step counter; and the layout helpers of
+// the cuDNN convolution: 2-D transpose (HWIO <-> KRSC filters) and NHWC zero padding / cropping
+// (for TensorFlow's asymmetric "same" padding, which cuDNN's symmetric padding cannot express).
 // Shape letters: N batch, H/W height/width, C channels, HP/WP padded height/width.
+#include <cstring>
+#include <mutex>
+
 #include "backend/cuda/check.h"
+#include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/kernels.h"
 #include "backend/dtype_dispatch.h"
 
-namespace kiln::backend::kernels {
+namespace kiln::backend {
+
+namespace {
 
 // ---------------------------------------------------------------------------------------------
 // kernels
@@ -82,30 +88,74 @@ __global__ void crop_kernel(const T* dxp, T* dx, int64_t N, int64_t H, int64_t W
 
 __global__ void probe_kernel_impl() {}
 
-// ---------------------------------------------------------------------------------------------
-// launchers
+// Uploads larger than this go straight from the caller's buffer and wait for the copy.
+constexpr std::size_t kStagingLimit = std::size_t(64) << 20;
 
-void fill(DType dtype, void* dst, int64_t n, double value, cudaStream_t s) {
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// the backend's entries
+
+void CudaBackend::copy(void* dst, const void* src, std::size_t bytes) {
+  if (!bytes || dst == src) return;
+  DeviceGuard guard(device_);
+  KILN_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_));
+}
+
+void CudaBackend::copy_to_host(void* host_dst, const void* src, std::size_t bytes) {
+  if (!bytes) return;
+  DeviceGuard guard(device_);
+  KILN_CUDA_CHECK(cudaMemcpyAsync(host_dst, src, bytes, cudaMemcpyDeviceToHost, stream_));
+  KILN_CUDA_CHECK(cudaStreamSynchronize(stream_));
+}
+
+void CudaBackend::copy_from_host(void* dst, const void* host_src, std::size_t bytes) {
+  if (!bytes) return;
+  DeviceGuard guard(device_);
+  if (bytes > kStagingLimit) {
+    KILN_CUDA_CHECK(cudaMemcpyAsync(dst, host_src, bytes, cudaMemcpyHostToDevice, stream_));
+    KILN_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    return;
+  }
+  std::lock_guard lock(staging_mutex_);
+  KILN_CUDA_CHECK(cudaEventSynchronize(staging_done_));  // the previous upload has left the buffer
+  if (staging_bytes_ < bytes) {
+    if (staging_) KILN_CUDA_CHECK(cudaFreeHost(staging_));
+    staging_ = nullptr;
+    std::size_t size = std::size_t(1) << 20;
+    while (size < bytes) size *= 2;
+    KILN_CUDA_CHECK(cudaMallocHost(&staging_, size));
+    staging_bytes_ = size;
+  }
+  std::memcpy(staging_, host_src, bytes);
+  KILN_CUDA_CHECK(cudaMemcpyAsync(dst, staging_, bytes, cudaMemcpyHostToDevice, stream_));
+  KILN_CUDA_CHECK(cudaEventRecord(staging_done_, stream_));
+}
+
+void CudaBackend::fill(DType dtype, void* dst, int64_t n, double value) {
+  DeviceGuard guard(device_);
   if (n <= 0) return;
   with_any_type(dtype, [&](auto tag) {
     using T = decltype(tag);
-    fill_kernel<<<grid_for(n), kBlock, 0, s>>>(static_cast<T*>(dst), n, static_cast<T>(value));
+    fill_kernel<<<grid_for(n), kBlock, 0, stream_>>>(static_cast<T*>(dst), n, static_cast<T>(value));
   });
   KILN_LAUNCH_CHECK("fill_kernel");
 }
 
-void cast(DType from, const void* src, DType to, void* dst, int64_t n, cudaStream_t s) {
+void CudaBackend::cast(DType from, const void* src, DType to, void* dst, int64_t n) {
+  DeviceGuard guard(device_);
   if (n <= 0) return;
   with_any_type(from, [&](auto f) {
     with_any_type(to, [&](auto t) {
-      cast_kernel<<<grid_for(n), kBlock, 0, s>>>(static_cast<const decltype(f)*>(src), static_cast<decltype(t)*>(dst),
-                                                 n);
+      cast_kernel<<<grid_for(n), kBlock, 0, stream_>>>(static_cast<const decltype(f)*>(src),
+                                                       static_cast<decltype(t)*>(dst), n);
     });
   });
   KILN_LAUNCH_CHECK("cast_kernel");
 }
 
-void gather_rows(const void* src, const int32_t* idx, void* dst, int64_t n_idx, std::size_t row_bytes, cudaStream_t s) {
+void CudaBackend::gather_rows(const void* src, const int32_t* idx, void* dst, int64_t n_idx, std::size_t row_bytes) {
+  DeviceGuard guard(device_);
   if (n_idx <= 0 || row_bytes == 0) return;
   const auto aligned = [&](std::size_t a) {
     return row_bytes % a == 0 && reinterpret_cast<uintptr_t>(src) % a == 0 && reinterpret_cast<uintptr_t>(dst) % a == 0;
@@ -113,8 +163,8 @@ void gather_rows(const void* src, const int32_t* idx, void* dst, int64_t n_idx, 
   auto launch = [&](auto word) {
     using Word = decltype(word);
     const int64_t words = static_cast<int64_t>(row_bytes / sizeof(Word));
-    gather_rows_kernel<<<grid_for(n_idx * words), kBlock, 0, s>>>(static_cast<const Word*>(src), idx,
-                                                                  static_cast<Word*>(dst), n_idx, words);
+    gather_rows_kernel<<<grid_for(n_idx * words), kBlock, 0, stream_>>>(static_cast<const Word*>(src), idx,
+                                                                        static_cast<Word*>(dst), n_idx, words);
   };
   if (aligned(16))
     launch(int4{});
@@ -125,20 +175,27 @@ void gather_rows(const void* src, const int32_t* idx, void* dst, int64_t n_idx, 
   KILN_LAUNCH_CHECK("gather_rows_kernel");
 }
 
-void select_batch(const int32_t* perm, const int64_t* index, int32_t* idx, int64_t n, cudaStream_t s) {
+void CudaBackend::select_batch(const int32_t* perm, const int64_t* index, int32_t* idx, int64_t n) {
+  DeviceGuard guard(device_);
   if (n <= 0) return;
-  select_batch_kernel<<<grid_for(n), kBlock, 0, s>>>(perm, index, idx, n);
+  select_batch_kernel<<<grid_for(n), kBlock, 0, stream_>>>(perm, index, idx, n);
   KILN_LAUNCH_CHECK("select_batch_kernel");
 }
 
-void advance_counter(int64_t* counter, cudaStream_t s) {
-  advance_counter_kernel<<<1, 1, 0, s>>>(counter);
+void CudaBackend::advance_counter(int64_t* counter) {
+  DeviceGuard guard(device_);
+  advance_counter_kernel<<<1, 1, 0, stream_>>>(counter);
   KILN_LAUNCH_CHECK("advance_counter_kernel");
 }
 
+// ---------------------------------------------------------------------------------------------
+// the convolution's helpers
+
+namespace kernels {
+
 void transpose(DType dtype, const void* in, void* out, int64_t rows, int64_t cols, cudaStream_t s) {
   if (rows <= 0 || cols <= 0) return;
-  with_float(dtype, "transpose", [&](auto tag) {
+  with_float_type(dtype, "transpose", [&](auto tag) {
     using T = decltype(tag);
     const dim3 grid(static_cast<unsigned>((cols + 31) / 32), static_cast<unsigned>((rows + 31) / 32));
     transpose_kernel<<<grid, dim3(32, 8), 0, s>>>(static_cast<const T*>(in), static_cast<T*>(out), rows, cols);
@@ -150,7 +207,7 @@ void pad_nhwc(DType dtype, const void* x, void* xp, int64_t N, int64_t H, int64_
               int64_t top, int64_t left, cudaStream_t s) {
   const int64_t total = N * HP * WP * C;
   if (total <= 0) return;
-  with_float(dtype, "pad", [&](auto tag) {
+  with_float_type(dtype, "pad", [&](auto tag) {
     using T = decltype(tag);
     pad_kernel<<<grid_for(total), kBlock, 0, s>>>(static_cast<const T*>(x), static_cast<T*>(xp), N, H, W, C, HP, WP,
                                                   top, left);
@@ -162,7 +219,7 @@ void crop_nhwc(DType dtype, const void* dxp, void* dx, int64_t N, int64_t H, int
                int64_t WP, int64_t top, int64_t left, cudaStream_t s) {
   const int64_t total = N * H * W * C;
   if (total <= 0) return;
-  with_float(dtype, "crop", [&](auto tag) {
+  with_float_type(dtype, "crop", [&](auto tag) {
     using T = decltype(tag);
     crop_kernel<<<grid_for(total), kBlock, 0, s>>>(static_cast<const T*>(dxp), static_cast<T*>(dx), N, H, W, C, HP, WP,
                                                    top, left);
@@ -172,4 +229,6 @@ void crop_nhwc(DType dtype, const void* dxp, void* dx, int64_t N, int64_t H, int
 
 const void* probe_kernel() { return reinterpret_cast<const void*>(&probe_kernel_impl); }
 
-}  // namespace kiln::backend::kernels
+}  // namespace kernels
+
+}  // namespace kiln::backend

@@ -1,16 +1,22 @@
-// Optimizer updates in Keras' formulas, term for term as the CPU backend writes them:
+// The optimizer family: updates in Keras' formulas, term for term as the CPU backend writes them:
 // SGD: w -= lr g, or v = m v - lr g; w += v (nesterov: w += m v - lr g).
 // Adam: m += (g - m)(1 - b1); v += (g^2 - v)(1 - b2); w -= alpha m / (sqrt(v) + eps), with
-// alpha the bias-corrected step size the caller computes in the variable's precision.
+// alpha the bias-corrected step size, computed on the host in the variable's precision.
 // The multi-tensor Adam updates many parameters in one launch and reads alpha from a device table
 // at a device index, so a recorded training step needs no host argument.
 // Shape letters: n parameters.
+#include <cmath>
+
 #include "backend/cuda/check.h"
+#include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/kernels.h"
+#include "backend/dtype_dispatch.h"
 #include "backend/elementwise_math.h"
 #include "device_math.cuh"
 
-namespace kiln::backend::kernels {
+namespace kiln::backend {
+
+namespace {
 
 // ---------------------------------------------------------------------------------------------
 // kernels
@@ -70,36 +76,44 @@ __global__ void adam_multi_kernel(AdamBatch<T> b, const T* alpha_table, const in
   }
 }
 
-// ---------------------------------------------------------------------------------------------
-// launchers
+}  // namespace
 
-void sgd_step(DType dtype, void* w, const void* g, void* v, int64_t n, double lr, double momentum, bool nesterov,
-              cudaStream_t s) {
+// ---------------------------------------------------------------------------------------------
+// the backend's entries
+
+void CudaBackend::sgd_step(DType dtype, void* w, const void* g, void* v, int64_t n, double lr, double momentum,
+                           bool nesterov) {
+  DeviceGuard guard(device_);
   if (n <= 0) return;
-  with_float(dtype, "sgd", [&](auto tag) {
+  with_float_type(dtype, "sgd", [&](auto tag) {
     using T = decltype(tag);
-    sgd_kernel<<<grid_for(n), kBlock, 0, s>>>(static_cast<T*>(w), static_cast<const T*>(g),
-                                              momentum == 0.0 ? nullptr : static_cast<T*>(v), n, static_cast<T>(lr),
-                                              static_cast<T>(momentum), nesterov);
+    sgd_kernel<<<grid_for(n), kBlock, 0, stream_>>>(static_cast<T*>(w), static_cast<const T*>(g),
+                                                    momentum == 0.0 ? nullptr : static_cast<T*>(v), n,
+                                                    static_cast<T>(lr), static_cast<T>(momentum), nesterov);
   });
   KILN_LAUNCH_CHECK("sgd_kernel");
 }
 
-void adam_step(DType dtype, void* w, const void* g, void* m, void* v, int64_t n, double alpha, double beta1,
-               double beta2, double eps, cudaStream_t s) {
-  if (n <= 0) return;
-  with_float(dtype, "adam", [&](auto tag) {
+void CudaBackend::adam_step(DType dtype, void* w, const void* g, void* m, void* v, int64_t n, double lr, double beta1,
+                            double beta2, double eps, int64_t step) {
+  DeviceGuard guard(device_);
+  with_float_type(dtype, "adam", [&](auto tag) {
     using T = decltype(tag);
-    adam_kernel<<<grid_for(n), kBlock, 0, s>>>(
-        static_cast<T*>(w), static_cast<const T*>(g), static_cast<T*>(m), static_cast<T*>(v), n, static_cast<T>(alpha),
-        T(1) - static_cast<T>(beta1), T(1) - static_cast<T>(beta2), static_cast<T>(eps));
+    // The bias-corrected step size in the variable's precision, exactly as the CPU backend (Keras).
+    const T b1 = static_cast<T>(beta1), b2 = static_cast<T>(beta2), t = static_cast<T>(step);
+    const T alpha = static_cast<T>(lr) * std::sqrt(T(1) - std::pow(b2, t)) / (T(1) - std::pow(b1, t));
+    if (n <= 0) return;
+    adam_kernel<<<grid_for(n), kBlock, 0, stream_>>>(static_cast<T*>(w), static_cast<const T*>(g), static_cast<T*>(m),
+                                                     static_cast<T*>(v), n, alpha, T(1) - b1, T(1) - b2,
+                                                     static_cast<T>(eps));
+    KILN_LAUNCH_CHECK("adam_kernel");
   });
-  KILN_LAUNCH_CHECK("adam_kernel");
 }
 
-void adam_step_multi(DType dtype, const ParamSlots* params, int count, double beta1, double beta2, double eps,
-                     const void* alpha_table, const int64_t* index, cudaStream_t s) {
-  with_float(dtype, "adam", [&](auto tag) {
+void CudaBackend::adam_step_multi(DType dtype, const ParamSlots* params, int count, double beta1, double beta2,
+                                  double eps, const void* alpha_table, const int64_t* index) {
+  DeviceGuard guard(device_);
+  with_float_type(dtype, "adam", [&](auto tag) {
     using T = decltype(tag);
     for (int first = 0; first < count; first += kMaxTensors) {
       AdamBatch<T> b{};
@@ -114,12 +128,12 @@ void adam_step_multi(DType dtype, const ParamSlots* params, int count, double be
         b.end[b.count++] = total;
       }
       if (!b.count) continue;
-      adam_multi_kernel<<<grid_for(total), kBlock, 0, s>>>(b, static_cast<const T*>(alpha_table), index,
-                                                           T(1) - static_cast<T>(beta1), T(1) - static_cast<T>(beta2),
-                                                           static_cast<T>(eps));
+      adam_multi_kernel<<<grid_for(total), kBlock, 0, stream_>>>(b, static_cast<const T*>(alpha_table), index,
+                                                                 T(1) - static_cast<T>(beta1),
+                                                                 T(1) - static_cast<T>(beta2), static_cast<T>(eps));
       KILN_LAUNCH_CHECK("adam_multi_kernel");
     }
   });
 }
 
-}  // namespace kiln::backend::kernels
+}  // namespace kiln::backend

@@ -1,10 +1,10 @@
-// Max pooling, NHWC. Forward: one thread per output cell. Backward, general: one thread per input
-// cell, which visits the windows covering it and takes each window's gradient when it is that
-// window's first maximal input (the CPU's and TensorFlow's rule). Gathering instead of scattering
-// needs no atomics, so overlapping windows add in a fixed order (increasing oh, ow, as the CPU
-// does). Backward, windows that do not overlap (stride >= window, the usual 2x2 stride 2): each
-// input lies in at most one window, so one thread per output cell writes its whole window, with
-// no race and no search of the neighbouring windows (the general kernel searches each covering
+// The pooling family, NHWC. Max pooling, forward: one thread per output cell. Backward, general:
+// one thread per input cell, which visits the windows covering it and takes each window's gradient
+// when it is that window's first maximal input (the CPU's and TensorFlow's rule). Gathering instead
+// of scattering needs no atomics, so overlapping windows add in a fixed order (increasing oh, ow,
+// as the CPU does). Backward, windows that do not overlap (stride >= window, the usual 2x2 stride
+// 2): each input lies in at most one window, so one thread per output cell writes its whole window,
+// with no race and no search of the neighbouring windows (the general kernel searches each covering
 // window once per input cell). Index arithmetic is 32-bit when the tensors allow it: 64-bit
 // division is many instructions on a GPU and bounded these kernels at large batches.
 // A NaN beats every number and the first NaN of a window is its maximum (math::greater_or_nan, the
@@ -13,17 +13,22 @@
 // Average pooling: forward one thread per output cell, summing its window's cells inside the input
 // in window order; backward one thread per input cell, gathering dy / count of the windows that
 // cover it in increasing (oh, ow) order. These are the CPU's orders, so both give the same bits.
+// Windows are walked with backend/window.h, as on the CPU: only their cells inside the input.
 // Shape letters: N batch, H/W input, C channels, KH/KW window, OH/OW output; I the index type.
 #include <cstdint>
 #include <initializer_list>
 
 #include "backend/cuda/check.h"
+#include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/kernels.h"
+#include "backend/dtype_dispatch.h"
 #include "backend/elementwise_math.h"
-#include "backend/pool_window.h"
+#include "backend/window.h"
 #include "device_math.cuh"
 
-namespace kiln::backend::kernels {
+namespace kiln::backend {
+
+namespace {
 
 // ---------------------------------------------------------------------------------------------
 // kernels
@@ -52,19 +57,16 @@ template <typename T, typename I>
 __device__ I window_argmax(const PoolDims<I>& g, const T* x, I n, I oh, I ow, I c) {
   I best = -1;
   T best_value = T(0);
-  for (I kh = 0; kh < g.KH; ++kh) {
-    const I ih = oh * g.sh - g.pt + kh;
-    if (ih < 0 || ih >= g.H) continue;
-    for (I kw = 0; kw < g.KW; ++kw) {
-      const I iw = ow * g.sw - g.pl + kw;
-      if (iw < 0 || iw >= g.W) continue;
+  const auto hs = window::window_span(oh, g.sh, g.pt, g.KH, g.H);
+  const auto ws = window::window_span(ow, g.sw, g.pl, g.KW, g.W);
+  for (I ih = hs.begin; ih < hs.end; ++ih)
+    for (I iw = ws.begin; iw < ws.end; ++iw) {
       const I i = ((n * g.H + ih) * g.W + iw) * g.C + c;
       if (best < 0 || math::greater_or_nan(x[i], best_value)) {
         best = i;
         best_value = x[i];
       }
     }
-  }
   return best;
 }
 
@@ -78,21 +80,16 @@ __global__ void max_pool_forward_kernel(PoolDims<I> g, const T* x, T* y) {
   }
 }
 
-using pool::floor_div;
-
 template <typename T, typename I>
 __global__ void max_pool_backward_kernel(PoolDims<I> g, const T* x, const T* dy, T* dx) {
   const I total = g.N * g.H * g.W * g.C;
   for (I i = I(blockIdx.x) * I(blockDim.x) + I(threadIdx.x); i < total; i += I(gridDim.x) * I(blockDim.x)) {
     const I c = i % g.C, iw = (i / g.C) % g.W, ih = (i / (g.C * g.W)) % g.H, n = i / (g.C * g.W * g.H);
-    // Windows oh with oh*sh - pad_top <= ih <= oh*sh - pad_top + KH - 1, likewise for ow.
-    const I oh_lo = max(I(0), floor_div(ih + g.pt - g.KH, g.sh) + 1);
-    const I oh_hi = min(g.OH - 1, floor_div(ih + g.pt, g.sh));
-    const I ow_lo = max(I(0), floor_div(iw + g.pl - g.KW, g.sw) + 1);
-    const I ow_hi = min(g.OW - 1, floor_div(iw + g.pl, g.sw));
+    const auto oh_range = window::covering_windows(ih, g.sh, g.pt, g.KH, g.OH);
+    const auto ow_range = window::covering_windows(iw, g.sw, g.pl, g.KW, g.OW);
     T acc = T(0);
-    for (I oh = oh_lo; oh <= oh_hi; ++oh)
-      for (I ow = ow_lo; ow <= ow_hi; ++ow)
+    for (I oh = oh_range.begin; oh < oh_range.end; ++oh)
+      for (I ow = ow_range.begin; ow < ow_range.end; ++ow)
         if (window_argmax(g, x, n, oh, ow, c) == i) acc += dy[((n * g.OH + oh) * g.OW + ow) * g.C + c];
     dx[i] = acc;
   }
@@ -107,16 +104,13 @@ __global__ void max_pool_backward_disjoint_kernel(PoolDims<I> g, const T* x, con
     const I c = o % g.C, ow = (o / g.C) % g.OW, oh = (o / (g.C * g.OW)) % g.OH, n = o / (g.C * g.OW * g.OH);
     const I best = window_argmax(g, x, n, oh, ow, c);
     const T grad = dy[o];
-    for (I kh = 0; kh < g.KH; ++kh) {
-      const I ih = oh * g.sh - g.pt + kh;
-      if (ih < 0 || ih >= g.H) continue;
-      for (I kw = 0; kw < g.KW; ++kw) {
-        const I iw = ow * g.sw - g.pl + kw;
-        if (iw < 0 || iw >= g.W) continue;
+    const auto hs = window::window_span(oh, g.sh, g.pt, g.KH, g.H);
+    const auto ws = window::window_span(ow, g.sw, g.pl, g.KW, g.W);
+    for (I ih = hs.begin; ih < hs.end; ++ih)
+      for (I iw = ws.begin; iw < ws.end; ++iw) {
         const I i = ((n * g.H + ih) * g.W + iw) * g.C + c;
         dx[i] = i == best ? grad : T(0);
       }
-    }
   }
 }
 
@@ -130,12 +124,10 @@ __device__ void window_argmax4(const PoolDims<I>& g, const float4* x, I n, I oh,
   const I C4 = g.C / 4;
   best[0] = best[1] = best[2] = best[3] = -1;
   best_value = make_float4(0.f, 0.f, 0.f, 0.f);
-  for (I kh = 0; kh < g.KH; ++kh) {
-    const I ih = oh * g.sh - g.pt + kh;
-    if (ih < 0 || ih >= g.H) continue;
-    for (I kw = 0; kw < g.KW; ++kw) {
-      const I iw = ow * g.sw - g.pl + kw;
-      if (iw < 0 || iw >= g.W) continue;
+  const auto hs = window::window_span(oh, g.sh, g.pt, g.KH, g.H);
+  const auto ws = window::window_span(ow, g.sw, g.pl, g.KW, g.W);
+  for (I ih = hs.begin; ih < hs.end; ++ih)
+    for (I iw = ws.begin; iw < ws.end; ++iw) {
       const I i = ((n * g.H + ih) * g.W + iw) * C4 + c4;
       const float4 v = x[i];
       if (best[0] < 0 || math::greater_or_nan(v.x, best_value.x)) best[0] = i, best_value.x = v.x;
@@ -143,7 +135,6 @@ __device__ void window_argmax4(const PoolDims<I>& g, const float4* x, I n, I oh,
       if (best[2] < 0 || math::greater_or_nan(v.z, best_value.z)) best[2] = i, best_value.z = v.z;
       if (best[3] < 0 || math::greater_or_nan(v.w, best_value.w)) best[3] = i, best_value.w = v.w;
     }
-  }
 }
 
 template <typename I>
@@ -167,17 +158,14 @@ __global__ void max_pool_backward_disjoint4_kernel(PoolDims<I> g, const float4* 
     float4 unused;
     window_argmax4(g, x, n, oh, ow, c4, best, unused);
     const float4 grad = dy[o];
-    for (I kh = 0; kh < g.KH; ++kh) {
-      const I ih = oh * g.sh - g.pt + kh;
-      if (ih < 0 || ih >= g.H) continue;
-      for (I kw = 0; kw < g.KW; ++kw) {
-        const I iw = ow * g.sw - g.pl + kw;
-        if (iw < 0 || iw >= g.W) continue;
+    const auto hs = window::window_span(oh, g.sh, g.pt, g.KH, g.H);
+    const auto ws = window::window_span(ow, g.sw, g.pl, g.KW, g.W);
+    for (I ih = hs.begin; ih < hs.end; ++ih)
+      for (I iw = ws.begin; iw < ws.end; ++iw) {
         const I i = ((n * g.H + ih) * g.W + iw) * C4 + c4;
         dx[i] = make_float4(i == best[0] ? grad.x : 0.f, i == best[1] ? grad.y : 0.f, i == best[2] ? grad.z : 0.f,
                             i == best[3] ? grad.w : 0.f);
       }
-    }
   }
 }
 
@@ -186,8 +174,8 @@ __global__ void avg_pool_forward_kernel(PoolDims<I> g, const T* x, T* y) {
   const I total = g.N * g.OH * g.OW * g.C;
   for (I o = I(blockIdx.x) * I(blockDim.x) + I(threadIdx.x); o < total; o += I(gridDim.x) * I(blockDim.x)) {
     const I c = o % g.C, ow = (o / g.C) % g.OW, oh = (o / (g.C * g.OW)) % g.OH, n = o / (g.C * g.OW * g.OH);
-    const auto hs = pool::window_span(oh, g.sh, g.pt, g.KH, g.H);
-    const auto ws = pool::window_span(ow, g.sw, g.pl, g.KW, g.W);
+    const auto hs = window::window_span(oh, g.sh, g.pt, g.KH, g.H);
+    const auto ws = window::window_span(ow, g.sw, g.pl, g.KW, g.W);
     T acc = T(0);
     for (I ih = hs.begin; ih < hs.end; ++ih)
       for (I iw = ws.begin; iw < ws.end; ++iw) acc += x[((n * g.H + ih) * g.W + iw) * g.C + c];
@@ -201,13 +189,13 @@ __global__ void avg_pool_backward_kernel(PoolDims<I> g, const T* dy, T* dx) {
   const I total = g.N * g.H * g.W * g.C;
   for (I i = I(blockIdx.x) * I(blockDim.x) + I(threadIdx.x); i < total; i += I(gridDim.x) * I(blockDim.x)) {
     const I c = i % g.C, iw = (i / g.C) % g.W, ih = (i / (g.C * g.W)) % g.H, n = i / (g.C * g.W * g.H);
-    const auto oh_range = pool::covering_windows(ih, g.sh, g.pt, g.KH, g.OH);
-    const auto ow_range = pool::covering_windows(iw, g.sw, g.pl, g.KW, g.OW);
+    const auto oh_range = window::covering_windows(ih, g.sh, g.pt, g.KH, g.OH);
+    const auto ow_range = window::covering_windows(iw, g.sw, g.pl, g.KW, g.OW);
     T acc = T(0);
     for (I oh = oh_range.begin; oh < oh_range.end; ++oh) {
-      const I rows = pool::window_span(oh, g.sh, g.pt, g.KH, g.H).size();
+      const I rows = window::window_span(oh, g.sh, g.pt, g.KH, g.H).size();
       for (I ow = ow_range.begin; ow < ow_range.end; ++ow) {
-        const I count = rows * pool::window_span(ow, g.sw, g.pl, g.KW, g.W).size();
+        const I count = rows * window::window_span(ow, g.sw, g.pl, g.KW, g.W).size();
         acc += dy[((n * g.OH + oh) * g.OW + ow) * g.C + c] / T(count);
       }
     }
@@ -215,10 +203,6 @@ __global__ void avg_pool_backward_kernel(PoolDims<I> g, const T* dy, T* dx) {
   }
 }
 
-// ---------------------------------------------------------------------------------------------
-// launchers
-
-namespace {
 // Whether every index of the input and output fits in int32 (with room for the loop's last step).
 bool fits_int32(const Pool2dGeometry& g) {
   const int64_t limit = INT32_MAX / 2;
@@ -242,80 +226,91 @@ void with_index(const Pool2dGeometry& g, F&& f) {
 }
 }  // namespace
 
-void max_pool2d_forward(DType dtype, const Pool2dGeometry& g, const void* x, void* y, cudaStream_t s) {
+// ---------------------------------------------------------------------------------------------
+// the backend's entries
+
+void CudaBackend::max_pool2d_forward(DType dtype, const Pool2dGeometry& g, const void* x, void* y) {
+  DeviceGuard guard(device_);
   const int64_t total = g.N * g.OH * g.OW * g.C;
   if (total <= 0) return;
   if (vector4(dtype, g, {x, y})) {
     with_index(g, [&](auto dims) {
-      max_pool_forward4_kernel<<<grid_for(total / 4), kBlock, 0, s>>>(dims, static_cast<const float4*>(x),
-                                                                      static_cast<float4*>(y));
+      max_pool_forward4_kernel<<<grid_for(total / 4), kBlock, 0, stream_>>>(dims, static_cast<const float4*>(x),
+                                                                            static_cast<float4*>(y));
     });
     KILN_LAUNCH_CHECK("max_pool_forward4_kernel");
     return;
   }
-  with_float(dtype, "max_pool2d", [&](auto tag) {
+  with_float_type(dtype, "max_pool2d", [&](auto tag) {
     using T = decltype(tag);
     with_index(g, [&](auto dims) {
-      max_pool_forward_kernel<<<grid_for(total), kBlock, 0, s>>>(dims, static_cast<const T*>(x), static_cast<T*>(y));
+      max_pool_forward_kernel<<<grid_for(total), kBlock, 0, stream_>>>(dims, static_cast<const T*>(x),
+                                                                       static_cast<T*>(y));
     });
   });
   KILN_LAUNCH_CHECK("max_pool_forward_kernel");
 }
 
-void max_pool2d_backward(DType dtype, const Pool2dGeometry& g, const void* x, const void* dy, void* dx,
-                         cudaStream_t s) {
+void CudaBackend::max_pool2d_backward(DType dtype, const Pool2dGeometry& g, const void* x, const void*, const void* dy,
+                                      void* dx) {
+  DeviceGuard guard(device_);
   const int64_t total_in = g.N * g.H * g.W * g.C, total_out = g.N * g.OH * g.OW * g.C;
   if (total_in <= 0) return;
   const bool disjoint = g.stride_h >= g.KH && g.stride_w >= g.KW;
   // The windows cover every input exactly once: no zeroing needed.
   const bool tiles = disjoint && g.stride_h == g.KH && g.stride_w == g.KW && g.pad_top == 0 && g.pad_left == 0 &&
                      g.OH * g.KH == g.H && g.OW * g.KW == g.W;
-  if (disjoint && !tiles) fill(dtype, dx, total_in, 0.0, s);
+  if (disjoint && !tiles) fill(dtype, dx, total_in, 0.0);
   if (disjoint && total_out <= 0) return;
   if (disjoint && vector4(dtype, g, {x, dy, dx})) {
     with_index(g, [&](auto dims) {
-      max_pool_backward_disjoint4_kernel<<<grid_for(total_out / 4), kBlock, 0, s>>>(
+      max_pool_backward_disjoint4_kernel<<<grid_for(total_out / 4), kBlock, 0, stream_>>>(
           dims, static_cast<const float4*>(x), static_cast<const float4*>(dy), static_cast<float4*>(dx));
     });
     KILN_LAUNCH_CHECK("max_pool_backward_disjoint4_kernel");
     return;
   }
-  with_float(dtype, "max_pool2d_backward", [&](auto tag) {
+  with_float_type(dtype, "max_pool2d_backward", [&](auto tag) {
     using T = decltype(tag);
     with_index(g, [&](auto dims) {
       const T* xt = static_cast<const T*>(x);
       const T* dyt = static_cast<const T*>(dy);
       if (disjoint)
-        max_pool_backward_disjoint_kernel<<<grid_for(total_out), kBlock, 0, s>>>(dims, xt, dyt, static_cast<T*>(dx));
+        max_pool_backward_disjoint_kernel<<<grid_for(total_out), kBlock, 0, stream_>>>(dims, xt, dyt,
+                                                                                       static_cast<T*>(dx));
       else
-        max_pool_backward_kernel<<<grid_for(total_in), kBlock, 0, s>>>(dims, xt, dyt, static_cast<T*>(dx));
+        max_pool_backward_kernel<<<grid_for(total_in), kBlock, 0, stream_>>>(dims, xt, dyt, static_cast<T*>(dx));
     });
   });
   KILN_LAUNCH_CHECK("max_pool_backward_kernel");
 }
 
-void avg_pool2d_forward(DType dtype, const Pool2dGeometry& g, const void* x, void* y, cudaStream_t s) {
+void CudaBackend::avg_pool2d_forward(DType dtype, const Pool2dGeometry& g, const void* x, void* y) {
+  DeviceGuard guard(device_);
   const int64_t total = g.N * g.OH * g.OW * g.C;
   if (total <= 0) return;
-  with_float(dtype, "avg_pool2d", [&](auto tag) {
+  with_float_type(dtype, "avg_pool2d", [&](auto tag) {
     using T = decltype(tag);
     with_index(g, [&](auto dims) {
-      avg_pool_forward_kernel<<<grid_for(total), kBlock, 0, s>>>(dims, static_cast<const T*>(x), static_cast<T*>(y));
+      avg_pool_forward_kernel<<<grid_for(total), kBlock, 0, stream_>>>(dims, static_cast<const T*>(x),
+                                                                       static_cast<T*>(y));
     });
   });
   KILN_LAUNCH_CHECK("avg_pool_forward_kernel");
 }
 
-void avg_pool2d_backward(DType dtype, const Pool2dGeometry& g, const void* dy, void* dx, cudaStream_t s) {
+void CudaBackend::avg_pool2d_backward(DType dtype, const Pool2dGeometry& g, const void* dy, void* dx) {
+  DeviceGuard guard(device_);
   const int64_t total = g.N * g.H * g.W * g.C;
   if (total <= 0) return;
-  with_float(dtype, "avg_pool2d_backward", [&](auto tag) {
+  with_float_type(dtype, "avg_pool2d_backward", [&](auto tag) {
     using T = decltype(tag);
     with_index(g, [&](auto dims) {
-      avg_pool_backward_kernel<<<grid_for(total), kBlock, 0, s>>>(dims, static_cast<const T*>(dy), static_cast<T*>(dx));
+      avg_pool_backward_kernel<<<grid_for(total), kBlock, 0, stream_>>>(dims, static_cast<const T*>(dy),
+                                                                        static_cast<T*>(dx));
     });
   });
   KILN_LAUNCH_CHECK("avg_pool_backward_kernel");
 }
 
-}  // namespace kiln::backend::kernels
+}  // namespace kiln::backend

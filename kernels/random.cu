@@ -1,14 +1,18 @@
-// Counter-based randomness: uniform numbers and dropout from the Philox stream of
+// The randomness family, counter-based: uniform numbers and dropout from the Philox stream of
 // backend/philox.h, the CPU's code for the bits. One thread per Philox block (four elements). The
 // step counter is read from device memory inside the kernel, never passed by value, so a recorded
 // step (CUDA graph) draws new numbers on each replay once the counter has advanced on the device.
 // Shape letters: n elements; j the block index (elements 4j .. 4j + 3).
 #include "backend/cuda/check.h"
+#include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/kernels.h"
+#include "backend/dtype_dispatch.h"
 #include "backend/philox.h"
 #include "device_math.cuh"
 
-namespace kiln::backend::kernels {
+namespace kiln::backend {
+
+namespace {
 
 // ---------------------------------------------------------------------------------------------
 // kernels
@@ -40,30 +44,35 @@ __global__ void dropout_kernel(const T* x, T* y, int64_t n, uint64_t seed, const
   }
 }
 
-// ---------------------------------------------------------------------------------------------
-// launchers
+}  // namespace
 
-void philox_uniform(DType dtype, void* y, int64_t n, uint64_t seed, const int64_t* counter, uint64_t draw,
-                    cudaStream_t s) {
+// ---------------------------------------------------------------------------------------------
+// the backend's entries
+
+void CudaBackend::philox_uniform(DType dtype, void* y, int64_t n, uint64_t seed, const int64_t* counter,
+                                 uint64_t draw) {
+  DeviceGuard guard(device_);
   if (n <= 0) return;
   const int64_t blocks = (n + philox::kPerBlock - 1) / philox::kPerBlock;
-  with_float(dtype, "random_uniform_philox", [&](auto tag) {
+  with_float_type(dtype, "random_uniform_philox", [&](auto tag) {
     using T = decltype(tag);
-    philox_uniform_kernel<<<grid_for(blocks), kBlock, 0, s>>>(static_cast<T*>(y), n, seed, counter, draw);
+    philox_uniform_kernel<<<grid_for(blocks), kBlock, 0, stream_>>>(static_cast<T*>(y), n, seed, counter, draw);
   });
   KILN_LAUNCH_CHECK("philox_uniform_kernel");
 }
 
-void dropout(DType dtype, const void* x, void* y, int64_t n, double rate, uint64_t seed, const int64_t* counter,
-             uint64_t draw, cudaStream_t s) {
+void CudaBackend::dropout(DType dtype, const void* x, void* y, int64_t n, double rate, uint64_t seed,
+                          const int64_t* counter, uint64_t draw) {
+  DeviceGuard guard(device_);
   if (n <= 0) return;
   const int64_t blocks = (n + philox::kPerBlock - 1) / philox::kPerBlock;
-  with_float(dtype, "dropout", [&](auto tag) {
+  with_float_type(dtype, "dropout", [&](auto tag) {
     using T = decltype(tag);
-    dropout_kernel<<<grid_for(blocks), kBlock, 0, s>>>(static_cast<const T*>(x), static_cast<T*>(y), n, seed, counter,
-                                                       draw, philox::keep_threshold(rate), philox::keep_scale<T>(rate));
+    dropout_kernel<<<grid_for(blocks), kBlock, 0, stream_>>>(static_cast<const T*>(x), static_cast<T*>(y), n, seed,
+                                                             counter, draw, philox::keep_threshold(rate),
+                                                             philox::keep_scale<T>(rate));
   });
   KILN_LAUNCH_CHECK("dropout_kernel");
 }
 
-}  // namespace kiln::backend::kernels
+}  // namespace kiln::backend

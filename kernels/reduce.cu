@@ -1,17 +1,20 @@
-// Reductions over x [rows, cols]: column sums (sum_rows), row sums (sum_cols), row argmax and the
-// accuracy count. No atomics on values, so every sum is deterministic run to run; the accuracy
-// count adds whole numbers, which float atomics add exactly.
+// The reduction family over x [rows, cols]: column sums (sum_rows), row sums (sum_cols), row argmax
+// and the accuracy count. No atomics on values, so every sum is deterministic run to run; the
+// accuracy count adds whole numbers, which float atomics add exactly.
 // Shape letters: R rows, C cols.
 #include <algorithm>
 #include <climits>
-#include <string>
 
 #include "backend/cuda/check.h"
+#include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/kernels.h"
+#include "backend/dtype_dispatch.h"
 #include "backend/elementwise_math.h"
 #include "device_math.cuh"
 
-namespace kiln::backend::kernels {
+namespace kiln::backend {
+
+namespace {
 
 // ---------------------------------------------------------------------------------------------
 // kernels
@@ -129,21 +132,17 @@ __global__ void accuracy_sum_kernel(const T* x, const int32_t* labels, T* correc
   if (threadIdx.x == 0 && hits > 0) atomicAdd(correct, static_cast<T>(hits));
 }
 
-// ---------------------------------------------------------------------------------------------
-// launchers
-
-namespace {
-constexpr int kRowsPerBlock = kBlock / 32;  // warp-per-row kernels
+// Launch shapes of the warp-per-row kernels.
+constexpr int kRowsPerBlock = kBlock / 32;
 unsigned row_blocks(int64_t rows) { return static_cast<unsigned>((rows + kRowsPerBlock - 1) / kRowsPerBlock); }
-}  // namespace
 
 // Slices of at least kSliceRows rows (16 per thread); at most kMaxSlices of them and about
 // 4 * kMaxSlices blocks in all: 1024 blocks of 1024 threads for the conv bias gradient at N = 2048,
 // a few waves on any GPU. The count depends on the shape alone, so the summation order does too.
-namespace {
 constexpr int64_t kSliceRows = 512, kMaxSlices = 1024;
-}  // namespace
 
+// Row slices sum_rows adds separately (a function of the shape alone); above 1 it needs scratch of
+// slices * cols elements.
 int64_t sum_rows_slices(int64_t rows, int64_t cols) {
   if (rows <= 0 || cols <= 0) return 1;
   const int64_t tiles = (cols + 31) / 32;
@@ -151,62 +150,70 @@ int64_t sum_rows_slices(int64_t rows, int64_t cols) {
   return std::max<int64_t>(1, std::min<int64_t>((rows + kSliceRows - 1) / kSliceRows, cap));
 }
 
-void sum_rows(DType dtype, const void* x, void* y, int64_t rows, int64_t cols, bool accumulate, void* partial,
-              cudaStream_t s) {
-  if (cols <= 0) return;
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// the backend's entries
+
+void CudaBackend::sum_rows(DType dtype, const void* x, void* y, int64_t rows, int64_t cols, bool accumulate) {
+  DeviceGuard guard(device_);
+  // Scratch for the row slices' partial sums; from the caching allocator, so a recording's pool
+  // serves it and replays see the same address.
   const int64_t slices = sum_rows_slices(rows, cols);
-  if (slices > 1 && !partial)
-    throw Error("sum_rows",
-                "no scratch for " + std::to_string(slices) + " row slices; expected slices * cols elements");
+  Scratch partial(allocator_, slices > 1 ? static_cast<std::size_t>(slices * cols) * dtype_size(dtype) : 0);
+  if (cols <= 0) return;
   const unsigned tiles = static_cast<unsigned>((cols + 31) / 32);
   const int64_t per_slice = (rows + slices - 1) / slices;
-  with_float(dtype, "sum_rows", [&](auto tag) {
+  with_float_type(dtype, "sum_rows", [&](auto tag) {
     using T = decltype(tag);
     if (slices == 1) {
-      sum_rows_kernel<<<tiles, dim3(32, 32), 0, s>>>(static_cast<const T*>(x), static_cast<T*>(y), rows, cols,
-                                                     std::max<int64_t>(rows, 1), accumulate);
+      sum_rows_kernel<<<tiles, dim3(32, 32), 0, stream_>>>(static_cast<const T*>(x), static_cast<T*>(y), rows, cols,
+                                                           std::max<int64_t>(rows, 1), accumulate);
       return;
     }
-    sum_rows_kernel<<<dim3(tiles, static_cast<unsigned>(slices)), dim3(32, 32), 0, s>>>(
-        static_cast<const T*>(x), static_cast<T*>(partial), rows, cols, per_slice, false);
-    sum_rows_kernel<<<tiles, dim3(32, 32), 0, s>>>(static_cast<const T*>(partial), static_cast<T*>(y), slices, cols,
-                                                   slices, accumulate);
+    sum_rows_kernel<<<dim3(tiles, static_cast<unsigned>(slices)), dim3(32, 32), 0, stream_>>>(
+        static_cast<const T*>(x), static_cast<T*>(partial.get()), rows, cols, per_slice, false);
+    sum_rows_kernel<<<tiles, dim3(32, 32), 0, stream_>>>(static_cast<const T*>(partial.get()), static_cast<T*>(y),
+                                                         slices, cols, slices, accumulate);
   });
   KILN_LAUNCH_CHECK("sum_rows_kernel");
 }
 
-void sum_cols(DType dtype, const void* x, void* y, int64_t rows, int64_t cols, cudaStream_t s) {
+void CudaBackend::sum_cols(DType dtype, const void* x, void* y, int64_t rows, int64_t cols) {
+  DeviceGuard guard(device_);
   if (rows <= 0) return;
-  with_float(dtype, "sum_cols", [&](auto tag) {
+  with_float_type(dtype, "sum_cols", [&](auto tag) {
     using T = decltype(tag);
     if (cols > 4096)
-      sum_cols_block_kernel<<<static_cast<unsigned>(rows), 1024, 0, s>>>(static_cast<const T*>(x), static_cast<T*>(y),
-                                                                         cols);
+      sum_cols_block_kernel<<<static_cast<unsigned>(rows), 1024, 0, stream_>>>(static_cast<const T*>(x),
+                                                                               static_cast<T*>(y), cols);
     else
-      sum_cols_warp_kernel<<<row_blocks(rows), kBlock, 0, s>>>(static_cast<const T*>(x), static_cast<T*>(y), rows,
-                                                               cols);
+      sum_cols_warp_kernel<<<row_blocks(rows), kBlock, 0, stream_>>>(static_cast<const T*>(x), static_cast<T*>(y), rows,
+                                                                     cols);
   });
   KILN_LAUNCH_CHECK("sum_cols_kernel");
 }
 
-void argmax_rows(DType dtype, const void* x, int32_t* y, int64_t rows, int64_t cols, cudaStream_t s) {
+void CudaBackend::argmax_rows(DType dtype, const void* x, int32_t* y, int64_t rows, int64_t cols) {
+  DeviceGuard guard(device_);
   if (rows <= 0) return;
-  with_float(dtype, "argmax", [&](auto tag) {
+  with_float_type(dtype, "argmax", [&](auto tag) {
     using T = decltype(tag);
-    argmax_rows_kernel<<<row_blocks(rows), kBlock, 0, s>>>(static_cast<const T*>(x), y, rows, cols);
+    argmax_rows_kernel<<<row_blocks(rows), kBlock, 0, stream_>>>(static_cast<const T*>(x), y, rows, cols);
   });
   KILN_LAUNCH_CHECK("argmax_rows_kernel");
 }
 
-void accuracy_sum(DType dtype, const void* x, const int32_t* labels, void* correct, int64_t rows, int64_t cols,
-                  cudaStream_t s) {
+void CudaBackend::accuracy_sum(DType dtype, const void* x, const int32_t* labels, void* correct, int64_t rows,
+                               int64_t cols) {
+  DeviceGuard guard(device_);
   if (rows <= 0) return;
-  with_float(dtype, "accuracy", [&](auto tag) {
+  with_float_type(dtype, "accuracy", [&](auto tag) {
     using T = decltype(tag);
-    accuracy_sum_kernel<<<row_blocks(rows), kBlock, 0, s>>>(static_cast<const T*>(x), labels, static_cast<T*>(correct),
-                                                            rows, cols);
+    accuracy_sum_kernel<<<row_blocks(rows), kBlock, 0, stream_>>>(static_cast<const T*>(x), labels,
+                                                                  static_cast<T*>(correct), rows, cols);
   });
   KILN_LAUNCH_CHECK("accuracy_sum_kernel");
 }
 
-}  // namespace kiln::backend::kernels
+}  // namespace kiln::backend

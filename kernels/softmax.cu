@@ -1,15 +1,20 @@
-// Softmax, log-softmax, their backward, and sparse softmax cross-entropy (loss and gradient in one
-// pass), one warp per row: rows are short (classes), and a warp needs no shared memory or block
-// barrier. Every row is max-shifted, lse = max + log(sum(exp(x - max))), as on the CPU.
+// The softmax family: softmax, log-softmax, their backward, and sparse softmax cross-entropy (loss
+// and gradient in one pass), one warp per row: rows are short (classes), and a warp needs no shared
+// memory or block barrier. Every row is max-shifted, lse = max + log(sum(exp(x - max))), as on the
+// CPU.
 // Shape letters: R rows, C cols (classes).
 #include <cmath>
 
 #include "backend/cuda/check.h"
+#include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/kernels.h"
+#include "backend/dtype_dispatch.h"
 #include "backend/elementwise_math.h"
 #include "device_math.cuh"
 
-namespace kiln::backend::kernels {
+namespace kiln::backend {
+
+namespace {
 
 // ---------------------------------------------------------------------------------------------
 // kernels
@@ -83,44 +88,49 @@ __global__ void sparse_xent_kernel(const T* x, const int32_t* labels, T* loss, T
   }
 }
 
-// ---------------------------------------------------------------------------------------------
-// launchers
-
-namespace {
+// Launch shape of the warp-per-row kernels.
 constexpr int kRowsPerBlock = kBlock / 32;
 unsigned row_blocks(int64_t rows) { return static_cast<unsigned>((rows + kRowsPerBlock - 1) / kRowsPerBlock); }
+
 }  // namespace
 
-void softmax(DType dtype, const void* x, void* y, int64_t rows, int64_t cols, bool log, cudaStream_t s) {
+// ---------------------------------------------------------------------------------------------
+// the backend's entries
+
+void CudaBackend::softmax(DType dtype, const void* x, void* y, int64_t rows, int64_t cols, bool log) {
+  DeviceGuard guard(device_);
   if (rows <= 0 || cols <= 0) return;
-  with_float(dtype, "softmax", [&](auto tag) {
+  with_float_type(dtype, "softmax", [&](auto tag) {
     using T = decltype(tag);
-    softmax_kernel<<<row_blocks(rows), kBlock, 0, s>>>(static_cast<const T*>(x), static_cast<T*>(y), rows, cols, log);
+    softmax_kernel<<<row_blocks(rows), kBlock, 0, stream_>>>(static_cast<const T*>(x), static_cast<T*>(y), rows, cols,
+                                                             log);
   });
   KILN_LAUNCH_CHECK("softmax_kernel");
 }
 
-void softmax_backward(DType dtype, const void* y, const void* dy, void* dx, int64_t rows, int64_t cols, bool log,
-                      cudaStream_t s) {
+void CudaBackend::softmax_backward(DType dtype, const void* y, const void* dy, void* dx, int64_t rows, int64_t cols,
+                                   bool log) {
+  DeviceGuard guard(device_);
   if (rows <= 0 || cols <= 0) return;
-  with_float(dtype, "softmax_backward", [&](auto tag) {
+  with_float_type(dtype, "softmax_backward", [&](auto tag) {
     using T = decltype(tag);
-    softmax_backward_kernel<<<row_blocks(rows), kBlock, 0, s>>>(static_cast<const T*>(y), static_cast<const T*>(dy),
-                                                                static_cast<T*>(dx), rows, cols, log);
+    softmax_backward_kernel<<<row_blocks(rows), kBlock, 0, stream_>>>(
+        static_cast<const T*>(y), static_cast<const T*>(dy), static_cast<T*>(dx), rows, cols, log);
   });
   KILN_LAUNCH_CHECK("softmax_backward_kernel");
 }
 
-void sparse_softmax_xent(DType dtype, const void* logits, const int32_t* labels, void* loss, void* dlogits,
-                         double grad_scale, int64_t rows, int64_t cols, cudaStream_t s) {
+void CudaBackend::sparse_softmax_xent(DType dtype, const void* logits, const int32_t* labels, void* loss, void* dlogits,
+                                      double grad_scale, int64_t rows, int64_t cols) {
+  DeviceGuard guard(device_);
   if (rows <= 0) return;
-  with_float(dtype, "sparse_softmax_cross_entropy", [&](auto tag) {
+  with_float_type(dtype, "sparse_softmax_cross_entropy", [&](auto tag) {
     using T = decltype(tag);
-    sparse_xent_kernel<<<row_blocks(rows), kBlock, 0, s>>>(static_cast<const T*>(logits), labels, static_cast<T*>(loss),
-                                                           static_cast<T*>(dlogits), static_cast<T>(grad_scale), rows,
-                                                           cols);
+    sparse_xent_kernel<<<row_blocks(rows), kBlock, 0, stream_>>>(static_cast<const T*>(logits), labels,
+                                                                 static_cast<T*>(loss), static_cast<T*>(dlogits),
+                                                                 static_cast<T>(grad_scale), rows, cols);
   });
   KILN_LAUNCH_CHECK("sparse_xent_kernel");
 }
 
-}  // namespace kiln::backend::kernels
+}  // namespace kiln::backend

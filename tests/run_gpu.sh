@@ -11,7 +11,8 @@ BUILD=${1:-$ROOT/build-gpu}
 LOGS=${OUT:-$BUILD/logs}
 mkdir -p "$LOGS"
 export PATH=/usr/local/cuda/bin:$PATH
-GPU_FILTER='CudaBackend.*:CudaTensor.*:CudaAllocator.*:CudaGraph.*:CudaTraining.*:CudaDenseFused.*:Devices.*'
+# Every suite that needs a GPU: Cuda* suites, *Gpu* suites and the recorded-step equivalence tests.
+GPU_FILTER='Cuda*.*:*Gpu*.*:RecordedStep.*:Devices.*'
 # Four tests provoke a CUDA API error on purpose (two failed cudaMallocs, two stream captures broken
 # by a synchronize), which the sanitizers report as errors; they run in gpu_tests and ctest.
 SANITIZER_FILTER="$GPU_FILTER-CudaAllocator.OutOfMemorySaysWhatToDo:CudaTraining.HugeBatchRaisesOutOfMemoryThenNormalTrainingWorks:CudaGraph.FailedRecordingLeavesTheDeviceUsable:CudaGraph.EvaluateStaysEagerWhenRecordingFails"

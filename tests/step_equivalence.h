@@ -15,10 +15,11 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <bit>
 #include <cstdint>
-#include <cstring>
 #include <functional>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -63,13 +64,41 @@ inline std::pair<Tensor, Tensor> random_data_for(const Sequential& model, int64_
   return {x, Tensor::from_vector(labels, Shape{samples})};
 }
 
+/// One weight's elements as bits: floating values widened exactly to double, integers (a
+/// layer's counters) as they are.
+struct WeightBits {
+  std::string name;  ///< "layer/weight"
+  bool floating = true;
+  std::vector<uint64_t> bits;
+};
+
+/// The bits of every weight of `model`'s layers, in two lists: the trainable weights, and the
+/// others (moving statistics, a dropout layer's counter, a frozen layer's weights).
+inline std::pair<std::vector<WeightBits>, std::vector<WeightBits>> weight_bits(const Sequential& model) {
+  const std::vector<Tensor> trainable = model.trainable_weights();
+  std::pair<std::vector<WeightBits>, std::vector<WeightBits>> out;
+  for (const auto& layer : model.layers())
+    for (const auto& [name, w] : layer->named_weights()) {
+      if (!w.defined()) continue;
+      WeightBits b{.name = layer->name() + "/" + name, .floating = is_floating(w.dtype()), .bits = {}};
+      if (b.floating)
+        for (double v : w.to_vector<double>()) b.bits.push_back(std::bit_cast<uint64_t>(v));
+      else
+        for (int64_t v : w.to_vector<int64_t>()) b.bits.push_back(static_cast<uint64_t>(v));
+      const bool is_trainable =
+          std::any_of(trainable.begin(), trainable.end(), [&](const Tensor& t) { return t.is_same(w); });
+      (is_trainable ? out.first : out.second).push_back(std::move(b));
+    }
+  return out;
+}
+
 /// What one training run ends with.
 struct TrainedRun {
-  History history;                                 ///< per-epoch losses and metrics
-  std::vector<std::vector<double>> weights;        ///< trainable weights, widened exactly to double
-  std::vector<std::vector<double>> non_trainable;  ///< the other weights
-  int64_t iterations = 0;                          ///< the optimizer's count
-  StepReport report;                               ///< how the steps ran
+  History history;                        ///< per-epoch losses and metrics
+  std::vector<WeightBits> trainable;      ///< the trainable weights
+  std::vector<WeightBits> non_trainable;  ///< every other weight
+  int64_t iterations = 0;                 ///< the optimizer's count
+  StepReport report;                      ///< how the steps ran
 };
 
 /// Trains a model from `make` on GPU 0, recorded (`graphs`) or eagerly.
@@ -81,30 +110,27 @@ inline TrainedRun train_for_equivalence(const ModelFactory& make, bool graphs, c
   const auto [x, y] = random_data_for(model, o.samples, o.seed + 1);
   TrainedRun run;
   run.history = model.fit(x, y, {.batch_size = o.batch_size, .epochs = o.epochs, .verbose = 0, .cuda_graphs = graphs});
-  const auto widen = [](const std::vector<Tensor>& ws) {
-    std::vector<std::vector<double>> out;
-    for (const Tensor& w : ws) out.push_back(w.to_vector<double>());
-    return out;
-  };
-  run.weights = widen(model.trainable_weights());
-  run.non_trainable = widen(model.non_trainable_weights());
+  std::tie(run.trainable, run.non_trainable) = weight_bits(model);
   run.iterations = model.optimizer()->iterations();
   run.report = model.last_fit_execution();
   return run;
 }
 
-/// True when a and b hold the same bits (so NaN equals the same NaN and -0 differs from 0).
-inline bool same_bits(double a, double b) { return std::memcmp(&a, &b, sizeof(double)) == 0; }
-
-/// Expects equal bits in `eager` and `recorded`, naming `what` and the first differing element.
-inline void expect_same_bits(const std::vector<std::vector<double>>& eager,
-                             const std::vector<std::vector<double>>& recorded, const std::string& what) {
-  ASSERT_EQ(eager.size(), recorded.size()) << what;
+/// Expects the same bits in `eager` and `recorded`, naming the first differing element of each weight.
+inline void expect_same_bits(const std::vector<WeightBits>& eager, const std::vector<WeightBits>& recorded) {
+  ASSERT_EQ(eager.size(), recorded.size());
   for (std::size_t k = 0; k < eager.size(); ++k) {
-    ASSERT_EQ(eager[k].size(), recorded[k].size()) << what << " " << k;
-    for (std::size_t i = 0; i < eager[k].size(); ++i)
-      if (!same_bits(eager[k][i], recorded[k][i])) {
-        ADD_FAILURE() << what << " " << k << "[" << i << "]: eager " << eager[k][i] << ", recorded " << recorded[k][i];
+    const WeightBits &a = eager[k], &b = recorded[k];
+    ASSERT_EQ(a.name, b.name);
+    ASSERT_EQ(a.bits.size(), b.bits.size()) << a.name;
+    for (std::size_t i = 0; i < a.bits.size(); ++i)
+      if (a.bits[i] != b.bits[i]) {
+        if (a.floating)
+          ADD_FAILURE() << a.name << "[" << i << "]: eager " << std::bit_cast<double>(a.bits[i]) << ", recorded "
+                        << std::bit_cast<double>(b.bits[i]);
+        else
+          ADD_FAILURE() << a.name << "[" << i << "]: eager " << static_cast<int64_t>(a.bits[i]) << ", recorded "
+                        << static_cast<int64_t>(b.bits[i]);
         break;
       }
   }
@@ -121,10 +147,14 @@ inline void expect_recorded_step_equals_eager(const ModelFactory& make, const St
   ASSERT_EQ(eager.history.history.size(), recorded.history.history.size());
   for (const auto& [key, values] : eager.history.history) {
     ASSERT_TRUE(recorded.history.history.count(key)) << key;
-    expect_same_bits({values}, {recorded.history.history.at(key)}, "history " + key + ", epoch list");
+    const std::vector<double>& other = recorded.history.history.at(key);
+    ASSERT_EQ(values.size(), other.size()) << key;
+    for (std::size_t e = 0; e < values.size(); ++e)
+      EXPECT_EQ(std::bit_cast<uint64_t>(values[e]), std::bit_cast<uint64_t>(other[e]))
+          << key << " at epoch " << e << ": eager " << values[e] << ", recorded " << other[e];
   }
-  expect_same_bits(eager.weights, recorded.weights, "trainable weight");
-  expect_same_bits(eager.non_trainable, recorded.non_trainable, "non-trainable weight");
+  expect_same_bits(eager.trainable, recorded.trainable);
+  expect_same_bits(eager.non_trainable, recorded.non_trainable);
   EXPECT_EQ(eager.iterations, recorded.iterations);
 }
 

@@ -121,8 +121,9 @@ TEST(ActivationNamesErrors, UnknownNamesListTheKnownOnes) {
   for (const std::string& name : kKerasNames) EXPECT_NE(msg.find(name), std::string::npos) << name;
   EXPECT_EQ(message_of([] { layers::Dense(2, {.activation = "gleu"}); }).rfind("[dense] unknown activation 'gleu'", 0),
             0u);
-  EXPECT_EQ(message_of([] { layers::Conv2D(2, {3, 3}, {.activation = "Relu"}); })
-                .rfind("[conv2d] unknown activation 'Relu'; expected one of ", 0),
+  EXPECT_EQ(message_of([] {
+              layers::Conv2D(2, {3, 3}, {.activation = "Relu"});
+            }).rfind("[conv2d] unknown activation 'Relu'; expected one of ", 0),
             0u);
   const std::string bad_config = message_of([] { layer_registry().make("Activation", Config{{"activation", 3}}); });
   EXPECT_EQ(bad_config.rfind("[from_config] the Activation config: \"activation\" is 3; expected a string", 0), 0u)

@@ -21,8 +21,8 @@ void expect_close(const Tensor& cpu, const Tensor& gpu, double rtol, double atol
   ASSERT_EQ(cpu.shape(), gpu.shape()) << what;
   const auto c = cpu.to_vector<double>(), g = gpu.to_vector<double>();
   for (std::size_t i = 0; i < c.size(); ++i)
-    ASSERT_LE(std::abs(c[i] - g[i]), atol + rtol * std::abs(c[i])) << what << " at " << i << ": cpu " << c[i]
-                                                                   << ", gpu " << g[i];
+    ASSERT_LE(std::abs(c[i] - g[i]), atol + rtol * std::abs(c[i]))
+        << what << " at " << i << ": cpu " << c[i] << ", gpu " << g[i];
 }
 
 // y = layer(x) and d sum(y * r) / dx on `device`, for the same x and r.
@@ -63,7 +63,8 @@ TEST(CudaLayers, PoolingLayersMatchTheCpu) {
 
 TEST(CudaLayers, ActivationLayersMatchTheCpu) {
   REQUIRE_GPU();
-  for (const char* name : {"elu", "gelu", "leaky_relu", "linear", "relu", "sigmoid", "silu", "softmax", "swish", "tanh"}) {
+  for (const char* name :
+       {"elu", "gelu", "leaky_relu", "linear", "relu", "sigmoid", "silu", "softmax", "swish", "tanh"}) {
     Activation layer(name);
     compare_layer(layer, Shape{16, 33}, 1e-5, 1e-6);
   }
@@ -71,8 +72,8 @@ TEST(CudaLayers, ActivationLayersMatchTheCpu) {
 
 TEST(CudaLayers, InitializersGiveTheSameWeightsOnBothDevices) {
   REQUIRE_GPU();
-  for (const char* name : {"glorot_normal", "he_normal", "he_uniform", "lecun_normal", "lecun_uniform",
-                           "random_normal", "random_uniform", "truncated_normal"}) {
+  for (const char* name : {"glorot_normal", "he_normal", "he_uniform", "lecun_normal", "lecun_uniform", "random_normal",
+                           "random_uniform", "truncated_normal"}) {
     Generator a(4), b(4);
     const auto init = initializers::get(name);
     const Tensor on_cpu = (*init)(Shape{3, 3, 8, 16}, a, Device::cpu());
@@ -87,11 +88,12 @@ TEST(CudaLayers, ModelOfTheNewLayersTrainsAlikeOnBothDevices) {
   auto model = [](Device device) {
     set_default_device(device);
     utils::set_random_seed(21);
-    Sequential m({Conv2D(6, {3, 3}, {.activation = "gelu", .kernel_initializer = "he_normal", .input_shape = {10, 10, 3}}),
-                  AveragePooling2D({3, 3}, {.strides = {2, 2}, .padding = "same"}), Activation("silu"),
-                  Conv2D(8, {3, 3}, {.activation = "elu", .kernel_regularizer = regularizers::l2(1e-3)}),
-                  GlobalMaxPooling2D({.keepdims = true}), GlobalAveragePooling2D(),
-                  Dense(8, {.activation = "leaky_relu", .kernel_initializer = "lecun_uniform"}), Dense(4)});
+    Sequential m(
+        {Conv2D(6, {3, 3}, {.activation = "gelu", .kernel_initializer = "he_normal", .input_shape = {10, 10, 3}}),
+         AveragePooling2D({3, 3}, {.strides = {2, 2}, .padding = "same"}), Activation("silu"),
+         Conv2D(8, {3, 3}, {.activation = "elu", .kernel_regularizer = regularizers::l2(1e-3)}),
+         GlobalMaxPooling2D({.keepdims = true}), GlobalAveragePooling2D(),
+         Dense(8, {.activation = "leaky_relu", .kernel_initializer = "lecun_uniform"}), Dense(4)});
     set_default_device(Device::cpu());
     m.compile(optimizers::Adam(), losses::SparseCategoricalCrossentropy({.from_logits = true}));
     return m;

@@ -107,8 +107,8 @@ TEST(Initializers, ArgumentsChangeTheDistribution) {
   const Stats v = stats_of(vs(shape, gen, Device::cpu()));
   EXPECT_NEAR(v.stddev, std::sqrt(3.0 / 200), 0.02 * std::sqrt(3.0 / 200));
   EXPECT_LE(v.max_abs, 2 * std::sqrt(3.0 / 200) / kTruncated * (1 + 1e-7));
-  const Stats un = stats_of(initializers::VarianceScaling(1.0, "fan_avg", "untruncated_normal")(shape, gen,
-                                                                                                  Device::cpu()));
+  const Stats un =
+      stats_of(initializers::VarianceScaling(1.0, "fan_avg", "untruncated_normal")(shape, gen, Device::cpu()));
   EXPECT_NEAR(un.stddev, std::sqrt(1.0 / 300), 0.02 * std::sqrt(1.0 / 300));
   EXPECT_GT(un.max_abs, 3 * std::sqrt(1.0 / 300));
 }
@@ -134,11 +134,15 @@ TEST(Initializers, SameSeedGivesBitIdenticalValues) {
 }
 
 TEST(Initializers, RegisteredUnderClassAndKerasNames) {
-  const std::vector<std::pair<std::string, std::string>> names = {
-      {"GlorotNormal", "glorot_normal"}, {"HeNormal", "he_normal"},           {"HeUniform", "he_uniform"},
-      {"LecunNormal", "lecun_normal"},   {"LecunUniform", "lecun_uniform"},   {"RandomNormal", "random_normal"},
-      {"RandomUniform", "random_uniform"}, {"TruncatedNormal", "truncated_normal"},
-      {"VarianceScaling", "variance_scaling"}};
+  const std::vector<std::pair<std::string, std::string>> names = {{"GlorotNormal", "glorot_normal"},
+                                                                  {"HeNormal", "he_normal"},
+                                                                  {"HeUniform", "he_uniform"},
+                                                                  {"LecunNormal", "lecun_normal"},
+                                                                  {"LecunUniform", "lecun_uniform"},
+                                                                  {"RandomNormal", "random_normal"},
+                                                                  {"RandomUniform", "random_uniform"},
+                                                                  {"TruncatedNormal", "truncated_normal"},
+                                                                  {"VarianceScaling", "variance_scaling"}};
   for (const auto& [cls, snake] : names) {
     EXPECT_EQ(initializers::get(cls)->class_name(), cls);
     EXPECT_EQ(initializers::get(snake)->class_name(), cls);
@@ -157,16 +161,17 @@ TEST(Initializers, ConfigsRoundTrip) {
     EXPECT_EQ(copy->get_config(), init->get_config());
   }
   // Keras' own config of RandomNormal carries a seed (null); kiln draws from the model's generator.
-  const auto keras = initializer_registry().make("RandomNormal", Config{{"mean", 1.0}, {"stddev", 2.0}, {"seed", nullptr}});
+  const auto keras =
+      initializer_registry().make("RandomNormal", Config{{"mean", 1.0}, {"stddev", 2.0}, {"seed", nullptr}});
   EXPECT_EQ(keras->get_config(), (Config{{"mean", 1.0}, {"stddev", 2.0}}));
 }
 
 TEST(Initializers, UsedByDenseAndConv2D) {
   utils::set_random_seed(3);
-  Sequential model({layers::Conv2D(8, {3, 3},
-                                   {.kernel_initializer = "lecun_uniform", .bias_initializer = "ones",
-                                    .input_shape = {5, 5, 4}}),
-                    layers::Flatten(), layers::Dense(6, {.kernel_initializer = "HeUniform", .bias_initializer = "ones"})});
+  Sequential model(
+      {layers::Conv2D(8, {3, 3},
+                      {.kernel_initializer = "lecun_uniform", .bias_initializer = "ones", .input_shape = {5, 5, 4}}),
+       layers::Flatten(), layers::Dense(6, {.kernel_initializer = "HeUniform", .bias_initializer = "ones"})});
   const auto w = model.trainable_weights();
   ASSERT_EQ(w.size(), 4u);
   EXPECT_LE(stats_of(w[0]).max_abs, std::sqrt(3.0 / 36));  // fan_in 3 * 3 * 4
@@ -177,11 +182,12 @@ TEST(Initializers, UsedByDenseAndConv2D) {
 
 TEST(InitializersErrors, UnknownNamesAndBadArguments) {
   const std::string unknown = message_of([] { layers::Dense(2, {.kernel_initializer = "he_normall"}); });
-  EXPECT_EQ(unknown.rfind("[initializer] unknown initializer 'he_normall'; expected one of ", 0), 0u) << unknown;
+  EXPECT_EQ(unknown.rfind("[dense] unknown initializer 'he_normall'; expected one of ", 0), 0u) << unknown;
   for (const char* known : {"GlorotNormal", "he_normal", "lecun_uniform", "glorot_uniform", "zeros"})
     EXPECT_NE(unknown.find(known), std::string::npos) << known;
-  EXPECT_EQ(message_of([] { layers::Conv2D(2, {3, 3}, {.bias_initializer = "one"}); })
-                .rfind("[initializer] unknown initializer 'one'; expected one of ", 0),
+  EXPECT_EQ(message_of([] {
+              layers::Conv2D(2, {3, 3}, {.bias_initializer = "one"});
+            }).rfind("[conv2d] unknown initializer 'one'; expected one of ", 0),
             0u);
   EXPECT_EQ(message_of([] { initializers::VarianceScaling(0.0); }),
             "[variance_scaling] scale is 0.000000; expected a finite number > 0");
@@ -193,7 +199,8 @@ TEST(InitializersErrors, UnknownNamesAndBadArguments) {
             "[random_normal] stddev is -1.000000; expected a finite number >= 0");
   EXPECT_EQ(message_of([] { initializers::RandomUniform(1.0, 0.0); }),
             "[random_uniform] minval 1.000000 and maxval 0.000000; expected finite numbers with minval <= maxval");
-  const std::string bad_config =
-      message_of([] { initializer_registry().make("VarianceScaling", Config{{"scale", "big"}}); });
+  const std::string bad_config = message_of([] {
+    initializer_registry().make("VarianceScaling", Config{{"scale", "big"}});
+  });
   EXPECT_EQ(bad_config.rfind("[from_config] the VarianceScaling config: \"scale\" is ", 0), 0u) << bad_config;
 }

@@ -129,6 +129,27 @@ TEST(LayerCore, FrozenLayerGetsNoUpdatesButIsSavedFrozen) {
   std::filesystem::remove_all(dir);
 }
 
+TEST(LayerCore, SavingAfterFreezingWithoutCompilingAgainIsRefusedNotWrittenUnloadably) {
+  utils::set_random_seed(0);
+  Sequential m({layers::Dense(3, {.input_shape = {2}}), layers::Dense(1)});
+  m.to(Device::cpu());
+  m.compile("adam", "mse");
+  m.fit(kX, kY, {.batch_size = 2, .epochs = 1, .verbose = 0});
+  m.layers()[0]->set_trainable(false);
+  const auto dir = std::filesystem::temp_directory_path() / "kiln_layer_core_refreeze";
+  std::filesystem::create_directories(dir);
+  const std::string path = (dir / "m.kiln").string();
+  EXPECT_EQ(message_of([&] { m.save(path); }),
+            "[save] the optimizer holds slots for 4 weights but the model has 2 trainable weights (a layer was frozen "
+            "or unfrozen since compile); expected compile() again before save, as after changing trainable in Keras");
+  EXPECT_FALSE(std::filesystem::exists(path));
+  m.compile("adam", "mse");
+  m.fit(kX, kY, {.batch_size = 2, .epochs = 1, .verbose = 0});
+  m.save(path);
+  EXPECT_FALSE(load_model(path).layers()[0]->trainable());
+  std::filesystem::remove_all(dir);
+}
+
 TEST(LayerCore, WeightSpecsCountWithoutAllocating) {
   layers::Dense huge(int64_t{1} << 30);
   // 2^30 x 2^20 float32 would be 4 PiB: a dry build only records the shapes.

@@ -27,8 +27,8 @@ class LayerWeightsTest : public ::testing::Test {
     previous_device_ = model_device();
     set_default_device(Device::cpu());  // bit-identical comparisons need the CPU's kernels
     const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = fs::temp_directory_path() / ("kiln_layer_weights_" + std::string(info->name()) + "_" +
-                                        std::to_string(std::random_device{}()));
+    dir_ = fs::temp_directory_path() /
+           ("kiln_layer_weights_" + std::string(info->name()) + "_" + std::to_string(std::random_device{}()));
     fs::remove_all(dir_);
     fs::create_directories(dir_);
   }
@@ -144,22 +144,22 @@ TEST_F(LayerWeightsTest, UseBiasFalseCreatesNoBias) {
 TEST_F(LayerWeightsTest, SaveLoadRoundTripOfEverything) {
   using namespace kiln::layers;
   utils::set_random_seed(8);
-  Sequential a({Conv2D(6, {3, 3},
-                       {.padding = "same",
-                        .activation = "gelu",
-                        .kernel_initializer = "he_normal",
-                        .kernel_regularizer = regularizers::l2(1e-3),
-                        .input_shape = {9, 9, 3}}),
-                AveragePooling2D({3, 3}, {.strides = {2, 2}, .padding = "same"}), Activation("elu"),
-                Conv2D(5, {3, 3}, {.activation = "leaky_relu", .use_bias = false, .kernel_initializer = "lecun_uniform"}),
-                GlobalMaxPooling2D({.keepdims = true}), GlobalAveragePooling2D(),
-                Dense(8,
-                      {.activation = "swish",
-                       .kernel_initializer = "glorot_normal",
-                       .bias_initializer = "ones",
-                       .kernel_regularizer = regularizers::l2(0.01),
-                       .bias_regularizer = regularizers::l2(0.02)}),
-                Activation("silu"), Dense(3, {.use_bias = false, .kernel_initializer = "random_normal"})});
+  Sequential a(
+      {Conv2D(6, {3, 3},
+              {.padding = "same",
+               .activation = "gelu",
+               .kernel_initializer = "he_normal",
+               .kernel_regularizer = regularizers::l2(1e-3),
+               .input_shape = {9, 9, 3}}),
+       AveragePooling2D({3, 3}, {.strides = {2, 2}, .padding = "same"}), Activation("elu"),
+       Conv2D(5, {3, 3}, {.activation = "leaky_relu", .use_bias = false, .kernel_initializer = "lecun_uniform"}),
+       GlobalMaxPooling2D({.keepdims = true}), GlobalAveragePooling2D(),
+       Dense(8, {.activation = "swish",
+                 .kernel_initializer = "glorot_normal",
+                 .bias_initializer = "ones",
+                 .kernel_regularizer = regularizers::l2(0.01),
+                 .bias_regularizer = regularizers::l2(0.02)}),
+       Activation("silu"), Dense(3, {.use_bias = false, .kernel_initializer = "random_normal"})});
   a.compile(optimizers::Adam(), losses::SparseCategoricalCrossentropy({.from_logits = true}));
   Generator gen(2);
   const Tensor x = Tensor::uniform({20, 9, 9, 3}, -1, 1, gen);

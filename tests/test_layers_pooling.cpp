@@ -57,8 +57,7 @@ TEST(AveragePooling2DLayer, StridesDefaultToPoolSizeAndValidDropsTheRest) {
 TEST(AveragePooling2DLayer, GradientsMatchCentralDifferences) {
   for (const char* padding : {"valid", "same"}) {
     AveragePooling2D pool({3, 2}, {.strides = {2, 1}, .padding = padding});
-    EXPECT_TRUE(gradcheck([&](In in) { return pool.call(in[0], true); }, {random_input({2, 5, 4, 3}, 1)}))
-        << padding;
+    EXPECT_TRUE(gradcheck([&](In in) { return pool.call(in[0], true); }, {random_input({2, 5, 4, 3}, 1)})) << padding;
   }
 }
 
@@ -125,7 +124,8 @@ TEST(PoolingLayers, TrainInAModel) {
   Sequential model({layers::Conv2D(4, {3, 3}, {.activation = "relu", .input_shape = {8, 8, 2}}),
                     AveragePooling2D({2, 2}, {.padding = "same"}), GlobalMaxPooling2D({.keepdims = true}),
                     GlobalAveragePooling2D(), layers::Dense(3)});
-  model.compile(optimizers::Adam({.learning_rate = 0.01}), losses::SparseCategoricalCrossentropy({.from_logits = true}));
+  model.compile(optimizers::Adam({.learning_rate = 0.01}),
+                losses::SparseCategoricalCrossentropy({.from_logits = true}));
   Generator gen(1);
   const Tensor x = Tensor::uniform({32, 8, 8, 2}, -1, 1, gen);
   std::vector<int32_t> labels(32);
@@ -141,27 +141,44 @@ TEST(PoolingLayers, TrainInAModel) {
 }
 
 TEST(PoolingLayersErrors, BadArgumentsAndInputs) {
-  EXPECT_EQ(message_of([] { AveragePooling2D({0, 2}); }),
+  EXPECT_EQ(message_of([] {
+              AveragePooling2D({0, 2});
+            }),
             "[average_pooling2d] pool_size (0, 2); expected positive sizes");
-  EXPECT_EQ(message_of([] { AveragePooling2D({2, 2}, {.strides = {2, -1}}); }),
+  EXPECT_EQ(message_of([] {
+              AveragePooling2D({2, 2}, {.strides = {2, -1}});
+            }),
             "[average_pooling2d] strides (2, -1); expected positive strides");
-  EXPECT_EQ(message_of([] { AveragePooling2D({2, 2}, {.padding = "full"}); }),
+  EXPECT_EQ(message_of([] {
+              AveragePooling2D({2, 2}, {.padding = "full"});
+            }),
             "[average_pooling2d] unknown padding 'full'; expected \"valid\" or \"same\"");
-  EXPECT_EQ(message_of([] { AveragePooling2D({4, 4}).compute_output_shape(Shape{3, 5, 1}); }),
+  EXPECT_EQ(message_of([] {
+              AveragePooling2D({4, 4}).compute_output_shape(Shape{3, 5, 1});
+            }),
             "[average_pooling2d] input height 3 is smaller than the window (4) with padding \"valid\"; expected an "
             "input at least as large, or padding \"same\"");
-  EXPECT_EQ(message_of([] { AveragePooling2D().compute_output_shape(Shape{4, 4}); }),
+  EXPECT_EQ(message_of([] {
+              AveragePooling2D().compute_output_shape(Shape{4, 4});
+            }),
             "[average_pooling2d] input of per-sample shape [4, 4]; expected (height, width, channels)");
-  EXPECT_EQ(message_of([] { AveragePooling2D().call(Tensor::zeros({4, 4, 2}), false); }),
+  EXPECT_EQ(message_of([] {
+              AveragePooling2D().call(Tensor::zeros({4, 4, 2}), false);
+            }),
             "[average_pooling2d] input [4, 4, 2] does not fit the layer; expected [N, H, W, C] (channels_last)");
-  EXPECT_EQ(message_of([] { GlobalAveragePooling2D().compute_output_shape(Shape{5, 3}); }),
+  EXPECT_EQ(message_of([] {
+              GlobalAveragePooling2D().compute_output_shape(Shape{5, 3});
+            }),
             "[global_average_pooling2d] input of per-sample shape [5, 3]; expected (height, width, channels) with "
             "height and width >= 1");
-  EXPECT_EQ(message_of([] { GlobalMaxPooling2D().call(Tensor::zeros({2, 6}), false); }),
+  EXPECT_EQ(message_of([] {
+              GlobalMaxPooling2D().call(Tensor::zeros({2, 6}), false);
+            }),
             "[global_max_pooling2d] input [2, 6] does not fit the layer; expected [N, H, W, C] (channels_last) with "
             "H and W >= 1");
-  const std::string bad_config =
-      message_of([] { layer_registry().make("GlobalMaxPooling2D", Config{{"keepdims", "yes"}}); });
+  const std::string bad_config = message_of([] {
+    layer_registry().make("GlobalMaxPooling2D", Config{{"keepdims", "yes"}});
+  });
   EXPECT_EQ(bad_config.rfind("[from_config] the GlobalMaxPooling2D config: \"keepdims\" is ", 0), 0u) << bad_config;
   EXPECT_NE(bad_config.find("expected true or false"), std::string::npos) << bad_config;
 }

@@ -195,7 +195,7 @@ TEST(ModelErrors, UnknownNamesAndOptions) {
       << unknown_activation;
   EXPECT_NE(unknown_activation.find("linear, relu, sigmoid, "), std::string::npos) << unknown_activation;
   EXPECT_EQ(message_of([] { layers::Dense(4, {.kernel_initializer = "glorot_uniformm"}); }).rfind(
-                "[initializer] unknown initializer 'glorot_uniformm'; expected one of ", 0),
+                "[dense] unknown initializer 'glorot_uniformm'; expected one of ", 0),
             0u);
   EXPECT_EQ(message_of([] { layers::Dense(0); }), "[dense] units is 0; expected a positive number");
   EXPECT_EQ(message_of([] {

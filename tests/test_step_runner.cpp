@@ -268,6 +268,43 @@ TEST(UserOptimizer, TrainsLikeTheBuiltInOne) {
   EXPECT_FALSE(mine.last_fit_execution().recorded);
 }
 
+// ---- the equivalence check's pieces, on the CPU ----
+
+namespace {
+Sequential stateful_model() {
+  Sequential model({layers::Conv2D(8, {3, 3}, {.activation = "relu", .input_shape = {8, 8, 3}}),
+                    layers::BatchNormalization(), layers::Flatten(), layers::Dropout(0.25), layers::Dense(10)});
+  model.compile(optimizers::Adam(), losses::SparseCategoricalCrossentropy({.from_logits = true}), {"accuracy"});
+  return model;
+}
+
+std::vector<std::string> names(const std::vector<kiln::testing::WeightBits>& weights) {
+  std::vector<std::string> out;
+  for (const auto& w : weights) out.push_back(w.name);
+  return out;
+}
+}  // namespace
+
+TEST(StepEquivalence, ComparesEveryWeightTrainableOrNot) {
+  const auto trained = [] {
+    utils::set_random_seed(7);
+    Sequential model = stateful_model();
+    const auto [x, y] = kiln::testing::random_data_for(model, 19, 8);
+    model.fit(x, y, {.batch_size = 4, .epochs = 2, .verbose = 0});
+    return kiln::testing::weight_bits(model);
+  };
+  const auto [trainable, others] = trained();
+  EXPECT_EQ(names(trainable), (std::vector<std::string>{"conv2d/kernel", "conv2d/bias", "batch_normalization/gamma",
+                                                        "batch_normalization/beta", "dense/kernel", "dense/bias"}));
+  EXPECT_EQ(names(others),
+            (std::vector<std::string>{"batch_normalization/moving_mean", "batch_normalization/moving_variance",
+                                      "dropout/seed_generator_state"}));
+  // The same seed on the same device: the same bits.
+  const auto [trainable_again, others_again] = trained();
+  kiln::testing::expect_same_bits(trainable, trainable_again);
+  kiln::testing::expect_same_bits(others, others_again);
+}
+
 // ---- on a GPU: recorded steps against eager ones ----
 
 namespace {
@@ -306,6 +343,12 @@ TEST(RecordedStep, SgdWithNesterovMomentumEqualsEager) {
                   losses::SparseCategoricalCrossentropy({.from_logits = true}));
     return model;
   });
+}
+
+TEST(RecordedStep, MovingStatisticsAndDropoutMasksEqualEager) {
+  // Layers with state that a training step updates in place: BatchNormalization's moving
+  // statistics and Dropout's counter (each replay must draw the mask the eager step draws).
+  EXPECT_RECORDED_STEP_EQUALS_EAGER(stateful_model);
 }
 
 TEST(RecordedStep, UserOptimizerRunsEagerlyAfterEachReplayAndEqualsEager) {

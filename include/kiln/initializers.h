@@ -37,6 +37,8 @@ std::pair<int64_t, int64_t> compute_fans(const Shape& shape);
 /// An initializer by Keras name or class name with default arguments ("glorot_uniform",
 /// "HeNormal", "zeros", ...); throws naming the known ones.
 std::shared_ptr<Initializer> get(const std::string& name);
+/// Throws unless `name` is a registered initializer; `op` names the layer in the message.
+void check(const std::string& name, const std::string& op);
 
 /// U(-limit, limit), limit = sqrt(6 / (fan_in + fan_out)): Dense's and Conv2D's kernel default.
 class GlorotUniform : public Initializer {
@@ -96,6 +98,7 @@ class VarianceScaling : public Initializer {
 /// Truncated normal of stddev sqrt(2 / (fan_in + fan_out)) after truncation (VarianceScaling(1, fan_avg)).
 class GlorotNormal : public VarianceScaling {
  public:
+  /// Keras' GlorotNormal.
   GlorotNormal() : VarianceScaling(1.0, "fan_avg", "truncated_normal") {}
   std::string class_name() const override { return "GlorotNormal"; }
   Config get_config() const override { return Config::object(); }
@@ -106,6 +109,7 @@ class GlorotNormal : public VarianceScaling {
 /// Truncated normal of stddev sqrt(2 / fan_in) after truncation (VarianceScaling(2, fan_in)).
 class HeNormal : public VarianceScaling {
  public:
+  /// Keras' HeNormal.
   HeNormal() : VarianceScaling(2.0, "fan_in", "truncated_normal") {}
   std::string class_name() const override { return "HeNormal"; }
   Config get_config() const override { return Config::object(); }
@@ -116,6 +120,7 @@ class HeNormal : public VarianceScaling {
 /// U(-limit, limit), limit = sqrt(6 / fan_in) (VarianceScaling(2, fan_in, uniform)).
 class HeUniform : public VarianceScaling {
  public:
+  /// Keras' HeUniform.
   HeUniform() : VarianceScaling(2.0, "fan_in", "uniform") {}
   std::string class_name() const override { return "HeUniform"; }
   Config get_config() const override { return Config::object(); }
@@ -126,6 +131,7 @@ class HeUniform : public VarianceScaling {
 /// Truncated normal of stddev sqrt(1 / fan_in) after truncation (VarianceScaling(1, fan_in)).
 class LecunNormal : public VarianceScaling {
  public:
+  /// Keras' LecunNormal.
   LecunNormal() : VarianceScaling(1.0, "fan_in", "truncated_normal") {}
   std::string class_name() const override { return "LecunNormal"; }
   Config get_config() const override { return Config::object(); }
@@ -136,6 +142,7 @@ class LecunNormal : public VarianceScaling {
 /// U(-limit, limit), limit = sqrt(3 / fan_in) (VarianceScaling(1, fan_in, uniform)).
 class LecunUniform : public VarianceScaling {
  public:
+  /// Keras' LecunUniform.
   LecunUniform() : VarianceScaling(1.0, "fan_in", "uniform") {}
   std::string class_name() const override { return "LecunUniform"; }
   Config get_config() const override { return Config::object(); }

@@ -25,8 +25,9 @@ struct WeightOptions {
   /// A penalty on the weight added to the training loss (Keras' kernel_regularizer); may be null.
   std::shared_ptr<const Regularizer> regularizer = nullptr;
   /// False for state that Keras keeps outside layer.weights (a random stream's counter, as Keras'
-  /// SeedGenerator state): saved, loaded and moved like a weight and never trained, but left out of
-  /// weights(), trainable_weights() and non_trainable_weights(), so of count_params and summary.
+  /// SeedGenerator state): saved, loaded and moved like a weight, but left out of weights(),
+  /// trainable_weights() and non_trainable_weights(), so of count_params and summary. Such a weight
+  /// is never trained: it needs trainable = false.
   bool in_weights = true;
 };
 
@@ -66,7 +67,7 @@ class Layer {
   /// allocated (a loader checks a file's sizes with it before building anything).
   std::vector<LayerWeight> weight_specs(const Shape& input_shape);
 
-  /// Every weight in creation order, trainable or not (what save writes).
+  /// Every weight in creation order, trainable or not, in weights() or not (what save writes).
   const std::vector<LayerWeight>& all_weights() const { return weights_; }
   /// (name, tensor) of every weight, in creation order.
   std::vector<std::pair<std::string, Tensor>> named_weights() const;

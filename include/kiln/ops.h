@@ -120,9 +120,9 @@ Tensor conv2d(const Tensor& x, const Tensor& kernel, const Tensor& bias, const s
 Tensor max_pool2d(const Tensor& x, std::array<int64_t, 2> pool_size, std::array<int64_t, 2> strides,
                   Padding padding = Padding::Valid);
 /// Average pooling: x [N, H, W, C] -> [N, OH, OW, C]. With "same" padding each window averages only
-/// its cells inside the input (Keras' rule: padded cells are not counted), so an edge window of a
-/// 3x3 pool over 4 cells divides by 4. A window holding a NaN pools to NaN. The gradient of each
-/// output is spread equally over its window's cells inside the input.
+/// its cells inside the input (Keras' rule: padded cells are not counted): a corner window of a 3x3
+/// pool with stride 1 holds 4 cells and divides by 4. A window holding a NaN pools to NaN. The
+/// gradient of each output is spread equally over its window's cells inside the input.
 Tensor avg_pool2d(const Tensor& x, std::array<int64_t, 2> pool_size, std::array<int64_t, 2> strides,
                   Padding padding = Padding::Valid);
 

@@ -129,8 +129,9 @@ CudaModuleLoad load() {
   }
   CudaModule* module = entry();
   if (!module || module->abi() != kCudaModuleAbi) {
-    r.error = r.path + " is from another build of kiln (interface " + std::to_string(module ? module->abi() : -1) +
-              ", expected " + std::to_string(kCudaModuleAbi) + ")";
+    r.error = r.path + " is from another build of kiln (interface " +
+              (module ? std::to_string(module->abi()) : std::string("none")) + ", expected " +
+              std::to_string(kCudaModuleAbi) + ")";
     return r;
   }
   // Kept loaded for the process: backends and their memory live until exit.

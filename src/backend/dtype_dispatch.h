@@ -1,9 +1,11 @@
-// The host-side dtype dispatcher: calls a generic lambda with a value of the C++ type of a DType.
+// The dtype dispatcher of both backends (the CPU's loops and the CUDA launchers): calls a generic
+// lambda with a value of the C++ type of a DType, so each kernel is written once as a template.
 #pragma once
 
 #include <cstdint>
 
 #include "kiln/dtype.h"
+#include "kiln/error.h"
 
 namespace kiln::backend {
 
@@ -26,6 +28,22 @@ void with_any_type(DType dtype, F&& f) {
     case DType::Int64:
       f(int64_t{});
       return;
+  }
+}
+
+/// Calls f(T{}) with T = float or double for a floating `dtype`; throws kiln::Error naming `op`
+/// for the others.
+template <typename F>
+void with_float_type(DType dtype, const char* op, F&& f) {
+  switch (dtype) {
+    case DType::Float32:
+      f(float{});
+      return;
+    case DType::Float64:
+      f(double{});
+      return;
+    default:
+      throw Error(op, "no kernel for " + dtype_name(dtype) + "; expected float32 or float64");
   }
 }
 

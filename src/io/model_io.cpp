@@ -146,6 +146,14 @@ void io::save_model(const Sequential& model, const std::string& path, int epoch)
     for (const auto& [name, w] : layer->named_weights()) tensors.emplace_back(layer->name() + "/" + name, w);
   const std::string config = model_config_json(model, epoch);  // also refuses what cannot be rebuilt
   if (const Optimizer* opt = model.optimizer()) {
+    // Slots pair with the trainable weights by position; after a layer is frozen or unfrozen the
+    // pairing is gone, and load_model would refuse the file.
+    const std::size_t trainable = model.trainable_weights().size();
+    if (!opt->slots().empty() && opt->slots().size() != trainable)
+      throw Error("save", "the optimizer holds slots for " + std::to_string(opt->slots().size()) +
+                              " weights but the model has " + std::to_string(trainable) +
+                              " trainable weights (a layer was frozen or unfrozen since compile); expected compile() "
+                              "again before save, as after changing trainable in Keras");
     const auto names = opt->slot_names();
     for (std::size_t i = 0; i < opt->slots().size(); ++i)
       for (std::size_t s = 0; s < names.size(); ++s)

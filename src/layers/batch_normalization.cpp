@@ -21,6 +21,12 @@ namespace kiln {
 
 namespace {
 
+std::string number_str(double v) {
+  std::ostringstream os;
+  os << v;
+  return os.str();
+}
+
 void check_channels(const std::string& op, const std::string& what, const Tensor& t, int64_t C) {
   if (!t.defined() || t.ndim() != 1 || t.size(0) != C)
     throw Error(op, what + " is " + (t.defined() ? t.shape().str() : std::string("undefined")) + "; expected [" +
@@ -49,7 +55,7 @@ Tensor batch_normalization(const Tensor& x, const Tensor& mean, const Tensor& va
     throw Error(
         op, "input is " + (x.defined() ? x.shape().str() : std::string("undefined")) + "; expected a tensor [..., C]");
   if (!std::isfinite(epsilon) || epsilon < 0)
-    throw Error(op, "epsilon is " + std::to_string(epsilon) + "; expected a finite number >= 0");
+    throw Error(op, "epsilon is " + number_str(epsilon) + "; expected a finite number >= 0");
   const int64_t C = x.size(-1);
   check_channels(op, "mean", mean, C);
   check_channels(op, "variance", variance, C);
@@ -70,12 +76,6 @@ namespace kiln::layers {
 namespace {
 
 const RegisterLayer<BatchNormalization> registered("BatchNormalization");
-
-std::string number_str(double v) {
-  std::ostringstream os;
-  os << v;
-  return os.str();
-}
 
 }  // namespace
 

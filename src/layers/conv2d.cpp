@@ -24,8 +24,8 @@ Conv2D::Conv2D(int64_t filters, std::array<int64_t, 2> kernel_size, Conv2DOption
     throw Error("conv2d", "strides " + pair_str(options_.strides) + "; expected positive strides");
   padding_ = parse_padding(options_.padding, "conv2d");
   activations::check(options_.activation, "conv2d");
-  initializers::get(options_.kernel_initializer);  // unknown names fail here, not at build
-  initializers::get(options_.bias_initializer);
+  initializers::check(options_.kernel_initializer, "conv2d");  // unknown names fail here, not at build
+  initializers::check(options_.bias_initializer, "conv2d");
   input_shape_ = options_.input_shape;
 }
 

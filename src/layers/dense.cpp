@@ -16,8 +16,8 @@ Dense::Dense(int64_t units, DenseOptions options) : units_(units), options_(std:
   name_ = "dense";
   if (units <= 0) throw Error("dense", "units is " + std::to_string(units) + "; expected a positive number");
   activations::check(options_.activation, "dense");
-  initializers::get(options_.kernel_initializer);  // unknown names fail here, not at build
-  initializers::get(options_.bias_initializer);
+  initializers::check(options_.kernel_initializer, "dense");  // unknown names fail here, not at build
+  initializers::check(options_.bias_initializer, "dense");
   input_shape_ = options_.input_shape;
 }
 

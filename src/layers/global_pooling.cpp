@@ -19,8 +19,7 @@ GlobalPooling2DOptions global_options(const Config& config, const std::string& c
 
 }  // namespace
 
-GlobalPooling2D::GlobalPooling2D(const std::string& op, GlobalPooling2DOptions options)
-    : options_(std::move(options)) {
+GlobalPooling2D::GlobalPooling2D(const std::string& op, GlobalPooling2DOptions options) : options_(std::move(options)) {
   name_ = op;
   input_shape_ = options_.input_shape;
 }

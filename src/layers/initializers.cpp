@@ -29,7 +29,13 @@ std::pair<int64_t, int64_t> compute_fans(const Shape& shape) {
   return {shape[n - 2] * receptive, shape[n - 1] * receptive};
 }
 
-std::shared_ptr<Initializer> get(const std::string& name) { return initializer_registry().make(name, Config::object()); }
+void check(const std::string& name, const std::string& op) {
+  if (!initializer_registry().contains(name)) throw Error(op, initializer_registry().unknown(name));
+}
+
+std::shared_ptr<Initializer> get(const std::string& name) {
+  return initializer_registry().make(name, Config::object());
+}
 
 Tensor GlorotUniform::operator()(const Shape& shape, Generator& gen, Device device) const {
   const auto [fan_in, fan_out] = compute_fans(shape);

@@ -54,6 +54,10 @@ Tensor& Layer::add_weight(const std::string& weight_name, const Shape& shape, co
                           WeightOptions options) {
   for (const auto& w : weights_)
     if (w.name == weight_name) throw Error(name_, "adds a second weight named '" + weight_name + "'");
+  if (options.trainable && !options.in_weights)
+    throw Error(name_, "weight '" + weight_name +
+                           "' is trainable but left out of weights(); expected .trainable = false with .in_weights "
+                           "= false");
   LayerWeight w{weight_name, Tensor(), options.trainable, std::move(options.regularizer), shape, options.in_weights};
   if (!dry_build_) {
     if (!build_generator_)

@@ -31,7 +31,10 @@ std::unique_ptr<RecordedTrainingStep> RecordedTrainingStep::make(const Batches& 
                                                                  std::string& note) {
   note.clear();
   auto recorded = RecordedBatches::make(batches.x(), batches.y(), batches.batch_size());
-  if (!recorded) return nullptr;
+  if (!recorded) {
+    note = "the device " + batches.x().device().str() + " cannot record this data's full batches";
+    return nullptr;
+  }
   const std::vector<Tensor>& params = work.params();
   Optimizer& opt = work.optimizer();
   std::unique_ptr<optimizers::DeviceUpdate> update;

@@ -163,23 +163,7 @@ std::vector<T> Tensor::to_vector() const {
   backend::get(impl.device()).copy_to_host(bytes.data(), impl.data(), bytes.size());
   std::vector<T> out(static_cast<std::size_t>(numel()));
   const int64_t n = numel();
-  switch (impl.dtype) {
-    case DType::Float32:
-      convert<float>(bytes.data(), out.data(), n);
-      break;
-    case DType::Float64:
-      convert<double>(bytes.data(), out.data(), n);
-      break;
-    case DType::Int32:
-      convert<int32_t>(bytes.data(), out.data(), n);
-      break;
-    case DType::UInt8:
-      convert<uint8_t>(bytes.data(), out.data(), n);
-      break;
-    case DType::Int64:
-      convert<int64_t>(bytes.data(), out.data(), n);
-      break;
-  }
+  backend::with_any_type(impl.dtype, [&](auto tag) { convert<decltype(tag)>(bytes.data(), out.data(), n); });
   return out;
 }
 template std::vector<float> Tensor::to_vector() const;

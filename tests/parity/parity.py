@@ -33,7 +33,9 @@ HOUSE_PRICE_ATOL = 1e-3
 
 # kiln names layers as Keras does within one model: dense, dense_1, ...
 BASE_NAMES = {"Dense": "dense", "Conv2D": "conv2d", "MaxPooling2D": "max_pooling2d", "Flatten": "flatten",
-              "BatchNormalization": "batch_normalization"}
+              "BatchNormalization": "batch_normalization", "AveragePooling2D": "average_pooling2d",
+              "GlobalAveragePooling2D": "global_average_pooling2d", "GlobalMaxPooling2D": "global_max_pooling2d",
+              "Activation": "activation"}
 
 
 def sequential(input_shape, specs):
@@ -156,13 +158,47 @@ CASES = {
                                         ("Dense", (3,), {})]),
         optimizer=lambda: keras.optimizers.Adam(), loss=lambda: scce(True), batch=8,
         data=lambda rng, _: (normal(rng, 160, 6, scale=2.0) + np.float32(1.5), classes(rng, 160, 3), None)),
+    # No bias on the convolution (Keras' own pattern before BatchNormalization): the normalization
+    # subtracts each channel's mean, so such a bias has a gradient of exactly zero and its trained
+    # value is rounding noise (measured ~1e-8 on both sides), which no relative comparison can judge.
     "conv_batchnorm": dict(
         model=lambda: sequential((9, 9, 2), [
-            ("Conv2D", (4, (3, 3)), {}), ("BatchNormalization", (), dict(momentum=0.9, epsilon=1e-2)),
+            ("Conv2D", (4, (3, 3)), dict(use_bias=False)),
+            ("BatchNormalization", (), dict(momentum=0.9, epsilon=1e-2)),
             ("MaxPooling2D", ((2, 2),), {}), ("Flatten", (), {}), ("Dense", (3,), {})]),
         optimizer=lambda: keras.optimizers.SGD(learning_rate=0.05, momentum=0.9), loss=lambda: scce(True), batch=8,
         data=lambda rng, _: (normal(rng, 160, 9, 9, 2) * np.float32([1.0, 3.0]) + np.float32([0.5, -2.0]),
                              classes(rng, 160, 3), None)),
+    # Average pooling with "same" padding on an odd size (edge windows average fewer cells), then
+    # global average pooling and the exact (erf) gelu in a convolution and a Dense.
+    "avgpool_gap_gelu": dict(
+        model=lambda: sequential((12, 11, 3), [
+            ("Conv2D", (6, (3, 3)), dict(activation="relu")),
+            ("AveragePooling2D", ((3, 3),), dict(strides=(2, 2), padding="same")),
+            ("Conv2D", (8, (3, 3)), dict(padding="same", activation="gelu")),
+            ("GlobalAveragePooling2D", (), {}), ("Dense", (8,), dict(activation="gelu")), ("Dense", (4,), {})]),
+        optimizer=lambda: keras.optimizers.Adam(), loss=lambda: scce(True), batch=8,
+        data=lambda rng, _: (normal(rng, 160, 12, 11, 3), classes(rng, 160, 4), None)),
+    # Activation layers (silu, its alias swish), elu and leaky_relu (Keras' slope 0.2) as layer
+    # options, and global max pooling that keeps its dimensions.
+    "activation_layers": dict(
+        model=lambda: sequential((10, 10, 2), [
+            ("Conv2D", (6, (3, 3)), {}), ("Activation", ("silu",), {}), ("AveragePooling2D", ((2, 2),), {}),
+            ("Conv2D", (6, (3, 3)), dict(activation="elu")), ("GlobalMaxPooling2D", (), dict(keepdims=True)),
+            ("Flatten", (), {}), ("Dense", (8,), dict(activation="leaky_relu")), ("Activation", ("swish",), {}),
+            ("Dense", (3,), {})]),
+        optimizer=lambda: keras.optimizers.SGD(learning_rate=0.05, momentum=0.9), loss=lambda: scce(True), batch=8,
+        data=lambda rng, _: (normal(rng, 160, 10, 10, 2), classes(rng, 160, 3), None)),
+    # L2 penalties on kernels and a bias: the loss Keras reports includes them, and so do the gradients.
+    "l2_regularizer": dict(
+        model=lambda: sequential((7, 7, 2), [
+            ("Conv2D", (4, (3, 3)), dict(activation="relu", kernel_regularizer=keras.regularizers.L2(0.02))),
+            ("Flatten", (), {}),
+            ("Dense", (8,), dict(activation="tanh", kernel_regularizer=keras.regularizers.L2(0.01),
+                                 bias_regularizer=keras.regularizers.L2(0.05))),
+            ("Dense", (3,), dict(kernel_regularizer=keras.regularizers.L2(0.1)))]),
+        optimizer=lambda: keras.optimizers.SGD(learning_rate=0.1), loss=lambda: scce(True), batch=8,
+        data=lambda rng, _: (normal(rng, 160, 7, 7, 2), classes(rng, 160, 3), None)),
 }
 
 # Keras' warning for from_logits=True on an activation's output (keras/src/backend/tensorflow/nn.py).

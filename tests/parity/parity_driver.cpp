@@ -18,12 +18,17 @@
 namespace {
 
 using namespace kiln;
+using layers::Activation;
+using layers::AveragePooling2D;
 using layers::BatchNormalization;
 using layers::Conv2D;
 using layers::Dense;
 using layers::Flatten;
+using layers::GlobalAveragePooling2D;
+using layers::GlobalMaxPooling2D;
 using layers::MaxPooling2D;
 using losses::SparseCategoricalCrossentropy;
+using regularizers::l2;
 
 struct Case {
   std::function<Sequential()> make;  // built and compiled
@@ -140,14 +145,46 @@ const std::map<std::string, Case>& cases() {
                           optimizers::Adam(), SparseCategoricalCrossentropy({.from_logits = true}));
         },
         8}},
-      // The same over the channels of NHWC feature maps.
+      // The same over the channels of NHWC feature maps, after a convolution without bias.
       {"conv_batchnorm",
        {[] {
           return compiled(
-              {Conv2D(4, {3, 3}, {.input_shape = {9, 9, 2}}), BatchNormalization({.momentum = 0.9, .epsilon = 1e-2}),
-               MaxPooling2D({2, 2}), Flatten(), Dense(3)},
+              {Conv2D(4, {3, 3}, {.use_bias = false, .input_shape = {9, 9, 2}}),
+               BatchNormalization({.momentum = 0.9, .epsilon = 1e-2}), MaxPooling2D({2, 2}), Flatten(), Dense(3)},
               optimizers::SGD({.learning_rate = 0.05, .momentum = 0.9}),
               SparseCategoricalCrossentropy({.from_logits = true}));
+        },
+        8}},
+      // "same" average pooling on an odd size, global average pooling, the exact gelu.
+      {"avgpool_gap_gelu",
+       {[] {
+          return compiled({Conv2D(6, {3, 3}, {.activation = "relu", .input_shape = {12, 11, 3}}),
+                           AveragePooling2D({3, 3}, {.strides = {2, 2}, .padding = "same"}),
+                           Conv2D(8, {3, 3}, {.padding = "same", .activation = "gelu"}), GlobalAveragePooling2D(),
+                           Dense(8, {.activation = "gelu"}), Dense(4)},
+                          optimizers::Adam(), SparseCategoricalCrossentropy({.from_logits = true}));
+        },
+        8}},
+      // Activation layers, elu and leaky_relu options, global max pooling with keepdims.
+      {"activation_layers",
+       {[] {
+          return compiled(
+              {Conv2D(6, {3, 3}, {.input_shape = {10, 10, 2}}), Activation("silu"), AveragePooling2D({2, 2}),
+               Conv2D(6, {3, 3}, {.activation = "elu"}), GlobalMaxPooling2D({.keepdims = true}), Flatten(),
+               Dense(8, {.activation = "leaky_relu"}), Activation("swish"), Dense(3)},
+              optimizers::SGD({.learning_rate = 0.05, .momentum = 0.9}),
+              SparseCategoricalCrossentropy({.from_logits = true}));
+        },
+        8}},
+      // L2 penalties on kernels and a bias, in the loss and its gradients.
+      {"l2_regularizer",
+       {[] {
+          return compiled(
+              {Conv2D(4, {3, 3}, {.activation = "relu", .kernel_regularizer = l2(0.02), .input_shape = {7, 7, 2}}),
+               Flatten(),
+               Dense(8, {.activation = "tanh", .kernel_regularizer = l2(0.01), .bias_regularizer = l2(0.05)}),
+               Dense(3, {.kernel_regularizer = l2(0.1)})},
+              optimizers::SGD({.learning_rate = 0.1}), SparseCategoricalCrossentropy({.from_logits = true}));
         },
         8}},
   };
@@ -161,7 +198,8 @@ std::vector<double> train_steps(Sequential& model, const Tensor& x, const Tensor
   for (int64_t b0 = 0; b0 < x.size(0); b0 += batch) {
     const int64_t b1 = std::min(x.size(0), b0 + batch);
     const Tensor xb = x.slice_rows(b0, b1), yb = y.slice_rows(b0, b1);
-    const Tensor loss = (*model.loss())(yb, model(xb, /*training=*/true));  // train_on_batch's mode
+    // train_on_batch's mode; the loss includes the layers' penalties, as Keras' does.
+    const Tensor loss = model.compute_loss(yb, model(xb, /*training=*/true));
     for (Tensor& p : params) p.zero_grad();
     loss.backward();
     model.optimizer()->step(params);

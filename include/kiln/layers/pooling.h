@@ -40,10 +40,10 @@ class Pooling2D : public Layer {
   /// Throws unless x is [N, H, W, C].
   void check_input(const Tensor& x) const;
 
-  std::array<int64_t, 2> pool_size_;
-  std::array<int64_t, 2> strides_;
-  Pooling2DOptions options_;
-  Padding padding_;
+  std::array<int64_t, 2> pool_size_;  ///< (height, width) of the window
+  std::array<int64_t, 2> strides_;    ///< (height, width) step of the window
+  Pooling2DOptions options_;          ///< as given
+  Padding padding_;                   ///< options_.padding, parsed
 };
 
 /// 2-D max pooling, channels_last.
@@ -93,7 +93,7 @@ class GlobalPooling2D : public Layer {
   /// Throws unless x is [N, H, W, C].
   void check_input(const Tensor& x) const;
 
-  GlobalPooling2DOptions options_;
+  GlobalPooling2DOptions options_;  ///< as given
 };
 
 /// The mean over height and width of each channel: [N, H, W, C] -> [N, C] (or [N, 1, 1, C]).

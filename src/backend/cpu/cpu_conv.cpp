@@ -12,6 +12,7 @@
 
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/cpu_bias_act.h"
+#include "backend/window.h"
 
 namespace kiln::backend {
 
@@ -62,13 +63,17 @@ void im2col(const Conv2dGeometry& g, const T* x, int64_t n0, int64_t n_count, T*
   for (int64_t row = 0; row < rows; ++row) {
     const int64_t n = n0 + row / (g.OH * g.OW);
     const int64_t oh = (row / g.OW) % g.OH, ow = row % g.OW;
-    const int64_t iw0 = ow * g.stride_w - g.pad_left;
-    const bool columns_inside = iw0 >= 0 && iw0 + g.KW <= g.W;
+    const int64_t ih0 = window::window_start(oh, g.stride_h, g.pad_top);
+    const int64_t iw0 = window::window_start(ow, g.stride_w, g.pad_left);
+    const auto hs = window::window_span(oh, g.stride_h, g.pad_top, g.KH, g.H);
+    const auto ws = window::window_span(ow, g.stride_w, g.pad_left, g.KW, g.W);
+    const bool columns_inside = ws.size() == g.KW;
     T* dst = patches + row * K;
+    // Every tap is written: the input's cell where the tap is inside it, 0 in the padding.
     for (int64_t kh = 0; kh < g.KH; ++kh) {
-      const int64_t ih = oh * g.stride_h - g.pad_top + kh;
+      const int64_t ih = ih0 + kh;
       T* cells = dst + kh * row_cells;
-      if (ih < 0 || ih >= g.H) {
+      if (ih < hs.begin || ih >= hs.end) {
         std::fill(cells, cells + row_cells, T(0));
       } else if (columns_inside) {  // the window's row is KW*C contiguous input values
         const T* src = x + ((n * g.H + ih) * g.W + iw0) * g.C;
@@ -77,7 +82,7 @@ void im2col(const Conv2dGeometry& g, const T* x, int64_t n0, int64_t n_count, T*
         for (int64_t kw = 0; kw < g.KW; ++kw) {
           const int64_t iw = iw0 + kw;
           T* cell = cells + kw * g.C;
-          if (iw < 0 || iw >= g.W)
+          if (iw < ws.begin || iw >= ws.end)
             std::fill(cell, cell + g.C, T(0));
           else
             std::copy_n(x + ((n * g.H + ih) * g.W + iw) * g.C, g.C, cell);
@@ -93,21 +98,22 @@ void col2im_add(const Conv2dGeometry& g, const T* dpatches, int64_t n0, int64_t 
   const int64_t K = g.KH * g.KW * g.C;
   for (int64_t i = 0; i < n_count; ++i) {
     const int64_t n = n0 + i;
-    for (int64_t oh = 0; oh < g.OH; ++oh)
+    for (int64_t oh = 0; oh < g.OH; ++oh) {
+      const int64_t ih0 = window::window_start(oh, g.stride_h, g.pad_top);
+      const auto hs = window::window_span(oh, g.stride_h, g.pad_top, g.KH, g.H);
       for (int64_t ow = 0; ow < g.OW; ++ow) {
+        const int64_t iw0 = window::window_start(ow, g.stride_w, g.pad_left);
+        const auto ws = window::window_span(ow, g.stride_w, g.pad_left, g.KW, g.W);
         const T* src = dpatches + ((i * g.OH + oh) * g.OW + ow) * K;
-        for (int64_t kh = 0; kh < g.KH; ++kh) {
-          const int64_t ih = oh * g.stride_h - g.pad_top + kh;
-          if (ih < 0 || ih >= g.H) continue;
-          for (int64_t kw = 0; kw < g.KW; ++kw) {
-            const int64_t iw = ow * g.stride_w - g.pad_left + kw;
-            if (iw < 0 || iw >= g.W) continue;
-            const T* cell = src + (kh * g.KW + kw) * g.C;
+        // Taps in the padding have no input cell to add to.
+        for (int64_t ih = hs.begin; ih < hs.end; ++ih)
+          for (int64_t iw = ws.begin; iw < ws.end; ++iw) {
+            const T* cell = src + ((ih - ih0) * g.KW + (iw - iw0)) * g.C;
             T* out = dx + ((n * g.H + ih) * g.W + iw) * g.C;
             for (int64_t c = 0; c < g.C; ++c) out[c] += cell[c];
           }
-        }
       }
+    }
   }
 }
 

@@ -102,6 +102,11 @@ MemoryStats CpuAllocator::stats() const {
   return stats_;
 }
 
+Allocator& CpuBackend::allocator() { return allocator_; }
+
+// Host work runs on the calling thread, so it is done when its call returns.
+void CpuBackend::synchronize() {}
+
 void CpuBackend::copy(void* dst, const void* src, std::size_t bytes) {
   if (bytes && dst != src) std::memmove(dst, src, bytes);
 }
@@ -148,5 +153,7 @@ void CpuBackend::gather_rows(const void* src, const int32_t* idx, void* dst, int
 void CpuBackend::select_batch(const int32_t* perm, const int64_t* index, int32_t* idx, int64_t n) {
   std::memcpy(idx, perm + *index * n, static_cast<std::size_t>(n) * sizeof(int32_t));
 }
+
+void CpuBackend::advance_counter(int64_t* counter) { ++*counter; }
 
 }  // namespace kiln::backend

@@ -11,7 +11,7 @@
 
 #include "backend/cpu/cpu_backend.h"
 #include "backend/elementwise_math.h"
-#include "backend/pool_window.h"
+#include "backend/window.h"
 
 namespace kiln::backend {
 
@@ -20,14 +20,10 @@ namespace {
 // Calls f(ih, iw) for every in-bounds cell of window (oh, ow), in row-major window order.
 template <typename F>
 void for_each_cell(const Pool2dGeometry& g, int64_t oh, int64_t ow, F&& f) {
-  for (int64_t kh = 0; kh < g.KH; ++kh) {
-    const int64_t ih = oh * g.stride_h - g.pad_top + kh;
-    if (ih < 0 || ih >= g.H) continue;
-    for (int64_t kw = 0; kw < g.KW; ++kw) {
-      const int64_t iw = ow * g.stride_w - g.pad_left + kw;
-      if (iw >= 0 && iw < g.W) f(ih, iw);
-    }
-  }
+  const auto hs = window::window_span(oh, g.stride_h, g.pad_top, g.KH, g.H);
+  const auto ws = window::window_span(ow, g.stride_w, g.pad_left, g.KW, g.W);
+  for (int64_t ih = hs.begin; ih < hs.end; ++ih)
+    for (int64_t iw = ws.begin; iw < ws.end; ++iw) f(ih, iw);
 }
 
 }  // namespace
@@ -103,9 +99,9 @@ void CpuBackend::avg_pool2d_forward(DType dtype, const Pool2dGeometry& g, const 
     parallel_for_work(g.N * g.OH, g.N * g.OH * g.OW * g.C, [&](int64_t row0, int64_t row1) {
       for (int64_t row = row0; row < row1; ++row) {
         const int64_t n = row / g.OH, oh = row % g.OH;
-        const auto hs = pool::window_span(oh, g.stride_h, g.pad_top, g.KH, g.H);
+        const auto hs = window::window_span(oh, g.stride_h, g.pad_top, g.KH, g.H);
         for (int64_t ow = 0; ow < g.OW; ++ow) {
-          const auto ws = pool::window_span(ow, g.stride_w, g.pad_left, g.KW, g.W);
+          const auto ws = window::window_span(ow, g.stride_w, g.pad_left, g.KW, g.W);
           T* __restrict out = ys + ((n * g.OH + oh) * g.OW + ow) * g.C;
           for (int64_t c = 0; c < g.C; ++c) out[c] = T(0);
           for (int64_t ih = hs.begin; ih < hs.end; ++ih)
@@ -134,9 +130,9 @@ void CpuBackend::avg_pool2d_backward(DType dtype, const Pool2dGeometry& g, const
       T* __restrict share = share_buf.data();
       for (int64_t n = n0; n < n1; ++n)
         for (int64_t oh = 0; oh < g.OH; ++oh) {
-          const auto hs = pool::window_span(oh, g.stride_h, g.pad_top, g.KH, g.H);
+          const auto hs = window::window_span(oh, g.stride_h, g.pad_top, g.KH, g.H);
           for (int64_t ow = 0; ow < g.OW; ++ow) {
-            const auto ws = pool::window_span(ow, g.stride_w, g.pad_left, g.KW, g.W);
+            const auto ws = window::window_span(ow, g.stride_w, g.pad_left, g.KW, g.W);
             const int64_t count = hs.size() * ws.size();
             if (count == 0) continue;
             const T* __restrict dy_o = dys + ((n * g.OH + oh) * g.OW + ow) * g.C;

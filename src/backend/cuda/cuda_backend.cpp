@@ -1,12 +1,9 @@
-// CudaBackend: handles and stream, copies, and the thin calls into our kernels (kernels/*.cu).
+// CudaBackend: its stream and library handles, the float32 math mode and recording (CUDA graphs).
+// The ops' entries sit beside their kernels in kernels/<family>.cu.
 #include "backend/cuda/cuda_backend.h"
-
-#include <cmath>
-#include <cstring>
 
 #include "backend/cuda/check.h"
 #include "backend/cuda/conv_plan.h"
-#include "backend/cuda/kernels.h"
 
 namespace kiln::backend {
 
@@ -14,8 +11,6 @@ namespace {
 // cuBLAS' recommended workspace on Hopper; given once so cuBLAS never allocates during a step
 // (which a captured CUDA graph could not replay). Held outside the caching allocator's stats.
 constexpr std::size_t kCublasWorkspace = std::size_t(32) << 20;
-// Uploads larger than this go straight from the caller's buffer and wait for the copy.
-constexpr std::size_t kStagingLimit = std::size_t(64) << 20;
 }  // namespace
 
 CudaBackend::CudaBackend(int device) : device_(device), allocator_(device) {
@@ -77,214 +72,11 @@ void CudaBackend::set_tensor_float_32(bool enabled) {
 
 // ---- memory ----
 
-void CudaBackend::copy(void* dst, const void* src, std::size_t bytes) {
-  if (!bytes || dst == src) return;
-  DeviceGuard guard(device_);
-  KILN_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_));
-}
-
-void CudaBackend::copy_to_host(void* host_dst, const void* src, std::size_t bytes) {
-  if (!bytes) return;
-  DeviceGuard guard(device_);
-  KILN_CUDA_CHECK(cudaMemcpyAsync(host_dst, src, bytes, cudaMemcpyDeviceToHost, stream_));
-  KILN_CUDA_CHECK(cudaStreamSynchronize(stream_));
-}
-
-void CudaBackend::copy_from_host(void* dst, const void* host_src, std::size_t bytes) {
-  if (!bytes) return;
-  DeviceGuard guard(device_);
-  if (bytes > kStagingLimit) {
-    KILN_CUDA_CHECK(cudaMemcpyAsync(dst, host_src, bytes, cudaMemcpyHostToDevice, stream_));
-    KILN_CUDA_CHECK(cudaStreamSynchronize(stream_));
-    return;
-  }
-  std::lock_guard lock(staging_mutex_);
-  KILN_CUDA_CHECK(cudaEventSynchronize(staging_done_));  // the previous upload has left the buffer
-  if (staging_bytes_ < bytes) {
-    if (staging_) KILN_CUDA_CHECK(cudaFreeHost(staging_));
-    staging_ = nullptr;
-    std::size_t size = std::size_t(1) << 20;
-    while (size < bytes) size *= 2;
-    KILN_CUDA_CHECK(cudaMallocHost(&staging_, size));
-    staging_bytes_ = size;
-  }
-  std::memcpy(staging_, host_src, bytes);
-  KILN_CUDA_CHECK(cudaMemcpyAsync(dst, staging_, bytes, cudaMemcpyHostToDevice, stream_));
-  KILN_CUDA_CHECK(cudaEventRecord(staging_done_, stream_));
-}
-
-void CudaBackend::fill(DType dtype, void* dst, int64_t n, double value) {
-  DeviceGuard guard(device_);
-  kernels::fill(dtype, dst, n, value, stream_);
-}
-
-void CudaBackend::cast(DType from, const void* src, DType to, void* dst, int64_t n) {
-  DeviceGuard guard(device_);
-  kernels::cast(from, src, to, dst, n, stream_);
-}
+Allocator& CudaBackend::allocator() { return allocator_; }
 
 void CudaBackend::synchronize() {
   DeviceGuard guard(device_);
   KILN_CUDA_CHECK(cudaStreamSynchronize(stream_));
-}
-
-void CudaBackend::select_batch(const int32_t* perm, const int64_t* index, int32_t* idx, int64_t n) {
-  DeviceGuard guard(device_);
-  kernels::select_batch(perm, index, idx, n, stream_);
-}
-
-void CudaBackend::advance_counter(int64_t* counter) {
-  DeviceGuard guard(device_);
-  kernels::advance_counter(counter, stream_);
-}
-
-void CudaBackend::gather_rows(const void* src, const int32_t* idx, void* dst, int64_t n_idx, std::size_t row_bytes) {
-  DeviceGuard guard(device_);
-  kernels::gather_rows(src, idx, dst, n_idx, row_bytes, stream_);
-}
-
-// ---- elementwise ----
-
-void CudaBackend::unary(UnaryFn fn, DType dtype, const void* x, void* y, int64_t n) {
-  DeviceGuard guard(device_);
-  kernels::unary(fn, dtype, x, y, n, stream_);
-}
-
-void CudaBackend::unary_backward(UnaryFn fn, DType dtype, const void* x, const void* y, const void* dy, void* dx,
-                                 int64_t n) {
-  DeviceGuard guard(device_);
-  kernels::unary_backward(fn, dtype, x, y, dy, dx, n, stream_);
-}
-
-void CudaBackend::binary(BinaryOp op, DType dtype, const void* a, int64_t na, const void* b, int64_t nb, void* out,
-                         int64_t n) {
-  DeviceGuard guard(device_);
-  kernels::binary(op, dtype, a, na, b, nb, out, n, stream_);
-}
-
-void CudaBackend::affine(DType dtype, const void* x, double alpha, double beta, void* y, int64_t n) {
-  DeviceGuard guard(device_);
-  kernels::affine(dtype, x, alpha, beta, y, n, stream_);
-}
-
-void CudaBackend::clip(DType dtype, const void* x, void* y, int64_t n, double lo, double hi) {
-  DeviceGuard guard(device_);
-  kernels::clip(dtype, x, y, n, lo, hi, stream_);
-}
-
-void CudaBackend::clip_backward(DType dtype, const void* x, const void* dy, void* dx, int64_t n, double lo, double hi) {
-  DeviceGuard guard(device_);
-  kernels::clip_backward(dtype, x, dy, dx, n, lo, hi, stream_);
-}
-
-// ---- reductions ----
-
-void CudaBackend::sum_rows(DType dtype, const void* x, void* y, int64_t rows, int64_t cols, bool accumulate) {
-  DeviceGuard guard(device_);
-  // Scratch for the row slices' partial sums; from the caching allocator, so a recording's pool
-  // serves it and replays see the same address.
-  const int64_t slices = kernels::sum_rows_slices(rows, cols);
-  Scratch partial(allocator_, slices > 1 ? static_cast<std::size_t>(slices * cols) * dtype_size(dtype) : 0);
-  kernels::sum_rows(dtype, x, y, rows, cols, accumulate, partial.get(), stream_);
-}
-
-void CudaBackend::sum_cols(DType dtype, const void* x, void* y, int64_t rows, int64_t cols) {
-  DeviceGuard guard(device_);
-  kernels::sum_cols(dtype, x, y, rows, cols, stream_);
-}
-
-void CudaBackend::argmax_rows(DType dtype, const void* x, int32_t* y, int64_t rows, int64_t cols) {
-  DeviceGuard guard(device_);
-  kernels::argmax_rows(dtype, x, y, rows, cols, stream_);
-}
-
-void CudaBackend::accuracy_sum(DType dtype, const void* x, const int32_t* labels, void* correct, int64_t rows,
-                               int64_t cols) {
-  DeviceGuard guard(device_);
-  kernels::accuracy_sum(dtype, x, labels, correct, rows, cols, stream_);
-}
-
-// ---- softmax family ----
-
-void CudaBackend::softmax(DType dtype, const void* x, void* y, int64_t rows, int64_t cols, bool log) {
-  DeviceGuard guard(device_);
-  kernels::softmax(dtype, x, y, rows, cols, log, stream_);
-}
-
-void CudaBackend::softmax_backward(DType dtype, const void* y, const void* dy, void* dx, int64_t rows, int64_t cols,
-                                   bool log) {
-  DeviceGuard guard(device_);
-  kernels::softmax_backward(dtype, y, dy, dx, rows, cols, log, stream_);
-}
-
-void CudaBackend::sparse_softmax_xent(DType dtype, const void* logits, const int32_t* labels, void* loss, void* dlogits,
-                                      double grad_scale, int64_t rows, int64_t cols) {
-  DeviceGuard guard(device_);
-  kernels::sparse_softmax_xent(dtype, logits, labels, loss, dlogits, grad_scale, rows, cols, stream_);
-}
-
-// ---- pooling ----
-
-void CudaBackend::max_pool2d_forward(DType dtype, const Pool2dGeometry& g, const void* x, void* y) {
-  DeviceGuard guard(device_);
-  kernels::max_pool2d_forward(dtype, g, x, y, stream_);
-}
-
-void CudaBackend::max_pool2d_backward(DType dtype, const Pool2dGeometry& g, const void* x, const void*, const void* dy,
-                                      void* dx) {
-  DeviceGuard guard(device_);
-  kernels::max_pool2d_backward(dtype, g, x, dy, dx, stream_);
-}
-
-void CudaBackend::avg_pool2d_forward(DType dtype, const Pool2dGeometry& g, const void* x, void* y) {
-  DeviceGuard guard(device_);
-  kernels::avg_pool2d_forward(dtype, g, x, y, stream_);
-}
-
-void CudaBackend::avg_pool2d_backward(DType dtype, const Pool2dGeometry& g, const void* dy, void* dx) {
-  DeviceGuard guard(device_);
-  kernels::avg_pool2d_backward(dtype, g, dy, dx, stream_);
-}
-
-// ---- randomness ----
-
-void CudaBackend::philox_uniform(DType dtype, void* y, int64_t n, uint64_t seed, const int64_t* counter,
-                                 uint64_t draw) {
-  DeviceGuard guard(device_);
-  kernels::philox_uniform(dtype, y, n, seed, counter, draw, stream_);
-}
-
-void CudaBackend::dropout(DType dtype, const void* x, void* y, int64_t n, double rate, uint64_t seed,
-                          const int64_t* counter, uint64_t draw) {
-  DeviceGuard guard(device_);
-  kernels::dropout(dtype, x, y, n, rate, seed, counter, draw, stream_);
-}
-
-// ---- optimizers ----
-
-void CudaBackend::sgd_step(DType dtype, void* w, const void* g, void* v, int64_t n, double lr, double momentum,
-                           bool nesterov) {
-  DeviceGuard guard(device_);
-  kernels::sgd_step(dtype, w, g, v, n, lr, momentum, nesterov, stream_);
-}
-
-void CudaBackend::adam_step(DType dtype, void* w, const void* g, void* m, void* v, int64_t n, double lr, double beta1,
-                            double beta2, double eps, int64_t step) {
-  DeviceGuard guard(device_);
-  // The bias-corrected step size in the variable's precision, exactly as the CPU backend (Keras).
-  double alpha = 0.0;
-  kernels::with_float(dtype, "adam", [&](auto tag) {
-    using T = decltype(tag);
-    const T b1 = static_cast<T>(beta1), b2 = static_cast<T>(beta2), t = static_cast<T>(step);
-    alpha = static_cast<T>(lr) * std::sqrt(T(1) - std::pow(b2, t)) / (T(1) - std::pow(b1, t));
-  });
-  kernels::adam_step(dtype, w, g, m, v, n, alpha, beta1, beta2, eps, stream_);
-}
-
-void CudaBackend::adam_step_multi(DType dtype, const ParamSlots* params, int count, double beta1, double beta2,
-                                  double eps, const void* alpha_table, const int64_t* index) {
-  DeviceGuard guard(device_);
-  kernels::adam_step_multi(dtype, params, count, beta1, beta2, eps, alpha_table, index, stream_);
 }
 
 // ---- recording ----

@@ -1,5 +1,5 @@
 // The CUDA backend of one GPU: its stream, cuBLAS and cuDNN handles, caching allocator and the
-// cuDNN convolution plans chosen so far. Kernels of our own live in kernels/*.cu.
+// cuDNN convolution plans chosen so far. Kernels of our own and their entries live in kernels/*.cu.
 #pragma once
 
 #include <cublas_v2.h>
@@ -20,75 +20,19 @@ namespace kiln::backend {
 
 struct ConvPlan;  // cuda_conv.cpp
 
+/// The kernels of one GPU: every op of backend/backend_ops.h, and recording as CUDA graphs.
 class CudaBackend final : public Backend {
  public:
   /// Creates the stream and library handles of GPU `device`; throws kiln::Error.
   explicit CudaBackend(int device);
   ~CudaBackend() override;
 
-  Allocator& allocator() override { return allocator_; }
-  void copy(void* dst, const void* src, std::size_t bytes) override;
-  void copy_to_host(void* host_dst, const void* src, std::size_t bytes) override;
-  void copy_from_host(void* dst, const void* host_src, std::size_t bytes) override;
-  void fill(DType dtype, void* dst, int64_t n, double value) override;
-  void cast(DType from, const void* src, DType to, void* dst, int64_t n) override;
-  void synchronize() override;
+  // Every op of the list (backend/backend_ops.h). Each family's entry sits beside its kernels in
+  // kernels/<family>.cu; the ones that call cuBLAS or cuDNN are in cuda_gemm*.cpp and cuda_conv.cpp.
+#define KILN_BACKEND_OP(ret, name, params) ret name params override;
+#include "backend/backend_ops.h"
 
-  void unary(UnaryFn fn, DType dtype, const void* x, void* y, int64_t n) override;
-  void unary_backward(UnaryFn fn, DType dtype, const void* x, const void* y, const void* dy, void* dx,
-                      int64_t n) override;
-  void binary(BinaryOp op, DType dtype, const void* a, int64_t na, const void* b, int64_t nb, void* out,
-              int64_t n) override;
-  void affine(DType dtype, const void* x, double alpha, double beta, void* y, int64_t n) override;
-  void clip(DType dtype, const void* x, void* y, int64_t n, double lo, double hi) override;
-  void clip_backward(DType dtype, const void* x, const void* dy, void* dx, int64_t n, double lo, double hi) override;
-
-  void sum_rows(DType dtype, const void* x, void* y, int64_t rows, int64_t cols, bool accumulate) override;
-  void sum_cols(DType dtype, const void* x, void* y, int64_t rows, int64_t cols) override;
-  void argmax_rows(DType dtype, const void* x, int32_t* y, int64_t rows, int64_t cols) override;
-  void accuracy_sum(DType dtype, const void* x, const int32_t* labels, void* correct, int64_t rows,
-                    int64_t cols) override;
-
-  void gemm(DType dtype, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, double alpha, const void* a,
-            const void* b, double beta, void* c) override;
-  void gemm_bias_act(DType dtype, int64_t m, int64_t n, int64_t k, const void* a, const void* b, const void* bias,
-                     bool relu, void* c) override;
-  void gemm_wgrad_bias(DType dtype, int64_t m, int64_t n, int64_t k, const void* x, const void* dz, void* dw,
-                       void* db) override;
-
-  void softmax(DType dtype, const void* x, void* y, int64_t rows, int64_t cols, bool log) override;
-  void softmax_backward(DType dtype, const void* y, const void* dy, void* dx, int64_t rows, int64_t cols,
-                        bool log) override;
-  void sparse_softmax_xent(DType dtype, const void* logits, const int32_t* labels, void* loss, void* dlogits,
-                           double grad_scale, int64_t rows, int64_t cols) override;
-
-  void conv2d_forward(DType dtype, const Conv2dGeometry& g, const void* x, const void* w, const void* bias, bool relu,
-                      void* y) override;
-  void conv2d_backward_data(DType dtype, const Conv2dGeometry& g, const void* dy, const void* w, void* dx) override;
-  void conv2d_backward_filter(DType dtype, const Conv2dGeometry& g, const void* x, const void* dy, const void* relu_y,
-                              void* dw, void* db) override;
-  void max_pool2d_forward(DType dtype, const Pool2dGeometry& g, const void* x, void* y) override;
-  void max_pool2d_backward(DType dtype, const Pool2dGeometry& g, const void* x, const void* y, const void* dy,
-                           void* dx) override;
-  void avg_pool2d_forward(DType dtype, const Pool2dGeometry& g, const void* x, void* y) override;
-  void avg_pool2d_backward(DType dtype, const Pool2dGeometry& g, const void* dy, void* dx) override;
-
-  void philox_uniform(DType dtype, void* y, int64_t n, uint64_t seed, const int64_t* counter, uint64_t draw) override;
-  void dropout(DType dtype, const void* x, void* y, int64_t n, double rate, uint64_t seed, const int64_t* counter,
-               uint64_t draw) override;
-
-  void sgd_step(DType dtype, void* w, const void* g, void* v, int64_t n, double lr, double momentum,
-                bool nesterov) override;
-  void adam_step(DType dtype, void* w, const void* g, void* m, void* v, int64_t n, double lr, double beta1,
-                 double beta2, double eps, int64_t step) override;
-
-  void adam_step_multi(DType dtype, const ParamSlots* params, int count, double beta1, double beta2, double eps,
-                       const void* alpha_table, const int64_t* index) override;
-
-  void gather_rows(const void* src, const int32_t* idx, void* dst, int64_t n_idx, std::size_t row_bytes) override;
-  void select_batch(const int32_t* perm, const int64_t* index, int32_t* idx, int64_t n) override;
-  void advance_counter(int64_t* counter) override;
-
+  // The hooks of backend_ops.h that a GPU has: recording and the float32 math mode.
   bool can_capture() const override { return true; }
   void begin_capture() override;
   std::unique_ptr<CapturedWork> end_capture() override;

@@ -301,7 +301,7 @@ void CudaBackend::conv2d_backward_data(DType dtype, const Conv2dGeometry& g, con
   if (g.N * g.H * g.W * g.C == 0) return;
   DeviceGuard guard(device_);
   if (g.OH * g.OW * g.F == 0) {
-    kernels::fill(dtype, dx, g.N * g.H * g.W * g.C, 0.0, stream_);
+    fill(dtype, dx, g.N * g.H * g.W * g.C, 0.0);
     return;
   }
   std::unique_lock lock(conv_mutex_);
@@ -351,8 +351,8 @@ void CudaBackend::conv2d_backward_filter(DType dtype, const Conv2dGeometry& g, c
   if (g.F == 0) return;
   DeviceGuard guard(device_);
   if (R == 0) {
-    kernels::fill(dtype, dw, K * g.F, 0.0, stream_);
-    if (db) kernels::fill(dtype, db, g.F, 0.0, stream_);
+    fill(dtype, dw, K * g.F, 0.0);
+    if (db) fill(dtype, db, g.F, 0.0);
     return;
   }
   if (kernels::conv_wgrad_direct_fits(dtype, g)) {
@@ -370,7 +370,7 @@ void CudaBackend::conv2d_backward_filter(DType dtype, const Conv2dGeometry& g, c
   // cuDNN's path needs the pre-activation gradient written out.
   Scratch dz(allocator_, relu_y ? static_cast<std::size_t>(R * g.F) * dtype_size(dtype) : 0);
   if (relu_y) {
-    kernels::unary_backward(UnaryOp::Relu, dtype, relu_y, relu_y, dy, dz.get(), R * g.F, stream_);
+    unary_backward(UnaryOp::Relu, dtype, relu_y, relu_y, dy, dz.get(), R * g.F);
     dy = dz.get();
   }
   if (db) sum_rows(dtype, dy, db, R, g.F, false);

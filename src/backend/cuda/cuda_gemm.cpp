@@ -1,9 +1,11 @@
 // Row-major GEMM through column-major cuBLAS: a row-major [m, n] matrix is a column-major [n, m]
 // one, so C = op(A) op(B) is computed as C^T = op(B)^T op(A)^T with the operands swapped.
 #include <algorithm>
+#include <type_traits>
 
 #include "backend/cuda/check.h"
 #include "backend/cuda/cuda_backend.h"
+#include "backend/dtype_dispatch.h"
 #include "kiln/error.h"
 
 namespace kiln::backend {
@@ -23,21 +25,16 @@ void CudaBackend::gemm(DType dtype, bool trans_a, bool trans_b, int64_t m, int64
   const int lda = static_cast<int>(std::max<int64_t>(1, trans_a ? m : k));
   const int ldc = static_cast<int>(n);
   const int M = static_cast<int>(m), N = static_cast<int>(n), K = static_cast<int>(k);
-  switch (dtype) {
-    case DType::Float32: {
-      const float al = static_cast<float>(alpha), be = static_cast<float>(beta);
+  with_float_type(dtype, "matmul", [&](auto tag) {
+    using T = decltype(tag);
+    const T al = static_cast<T>(alpha), be = static_cast<T>(beta);
+    if constexpr (std::is_same_v<T, float>)
       KILN_CUBLAS_CHECK(cublasSgemm(cublas_, op_b, op_a, N, M, K, &al, static_cast<const float*>(b), ldb,
                                     static_cast<const float*>(a), lda, &be, static_cast<float*>(c), ldc));
-      return;
-    }
-    case DType::Float64: {
-      KILN_CUBLAS_CHECK(cublasDgemm(cublas_, op_b, op_a, N, M, K, &alpha, static_cast<const double*>(b), ldb,
-                                    static_cast<const double*>(a), lda, &beta, static_cast<double*>(c), ldc));
-      return;
-    }
-    default:
-      throw Error("matmul", "no CUDA kernel for " + dtype_name(dtype) + "; expected float32 or float64");
-  }
+    else
+      KILN_CUBLAS_CHECK(cublasDgemm(cublas_, op_b, op_a, N, M, K, &al, static_cast<const double*>(b), ldb,
+                                    static_cast<const double*>(a), lda, &be, static_cast<double*>(c), ldc));
+  });
 }
 
 }  // namespace kiln::backend

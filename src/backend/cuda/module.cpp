@@ -44,7 +44,7 @@ std::string join(const std::vector<std::string>& v) {
 
 class CudaModuleImpl final : public CudaModule {
  public:
-  int abi() const override { return kCudaModuleAbi; }
+  uint64_t abi() const override { return kCudaModuleAbi; }
 
   CudaProbe probe() override {
     CudaProbe p;

@@ -4,16 +4,16 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
+#include <initializer_list>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "backend/allocator.h"
 #include "backend/backend.h"
 
 namespace kiln::backend {
-
-/// Bumped whenever CudaModule, the structs below or Backend's virtual functions change, so a stale
-/// module is refused.
-constexpr int kCudaModuleAbi = 3;
 
 /// One GPU as the module sees it.
 struct CudaDeviceProbe {
@@ -45,12 +45,53 @@ struct CudaProbe {
   std::vector<CudaDeviceProbe> devices;
 };
 
+namespace cuda_abi {
+
+/// The backend's function list as text, one line per function: return type, name, parameters.
+inline constexpr char kFunctions[] =
+#define KILN_BACKEND_OP(ret, name, params) #ret " " #name #params "\n"
+#define KILN_BACKEND_HOOK(ret, name, params) "hook " #ret " " #name #params "\n"
+#include "backend/backend_ops.h"
+    ;
+
+/// 64-bit FNV-1a of `bytes`, continuing from `h`.
+constexpr uint64_t fnv1a(std::string_view bytes, uint64_t h = 14695981039346656037ull) {
+  for (const char c : bytes) {
+    h ^= static_cast<unsigned char>(c);
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
+/// FNV-1a continued over the eight bytes of `value`.
+constexpr uint64_t mix(uint64_t h, uint64_t value) {
+  for (int i = 0; i < 8; ++i) {
+    h ^= (value >> (8 * i)) & 0xffu;
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
+}  // namespace cuda_abi
+
+/// The interface of this build between libkiln and the CUDA module: a hash of the backend's
+/// function list (backend_ops.h) and of the sizes of the types passed across, so adding or changing
+/// any op changes it by itself and a module from another build is refused instead of called
+/// through a stale table. The enums' values and CudaModule's own three functions are not covered.
+constexpr uint64_t kCudaModuleAbi = [] {
+  uint64_t h = cuda_abi::fnv1a(cuda_abi::kFunctions);
+  for (const uint64_t size : {sizeof(Conv2dGeometry), sizeof(Pool2dGeometry), sizeof(ParamSlots), sizeof(UnaryFn),
+                              sizeof(MemoryStats), sizeof(CudaDeviceProbe), sizeof(CudaProbe)})
+    h = cuda_abi::mix(h, size);
+  return h;
+}();
+
 /// What the module exports through its one entry point.
 class CudaModule {
  public:
   virtual ~CudaModule() = default;
   /// kCudaModuleAbi of the module's build.
-  virtual int abi() const = 0;
+  virtual uint64_t abi() const = 0;
   /// Queries the runtime, libraries and devices and runs a smoke test on each GPU; never throws.
   virtual CudaProbe probe() = 0;
   /// The backend of GPU `index`, created on first use and kept for the process; throws kiln::Error.

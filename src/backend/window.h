@@ -1,11 +1,12 @@
-// Pooling windows along one axis, shared by the CPU backend and the CUDA kernels: the input cells a
-// window covers (clipped to the input, so padded cells are never visited) and the windows that
-// cover one input cell. Window o of an axis starts at o * stride - pad and is k cells long.
+// Sliding windows along one axis, shared by the CPU backend and the CUDA kernels for convolution
+// and pooling: window o of an axis starts at input position o * stride - pad and is k cells long.
+// Loops run over the window's cells inside the input (window_span) instead of testing each of its
+// k positions, so padded cells are never visited; kh = ih - start recovers a cell's tap.
 #pragma once
 
 #include "backend/host_device.h"
 
-namespace kiln::backend::pool {
+namespace kiln::backend::window {
 
 /// A half-open range [begin, end) of positions; empty when end == begin.
 template <typename I>
@@ -20,10 +21,16 @@ KILN_HOST_DEVICE inline I floor_div(I a, I b) {
   return a >= 0 ? a / b : -((-a + b - 1) / b);
 }
 
-/// The input positions of window `o` inside an axis of `in` cells.
+/// The input position of window `o`'s first tap (negative inside the leading padding).
+template <typename I>
+KILN_HOST_DEVICE inline I window_start(I o, I stride, I pad) {
+  return o * stride - pad;
+}
+
+/// The input positions of window `o` inside an axis of `in` cells, in tap order.
 template <typename I>
 KILN_HOST_DEVICE inline Span<I> window_span(I o, I stride, I pad, I k, I in) {
-  const I start = o * stride - pad;
+  const I start = window_start(o, stride, pad);
   const I begin = start < I(0) ? I(0) : start;
   const I end = start + k > in ? in : start + k;
   return {begin, end < begin ? begin : end};
@@ -39,4 +46,4 @@ KILN_HOST_DEVICE inline Span<I> covering_windows(I i, I stride, I pad, I k, I ou
   return {begin, end < begin ? begin : end};
 }
 
-}  // namespace kiln::backend::pool
+}  // namespace kiln::backend::window

@@ -1,0 +1,187 @@
+// The list of the backend's functions, written once: Backend's pure virtual functions, each
+// device's override declarations and the CUDA module's ABI hash are all expanded from it. Why a
+// list: an op's signature written by hand in every backend header drifts, and a stale CUDA module
+// would otherwise be accepted whenever someone forgot to bump a version number.
+//
+// Included several times on purpose (no include guard). Before including it, define
+//   KILN_BACKEND_OP(ret, name, params)    a pure virtual function every device implements;
+//   KILN_BACKEND_HOOK(ret, name, params)  optional: a virtual function with a default in backend.h,
+//                                         overridden by hand where a device has its own.
+// `params` is the parenthesised parameter list, followed by qualifiers where there are any. Both
+// macros are undefined at the end of this file. Kernels take raw pointers, element counts and
+// shapes; arrays are contiguous and row-major; all work is queued on the device's stream, and only
+// the copy_to_host family and synchronize() wait for it.
+#ifndef KILN_BACKEND_HOOK
+#define KILN_BACKEND_HOOK(ret, name, params)
+#endif
+
+// ---- memory ----
+/// The device's allocator.
+KILN_BACKEND_OP(Allocator&, allocator, ())
+/// Device-to-device copy.
+KILN_BACKEND_OP(void, copy, (void* dst, const void* src, std::size_t bytes))
+/// Device-to-host copy; returns when the bytes are on the host.
+KILN_BACKEND_OP(void, copy_to_host, (void* host_dst, const void* src, std::size_t bytes))
+/// Host-to-device copy; the host buffer may be reused on return.
+KILN_BACKEND_OP(void, copy_from_host, (void* dst, const void* host_src, std::size_t bytes))
+/// dst[i] = value for i < n, as `dtype`.
+KILN_BACKEND_OP(void, fill, (DType dtype, void* dst, int64_t n, double value))
+/// dst[i] = (to) src[i].
+KILN_BACKEND_OP(void, cast, (DType from, const void* src, DType to, void* dst, int64_t n))
+/// Waits for all queued work.
+KILN_BACKEND_OP(void, synchronize, ())
+
+// ---- elementwise (floating dtypes) ----
+/// y = fn(x); y may alias x.
+KILN_BACKEND_OP(void, unary, (UnaryFn fn, DType dtype, const void* x, void* y, int64_t n))
+/// dx = dy * fn'(x), given y = fn(x) (some rules use y). dx may alias dy.
+KILN_BACKEND_OP(void, unary_backward,
+                (UnaryFn fn, DType dtype, const void* x, const void* y, const void* dy, void* dx, int64_t n))
+/// out[i] = a[i % na] op b[i % nb]; na and nb divide n. out may alias a or b.
+KILN_BACKEND_OP(void, binary,
+                (BinaryOp op, DType dtype, const void* a, int64_t na, const void* b, int64_t nb, void* out, int64_t n))
+/// y = alpha * x + beta; y may alias x.
+KILN_BACKEND_OP(void, affine, (DType dtype, const void* x, double alpha, double beta, void* y, int64_t n))
+/// y = min(max(x, lo), hi).
+KILN_BACKEND_OP(void, clip, (DType dtype, const void* x, void* y, int64_t n, double lo, double hi))
+/// dx = dy where lo <= x <= hi, else 0 (TensorFlow's clip_by_value gradient).
+KILN_BACKEND_OP(void, clip_backward,
+                (DType dtype, const void* x, const void* dy, void* dx, int64_t n, double lo, double hi))
+
+// ---- reductions over x [rows, cols] ----
+/// y[c] = sum_r x[r, c] (+ y[c] when accumulate).
+KILN_BACKEND_OP(void, sum_rows, (DType dtype, const void* x, void* y, int64_t rows, int64_t cols, bool accumulate))
+/// y[r] = sum_c x[r, c].
+KILN_BACKEND_OP(void, sum_cols, (DType dtype, const void* x, void* y, int64_t rows, int64_t cols))
+/// y[r] = argmax_c x[r, c] as int32 (first of equal maxima).
+KILN_BACKEND_OP(void, argmax_rows, (DType dtype, const void* x, int32_t* y, int64_t rows, int64_t cols))
+/// *correct += number of rows r with argmax_c x[r, c] == labels[r]; `correct` is one element of
+/// `dtype` on the device, so accuracy accumulates without a host read.
+KILN_BACKEND_OP(void, accuracy_sum,
+                (DType dtype, const void* x, const int32_t* labels, void* correct, int64_t rows, int64_t cols))
+
+// ---- matrix product ----
+/// C[m, n] = alpha * op(A) op(B) + beta * C, row-major; op(A) is [m, k], op(B) is [k, n].
+KILN_BACKEND_OP(void, gemm,
+                (DType dtype, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, double alpha, const void* a,
+                 const void* b, double beta, void* c))
+/// C[m, n] = act(A B + bias), row-major, A [m, k], B [k, n]; bias [n] is added to every row and
+/// may be null; act is max(., 0) when `relu`, else the identity. A dense layer's forward in one
+/// pass where the device can fuse it: gemm, then binary Add, then unary Relu, up to the order in
+/// which the product is summed (on the CPU, bit for bit).
+KILN_BACKEND_OP(void, gemm_bias_act,
+                (DType dtype, int64_t m, int64_t n, int64_t k, const void* a, const void* b, const void* bias,
+                 bool relu, void* c))
+/// dw[k, n] = X^T dZ for X [m, k] and dZ [m, n] and, when db is not null, db[n] = sum_r dZ[r, :]:
+/// a dense layer's weight and bias gradients in one pass where the device can fuse them: gemm
+/// with X transposed, then sum_rows, up to summation order (on the CPU, bit for bit).
+KILN_BACKEND_OP(void, gemm_wgrad_bias,
+                (DType dtype, int64_t m, int64_t n, int64_t k, const void* x, const void* dz, void* dw, void* db))
+
+// ---- softmax family over the last axis of [rows, cols] ----
+/// y = softmax(x), or log_softmax(x) when `log`.
+KILN_BACKEND_OP(void, softmax, (DType dtype, const void* x, void* y, int64_t rows, int64_t cols, bool log))
+/// dx from the output y and dy (of softmax, or of log_softmax when `log`).
+KILN_BACKEND_OP(void, softmax_backward,
+                (DType dtype, const void* y, const void* dy, void* dx, int64_t rows, int64_t cols, bool log))
+/// loss[r] = -log_softmax(logits)[r, labels[r]]; when dlogits is not null it receives
+/// (softmax(logits) - onehot(labels)) * grad_scale. A label outside [0, cols) gives a NaN loss
+/// (callers validate labels before they reach the device).
+KILN_BACKEND_OP(void, sparse_softmax_xent,
+                (DType dtype, const void* logits, const int32_t* labels, void* loss, void* dlogits, double grad_scale,
+                 int64_t rows, int64_t cols))
+
+// ---- convolution and pooling (NHWC) ----
+/// y = conv2d(x, w) + bias, then max(y, 0) when `relu`; `bias` ([F]) may be null. Why fused: the
+/// bias and the ReLU ride on the convolution's own pass over y instead of two more passes.
+KILN_BACKEND_OP(void, conv2d_forward,
+                (DType dtype, const Conv2dGeometry& g, const void* x, const void* w, const void* bias, bool relu,
+                 void* y))
+/// dx = dL/dx (overwritten).
+KILN_BACKEND_OP(void, conv2d_backward_data,
+                (DType dtype, const Conv2dGeometry& g, const void* dy, const void* w, void* dx))
+/// dw = dL/dw and, when `db` is not null, db = dL/dbias (both overwritten), from the gradient of
+/// the convolution's output. When `relu_y` is not null the layer's output was y = relu(z) and dy
+/// is dL/dy: the gradient of z is dy where relu_y > 0, else 0, applied on the fly (the ReLU
+/// backward, fused) without writing it out.
+KILN_BACKEND_OP(void, conv2d_backward_filter,
+                (DType dtype, const Conv2dGeometry& g, const void* x, const void* dy, const void* relu_y, void* dw,
+                 void* db))
+/// y = the maximum of each window's cells inside the input (0 for a window wholly in the padding).
+KILN_BACKEND_OP(void, max_pool2d_forward, (DType dtype, const Pool2dGeometry& g, const void* x, void* y))
+/// dx (overwritten): each dy goes to the first maximal input of its window.
+KILN_BACKEND_OP(void, max_pool2d_backward,
+                (DType dtype, const Pool2dGeometry& g, const void* x, const void* y, const void* dy, void* dx))
+/// y = the mean of each window's cells inside the input (0 for a window wholly in the padding).
+KILN_BACKEND_OP(void, avg_pool2d_forward, (DType dtype, const Pool2dGeometry& g, const void* x, void* y))
+/// dx (overwritten): each dy divided equally among its window's cells inside the input; a cell's
+/// shares added in increasing (oh, ow) order.
+KILN_BACKEND_OP(void, avg_pool2d_backward, (DType dtype, const Pool2dGeometry& g, const void* dy, void* dx))
+
+// ---- counter-based randomness (Philox-4x32-10, the stream of backend/philox.h) ----
+// `counter` is the one int64 on the device that names the step; kernels read it there, so a
+// recorded step draws new numbers each replay once the counter has advanced.
+/// y[i] = the uniform [0, 1) number of element i of stream (seed, *counter, draw), as `dtype`.
+KILN_BACKEND_OP(void, philox_uniform,
+                (DType dtype, void* y, int64_t n, uint64_t seed, const int64_t* counter, uint64_t draw))
+/// y = x * keep / (1 - rate), keep = (u >= rate) for u element i's number of stream (seed, *counter,
+/// draw). Run on dy it gives the backward, dx. y may alias x; 0 <= rate < 1.
+KILN_BACKEND_OP(void, dropout,
+                (DType dtype, const void* x, void* y, int64_t n, double rate, uint64_t seed, const int64_t* counter,
+                 uint64_t draw))
+
+// ---- optimizer updates (Keras' rules) ----
+/// momentum == 0: w -= lr g. Else v = m v - lr g; w += v (nesterov: w += m v - lr g).
+KILN_BACKEND_OP(void, sgd_step,
+                (DType dtype, void* w, const void* g, void* v, int64_t n, double lr, double momentum, bool nesterov))
+/// m += (g - m)(1 - b1); v += (g^2 - v)(1 - b2); w -= alpha m / (sqrt(v) + eps), where
+/// alpha = lr sqrt(1 - b2^step) / (1 - b1^step) and step counts from 1.
+KILN_BACKEND_OP(void, adam_step,
+                (DType dtype, void* w, const void* g, void* m, void* v, int64_t n, double lr, double beta1,
+                 double beta2, double eps, int64_t step))
+/// adam_step over every entry of `params` (one launch on a GPU), the step size read from the
+/// device: alpha = alpha_table[*index] (`dtype` elements; the caller fills the table with the
+/// bias-corrected step sizes). A recorded training step thus needs no host argument per replay.
+KILN_BACKEND_OP(void, adam_step_multi,
+                (DType dtype, const ParamSlots* params, int count, double beta1, double beta2, double eps,
+                 const void* alpha_table, const int64_t* index))
+
+// ---- data movement ----
+/// dst[i, :] = src[idx[i], :] for i < n_idx, rows of `row_bytes` bytes.
+KILN_BACKEND_OP(void, gather_rows,
+                (const void* src, const int32_t* idx, void* dst, int64_t n_idx, std::size_t row_bytes))
+/// idx[i] = perm[*index * n + i] for i < n: the batch of the step the device counter names.
+KILN_BACKEND_OP(void, select_batch, (const int32_t* perm, const int64_t* index, int32_t* idx, int64_t n))
+// (Unformatted: clang-format would read the lone `int64_t* counter` as a product.)
+// clang-format off
+/// ++*counter on the device (the step counter a recorded step advances).
+KILN_BACKEND_OP(void, advance_counter, (int64_t* counter))
+// clang-format on
+
+// ---- recording (CUDA graphs) ----
+// Why here: per-op host overhead and launches bound a small-batch step on a GPU; recording the
+// whole step once and replaying it removes both. Only the backend knows its stream and allocator.
+/// Whether begin_capture() works on this device (the CPU backend: no; fit then stays eager).
+KILN_BACKEND_HOOK(bool, can_capture, () const)
+/// Starts recording this device's work instead of running it. Until end_capture() or
+/// abort_capture(), allocations come from a pool owned by the recording and freed blocks go back
+/// to it, so nothing else ever gets them and replays see the same addresses. Nothing may read the
+/// device back while recording.
+KILN_BACKEND_HOOK(void, begin_capture, ())
+/// Stops recording and returns the replayable work; throws kiln::Error if the recorded work broke
+/// the recording's rules (the pool is then given back).
+KILN_BACKEND_HOOK(std::unique_ptr<CapturedWork>, end_capture, ())
+/// Stops a recording after an error and gives its pool back; never throws.
+KILN_BACKEND_HOOK(void, abort_capture, () noexcept)
+
+// ---- float32 math mode (kiln::config::enable_tensor_float_32_execution) ----
+// Why a switch: tensor cores multiply float32 much faster as TF32 (10 mantissa bits, ~1e-3
+// relative error) than the plain FMA units do in float32; kiln's default is exact float32, so the
+// faster math runs only where a caller asks for it. Backends without TF32 (the CPU) ignore it.
+/// Lets float32 products and convolutions use TF32 tensor-core math (`enabled`), or not; float64
+/// is never affected. Applies to work issued afterwards (plans made for the other mode are not
+/// reused); throws kiln::Error while a recording is under way.
+KILN_BACKEND_HOOK(void, set_tensor_float_32, (bool enabled))
+
+#undef KILN_BACKEND_OP
+#undef KILN_BACKEND_HOOK
