@@ -7,12 +7,6 @@
 #include <filesystem>
 #include <sstream>
 
-#ifdef _WIN32
-#include <process.h>
-#else
-#include <unistd.h>
-#endif
-
 #include "gradcheck.h"
 #include "kiln/kiln.h"
 #include "step_equivalence.h"
@@ -21,19 +15,11 @@
 using namespace kiln;
 using kiln::testing::gradcheck;
 using kiln::testing::message_of;
+using kiln::testing::process_id;
 using kiln::testing::random_input;
 namespace fs = std::filesystem;
 
 namespace {
-
-// This process's id, for folder names that concurrent runs of the tests do not share.
-int64_t process_id() {
-#ifdef _WIN32
-  return ::_getpid();
-#else
-  return ::getpid();
-#endif
-}
 
 using In = const std::vector<Tensor>&;
 

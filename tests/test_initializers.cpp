@@ -114,8 +114,8 @@ TEST(Initializers, ArgumentsChangeTheDistribution) {
 }
 
 TEST(Initializers, SameSeedGivesBitIdenticalValues) {
-  for (const std::string& name : {"glorot_normal", "he_normal", "he_uniform", "lecun_normal", "lecun_uniform",
-                                  "random_normal", "random_uniform", "truncated_normal"}) {
+  for (const char* name : {"glorot_normal", "he_normal", "he_uniform", "lecun_normal", "lecun_uniform", "random_normal",
+                           "random_uniform", "truncated_normal"}) {
     Generator a(7), b(7), c(8);
     const auto init = initializers::get(name);
     const std::vector<float> va = (*init)(Shape{64, 33}, a, Device::cpu()).to_vector<float>();

@@ -33,17 +33,9 @@
 using namespace kiln;
 namespace fs = std::filesystem;
 using Bytes = std::vector<uint8_t>;
+using kiln::testing::process_id;
 
 namespace {
-
-// This process's id, for names that concurrent runs of the tests do not share.
-int64_t process_id() {
-#ifdef _WIN32
-  return ::_getpid();
-#else
-  return ::getpid();
-#endif
-}
 
 // A fresh directory per test, removed afterwards. Models start on the CPU: bit-identical resumes
 // need deterministic kernels, and the SIGKILL test forks (a CUDA context does not survive fork).
@@ -605,15 +597,14 @@ TEST_F(IoTest, MalformedCheckpointsGiveClearErrors) {
                               "expected one of Adam, SGD, adam, sgd");
   fresh();
   edit_config(p, [](nlohmann::json& c) { c["compile"]["loss"]["class_name"] = "Huber"; });
-  EXPECT_EQ(load_error(),
-            "[load_model] " + p +
-                ": compile loss: class_name \"Huber\" is not a registered loss class; expected one of "
-                "MeanSquaredError, SparseCategoricalCrossentropy, mean_squared_error, mse, "
-                "sparse_categorical_crossentropy");
+  EXPECT_EQ(load_error(), "[load_model] " + p +
+                              ": compile loss: class_name \"Huber\" is not a registered loss class; expected one of "
+                              "MeanSquaredError, SparseCategoricalCrossentropy, mean_squared_error, mse, "
+                              "sparse_categorical_crossentropy");
   fresh();
   edit_config(p, [](nlohmann::json& c) { c["layers"][0]["config"]["units"] = 0; });
-  EXPECT_EQ(load_error(),
-            "[load_model] " + p + ": layer 0: the Dense config: \"units\" is 0; expected an integer in [1, 2147483648]");
+  EXPECT_EQ(load_error(), "[load_model] " + p +
+                              ": layer 0: the Dense config: \"units\" is 0; expected an integer in [1, 2147483648]");
   fresh();
   edit_config(p, [](nlohmann::json& c) { c["layers"][0]["config"]["activation"] = "swoosh"; });
   EXPECT_NE(load_error().find("[load_model] " + p + ": layer 0: [dense] "), std::string::npos) << load_error();

@@ -194,8 +194,9 @@ TEST(ModelErrors, UnknownNamesAndOptions) {
   EXPECT_EQ(unknown_activation.rfind("[dense] unknown activation 'swoosh'; expected one of ", 0), 0u)
       << unknown_activation;
   EXPECT_NE(unknown_activation.find("linear, relu, sigmoid, "), std::string::npos) << unknown_activation;
-  EXPECT_EQ(message_of([] { layers::Dense(4, {.kernel_initializer = "glorot_uniformm"}); }).rfind(
-                "[dense] unknown initializer 'glorot_uniformm'; expected one of ", 0),
+  EXPECT_EQ(message_of([] {
+              layers::Dense(4, {.kernel_initializer = "glorot_uniformm"});
+            }).rfind("[dense] unknown initializer 'glorot_uniformm'; expected one of ", 0),
             0u);
   EXPECT_EQ(message_of([] { layers::Dense(0); }), "[dense] units is 0; expected a positive number");
   EXPECT_EQ(message_of([] {

@@ -4,6 +4,13 @@
 
 #include <gtest/gtest.h>
 
+#ifdef _WIN32
+#include <process.h>
+#else
+#include <unistd.h>
+#endif
+
+#include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <string>
@@ -47,6 +54,15 @@ inline std::string message_of(const std::function<void()>& f) {
     return e.what();
   }
   return "(no error)";
+}
+
+/// This process's id, for folder and file names that concurrent runs of the tests do not share.
+inline int64_t process_id() {
+#ifdef _WIN32
+  return ::_getpid();
+#else
+  return ::getpid();
+#endif
 }
 
 }  // namespace kiln::testing

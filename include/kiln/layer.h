@@ -135,10 +135,9 @@ requires std::derived_from<L, Layer>
 struct RegisterLayer {
   /// Registers L under `class_name`.
   explicit RegisterLayer(const std::string& class_name) {
-    layer_registry().add(class_name,
-                         [](const Config& config) -> std::shared_ptr<Layer> {
-                           return std::make_shared<L>(L::from_config(config));
-                         });
+    layer_registry().add(class_name, [](const Config& config) -> std::shared_ptr<Layer> {
+      return std::make_shared<L>(L::from_config(config));
+    });
   }
 };
 

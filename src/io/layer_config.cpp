@@ -18,8 +18,9 @@ json layer_to_json(const Layer& layer) {
                             class_name + "> registered(\"" + class_name + "\") in its .cpp)");
   json config = layer.get_config();
   if (!config.is_object())
-    throw Error("save", "layer '" + layer.name() + "' (" + class_name + ") gave a get_config() that is not a JSON "
-                        "object; expected an object of its arguments");
+    throw Error("save", "layer '" + layer.name() + "' (" + class_name +
+                            ") gave a get_config() that is not a JSON "
+                            "object; expected an object of its arguments");
   config["trainable"] = layer.trainable();
   if (!layer.declared_input_shape().empty()) config["input_shape"] = layer.declared_input_shape();
   return {{"class_name", class_name}, {"name", layer.name()}, {"config", config}};

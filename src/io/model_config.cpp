@@ -64,8 +64,9 @@ std::string model_config_json(const Sequential& model, int epoch) {
   // parse_model_config refuses an unbuilt model with weights (they would not be in the file), so
   // such a model is refused here rather than written to a file that cannot be loaded.
   if (!model.built() && !model.layers().empty())
-    throw Error("save", "the model is not built, so its layers have no weights yet and the file could not be loaded; "
-                        "expected build(input_shape), fit() or an input_shape on layer 0 before save");
+    throw Error("save",
+                "the model is not built, so its layers have no weights yet and the file could not be loaded; "
+                "expected build(input_shape), fit() or an input_shape on layer 0 before save");
   json layers = json::array();
   for (const auto& layer : model.layers()) layers.push_back(layer_to_json(*layer));
   json config = {{"format_version", kCheckpointFormatVersion},
@@ -83,9 +84,9 @@ std::string model_config_json(const Sequential& model, int epoch) {
       if (group.size() != per_param)
         throw Error("save", "the optimizer keeps " + std::to_string(group.size()) +
                                 " slots for a parameter; expected " + std::to_string(per_param) + " for " + opt.name());
-    config["compile"] = {
-        {"optimizer", class_json(opt, optimizer_registry(), "optimizer")},
-        {"loss", class_json(*model.loss(), loss_registry(), "loss")}, {"metrics", model.metrics()}};
+    config["compile"] = {{"optimizer", class_json(opt, optimizer_registry(), "optimizer")},
+                         {"loss", class_json(*model.loss(), loss_registry(), "loss")},
+                         {"metrics", model.metrics()}};
     config["optimizer_state"] = {{"iterations", opt.iterations()}, {"slot_groups", opt.slots().size()}};
   } else {
     config["compile"] = nullptr;
@@ -189,7 +190,8 @@ ModelConfig parse_model_config(std::string_view text, const std::string& source)
 
   if (top.has("compile")) {
     const JsonFields c(top.at("compile"), source + ": compile");
-    cfg.optimizer = class_from_json(c.at("optimizer"), source + ": compile optimizer", optimizer_registry(), "optimizer");
+    cfg.optimizer =
+        class_from_json(c.at("optimizer"), source + ": compile optimizer", optimizer_registry(), "optimizer");
     cfg.loss = class_from_json(c.at("loss"), source + ": compile loss", loss_registry(), "loss");
     cfg.metrics = c.strings("metrics");
     for (const auto& m : cfg.metrics) try {

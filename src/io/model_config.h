@@ -41,5 +41,4 @@ std::string model_config_json(const Sequential& model, int epoch);
 /// output shape is computed, so a config that could not build fails here, before any allocation.
 ModelConfig parse_model_config(std::string_view text, const std::string& source);
 
-
 }  // namespace kiln::io

@@ -1,7 +1,8 @@
 // Layer base: weight bookkeeping (trainable or not, frozen or not), building and the layer registry.
+#include "kiln/layer.h"
+
 #include "kiln/autograd.h"
 #include "kiln/error.h"
-#include "kiln/layer.h"
 #include "kiln/ops.h"
 
 namespace kiln {

@@ -33,8 +33,8 @@ class SparseCategoricalAccuracy : public Metric {
                                   labels.shape().str() + " " + dtype_name(labels.dtype()) + " and predictions " +
                                   pred.shape().str());
     backend::get(pred.device())
-        .accuracy_sum(DType::Float32, pred.raw_data(), static_cast<const int32_t*>(labels.raw_data()),
-                      sum.raw_data(), n, pred.size(1));
+        .accuracy_sum(DType::Float32, pred.raw_data(), static_cast<const int32_t*>(labels.raw_data()), sum.raw_data(),
+                      n, pred.size(1));
   }
 };
 

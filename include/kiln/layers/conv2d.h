@@ -13,15 +13,15 @@ namespace kiln::layers {
 
 /// Options of Conv2D, with Keras' defaults.
 struct Conv2DOptions {
-  std::array<int64_t, 2> strides = {1, 1};  ///< (height, width) step of the window
-  std::string padding = "valid";            ///< "valid" or "same"
-  std::string activation = "linear";        ///< any registered activation (activations.h)
-  bool use_bias = true;                     ///< adds a bias per filter
-  std::string kernel_initializer = "glorot_uniform";  ///< any registered initializer
-  std::string bias_initializer = "zeros";             ///< any registered initializer
+  std::array<int64_t, 2> strides = {1, 1};                          ///< (height, width) step of the window
+  std::string padding = "valid";                                    ///< "valid" or "same"
+  std::string activation = "linear";                                ///< any registered activation (activations.h)
+  bool use_bias = true;                                             ///< adds a bias per filter
+  std::string kernel_initializer = "glorot_uniform";                ///< any registered initializer
+  std::string bias_initializer = "zeros";                           ///< any registered initializer
   std::shared_ptr<const Regularizer> kernel_regularizer = nullptr;  ///< e.g. regularizers::l2(1e-4)
   std::shared_ptr<const Regularizer> bias_regularizer = nullptr;    ///< e.g. regularizers::l2(1e-4)
-  std::vector<int64_t> input_shape = {};    ///< per-sample (H, W, C), e.g. {32, 32, 3}
+  std::vector<int64_t> input_shape = {};                            ///< per-sample (H, W, C), e.g. {32, 32, 3}
 };
 
 /// 2-D convolution, channels_last: kernel [KH, KW, C, filters], bias [filters].

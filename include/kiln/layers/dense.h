@@ -11,13 +11,13 @@ namespace kiln::layers {
 
 /// Options of Dense, with Keras' defaults.
 struct DenseOptions {
-  std::string activation = "linear";             ///< any registered activation (activations.h)
-  bool use_bias = true;                          ///< adds a bias vector
-  std::string kernel_initializer = "glorot_uniform";  ///< any registered initializer
-  std::string bias_initializer = "zeros";             ///< any registered initializer
+  std::string activation = "linear";                                ///< any registered activation (activations.h)
+  bool use_bias = true;                                             ///< adds a bias vector
+  std::string kernel_initializer = "glorot_uniform";                ///< any registered initializer
+  std::string bias_initializer = "zeros";                           ///< any registered initializer
   std::shared_ptr<const Regularizer> kernel_regularizer = nullptr;  ///< e.g. regularizers::l2(1e-4)
   std::shared_ptr<const Regularizer> bias_regularizer = nullptr;    ///< e.g. regularizers::l2(1e-4)
-  std::vector<int64_t> input_shape = {};         ///< per-sample input shape, e.g. {1}
+  std::vector<int64_t> input_shape = {};                            ///< per-sample input shape, e.g. {1}
 };
 
 /// Fully connected layer: activation(x W + b), W [in, units], b [units].
