@@ -19,7 +19,7 @@ Registry<ActivationFn>& activation_registry();
 /// namespace scope: `const kiln::RegisterActivation registered("my_act", my_act);`).
 struct RegisterActivation {
   /// Registers `fn` as `name`.
-  RegisterActivation(const std::string& name, ActivationFn fn);
+  RegisterActivation(const std::string& name, const ActivationFn& fn);
 };
 
 namespace activations {

@@ -12,7 +12,7 @@ Registry<ActivationFn>& activation_registry() {
   return registry;
 }
 
-RegisterActivation::RegisterActivation(const std::string& name, ActivationFn fn) {
+RegisterActivation::RegisterActivation(const std::string& name, const ActivationFn& fn) {
   activation_registry().add(name, [fn](const Config&) { return fn; });
 }
 

@@ -19,7 +19,7 @@ Tensor TrainingWork::forward_backward(const Tensor& xb, const Tensor& yb, const 
   for (Tensor& p : params_) p.zero_grad();
   const Tensor pred =
       where ? forward_checked(model_.layers(), xb, /*training=*/true, *where) : model_(xb, /*training=*/true);
-  const Tensor loss = model_.compute_loss(yb, pred);
+  Tensor loss = model_.compute_loss(yb, pred);
   loss.backward();
   if (where) check_gradients(model_.layers(), *where);
   sums_.add(loss, yb, pred);
