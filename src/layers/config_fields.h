@@ -27,4 +27,24 @@ inline std::string string_or(const io::JsonFields& f, const std::string& key, co
   return f.has(key) ? f.string(key) : fallback;
 }
 
+/// Writes the kernel and bias fields Dense and Conv2D share (initializers and regularizers) into
+/// `config`.
+template <typename Options>
+void put_kernel_bias_fields(Config& config, const Options& o) {
+  config["kernel_initializer"] = o.kernel_initializer;
+  config["bias_initializer"] = o.bias_initializer;
+  config["kernel_regularizer"] = regularizer_config(o.kernel_regularizer);
+  config["bias_regularizer"] = regularizer_config(o.bias_regularizer);
+}
+
+/// Reads the fields put_kernel_bias_fields writes into `o`; absent ones keep Keras' defaults.
+template <typename Options>
+Options with_kernel_bias_fields(const io::JsonFields& f, Options o) {
+  o.kernel_initializer = string_or(f, "kernel_initializer", "glorot_uniform");
+  o.bias_initializer = string_or(f, "bias_initializer", "zeros");
+  o.kernel_regularizer = regularizer_field(f, "kernel_regularizer");
+  o.bias_regularizer = regularizer_field(f, "bias_regularizer");
+  return o;
+}
+
 }  // namespace kiln::layers

@@ -58,29 +58,23 @@ Tensor Conv2D::call(const Tensor& x, bool) {
 }
 
 Config Conv2D::get_config() const {
-  return {{"filters", filters_},
-          {"kernel_size", pair_config(kernel_size_)},
-          {"strides", pair_config(options_.strides)},
-          {"padding", options_.padding},
-          {"activation", options_.activation},
-          {"use_bias", options_.use_bias},
-          {"kernel_initializer", options_.kernel_initializer},
-          {"bias_initializer", options_.bias_initializer},
-          {"kernel_regularizer", regularizer_config(options_.kernel_regularizer)},
-          {"bias_regularizer", regularizer_config(options_.bias_regularizer)}};
+  Config config = {{"filters", filters_},
+                   {"kernel_size", pair_config(kernel_size_)},
+                   {"strides", pair_config(options_.strides)},
+                   {"padding", options_.padding},
+                   {"activation", options_.activation},
+                   {"use_bias", options_.use_bias}};
+  put_kernel_bias_fields(config, options_);
+  return config;
 }
 
 Conv2D Conv2D::from_config(const Config& config) {
   const auto f = config_fields(config, "Conv2D");
   return Conv2D(f.integer("filters", 1, io::kMaxExtent), f.pair("kernel_size"),
-                {.strides = f.pair("strides"),
-                 .padding = f.string("padding"),
-                 .activation = f.string("activation"),
-                 .use_bias = f.boolean("use_bias"),
-                 .kernel_initializer = string_or(f, "kernel_initializer", "glorot_uniform"),
-                 .bias_initializer = string_or(f, "bias_initializer", "zeros"),
-                 .kernel_regularizer = regularizer_field(f, "kernel_regularizer"),
-                 .bias_regularizer = regularizer_field(f, "bias_regularizer")});
+                with_kernel_bias_fields(f, Conv2DOptions{.strides = f.pair("strides"),
+                                                         .padding = f.string("padding"),
+                                                         .activation = f.string("activation"),
+                                                         .use_bias = f.boolean("use_bias")}));
 }
 
 }  // namespace kiln::layers

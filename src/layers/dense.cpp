@@ -54,24 +54,16 @@ Tensor Dense::call(const Tensor& x, bool) {
 }
 
 Config Dense::get_config() const {
-  return {{"units", units_},
-          {"activation", options_.activation},
-          {"use_bias", options_.use_bias},
-          {"kernel_initializer", options_.kernel_initializer},
-          {"bias_initializer", options_.bias_initializer},
-          {"kernel_regularizer", regularizer_config(options_.kernel_regularizer)},
-          {"bias_regularizer", regularizer_config(options_.bias_regularizer)}};
+  Config config = {{"units", units_}, {"activation", options_.activation}, {"use_bias", options_.use_bias}};
+  put_kernel_bias_fields(config, options_);
+  return config;
 }
 
 Dense Dense::from_config(const Config& config) {
   const auto f = config_fields(config, "Dense");
   return Dense(f.integer("units", 1, io::kMaxExtent),
-               {.activation = f.string("activation"),
-                .use_bias = f.boolean("use_bias"),
-                .kernel_initializer = string_or(f, "kernel_initializer", "glorot_uniform"),
-                .bias_initializer = string_or(f, "bias_initializer", "zeros"),
-                .kernel_regularizer = regularizer_field(f, "kernel_regularizer"),
-                .bias_regularizer = regularizer_field(f, "bias_regularizer")});
+               with_kernel_bias_fields(
+                   f, DenseOptions{.activation = f.string("activation"), .use_bias = f.boolean("use_bias")}));
 }
 
 }  // namespace kiln::layers
