@@ -97,7 +97,7 @@ int main(int argc, char** argv) {
     struct Clock : kiln::Callback {
       std::vector<std::chrono::steady_clock::time_point> ends;
       double last_loss = 0;
-      bool on_epoch_end(kiln::Sequential&, int, const std::map<std::string, double>& logs) override {
+      bool on_epoch_end(kiln::Model&, int, const std::map<std::string, double>& logs) override {
         ends.push_back(std::chrono::steady_clock::now());
         last_loss = logs.at("loss");
         return true;

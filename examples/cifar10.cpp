@@ -20,7 +20,7 @@ class EpochReporter : public kiln::Callback {
  public:
   EpochReporter(int epochs, std::string csv, std::string svg)
       : epochs_(epochs), csv_(std::move(csv)), svg_(std::move(svg)) {}
-  bool on_epoch_end(kiln::Sequential&, int epoch, const std::map<std::string, double>& logs) override {
+  bool on_epoch_end(kiln::Model&, int epoch, const std::map<std::string, double>& logs) override {
     std::printf("epoch %d/%d: test accuracy %.4f (train accuracy %.4f, loss %.4f)\n", epoch + 1, epochs_,
                 logs.at("val_accuracy"), logs.at("accuracy"), logs.at("loss"));
     std::fflush(stdout);

@@ -12,6 +12,7 @@
 #include "backend/cuda/kernels.h"
 #include "backend/dtype_dispatch.h"
 #include "backend/elementwise_math.h"
+#include "backend/optimizer_math.h"
 #include "device_math.cuh"
 
 namespace kiln::backend {
@@ -133,6 +134,121 @@ void CudaBackend::adam_step_multi(DType dtype, const ParamSlots* params, int cou
                                                                  T(1) - static_cast<T>(beta2), static_cast<T>(eps));
       KILN_LAUNCH_CHECK("adam_multi_kernel");
     }
+  });
+}
+
+}  // namespace kiln::backend
+
+// ---------------------------------------------------------------------------------------------
+// The fused update (backend/optimizer_update.h): clip, weight decay, rule and moving average in
+// one pass per element, up to kMaxTensors parameters per launch; the per-step values come from the
+// device table at the device index when there is one. Gradient norms are summed one block per
+// tensor in a fixed order (no atomics), so every replay and every eager step sums alike.
+
+namespace kiln::backend {
+
+namespace {
+
+constexpr int kMaxUpdateTensors = 12;  // keeps the argument block well under CUDA's 4 KiB
+
+struct UpdateBatch {
+  UpdateTensor t[kMaxUpdateTensors];
+  int64_t end[kMaxUpdateTensors];  // running element counts: tensor k covers [end[k-1], end[k])
+  int first;                       // index of t[0] in the whole list (its sum of squares)
+  int count;
+};
+
+template <typename T>
+__global__ void grad_sum_squares_kernel(UpdateBatch b, T* out) {
+  __shared__ T partial[kBlock];
+  const UpdateTensor& t = b.t[blockIdx.x];
+  const T* g = static_cast<const T*>(t.g);
+  T acc = T(0);
+  if (g != nullptr)
+    for (int64_t i = threadIdx.x; i < t.n; i += kBlock) acc += g[i] * g[i];
+  partial[threadIdx.x] = acc;
+  __syncthreads();
+  for (int half = kBlock / 2; half > 0; half /= 2) {
+    if (threadIdx.x < half) partial[threadIdx.x] += partial[threadIdx.x + half];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) out[b.first + blockIdx.x] = partial[0];
+}
+
+template <typename T>
+__global__ void sum_in_order_kernel(T* out, int count) {
+  T acc = T(0);
+  for (int k = 0; k < count; ++k) acc += out[k];
+  out[count] = acc;
+}
+
+template <typename T>
+__global__ void optimizer_update_kernel(UpdateBatch b, math::RuleConstants<T> r, const T* table, const int64_t* index,
+                                        math::StepConstants<T> host_step, const T* sums, int total_index) {
+  const math::StepConstants<T> s = table != nullptr ? math::step_of<T>(table + *index * kStepValues) : host_step;
+  const int64_t total = b.end[b.count - 1];
+  KILN_FOR_EACH(i, total) {
+    int k = 0;
+    while (i >= b.end[k]) ++k;
+    const int64_t j = i - (k ? b.end[k - 1] : 0);
+    const T clip = sums != nullptr ? math::clip_scalar_of(r, sums[b.first + k],
+                                                          r.clip == ClipKind::GlobalNorm ? sums[total_index] : T(0))
+                                   : T(1);
+    math::update_element(r, s, clip, b.t[k], j);
+  }
+}
+
+// Calls fn(batch, elements) for each run of up to kMaxUpdateTensors non-empty tensors.
+template <typename F>
+void for_each_batch(const UpdateTensor* tensors, int count, F&& fn) {
+  for (int first = 0; first < count;) {
+    UpdateBatch b{};
+    b.first = first;
+    int64_t total = 0;
+    int k = first;
+    // Empty tensors are kept (their sum of squares is written as 0) but add no elements.
+    for (; k < count && b.count < kMaxUpdateTensors; ++k) {
+      b.t[b.count] = tensors[k];
+      total += tensors[k].n;
+      b.end[b.count++] = total;
+    }
+    fn(b, total);
+    first = k;
+  }
+}
+
+}  // namespace
+
+void CudaBackend::grad_sum_squares(DType dtype, const UpdateTensor* tensors, int count, void* out, bool total) {
+  DeviceGuard guard(device_);
+  with_float_type(dtype, "grad_sum_squares", [&](auto tag) {
+    using T = decltype(tag);
+    for_each_batch(tensors, count, [&](const UpdateBatch& b, int64_t) {
+      grad_sum_squares_kernel<T><<<b.count, kBlock, 0, stream_>>>(b, static_cast<T*>(out));
+      KILN_LAUNCH_CHECK("grad_sum_squares_kernel");
+    });
+    if (total) {
+      sum_in_order_kernel<T><<<1, 1, 0, stream_>>>(static_cast<T*>(out), count);
+      KILN_LAUNCH_CHECK("sum_in_order_kernel");
+    }
+  });
+}
+
+void CudaBackend::optimizer_update(DType dtype, const UpdateRule& rule, const UpdateTensor* tensors, int count,
+                                   const void* sum_squares, const void* step_table, const int64_t* index,
+                                   const double* host_step) {
+  DeviceGuard guard(device_);
+  with_float_type(dtype, "optimizer_update", [&](auto tag) {
+    using T = decltype(tag);
+    const auto r = math::constants_of<T>(rule);
+    const double no_step[kStepValues] = {0, 0, 0, 0};
+    const math::StepConstants<T> host = math::step_of<T>(host_step != nullptr ? host_step : no_step);
+    for_each_batch(tensors, count, [&](const UpdateBatch& b, int64_t total) {
+      if (total == 0) return;
+      optimizer_update_kernel<T><<<grid_for(total), kBlock, 0, stream_>>>(
+          b, r, static_cast<const T*>(step_table), index, host, static_cast<const T*>(sum_squares), count);
+      KILN_LAUNCH_CHECK("optimizer_update_kernel");
+    });
   });
 }
 

@@ -39,18 +39,14 @@ struct StepEquivalenceOptions {
 
 /// Makes a compiled model; called once per run, after set_random_seed. The model must know its
 /// input shape (input_shape on its first layer); the check moves it to GPU 0.
-using ModelFactory = std::function<Sequential()>;
+using ModelFactory = std::function<Model()>;
 
 /// The model's per-sample output shape.
-inline Shape output_shape_of(const Sequential& model) {
-  Shape shape = model.input_shape();
-  for (const auto& layer : model.layers()) shape = layer->compute_output_shape(shape);
-  return shape;
-}
+inline Shape output_shape_of(const Model& model) { return model.output_shapes().front(); }
 
 /// Random training data for `model`: x uniform in [0, 1) of its input shape; y class ids below
 /// the output width for sparse categorical cross-entropy, else uniform in [0, 1) of the output shape.
-inline std::pair<Tensor, Tensor> random_data_for(const Sequential& model, int64_t samples, uint64_t seed) {
+inline std::pair<Tensor, Tensor> random_data_for(const Model& model, int64_t samples, uint64_t seed) {
   Generator gen(seed);
   const Tensor x = Tensor::uniform(model.input_shape().prepend(samples), 0, 1, gen);
   const Shape out = output_shape_of(model);
@@ -74,7 +70,7 @@ struct WeightBits {
 
 /// The bits of every weight of `model`'s layers, in two lists: the trainable weights, and the
 /// others (moving statistics, a dropout layer's counter, a frozen layer's weights).
-inline std::pair<std::vector<WeightBits>, std::vector<WeightBits>> weight_bits(const Sequential& model) {
+inline std::pair<std::vector<WeightBits>, std::vector<WeightBits>> weight_bits(const Model& model) {
   const std::vector<Tensor> trainable = model.trainable_weights();
   std::pair<std::vector<WeightBits>, std::vector<WeightBits>> out;
   for (const auto& layer : model.layers())
@@ -104,7 +100,7 @@ struct TrainedRun {
 /// Trains a model from `make` on GPU 0, recorded (`graphs`) or eagerly.
 inline TrainedRun train_for_equivalence(const ModelFactory& make, bool graphs, const StepEquivalenceOptions& o) {
   utils::set_random_seed(o.seed);
-  Sequential model = make();
+  Model model = make();
   EXPECT_TRUE(model.built()) << "the factory's model must declare its input_shape";
   model.to(Device::gpu(0));
   const auto [x, y] = random_data_for(model, o.samples, o.seed + 1);

@@ -434,7 +434,7 @@ namespace {
 // Wall time at each epoch's end (the logs read by fit there synchronize with the device).
 class EpochClock : public Callback {
  public:
-  bool on_epoch_end(Sequential&, int, const std::map<std::string, double>&) override {
+  bool on_epoch_end(Model&, int, const std::map<std::string, double>&) override {
     stamps.push_back(std::chrono::steady_clock::now());
     return true;
   }

@@ -204,13 +204,16 @@ TEST(ModelErrors, UnknownNamesAndOptions) {
             }),
             "[conv2d] unknown padding 'full'; expected \"valid\" or \"same\"");
   Sequential model({layers::Dense(1, {.input_shape = {1}})});
-  EXPECT_EQ(message_of([&] { model.compile("rmsprop", "mse"); }),
-            "[optimizer] unknown optimizer 'rmsprop'; expected one of Adam, SGD, adam, sgd");
+  EXPECT_EQ(message_of([&] { model.compile("nadam", "mse"); }),
+            "[optimizer] unknown optimizer 'nadam'; expected one of Adagrad, Adam, AdamW, RMSprop, SGD, adagrad, adam, "
+            "adamw, rmsprop, sgd");
   EXPECT_EQ(message_of([&] {
               model.compile("sgd", "mse", {"f1"});
               model.fit(kXs, kYs, {.verbose = 0});
             }),
-            "[compile] unknown metric 'f1'; expected one of acc, accuracy, sparse_categorical_accuracy");
+            "[compile] unknown metric 'f1'; expected one of MAE, MSE, acc, accuracy, binary_accuracy, "
+            "categorical_accuracy, mae, mean_absolute_error, mean_squared_error, mse, sparse_categorical_accuracy, "
+            "sparse_top_k_categorical_accuracy");
 }
 
 TEST(ModelErrors, TargetsOfTheWrongShape) {
@@ -322,13 +325,15 @@ TEST(ModelErrors, NegativeInitialEpochIsRefusedByFitAndTheCheckpoint) {
 
 TEST(ModelErrors, CompileRefusesWhatSaveCouldNotWriteLoadably) {
   Sequential model({layers::Dense(1, {.input_shape = {1}})});
-  EXPECT_EQ(message_of([&] { model.compile("sgd", "mse", {"mae"}); }),
-            "[compile] unknown metric 'mae'; expected one of acc, accuracy, sparse_categorical_accuracy");
+  EXPECT_EQ(message_of([&] { model.compile("sgd", "mse", {"f1"}); }),
+            "[compile] unknown metric 'f1'; expected one of MAE, MSE, acc, accuracy, binary_accuracy, "
+            "categorical_accuracy, mae, mean_absolute_error, mean_squared_error, mse, sparse_categorical_accuracy, "
+            "sparse_top_k_categorical_accuracy");
   EXPECT_EQ(model.optimizer(), nullptr);  // a refused compile leaves the model as it was
   EXPECT_EQ(message_of([&] {
-              model.compile("sgd", "sparse_categorical_crossentropy", {"accuracy", "acc"});
+              model.compile("sgd", "sparse_categorical_crossentropy", {"mae", "mae"});
             }),
-            "[compile] metric 'acc' repeats 'accuracy' (both are accuracy); expected each metric once");
+            "[compile] metric 'mae' repeats 'mae' (both are mae); expected each metric once");
   const double inf = std::numeric_limits<double>::infinity();
   EXPECT_EQ(message_of([&] { model.compile(optimizers::SGD({.learning_rate = inf}), losses::MeanSquaredError()); }),
             "[SGD] learning_rate is inf; expected a finite number");

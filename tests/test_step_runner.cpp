@@ -32,8 +32,12 @@ struct StepLog {
 class LoggedWork : public model::StepWork {
  public:
   explicit LoggedWork(StepLog& log) : log_(log) {}
-  void body(const Tensor&, const Tensor&) override { ADD_FAILURE() << "the schedule ran a body itself"; }
-  void eager(int64_t step, const Tensor&, const Tensor&) override { log_.steps.push_back("e" + std::to_string(step)); }
+  void body(const model::Tensors&, const model::Tensors&) override {
+    ADD_FAILURE() << "the schedule ran a body itself";
+  }
+  void eager(int64_t step, const model::Tensors&, const model::Tensors&) override {
+    log_.steps.push_back("e" + std::to_string(step));
+  }
 
  private:
   StepLog& log_;
@@ -75,7 +79,7 @@ struct ScheduleRun {
 ScheduleRun run_schedule(int64_t samples, int passes, model::RecordingPlan plan, const Stand& stand = {},
                          const std::string& said_before = "") {
   ScheduleRun run;
-  const model::Batches batches(Tensor::zeros({samples, 1}), Tensor::zeros({samples, 1}), 4);
+  const model::Batches batches({Tensor::zeros({samples, 1})}, {Tensor::zeros({samples, 1})}, 4);
   LoggedWork work(run.log);
   if (!plan.make && plan.never.empty())
     plan.make = [&](std::string& note) -> std::unique_ptr<model::StepRunner> {

@@ -10,8 +10,8 @@
 namespace kiln {
 
 /// The last finished epoch (0-based) recorded in a file written by callbacks::ModelCheckpoint, or
-/// -1 when the file records none (Sequential::save and save_weights called outside fit). Resume with
-///   Sequential model = kiln::load_model(path);
+/// -1 when the file records none (Model::save and save_weights called outside fit). Resume with
+///   kiln::Model model = kiln::load_model(path);
 ///   model.fit(x, y, {.epochs = total, .initial_epoch = kiln::checkpoint_epoch(path) + 1});
 /// load_model restores the weights, the optimizer state and the random generator that shuffles
 /// batches, so the resumed run repeats the uninterrupted one exactly (on the same device and
@@ -35,10 +35,10 @@ struct ModelCheckpointOptions {
 /// (see checkpoint_epoch).
 class ModelCheckpoint : public Callback {
  public:
-  /// Saves to `filepath` (Sequential::save format unless options.save_weights_only).
+  /// Saves to `filepath` (Model::save format unless options.save_weights_only).
   explicit ModelCheckpoint(std::string filepath, ModelCheckpointOptions options = {});
   /// Saves after `epoch` (0-based) when due; always returns true (never stops training).
-  bool on_epoch_end(Sequential& model, int epoch, const std::map<std::string, double>& logs) override;
+  bool on_epoch_end(Model& model, int epoch, const std::map<std::string, double>& logs) override;
   /// The path the checkpoint of `epoch` (0-based) goes to.
   std::string path_for(int epoch) const;
   /// The best value of `monitor` seen so far (±infinity before the first epoch).

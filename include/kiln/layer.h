@@ -3,14 +3,18 @@
 #pragma once
 
 #include <concepts>
+#include <functional>
+#include <map>
 #include <memory>
 #include <string>
+#include <typeindex>
 #include <utility>
 #include <vector>
 
 #include "kiln/initializers.h"
 #include "kiln/registry.h"
 #include "kiln/regularizers.h"
+#include "kiln/symbolic_tensor.h"
 #include "kiln/tensor.h"
 
 namespace kiln {
@@ -44,7 +48,7 @@ struct LayerWeight {
 /// Base of every layer. A subclass implements class_name(), compute_output_shape(), call() and,
 /// when it has weights, create_weights(); get_config() and a static from_config() plus a
 /// RegisterLayer<> object in its .cpp make it savable.
-class Layer {
+class Layer : public std::enable_shared_from_this<Layer> {
  public:
   virtual ~Layer() = default;
   /// Keras' class name, e.g. "Dense"; also the name it is registered under.
@@ -58,9 +62,29 @@ class Layer {
   /// the batch's statistics and updates its moving ones) and false in evaluate and predict.
   virtual Tensor call(const Tensor& x, bool training) = 0;
 
+  /// Output shape for the per-sample shapes of several inputs (a node of a functional model). The
+  /// default takes exactly one input and runs compute_output_shape(); merge layers (Add,
+  /// Concatenate) override it and take two or more.
+  virtual Shape compute_output_shape_inputs(const std::vector<Shape>& input_shapes) const;
+  /// Forward pass on several inputs, in the order the layer was called with them. The default takes
+  /// exactly one and runs call(); merge layers override it.
+  virtual Tensor call_inputs(const std::vector<Tensor>& inputs, bool training);
+
+  /// Calls the layer on a symbolic tensor (Keras' layer(x) in the functional API): checks the
+  /// shape and returns the output's symbolic tensor; kiln::Model(inputs, outputs) builds the
+  /// layer later. Calling the same layer object again shares its weights. A layer held by a
+  /// std::shared_ptr joins the graph as that object; any other is copied into the graph once (its
+  /// class must be registered with RegisterLayer), and later calls of the same object use that copy.
+  SymbolicTensor operator()(const SymbolicTensor& x);
+  /// The same for a layer that takes several inputs (Add, Concatenate).
+  SymbolicTensor operator()(const std::vector<SymbolicTensor>& inputs);
+
   /// Creates the weights for per-sample `input_shape` on `device`, drawing from `gen`: checks the
   /// shape with compute_output_shape, then runs create_weights().
   void build(const Shape& input_shape, Generator& gen, Device device);
+  /// build() for several inputs: one input builds as above; several are checked with
+  /// compute_output_shape_inputs() and create no weights (merge layers have none).
+  void build_inputs(const std::vector<Shape>& input_shapes, Generator& gen, Device device);
   /// Whether build() has run.
   bool built() const { return built_; }
   /// The weights build() would create for `input_shape`, with undefined values: nothing is
@@ -118,6 +142,21 @@ class Layer {
   std::vector<LayerWeight> weights_;
   bool built_ = false;
   bool trainable_ = true;
+  // The layer that stands for this object in functional graphs when the object is not itself held
+  // by a shared_ptr (see operator()). A copy of the object is another layer, so it starts empty.
+  struct GraphCopy {
+    std::shared_ptr<Layer> layer;
+    GraphCopy() = default;
+    GraphCopy(const GraphCopy&) {}
+    GraphCopy& operator=(const GraphCopy&) {
+      layer.reset();
+      return *this;
+    }
+    GraphCopy(GraphCopy&&) = default;
+    GraphCopy& operator=(GraphCopy&&) = default;
+    ~GraphCopy() = default;
+  };
+  GraphCopy graph_copy_;
   // Set only while build() or weight_specs() runs create_weights().
   Generator* build_generator_ = nullptr;
   Device build_device_ = Device::cpu();
@@ -126,6 +165,12 @@ class Layer {
 
 /// The table of layer classes by class name.
 Registry<std::shared_ptr<Layer>>& layer_registry();
+
+/// Copies a layer of a registered class into a new shared object; throws for an unregistered class.
+std::shared_ptr<Layer> copy_registered_layer(const Layer& layer);
+/// The copy functions of the registered layer classes, by their C++ type (used by
+/// copy_registered_layer; filled by RegisterLayer).
+std::map<std::type_index, std::function<std::shared_ptr<Layer>(const Layer&)>>& layer_copiers();
 
 /// Registers layer class L under `class_name` while this object is constructed: declare one at
 /// namespace scope in L's .cpp (`const kiln::RegisterLayer<MyLayer> registered("MyLayer");`).
@@ -138,6 +183,9 @@ struct RegisterLayer {
     layer_registry().add(class_name, [](const Config& config) -> std::shared_ptr<Layer> {
       return std::make_shared<L>(L::from_config(config));
     });
+    layer_copiers()[typeid(L)] = [](const Layer& layer) -> std::shared_ptr<Layer> {
+      return std::make_shared<L>(static_cast<const L&>(layer));
+    };
   }
 };
 

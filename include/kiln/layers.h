@@ -10,5 +10,8 @@
 #include "kiln/layers/dense.h"
 #include "kiln/layers/dropout.h"
 #include "kiln/layers/flatten.h"
+#include "kiln/layers/merge.h"
 #include "kiln/layers/pooling.h"
+#include "kiln/layers/preprocessing.h"
+#include "kiln/layers/reshaping.h"
 #include "kiln/regularizers.h"

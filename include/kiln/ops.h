@@ -4,6 +4,7 @@
 
 #include <array>
 #include <string>
+#include <vector>
 
 #include "kiln/tensor.h"
 
@@ -19,6 +20,9 @@ Tensor sub(const Tensor& a, const Tensor& b);
 Tensor mul(const Tensor& a, const Tensor& b);
 /// a / b (elementwise)
 Tensor div(const Tensor& a, const Tensor& b);
+/// The larger of a and b (elementwise); a NaN in either gives NaN. The gradient goes to a where
+/// a >= b (ties included) and to b elsewhere, as TensorFlow's maximum.
+Tensor maximum(const Tensor& a, const Tensor& b);
 /// a * s
 Tensor mul(const Tensor& a, double s);
 /// a + s
@@ -41,6 +45,8 @@ Tensor log(const Tensor& x);
 Tensor square(const Tensor& x);
 /// Square root.
 Tensor sqrt(const Tensor& x);
+/// |x|; the gradient is sign(x), 0 at 0 (TensorFlow's); a NaN stays NaN.
+Tensor abs(const Tensor& x);
 /// min(max(x, lo), hi); the gradient passes where lo <= x <= hi.
 Tensor clip(const Tensor& x, double lo, double hi);
 /// Gaussian error linear unit, Keras' gelu: x * Phi(x) = 0.5 x (1 + erf(x / sqrt 2)) (computed as
@@ -88,6 +94,10 @@ Tensor log_softmax(const Tensor& x);
 Tensor mse(const Tensor& pred, const Tensor& target);
 /// Mean over rows of -log_softmax(logits)[label]; logits [N, C] float, labels [N] int32 in [0, C).
 Tensor sparse_softmax_cross_entropy(const Tensor& logits, const Tensor& labels);
+/// Elementwise binary cross-entropy of logits against targets of the same shape (TensorFlow's
+/// sigmoid_cross_entropy_with_logits): max(x, 0) - x z + log1p(exp(-|x|)), finite for every finite
+/// x. Gradients: sigmoid(x) - z for the logits, -x for the targets.
+Tensor sigmoid_cross_entropy(const Tensor& logits, const Tensor& targets);
 
 // ---- shape ----
 /// View with a new shape (differentiable).
@@ -99,6 +109,20 @@ Tensor take_rows(const Tensor& x, const Tensor& indices);
 /// Index of the largest element of each row of a 2-D tensor, as int32 [N]: the first of equal maxima, the first
 /// NaN where a row holds one (NumPy's argmax). Not differentiable.
 Tensor argmax(const Tensor& x);
+
+// ---- layout: boxes of a tensor copied into another (up to 8 dimensions, any dtype) ----
+/// The box of `x` that starts at `begin` and has extent `size` (TensorFlow's slice; a size of -1
+/// runs to the end of its dimension). The gradient is zero outside the box.
+Tensor slice(const Tensor& x, const std::vector<int64_t>& begin, const std::vector<int64_t>& size);
+/// `x` with paddings[d] = {before, after} zeros added on each side of dimension d (TensorFlow's pad
+/// with constant zeros); one pair per dimension, none negative.
+Tensor pad(const Tensor& x, const std::vector<std::array<int64_t, 2>>& paddings);
+/// The tensors joined along `axis` (negative counts from the end); all other dimensions, the
+/// dtype and the device must agree. The gradient of each input is its slice of the output's.
+Tensor concatenate(const std::vector<Tensor>& tensors, int64_t axis = -1);
+/// `x` with its dimensions reordered: output dimension i is input dimension dims[i] (TensorFlow's
+/// transpose with perm = dims; 0-based). The gradient is permuted back.
+Tensor permute(const Tensor& x, const std::vector<int64_t>& dims);
 
 // ---- convolution and pooling, channels_last (NHWC) ----
 /// How a window meets the border, as in Keras.
@@ -125,6 +149,35 @@ Tensor max_pool2d(const Tensor& x, std::array<int64_t, 2> pool_size, std::array<
 /// gradient of each output is spread equally over its window's cells inside the input.
 Tensor avg_pool2d(const Tensor& x, std::array<int64_t, 2> pool_size, std::array<int64_t, 2> strides,
                   Padding padding = Padding::Valid);
+
+// ---- image resampling ----
+/// How image_transform reads a point outside its input (Keras' fill_mode): Constant gives
+/// fill_value (k k | a b c d | k k); Reflect mirrors about the edge (d c b a | a b c d | d c b a);
+/// Wrap repeats the image (a b c d | a b c d | a b c d); Nearest repeats the edge (a a | a b c d | d d).
+enum class FillMode { Constant, Reflect, Wrap, Nearest };
+/// How image_transform samples between pixels (Keras' interpolation).
+enum class Interpolation { Bilinear, Nearest };
+/// Parses Keras' fill_mode names "constant", "reflect", "wrap" and "nearest"; errors name `op`.
+FillMode parse_fill_mode(const std::string& name, const std::string& op);
+/// Keras' name of `mode`.
+std::string fill_mode_name(FillMode mode);
+/// Parses Keras' interpolation names "bilinear" and "nearest"; errors name `op`.
+Interpolation parse_interpolation(const std::string& name, const std::string& op);
+/// Keras' name of `interpolation`.
+std::string interpolation_name(Interpolation interpolation);
+/// Per-sample axis-aligned resampling of images x [N, H, W, C] to [N, size[0], size[1], C]:
+/// transforms [N, 4] (x's dtype and device) holds each sample's (ay, by, ax, bx), and output pixel
+/// (i, j) of sample n samples x at row ay i + by, column ax j + bx (Keras' affine_transform with
+/// no rotation or shear). A flip is (-1, H - 1), a translation by d rows (1, -d), a crop starting at
+/// row r (1, r). Bilinear interpolation weighs the four neighbours as TensorFlow does; Nearest
+/// takes the nearest pixel (halves away from zero). Points outside x are read by `fill_mode`, on
+/// the integer grid of pixels (Keras' NumPy backend; TensorFlow's for all modes but Wrap, whose
+/// TensorFlow kernel differs at fractional points across the seam and for shifts of H - 1 or more).
+/// The gradient goes to x (each input pixel gets the weights with which output pixels read it);
+/// transforms get none.
+Tensor image_transform(const Tensor& x, const Tensor& transforms, std::array<int64_t, 2> size,
+                       Interpolation interpolation = Interpolation::Bilinear, FillMode fill_mode = FillMode::Constant,
+                       double fill_value = 0.0);
 
 // ---- counter-based randomness ----
 // Numbers come from Philox-4x32-10 (Random123's generator, also cuRAND's and PyTorch's), the same

@@ -3,10 +3,12 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "kiln/registry.h"
+#include "kiln/schedules.h"
 #include "kiln/tensor.h"
 
 namespace kiln {
@@ -14,8 +16,13 @@ namespace kiln {
 namespace optimizers {
 class DeviceUpdate;
 }
+namespace backend {
+struct UpdateRule;
+}
 
-/// Base of every optimizer: keeps per-parameter slots and the iteration count.
+/// Base of every optimizer: keeps per-parameter slots and the iteration count. A user's optimizer
+/// overrides update() (one parameter at a time); the built-in ones derive from
+/// optimizers::KerasOptimizer, which adds Keras' common options.
 class Optimizer {
  public:
   virtual ~Optimizer() = default;
@@ -38,6 +45,16 @@ class Optimizer {
                                                                        int64_t max_steps);
   /// A fresh optimizer with the same options (no slots, iteration 0).
   virtual std::unique_ptr<Optimizer> clone() const = 0;
+  /// The learning rate of the next update (a schedule's value at iterations()); throws for an
+  /// optimizer without one (the default).
+  virtual double learning_rate() const;
+  /// Sets a fixed learning rate for the next updates (what ReduceLROnPlateau does between
+  /// epochs); throws when the rate is a schedule, as Keras does, or the optimizer has none.
+  virtual void set_learning_rate(double value);
+  /// Keras' finalize_variable_values: what training does to `params` when it ends. With use_ema,
+  /// copies the moving averages into the weights (Keras' fit calls it after the last epoch); the
+  /// default does nothing.
+  virtual void finalize_variable_values(const std::vector<Tensor>& params);
   /// Updates applied so far.
   int64_t iterations() const { return iterations_; }
   /// Slot tensors (moments, velocities) per parameter, for saving.
@@ -46,8 +63,14 @@ class Optimizer {
   void restore(std::vector<std::vector<Tensor>> slots, int64_t iterations);
 
  protected:
-  /// Updates one parameter; `step` counts from 1.
-  virtual void update(Tensor& param, const Tensor& grad, std::vector<Tensor>& slots, int64_t step) = 0;
+  /// Updates one parameter; `step` counts from 1. The default throws: override it, or apply().
+  virtual void update(Tensor& param, const Tensor& grad, std::vector<Tensor>& slots, int64_t step);
+  /// Updates every parameter of `params` whose slots are `slots` (one list per parameter, on its
+  /// device); `iteration` counts earlier updates. The default calls update() for each parameter
+  /// that has a grad.
+  virtual void apply(const std::vector<Tensor>& params, std::vector<std::vector<Tensor>>& slots, int64_t iteration);
+  /// The value slot `slot` starts with (Adagrad's initial accumulator); 0 by default.
+  virtual double initial_slot_value(std::size_t slot) const;
 
  private:
   std::vector<std::vector<Tensor>> slots_;
@@ -73,15 +96,77 @@ struct RegisterOptimizer {
 
 namespace optimizers {
 
+/// Keras' arguments shared by every built-in optimizer (each options struct below repeats them, so
+/// designated initializers can name them): the learning rate and what happens around the rule.
+struct CommonOptions {
+  LearningRate learning_rate = 0.001;                    ///< a number or a schedule of the iteration
+  std::optional<double> weight_decay = std::nullopt;     ///< decoupled: w -= w * weight_decay * lr before the update
+  std::optional<double> clipnorm = std::nullopt;         ///< each gradient scaled to norm <= clipnorm
+  std::optional<double> clipvalue = std::nullopt;        ///< each gradient element clipped to +-clipvalue
+  std::optional<double> global_clipnorm = std::nullopt;  ///< all gradients scaled to global norm <= this
+  bool use_ema = false;                                  ///< keep a moving average of the weights
+  double ema_momentum = 0.99;                            ///< average = m average + (1 - m) w (w itself at step 0)
+  std::optional<int64_t> ema_overwrite_frequency = std::nullopt;  ///< every this many steps, w = average
+};
+
+/// The common options of any options struct below.
+template <typename O>
+CommonOptions common_options(const O& o) {
+  return {o.learning_rate,   o.weight_decay, o.clipnorm,     o.clipvalue,
+          o.global_clipnorm, o.use_ema,      o.ema_momentum, o.ema_overwrite_frequency};
+}
+
+/// Base of the built-in optimizers: Keras' common options (learning rate or schedule, weight
+/// decay, clipping, EMA) around one fused update rule, the same on the CPU, on a GPU and in a
+/// recorded training step. Per step, as Keras: gradients clipped, weights decayed, the rule
+/// applied, the moving average updated.
+class KerasOptimizer : public Optimizer {
+ public:
+  /// Keras' slot names: the rule's (rule_slot_names()), then "average" with use_ema.
+  std::vector<std::string> slot_names() const final;
+  double learning_rate() const override;
+  void set_learning_rate(double value) override;
+  void finalize_variable_values(const std::vector<Tensor>& params) override;
+  std::unique_ptr<optimizers::DeviceUpdate> make_device_update(const std::vector<Tensor>& params,
+                                                               int64_t max_steps) override;
+  /// The common options now (the learning rate as last set).
+  virtual CommonOptions common() const = 0;
+  /// The rule's constants and the common options' (internal: the backend's description).
+  virtual void describe(backend::UpdateRule& rule) const = 0;
+  /// The rule's own slot names, in the rule's slot order.
+  virtual std::vector<std::string> rule_slot_names() const = 0;
+
+ protected:
+  /// Checks `common` (Keras' errors: at most one clip option, ema_momentum in [0, 1], ...);
+  /// `op` names the class in errors.
+  static void check_common(const std::string& op, const CommonOptions& common);
+  /// The common options as Keras' config fields.
+  static Config common_config(const CommonOptions& common);
+  /// Reads common_config()'s fields of `config` over `defaults`; `op` names the class in errors.
+  static CommonOptions common_from_config(const std::string& op, const Config& config, CommonOptions defaults);
+  /// Stores a new fixed learning rate in the options.
+  virtual void store_learning_rate(double value) = 0;
+  /// Fills `rule`'s weight decay and clipping from common().
+  void describe_common(backend::UpdateRule& rule) const;
+  void apply(const std::vector<Tensor>& params, std::vector<std::vector<Tensor>>& slots, int64_t iteration) override;
+};
+
 /// Options of SGD, with Keras' defaults.
 struct SGDOptions {
-  double learning_rate = 0.01;  ///< step size lr
-  double momentum = 0.0;        ///< m; 0 keeps no velocity
-  bool nesterov = false;        ///< Nesterov momentum
+  LearningRate learning_rate = 0.01;                              ///< step size lr, or a schedule
+  double momentum = 0.0;                                          ///< m; 0 keeps no velocity
+  bool nesterov = false;                                          ///< Nesterov momentum
+  std::optional<double> weight_decay = std::nullopt;              ///< see CommonOptions
+  std::optional<double> clipnorm = std::nullopt;                  ///< see CommonOptions
+  std::optional<double> clipvalue = std::nullopt;                 ///< see CommonOptions
+  std::optional<double> global_clipnorm = std::nullopt;           ///< see CommonOptions
+  bool use_ema = false;                                           ///< see CommonOptions
+  double ema_momentum = 0.99;                                     ///< see CommonOptions
+  std::optional<int64_t> ema_overwrite_frequency = std::nullopt;  ///< see CommonOptions
 };
 
 /// Stochastic gradient descent, Keras' rule: v = m v - lr g; w += v (nesterov: w += m v - lr g).
-class SGD : public Optimizer {
+class SGD : public KerasOptimizer {
  public:
   /// The optimizer with `options`.
   explicit SGD(SGDOptions options = {});
@@ -90,15 +175,15 @@ class SGD : public Optimizer {
   Config get_config() const override;
   /// Rebuilds from get_config().
   static SGD from_config(const Config& config);
-  std::vector<std::string> slot_names() const override;
-  std::unique_ptr<optimizers::DeviceUpdate> make_device_update(const std::vector<Tensor>& params,
-                                                               int64_t max_steps) override;
+  std::vector<std::string> rule_slot_names() const override;
   std::unique_ptr<Optimizer> clone() const override { return std::make_unique<SGD>(options_); }
-  /// The options it was made with.
+  CommonOptions common() const override { return common_options(options_); }
+  void describe(backend::UpdateRule& rule) const override;
+  /// The options it was made with (the learning rate as last set).
   const SGDOptions& options() const { return options_; }
 
  protected:
-  void update(Tensor& param, const Tensor& grad, std::vector<Tensor>& slots, int64_t step) override;
+  void store_learning_rate(double value) override { options_.learning_rate = value; }
 
  private:
   SGDOptions options_;
@@ -106,14 +191,21 @@ class SGD : public Optimizer {
 
 /// Options of Adam, with Keras' defaults.
 struct AdamOptions {
-  double learning_rate = 0.001;  ///< step size
-  double beta_1 = 0.9;           ///< decay of the first-moment estimate
-  double beta_2 = 0.999;         ///< decay of the second-moment estimate
-  double epsilon = 1e-7;         ///< Keras' epsilon-hat, added to sqrt(v)
+  LearningRate learning_rate = 0.001;                             ///< step size, or a schedule
+  double beta_1 = 0.9;                                            ///< decay of the first-moment estimate
+  double beta_2 = 0.999;                                          ///< decay of the second-moment estimate
+  double epsilon = 1e-7;                                          ///< Keras' epsilon-hat, added to sqrt(v)
+  std::optional<double> weight_decay = std::nullopt;              ///< see CommonOptions
+  std::optional<double> clipnorm = std::nullopt;                  ///< see CommonOptions
+  std::optional<double> clipvalue = std::nullopt;                 ///< see CommonOptions
+  std::optional<double> global_clipnorm = std::nullopt;           ///< see CommonOptions
+  bool use_ema = false;                                           ///< see CommonOptions
+  double ema_momentum = 0.99;                                     ///< see CommonOptions
+  std::optional<int64_t> ema_overwrite_frequency = std::nullopt;  ///< see CommonOptions
 };
 
 /// Adam in Keras' epsilon-hat form.
-class Adam : public Optimizer {
+class Adam : public KerasOptimizer {
  public:
   /// The optimizer with `options`.
   explicit Adam(AdamOptions options = {});
@@ -122,18 +214,128 @@ class Adam : public Optimizer {
   Config get_config() const override;
   /// Rebuilds from get_config().
   static Adam from_config(const Config& config);
-  std::vector<std::string> slot_names() const override { return {"momentum", "velocity"}; }
-  std::unique_ptr<optimizers::DeviceUpdate> make_device_update(const std::vector<Tensor>& params,
-                                                               int64_t max_steps) override;
+  std::vector<std::string> rule_slot_names() const override { return {"momentum", "velocity"}; }
   std::unique_ptr<Optimizer> clone() const override { return std::make_unique<Adam>(options_); }
-  /// The options it was made with.
+  CommonOptions common() const override { return common_options(options_); }
+  void describe(backend::UpdateRule& rule) const override;
+  /// The options it was made with (the learning rate as last set).
   const AdamOptions& options() const { return options_; }
 
  protected:
-  void update(Tensor& param, const Tensor& grad, std::vector<Tensor>& slots, int64_t step) override;
+  /// Adam with `options`, errors naming `op` (AdamW).
+  Adam(const std::string& op, AdamOptions options);
+  void store_learning_rate(double value) override { options_.learning_rate = value; }
 
  private:
   AdamOptions options_;
+};
+
+/// Options of AdamW, with Keras' defaults (weight decay on by default).
+struct AdamWOptions {
+  LearningRate learning_rate = 0.001;                             ///< step size, or a schedule
+  double weight_decay = 0.004;                                    ///< decoupled: w -= w * weight_decay * lr first
+  double beta_1 = 0.9;                                            ///< decay of the first-moment estimate
+  double beta_2 = 0.999;                                          ///< decay of the second-moment estimate
+  double epsilon = 1e-7;                                          ///< Keras' epsilon-hat, added to sqrt(v)
+  std::optional<double> clipnorm = std::nullopt;                  ///< see CommonOptions
+  std::optional<double> clipvalue = std::nullopt;                 ///< see CommonOptions
+  std::optional<double> global_clipnorm = std::nullopt;           ///< see CommonOptions
+  bool use_ema = false;                                           ///< see CommonOptions
+  double ema_momentum = 0.99;                                     ///< see CommonOptions
+  std::optional<int64_t> ema_overwrite_frequency = std::nullopt;  ///< see CommonOptions
+};
+
+/// AdamW: Adam with decoupled weight decay (Keras' AdamW, an Adam whose weight_decay is required).
+class AdamW : public Adam {
+ public:
+  /// The optimizer with `options`.
+  explicit AdamW(AdamWOptions options = {});
+  std::string name() const override { return "AdamW"; }
+  std::string class_name() const override { return "AdamW"; }
+  /// Rebuilds from get_config().
+  static AdamW from_config(const Config& config);
+  std::unique_ptr<Optimizer> clone() const override;
+};
+
+/// Options of RMSprop, with Keras' defaults.
+struct RMSpropOptions {
+  LearningRate learning_rate = 0.001;                             ///< step size, or a schedule
+  double rho = 0.9;                                               ///< decay of the mean square
+  double momentum = 0.0;                                          ///< momentum of the increments; 0 keeps none
+  double epsilon = 1e-7;                                          ///< added under the square root
+  bool centered = false;                                          ///< divide by the variance, not the mean square
+  std::optional<double> weight_decay = std::nullopt;              ///< see CommonOptions
+  std::optional<double> clipnorm = std::nullopt;                  ///< see CommonOptions
+  std::optional<double> clipvalue = std::nullopt;                 ///< see CommonOptions
+  std::optional<double> global_clipnorm = std::nullopt;           ///< see CommonOptions
+  bool use_ema = false;                                           ///< see CommonOptions
+  double ema_momentum = 0.99;                                     ///< see CommonOptions
+  std::optional<int64_t> ema_overwrite_frequency = std::nullopt;  ///< see CommonOptions
+};
+
+/// RMSprop, Keras' rule: v = rho v + (1 - rho) g^2; (centered: a = rho a + (1 - rho) g, and v - a^2
+/// under the root) inc = lr g / sqrt(v + eps); w -= inc, or with momentum mom = momentum mom + inc;
+/// w -= mom. Slots "velocity", "momentum" (momentum > 0), "average_gradient" (centered).
+class RMSprop : public KerasOptimizer {
+ public:
+  /// The optimizer with `options`.
+  explicit RMSprop(RMSpropOptions options = {});
+  std::string name() const override { return "RMSprop"; }
+  std::string class_name() const override { return "RMSprop"; }
+  Config get_config() const override;
+  /// Rebuilds from get_config().
+  static RMSprop from_config(const Config& config);
+  std::vector<std::string> rule_slot_names() const override;
+  std::unique_ptr<Optimizer> clone() const override { return std::make_unique<RMSprop>(options_); }
+  CommonOptions common() const override { return common_options(options_); }
+  void describe(backend::UpdateRule& rule) const override;
+  /// The options it was made with (the learning rate as last set).
+  const RMSpropOptions& options() const { return options_; }
+
+ protected:
+  void store_learning_rate(double value) override { options_.learning_rate = value; }
+
+ private:
+  RMSpropOptions options_;
+};
+
+/// Options of Adagrad, with Keras' defaults.
+struct AdagradOptions {
+  LearningRate learning_rate = 0.001;                             ///< step size, or a schedule
+  double initial_accumulator_value = 0.1;                         ///< the accumulator's starting value
+  double epsilon = 1e-7;                                          ///< added under the square root
+  std::optional<double> weight_decay = std::nullopt;              ///< see CommonOptions
+  std::optional<double> clipnorm = std::nullopt;                  ///< see CommonOptions
+  std::optional<double> clipvalue = std::nullopt;                 ///< see CommonOptions
+  std::optional<double> global_clipnorm = std::nullopt;           ///< see CommonOptions
+  bool use_ema = false;                                           ///< see CommonOptions
+  double ema_momentum = 0.99;                                     ///< see CommonOptions
+  std::optional<int64_t> ema_overwrite_frequency = std::nullopt;  ///< see CommonOptions
+};
+
+/// Adagrad, Keras' rule: acc += g^2; w -= lr g / sqrt(acc + eps). Slot "accumulator".
+class Adagrad : public KerasOptimizer {
+ public:
+  /// The optimizer with `options`.
+  explicit Adagrad(AdagradOptions options = {});
+  std::string name() const override { return "Adagrad"; }
+  std::string class_name() const override { return "Adagrad"; }
+  Config get_config() const override;
+  /// Rebuilds from get_config().
+  static Adagrad from_config(const Config& config);
+  std::vector<std::string> rule_slot_names() const override { return {"accumulator"}; }
+  std::unique_ptr<Optimizer> clone() const override { return std::make_unique<Adagrad>(options_); }
+  CommonOptions common() const override { return common_options(options_); }
+  void describe(backend::UpdateRule& rule) const override;
+  /// The options it was made with (the learning rate as last set).
+  const AdagradOptions& options() const { return options_; }
+
+ protected:
+  void store_learning_rate(double value) override { options_.learning_rate = value; }
+  double initial_slot_value(std::size_t slot) const override;
+
+ private:
+  AdagradOptions options_;
 };
 
 /// An optimizer by Keras name or class name with default options ("sgd", "adam", "Adam").

@@ -27,6 +27,8 @@ class Shape {
   const std::vector<int64_t>& dims() const { return dims_; }
   /// "[10, 32, 32, 3]".
   std::string str() const;
+  /// A per-sample shape as Keras prints a batch of it: "[None, 8, 8, 16]".
+  std::string batch_str() const;
   /// Shape without its first dimension (the per-sample shape of a batch).
   Shape drop_front() const;
   /// Shape with `n` prepended.

@@ -8,14 +8,17 @@
 #include <memory>
 
 #include "backend/allocator.h"
+#include "backend/optimizer_update.h"
 #include "kiln/device.h"
 #include "kiln/dtype.h"
 #include "kiln/error.h"
 
 namespace kiln::backend {
 
-enum class UnaryOp { Neg, Relu, Sigmoid, Tanh, Exp, Log, Square, Sqrt, Gelu, GeluTanh, Silu, Elu, LeakyRelu };
-enum class BinaryOp { Add, Sub, Mul, Div };
+enum class UnaryOp { Neg, Relu, Sigmoid, Tanh, Exp, Log, Square, Sqrt, Gelu, GeluTanh, Silu, Elu, LeakyRelu, Abs };
+/// Maximum: a NaN in either operand gives NaN (TensorFlow's maximum). GreaterEqual: 1 where
+/// a >= b, else 0 (so 0 where either is NaN), the mask of maximum's gradient.
+enum class BinaryOp { Add, Sub, Mul, Div, Maximum, GreaterEqual };
 
 /// A unary function and its scalar parameter: Elu's alpha, LeakyRelu's negative slope, unused (0)
 /// by the other ops. Implicit from a bare UnaryOp, so a parameterless function is named by its op.
@@ -35,6 +38,54 @@ struct Conv2dGeometry {
 /// ignored, as Keras' "same" pooling does: they never win a max and are not counted in an average.
 struct Pool2dGeometry {
   int64_t N, H, W, C, KH, KW, OH, OW, stride_h, stride_w, pad_top, pad_left;
+};
+
+/// A box of `extent` elements copied between two arrays of one dtype, each addressed by its own
+/// offset and strides (in elements): for every index i < extent, dst[dst_offset + sum_k i_k
+/// dst_stride[k]] = src[src_offset + sum_k i_k src_stride[k]]. One description serves padding,
+/// cropping, slicing, concatenation and permutation, forward and backward. Dimensions beyond
+/// `ndim` are unused; callers merge dimensions that are contiguous in both arrays first.
+struct StridedCopy {
+  static constexpr int kMaxDims = 8;  ///< the most dimensions a box may have
+  int ndim = 0;                       ///< dimensions used, 1..kMaxDims
+  int64_t extent[kMaxDims] = {};      ///< the box's size in each dimension
+  int64_t src_stride[kMaxDims] = {};  ///< src's step per index of each dimension
+  int64_t dst_stride[kMaxDims] = {};  ///< dst's step per index of each dimension
+  int64_t src_offset = 0;             ///< src's element of index 0
+  int64_t dst_offset = 0;             ///< dst's element of index 0
+};
+
+/// How an image resampling reads a point outside its input (Keras' fill_mode): Constant gives
+/// fill_value; Reflect mirrors about the edge (d c b a | a b c d | d c b a); Wrap repeats the
+/// image (a b c d | a b c d | a b c d); Nearest repeats the edge pixel (a a | a b c d | d d).
+enum class ImageFill { Constant, Reflect, Wrap, Nearest };
+
+/// Geometry of a per-sample axis-aligned image resampling, NHWC: x [N, H, W, C] -> y [N, OH, OW,
+/// C]. Each sample n has a transform t[n] = (ay, by, ax, bx): output pixel (i, j) samples x at
+/// (ay i + by, ax j + bx), bilinearly or at the nearest pixel, reading points outside x by `fill`.
+/// backend/image_map.h holds the per-axis arithmetic both devices share.
+struct ImageTransformGeometry {
+  int64_t N, H, W, C, OH, OW;
+  bool bilinear;      ///< bilinear interpolation, else the nearest pixel (ties away from zero)
+  ImageFill fill;     ///< how points outside x are read
+  double fill_value;  ///< the value of points outside x under ImageFill::Constant
+};
+
+/// How random_image_transforms makes one axis of each sample's transform (see image_map.h).
+enum class ImageAxisKind {
+  Fixed,  ///< a = scale, b = offset, the same for every sample
+  Flip,   ///< a = -1, b = size - 1 when the sample's first number u0 <= 1/2, else a = 1, b = 0
+  Shift,  ///< a = 1, b = -(lo + (hi - lo) u) size: a translation by a fraction of the size
+  Crop    ///< a = 1, b = min(floor(u (range + 1)), range): a crop window's integer start
+};
+
+/// One axis of random_image_transforms (0: height, 1: width).
+struct ImageAxisSpec {
+  ImageAxisKind kind = ImageAxisKind::Fixed;
+  double scale = 1.0, offset = 0.0;  ///< Fixed
+  double lo = 0.0, hi = 0.0;         ///< Shift, in fractions of `size`
+  int64_t range = 0;                 ///< Crop: the largest start
+  int64_t size = 1;                  ///< the input's extent along the axis
 };
 
 /// One parameter of a multi-tensor optimizer update: weights, gradient and the two slots, n elements.

@@ -91,6 +91,23 @@ KILN_BACKEND_OP(void, sparse_softmax_xent,
                 (DType dtype, const void* logits, const int32_t* labels, void* loss, void* dlogits, double grad_scale,
                  int64_t rows, int64_t cols))
 
+/// loss[i] = max(x, 0) - x z + log1p(exp(-|x|)) for logits x[i] and targets z[i] (TensorFlow's
+/// sigmoid_cross_entropy_with_logits, math::sigmoid_xent_of).
+KILN_BACKEND_OP(void, sigmoid_xent, (DType dtype, const void* logits, const void* targets, void* loss, int64_t n))
+
+// ---- metric counts (added into one element of `dtype` on the device: no host read) ----
+/// *correct += number of rows r where labels[r] is among the k largest of x[r, :] (TensorFlow's
+/// in_top_k: fewer than k entries of the row are strictly greater than x[r, labels[r]]; a row
+/// holding a NaN or an infinity never counts).
+KILN_BACKEND_OP(void, in_top_k_sum,
+                (DType dtype, const void* x, const int32_t* labels, void* correct, int64_t rows, int64_t cols,
+                 int64_t k))
+/// *matches += scale * number of i with (x[i] > threshold ? 1 : 0) == targets[i] (Keras'
+/// binary_accuracy, counted exactly, then scaled once).
+KILN_BACKEND_OP(void, binary_accuracy_sum,
+                (DType dtype, const void* x, const void* targets, void* matches, int64_t n, double threshold,
+                 double scale))
+
 // ---- convolution and pooling (NHWC) ----
 /// y = conv2d(x, w) + bias, then max(y, 0) when `relu`; `bias` ([F]) may be null. Why fused: the
 /// bias and the ReLU ride on the convolution's own pass over y instead of two more passes.
@@ -145,11 +162,28 @@ KILN_BACKEND_OP(void, adam_step,
 KILN_BACKEND_OP(void, adam_step_multi,
                 (DType dtype, const ParamSlots* params, int count, double beta1, double beta2, double eps,
                  const void* alpha_table, const int64_t* index))
+/// out[k] = the sum of tensors[k].g's squares (0 where g is null) for k < count; with `total`,
+/// also out[count] = out[0] + ... + out[count - 1] in that order. `dtype` elements; deterministic.
+KILN_BACKEND_OP(void, grad_sum_squares,
+                (DType dtype, const UpdateTensor* tensors, int count, void* out, bool total))
+/// Keras' per-variable sequence over every entry of `tensors` (one launch per few tensors on a
+/// GPU): g clipped (Norm: g clipnorm / max(||g||, clipnorm), ||g||^2 = sum_squares[k]; GlobalNorm:
+/// g clipnorm min(1/N, 1/clipnorm), N^2 = sum_squares[count]; Value: g clipped to +-clipvalue), then
+/// w = w - w wd lr, then `rule`'s update (backend/optimizer_update.h), then, where `average` is set,
+/// average = e average + (1 - e) w and, when the step says so, w = average. The step's values
+/// (StepValue order, `dtype`) are step_table[*index * kStepValues + ...] when step_table is set
+/// (a recorded step's device table), else host_step[...] (as doubles).
+KILN_BACKEND_OP(void, optimizer_update,
+                (DType dtype, const UpdateRule& rule, const UpdateTensor* tensors, int count, const void* sum_squares,
+                 const void* step_table, const int64_t* index, const double* host_step))
 
 // ---- data movement ----
 /// dst[i, :] = src[idx[i], :] for i < n_idx, rows of `row_bytes` bytes.
 KILN_BACKEND_OP(void, gather_rows,
                 (const void* src, const int32_t* idx, void* dst, int64_t n_idx, std::size_t row_bytes))
+/// The box `g` of src copied into dst (StridedCopy in backend.h), elements of `dtype` (any dtype).
+/// src and dst must not overlap. What pad, slice, concatenate and permute run, forward and backward.
+KILN_BACKEND_OP(void, copy_strided, (DType dtype, const StridedCopy& g, const void* src, void* dst))
 /// idx[i] = perm[*index * n + i] for i < n: the batch of the step the device counter names.
 KILN_BACKEND_OP(void, select_batch, (const int32_t* perm, const int64_t* index, int32_t* idx, int64_t n))
 // (Unformatted: clang-format would read the lone `int64_t* counter` as a product.)
@@ -157,6 +191,20 @@ KILN_BACKEND_OP(void, select_batch, (const int32_t* perm, const int64_t* index, 
 /// ++*counter on the device (the step counter a recorded step advances).
 KILN_BACKEND_OP(void, advance_counter, (int64_t* counter))
 // clang-format on
+
+// ---- image resampling (NHWC, the maps of backend/image_map.h) ----
+/// y = x resampled per sample by transforms t [N, 4] (ImageTransformGeometry says how).
+KILN_BACKEND_OP(void, image_transform,
+                (DType dtype, const ImageTransformGeometry& g, const void* x, const void* t, void* y))
+/// dx (overwritten) = the transpose of image_transform applied to dy: each input pixel gathers
+/// weight * dy from the output pixels that read it, in increasing (i, j) order (no atomics).
+KILN_BACKEND_OP(void, image_transform_backward,
+                (DType dtype, const ImageTransformGeometry& g, const void* dy, const void* t, void* dx))
+/// t [n, 4] = each sample's (ay, by, ax, bx) made by axes[0] (height) and axes[1] (width), two
+/// specs in host memory; sample k's numbers are elements 2k and 2k + 1 of stream (seed, *counter, draw).
+KILN_BACKEND_OP(void, random_image_transforms,
+                (DType dtype, const ImageAxisSpec* axes, int64_t n, uint64_t seed, const int64_t* counter,
+                 uint64_t draw, void* t))
 
 // ---- recording (CUDA graphs) ----
 // Why here: per-op host overhead and launches bound a small-batch step on a GPU; recording the

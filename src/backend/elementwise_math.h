@@ -31,6 +31,7 @@ KILN_MATH_FN(log)
 KILN_MATH_FN(tanh)
 KILN_MATH_FN(sqrt)
 KILN_MATH_FN(erfc)
+KILN_MATH_FN(log1p)
 #undef KILN_MATH_FN
 #undef KILN_DEVICE_ELSE_HOST
 
@@ -82,6 +83,9 @@ KILN_HOST_DEVICE inline T apply_unary(T x, T param = T(0)) {
     return log_of(x);
   else if constexpr (op == UnaryOp::Square)
     return x * x;
+  // x < 0 ? -x : x, so a NaN keeps its NaN (and -0 gives -0, as the sign is not asked for).
+  else if constexpr (op == UnaryOp::Abs)
+    return x < T(0) ? -x : x;
   else
     return sqrt_of(x);  // UnaryOp::Sqrt
 }
@@ -120,6 +124,9 @@ KILN_HOST_DEVICE inline T derivative(T x, T y, T param = T(0)) {
     return T(1) / x;
   else if constexpr (op == UnaryOp::Square)
     return T(2) * x;
+  // sign(x), 0 at 0 (TensorFlow's and PyTorch's); a NaN input gives NaN.
+  else if constexpr (op == UnaryOp::Abs)
+    return x > T(0) ? T(1) : (x < T(0) ? T(-1) : (x == T(0) ? T(0) : x));
   else
     return T(0.5) / y;  // UnaryOp::Sqrt
 }
@@ -132,8 +139,21 @@ KILN_HOST_DEVICE inline T apply_binary(T a, T b) {
     return a - b;
   else if constexpr (op == BinaryOp::Mul)
     return a * b;
+  // a is kept when a >= b or a is NaN; a NaN b fails a >= b and is taken: NaN either way.
+  else if constexpr (op == BinaryOp::Maximum)
+    return (a >= b || a != a) ? a : b;
+  else if constexpr (op == BinaryOp::GreaterEqual)
+    return a >= b ? T(1) : T(0);
   else
     return a / b;  // BinaryOp::Div
+}
+
+/// Binary cross-entropy of logit x against target z, TensorFlow's sigmoid_cross_entropy_with_logits:
+/// max(x, 0) - x z + log1p(exp(-|x|)), which never overflows (exp sees only -|x|).
+template <typename T>
+KILN_HOST_DEVICE inline T sigmoid_xent_of(T x, T z) {
+  const T abs_x = x < T(0) ? -x : x;
+  return (x > T(0) ? x : T(0)) - x * z + log1p_of(exp_of(-abs_x));
 }
 
 /// The order of max pooling and argmax: a NaN ranks above every number (NumPy's max and argmax,
@@ -182,6 +202,8 @@ void with_unary_op(UnaryOp op, F&& f) {
       return f(std::integral_constant<UnaryOp, UnaryOp::Square>{});
     case UnaryOp::Sqrt:
       return f(std::integral_constant<UnaryOp, UnaryOp::Sqrt>{});
+    case UnaryOp::Abs:
+      return f(std::integral_constant<UnaryOp, UnaryOp::Abs>{});
   }
 }
 
@@ -196,6 +218,10 @@ void with_binary_op(BinaryOp op, F&& f) {
       return f(std::integral_constant<BinaryOp, BinaryOp::Mul>{});
     case BinaryOp::Div:
       return f(std::integral_constant<BinaryOp, BinaryOp::Div>{});
+    case BinaryOp::Maximum:
+      return f(std::integral_constant<BinaryOp, BinaryOp::Maximum>{});
+    case BinaryOp::GreaterEqual:
+      return f(std::integral_constant<BinaryOp, BinaryOp::GreaterEqual>{});
   }
 }
 

@@ -28,7 +28,7 @@ std::string ModelCheckpoint::path_for(int epoch) const {
   return path;
 }
 
-bool ModelCheckpoint::on_epoch_end(Sequential& model, int epoch, const std::map<std::string, double>& logs) {
+bool ModelCheckpoint::on_epoch_end(Model& model, int epoch, const std::map<std::string, double>& logs) {
   // load_model and checkpoint_epoch refuse a negative epoch, so it is never written.
   if (epoch < 0)
     throw Error("ModelCheckpoint",

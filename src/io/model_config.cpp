@@ -2,6 +2,7 @@
 // text back into layers, optimizer and loss with every field range-checked.
 #include "io/model_config.h"
 
+#include <cmath>
 #include <nlohmann/json.hpp>
 
 #include "io/generator_state.h"
@@ -60,7 +61,7 @@ std::string layer_where(const std::string& source, std::size_t i, const Layer* l
 
 }  // namespace
 
-std::string model_config_json(const Sequential& model, int epoch) {
+std::string model_config_json(const Model& model, int epoch) {
   // parse_model_config refuses an unbuilt model with weights (they would not be in the file), so
   // such a model is refused here rather than written to a file that cannot be loaded.
   if (!model.built() && !model.layers().empty())
@@ -71,12 +72,15 @@ std::string model_config_json(const Sequential& model, int epoch) {
   for (const auto& layer : model.layers()) layers.push_back(layer_to_json(*layer));
   json config = {{"format_version", kCheckpointFormatVersion},
                  {"kiln_version", KILN_VERSION},
-                 {"class_name", "Sequential"},
+                 {"class_name", model.is_sequential() ? "Sequential" : "Functional"},
                  {"name", model.name()},
                  {"layers", layers},
-                 {"input_shape", model.built() ? json(model.input_shape().dims()) : json(nullptr)},
                  {"epoch", epoch},
                  {"rng_state", generator_state(model.generator())}};
+  if (model.is_sequential())
+    config["input_shape"] = model.built() ? json(model.input_shape().dims()) : json(nullptr);
+  else
+    config.update(functional_graph_json(model));
   if (model.optimizer() && model.loss()) {
     const Optimizer& opt = *model.optimizer();
     const std::size_t per_param = opt.slot_names().size();
@@ -87,6 +91,15 @@ std::string model_config_json(const Sequential& model, int epoch) {
     config["compile"] = {{"optimizer", class_json(opt, optimizer_registry(), "optimizer")},
                          {"loss", class_json(*model.loss(), loss_registry(), "loss")},
                          {"metrics", model.metrics()}};
+    if (model.losses().size() > 1) {  // several outputs; "loss" and "metrics" keep the first's
+      json losses = json::array();
+      for (const auto& l : model.losses()) losses.push_back(class_json(*l, loss_registry(), "loss"));
+      config["compile"]["losses"] = losses;
+      config["compile"]["output_metrics"] = model.output_metrics();
+      config["compile"]["loss_weights"] = model.loss_weights();
+    } else if (model.loss_weights().front() != 1.0) {
+      config["compile"]["loss_weights"] = model.loss_weights();
+    }
     config["optimizer_state"] = {{"iterations", opt.iterations()}, {"slot_groups", opt.slots().size()}};
   } else {
     config["compile"] = nullptr;
@@ -107,10 +120,11 @@ ModelConfig parse_model_config(std::string_view text, const std::string& source)
   if (version > kCheckpointFormatVersion)
     top.fail("format_version " + std::to_string(version) + " is newer than this kiln reads; expected at most " +
              std::to_string(kCheckpointFormatVersion) + " (upgrade kiln)");
-  if (top.string("class_name") != "Sequential")
-    top.fail("class_name is not \"Sequential\"; expected a Sequential model");
-
+  const std::string model_class = top.string("class_name");
+  if (model_class != "Sequential" && model_class != "Functional")
+    top.fail("class_name is \"" + model_class.substr(0, 60) + "\"; expected \"Sequential\" or \"Functional\"");
   ModelConfig cfg;
+  cfg.functional = model_class == "Functional";
   cfg.name = top.string("name");
   cfg.epoch = static_cast<int>(top.integer("epoch", -1, INT32_MAX));
   if (top.has("rng_state")) {
@@ -128,13 +142,16 @@ ModelConfig parse_model_config(std::string_view text, const std::string& source)
       if (cfg.layers[k]->name() == layer.name())
         throw Error("load_model", layer_where(source, i, &layer) + ": the name is used by layer " + std::to_string(k) +
                                       " too; expected unique layer names");
-    if (i > 0 && !layer.declared_input_shape().empty())
+    if (i > 0 && !cfg.functional && !layer.declared_input_shape().empty())
       throw Error("load_model", layer_where(source, i, &layer) +
                                     ": declares input_shape but is not the first layer; "
                                     "expected it only on layer 0");
   }
 
-  if (top.has("input_shape")) {
+  if (cfg.functional) {
+    cfg.graph = parse_functional_graph(j, cfg.layers, source);
+    cfg.weight_count = cfg.graph.weight_count;
+  } else if (top.has("input_shape")) {
     const std::vector<int64_t> dims = top.extents("input_shape");
     if (dims.empty()) top.fail("\"input_shape\" is empty; expected the per-sample shape, e.g. [32, 32, 3]");
     int64_t numel = 1;
@@ -192,13 +209,38 @@ ModelConfig parse_model_config(std::string_view text, const std::string& source)
     const JsonFields c(top.at("compile"), source + ": compile");
     cfg.optimizer =
         class_from_json(c.at("optimizer"), source + ": compile optimizer", optimizer_registry(), "optimizer");
-    cfg.loss = class_from_json(c.at("loss"), source + ": compile loss", loss_registry(), "loss");
-    cfg.metrics = c.strings("metrics");
-    for (const auto& m : cfg.metrics) try {
-        metrics::canonical_name(m);
-      } catch (const Error& e) {
-        c.fail(std::string(e.what()).substr(e.op().size() + 3));
+    if (c.has("losses")) {
+      const json& losses = c.at("losses");
+      if (!losses.is_array() || losses.empty()) c.fail("\"losses\" is not a non-empty list; expected one per output");
+      for (std::size_t i = 0; i < losses.size(); ++i)
+        cfg.losses.push_back(class_from_json(losses[i], source + ": compile losses[" + std::to_string(i) + "]",
+                                             loss_registry(), "loss"));
+      const json& lists = c.at("output_metrics");
+      if (!lists.is_array() || lists.size() != losses.size())
+        c.fail("\"output_metrics\" is not a list of one list per output");
+      for (std::size_t i = 0; i < lists.size(); ++i)
+        cfg.metrics.push_back(JsonFields(json{{"m", lists[i]}}, c.where() + " output_metrics").strings("m"));
+    } else {
+      cfg.losses.push_back(class_from_json(c.at("loss"), source + ": compile loss", loss_registry(), "loss"));
+      cfg.metrics.push_back(c.strings("metrics"));
+    }
+    if (c.has("loss_weights")) {
+      const json& w = c.at("loss_weights");
+      if (!w.is_array() || w.size() != cfg.losses.size())
+        c.fail("\"loss_weights\" is not a list of one number per output");
+      for (const json& v : w) {
+        if (!v.is_number() || !std::isfinite(v.get<double>())) c.fail("a loss weight is not a finite number");
+        cfg.loss_weights.push_back(v.get<double>());
       }
+    } else {
+      cfg.loss_weights.assign(cfg.losses.size(), 1.0);
+    }
+    for (const auto& list : cfg.metrics)
+      for (const auto& m : list) try {
+          metrics::canonical_name(m);
+        } catch (const Error& e) {
+          c.fail(std::string(e.what()).substr(e.op().size() + 3));
+        }
     const JsonFields s(top.at("optimizer_state"), source + ": optimizer_state");
     cfg.iterations = s.integer("iterations", 0, INT64_MAX);
     cfg.slot_groups = s.integer("slot_groups", 0, kMaxExtent);

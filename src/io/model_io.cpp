@@ -1,4 +1,4 @@
-// Sequential::save/save_weights/load_weights, load_model and checkpoint_epoch: weights as
+// Model::save/save_weights/load_weights, load_model and checkpoint_epoch: weights as
 // "<layer>/<weight>", optimizer slots as "optimizer/<index>/<slot>", the config in __metadata__.
 #include "io/model_io.h"
 
@@ -59,8 +59,8 @@ const io::SafetensorsEntry& expect_entry(const io::SafetensorsView& view, const 
 }
 
 // Copies every weight from `view` after checking them all, so a bad file changes nothing.
-void assign_weights(Sequential& model, const io::SafetensorsView& view, const std::string& op,
-                    const std::string& source, std::set<std::string>& used) {
+void assign_weights(Model& model, const io::SafetensorsView& view, const std::string& op, const std::string& source,
+                    std::set<std::string>& used) {
   if (!model.built())
     throw Error(op, source +
                         ": the model is not built; expected a first layer with input_shape, or build(input_shape), "
@@ -125,13 +125,13 @@ const std::string& config_text(const io::SafetensorsView& view, const std::strin
   if (format == view.metadata.end() || format->second != kFormat || config == view.metadata.end())
     throw Error("load_model", source +
                                   ": the file has no kiln model config in its __metadata__; expected a file "
-                                  "written by Sequential::save (use load_weights for weights-only files)");
+                                  "written by Model::save (use load_weights for weights-only files)");
   return config->second;
 }
 
 }  // namespace
 
-void io::save_weights(const Sequential& model, const std::string& path, int epoch) {
+void io::save_weights(const Model& model, const std::string& path, int epoch) {
   Named tensors;
   for (const auto& layer : model.layers())
     for (const auto& [name, w] : layer->named_weights()) tensors.emplace_back(layer->name() + "/" + name, w);
@@ -140,7 +140,7 @@ void io::save_weights(const Sequential& model, const std::string& path, int epoc
   write_safetensors(path, tensors, metadata);
 }
 
-void io::save_model(const Sequential& model, const std::string& path, int epoch) {
+void io::save_model(const Model& model, const std::string& path, int epoch) {
   Named tensors;
   for (const auto& layer : model.layers())
     for (const auto& [name, w] : layer->named_weights()) tensors.emplace_back(layer->name() + "/" + name, w);
@@ -162,11 +162,11 @@ void io::save_model(const Sequential& model, const std::string& path, int epoch)
   write_safetensors(path, tensors, {{kFormatKey, kFormat}, {kConfigKey, config}});
 }
 
-void Sequential::save_weights(const std::string& path) const { io::save_weights(*this, path, -1); }
+void Model::save_weights(const std::string& path) const { io::save_weights(*this, path, -1); }
 
-void Sequential::save(const std::string& path) const { io::save_model(*this, path, -1); }
+void Model::save(const std::string& path) const { io::save_model(*this, path, -1); }
 
-void Sequential::load_weights(const std::string& path) {
+void Model::load_weights(const std::string& path) {
   const io::SafetensorsFile file = io::read_safetensors(path, "load_weights");
   std::set<std::string> used;
   // Refuse strangers before touching a weight; a full checkpoint's optimizer slots are allowed.
@@ -176,7 +176,7 @@ void Sequential::load_weights(const std::string& path) {
   assign_weights(*this, file.view, "load_weights", path, used);
 }
 
-Sequential load_model(const std::string& path) {
+Model load_model(const std::string& path) {
   const io::SafetensorsFile file = io::read_safetensors(path, "load_model");
   io::ModelConfig cfg = io::parse_model_config(config_text(file.view, path), path);
   // Every weight is a float32 tensor of the file, so a config describing more weights than the
@@ -188,17 +188,23 @@ Sequential load_model(const std::string& path) {
 
   // Constructing the model takes a generator from the global one; keep the global's state out of it.
   const std::string rng_before = io::generator_state(global_generator());
-  std::vector<LayerRef> refs(cfg.layers.begin(), cfg.layers.end());
-  Sequential model(refs, cfg.name);
-  for (std::size_t i = 0; i < cfg.layers.size(); ++i) model.layers()[i]->set_name(cfg.layers[i]->name());
-  if (cfg.input_shape && !model.built()) model.build(*cfg.input_shape);
+  Model model = [&]() -> Model {
+    if (cfg.functional) return Model(cfg.graph.inputs, cfg.graph.outputs, cfg.name);
+    std::vector<LayerRef> refs(cfg.layers.begin(), cfg.layers.end());
+    Sequential seq(refs, cfg.name);
+    for (std::size_t i = 0; i < cfg.layers.size(); ++i) seq.layers()[i]->set_name(cfg.layers[i]->name());
+    if (cfg.input_shape && !seq.built()) seq.build(*cfg.input_shape);
+    return seq;
+  }();
   io::set_generator_state(global_generator(), rng_before, path);
 
   std::set<std::string> used;
   if (model.built()) assign_weights(model, file.view, "load_model", path, used);
 
   if (cfg.optimizer) {
-    model.compile(*cfg.optimizer, *cfg.loss, cfg.metrics);
+    std::vector<LossRef> losses;
+    for (const auto& l : cfg.losses) losses.emplace_back(*l);
+    model.compile(*cfg.optimizer, losses, cfg.metrics, cfg.loss_weights);
     const std::vector<Tensor> params = model.trainable_weights();
     if (cfg.slot_groups != 0 && static_cast<std::size_t>(cfg.slot_groups) != params.size())
       throw Error("load_model", path + ": optimizer_state has slots for " + std::to_string(cfg.slot_groups) +

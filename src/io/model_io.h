@@ -7,9 +7,9 @@
 
 namespace kiln::io {
 
-/// Sequential::save with the last finished epoch recorded (-1 when unknown).
-void save_model(const Sequential& model, const std::string& path, int epoch);
-/// Sequential::save_weights with the last finished epoch recorded (-1 when unknown).
-void save_weights(const Sequential& model, const std::string& path, int epoch);
+/// Model::save with the last finished epoch recorded (-1 when unknown).
+void save_model(const Model& model, const std::string& path, int epoch);
+/// Model::save_weights with the last finished epoch recorded (-1 when unknown).
+void save_weights(const Model& model, const std::string& path, int epoch);
 
 }  // namespace kiln::io

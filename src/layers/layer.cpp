@@ -12,6 +12,21 @@ Registry<std::shared_ptr<Layer>>& layer_registry() {
   return registry;
 }
 
+std::map<std::type_index, std::function<std::shared_ptr<Layer>(const Layer&)>>& layer_copiers() {
+  static std::map<std::type_index, std::function<std::shared_ptr<Layer>(const Layer&)>> copiers;
+  return copiers;
+}
+
+std::shared_ptr<Layer> copy_registered_layer(const Layer& layer) {
+  const auto it = layer_copiers().find(typeid(layer));
+  if (it == layer_copiers().end())
+    throw Error(layer.name(), "is a " + layer.class_name() +
+                                  ", whose C++ class is not registered, so kiln cannot copy it into the graph; "
+                                  "expected the layer held by a std::shared_ptr (std::make_shared<...>(...)), or its "
+                                  "class registered with RegisterLayer");
+  return it->second(layer);
+}
+
 void Layer::build(const Shape& input_shape, Generator& gen, Device device) {
   compute_output_shape(input_shape);  // validates the input
   weights_.clear();
@@ -25,6 +40,34 @@ void Layer::build(const Shape& input_shape, Generator& gen, Device device) {
     throw;
   }
   build_generator_ = nullptr;
+  built_ = true;
+}
+
+namespace {
+std::string shapes_str(const std::vector<Shape>& shapes) {
+  std::string out;
+  for (std::size_t i = 0; i < shapes.size(); ++i) out += (i ? ", " : "") + shapes[i].batch_str();
+  return out;
+}
+}  // namespace
+
+Shape Layer::compute_output_shape_inputs(const std::vector<Shape>& input_shapes) const {
+  if (input_shapes.size() != 1)
+    throw Error(name_, "got " + std::to_string(input_shapes.size()) + " inputs (" + shapes_str(input_shapes) +
+                           "); expected one");
+  return compute_output_shape(input_shapes[0]);
+}
+
+Tensor Layer::call_inputs(const std::vector<Tensor>& inputs, bool training) {
+  if (inputs.size() != 1)
+    throw Error(name_, "got " + std::to_string(inputs.size()) + " inputs; expected one");
+  return call(inputs[0], training);
+}
+
+void Layer::build_inputs(const std::vector<Shape>& input_shapes, Generator& gen, Device device) {
+  if (input_shapes.size() == 1) return build(input_shapes[0], gen, device);
+  compute_output_shape_inputs(input_shapes);  // validates the inputs
+  weights_.clear();
   built_ = true;
 }
 

@@ -2,45 +2,21 @@
 // probabilities the way Keras 3 (TensorFlow) does it: when the predictions come straight from a
 // softmax or sigmoid activation, from that activation's input, which Keras then treats as logits
 // whatever from_logits says (warning once when from_logits=true); else clip to [eps, 1 - eps], log,
-// then the same kernel.
-#include <charconv>
+// then the same kernel. label_smoothing (a kiln extension) adds the smoothed targets' spread term.
 #include <cmath>
-#include <iostream>
-#include <mutex>
 
 #include "io/json_fields.h"
 #include "kiln/error.h"
 #include "kiln/losses.h"
 #include "kiln/ops.h"
-#include "tensor/tensor_impl.h"
+#include "losses/loss_util.h"
 
 namespace kiln::losses {
 
-namespace {
-constexpr double kEpsilon = 1e-7;  // Keras' backend.epsilon()
-
-// The shortest text that reads back as the label's own value (3.7 for a float32 3.7, not
-// 3.700000047683716), so a message shows the number as the user wrote it.
-std::string shortest(double v, DType dtype) {
-  char buf[64];
-  const auto res = dtype == DType::Float32 ? std::to_chars(buf, buf + sizeof buf, static_cast<float>(v))
-                                           : std::to_chars(buf, buf + sizeof buf, v);
-  return std::string(buf, res.ptr);
+SparseCategoricalCrossentropy::SparseCategoricalCrossentropy(SparseCategoricalCrossentropyOptions options)
+    : options_(options) {
+  detail::check_label_smoothing("SparseCategoricalCrossentropy", options_.label_smoothing);
 }
-
-// Keras' warning (keras/src/backend/tensorflow/nn.py, _get_logits), shown once per process as
-// Python shows a warning once per place.
-void warn_logits_of_activation() {
-  static std::once_flag once;
-  std::call_once(once, [] {
-    const std::string line =
-        "kiln: warning: [sparse_categorical_crossentropy] `sparse_categorical_crossentropy` received "
-        "`from_logits=True`, but the `output` argument was produced by a Softmax activation and thus does not "
-        "represent logits. Was this intended?\n";
-    std::cerr << line << std::flush;
-  });
-}
-}  // namespace
 
 Tensor SparseCategoricalCrossentropy::operator()(const Tensor& y_true, const Tensor& y_pred) const {
   if (y_pred.ndim() != 2)
@@ -49,12 +25,15 @@ Tensor SparseCategoricalCrossentropy::operator()(const Tensor& y_true, const Ten
   const Tensor labels = y_true.ndim() == 2 && y_true.size(1) == 1 ? y_true.reshape({y_true.size(0)}) : y_true;
   // Straight from a softmax or sigmoid activation: Keras uses the activation's input as the logits,
   // with either from_logits (so a sigmoid output is scored as if it were a softmax's).
-  if (const Tensor& logits = y_pred.impl()->keras_logits; logits.defined()) {
-    if (options_.from_logits) warn_logits_of_activation();
-    return sparse_softmax_cross_entropy(logits, labels);
-  }
-  if (options_.from_logits) return sparse_softmax_cross_entropy(y_pred, labels);
-  return sparse_softmax_cross_entropy(log(clip(y_pred, kEpsilon, 1.0 - kEpsilon)), labels);
+  Tensor logits = detail::activation_logits(y_pred, options_.from_logits, "sparse_categorical_crossentropy", "Softmax");
+  if (!logits.defined())
+    logits = options_.from_logits ? y_pred : log(clip(y_pred, detail::kEpsilon, 1.0 - detail::kEpsilon));
+  const Tensor sparse = sparse_softmax_cross_entropy(logits, labels);
+  const double s = options_.label_smoothing;
+  if (s == 0.0) return sparse;
+  // Smoothed one-hot targets: (1 - s) on the label's term plus s / classes on every class's, whose
+  // mean over rows is s times the mean of -log_softmax over all elements.
+  return add(mul(sparse, 1.0 - s), mul(mean(log_softmax(logits)), -s));
 }
 
 Tensor SparseCategoricalCrossentropy::prepare_targets(const Tensor& y, const Shape& output_shape,
@@ -70,7 +49,7 @@ Tensor SparseCategoricalCrossentropy::prepare_targets(const Tensor& y, const Sha
   const std::string range = "[0, " + std::to_string(classes) + ")";
   for (std::size_t i = 0; i < values.size(); ++i) {
     const double v = values[i];
-    const std::string label = "label " + shortest(v, flat.dtype()) + " at index " + std::to_string(i);
+    const std::string label = "label " + detail::shortest(v, flat.dtype()) + " at index " + std::to_string(i);
     if (std::isnan(v) || v != std::floor(v))  // inf == floor(inf): the range check takes it
       throw Error(op, label + " is not an integer; expected integer class indices in " + range + " for a model with " +
                           std::to_string(classes) + " outputs");
@@ -83,7 +62,9 @@ Tensor SparseCategoricalCrossentropy::prepare_targets(const Tensor& y, const Sha
 
 SparseCategoricalCrossentropy SparseCategoricalCrossentropy::from_config(const Config& config) {
   const io::JsonFields f(config, "the SparseCategoricalCrossentropy config", "from_config");
-  return SparseCategoricalCrossentropy({.from_logits = f.has("from_logits") && f.boolean("from_logits")});
+  return SparseCategoricalCrossentropy(
+      {.from_logits = f.has("from_logits") && f.boolean("from_logits"),
+       .label_smoothing = f.has("label_smoothing") ? f.number("label_smoothing") : 0.0});
 }
 
 namespace {

@@ -16,6 +16,17 @@ void check_xy(const std::string& op, const Tensor& x, const Tensor& y, const std
                         "; expected the same number (one target per sample)");
 }
 
+void check_xy(const std::string& op, const std::vector<Tensor>& x, const std::vector<Tensor>& y,
+              const std::string& context) {
+  if (x.empty()) throw Error(op, context + "x holds no tensors; expected one per model input");
+  if (y.empty()) throw Error(op, context + "y holds no tensors; expected one per model output");
+  if (x.size() == 1 && y.size() == 1) return check_xy(op, x[0], y[0], context);
+  // Several inputs or outputs: every tensor names its place and holds the first x's samples.
+  const auto name = [](const char* what, std::size_t i) { return std::string(what) + "[" + std::to_string(i) + "]"; };
+  for (std::size_t i = 0; i < x.size(); ++i) check_xy(op, x[i], y[0], context + name("x", i) + " against y[0]: ");
+  for (std::size_t i = 1; i < y.size(); ++i) check_xy(op, x[0], y[i], context + "x[0] against " + name("y", i) + ": ");
+}
+
 void check_batch_size(const std::string& op, int64_t batch_size) {
   if (batch_size <= 0) throw Error(op, "batch_size is " + std::to_string(batch_size) + "; expected a positive number");
 }

@@ -1,4 +1,4 @@
-// Sequential::fit: Keras' training loop (shuffle each epoch, batch-weighted epoch means,
+// Model::fit: Keras' training loop (shuffle each epoch, batch-weighted epoch means,
 // validation at each epoch's end, callbacks). The steps run through model/step_schedule.h: on a
 // CUDA device the full batches replay one recorded step (model/recorded_step.h) after eager
 // warm-up steps, and so do the validation pass's (evaluate's recording, kept across epochs:
@@ -10,8 +10,9 @@
 #include "kiln/error.h"
 #include "kiln/model.h"
 #include "kiln/random.h"
-#include "metrics/metrics.h"
 #include "model/data_checks.h"
+#include "model/graph.h"
+#include "model/log_sums.h"
 #include "model/numerics.h"
 #include "model/progress.h"
 #include "model/recorded_step.h"
@@ -45,15 +46,23 @@ void check_options(const FitOptions& opt) {
 std::string message_of(const Error& e) { return std::string(e.what()).substr(e.op().size() + 3); }
 
 // Validation data is checked before the first epoch rather than at its end.
-void check_validation_data(const std::pair<Tensor, Tensor>& data, const Shape& input_shape, const Shape& out_shape,
-                           const Loss& loss) {
-  const auto& [vx, vy] = data;
-  model::check_xy("fit", vx, vy, "validation_data: ");
-  if (vx.shape().drop_front() != input_shape)
-    throw Error("fit", "validation_data: x has per-sample shape " + vx.shape().drop_front().str() +
-                           " but the model takes " + input_shape.str() + "; expected the shape of the training x");
+void check_validation_data(const ValidationData& data, const Model& model) {
+  model::check_xy("fit", data.x, data.y, "validation_data: ");
+  const auto inputs = model.input_shapes();
+  if (data.x.size() != inputs.size())
+    throw Error("fit", "validation_data: got " + std::to_string(data.x.size()) + " input tensors; expected " +
+                           std::to_string(inputs.size()) + " (one per model input)");
+  for (std::size_t i = 0; i < inputs.size(); ++i)
+    if (data.x[i].shape().drop_front() != inputs[i])
+      throw Error("fit", "validation_data: x" + (inputs.size() == 1 ? "" : "[" + std::to_string(i) + "]") +
+                             " has per-sample shape " + data.x[i].shape().drop_front().str() + " but the model takes " +
+                             inputs[i].str() + "; expected the shape of the training x");
+  const auto outputs = model.output_shapes();
+  if (data.y.size() != outputs.size())
+    throw Error("fit", "validation_data: got " + std::to_string(data.y.size()) + " target tensors; expected " +
+                           std::to_string(outputs.size()) + " (one per model output)");
   try {
-    loss.prepare_targets(vy, out_shape, "fit");
+    for (std::size_t i = 0; i < outputs.size(); ++i) model.losses()[i]->prepare_targets(data.y[i], outputs[i], "fit");
   } catch (const Error& e) {
     throw Error("fit", "validation_data: " + message_of(e));
   }
@@ -61,24 +70,28 @@ void check_validation_data(const std::pair<Tensor, Tensor>& data, const Shape& i
 
 }  // namespace
 
-History Sequential::fit(const Tensor& x_in, const Tensor& y_in, const FitOptions& opt) {
+History Model::fit(const Tensor& x, const Tensor& y, const FitOptions& options) {
+  return fit(std::vector<Tensor>{x}, std::vector<Tensor>{y}, options);
+}
+
+History Model::fit(const std::vector<Tensor>& x_in, const std::vector<Tensor>& y_in, const FitOptions& opt) {
   require_compiled("fit");
   model::check_xy("fit", x_in, y_in);
   check_options(opt);
   build_for(x_in, "fit");
-  Shape out_shape = input_shape_;
-  for (const auto& layer : layers_) out_shape = layer->compute_output_shape(out_shape);
-  if (opt.validation_data) check_validation_data(*opt.validation_data, input_shape_, out_shape, *loss_);
+  require_compiled("fit");  // a Sequential model learns its outputs when built
+  if (opt.validation_data) check_validation_data(*opt.validation_data, *this);
 
   // Data goes to the model's device once; batches are gathered there.
-  model::Batches batches((is_floating(x_in.dtype()) ? x_in : x_in.astype(DType::Float32)).to(device_),
-                         loss_->prepare_targets(y_in, out_shape, "fit").to(device_), opt.batch_size);
+  std::vector<Tensor> y_ready = prepare_targets(y_in, "fit");
+  for (Tensor& t : y_ready) t = t.to(device_);
+  model::Batches batches(prepare_inputs(x_in), std::move(y_ready), opt.batch_size);
   // The validation data too, so that each epoch's evaluation copies it on the device (into its
   // kept recording) instead of uploading it again.
-  std::optional<std::pair<Tensor, Tensor>> val;
+  std::optional<ValidationData> val;
   if (opt.validation_data) {
-    const auto& [vx, vy] = *opt.validation_data;
-    val = {(is_floating(vx.dtype()) ? vx : vx.astype(DType::Float32)).to(device_), vy.to(device_)};
+    val = ValidationData(prepare_inputs(opt.validation_data->x), opt.validation_data->y);
+    for (Tensor& t : val->y) t = t.to(device_);
   }
 
   const int64_t n = batches.samples(), steps = batches.steps();
@@ -86,7 +99,7 @@ History Sequential::fit(const Tensor& x_in, const Tensor& y_in, const FitOptions
   // On the CPU reading the loss costs nothing, so a non-finite loss is caught at its own step; on a
   // GPU it is read when the progress bar redraws and at the epoch's end.
   const bool check_each_step = device_.is_cpu();
-  metrics::Accumulator sums(metrics_, device_);
+  model::LogSums sums(metrics_, output_names(), device_);
   model::TrainingWork work(*this, sums, opt.check_numerics, check_each_step);
   model::StepSchedule schedule({.op = "fit", .eagerly = "training eagerly", .unit = "step"}, batches, work,
                                model::training_plan(opt, device_, batches, work), opt.verbose != 0);
@@ -97,8 +110,10 @@ History Sequential::fit(const Tensor& x_in, const Tensor& y_in, const FitOptions
     ~KeepReport() { to = from.report(); }
   } keep_report{last_fit_execution_, schedule};
   History history;
+  for (const auto& cb : opt.callbacks) cb->on_train_begin(*this);
 
   for (int e = opt.initial_epoch; e < opt.epochs; ++e) {
+    for (const auto& cb : opt.callbacks) cb->on_epoch_begin(*this, e);
     if (opt.verbose) std::cout << model::epoch_header(e + 1, opt.epochs) << '\n';
     if (opt.shuffle) batches.set_order(generator_.permutation(n));
     work.set_epoch(e + 1);
@@ -124,7 +139,7 @@ History Sequential::fit(const Tensor& x_in, const Tensor& y_in, const FitOptions
     if (val) {
       const int64_t val_batch = opt.validation_batch_size > 0 ? opt.validation_batch_size : opt.batch_size;
       const auto val_logs = evaluate_batches(
-          val->first, val->second,
+          val->x, val->y,
           {.batch_size = val_batch, .verbose = 0, .cuda_graphs = opt.cuda_graphs && !opt.check_numerics},
           opt.verbose != 0);
       for (const auto& [k, v] : val_logs) logs.emplace_back("val_" + k, v);
@@ -140,9 +155,10 @@ History Sequential::fit(const Tensor& x_in, const Tensor& y_in, const FitOptions
     for (const auto& cb : opt.callbacks) keep_going = cb->on_epoch_end(*this, e, log_map) && keep_going;
     if (!keep_going) break;
   }
+  for (const auto& cb : opt.callbacks) cb->on_train_end(*this);
   return history;
 }
 
-StepReport Sequential::last_fit_execution() const { return last_fit_execution_; }
+StepReport Model::last_fit_execution() const { return last_fit_execution_; }
 
 }  // namespace kiln

@@ -26,16 +26,15 @@ int64_t first_non_finite(const Tensor& t) {
 
 }  // namespace
 
-Tensor forward_checked(const std::vector<std::shared_ptr<Layer>>& layers, const Tensor& x, bool training,
-                       const std::string& where) {
-  if (const int64_t i = first_non_finite(x); i >= 0) fail("the input batch", x, i, where);
-  Tensor h = x;
-  for (const auto& layer : layers) {
-    h = layer->call(h, training);
+std::vector<Tensor> forward_checked(const Graph& graph, const std::vector<Tensor>& x, bool training,
+                                    const std::string& where) {
+  for (std::size_t k = 0; k < x.size(); ++k)
+    if (const int64_t i = first_non_finite(x[k]); i >= 0)
+      fail(x.size() == 1 ? "the input batch" : "input batch " + graph.input_names()[k], x[k], i, where);
+  return graph.run(x, training, [&](const Graph::Node& node, const Tensor& h) {
     if (const int64_t i = first_non_finite(h); i >= 0)
-      fail("the output of layer " + layer->name() + " (" + layer->class_name() + ")", h, i, where);
-  }
-  return h;
+      fail("the output of layer " + node.layer->name() + " (" + node.layer->class_name() + ")", h, i, where);
+  });
 }
 
 void check_gradients(const std::vector<std::shared_ptr<Layer>>& layers, const std::string& where) {

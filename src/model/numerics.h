@@ -7,13 +7,14 @@
 #include <vector>
 
 #include "kiln/layers.h"
+#include "model/graph.h"
 
 namespace kiln::model {
 
-/// Runs `layers` on x in `training` mode, checking each output; throws NonFiniteError naming the
-/// first layer whose output holds a NaN or Inf (and the input itself when x does).
-Tensor forward_checked(const std::vector<std::shared_ptr<Layer>>& layers, const Tensor& x, bool training,
-                       const std::string& where);
+/// Runs `graph` on x in `training` mode, checking each layer's output; throws NonFiniteError naming
+/// the first layer whose output holds a NaN or Inf (and the input itself when x does).
+std::vector<Tensor> forward_checked(const Graph& graph, const std::vector<Tensor>& x, bool training,
+                                    const std::string& where);
 /// Checks the gradients of each layer's weights, last layer first (the order backward produces
 /// them); throws NonFiniteError naming the first layer with a non-finite gradient.
 void check_gradients(const std::vector<std::shared_ptr<Layer>>& layers, const std::string& where);

@@ -6,16 +6,19 @@
 
 namespace kiln::model {
 
-std::unique_ptr<RecordedBatches> RecordedBatches::make(const Tensor& x, const Tensor& y, int64_t batch_size) {
-  auto& be = backend::get(x.device());
-  if (!be.can_capture() || batch_size < 1 || x.size(0) < batch_size) return nullptr;
+std::unique_ptr<RecordedBatches> RecordedBatches::make(const std::vector<Tensor>& x, const std::vector<Tensor>& y,
+                                                       int64_t batch_size) {
+  auto& be = backend::get(x.front().device());
+  if (!be.can_capture() || batch_size < 1 || x.front().size(0) < batch_size) return nullptr;
   return std::unique_ptr<RecordedBatches>(new RecordedBatches(be, x, y, batch_size));
 }
 
-RecordedBatches::RecordedBatches(backend::Backend& be, const Tensor& x, const Tensor& y, int64_t batch_size)
+RecordedBatches::RecordedBatches(backend::Backend& be, const std::vector<Tensor>& x, const std::vector<Tensor>& y,
+                                 int64_t batch_size)
     : be_(be), x_(x), y_(y), batch_size_(batch_size) {
-  order_ = Tensor::zeros({x.size(0)}, DType::Int32, x.device());
-  batch_ = Tensor::zeros({batch_size}, DType::Int32, x.device());
+  const Device device = x.front().device();
+  order_ = Tensor::zeros({x.front().size(0)}, DType::Int32, device);
+  batch_ = Tensor::zeros({batch_size}, DType::Int32, device);
   index_ = static_cast<int64_t*>(be_.allocator().allocate(sizeof(int64_t)));  // no int64 tensors
 }
 
@@ -47,7 +50,12 @@ RecordedBatches::Ran RecordedBatches::run(int64_t step, const Body& body) {
     try {
       be_.select_batch(static_cast<const int32_t*>(order_.raw_data()), index_, static_cast<int32_t*>(batch_.raw_data()),
                        batch_size_);
-      body(take_rows(x_, batch_), take_rows(y_, batch_));
+      const auto rows_of = [&](const std::vector<Tensor>& all) {
+        std::vector<Tensor> out;
+        for (const Tensor& t : all) out.push_back(take_rows(t, batch_));
+        return out;
+      };
+      body(rows_of(x_), rows_of(y_));
       be_.advance_counter(index_);
     } catch (...) {
       be_.abort_capture();

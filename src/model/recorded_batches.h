@@ -19,7 +19,7 @@ namespace kiln::model {
 class RecordedBatches {
  public:
   /// The work of one batch (xb, yb: `batch_size` rows of x and y). Must only queue device work.
-  using Body = std::function<void(const Tensor& xb, const Tensor& yb)>;
+  using Body = std::function<void(const std::vector<Tensor>& xb, const std::vector<Tensor>& yb)>;
 
   /// What run() did.
   enum class Ran {
@@ -30,7 +30,8 @@ class RecordedBatches {
 
   /// nullptr when the device of x cannot record or x holds no full batch. x and y are the whole
   /// dataset on the device; they are read at their current addresses by every replay.
-  static std::unique_ptr<RecordedBatches> make(const Tensor& x, const Tensor& y, int64_t batch_size);
+  static std::unique_ptr<RecordedBatches> make(const std::vector<Tensor>& x, const std::vector<Tensor>& y,
+                                               int64_t batch_size);
   ~RecordedBatches();
   RecordedBatches(const RecordedBatches&) = delete;
   RecordedBatches& operator=(const RecordedBatches&) = delete;
@@ -48,10 +49,10 @@ class RecordedBatches {
   const std::string& failure() const { return failure_; }
 
  private:
-  RecordedBatches(backend::Backend& be, const Tensor& x, const Tensor& y, int64_t batch_size);
+  RecordedBatches(backend::Backend& be, const std::vector<Tensor>& x, const std::vector<Tensor>& y, int64_t batch_size);
 
   backend::Backend& be_;
-  Tensor x_, y_;
+  std::vector<Tensor> x_, y_;
   int64_t batch_size_;
   Tensor order_;                  // int32 [n]: the sample order
   int64_t* index_ = nullptr;      // device int64: the full batch the next run works on

@@ -22,7 +22,7 @@
 #include "kiln/layers.h"
 #include "kiln/losses.h"
 #include "kiln/tensor.h"
-#include "metrics/metrics.h"
+#include "model/log_sums.h"
 #include "model/recorded_batches.h"
 #include "model/step_runner.h"
 #include "model/step_schedule.h"
@@ -34,21 +34,21 @@ namespace kiln::model {
 struct EvaluationKey {
   Device device;
   int64_t batch_size = 0;
-  Shape x_shape, y_shape;  // the prepared x and targets
-  DType x_dtype = DType::Float32, y_dtype = DType::Float32;
+  std::vector<Shape> x_shapes, y_shapes;  // the prepared x and targets
+  std::vector<DType> x_dtypes, y_dtypes;
   // Held, not only compared: while held, no new layer or weight storage can take these addresses,
   // so equal addresses mean the same layers and the same storage (optimizers and load_weights
   // write into it in place; to(device) or a rebuild replaces it).
   std::vector<std::shared_ptr<Layer>> layers;
   std::vector<Tensor> weights;  // detached handles of every weight, trainable or not
-  std::string loss;             // the loss's class and options
-  std::vector<std::string> metrics;
+  std::string loss;             // the losses' classes, options and weights
+  std::vector<std::vector<std::string>> metrics;
+  std::vector<std::string> output_names;
 
-  /// The key of evaluating (x, y) prepared as evaluate prepares them, on `device`, with `layers`
-  /// holding `weights` (every weight of the model: the trainable ones and the others).
-  static EvaluationKey of(Device device, int64_t batch_size, const Tensor& x, const Tensor& y,
-                          const std::vector<std::shared_ptr<Layer>>& layers, const std::vector<Tensor>& weights,
-                          const Loss& loss, const std::vector<std::string>& metrics);
+  /// The key of evaluating (x, y) prepared as evaluate prepares them, on `device`, with `model`'s
+  /// layers holding their current weights (trainable ones and the others).
+  static EvaluationKey of(Device device, int64_t batch_size, const std::vector<Tensor>& x, const std::vector<Tensor>& y,
+                          const Model& model);
   bool operator==(const EvaluationKey& other) const;
 };
 
@@ -62,12 +62,12 @@ class RecordedEvaluation {
   const EvaluationKey& key() const { return key_; }
   /// Starts a call: copies x and y (shaped as the key says, on any device) into the recording's
   /// device buffers and zeroes the sums.
-  void load(const Tensor& x, const Tensor& y);
+  void load(const std::vector<Tensor>& x, const std::vector<Tensor>& y);
   /// The device copies of this call's data (eager batches slice them).
-  const Tensor& x() const { return x_; }
-  const Tensor& y() const { return y_; }
+  const std::vector<Tensor>& x() const { return x_; }
+  const std::vector<Tensor>& y() const { return y_; }
   /// The loss and metric sums the recording adds to (at fixed device addresses).
-  metrics::Accumulator& sums() { return sums_; }
+  LogSums& sums() { return sums_; }
 
   /// Whether full batches run recorded: once an eager full batch of this geometry has run (it
   /// makes cuDNN's choices and fills the caches; mark_warm()) and unless recording failed.
@@ -79,11 +79,11 @@ class RecordedEvaluation {
   const std::string& failure() const { return batches_->failure(); }
 
  private:
-  RecordedEvaluation(EvaluationKey key, Tensor x, Tensor y);
+  RecordedEvaluation(EvaluationKey key, std::vector<Tensor> x, std::vector<Tensor> y);
 
   EvaluationKey key_;
-  Tensor x_, y_;
-  metrics::Accumulator sums_;
+  std::vector<Tensor> x_, y_;
+  LogSums sums_;
   bool warm_ = false;
   std::unique_ptr<RecordedBatches> batches_;  // declared last, destroyed first: it reads the above
 };

@@ -32,7 +32,7 @@ std::unique_ptr<RecordedTrainingStep> RecordedTrainingStep::make(const Batches& 
   note.clear();
   auto recorded = RecordedBatches::make(batches.x(), batches.y(), batches.batch_size());
   if (!recorded) {
-    note = "the device " + batches.x().device().str() + " cannot record this data's full batches";
+    note = "the device " + batches.x().front().device().str() + " cannot record this data's full batches";
     return nullptr;
   }
   const std::vector<Tensor>& params = work.params();
@@ -86,9 +86,9 @@ bool RecordedTrainingStep::start_pass(int64_t first_step) {
 }
 
 bool RecordedTrainingStep::run(int64_t step) {
-  metrics::Accumulator& sums = work_.sums();
+  LogSums& sums = work_.sums();
   const int64_t counted = sums.samples();
-  const auto ran = recorded_->run(step, [&](const Tensor& xb, const Tensor& yb) {
+  const auto ran = recorded_->run(step, [&](const Tensors& xb, const Tensors& yb) {
     work_.body(xb, yb);
     if (update_) update_->queue(recorded_->counter());
     check_storage();  // on the host: nothing reads the device

@@ -8,14 +8,14 @@
 
 namespace kiln::model {
 
-Batches::Batches(Tensor x, Tensor y, int64_t batch_size)
-    : x_(std::move(x)), y_(std::move(y)), batch_size_(batch_size), order_(static_cast<std::size_t>(x_.size(0))) {
+Batches::Batches(Tensors x, Tensors y, int64_t batch_size)
+    : x_(std::move(x)), y_(std::move(y)), batch_size_(batch_size), order_(static_cast<std::size_t>(samples())) {
   std::iota(order_.begin(), order_.end(), 0);
 }
 
 void Batches::set_order(std::vector<int32_t> order) {
   order_ = std::move(order);
-  order_on_device_ = Tensor::from_vector(order_, x_.device());
+  order_on_device_ = Tensor::from_vector(order_, x_.front().device());
 }
 
 int64_t Batches::rows(int64_t step) const {
@@ -23,11 +23,15 @@ int64_t Batches::rows(int64_t step) const {
   return std::min(samples(), begin + batch_size_) - begin;
 }
 
-std::pair<Tensor, Tensor> Batches::batch(int64_t step) const {
+std::pair<Tensors, Tensors> Batches::batch(int64_t step) const {
   const int64_t begin = step * batch_size_, end = begin + rows(step);
-  if (!order_on_device_.defined()) return {x_.slice_rows(begin, end), y_.slice_rows(begin, end)};
-  const Tensor idx = order_on_device_.slice_rows(begin, end);
-  return {take_rows(x_, idx), take_rows(y_, idx)};
+  const Tensor idx = order_on_device_.defined() ? order_on_device_.slice_rows(begin, end) : Tensor();
+  const auto rows_of = [&](const Tensors& all) {
+    Tensors out;
+    for (const Tensor& t : all) out.push_back(idx.defined() ? take_rows(t, idx) : t.slice_rows(begin, end));
+    return out;
+  };
+  return {rows_of(x_), rows_of(y_)};
 }
 
 bool EagerStep::run(int64_t step) {

@@ -13,23 +13,27 @@
 
 namespace kiln::model {
 
+/// One tensor per model input, or one per model output (targets).
+using Tensors = std::vector<Tensor>;
+
 /// A dataset on the device that runs the steps, and how a pass cuts it into batches: in order, or
 /// in a sample order set for the pass (fit's shuffle).
 class Batches {
  public:
-  /// x and y: every sample, on the device; `batch_size` rows per batch, the last batch partial.
-  Batches(Tensor x, Tensor y, int64_t batch_size);
+  /// x and y: every sample (a tensor per input and per output, all of the same length), on the
+  /// device; `batch_size` rows per batch, the last batch partial.
+  Batches(Tensors x, Tensors y, int64_t batch_size);
   /// Takes the batches in `order` (one entry per sample) from now on.
   void set_order(std::vector<int32_t> order);
 
   /// Every sample.
-  const Tensor& x() const { return x_; }
+  const Tensors& x() const { return x_; }
   /// Every target.
-  const Tensor& y() const { return y_; }
+  const Tensors& y() const { return y_; }
   /// Rows of a full batch.
   int64_t batch_size() const { return batch_size_; }
   /// Samples in the dataset.
-  int64_t samples() const { return x_.size(0); }
+  int64_t samples() const { return x_.front().size(0); }
   /// The sample order (the identity until set_order()).
   const std::vector<int32_t>& order() const { return order_; }
   /// Batches per pass.
@@ -39,10 +43,10 @@ class Batches {
   /// Samples in batch `step`.
   int64_t rows(int64_t step) const;
   /// Batch `step` on the device: views of x and y in order, gathered rows in a set order.
-  std::pair<Tensor, Tensor> batch(int64_t step) const;
+  std::pair<Tensors, Tensors> batch(int64_t step) const;
 
  private:
-  Tensor x_, y_;
+  Tensors x_, y_;
   int64_t batch_size_;
   std::vector<int32_t> order_;
   Tensor order_on_device_;  // undefined while the order is the identity
@@ -54,10 +58,10 @@ class StepWork {
   virtual ~StepWork() = default;
   /// The part of a step that can be recorded: device work only, no host read and no allocation
   /// that depends on host state (forward, loss, backward, metric sums).
-  virtual void body(const Tensor& xb, const Tensor& yb) = 0;
+  virtual void body(const Tensors& xb, const Tensors& yb) = 0;
   /// The whole step on batch `step`, eagerly: body() and whatever cannot be recorded (fit's
   /// optimizer update where it has no device-side form, its checks that read values back).
-  virtual void eager(int64_t step, const Tensor& xb, const Tensor& yb) {
+  virtual void eager(int64_t step, const Tensors& xb, const Tensors& yb) {
     (void)step;
     body(xb, yb);
   }

@@ -4,31 +4,33 @@
 #include <cmath>
 #include <string>
 
+#include "model/graph.h"
+#include "model/loss_terms.h"
 #include "model/numerics.h"
 
 namespace kiln::model {
 
-TrainingWork::TrainingWork(Sequential& model, metrics::Accumulator& sums, bool check_numerics, bool check_each_step)
+TrainingWork::TrainingWork(Model& model, LogSums& sums, bool check_numerics, bool check_each_step)
     : model_(model),
       sums_(sums),
       params_(model.trainable_weights()),
       check_numerics_(check_numerics),
       check_each_step_(check_each_step) {}
 
-Tensor TrainingWork::forward_backward(const Tensor& xb, const Tensor& yb, const std::string* where) {
+Tensor TrainingWork::forward_backward(const Tensors& xb, const Tensors& yb, const std::string* where) {
   for (Tensor& p : params_) p.zero_grad();
-  const Tensor pred =
-      where ? forward_checked(model_.layers(), xb, /*training=*/true, *where) : model_(xb, /*training=*/true);
-  Tensor loss = model_.compute_loss(yb, pred);
-  loss.backward();
+  const Tensors pred = where ? forward_checked(model_.graph(), xb, /*training=*/true, *where)
+                             : model_.graph().run(xb, /*training=*/true);
+  const LossTerms loss = loss_terms(model_, yb, pred);
+  loss.total.backward();
   if (where) check_gradients(model_.layers(), *where);
-  sums_.add(loss, yb, pred);
-  return loss;
+  sums_.add(loss.total, loss.outputs, yb, pred);
+  return loss.total;
 }
 
-void TrainingWork::body(const Tensor& xb, const Tensor& yb) { forward_backward(xb, yb, nullptr); }
+void TrainingWork::body(const Tensors& xb, const Tensors& yb) { forward_backward(xb, yb, nullptr); }
 
-void TrainingWork::eager(int64_t step, const Tensor& xb, const Tensor& yb) {
+void TrainingWork::eager(int64_t step, const Tensors& xb, const Tensors& yb) {
   const std::string where =
       check_numerics_ ? "epoch " + std::to_string(epoch_) + ", step " + std::to_string(step + 1) : "";
   const Tensor loss = forward_backward(xb, yb, check_numerics_ ? &where : nullptr);
@@ -39,9 +41,10 @@ void TrainingWork::eager(int64_t step, const Tensor& xb, const Tensor& yb) {
   }
 }
 
-void EvaluationWork::body(const Tensor& xb, const Tensor& yb) {
-  const Tensor pred = model_(xb, /*training=*/false);
-  sums_.add(model_.compute_loss(yb, pred), yb, pred);
+void EvaluationWork::body(const Tensors& xb, const Tensors& yb) {
+  const Tensors pred = model_.graph().run(xb, /*training=*/false);
+  const LossTerms loss = loss_terms(model_, yb, pred);
+  sums_.add(loss.total, loss.outputs, yb, pred);
 }
 
 }  // namespace kiln::model

@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "kiln/model.h"
-#include "metrics/metrics.h"
+#include "model/log_sums.h"
 #include "model/step_runner.h"
 
 namespace kiln::model {
@@ -19,35 +19,35 @@ class TrainingWork final : public StepWork {
   /// Trains `model`'s trainable weights, adding to `sums`. `check_numerics`: eager steps check
   /// every layer's output and gradient (FitOptions::check_numerics); `check_each_step`: eager
   /// steps read the loss back and stop at a non-finite one (where that costs nothing: the CPU).
-  TrainingWork(Sequential& model, metrics::Accumulator& sums, bool check_numerics, bool check_each_step);
+  TrainingWork(Model& model, LogSums& sums, bool check_numerics, bool check_each_step);
   /// The 1-based epoch under way, for messages.
   void set_epoch(int epoch) { epoch_ = epoch; }
 
   /// Zero the gradients, forward, loss, backward, sums; no update.
-  void body(const Tensor& xb, const Tensor& yb) override;
+  void body(const Tensors& xb, const Tensors& yb) override;
   /// body() with the checks asked for, then the optimizer's step().
-  void eager(int64_t step, const Tensor& xb, const Tensor& yb) override;
+  void eager(int64_t step, const Tensors& xb, const Tensors& yb) override;
 
   /// Drops the parameters' gradients.
   void zero_grads() {
     for (Tensor& p : params_) p.zero_grad();
   }
   /// The model trained.
-  Sequential& model() { return model_; }
+  Model& model() { return model_; }
   /// Its optimizer.
   Optimizer& optimizer() { return *model_.optimizer(); }
   /// The weights it updates (the model's trainable weights when the work was made).
   const std::vector<Tensor>& params() const { return params_; }
   /// The sums the steps add to.
-  metrics::Accumulator& sums() { return sums_; }
+  LogSums& sums() { return sums_; }
 
  private:
   // Zero the gradients, forward, loss, backward, sums; with `where`, every layer's output and
   // gradient is checked. Returns the loss.
-  Tensor forward_backward(const Tensor& xb, const Tensor& yb, const std::string* where);
+  Tensor forward_backward(const Tensors& xb, const Tensors& yb, const std::string* where);
 
-  Sequential& model_;
-  metrics::Accumulator& sums_;
+  Model& model_;
+  LogSums& sums_;
   std::vector<Tensor> params_;
   bool check_numerics_, check_each_step_;
   int epoch_ = 1;
@@ -58,12 +58,12 @@ class TrainingWork final : public StepWork {
 class EvaluationWork final : public StepWork {
  public:
   /// Evaluates `model`, adding to `sums`.
-  EvaluationWork(Sequential& model, metrics::Accumulator& sums) : model_(model), sums_(sums) {}
-  void body(const Tensor& xb, const Tensor& yb) override;
+  EvaluationWork(Model& model, LogSums& sums) : model_(model), sums_(sums) {}
+  void body(const Tensors& xb, const Tensors& yb) override;
 
  private:
-  Sequential& model_;
-  metrics::Accumulator& sums_;
+  Model& model_;
+  LogSums& sums_;
 };
 
 }  // namespace kiln::model

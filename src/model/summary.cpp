@@ -1,9 +1,11 @@
-// Sequential::summary: Keras 3's table of layers, output shapes and parameter counts.
+// Model::summary: Keras 3's table of layers, output shapes and parameter counts.
+#include <algorithm>
 #include <iomanip>
 #include <ostream>
 #include <sstream>
 
 #include "kiln/model.h"
+#include "model/graph.h"
 
 namespace kiln {
 
@@ -50,35 +52,78 @@ std::string repeat(const char* glyph, std::size_t n) {
   return out;
 }
 
+// One row of the table: each cell holds one or more lines.
+using Row = std::vector<std::vector<std::string>>;
+
+void print_rule(std::ostream& os, const std::vector<std::size_t>& widths, const char* left, const char* fill,
+                const char* mid, const char* right) {
+  os << left;
+  for (std::size_t c = 0; c < widths.size(); ++c)
+    os << repeat(fill, widths[c]) << (c + 1 < widths.size() ? mid : right);
+  os << '\n';
+}
+
+// Column 2 (Param #) is right-aligned, as in Keras.
+void print_row(std::ostream& os, const std::vector<std::size_t>& widths, const Row& row, const char* bar) {
+  std::size_t lines = 1;
+  for (const auto& cell : row) lines = std::max(lines, cell.size());
+  for (std::size_t l = 0; l < lines; ++l) {
+    for (std::size_t c = 0; c < widths.size(); ++c) {
+      const std::string text = l < row[c].size() ? row[c][l] : "";
+      os << bar << ' ' << (c == 2 ? pad(text, widths[c] - 2, true) + " " : pad(text, widths[c] - 1));
+    }
+    os << bar << '\n';
+  }
+}
+
+int64_t param_count(const Layer& layer) {
+  int64_t params = 0;
+  for (const Tensor& w : layer.weights()) params += w.numel();
+  return params;
+}
+
 }  // namespace
 
-void Sequential::summary(std::ostream& os) const {
-  constexpr std::size_t w0 = 33, w1 = 24, w2 = 15;
-  os << "Model: \"" << name_ << "\"\n";
-  os << "\u250f" << repeat("\u2501", w0) << "\u2533" << repeat("\u2501", w1) << "\u2533" << repeat("\u2501", w2)
-     << "\u2513\n";
-  os << "\u2503 " << pad("Layer (type)", w0 - 1) << "\u2503 " << pad("Output Shape", w1 - 1) << "\u2503 "
-     << pad("Param #", w2 - 2, true) << " \u2503\n";
-  os << "\u2521" << repeat("\u2501", w0) << "\u2547" << repeat("\u2501", w1) << "\u2547" << repeat("\u2501", w2)
-     << "\u2529\n";
-  Shape shape = input_shape_;
-  for (std::size_t i = 0; i < layers_.size(); ++i) {
-    const Layer& layer = *layers_[i];
-    std::string out = "?";
-    if (built_) {
-      shape = layer.compute_output_shape(shape);
-      out = output_shape_str(shape);
-    }
-    int64_t params = 0;
-    for (const Tensor& w : layer.weights()) params += w.numel();
-    os << "\u2502 " << pad(layer.name() + " (" + layer.class_name() + ")", w0 - 1) << "\u2502 " << pad(out, w1 - 1)
-       << "\u2502 " << pad(built_ ? with_commas(params) : "0 (unbuilt)", w2 - 2, true) << " \u2502\n";
-    if (i + 1 < layers_.size())
-      os << "\u251c" << repeat("\u2500", w0) << "\u253c" << repeat("\u2500", w1) << "\u253c" << repeat("\u2500", w2)
-         << "\u2524\n";
+void Model::summary(std::ostream& os) const {
+  const bool functional = !is_sequential();
+  std::vector<std::size_t> widths = {33, 24, 15};
+  Row header = {{"Layer (type)"}, {"Output Shape"}, {"Param #"}};
+  if (functional) {
+    widths = {31, 22, 12, 24};
+    header.push_back({"Connected to"});
   }
-  os << "\u2514" << repeat("\u2500", w0) << "\u2534" << repeat("\u2500", w1) << "\u2534" << repeat("\u2500", w2)
-     << "\u2518\n";
+  std::vector<Row> rows;
+  if (!built()) {
+    for (const auto& layer : layers_)
+      rows.push_back({{layer->name() + " (" + layer->class_name() + ")"}, {"?"}, {"0 (unbuilt)"}});
+  } else {
+    const model::Graph& g = graph();
+    if (functional)
+      for (int i = 0; i < g.input_count(); ++i)
+        rows.push_back({{g.input_names()[static_cast<std::size_t>(i)] + " (InputLayer)"},
+                        {output_shape_str(g.shape(i))},
+                        {"0"},
+                        {"-"}});
+    for (const auto& layer : layers_) {
+      Row row = {{layer->name() + " (" + layer->class_name() + ")"}, {}, {with_commas(param_count(*layer))}, {}};
+      for (const auto& node : g.nodes()) {
+        if (node.layer != layer) continue;
+        if (row[1].empty()) row[1].push_back(output_shape_str(g.shape(node.output)));
+        for (int v : node.inputs) row[3].push_back(g.value_name(v));
+      }
+      if (!functional) row.pop_back();
+      rows.push_back(std::move(row));
+    }
+  }
+  os << "Model: \"" << name_ << "\"\n";
+  print_rule(os, widths, "\u250f", "\u2501", "\u2533", "\u2513");
+  print_row(os, widths, header, "\u2503");
+  print_rule(os, widths, "\u2521", "\u2501", "\u2547", "\u2529");
+  for (std::size_t r = 0; r < rows.size(); ++r) {
+    print_row(os, widths, rows[r], "\u2502");
+    if (r + 1 < rows.size()) print_rule(os, widths, "\u251c", "\u2500", "\u253c", "\u2524");
+  }
+  print_rule(os, widths, "\u2514", "\u2500", "\u2534", "\u2518");
   int64_t trainable = 0, non_trainable = 0;
   for (const Tensor& w : trainable_weights()) trainable += w.numel();
   for (const Tensor& w : non_trainable_weights()) non_trainable += w.numel();

@@ -1,4 +1,4 @@
-// Binary arithmetic with row broadcasting, and scalar arithmetic.
+// Binary arithmetic and maximum with row broadcasting, and scalar arithmetic.
 #include "ops/op_util.h"
 
 namespace kiln {
@@ -17,6 +17,10 @@ const char* binary_name(BinaryOp op) {
       return "mul";
     case BinaryOp::Div:
       return "div";
+    case BinaryOp::Maximum:
+      return "maximum";
+    case BinaryOp::GreaterEqual:
+      return "greater_equal";
   }
   return "binary";
 }
@@ -76,6 +80,16 @@ Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) {
         if (need_a) ga = div(g, b);
         if (need_b) gb = neg(div(mul(g, a), mul(b, b)));
         break;
+      case BinaryOp::Maximum: {
+        // TensorFlow's rule: the gradient goes to a where a >= b (ties included), elsewhere (a NaN
+        // included) to b.
+        const Tensor to_a = binary_raw(BinaryOp::GreaterEqual, a, b, g.shape());
+        if (need_a) ga = mul(g, to_a);
+        if (need_b) gb = mul(g, add(neg(to_a), 1.0));
+        break;
+      }
+      case BinaryOp::GreaterEqual:  // a step: no gradient (not differentiable; not a public op)
+        break;
     }
     return {ga.defined() ? ops::reduce_to(ga, a.shape()) : ga, gb.defined() ? ops::reduce_to(gb, b.shape()) : gb};
   });
@@ -87,6 +101,7 @@ Tensor add(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Add, a, b
 Tensor sub(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Sub, a, b); }
 Tensor mul(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Mul, a, b); }
 Tensor div(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Div, a, b); }
+Tensor maximum(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Maximum, a, b); }
 
 namespace {
 // y = alpha * x + beta, differentiable in x.

@@ -39,6 +39,7 @@ Tensor exp(const Tensor& x) { return unary("exp", UnaryOp::Exp, x); }
 Tensor log(const Tensor& x) { return unary("log", UnaryOp::Log, x); }
 Tensor square(const Tensor& x) { return unary("square", UnaryOp::Square, x); }
 Tensor sqrt(const Tensor& x) { return unary("sqrt", UnaryOp::Sqrt, x); }
+Tensor abs(const Tensor& x) { return unary("abs", UnaryOp::Abs, x); }
 
 Tensor gelu(const Tensor& x, bool approximate) {
   return unary("gelu", approximate ? UnaryOp::GeluTanh : UnaryOp::Gelu, x);

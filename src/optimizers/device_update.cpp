@@ -1,7 +1,9 @@
-// SGD and Adam as device-side updates for recorded training steps.
+// The built-in optimizers' fused update, queued the same way by the eager step and by the
+// recorded step's device-side update (whose per-step values come from a device table).
 #include "optimizers/device_update.h"
 
 #include <cmath>
+#include <utility>
 
 #include "backend/backend.h"
 #include "kiln/autograd.h"
@@ -11,52 +13,40 @@ namespace kiln::optimizers {
 
 namespace {
 
-class SgdUpdate final : public DeviceUpdate {
- public:
-  SgdUpdate(const SGD& opt, std::vector<Tensor> params) : opt_(opt), params_(std::move(params)) {}
-  void prepare(int64_t, int64_t) override {}  // nothing changes from step to step
-  void queue(const int64_t*) override {
-    const auto& o = opt_.options();
-    for (std::size_t i = 0; i < params_.size(); ++i) {
-      const Tensor g = params_[i].grad();
-      if (!g.defined()) continue;
-      const auto& slots = opt_.slots();
-      Tensor velocity = i < slots.size() && !slots[i].empty() ? slots[i][0] : Tensor();
-      void* v = velocity.defined() ? velocity.raw_data() : nullptr;
-      backend::get(params_[i].device())
-          .sgd_step(params_[i].dtype(), params_[i].raw_data(), g.raw_data(), v, params_[i].numel(), o.learning_rate,
-                    o.momentum, o.nesterov);
-    }
-  }
+// The backend's slot position of each of Keras' slot names (backend/optimizer_update.h's order).
+int slot_position(backend::UpdateKind kind, const std::string& slot) {
+  if (kind == backend::UpdateKind::Adam) return slot == "velocity" ? 1 : 0;
+  if (kind == backend::UpdateKind::Rmsprop) return slot == "velocity" ? 0 : slot == "momentum" ? 1 : 2;
+  return 0;  // SGD's momentum, Adagrad's accumulator
+}
 
- private:
-  const SGD& opt_;
-  std::vector<Tensor> params_;
-};
+void check_grad(const std::string& op, const Tensor& param, const Tensor& grad) {
+  if (grad.shape() != param.shape() || grad.dtype() != param.dtype() || grad.device() != param.device())
+    throw Error(op, "gradient " + grad.shape().str() + " does not match its parameter " + param.shape().str());
+}
 
-class AdamUpdate final : public DeviceUpdate {
+class FusedUpdate final : public DeviceUpdate {
  public:
-  AdamUpdate(const Adam& opt, std::vector<Tensor> params, int64_t max_steps)
+  FusedUpdate(const KerasOptimizer& opt, std::vector<Tensor> params, int64_t max_steps)
       : opt_(opt), params_(std::move(params)), dtype_(params_.front().dtype()), device_(params_.front().device()) {
-    alpha_ = Tensor::zeros({std::max<int64_t>(max_steps, 1)}, dtype_, device_);
+    table_ = Tensor::zeros({std::max<int64_t>(max_steps, 1) * backend::kStepValues}, dtype_, device_);
+    sum_squares_ = Tensor::zeros({static_cast<int64_t>(params_.size()) + 1}, dtype_, device_);
+    opt.describe(rule_);
   }
 
   void prepare(int64_t first_iteration, int64_t count) override {
-    if (count > alpha_.numel())
-      throw Error("adam", "step-size table for " + std::to_string(count) + " steps; expected at most " +
-                              std::to_string(alpha_.numel()));
-    const auto& o = opt_.options();
-    // Term for term as the backends' adam_step: the bias correction in the variable's precision.
+    const int64_t capacity = table_.numel() / backend::kStepValues;
+    if (count > capacity)
+      throw Error(opt_.name(), "per-step table for " + std::to_string(count) + " steps; expected at most " +
+                                   std::to_string(capacity));
+    opt_.describe(rule_);
     auto fill = [&](auto tag) {
       using T = decltype(tag);
-      std::vector<T> table(static_cast<std::size_t>(count));
-      const T b1 = static_cast<T>(o.beta_1), b2 = static_cast<T>(o.beta_2);
-      for (int64_t k = 0; k < count; ++k) {
-        const T t = static_cast<T>(first_iteration + k + 1);
-        table[static_cast<std::size_t>(k)] =
-            static_cast<T>(o.learning_rate) * std::sqrt(T(1) - std::pow(b2, t)) / (T(1) - std::pow(b1, t));
-      }
-      backend::get(device_).copy_from_host(alpha_.raw_data(), table.data(), table.size() * sizeof(T));
+      std::vector<T> table;
+      table.reserve(static_cast<std::size_t>(count * backend::kStepValues));
+      for (int64_t k = 0; k < count; ++k)
+        for (T v : step_values<T>(opt_, rule_, first_iteration + k)) table.push_back(v);
+      backend::get(device_).copy_from_host(table_.raw_data(), table.data(), table.size() * sizeof(T));
     };
     if (dtype_ == DType::Float64)
       fill(double{});
@@ -65,28 +55,81 @@ class AdamUpdate final : public DeviceUpdate {
   }
 
   void queue(const int64_t* index) override {
-    std::vector<backend::ParamSlots> list;
-    const auto& slots = opt_.slots();
-    for (std::size_t i = 0; i < params_.size(); ++i) {
-      const Tensor g = params_[i].grad();
-      if (!g.defined()) continue;
-      Tensor m = slots[i][0], v = slots[i][1];
-      list.push_back({params_[i].raw_data(), g.raw_data(), m.raw_data(), v.raw_data(), params_[i].numel()});
-    }
-    const auto& o = opt_.options();
-    backend::get(device_).adam_step_multi(dtype_, list.data(), static_cast<int>(list.size()), o.beta_1, o.beta_2,
-                                          o.epsilon, alpha_.raw_data(), index);
+    queue_fused_update(opt_, params_, opt_.slots(), sum_squares_, std::as_const(table_).raw_data(), index, nullptr);
   }
 
  private:
-  const Adam& opt_;
+  const KerasOptimizer& opt_;
   std::vector<Tensor> params_;
   DType dtype_;
   Device device_;
-  Tensor alpha_;  // step sizes of this epoch's steps, in the parameters' dtype
+  backend::UpdateRule rule_;
+  Tensor table_;        // [steps, kStepValues] of this epoch's steps, in the parameters' dtype
+  Tensor sum_squares_;  // the gradients' squared norms, then their total
 };
 
 }  // namespace
+
+template <typename T>
+std::array<T, backend::kStepValues> step_values(const KerasOptimizer& opt, const backend::UpdateRule& rule,
+                                                int64_t iteration) {
+  const CommonOptions common = opt.common();
+  std::array<T, backend::kStepValues> row{};
+  const T lr = static_cast<T>(common.learning_rate.at(iteration));
+  row[backend::kLearningRate] = lr;
+  if (rule.kind == backend::UpdateKind::Adam) {
+    // Keras computes the bias correction in the variable's dtype: float32 powers for float32.
+    const T b1 = static_cast<T>(rule.beta_1), b2 = static_cast<T>(rule.beta_2);
+    const T t = static_cast<T>(iteration + 1);
+    row[backend::kAdamAlpha] = lr * std::sqrt(T(1) - std::pow(b2, t)) / (T(1) - std::pow(b1, t));
+  }
+  if (common.use_ema) {
+    row[backend::kEmaMomentum] = iteration != 0 ? static_cast<T>(common.ema_momentum) : T(0);
+    const auto every = common.ema_overwrite_frequency;
+    row[backend::kEmaOverwrite] = every && (iteration + 1) % *every == 0 ? T(1) : T(0);
+  }
+  return row;
+}
+
+template std::array<float, backend::kStepValues> step_values<float>(const KerasOptimizer&, const backend::UpdateRule&,
+                                                                    int64_t);
+template std::array<double, backend::kStepValues> step_values<double>(const KerasOptimizer&, const backend::UpdateRule&,
+                                                                      int64_t);
+
+void queue_fused_update(const KerasOptimizer& opt, const std::vector<Tensor>& params,
+                        const std::vector<std::vector<Tensor>>& slots, const Tensor& sum_squares, const void* table,
+                        const int64_t* index, const double* host_step) {
+  backend::UpdateRule rule;
+  opt.describe(rule);
+  const bool ema = opt.common().use_ema;
+  const std::vector<std::string> names = opt.rule_slot_names();
+  std::vector<backend::UpdateTensor> list;
+  for (std::size_t i = 0; i < params.size(); ++i) {
+    Tensor p = params[i];  // handles: the update writes through them
+    const Tensor g = p.grad();
+    if (!g.defined() && !ema) continue;
+    backend::UpdateTensor t;
+    t.w = p.raw_data();
+    t.n = p.numel();
+    if (g.defined()) {
+      check_grad(opt.name(), p, g);
+      t.g = g.raw_data();
+    }
+    std::vector<Tensor> own = slots[i];
+    for (std::size_t s = 0; s < names.size(); ++s) t.slot[slot_position(rule.kind, names[s])] = own[s].raw_data();
+    if (ema) t.average = own.back().raw_data();
+    list.push_back(t);
+  }
+  if (list.empty()) return;
+  const int count = static_cast<int>(list.size());
+  backend::Backend& be = backend::get(params.front().device());
+  const DType dtype = params.front().dtype();
+  const bool norms = rule.clip == backend::ClipKind::Norm || rule.clip == backend::ClipKind::GlobalNorm;
+  Tensor sums = sum_squares;
+  if (norms)
+    be.grad_sum_squares(dtype, list.data(), count, sums.raw_data(), rule.clip == backend::ClipKind::GlobalNorm);
+  be.optimizer_update(dtype, rule, list.data(), count, norms ? sums.raw_data() : nullptr, table, index, host_step);
+}
 
 std::string device_update_unsupported(const std::vector<Tensor>& params) {
   if (params.empty()) return "there are no parameters to update";
@@ -98,19 +141,18 @@ std::string device_update_unsupported(const std::vector<Tensor>& params) {
   return "";
 }
 
-std::unique_ptr<DeviceUpdate> make_sgd_update(SGD& opt, const std::vector<Tensor>& params) {
-  if (!device_update_unsupported(params).empty()) return nullptr;
-  if (opt.options().momentum != 0.0 && opt.slots().size() != params.size()) return nullptr;
-  return std::make_unique<SgdUpdate>(opt, params);
-}
-
-std::unique_ptr<DeviceUpdate> make_adam_update(Adam& opt, const std::vector<Tensor>& params, int64_t max_steps) {
+std::unique_ptr<DeviceUpdate> make_fused_update(const KerasOptimizer& opt, const std::vector<Tensor>& params,
+                                                int64_t max_steps) {
   if (!device_update_unsupported(params).empty()) return nullptr;
   const auto& slots = opt.slots();
+  const std::size_t per_param = opt.slot_names().size();
   if (slots.size() != params.size()) return nullptr;
-  for (std::size_t i = 0; i < params.size(); ++i)
-    if (slots[i].size() != 2 || slots[i][0].device() != params[i].device()) return nullptr;
-  return std::make_unique<AdamUpdate>(opt, params, max_steps);
+  for (std::size_t i = 0; i < params.size(); ++i) {
+    if (slots[i].size() != per_param) return nullptr;
+    for (const Tensor& s : slots[i])
+      if (s.device() != params[i].device()) return nullptr;
+  }
+  return std::make_unique<FusedUpdate>(opt, params, max_steps);
 }
 
 }  // namespace kiln::optimizers

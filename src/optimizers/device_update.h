@@ -1,15 +1,20 @@
-// Optimizer updates for recorded training steps (CUDA graphs): every value that changes from step
-// to step (Adam's bias-corrected step size) is read from device memory at a device-side index, so
-// a replay needs no host argument. Adam updates all parameters in one launch. Each optimizer class
-// makes its own (Optimizer::make_device_update); one without a device-side form makes none, and a
-// recorded step then runs that optimizer's step() after each replay (model/recorded_step.h).
+// Optimizer updates for recorded training steps (CUDA graphs), and the one function that queues a
+// built-in optimizer's fused update for both the eager and the recorded step. Every value that
+// changes from step to step (the learning rate of a schedule, Adam's bias-corrected step size, the
+// moving average's momentum and overwrite flag) is read from a device table at a device-side
+// index, so a replay needs no host argument; gradient norms for clipping are summed on the device.
+// Each optimizer class makes its own (Optimizer::make_device_update); one without a device-side
+// form makes none, and a recorded step then runs that optimizer's step() after each replay
+// (model/recorded_step.h).
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "backend/optimizer_update.h"
 #include "kiln/optimizers.h"
 #include "kiln/tensor.h"
 
@@ -19,8 +24,9 @@ namespace kiln::optimizers {
 class DeviceUpdate {
  public:
   virtual ~DeviceUpdate() = default;
-  /// Uploads the per-step values of iterations first_iteration + 1 ... + count, at indices
-  /// 0 ... count - 1 (for Adam: the step sizes, computed exactly as the eager update does).
+  /// Uploads the per-step values of the updates made after first_iteration ... first_iteration +
+  /// count - 1 earlier updates, at indices 0 ... count - 1, computed exactly as the eager update
+  /// does; the learning rate is read now (a rate set between epochs reaches the next prepare()).
   virtual void prepare(int64_t first_iteration, int64_t count) = 0;
   /// Queues the update with the parameters' current gradients; per-step values at index `*index`.
   virtual void queue(const int64_t* index) = 0;
@@ -30,13 +36,26 @@ class DeviceUpdate {
 /// are empty, differ in dtype or device, or are not floating point.
 std::string device_update_unsupported(const std::vector<Tensor>& params);
 
-/// SGD's update over `params`; nullptr when device_update_unsupported(params) says why, or when
-/// momentum needs velocity slots that do not exist yet (run one eager step first).
-std::unique_ptr<DeviceUpdate> make_sgd_update(SGD& opt, const std::vector<Tensor>& params);
+/// The per-step values (backend::StepValue order) of `opt`'s update after `iteration` earlier
+/// updates, in T: the learning rate, Adam's bias-corrected step size, the moving average's
+/// momentum (0 at the first update, as Keras) and its overwrite flag.
+template <typename T>
+std::array<T, backend::kStepValues> step_values(const KerasOptimizer& opt, const backend::UpdateRule& rule,
+                                                int64_t iteration);
 
-/// Adam's update over `params`, with a step-size table for up to `max_steps` steps per epoch;
-/// nullptr when device_update_unsupported(params) says why, or when Adam's slots do not exist yet
-/// on the parameters' device (run one eager step first).
-std::unique_ptr<DeviceUpdate> make_adam_update(Adam& opt, const std::vector<Tensor>& params, int64_t max_steps);
+/// Queues `opt`'s fused update over `params` (one device, one dtype) with their slots: gradient
+/// norms into `sum_squares` (params.size() + 1 elements, used only with clipnorm or
+/// global_clipnorm), then the update with the step's values from `table` at `*index` or, when
+/// `table` is null, from `host_step`. Parameters without a grad keep their weights (and get
+/// their moving average updated with use_ema).
+void queue_fused_update(const KerasOptimizer& opt, const std::vector<Tensor>& params,
+                        const std::vector<std::vector<Tensor>>& slots, const Tensor& sum_squares, const void* table,
+                        const int64_t* index, const double* host_step);
+
+/// `opt`'s update over `params` for a recorded step, with a per-step table for up to `max_steps`
+/// steps per epoch; nullptr when device_update_unsupported(params) says why, or when the slots do
+/// not exist yet on the parameters' device (run one eager step first).
+std::unique_ptr<DeviceUpdate> make_fused_update(const KerasOptimizer& opt, const std::vector<Tensor>& params,
+                                                int64_t max_steps);
 
 }  // namespace kiln::optimizers

@@ -10,23 +10,46 @@ void Optimizer::step(const std::vector<Tensor>& params) {
   NoGradGuard no_grad;
   if (slots_.empty()) {
     slots_.resize(params.size());
+    const std::vector<std::string> names = slot_names();
     for (std::size_t i = 0; i < params.size(); ++i)
-      for (std::size_t s = 0; s < slot_names().size(); ++s)
-        slots_[i].push_back(Tensor::zeros(params[i].shape(), params[i].dtype(), params[i].device()));
+      for (std::size_t s = 0; s < names.size(); ++s)
+        slots_[i].push_back(
+            Tensor::full(params[i].shape(), initial_slot_value(s), params[i].dtype(), params[i].device()));
   } else if (slots_.size() != params.size()) {
     throw Error(name(), "step() got " + std::to_string(params.size()) + " parameters after " +
                             std::to_string(slots_.size()) + " before; expected the same parameters every step");
   }
+  for (std::size_t i = 0; i < params.size(); ++i)
+    for (Tensor& slot : slots_[i])
+      if (slot.device() != params[i].device()) slot = slot.to(params[i].device());
+  apply(params, slots_, iterations_);
+  ++iterations_;
+}
+
+void Optimizer::apply(const std::vector<Tensor>& params, std::vector<std::vector<Tensor>>& slots, int64_t iteration) {
   for (std::size_t i = 0; i < params.size(); ++i) {
     Tensor param = params[i];
     const Tensor grad = param.grad();
     if (!grad.defined()) continue;
-    for (Tensor& slot : slots_[i])
-      if (slot.device() != param.device()) slot = slot.to(param.device());
-    update(param, grad, slots_[i], iterations_ + 1);
+    update(param, grad, slots[i], iteration + 1);
   }
-  ++iterations_;
 }
+
+void Optimizer::update(Tensor&, const Tensor&, std::vector<Tensor>&, int64_t) {
+  throw Error(name(), "the optimizer defines no update; expected an override of update() or apply()");
+}
+
+double Optimizer::initial_slot_value(std::size_t) const { return 0.0; }
+
+double Optimizer::learning_rate() const {
+  throw Error(name(), "the optimizer has no learning rate; expected one of Keras' optimizers");
+}
+
+void Optimizer::set_learning_rate(double) {
+  throw Error(name(), "the optimizer has no settable learning rate; expected one of Keras' optimizers");
+}
+
+void Optimizer::finalize_variable_values(const std::vector<Tensor>&) {}
 
 void Optimizer::restore(std::vector<std::vector<Tensor>> slots, int64_t iterations) {
   slots_ = std::move(slots);

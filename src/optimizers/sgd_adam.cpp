@@ -1,103 +1,158 @@
-// SGD and Adam: option checks, one fused backend update per parameter, configs and registration.
+// SGD, Adam and AdamW: option checks, their rules' descriptions, configs and registration.
 #include <cmath>
 
 #include "backend/backend.h"
 #include "io/json_fields.h"
 #include "kiln/error.h"
 #include "kiln/optimizers.h"
-#include "optimizers/device_update.h"
+#include "optimizers/option_fields.h"
 
 namespace kiln::optimizers {
 
 namespace {
-void check_grad(const std::string& op, const Tensor& param, const Tensor& grad) {
-  if (grad.shape() != param.shape() || grad.dtype() != param.dtype() || grad.device() != param.device())
-    throw Error(op, "gradient " + grad.shape().str() + " does not match its parameter " + param.shape().str());
-}
-
-double number_or(const io::JsonFields& f, const std::string& key, double fallback) {
-  return f.has(key) ? f.number(key) : fallback;
-}
-
-void check_finite(const std::string& op, const char* option, double value) {
-  if (!std::isfinite(value))
-    throw Error(op, std::string(option) + " is " + std::to_string(value) + "; expected a finite number");
+AdamOptions adam_options_of(const AdamWOptions& w) {
+  return {.learning_rate = w.learning_rate,
+          .beta_1 = w.beta_1,
+          .beta_2 = w.beta_2,
+          .epsilon = w.epsilon,
+          .weight_decay = w.weight_decay,
+          .clipnorm = w.clipnorm,
+          .clipvalue = w.clipvalue,
+          .global_clipnorm = w.global_clipnorm,
+          .use_ema = w.use_ema,
+          .ema_momentum = w.ema_momentum,
+          .ema_overwrite_frequency = w.ema_overwrite_frequency};
 }
 }  // namespace
 
+// ---- SGD ----
+
 SGD::SGD(SGDOptions options) : options_(options) {
-  check_finite("SGD", "learning_rate", options.learning_rate);
-  if (!(options.learning_rate > 0)) throw Error("SGD", "learning_rate must be positive");
+  check_common("SGD", common());
   if (!(options.momentum >= 0 && options.momentum <= 1))
     throw Error("SGD", "momentum is " + std::to_string(options.momentum) + "; expected a value in [0, 1]");
 }
 
-void SGD::update(Tensor& param, const Tensor& grad, std::vector<Tensor>& slots, int64_t) {
-  check_grad("SGD", param, grad);
-  backend::get(param.device())
-      .sgd_step(param.dtype(), param.raw_data(), grad.raw_data(), slots.empty() ? nullptr : slots[0].raw_data(),
-                param.numel(), options_.learning_rate, options_.momentum, options_.nesterov);
+void SGD::describe(backend::UpdateRule& rule) const {
+  rule = {};
+  rule.kind = backend::UpdateKind::Sgd;
+  rule.momentum = options_.momentum;
+  rule.nesterov = options_.nesterov;
+  describe_common(rule);
 }
 
-Adam::Adam(AdamOptions options) : options_(options) {
-  check_finite("Adam", "learning_rate", options.learning_rate);
-  check_finite("Adam", "epsilon", options.epsilon);
-  if (!(options.learning_rate > 0)) throw Error("Adam", "learning_rate must be positive");
-  if (!(options.beta_1 >= 0 && options.beta_1 < 1) || !(options.beta_2 >= 0 && options.beta_2 < 1))
-    throw Error("Adam", "beta_1 and beta_2 must lie in [0, 1)");
-  if (!(options.epsilon > 0)) throw Error("Adam", "epsilon must be positive");
-}
-
-void Adam::update(Tensor& param, const Tensor& grad, std::vector<Tensor>& slots, int64_t step) {
-  check_grad("Adam", param, grad);
-  backend::get(param.device())
-      .adam_step(param.dtype(), param.raw_data(), grad.raw_data(), slots[0].raw_data(), slots[1].raw_data(),
-                 param.numel(), options_.learning_rate, options_.beta_1, options_.beta_2, options_.epsilon, step);
-}
-
-std::vector<std::string> SGD::slot_names() const {
+std::vector<std::string> SGD::rule_slot_names() const {
   return options_.momentum != 0.0 ? std::vector<std::string>{"momentum"} : std::vector<std::string>{};
 }
 
 Config SGD::get_config() const {
-  return {{"learning_rate", options_.learning_rate}, {"momentum", options_.momentum}, {"nesterov", options_.nesterov}};
+  Config config = common_config(common());
+  config["momentum"] = options_.momentum;
+  config["nesterov"] = options_.nesterov;
+  return config;
 }
 
 SGD SGD::from_config(const Config& config) {
   const io::JsonFields f(config, "the SGD config", "from_config");
-  const SGDOptions d;  // absent fields keep Keras' defaults
-  return SGD({.learning_rate = number_or(f, "learning_rate", d.learning_rate),
-              .momentum = number_or(f, "momentum", d.momentum),
-              .nesterov = f.has("nesterov") ? f.boolean("nesterov") : d.nesterov});
+  SGDOptions o;  // absent fields keep Keras' defaults
+  set_common(o, common_from_config("SGD", config, common_options(o)));
+  o.momentum = number_or(f, "momentum", o.momentum);
+  o.nesterov = f.has("nesterov") ? f.boolean("nesterov") : o.nesterov;
+  return SGD(o);
 }
 
-std::unique_ptr<DeviceUpdate> SGD::make_device_update(const std::vector<Tensor>& params, int64_t) {
-  return make_sgd_update(*this, params);
+// ---- Adam ----
+
+Adam::Adam(AdamOptions options) : Adam("Adam", std::move(options)) {}
+
+Adam::Adam(const std::string& op, AdamOptions options) : options_(std::move(options)) {
+  check_common(op, common());
+  check_finite(op, "epsilon", options_.epsilon);
+  if (!(options_.beta_1 >= 0 && options_.beta_1 < 1) || !(options_.beta_2 >= 0 && options_.beta_2 < 1))
+    throw Error(op, "beta_1 and beta_2 must lie in [0, 1)");
+  if (!(options_.epsilon > 0)) throw Error(op, "epsilon must be positive");
+}
+
+void Adam::describe(backend::UpdateRule& rule) const {
+  rule = {};
+  rule.kind = backend::UpdateKind::Adam;
+  rule.beta_1 = options_.beta_1;
+  rule.beta_2 = options_.beta_2;
+  rule.epsilon = options_.epsilon;
+  describe_common(rule);
 }
 
 Config Adam::get_config() const {
-  return {{"learning_rate", options_.learning_rate},
-          {"beta_1", options_.beta_1},
-          {"beta_2", options_.beta_2},
-          {"epsilon", options_.epsilon}};
+  Config config = common_config(common());
+  config["beta_1"] = options_.beta_1;
+  config["beta_2"] = options_.beta_2;
+  config["epsilon"] = options_.epsilon;
+  config["amsgrad"] = false;
+  return config;
 }
+
+namespace {
+// Adam's own fields of `config` over `o`; AMSGrad is refused rather than silently dropped.
+void read_adam_fields(const std::string& op, const Config& config, AdamOptions& o) {
+  const io::JsonFields f(config, "the " + op + " config", "from_config");
+  o.beta_1 = number_or(f, "beta_1", o.beta_1);
+  o.beta_2 = number_or(f, "beta_2", o.beta_2);
+  o.epsilon = number_or(f, "epsilon", o.epsilon);
+  if (f.has("amsgrad") && f.boolean("amsgrad"))
+    f.fail("\"amsgrad\" is true; expected false (AMSGrad is not supported)");
+}
+}  // namespace
 
 Adam Adam::from_config(const Config& config) {
-  const io::JsonFields f(config, "the Adam config", "from_config");
-  const AdamOptions d;  // absent fields keep Keras' defaults
-  return Adam({.learning_rate = number_or(f, "learning_rate", d.learning_rate),
-               .beta_1 = number_or(f, "beta_1", d.beta_1),
-               .beta_2 = number_or(f, "beta_2", d.beta_2),
-               .epsilon = number_or(f, "epsilon", d.epsilon)});
+  AdamOptions o;  // absent fields keep Keras' defaults
+  set_common(o, common_from_config("Adam", config, common_options(o)));
+  read_adam_fields("Adam", config, o);
+  return Adam(o);
 }
 
-std::unique_ptr<DeviceUpdate> Adam::make_device_update(const std::vector<Tensor>& params, int64_t max_steps) {
-  return make_adam_update(*this, params, max_steps);
+// ---- AdamW ----
+
+AdamW::AdamW(AdamWOptions options) : Adam("AdamW", adam_options_of(options)) {}
+
+AdamW AdamW::from_config(const Config& config) {
+  AdamWOptions w;  // Keras' AdamW defaults, weight_decay 0.004 included
+  AdamOptions o = adam_options_of(w);
+  set_common(o, common_from_config("AdamW", config, common_options(o)));
+  read_adam_fields("AdamW", config, o);
+  if (!o.weight_decay)
+    throw Error("from_config", "the AdamW config: \"weight_decay\" is null; expected a number (AdamW needs one)");
+  return AdamW({.learning_rate = o.learning_rate,
+                .weight_decay = *o.weight_decay,
+                .beta_1 = o.beta_1,
+                .beta_2 = o.beta_2,
+                .epsilon = o.epsilon,
+                .clipnorm = o.clipnorm,
+                .clipvalue = o.clipvalue,
+                .global_clipnorm = o.global_clipnorm,
+                .use_ema = o.use_ema,
+                .ema_momentum = o.ema_momentum,
+                .ema_overwrite_frequency = o.ema_overwrite_frequency});
+}
+
+std::unique_ptr<Optimizer> AdamW::clone() const {
+  const AdamOptions& o = options();
+  return std::make_unique<AdamW>(AdamWOptions{.learning_rate = o.learning_rate,
+                                              .weight_decay = o.weight_decay.value_or(0.0),
+                                              .beta_1 = o.beta_1,
+                                              .beta_2 = o.beta_2,
+                                              .epsilon = o.epsilon,
+                                              .clipnorm = o.clipnorm,
+                                              .clipvalue = o.clipvalue,
+                                              .global_clipnorm = o.global_clipnorm,
+                                              .use_ema = o.use_ema,
+                                              .ema_momentum = o.ema_momentum,
+                                              .ema_overwrite_frequency = o.ema_overwrite_frequency});
 }
 
 namespace {
 const RegisterOptimizer<SGD> sgd_registered("SGD", "sgd");
 const RegisterOptimizer<Adam> adam_registered("Adam", "adam");
+const RegisterOptimizer<AdamW> adamw_registered("AdamW", "adamw");
 }  // namespace
 
 }  // namespace kiln::optimizers

@@ -91,6 +91,14 @@ std::string Shape::str() const {
   return os.str();
 }
 
+std::string Shape::batch_str() const {
+  std::ostringstream os;
+  os << "[None";
+  for (const int64_t d : dims_) os << ", " << d;
+  os << ']';
+  return os.str();
+}
+
 Shape Shape::drop_front() const {
   if (dims_.empty()) throw Error("shape", "cannot drop the first dimension of a scalar shape");
   return Shape(std::vector<int64_t>(dims_.begin() + 1, dims_.end()));

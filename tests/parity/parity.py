@@ -35,7 +35,9 @@ HOUSE_PRICE_ATOL = 1e-3
 BASE_NAMES = {"Dense": "dense", "Conv2D": "conv2d", "MaxPooling2D": "max_pooling2d", "Flatten": "flatten",
               "BatchNormalization": "batch_normalization", "AveragePooling2D": "average_pooling2d",
               "GlobalAveragePooling2D": "global_average_pooling2d", "GlobalMaxPooling2D": "global_max_pooling2d",
-              "Activation": "activation"}
+              "Activation": "activation", "Rescaling": "rescaling", "Normalization": "normalization",
+              "ZeroPadding2D": "zero_padding2d", "Cropping2D": "cropping2d", "Reshape": "reshape",
+              "Permute": "permute"}
 
 
 def sequential(input_shape, specs):
@@ -189,6 +191,15 @@ CASES = {
             ("Dense", (3,), {})]),
         optimizer=lambda: keras.optimizers.SGD(learning_rate=0.05, momentum=0.9), loss=lambda: scce(True), batch=8,
         data=lambda rng, _: (normal(rng, 160, 10, 10, 2), classes(rng, 160, 3), None)),
+    # Reshaping layers between a convolution and a Dense: asymmetric zero padding and cropping,
+    # a Reshape with an inferred dimension, and a Permute that transposes each sample.
+    "reshaping_layers": dict(
+        model=lambda: sequential((7, 6, 2), [
+            ("Conv2D", (4, (3, 3)), dict(activation="relu")), ("ZeroPadding2D", (((1, 2), (0, 1)),), {}),
+            ("Cropping2D", (((2, 0), (1, 1)),), {}), ("Reshape", ((-1, 8),), {}), ("Permute", ((2, 1),), {}),
+            ("Flatten", (), {}), ("Dense", (3,), {})]),
+        optimizer=lambda: keras.optimizers.Adam(), loss=lambda: scce(True), batch=8,
+        data=lambda rng, _: (normal(rng, 160, 7, 6, 2), classes(rng, 160, 3), None)),
     # L2 penalties on kernels and a bias: the loss Keras reports includes them, and so do the gradients.
     "l2_regularizer": dict(
         model=lambda: sequential((7, 7, 2), [
@@ -199,7 +210,145 @@ CASES = {
             ("Dense", (3,), dict(kernel_regularizer=keras.regularizers.L2(0.1)))]),
         optimizer=lambda: keras.optimizers.SGD(learning_rate=0.1), loss=lambda: scce(True), batch=8,
         data=lambda rng, _: (normal(rng, 160, 7, 7, 2), classes(rng, 160, 3), None)),
+    # Preprocessing inside the model: pixels 0..255 rescaled, then normalized per channel by given
+    # statistics (one variance 0: the 1e-7 floor of the standard deviation), before a convolution.
+    "rescaling_normalization": dict(
+        model=lambda: sequential((8, 8, 3), [
+            ("Rescaling", (1.0 / 255,), dict(offset=-0.25)),
+            ("Normalization", (), dict(mean=[0.2, 0.25, 0.3], variance=[0.08, 0.05, 0.0])),
+            ("Conv2D", (4, (3, 3)), dict(activation="relu")), ("Flatten", (), {}), ("Dense", (3,), {})]),
+        optimizer=lambda: keras.optimizers.Adam(), loss=lambda: scce(True), batch=8,
+        data=lambda rng, _: (np.where(rng.uniform(size=(160, 8, 8, 3)) < 0.02, np.float32(63.75),
+                                      rng.uniform(0, 255, size=(160, 8, 8, 3))).astype(np.float32),
+                             classes(rng, 160, 3), None)),
+    # The one-hot cross-entropy with label smoothing: from a softmax output (scored from its logits)
+    # and from logits; float32 one-hot targets.
+    "cce_label_smoothing": dict(
+        model=lambda: sequential((8,), [("Dense", (16,), dict(activation="relu")),
+                                        ("Dense", (4,), dict(activation="softmax"))]),
+        optimizer=lambda: keras.optimizers.Adam(),
+        loss=lambda: keras.losses.CategoricalCrossentropy(label_smoothing=0.1), batch=8,
+        data=lambda rng, _: (normal(rng, 160, 8), np.eye(4, dtype=np.float32)[classes(rng, 160, 4)], None)),
+    "cce_label_smoothing_from_logits": dict(
+        model=lambda: sequential((8,), [("Dense", (16,), dict(activation="relu")), ("Dense", (4,), {})]),
+        optimizer=lambda: keras.optimizers.SGD(learning_rate=0.1),
+        loss=lambda: keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=0.2), batch=8,
+        data=lambda rng, _: (normal(rng, 160, 8), np.eye(4, dtype=np.float32)[classes(rng, 160, 4)], None)),
+    # Binary cross-entropy: three sigmoid outputs (scored from their logits), and one logit against
+    # [N] targets (Keras expands them to [N, 1]) with label smoothing.
+    "bce_sigmoid": dict(
+        model=lambda: sequential((8,), [("Dense", (8,), dict(activation="relu")),
+                                        ("Dense", (3,), dict(activation="sigmoid"))]),
+        optimizer=lambda: keras.optimizers.Adam(), loss=lambda: keras.losses.BinaryCrossentropy(), batch=8,
+        data=lambda rng, _: (normal(rng, 160, 8), rng.integers(0, 2, size=(160, 3)).astype(np.float32), None)),
+    "bce_from_logits": dict(
+        model=lambda: sequential((8,), [("Dense", (1,), {})]),
+        optimizer=lambda: keras.optimizers.SGD(learning_rate=0.1),
+        loss=lambda: keras.losses.BinaryCrossentropy(from_logits=True, label_smoothing=0.1), batch=8,
+        data=lambda rng, _: (normal(rng, 160, 8, scale=2.0), rng.integers(0, 2, size=160).astype(np.float32), None)),
+    # Regression losses by name and with an option.
+    "mae": dict(
+        model=lambda: sequential((8,), [("Dense", (8,), dict(activation="relu")), ("Dense", (1,), {})]),
+        optimizer=lambda: keras.optimizers.SGD(learning_rate=0.05), loss=lambda: "mae", batch=8,
+        data=lambda rng, _: (normal(rng, 160, 8), normal(rng, 160, scale=2.0), None)),
+    "huber": dict(
+        model=lambda: sequential((8,), [("Dense", (8,), dict(activation="relu")), ("Dense", (2,), {})]),
+        optimizer=lambda: keras.optimizers.Adam(learning_rate=0.01), loss=lambda: keras.losses.Huber(delta=0.5),
+        batch=8, data=lambda rng, _: (normal(rng, 160, 8), normal(rng, 160, 2, scale=2.0), None)),
+    # Optimizers, weight decay, clipping, schedules and EMA: 20 steps of a small classifier each.
+    "opt_adamw": dict(
+        model=lambda: sequential((8,), [("Dense", (16,), dict(activation="relu")), ("Dense", (4,), {})]),
+        optimizer=lambda: keras.optimizers.AdamW(learning_rate=0.01, weight_decay=0.05), loss=lambda: scce(True),
+        batch=8, data=lambda rng, _: (normal(rng, 160, 8), classes(rng, 160, 4), None)),
+    "opt_sgd_nesterov_weight_decay": dict(
+        model=lambda: sequential((6,), [("Dense", (8,), dict(activation="tanh")), ("Dense", (2,), {})]),
+        optimizer=lambda: keras.optimizers.SGD(learning_rate=0.05, momentum=0.9, nesterov=True, weight_decay=0.01),
+        loss=lambda: keras.losses.MeanSquaredError(), batch=8,
+        data=lambda rng, _: (normal(rng, 160, 6), normal(rng, 160, 2), None)),
+    "opt_rmsprop_centered": dict(
+        model=lambda: sequential((8,), [("Dense", (16,), dict(activation="relu")), ("Dense", (4,), {})]),
+        optimizer=lambda: keras.optimizers.RMSprop(learning_rate=0.01, centered=True), loss=lambda: scce(True),
+        batch=8, data=lambda rng, _: (normal(rng, 160, 8), classes(rng, 160, 4), None)),
+    "opt_rmsprop_momentum": dict(
+        model=lambda: sequential((8,), [("Dense", (16,), dict(activation="relu")), ("Dense", (4,), {})]),
+        optimizer=lambda: keras.optimizers.RMSprop(learning_rate=0.005, momentum=0.9, centered=True),
+        loss=lambda: scce(True), batch=8, data=lambda rng, _: (normal(rng, 160, 8), classes(rng, 160, 4), None)),
+    "opt_adagrad": dict(
+        model=lambda: sequential((8,), [("Dense", (16,), dict(activation="relu")), ("Dense", (4,), {})]),
+        optimizer=lambda: keras.optimizers.Adagrad(learning_rate=0.1), loss=lambda: scce(True), batch=8,
+        data=lambda rng, _: (normal(rng, 160, 8), classes(rng, 160, 4), None)),
+    "opt_cosine_warmup": dict(
+        model=lambda: sequential((8,), [("Dense", (16,), dict(activation="relu")), ("Dense", (4,), {})]),
+        optimizer=lambda: keras.optimizers.Adam(learning_rate=keras.optimizers.schedules.CosineDecay(
+            0.0, decay_steps=15, alpha=0.1, warmup_target=0.01, warmup_steps=5)),
+        loss=lambda: scce(True), batch=8, data=lambda rng, _: (normal(rng, 160, 8), classes(rng, 160, 4), None)),
+    "opt_sgd_clipnorm": dict(
+        model=lambda: sequential((6,), [("Dense", (8,), dict(activation="relu")), ("Dense", (2,), {})]),
+        optimizer=lambda: keras.optimizers.SGD(learning_rate=0.05, clipnorm=0.5),
+        loss=lambda: keras.losses.MeanSquaredError(), batch=8,
+        data=lambda rng, _: (normal(rng, 160, 6), normal(rng, 160, 2, scale=4.0), None)),
+    "opt_adam_global_clipnorm": dict(
+        model=lambda: sequential((8,), [("Dense", (16,), dict(activation="relu")), ("Dense", (4,), {})]),
+        optimizer=lambda: keras.optimizers.Adam(learning_rate=0.01, global_clipnorm=0.3), loss=lambda: scce(True),
+        batch=8, data=lambda rng, _: (normal(rng, 160, 8, scale=3.0), classes(rng, 160, 4), None)),
+    "opt_sgd_clipvalue": dict(
+        model=lambda: sequential((6,), [("Dense", (8,), dict(activation="relu")), ("Dense", (2,), {})]),
+        optimizer=lambda: keras.optimizers.SGD(learning_rate=0.05, clipvalue=0.1),
+        loss=lambda: keras.losses.MeanSquaredError(), batch=8,
+        data=lambda rng, _: (normal(rng, 160, 6), normal(rng, 160, 2, scale=4.0), None)),
+    # The harness trains with train_on_batch, which never swaps in the average at the end; an
+    # overwrite every 5 steps puts the moving average into the weights both sides compare.
+    "opt_ema_overwrite": dict(
+        model=lambda: sequential((8,), [("Dense", (16,), dict(activation="relu")), ("Dense", (4,), {})]),
+        optimizer=lambda: keras.optimizers.SGD(learning_rate=0.1, momentum=0.9, use_ema=True, ema_momentum=0.9,
+                                               ema_overwrite_frequency=5),
+        loss=lambda: scce(True), batch=8, data=lambda rng, _: (normal(rng, 160, 8), classes(rng, 160, 4), None)),
 }
+
+# Functional models, their layers named as the kiln side names them.
+def residual_block():
+    """Conv-BN-ReLU-Conv-BN, an Add shortcut from the input, ReLU, then a classifier head."""
+    x = keras.Input(shape=(8, 8, 4))
+    h = layers.Conv2D(4, (3, 3), padding="same", use_bias=False, name="conv2d")(x)
+    h = layers.BatchNormalization(name="batch_normalization")(h)
+    h = layers.Activation("relu", name="activation")(h)
+    h = layers.Conv2D(4, (3, 3), padding="same", use_bias=False, name="conv2d_1")(h)
+    h = layers.BatchNormalization(name="batch_normalization_1")(h)
+    h = layers.Activation("relu", name="activation_1")(layers.Add(name="add")([x, h]))
+    h = layers.GlobalAveragePooling2D(name="global_average_pooling2d")(h)
+    return keras.Model(x, layers.Dense(3, name="dense")(h))
+
+
+def two_input_concatenate():
+    """Two inputs, a Dense tower each, joined by Concatenate."""
+    a, b = keras.Input(shape=(6,)), keras.Input(shape=(4,))
+    ha = layers.Dense(5, activation="relu", name="dense")(a)
+    hb = layers.Dense(5, activation="tanh", name="dense_1")(b)
+    h = layers.Concatenate(name="concatenate")([ha, hb])
+    return keras.Model([a, b], layers.Dense(3, name="dense_2")(h))
+
+
+def shared_layer():
+    """One Dense applied twice (one set of weights, gradients from both calls)."""
+    x = keras.Input(shape=(6,))
+    shared = layers.Dense(6, activation="tanh", name="dense")
+    h = shared(shared(x))
+    return keras.Model(x, layers.Dense(3, name="dense_1")(h))
+
+
+CASES.update({
+    "functional_residual_block": dict(
+        model=residual_block, optimizer=lambda: keras.optimizers.SGD(learning_rate=0.05, momentum=0.9),
+        loss=lambda: scce(True), batch=8,
+        data=lambda rng, _: (normal(rng, 160, 8, 8, 4) + np.float32(0.5), classes(rng, 160, 3), None)),
+    "functional_two_inputs": dict(
+        model=two_input_concatenate, optimizer=lambda: keras.optimizers.Adam(), loss=lambda: scce(True), batch=8,
+        data=lambda rng, _: ([normal(rng, 160, 6), normal(rng, 160, 4)], classes(rng, 160, 3), None)),
+    "functional_shared_layer": dict(
+        model=shared_layer, optimizer=lambda: keras.optimizers.Adam(), loss=lambda: scce(True), batch=8,
+        data=lambda rng, _: (normal(rng, 160, 6), classes(rng, 160, 3), None)),
+})
+
 
 # Keras' warning for from_logits=True on an activation's output (keras/src/backend/tensorflow/nn.py).
 LOGITS_WARNING = "received `from_logits=True`, but the `output` argument was produced by a"
@@ -207,6 +356,17 @@ LOGITS_WARNING = "received `from_logits=True`, but the `output` argument was pro
 
 def named_weights(model):
     return {f"{l.name}/{v.name}": np.asarray(v.numpy()) for l in model.layers for v in l.weights}
+
+
+def rows(x, i, j):
+    """Rows i:j of x, or of each input of a model of several inputs (x a list)."""
+    return [t[i:j] for t in x] if isinstance(x, list) else x[i:j]
+
+
+def save_inputs(directory, stem, x):
+    """STEM.npy, or STEM_0.npy, STEM_1.npy, ... for a model of several inputs (read by the driver)."""
+    for i, t in enumerate(x if isinstance(x, list) else [x]):
+        np.save(os.path.join(directory, f"{stem}_{i}.npy" if isinstance(x, list) else f"{stem}.npy"), t)
 
 
 def train_keras(case, model, x, y):
@@ -220,8 +380,8 @@ def train_keras(case, model, x, y):
             losses = np.asarray(h.history["loss"], np.float64)
         else:
             b = case["batch"]
-            losses = np.array([model.train_on_batch(x[i:i + b], y[i:i + b], return_dict=True)["loss"]
-                               for i in range(0, len(x), b)], np.float64)
+            losses = np.array([model.train_on_batch(rows(x, i, i + b), y[i:i + b], return_dict=True)["loss"]
+                               for i in range(0, len(y), b)], np.float64)
     return losses, any(LOGITS_WARNING in str(w.message) for w in caught)
 
 
@@ -247,9 +407,9 @@ def run_case(name, case, driver, work, cifar_dir):
     os.makedirs(in_dir, exist_ok=True)
     os.makedirs(out_dir, exist_ok=True)
     save_file(named_weights(model), os.path.join(in_dir, "initial.safetensors"))
-    np.save(os.path.join(in_dir, "x.npy"), x)
+    save_inputs(in_dir, "x", x)
     np.save(os.path.join(in_dir, "y.npy"), y)
-    np.save(os.path.join(in_dir, "x_pred.npy"), x_pred)
+    save_inputs(in_dir, "x_pred", x_pred)
     run = subprocess.run([driver, name, in_dir, out_dir], capture_output=True, text=True)
     if run.returncode != 0:
         return dict(case=name, error=f"kiln_parity_driver exited {run.returncode}: {run.stderr.strip()}")

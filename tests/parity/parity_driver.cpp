@@ -8,6 +8,7 @@
 // Weights go through Sequential::load_weights/save_weights, so Python's safetensors package checks
 // kiln's file format too. The case list is mirrored in parity.py under the same names.
 #include <algorithm>
+#include <filesystem>
 #include <functional>
 #include <iostream>
 #include <map>
@@ -31,7 +32,7 @@ using losses::SparseCategoricalCrossentropy;
 using regularizers::l2;
 
 struct Case {
-  std::function<Sequential()> make;  // built and compiled
+  std::function<Model()> make;  // built and compiled
   int64_t batch_size;
   int epochs = 0;  // > 0: train with fit(shuffle=false) and report its per-epoch losses
 };
@@ -176,6 +177,15 @@ const std::map<std::string, Case>& cases() {
               SparseCategoricalCrossentropy({.from_logits = true}));
         },
         8}},
+      // Reshaping layers between a convolution and a Dense.
+      {"reshaping_layers",
+       {[] {
+          return compiled({Conv2D(4, {3, 3}, {.activation = "relu", .input_shape = {7, 6, 2}}),
+                           layers::ZeroPadding2D({{1, 2}, {0, 1}}), layers::Cropping2D({{2, 0}, {1, 1}}),
+                           layers::Reshape({-1, 8}), layers::Permute({2, 1}), Flatten(), Dense(3)},
+                          optimizers::Adam(), SparseCategoricalCrossentropy({.from_logits = true}));
+        },
+        8}},
       // L2 penalties on kernels and a bias, in the loss and its gradients.
       {"l2_regularizer",
        {[] {
@@ -187,25 +197,197 @@ const std::map<std::string, Case>& cases() {
               optimizers::SGD({.learning_rate = 0.1}), SparseCategoricalCrossentropy({.from_logits = true}));
         },
         8}},
+      // Rescaling and Normalization with given statistics inside the model, before a convolution.
+      {"rescaling_normalization",
+       {[] {
+          return compiled({layers::Rescaling(1.0 / 255, {.offset = -0.25, .input_shape = {8, 8, 3}}),
+                           layers::Normalization({.mean = std::vector<double>{0.2, 0.25, 0.3},
+                                                  .variance = std::vector<double>{0.08, 0.05, 0.0}}),
+                           Conv2D(4, {3, 3}, {.activation = "relu"}), Flatten(), Dense(3)},
+                          optimizers::Adam(), SparseCategoricalCrossentropy({.from_logits = true}));
+        },
+        8}},
+      // The one-hot cross-entropy with label smoothing, from a softmax output and from logits.
+      {"cce_label_smoothing",
+       {[] {
+          return compiled({Dense(16, {.activation = "relu", .input_shape = {8}}), Dense(4, {.activation = "softmax"})},
+                          optimizers::Adam(), losses::CategoricalCrossentropy({.label_smoothing = 0.1}));
+        },
+        8}},
+      {"cce_label_smoothing_from_logits",
+       {[] {
+          return compiled({Dense(16, {.activation = "relu", .input_shape = {8}}), Dense(4)},
+                          optimizers::SGD({.learning_rate = 0.1}),
+                          losses::CategoricalCrossentropy({.from_logits = true, .label_smoothing = 0.2}));
+        },
+        8}},
+      // Binary cross-entropy from sigmoid outputs, and from one logit against [N] targets.
+      {"bce_sigmoid",
+       {[] {
+          return compiled({Dense(8, {.activation = "relu", .input_shape = {8}}), Dense(3, {.activation = "sigmoid"})},
+                          optimizers::Adam(), losses::BinaryCrossentropy());
+        },
+        8}},
+      {"bce_from_logits",
+       {[] {
+          return compiled({Dense(1, {.input_shape = {8}})}, optimizers::SGD({.learning_rate = 0.1}),
+                          losses::BinaryCrossentropy({.from_logits = true, .label_smoothing = 0.1}));
+        },
+        8}},
+      // Regression losses: "mae" by name, Huber with delta 0.5.
+      {"mae",
+       {[] {
+          Sequential m({Dense(8, {.activation = "relu", .input_shape = {8}}), Dense(1)});
+          m.compile(optimizers::SGD({.learning_rate = 0.05}), *losses::get("mae"));
+          return m;
+        },
+        8}},
+      {"huber",
+       {[] {
+          return compiled({Dense(8, {.activation = "relu", .input_shape = {8}}), Dense(2)},
+                          optimizers::Adam({.learning_rate = 0.01}), losses::Huber({.delta = 0.5}));
+        },
+        8}},
+      // Functional models: a residual block, two inputs joined by Concatenate, a shared layer.
+      {"functional_residual_block",
+       {[] {
+          auto x = Input({8, 8, 4});
+          auto h = Conv2D(4, {3, 3}, {.padding = "same", .use_bias = false})(x);
+          h = Activation("relu")(BatchNormalization()(h));
+          h = BatchNormalization()(Conv2D(4, {3, 3}, {.padding = "same", .use_bias = false})(h));
+          h = GlobalAveragePooling2D()(Activation("relu")(layers::Add()({x, h})));
+          Model m(x, Dense(3)(h));
+          m.compile(optimizers::SGD({.learning_rate = 0.05, .momentum = 0.9}),
+                    SparseCategoricalCrossentropy({.from_logits = true}));
+          return m;
+        },
+        8}},
+      {"functional_two_inputs",
+       {[] {
+          auto a = Input({6}), b = Input({4});
+          auto h = layers::Concatenate()({Dense(5, {.activation = "relu"})(a), Dense(5, {.activation = "tanh"})(b)});
+          Model m({a, b}, {Dense(3)(h)});
+          m.compile(optimizers::Adam(), SparseCategoricalCrossentropy({.from_logits = true}));
+          return m;
+        },
+        8}},
+      {"functional_shared_layer",
+       {[] {
+          auto x = Input({6});
+          Dense shared(6, {.activation = "tanh"});
+          Model m(x, Dense(3)(shared(shared(x))));
+          m.compile(optimizers::Adam(), SparseCategoricalCrossentropy({.from_logits = true}));
+          return m;
+        },
+        8}},
+      // Optimizers, weight decay, clipping, schedules and EMA: 20 steps of a small model each.
+      {"opt_adamw",
+       {[] {
+          return compiled({Dense(16, {.activation = "relu", .input_shape = {8}}), Dense(4)},
+                          optimizers::AdamW({.learning_rate = 0.01, .weight_decay = 0.05}),
+                          SparseCategoricalCrossentropy({.from_logits = true}));
+        },
+        8}},
+      {"opt_sgd_nesterov_weight_decay",
+       {[] {
+          return compiled(
+              {Dense(8, {.activation = "tanh", .input_shape = {6}}), Dense(2)},
+              optimizers::SGD({.learning_rate = 0.05, .momentum = 0.9, .nesterov = true, .weight_decay = 0.01}),
+              losses::MeanSquaredError());
+        },
+        8}},
+      {"opt_rmsprop_centered",
+       {[] {
+          return compiled({Dense(16, {.activation = "relu", .input_shape = {8}}), Dense(4)},
+                          optimizers::RMSprop({.learning_rate = 0.01, .centered = true}),
+                          SparseCategoricalCrossentropy({.from_logits = true}));
+        },
+        8}},
+      {"opt_rmsprop_momentum",
+       {[] {
+          return compiled({Dense(16, {.activation = "relu", .input_shape = {8}}), Dense(4)},
+                          optimizers::RMSprop({.learning_rate = 0.005, .momentum = 0.9, .centered = true}),
+                          SparseCategoricalCrossentropy({.from_logits = true}));
+        },
+        8}},
+      {"opt_adagrad",
+       {[] {
+          return compiled({Dense(16, {.activation = "relu", .input_shape = {8}}), Dense(4)},
+                          optimizers::Adagrad({.learning_rate = 0.1}),
+                          SparseCategoricalCrossentropy({.from_logits = true}));
+        },
+        8}},
+      {"opt_cosine_warmup",
+       {[] {
+          return compiled({Dense(16, {.activation = "relu", .input_shape = {8}}), Dense(4)},
+                          optimizers::Adam({.learning_rate = schedules::CosineDecay({.initial_learning_rate = 0.0,
+                                                                                     .decay_steps = 15,
+                                                                                     .alpha = 0.1,
+                                                                                     .warmup_target = 0.01,
+                                                                                     .warmup_steps = 5})}),
+                          SparseCategoricalCrossentropy({.from_logits = true}));
+        },
+        8}},
+      {"opt_sgd_clipnorm",
+       {[] {
+          return compiled({Dense(8, {.activation = "relu", .input_shape = {6}}), Dense(2)},
+                          optimizers::SGD({.learning_rate = 0.05, .clipnorm = 0.5}), losses::MeanSquaredError());
+        },
+        8}},
+      {"opt_adam_global_clipnorm",
+       {[] {
+          return compiled({Dense(16, {.activation = "relu", .input_shape = {8}}), Dense(4)},
+                          optimizers::Adam({.learning_rate = 0.01, .global_clipnorm = 0.3}),
+                          SparseCategoricalCrossentropy({.from_logits = true}));
+        },
+        8}},
+      {"opt_sgd_clipvalue",
+       {[] {
+          return compiled({Dense(8, {.activation = "relu", .input_shape = {6}}), Dense(2)},
+                          optimizers::SGD({.learning_rate = 0.05, .clipvalue = 0.1}), losses::MeanSquaredError());
+        },
+        8}},
+      {"opt_ema_overwrite",
+       {[] {
+          return compiled({Dense(16, {.activation = "relu", .input_shape = {8}}), Dense(4)},
+                          optimizers::SGD({.learning_rate = 0.1,
+                                           .momentum = 0.9,
+                                           .use_ema = true,
+                                           .ema_momentum = 0.9,
+                                           .ema_overwrite_frequency = 5}),
+                          SparseCategoricalCrossentropy({.from_logits = true}));
+        },
+        8}},
   };
   return all;
 }
 
 // The loss of each batch before its update, as Keras' train_on_batch returns it.
-std::vector<double> train_steps(Sequential& model, const Tensor& x, const Tensor& y, int64_t batch) {
+std::vector<double> train_steps(Model& model, const std::vector<Tensor>& x, const Tensor& y, int64_t batch) {
   std::vector<Tensor> params = model.trainable_weights();
   std::vector<double> losses;
-  for (int64_t b0 = 0; b0 < x.size(0); b0 += batch) {
-    const int64_t b1 = std::min(x.size(0), b0 + batch);
-    const Tensor xb = x.slice_rows(b0, b1), yb = y.slice_rows(b0, b1);
+  for (int64_t b0 = 0; b0 < y.size(0); b0 += batch) {
+    const int64_t b1 = std::min(y.size(0), b0 + batch);
+    std::vector<Tensor> xb;
+    for (const Tensor& t : x) xb.push_back(t.slice_rows(b0, b1));
+    const Tensor yb = y.slice_rows(b0, b1);
     // train_on_batch's mode; the loss includes the layers' penalties, as Keras' does.
-    const Tensor loss = model.compute_loss(yb, model(xb, /*training=*/true));
+    const Tensor loss = model.compute_loss(yb, model(xb, /*training=*/true).front());
     for (Tensor& p : params) p.zero_grad();
     loss.backward();
     model.optimizer()->step(params);
     losses.push_back(loss.item());
   }
   return losses;
+}
+
+// A model's inputs: STEM.npy, or STEM_0.npy, STEM_1.npy, ... for a model of several inputs.
+std::vector<Tensor> read_inputs(const std::string& stem) {
+  if (std::filesystem::exists(stem + ".npy")) return {parity::read_npy(stem + ".npy")};
+  std::vector<Tensor> out;
+  for (int i = 0; std::filesystem::exists(stem + "_" + std::to_string(i) + ".npy"); ++i)
+    out.push_back(parity::read_npy(stem + "_" + std::to_string(i) + ".npy"));
+  return out;
 }
 
 }  // namespace
@@ -226,19 +408,22 @@ int main(int argc, char** argv) {
   }
   try {
     const Case& c = it->second;
-    Sequential model = c.make();
+    Model model = c.make();
     model.load_weights(in + "/initial.safetensors");
-    const Tensor x = parity::read_npy(in + "/x.npy"), y = parity::read_npy(in + "/y.npy");
+    const std::vector<Tensor> x = read_inputs(in + "/x"), x_pred = read_inputs(in + "/x_pred");
+    const Tensor y = parity::read_npy(in + "/y.npy");
     std::vector<double> losses;
     if (c.epochs > 0) {
-      losses = model.fit(x, y, {.batch_size = c.batch_size, .epochs = c.epochs, .verbose = 0, .shuffle = false})
+      losses = model
+                   .fit(x, std::vector<Tensor>{y},
+                        {.batch_size = c.batch_size, .epochs = c.epochs, .verbose = 0, .shuffle = false})
                    .history.at("loss");
     } else {
       losses = train_steps(model, x, y, c.batch_size);
     }
     parity::write_npy(out + "/losses.npy", losses);
     model.save_weights(out + "/final.safetensors");
-    parity::write_npy(out + "/pred.npy", model.predict(parity::read_npy(in + "/x_pred.npy")));
+    parity::write_npy(out + "/pred.npy", model.predict(x_pred).front());
   } catch (const std::exception& e) {
     std::cerr << "kiln_parity_driver " << name << ": " << e.what() << '\n';
     return 1;

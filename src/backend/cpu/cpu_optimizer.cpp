@@ -2,6 +2,7 @@
 #include <cmath>
 
 #include "backend/cpu/cpu_backend.h"
+#include "backend/optimizer_math.h"
 
 namespace kiln::backend {
 
@@ -64,6 +65,50 @@ void CpuBackend::adam_step_multi(DType dtype, const ParamSlots* params, int coun
       adam_update(static_cast<T*>(params[i].w), static_cast<const T*>(params[i].g), static_cast<T*>(params[i].m),
                   static_cast<T*>(params[i].v), params[i].n, alpha, static_cast<T>(beta1), static_cast<T>(beta2),
                   static_cast<T>(eps));
+  });
+}
+
+}  // namespace kiln::backend
+
+namespace kiln::backend {
+
+void CpuBackend::grad_sum_squares(DType dtype, const UpdateTensor* tensors, int count, void* out, bool total) {
+  with_float_type(dtype, "grad_sum_squares", [&](auto tag) {
+    using T = decltype(tag);
+    T* sums = static_cast<T*>(out);
+    for (int k = 0; k < count; ++k) {
+      // In index order, one accumulator: the same sum every run.
+      const T* g = static_cast<const T*>(tensors[k].g);
+      T acc = T(0);
+      if (g != nullptr)
+        for (int64_t i = 0; i < tensors[k].n; ++i) acc += g[i] * g[i];
+      sums[k] = acc;
+    }
+    if (!total) return;
+    T acc = T(0);
+    for (int k = 0; k < count; ++k) acc += sums[k];
+    sums[count] = acc;
+  });
+}
+
+void CpuBackend::optimizer_update(DType dtype, const UpdateRule& rule, const UpdateTensor* tensors, int count,
+                                  const void* sum_squares, const void* step_table, const int64_t* index,
+                                  const double* host_step) {
+  with_float_type(dtype, "optimizer_update", [&](auto tag) {
+    using T = decltype(tag);
+    const auto r = math::constants_of<T>(rule);
+    const auto s = step_table != nullptr ? math::step_of<T>(static_cast<const T*>(step_table) + *index * kStepValues)
+                                         : math::step_of<T>(host_step);
+    const T* sums = static_cast<const T*>(sum_squares);
+    for (int k = 0; k < count; ++k) {
+      const UpdateTensor& t = tensors[k];
+      const T clip = sums != nullptr
+                         ? math::clip_scalar_of(r, sums[k], r.clip == ClipKind::GlobalNorm ? sums[count] : T(0))
+                         : T(1);
+      parallel_for_work(t.n, t.n, [&](int64_t i0, int64_t i1) {
+        for (int64_t i = i0; i < i1; ++i) math::update_element(r, s, clip, t, i);
+      });
+    }
   });
 }
 

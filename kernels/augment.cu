@@ -1,0 +1,106 @@
+// Image resampling (NHWC) and the augmentation layers' random transforms: one general per-sample
+// axis-aligned map (flip, translation, crop and resize are all y = x at (ay i + by, ax j + bx)),
+// with the fill modes and both interpolations. The arithmetic is backend/image_map.h's, shared
+// with the CPU, so both devices give the same bits. Forward: one thread per output element.
+// Backward: one thread per input element, gathering from the output pixels that read it in
+// increasing (i, j) order, the CPU's order, with no atomics. Transforms: one thread per sample,
+// its numbers read from the Philox stream at the step the device counter names, so a recorded
+// step draws new transforms on each replay.
+// Shape letters: N batch, H/W input, C channels, OH/OW output.
+#include "backend/cuda/check.h"
+#include "backend/cuda/cuda_backend.h"
+#include "backend/cuda/kernels.h"
+#include "backend/dtype_dispatch.h"
+#include "backend/image_map.h"
+#include "backend/philox.h"
+#include "device_math.cuh"
+
+namespace kiln::backend {
+
+namespace {
+
+// ---------------------------------------------------------------------------------------------
+// kernels
+
+template <typename T>
+__global__ void image_transform_kernel(ImageTransformGeometry g, const T* x, const T* t, T* y) {
+  const int64_t total = g.N * g.OH * g.OW * g.C;
+  KILN_FOR_EACH(e, total) {
+    const int64_t c = e % g.C, pixel = e / g.C;
+    const int64_t j = pixel % g.OW, i = (pixel / g.OW) % g.OH, n = pixel / (g.OW * g.OH);
+    image::output_pixel(g, x, t, n, i, j, c, c + 1, y + pixel * g.C);
+  }
+}
+
+template <typename T>
+__global__ void image_transform_backward_kernel(ImageTransformGeometry g, const T* dy, const T* t, T* dx) {
+  const int64_t total = g.N * g.H * g.W * g.C;
+  KILN_FOR_EACH(e, total) {
+    const int64_t c = e % g.C, pixel = e / g.C;
+    const int64_t ix = pixel % g.W, iy = (pixel / g.W) % g.H, n = pixel / (g.W * g.H);
+    image::input_grad_pixel(g, dy, t, n, iy, ix, c, c + 1, dx + pixel * g.C);
+  }
+}
+
+// The two axis specs by value (the backend receives them in host memory).
+struct AxisSpecs {
+  ImageAxisSpec axis[2];
+};
+
+template <typename T>
+__global__ void random_image_transforms_kernel(AxisSpecs specs, int64_t n, uint64_t seed, const int64_t* counter,
+                                               uint64_t draw, T* t) {
+  const int64_t step = *counter;
+  KILN_FOR_EACH(k, n) {
+    const philox::Words w = philox::stream_block(seed, step, draw, static_cast<uint64_t>(k / 2));
+    const int first = static_cast<int>((2 * k) % philox::kPerBlock);
+    const uint32_t w0 = w.v[first], w1 = w.v[first + 1];
+    image::axis_transform<T>(specs.axis[0], w0, w0, t + 4 * k, t + 4 * k + 1);
+    image::axis_transform<T>(specs.axis[1], w0, w1, t + 4 * k + 2, t + 4 * k + 3);
+  }
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// the backend's entries
+
+void CudaBackend::image_transform(DType dtype, const ImageTransformGeometry& g, const void* x, const void* t, void* y) {
+  DeviceGuard guard(device_);
+  const int64_t total = g.N * g.OH * g.OW * g.C;
+  if (total <= 0) return;
+  with_float_type(dtype, "image_transform", [&](auto tag) {
+    using T = decltype(tag);
+    image_transform_kernel<<<grid_for(total), kBlock, 0, stream_>>>(g, static_cast<const T*>(x),
+                                                                    static_cast<const T*>(t), static_cast<T*>(y));
+  });
+  KILN_LAUNCH_CHECK("image_transform_kernel");
+}
+
+void CudaBackend::image_transform_backward(DType dtype, const ImageTransformGeometry& g, const void* dy, const void* t,
+                                           void* dx) {
+  DeviceGuard guard(device_);
+  const int64_t total = g.N * g.H * g.W * g.C;
+  if (total <= 0) return;
+  with_float_type(dtype, "image_transform_backward", [&](auto tag) {
+    using T = decltype(tag);
+    image_transform_backward_kernel<<<grid_for(total), kBlock, 0, stream_>>>(
+        g, static_cast<const T*>(dy), static_cast<const T*>(t), static_cast<T*>(dx));
+  });
+  KILN_LAUNCH_CHECK("image_transform_backward_kernel");
+}
+
+void CudaBackend::random_image_transforms(DType dtype, const ImageAxisSpec* axes, int64_t n, uint64_t seed,
+                                          const int64_t* counter, uint64_t draw, void* t) {
+  DeviceGuard guard(device_);
+  if (n <= 0) return;
+  const AxisSpecs specs{{axes[0], axes[1]}};
+  with_float_type(dtype, "random_image_transforms", [&](auto tag) {
+    using T = decltype(tag);
+    random_image_transforms_kernel<<<grid_for(n), kBlock, 0, stream_>>>(specs, n, seed, counter, draw,
+                                                                        static_cast<T*>(t));
+  });
+  KILN_LAUNCH_CHECK("random_image_transforms_kernel");
+}
+
+}  // namespace kiln::backend

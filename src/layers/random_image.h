@@ -1,0 +1,25 @@
+// The random image layers' shared step: draw each sample's transform on the device from the
+// layer's stream, resample, advance the stream's counter on the device.
+#pragma once
+
+#include <array>
+
+#include "backend/backend.h"
+#include "kiln/layers/preprocessing.h"
+
+namespace kiln::layers {
+
+/// image_transform of x to `size` with transforms drawn on x's device by `axes` (rows, columns)
+/// from `layer`'s stream; when `advance`, the counter is then incremented on the device, so a
+/// recorded step replays the increment and the next replay draws the next step's transforms.
+Tensor resample_images(const Tensor& x, Tensor& counter, uint64_t key, uint64_t draw,
+                       const std::array<backend::ImageAxisSpec, 2>& axes, std::array<int64_t, 2> size,
+                       Interpolation interpolation, FillMode fill_mode, double fill_value, bool advance);
+
+/// `x` cropped to the window of `size` at (top, left), the same for every image (no randomness).
+Tensor crop_images(const Tensor& x, Tensor& counter, std::array<int64_t, 2> top_left, std::array<int64_t, 2> size);
+
+/// The number `v` as Keras writes it in an error ("0.5", "1e-07").
+std::string number_text(double v);
+
+}  // namespace kiln::layers
