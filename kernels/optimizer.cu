@@ -4,6 +4,9 @@
 // alpha the bias-corrected step size, computed on the host in the variable's precision.
 // The multi-tensor Adam updates many parameters in one launch and reads alpha from a device table
 // at a device index, so a recorded training step needs no host argument.
+// The fused update (the built-in optimizers' path, at the end of this file) does Keras' whole
+// per-variable sequence, clip, weight decay, rule and moving average, in one pass per element
+// with the formulas of backend/optimizer_math.h, shared with the CPU.
 // Shape letters: n parameters.
 #include <cmath>
 

@@ -3,7 +3,10 @@
 // and the messages for a wrong number of inputs, mismatched shapes and a call on one tensor.
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <memory>
+#include <sstream>
+#include <string>
 #include <vector>
 
 #include "gradcheck.h"
@@ -156,17 +159,17 @@ TEST(MergeLayers, ShapeErrorsNameTheLayerAndShapes) {
 
 TEST(MergeLayers, CountErrorsAndCallsOnOneTensor) {
   EXPECT_EQ(message_of([] { layers::Add().compute_output_shape_inputs({Shape{8}}); }),
-            "[add] got 1 input ([None, 8]); expected at least 2 inputs");
+            "[add] got 1 input ([None, 8]); expected a list of at least 2 inputs");
   EXPECT_EQ(message_of([] { layers::Concatenate().compute_output_shape_inputs({}); }),
-            "[concatenate] got 0 inputs; expected at least 2 inputs");
+            "[concatenate] got 0 inputs; expected a list of at least 2 inputs");
   EXPECT_EQ(message_of([] {
               layers::Subtract().compute_output_shape_inputs({Shape{2}, Shape{2}, Shape{2}});
             }),
-            "[subtract] got 3 inputs ([None, 2], [None, 2] and [None, 2]); expected exactly 2 inputs");
+            "[subtract] got 3 inputs ([None, 2], [None, 2] and [None, 2]); expected a list of exactly 2 inputs");
   EXPECT_EQ(message_of([] {
               layers::Subtract().call_inputs({Tensor::zeros({1, 2})}, false);
             }),
-            "[subtract] got 1 input ([None, 2]); expected exactly 2 inputs");
+            "[subtract] got 1 input ([None, 2]); expected a list of exactly 2 inputs");
   EXPECT_EQ(message_of([] {
               layers::Add().call(Tensor::zeros({2, 8}), false);
             }),
@@ -178,4 +181,43 @@ TEST(MergeLayers, CountErrorsAndCallsOnOneTensor) {
               layers::Add().call_inputs({Tensor::zeros({2, 8}), Tensor()}, false);
             }),
             "[add] input 1 is an undefined tensor; expected a batch [N, ...]");
+}
+
+// In a functional model: shapes are checked when the graph is built, and a model of every merge
+// layer trains, saves and loads back predicting the same bits.
+TEST(MergeLayers, InAFunctionalModel) {
+  auto a = Input({8, 8, 16});
+  auto b = Input({8, 8, 32});
+  EXPECT_EQ(message_of([&] {
+              layers::Add()({a, b});
+            }),
+            "[add] inputs have shapes [None, 8, 8, 16] and [None, 8, 8, 32]; expected equal shapes");
+  EXPECT_EQ(message_of([&] { layers::Add()(a); }),
+            "[add] got 1 input ([None, 8, 8, 16]); expected a list of at least 2 inputs");
+
+  utils::set_random_seed(4);
+  auto x = Input({5});
+  auto y = Input({5});
+  auto hx = layers::Dense(6, {.activation = "tanh"})(x);
+  auto hy = layers::Dense(6, {.activation = "tanh"})(y);
+  auto merged =
+      layers::Concatenate()({layers::Add()({hx, hy}), layers::Subtract()({hx, hy}), layers::Multiply()({hx, hy, hx}),
+                             layers::Average()({hx, hy}), layers::Maximum()({hx, hy})});
+  Model model({x, y}, {layers::Dense(2)(merged)});
+  model.compile(optimizers::Adam({.learning_rate = 0.01}), losses::MeanSquaredError());
+  std::ostringstream summary;
+  model.summary(summary);
+  EXPECT_NE(summary.str().find("Concatenate"), std::string::npos) << summary.str();
+  Generator gen(8);
+  const Tensor xv = Tensor::uniform({32, 5}, -1, 1, gen), yv = Tensor::uniform({32, 5}, -1, 1, gen);
+  const Tensor target = Tensor::uniform({32, 2}, -1, 1, gen);
+  const History h = model.fit({xv, yv}, {target}, {.batch_size = 8, .epochs = 10, .verbose = 0});
+  EXPECT_LT(h.history.at("loss").back(), h.history.at("loss").front());
+  const std::string path =
+      (std::filesystem::temp_directory_path() / ("kiln_merge_" + std::to_string(kiln::testing::process_id()) + ".kiln"))
+          .string();
+  model.save(path);
+  Model loaded = load_model(path);
+  std::filesystem::remove_all(path);
+  EXPECT_EQ(loaded.predict({xv, yv})[0].to_vector<float>(), model.predict({xv, yv})[0].to_vector<float>());
 }

@@ -63,7 +63,7 @@ Shape MergeLayer::compute_output_shape_inputs(const std::vector<Shape>& input_sh
   const std::size_t n = input_shapes.size();
   if (n < min_inputs_ || n > max_inputs_)
     throw Error(name_, "got " + std::to_string(n) + (n == 1 ? " input" : " inputs") +
-                           (n ? " (" + shapes_str(input_shapes) + ")" : std::string()) + "; expected " +
+                           (n ? " (" + shapes_str(input_shapes) + ")" : std::string()) + "; expected a list of " +
                            count_str(min_inputs_, max_inputs_));
   return merged_shape(input_shapes);
 }

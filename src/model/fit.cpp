@@ -155,6 +155,8 @@ History Model::fit(const std::vector<Tensor>& x_in, const std::vector<Tensor>& y
     for (const auto& cb : opt.callbacks) keep_going = cb->on_epoch_end(*this, e, log_map) && keep_going;
     if (!keep_going) break;
   }
+  // Keras: after the epochs, the optimizer finishes the weights (use_ema copies its averages in).
+  if (opt.epochs > opt.initial_epoch) optimizer_->finalize_variable_values(trainable_weights());
   for (const auto& cb : opt.callbacks) cb->on_train_end(*this);
   return history;
 }

@@ -115,6 +115,10 @@ void Model::summary(std::ostream& os) const {
       rows.push_back(std::move(row));
     }
   }
+  // Columns grow to their longest entry (Keras wraps long names instead).
+  for (const Row& row : rows)
+    for (std::size_t c = 0; c < row.size(); ++c)
+      for (const std::string& line : row[c]) widths[c] = std::max(widths[c], line.size() + 2);
   os << "Model: \"" << name_ << "\"\n";
   print_rule(os, widths, "\u250f", "\u2501", "\u2533", "\u2513");
   print_row(os, widths, header, "\u2503");

@@ -95,8 +95,7 @@ Tensor slice(const Tensor& x, const std::vector<int64_t>& begin, const std::vect
   }
   Tensor out = make_tensor(Shape(extent), x.dtype(), x.device());
   copy_box(x, begin, {}, out, {}, extent);
-  const Shape in_shape = x.shape();
-  return autograd::record(op, out, {x}, [in_shape, begin, extent](const Tensor& g) -> std::vector<Tensor> {
+  return autograd::record(op, out, {x}, [in_shape = x.shape(), begin, extent](const Tensor& g) -> std::vector<Tensor> {
     std::vector<std::array<int64_t, 2>> paddings;
     for (std::size_t d = 0; d < extent.size(); ++d)
       paddings.push_back({begin[d], in_shape[static_cast<int64_t>(d)] - begin[d] - extent[d]});
@@ -157,9 +156,13 @@ Tensor concatenate(const std::vector<Tensor>& tensors, int64_t axis) {
     at[ax] += t.size(ax);
   }
   std::vector<Shape> shapes;
-  for (const Tensor& t : tensors) shapes.push_back(t.shape());
   std::vector<bool> needed;
-  for (const Tensor& t : tensors) needed.push_back(t.requires_grad());
+  shapes.reserve(tensors.size());
+  needed.reserve(tensors.size());
+  for (const Tensor& t : tensors) {
+    shapes.push_back(t.shape());
+    needed.push_back(t.requires_grad());
+  }
   return autograd::record(op, out, tensors, [shapes, offsets, needed, ax](const Tensor& g) -> std::vector<Tensor> {
     std::vector<Tensor> grads(shapes.size());
     for (std::size_t i = 0; i < shapes.size(); ++i) {

@@ -152,7 +152,10 @@ void KerasOptimizer::apply(const std::vector<Tensor>& params, std::vector<std::v
     const Tensor& first = group_params.front();
     if (!is_floating(first.dtype()))
       throw Error(name(), "a parameter is " + std::string(dtype_name(first.dtype())) + "; expected floating point");
-    const Tensor sums = Tensor::zeros({static_cast<int64_t>(members.size()) + 1}, first.dtype(), first.device());
+    // Gradient norms only where a clip needs them: no allocation or fill per step otherwise.
+    const bool norms = rule.clip == backend::ClipKind::Norm || rule.clip == backend::ClipKind::GlobalNorm;
+    const Tensor sums =
+        norms ? Tensor::empty({static_cast<int64_t>(members.size()) + 1}, first.dtype(), first.device()) : Tensor();
     double row[backend::kStepValues];
     if (first.dtype() == DType::Float64) {
       const auto v = step_values<double>(*this, rule, iteration);

@@ -349,6 +349,32 @@ CASES.update({
         data=lambda rng, _: (normal(rng, 160, 6), classes(rng, 160, 3), None)),
 })
 
+# Callbacks in fit (shuffle=False): per-epoch losses, the epochs run and the final weights. The
+# decisions do not hang on a loss's last digits: min_delta=1e9 makes every epoch a plateau, and
+# mode="max" on a falling loss makes the first epoch the best.
+CASES.update({
+    "cb_reduce_lr_on_plateau": dict(
+        model=lambda: sequential((6,), [("Dense", (8,), dict(activation="tanh")), ("Dense", (2,), {})]),
+        optimizer=lambda: keras.optimizers.SGD(learning_rate=0.1), loss=lambda: keras.losses.MeanSquaredError(),
+        batch=8, epochs=8,
+        callbacks=lambda: [keras.callbacks.ReduceLROnPlateau(monitor="loss", factor=0.3, patience=1, min_delta=1e9,
+                                                             cooldown=1, min_lr=0.004)],
+        data=lambda rng, _: (normal(rng, 40, 6), normal(rng, 40, 2), None)),
+    "cb_learning_rate_scheduler": dict(
+        model=lambda: sequential((6,), [("Dense", (8,), dict(activation="tanh")), ("Dense", (2,), {})]),
+        optimizer=lambda: keras.optimizers.Adam(learning_rate=0.01), loss=lambda: keras.losses.MeanSquaredError(),
+        batch=8, epochs=6,
+        callbacks=lambda: [keras.callbacks.LearningRateScheduler(lambda epoch, lr: lr if epoch < 2 else lr * 0.7)],
+        data=lambda rng, _: (normal(rng, 40, 6), normal(rng, 40, 2), None)),
+    "cb_early_stopping_restore": dict(
+        model=lambda: sequential((6,), [("Dense", (8,), dict(activation="tanh")), ("Dense", (2,), {})]),
+        optimizer=lambda: keras.optimizers.SGD(learning_rate=0.1), loss=lambda: keras.losses.MeanSquaredError(),
+        batch=8, epochs=10,
+        callbacks=lambda: [keras.callbacks.EarlyStopping(monitor="loss", mode="max", patience=2,
+                                                         restore_best_weights=True)],
+        data=lambda rng, _: (normal(rng, 40, 6), normal(rng, 40, 2), None)),
+})
+
 
 # Keras' warning for from_logits=True on an activation's output (keras/src/backend/tensorflow/nn.py).
 LOGITS_WARNING = "received `from_logits=True`, but the `output` argument was produced by a"
@@ -376,7 +402,8 @@ def train_keras(case, model, x, y):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")  # Python shows a warning once per process; every case counts
         if case.get("epochs"):
-            h = model.fit(x, y, batch_size=case["batch"], epochs=case["epochs"], shuffle=False, verbose=0)
+            h = model.fit(x, y, batch_size=case["batch"], epochs=case["epochs"], shuffle=False, verbose=0,
+                          callbacks=case.get("callbacks", list)())
             losses = np.asarray(h.history["loss"], np.float64)
         else:
             b = case["batch"]

@@ -35,6 +35,7 @@ struct Case {
   std::function<Model()> make;  // built and compiled
   int64_t batch_size;
   int epochs = 0;  // > 0: train with fit(shuffle=false) and report its per-epoch losses
+  std::function<std::vector<std::shared_ptr<Callback>>()> callbacks = nullptr;  // fit's, when set
 };
 
 Sequential compiled(std::vector<LayerRef> layers, const Optimizer& opt, const Loss& loss) {
@@ -358,6 +359,39 @@ const std::map<std::string, Case>& cases() {
                           SparseCategoricalCrossentropy({.from_logits = true}));
         },
         8}},
+      // Callbacks in fit: the rates they set, the epochs they run, the weights they restore.
+      {"cb_reduce_lr_on_plateau",
+       {[] {
+          return compiled({Dense(8, {.activation = "tanh", .input_shape = {6}}), Dense(2)},
+                          optimizers::SGD({.learning_rate = 0.1}), losses::MeanSquaredError());
+        },
+        8, 8,
+        [] {
+          return std::vector<std::shared_ptr<Callback>>{
+              std::make_shared<callbacks::ReduceLROnPlateau>(callbacks::ReduceLROnPlateauOptions{
+                  .monitor = "loss", .factor = 0.3, .patience = 1, .min_delta = 1e9, .cooldown = 1, .min_lr = 0.004})};
+        }}},
+      {"cb_learning_rate_scheduler",
+       {[] {
+          return compiled({Dense(8, {.activation = "tanh", .input_shape = {6}}), Dense(2)},
+                          optimizers::Adam({.learning_rate = 0.01}), losses::MeanSquaredError());
+        },
+        8, 6,
+        [] {
+          return std::vector<std::shared_ptr<Callback>>{std::make_shared<callbacks::LearningRateScheduler>(
+              [](int epoch, double lr) { return epoch < 2 ? lr : lr * 0.7; })};
+        }}},
+      {"cb_early_stopping_restore",
+       {[] {
+          return compiled({Dense(8, {.activation = "tanh", .input_shape = {6}}), Dense(2)},
+                          optimizers::SGD({.learning_rate = 0.1}), losses::MeanSquaredError());
+        },
+        8, 10,
+        [] {
+          return std::vector<std::shared_ptr<Callback>>{
+              std::make_shared<callbacks::EarlyStopping>(callbacks::EarlyStoppingOptions{
+                  .monitor = "loss", .patience = 2, .mode = "max", .restore_best_weights = true})};
+        }}},
   };
   return all;
 }
@@ -416,7 +450,11 @@ int main(int argc, char** argv) {
     if (c.epochs > 0) {
       losses = model
                    .fit(x, std::vector<Tensor>{y},
-                        {.batch_size = c.batch_size, .epochs = c.epochs, .verbose = 0, .shuffle = false})
+                        {.batch_size = c.batch_size,
+                         .epochs = c.epochs,
+                         .verbose = 0,
+                         .shuffle = false,
+                         .callbacks = c.callbacks ? c.callbacks() : std::vector<std::shared_ptr<Callback>>{}})
                    .history.at("loss");
     } else {
       losses = train_steps(model, x, y, c.batch_size);

@@ -80,8 +80,9 @@ constexpr uint64_t mix(uint64_t h, uint64_t value) {
 /// through a stale table. The enums' values and CudaModule's own three functions are not covered.
 constexpr uint64_t kCudaModuleAbi = [] {
   uint64_t h = cuda_abi::fnv1a(cuda_abi::kFunctions);
-  for (const uint64_t size : {sizeof(Conv2dGeometry), sizeof(Pool2dGeometry), sizeof(ParamSlots), sizeof(UpdateRule), sizeof(UpdateTensor), sizeof(UnaryFn), sizeof(StridedCopy),
-                              sizeof(MemoryStats), sizeof(CudaDeviceProbe), sizeof(CudaProbe)})
+  for (const uint64_t size :
+       {sizeof(Conv2dGeometry), sizeof(Pool2dGeometry), sizeof(ParamSlots), sizeof(UpdateRule), sizeof(UpdateTensor),
+        sizeof(UnaryFn), sizeof(StridedCopy), sizeof(MemoryStats), sizeof(CudaDeviceProbe), sizeof(CudaProbe)})
     h = cuda_abi::mix(h, size);
   return h;
 }();

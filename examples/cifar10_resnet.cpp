@@ -1,0 +1,132 @@
+// ResNet-20 for CIFAR-10 as He et al. (2016) define it, written with kiln's functional API: a 3x3
+// convolution, three stages of three basic blocks (16, 32 and 64 filters; the first block of the
+// second and third stage halves the size), each block conv-BN-ReLU-conv-BN plus a shortcut (a 1x1
+// projection with BatchNormalization where the shape changes), ReLU, then global average pooling and
+// Dense(10) logits. SGD with momentum 0.9 at batch 128, optionally with decoupled weight decay and a
+// cosine schedule. bench/resnet20_torch.py is the same network and recipe in PyTorch.
+#include <kiln/datasets/cifar10.h>
+#include <kiln/kiln.h>
+
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+
+#include "epoch_reporter.h"
+
+namespace {
+
+using kiln::SymbolicTensor;
+namespace layers = kiln::layers;
+
+// Convolution (no bias: BatchNormalization follows), BatchNormalization, and ReLU when asked.
+SymbolicTensor conv_bn(const SymbolicTensor& x, int64_t filters, int64_t kernel, int64_t stride, bool relu) {
+  SymbolicTensor h =
+      layers::Conv2D(filters, {kernel, kernel}, {.strides = {stride, stride}, .padding = "same", .use_bias = false})(x);
+  h = layers::BatchNormalization()(h);
+  return relu ? layers::Activation("relu")(h) : h;
+}
+
+// A basic block: two 3x3 conv-BN, the shortcut added, ReLU.
+SymbolicTensor basic_block(const SymbolicTensor& x, int64_t filters, int64_t stride) {
+  const SymbolicTensor h = conv_bn(conv_bn(x, filters, 3, stride, true), filters, 3, 1, false);
+  const bool same_shape = stride == 1 && x.shape()[-1] == filters;
+  const SymbolicTensor shortcut = same_shape ? x : conv_bn(x, filters, 1, stride, false);
+  return layers::Activation("relu")(layers::Add()({h, shortcut}));
+}
+
+kiln::Model resnet20() {
+  const SymbolicTensor input = kiln::Input({32, 32, 3});
+  SymbolicTensor h = conv_bn(input, 16, 3, 1, true);
+  for (const int64_t filters : {16, 32, 64})
+    for (int block = 0; block < 3; ++block) h = basic_block(h, filters, block == 0 && filters != 16 ? 2 : 1);
+  h = layers::GlobalAveragePooling2D()(h);
+  return kiln::Model(input, layers::Dense(10)(h), "resnet20");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"kiln CIFAR-10 example: ResNet-20 with the functional API"};
+  std::string data_dir = "build/cifar10", device_name = "auto", save_path, history_path, plot_path,
+              schedule = "constant";
+  int epochs = 30, verbose = 1;
+  int64_t batch_size = 128, limit = 0;
+  uint64_t seed = 0;
+  double learning_rate = 0.1, weight_decay = 0.0;
+  app.add_option("--data", data_dir, "folder with cifar-10-batches-bin/ (official binary format)");
+  app.add_option("--epochs", epochs, "training epochs")->check(CLI::PositiveNumber);
+  app.add_option("--batch-size", batch_size, "samples per training step")->check(CLI::PositiveNumber);
+  app.add_option("--learning-rate", learning_rate, "SGD's learning rate (the cosine schedule's start)")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--schedule", schedule, "constant, or cosine (Keras' CosineDecay over all steps)")
+      ->check(CLI::IsMember({"constant", "cosine"}));
+  app.add_option("--weight-decay", weight_decay, "decoupled weight decay (Keras 3's rule), 0 for none")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--seed", seed, "seed of the initial weights and the shuffles");
+  app.add_option("--device", device_name, "cpu, gpu, gpu:N or auto (the first usable GPU, else the CPU)");
+  app.add_option("--save", save_path, "write the trained model (config, weights, optimizer state) here");
+  app.add_option("--history", history_path, "write per-epoch loss and accuracy as CSV here");
+  app.add_option("--plot", plot_path, "write loss and accuracy curves as SVG here");
+  app.add_option("--limit", limit, "use only the first N training and test images (quick runs)");
+  app.add_option("--verbose", verbose, "0 silent, 1 progress bar, 2 one line per epoch")->check(CLI::Range(0, 2));
+  bool test_at_end = false;
+  app.add_flag("--test-at-end", test_at_end,
+               "evaluate the test set once after training instead of after every epoch (epoch times then hold "
+               "training only)");
+  CLI11_PARSE(app, argc, argv);
+
+  try {
+    if (device_name != "auto") kiln::set_default_device(kiln::Device::parse(device_name));
+    namespace cifar10 = kiln::datasets::cifar10;
+    auto data = cifar10::load_data(data_dir, limit > 0 ? std::optional<int64_t>(limit) : std::nullopt);
+    const kiln::Tensor x_train = cifar10::to_float(data.train.images), x_test = cifar10::to_float(data.test.images);
+    std::printf("CIFAR-10: %lld training and %lld test images\n", static_cast<long long>(data.train.size()),
+                static_cast<long long>(data.test.size()));
+
+    kiln::utils::set_random_seed(seed);
+    kiln::Model model = resnet20();
+    const int64_t steps = epochs * ((data.train.size() + batch_size - 1) / batch_size);
+    kiln::LearningRate lr = learning_rate;
+    if (schedule == "cosine")
+      lr = kiln::schedules::CosineDecay({.initial_learning_rate = learning_rate, .decay_steps = steps});
+    kiln::optimizers::SGDOptions sgd{.learning_rate = lr, .momentum = 0.9};
+    if (weight_decay > 0) sgd.weight_decay = weight_decay;
+    model.compile(kiln::optimizers::SGD(sgd), kiln::losses::SparseCategoricalCrossentropy({.from_logits = true}),
+                  {"accuracy"});
+    model.summary();
+    std::printf("training on %s: batch %lld, SGD momentum 0.9, learning rate %g (%s), weight decay %g\n",
+                model.device().str().c_str(), static_cast<long long>(batch_size), learning_rate, schedule.c_str(),
+                weight_decay);
+
+    const auto start = std::chrono::steady_clock::now();
+    auto timer = std::make_shared<examples::EpochTimer>();
+    kiln::FitOptions fit{
+        .batch_size = batch_size,
+        .epochs = epochs,
+        .verbose = verbose,
+        .validation_batch_size = 1000,
+        .callbacks = {timer, std::make_shared<examples::EpochReporter>(epochs, history_path, plot_path)}};
+    if (!test_at_end) fit.validation_data = {{x_test, data.test.labels}};
+    model.fit(x_train, data.train.labels, fit);
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    std::printf("trained %d epochs in %.1f s (%.2f s per epoch) on %s\n", epochs, seconds, seconds / epochs,
+                model.device().str().c_str());
+    const double epoch_s = timer->median_after_first();
+    std::printf("training epoch (median after the first): %.3f s, %.0f images/s\n", epoch_s,
+                epoch_s > 0 ? static_cast<double>(data.train.size()) / epoch_s : 0.0);
+    const auto test = model.evaluate(x_test, data.test.labels, {.batch_size = 1000, .verbose = 0});
+    std::printf("test accuracy %.4f, test loss %.4f\n", test.at("accuracy"), test.at("loss"));
+    std::printf("how the steps ran: %s\n", model.last_fit_execution().recorded
+                                               ? "recorded (CUDA graph)"
+                                               : ("eagerly: " + model.last_fit_execution().reason).c_str());
+    if (!save_path.empty()) {
+      model.save(save_path);
+      std::printf("saved the model to %s\n", save_path.c_str());
+    }
+  } catch (const kiln::Error& e) {
+    std::cerr << e.what() << '\n';
+    return 1;
+  }
+  return 0;
+}
