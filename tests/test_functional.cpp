@@ -164,6 +164,10 @@ TEST(Functional, GraphErrorsNameTheLayerAndTheShapes) {
   EXPECT_EQ(message_of([&] { layers::MaxPooling2D({2, 2})(Input({4})); }).substr(0, 15), "[max_pooling2d]");
   EXPECT_EQ(message_of([&] { Model m({x, x}, {layers::Flatten()(x)}); }), "[model] inputs[1] is listed twice");
   EXPECT_EQ(message_of([&] { Input({0, 3}); }), "[Input] shape [0, 3] has an extent < 1; expected positive extents");
+  EXPECT_EQ(message_of([&] {
+              layers::Add()({Input({8, 8, 16}), Input({8, 8, 32})});
+            }),
+            "[add] inputs have shapes [None, 8, 8, 16] and [None, 8, 8, 32]; expected equal shapes");
 }
 
 TEST(Functional, FitChecksEveryInputAndTarget) {
@@ -195,12 +199,16 @@ TEST(Functional, ALayerValueCalledTwiceIsOneLayer) {
 
 TEST(Functional, RecordedStepEqualsEager) {
   REQUIRE_GPU();
+  // A residual block with BatchNormalization, a shared convolution and Concatenate.
   kiln::testing::expect_recorded_step_equals_eager([] {
-    auto in = Input({6});
-    auto h = layers::Dense(8, {.activation = "relu"})(in);
-    auto y = layers::Dense(3)(h);
-    Model model(in, y);
-    model.compile("adam", "sparse_categorical_crossentropy");
+    auto in = Input({6, 6, 4});
+    auto shared = std::make_shared<layers::Conv2D>(4, std::array<int64_t, 2>{3, 3},
+                                                   layers::Conv2DOptions{.padding = "same", .use_bias = false});
+    auto h = layers::Activation("relu")(layers::BatchNormalization()((*shared)(in)));
+    h = layers::Add()({in, layers::BatchNormalization()((*shared)(h))});
+    auto both = layers::Concatenate()({layers::GlobalAveragePooling2D()(h), layers::GlobalMaxPooling2D()(in)});
+    Model model(in, layers::Dense(3)(both));
+    model.compile("sgd", "sparse_categorical_crossentropy");
     return model;
   });
 }

@@ -141,8 +141,10 @@ struct ReduceLROnPlateauOptions {
   int verbose = 0;                   ///< 1: print each reduction
   std::string mode = "auto";         ///< "min", "max" or "auto" (see Monitor)
   double min_delta = 1e-4;           ///< an improvement must exceed this (absolute value taken)
-  int cooldown = 0;                  ///< epochs after a reduction during which nothing is counted (>= 0)
-  double min_lr = 0.0;               ///< the learning rate never goes below this (>= 0)
+  /// Epochs of cooldown after a reduction (>= 0). Keras counts it down at the start of each
+  /// epoch's check, so the next cooldown - 1 epochs count nothing (cooldown 1 changes nothing).
+  int cooldown = 0;
+  double min_lr = 0.0;  ///< the learning rate never goes below this (>= 0)
 };
 
 /// Multiplies the optimizer's learning rate by `factor` when `monitor` has not improved for

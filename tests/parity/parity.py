@@ -358,7 +358,7 @@ CASES.update({
         optimizer=lambda: keras.optimizers.SGD(learning_rate=0.1), loss=lambda: keras.losses.MeanSquaredError(),
         batch=8, epochs=8,
         callbacks=lambda: [keras.callbacks.ReduceLROnPlateau(monitor="loss", factor=0.3, patience=1, min_delta=1e9,
-                                                             cooldown=1, min_lr=0.004)],
+                                                             cooldown=2, min_lr=0.004)],
         data=lambda rng, _: (normal(rng, 40, 6), normal(rng, 40, 2), None)),
     "cb_learning_rate_scheduler": dict(
         model=lambda: sequential((6,), [("Dense", (8,), dict(activation="tanh")), ("Dense", (2,), {})]),

@@ -369,7 +369,7 @@ const std::map<std::string, Case>& cases() {
         [] {
           return std::vector<std::shared_ptr<Callback>>{
               std::make_shared<callbacks::ReduceLROnPlateau>(callbacks::ReduceLROnPlateauOptions{
-                  .monitor = "loss", .factor = 0.3, .patience = 1, .min_delta = 1e9, .cooldown = 1, .min_lr = 0.004})};
+                  .monitor = "loss", .factor = 0.3, .patience = 1, .min_delta = 1e9, .cooldown = 2, .min_lr = 0.004})};
         }}},
       {"cb_learning_rate_scheduler",
        {[] {
