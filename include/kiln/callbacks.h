@@ -305,7 +305,7 @@ class BackupAndRestore : public Callback {
   /// The 0-based epoch fit must start at: the one after the restored backup's, or -1 when
   /// on_train_begin found no backup. fit asks it after every callback's on_train_begin and starts
   /// there instead of at FitOptions::initial_epoch (Keras: model._initial_epoch).
-  int resume_epoch(Model& model);
+  int resume_epoch(Model& model) override;
   /// The backup file: `backup_dir`/latest.kiln.
   std::string backup_path() const;
 

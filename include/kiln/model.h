@@ -37,6 +37,10 @@ class Callback {
   virtual ~Callback() = default;
   /// Before the first epoch.
   virtual void on_train_begin(Model& /*model*/) {}
+  /// After every callback's on_train_begin, before the first epoch: the 0-based epoch fit starts at
+  /// instead of FitOptions::initial_epoch (callbacks::BackupAndRestore after restoring a backup;
+  /// Keras' model._initial_epoch), or -1 to leave it.
+  virtual int resume_epoch(Model& /*model*/) { return -1; }
   /// Before each epoch (0-based).
   virtual void on_epoch_begin(Model& /*model*/, int /*epoch*/) {}
   /// After each epoch with that epoch's logs (loss, metrics, val_*). Return false to stop training
@@ -131,8 +135,10 @@ class Model {
         std::string name = "functional");
   /// One input, one output.
   Model(const SymbolicTensor& input, const SymbolicTensor& output, std::string name = "functional");
-  Model(Model&&) noexcept;
-  Model& operator=(Model&&) noexcept;
+  /// Takes over `other`'s layers, weights, compile settings and generator.
+  Model(Model&& other) noexcept;
+  /// Takes over `other`'s layers, weights, compile settings and generator.
+  Model& operator=(Model&& other) noexcept;
   virtual ~Model();
 
   /// True once every layer has its weights (a functional model always; a Sequential one after

@@ -164,8 +164,7 @@ KILN_BACKEND_OP(void, adam_step_multi,
                  const void* alpha_table, const int64_t* index))
 /// out[k] = the sum of tensors[k].g's squares (0 where g is null) for k < count; with `total`,
 /// also out[count] = out[0] + ... + out[count - 1] in that order. `dtype` elements; deterministic.
-KILN_BACKEND_OP(void, grad_sum_squares,
-                (DType dtype, const UpdateTensor* tensors, int count, void* out, bool total))
+KILN_BACKEND_OP(void, grad_sum_squares, (DType dtype, const UpdateTensor* tensors, int count, void* out, bool total))
 /// Keras' per-variable sequence over every entry of `tensors` (one launch per few tensors on a
 /// GPU): g clipped (Norm: g clipnorm / max(||g||, clipnorm), ||g||^2 = sum_squares[k]; GlobalNorm:
 /// g clipnorm min(1/N, 1/clipnorm), N^2 = sum_squares[count]; Value: g clipped to +-clipvalue), then

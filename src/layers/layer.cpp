@@ -59,8 +59,7 @@ Shape Layer::compute_output_shape_inputs(const std::vector<Shape>& input_shapes)
 }
 
 Tensor Layer::call_inputs(const std::vector<Tensor>& inputs, bool training) {
-  if (inputs.size() != 1)
-    throw Error(name_, "got " + std::to_string(inputs.size()) + " inputs; expected one");
+  if (inputs.size() != 1) throw Error(name_, "got " + std::to_string(inputs.size()) + " inputs; expected one");
   return call(inputs[0], training);
 }
 

@@ -111,8 +111,11 @@ History Model::fit(const std::vector<Tensor>& x_in, const std::vector<Tensor>& y
   } keep_report{last_fit_execution_, schedule};
   History history;
   for (const auto& cb : opt.callbacks) cb->on_train_begin(*this);
+  int first_epoch = opt.initial_epoch;
+  for (const auto& cb : opt.callbacks)
+    if (const int e = cb->resume_epoch(*this); e >= 0) first_epoch = e;
 
-  for (int e = opt.initial_epoch; e < opt.epochs; ++e) {
+  for (int e = first_epoch; e < opt.epochs; ++e) {
     for (const auto& cb : opt.callbacks) cb->on_epoch_begin(*this, e);
     if (opt.verbose) std::cout << model::epoch_header(e + 1, opt.epochs) << '\n';
     if (opt.shuffle) batches.set_order(generator_.permutation(n));
@@ -156,7 +159,7 @@ History Model::fit(const std::vector<Tensor>& x_in, const std::vector<Tensor>& y
     if (!keep_going) break;
   }
   // Keras: after the epochs, the optimizer finishes the weights (use_ema copies its averages in).
-  if (opt.epochs > opt.initial_epoch) optimizer_->finalize_variable_values(trainable_weights());
+  if (opt.epochs > first_epoch) optimizer_->finalize_variable_values(trainable_weights());
   for (const auto& cb : opt.callbacks) cb->on_train_end(*this);
   return history;
 }
