@@ -21,12 +21,6 @@ namespace kiln {
 
 namespace {
 
-std::string number_str(double v) {
-  std::ostringstream os;
-  os << v;
-  return os.str();
-}
-
 void check_channels(const std::string& op, const std::string& what, const Tensor& t, int64_t C) {
   if (!t.defined() || t.ndim() != 1 || t.size(0) != C)
     throw Error(op, what + " is " + (t.defined() ? t.shape().str() : std::string("undefined")) + "; expected [" +
@@ -55,7 +49,7 @@ Tensor batch_normalization(const Tensor& x, const Tensor& mean, const Tensor& va
     throw Error(
         op, "input is " + (x.defined() ? x.shape().str() : std::string("undefined")) + "; expected a tensor [..., C]");
   if (!std::isfinite(epsilon) || epsilon < 0)
-    throw Error(op, "epsilon is " + number_str(epsilon) + "; expected a finite number >= 0");
+    throw Error(op, "epsilon is " + layers::number_text(epsilon) + "; expected a finite number >= 0");
   const int64_t C = x.size(-1);
   check_channels(op, "mean", mean, C);
   check_channels(op, "variance", variance, C);
@@ -86,9 +80,9 @@ BatchNormalization::BatchNormalization(BatchNormalizationOptions options) : opti
     throw Error(name_, "axis " + std::to_string(o.axis) +
                            " is not supported; expected -1, the last axis (kiln normalizes channels-last inputs)");
   if (!(o.momentum >= 0.0 && o.momentum <= 1.0))
-    throw Error(name_, "momentum is " + number_str(o.momentum) + "; expected a value in [0, 1]");
+    throw Error(name_, "momentum is " + number_text(o.momentum) + "; expected a value in [0, 1]");
   if (!(std::isfinite(o.epsilon) && o.epsilon > 0.0))
-    throw Error(name_, "epsilon is " + number_str(o.epsilon) + "; expected a positive number");
+    throw Error(name_, "epsilon is " + number_text(o.epsilon) + "; expected a positive number");
   for (const std::string* init :
        {&o.beta_initializer, &o.gamma_initializer, &o.moving_mean_initializer, &o.moving_variance_initializer})
     initializers::get(*init);  // unknown names fail here, not at build

@@ -1,6 +1,8 @@
 // Config fields shared by layer classes.
 #include "layers/config_fields.h"
 
+#include <sstream>
+
 namespace kiln::layers {
 
 Config regularizer_config(const std::shared_ptr<const Regularizer>& r) {
@@ -13,6 +15,12 @@ std::shared_ptr<const Regularizer> regularizer_field(const io::JsonFields& f, co
   const io::JsonFields r(f.at(key), f.where() + " " + key, "from_config");
   const std::string class_name = r.string("class_name");
   return regularizer_registry().make(class_name, r.has("config") ? r.at("config") : Config::object());
+}
+
+std::string number_text(double v) {
+  std::ostringstream os;
+  os << v;
+  return os.str();
 }
 
 }  // namespace kiln::layers

@@ -16,6 +16,8 @@ namespace kiln::layers {
 Config regularizer_config(const std::shared_ptr<const Regularizer>& r);
 /// The regularizer in field `key` (absent or null: none).
 std::shared_ptr<const Regularizer> regularizer_field(const io::JsonFields& f, const std::string& key);
+/// The number `v` as Keras writes it in an error ("0.5", "1e-07").
+std::string number_text(double v);
 /// [a, b].
 inline Config pair_config(std::array<int64_t, 2> p) { return Config::array({p[0], p[1]}); }
 /// Checked reads of the config of layer class `class_name` (errors are "[from_config] ...").

@@ -1,44 +1,12 @@
 // RandomImageLayer: the counter state of the random image layers and their shared resampling step.
 #include "layers/random_image.h"
 
-#include <sstream>
-
 #include "kiln/error.h"
 #include "kiln/random.h"
+#include "layers/random_stream.h"
 #include "ops/image_random.h"
 
 namespace kiln::layers {
-
-namespace {
-
-constexpr const char* kCounter = "seed_generator_state";
-
-// The Philox key of a layer without a seed (Dropout's): such a layer's randomness lies in where its
-// counter starts, drawn at build and saved with the model.
-constexpr uint64_t kUnseededKey = 0x9e3779b97f4a7c15ULL;
-
-// The counter's first value: 0 with a seed, else a point drawn from the model's generator, below
-// 2^62 so that advancing it never overflows (Dropout's rule).
-class CounterStart : public Initializer {
- public:
-  explicit CounterStart(bool seeded) : seeded_(seeded) {}
-  std::string class_name() const override { return "CounterStart"; }
-  Tensor operator()(const Shape& shape, Generator& gen, Device device) const override {
-    const int64_t start = seeded_ ? 0 : static_cast<int64_t>(gen.below(uint64_t{1} << 62));
-    return Tensor::from_vector<int64_t>({start}, shape, device);
-  }
-
- private:
-  bool seeded_;
-};
-
-}  // namespace
-
-std::string number_text(double v) {
-  std::ostringstream os;
-  os << v;
-  return os.str();
-}
 
 RandomImageLayer::RandomImageLayer(std::optional<int64_t> seed, uint64_t draw, std::vector<int64_t> input_shape)
     : seed_(seed), draw_(draw) {
@@ -46,12 +14,12 @@ RandomImageLayer::RandomImageLayer(std::optional<int64_t> seed, uint64_t draw, s
 }
 
 void RandomImageLayer::create_weights(const Shape&) {
-  add_weight(kCounter, {1}, CounterStart(seed_.has_value()), {.trainable = false, .in_weights = false});
+  add_weight(kStreamCounter, {1}, CounterStart(seed_.has_value()), {.trainable = false, .in_weights = false});
 }
 
-Tensor& RandomImageLayer::seed_state() { return weight(kCounter); }
+Tensor& RandomImageLayer::seed_state() { return weight(kStreamCounter); }
 
-uint64_t RandomImageLayer::stream_key() const { return seed_ ? static_cast<uint64_t>(*seed_) : kUnseededKey; }
+uint64_t RandomImageLayer::stream_key() const { return layers::stream_key(seed_); }
 
 void RandomImageLayer::check_image(const Shape& input_shape) const {
   if (input_shape.ndim() != 3 || input_shape.numel() == 0)

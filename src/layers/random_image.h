@@ -6,6 +6,7 @@
 
 #include "backend/backend.h"
 #include "kiln/layers/preprocessing.h"
+#include "layers/config_fields.h"
 
 namespace kiln::layers {
 
@@ -18,8 +19,5 @@ Tensor resample_images(const Tensor& x, Tensor& counter, uint64_t key, uint64_t 
 
 /// `x` cropped to the window of `size` at (top, left), the same for every image (no randomness).
 Tensor crop_images(const Tensor& x, Tensor& counter, std::array<int64_t, 2> top_left, std::array<int64_t, 2> size);
-
-/// The number `v` as Keras writes it in an error ("0.5", "1e-07").
-std::string number_text(double v);
 
 }  // namespace kiln::layers
