@@ -6,7 +6,10 @@
 #include <cmath>
 #include <filesystem>
 #include <sstream>
-
+#ifndef _WIN32
+#include <sys/wait.h>
+#include <unistd.h>
+#endif
 #include "kiln/kiln.h"
 #include "step_equivalence.h"
 #include "test_support.h"
@@ -127,6 +130,37 @@ TEST(Functional, SavedModelsLoadWithTheirGraphWeightsAndCompileSettings) {
             "[load_model] the model 'towers' is a functional model, not a Sequential one; expected kiln::Model to "
             "hold it");
   std::filesystem::remove(path);
+}
+
+TEST(Functional, AModelSavedByAnotherProcessLoadsWithItsGraphAndWeights) {
+#ifdef _WIN32
+  GTEST_SKIP() << "needs fork()";
+#else
+  const std::string path = temp_path("other_process.kiln");
+  const Tensor xa = uniform({5, 4}, 1), xb = uniform({5, 4}, 2);
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {  // another process: builds, compiles, saves, leaves without running destructors
+    int code = 1;
+    try {
+      Model model = two_tower(21);
+      model.compile("sgd", "mse");
+      model.save(path);
+      code = 0;
+    } catch (...) {
+    }
+    ::_exit(code);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  Model loaded = load_model(path);
+  Model same = two_tower(21);  // the seed draws the same weights here
+  const auto want = same.predict({xa, xb}), got = loaded.predict({xa, xb});
+  for (std::size_t i = 0; i < 2; ++i) EXPECT_EQ(got[i].to_vector<float>(), want[i].to_vector<float>());
+  EXPECT_EQ(loaded.get_layer("dense")->trainable_weights().size(), 2u);
+  std::filesystem::remove(path);
+#endif
 }
 
 TEST(Functional, SequentialFilesStillLoadAsSequential) {

@@ -148,8 +148,8 @@ class Layer : public std::enable_shared_from_this<Layer> {
     std::shared_ptr<Layer> layer;
     GraphCopy() = default;
     GraphCopy(const GraphCopy&) {}
-    GraphCopy& operator=(const GraphCopy&) {
-      layer.reset();
+    GraphCopy& operator=(const GraphCopy& other) {
+      if (this != &other) layer.reset();
       return *this;
     }
     GraphCopy(GraphCopy&&) = default;

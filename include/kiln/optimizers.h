@@ -249,7 +249,7 @@ struct AdamWOptions {
 class AdamW : public Adam {
  public:
   /// The optimizer with `options`.
-  explicit AdamW(AdamWOptions options = {});
+  explicit AdamW(const AdamWOptions& options = {});
   std::string name() const override { return "AdamW"; }
   std::string class_name() const override { return "AdamW"; }
   /// Rebuilds from get_config().

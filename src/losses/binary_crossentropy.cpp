@@ -34,7 +34,7 @@ Tensor BinaryCrossentropy::operator()(const Tensor& y_true, const Tensor& y_pred
 }
 
 Tensor BinaryCrossentropy::prepare_targets(const Tensor& y, const Shape& output_shape, const std::string& op) const {
-  const Tensor t = detail::float_targets(y, output_shape, op, kName);
+  Tensor t = detail::float_targets(y, output_shape, op, kName);
   detail::check_unit_interval(t, op, kName, "0/1 labels or probabilities in [0, 1]");
   return t;
 }

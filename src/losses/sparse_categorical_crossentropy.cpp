@@ -28,7 +28,7 @@ Tensor SparseCategoricalCrossentropy::operator()(const Tensor& y_true, const Ten
   Tensor logits = detail::activation_logits(y_pred, options_.from_logits, "sparse_categorical_crossentropy", "Softmax");
   if (!logits.defined())
     logits = options_.from_logits ? y_pred : log(clip(y_pred, detail::kEpsilon, 1.0 - detail::kEpsilon));
-  const Tensor sparse = sparse_softmax_cross_entropy(logits, labels);
+  Tensor sparse = sparse_softmax_cross_entropy(logits, labels);
   const double s = options_.label_smoothing;
   if (s == 0.0) return sparse;
   // Smoothed one-hot targets: (1 - s) on the label's term plus s / classes on every class's, whose

@@ -55,6 +55,7 @@ std::map<std::string, double> Model::evaluate_batches(const std::vector<Tensor>&
   require_compiled("evaluate");  // a Sequential model learns its outputs when built
   NoGradGuard no_grad;
   std::vector<Tensor> x_ready;
+  x_ready.reserve(x_in.size());
   for (const Tensor& t : x_in) x_ready.push_back(is_floating(t.dtype()) ? t : t.astype(DType::Float32));
   const std::vector<Tensor> y_ready = prepare_targets(y_in, "evaluate");
   const auto on_device = [this](std::vector<Tensor> all) {
@@ -116,6 +117,7 @@ std::vector<Tensor> Model::predict(const std::vector<Tensor>& x_in, const Predic
   for (int64_t s = 0; s < steps; ++s) {
     const int64_t b0 = s * opt.batch_size, b1 = std::min(n, b0 + opt.batch_size);
     std::vector<Tensor> xb;
+    xb.reserve(x.size());
     for (const Tensor& t : x) xb.push_back(t.slice_rows(b0, b1));
     const std::vector<Tensor> pred = graph_->run(xb, /*training=*/false);
     if (out.empty())

@@ -118,6 +118,8 @@ std::vector<Tensor> Model::prepare_targets(const std::vector<Tensor>& y, const s
   return out;
 }
 
+// The public signature takes the list by value, as the other compile overloads do.
+// NOLINTNEXTLINE(performance-unnecessary-value-param)
 void Model::compile(const Optimizer& optimizer, const Loss& loss, std::vector<std::string> metrics) {
   const std::size_t outputs = graph_ ? graph_->outputs().size() : 1;
   std::vector<LossRef> losses(outputs, LossRef(loss));

@@ -52,6 +52,7 @@ RecordedBatches::Ran RecordedBatches::run(int64_t step, const Body& body) {
                        batch_size_);
       const auto rows_of = [&](const std::vector<Tensor>& all) {
         std::vector<Tensor> out;
+        out.reserve(all.size());
         for (const Tensor& t : all) out.push_back(take_rows(t, batch_));
         return out;
       };

@@ -26,7 +26,7 @@ Sequential::Sequential(Model&& model) : Model(std::move(model)) {
 }
 
 void Sequential::add(const LayerRef& ref) {
-  std::shared_ptr<Layer> layer = ref.get();
+  const std::shared_ptr<Layer>& layer = ref.get();
   if (!layer) throw Error("sequential", "add() got an empty layer");
   std::map<std::string, int> used;
   for (const auto& l : layers_) {

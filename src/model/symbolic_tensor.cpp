@@ -43,6 +43,7 @@ SymbolicTensor Layer::operator()(const std::vector<SymbolicTensor>& inputs) {
     self = graph_copy_.layer;
   }
   std::vector<Shape> shapes;
+  shapes.reserve(inputs.size());
   for (const SymbolicTensor& t : inputs) shapes.push_back(t.shape());
   auto node = std::make_shared<model::SymbolicNode>();
   node->shape = self->compute_output_shape_inputs(shapes);  // names the layer and the shapes on error

@@ -27,7 +27,7 @@ AdamOptions adam_options_of(const AdamWOptions& w) {
 
 // ---- SGD ----
 
-SGD::SGD(SGDOptions options) : options_(options) {
+SGD::SGD(SGDOptions options) : options_(std::move(options)) {
   check_common("SGD", common());
   if (!(options.momentum >= 0 && options.momentum <= 1))
     throw Error("SGD", "momentum is " + std::to_string(options.momentum) + "; expected a value in [0, 1]");
@@ -112,7 +112,7 @@ Adam Adam::from_config(const Config& config) {
 
 // ---- AdamW ----
 
-AdamW::AdamW(AdamWOptions options) : Adam("AdamW", adam_options_of(options)) {}
+AdamW::AdamW(const AdamWOptions& options) : Adam("AdamW", adam_options_of(options)) {}
 
 AdamW AdamW::from_config(const Config& config) {
   AdamWOptions w;  // Keras' AdamW defaults, weight_decay 0.004 included
