@@ -29,8 +29,8 @@ AdamOptions adam_options_of(const AdamWOptions& w) {
 
 SGD::SGD(SGDOptions options) : options_(std::move(options)) {
   check_common("SGD", common());
-  if (!(options.momentum >= 0 && options.momentum <= 1))
-    throw Error("SGD", "momentum is " + std::to_string(options.momentum) + "; expected a value in [0, 1]");
+  if (!(options_.momentum >= 0 && options_.momentum <= 1))
+    throw Error("SGD", "momentum is " + std::to_string(options_.momentum) + "; expected a value in [0, 1]");
 }
 
 void SGD::describe(backend::UpdateRule& rule) const {
