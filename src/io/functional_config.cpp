@@ -105,6 +105,9 @@ FunctionalGraph parse_functional_graph(const json& config, const std::vector<std
       f.fail("outputs more than " + std::to_string(kMaxInputNumel) + " scalars per sample; expected a smaller model");
     values.emplace(std::make_pair(name, calls[name]++), made);
   }
+  for (const auto& l : layers)
+    if (!calls.count(l->name()))
+      top.fail("layer '" + l->name() + "' is in \"layers\" but no node calls it; expected every layer called");
   const json& outputs = top.at("outputs");
   if (!outputs.is_array() || outputs.empty()) top.fail("\"outputs\" is not a non-empty list; expected [[name, call]]");
   for (const json& r : outputs) out.outputs.push_back(read_ref(r, top));
