@@ -15,7 +15,13 @@ std::string snake_case(const std::string& class_name) {
   for (std::size_t i = 0; i < class_name.size(); ++i) {
     const char c = class_name[i];
     if (std::isupper(static_cast<unsigned char>(c))) {
-      if (i > 0 && !std::isupper(static_cast<unsigned char>(class_name[i - 1]))) out += '_';
+      // Keras' to_snake_case: a word starts at an upper-case letter after a lower-case one, or at
+      // one followed by a lower-case letter (MaxPooling2D -> max_pooling2d, Conv2DTranspose ->
+      // conv2d_transpose).
+      const auto lower = [&](std::size_t k) {
+        return k < class_name.size() && std::islower(static_cast<unsigned char>(class_name[k]));
+      };
+      if (i > 0 && (lower(i - 1) || lower(i + 1))) out += '_';
       out += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     } else {
       out += c;

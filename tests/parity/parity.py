@@ -7,6 +7,7 @@ Exit status: 0 when every case that ran agrees, 1 otherwise.
 """
 import argparse
 import os
+import re
 import subprocess
 import sys
 import warnings
@@ -31,20 +32,18 @@ TENSOR_RTOL = 1e-4
 # The house-price seed's own check: predict(7.0) within 1e-3 of Keras'.
 HOUSE_PRICE_ATOL = 1e-3
 
-# kiln names layers as Keras does within one model: dense, dense_1, ...
-BASE_NAMES = {"Dense": "dense", "Conv2D": "conv2d", "MaxPooling2D": "max_pooling2d", "Flatten": "flatten",
-              "BatchNormalization": "batch_normalization", "AveragePooling2D": "average_pooling2d",
-              "GlobalAveragePooling2D": "global_average_pooling2d", "GlobalMaxPooling2D": "global_max_pooling2d",
-              "Activation": "activation", "Rescaling": "rescaling", "Normalization": "normalization",
-              "ZeroPadding2D": "zero_padding2d", "Cropping2D": "cropping2d", "Reshape": "reshape",
-              "Permute": "permute"}
+# kiln names layers as Keras does within one model: the class name in snake_case (MaxPooling2D ->
+# max_pooling2d; Keras' to_snake_case, which src/model/graph.cpp's snake_case follows), then dense,
+# dense_1, ...
+def base_name(cls):
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", cls)).lower()
 
 
 def sequential(input_shape, specs):
     """A Keras Sequential of (class, args, kwargs) specs, named the way kiln names them."""
     used, built = {}, [keras.Input(shape=input_shape)]
     for cls, args, kwargs in specs:
-        base = BASE_NAMES[cls]
+        base = base_name(cls)
         n = used.get(base, 0)
         used[base] = n + 1
         built.append(getattr(layers, cls)(*args, name=base if n == 0 else f"{base}_{n}", **kwargs))
