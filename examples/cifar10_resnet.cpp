@@ -70,6 +70,9 @@ int main(int argc, char** argv) {
   app.add_option("--plot", plot_path, "write loss and accuracy curves as SVG here");
   app.add_option("--limit", limit, "use only the first N training and test images (quick runs)");
   app.add_option("--verbose", verbose, "0 silent, 1 progress bar, 2 one line per epoch")->check(CLI::Range(0, 2));
+  bool deterministic = false;
+  app.add_flag("--op-determinism", deterministic,
+               "on a GPU, only deterministic algorithms (bit-identical reruns; slower filter gradients)");
   bool test_at_end = false;
   app.add_flag("--test-at-end", test_at_end,
                "evaluate the test set once after training instead of after every epoch (epoch times then hold "
@@ -78,6 +81,7 @@ int main(int argc, char** argv) {
 
   try {
     if (device_name != "auto") kiln::set_default_device(kiln::Device::parse(device_name));
+    kiln::config::enable_op_determinism(deterministic);
     namespace cifar10 = kiln::datasets::cifar10;
     auto data = cifar10::load_data(data_dir, limit > 0 ? std::optional<int64_t>(limit) : std::nullopt);
     const kiln::Tensor x_train = cifar10::to_float(data.train.images), x_test = cifar10::to_float(data.test.images);
@@ -95,9 +99,9 @@ int main(int argc, char** argv) {
     model.compile(kiln::optimizers::SGD(sgd), kiln::losses::SparseCategoricalCrossentropy({.from_logits = true}),
                   {"accuracy"});
     model.summary();
-    std::printf("training on %s: batch %lld, SGD momentum 0.9, learning rate %g (%s), weight decay %g\n",
+    std::printf("training on %s: batch %lld, SGD momentum 0.9, learning rate %g (%s), weight decay %g, %s\n",
                 model.device().str().c_str(), static_cast<long long>(batch_size), learning_rate, schedule.c_str(),
-                weight_decay);
+                weight_decay, deterministic ? "deterministic algorithms only" : "fastest algorithms");
 
     const auto start = std::chrono::steady_clock::now();
     auto timer = std::make_shared<examples::EpochTimer>();

@@ -33,24 +33,7 @@ constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
 // A fresh directory per test; models on the CPU, where training is deterministic.
-class CallbacksTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    previous_device_ = model_device();
-    set_default_device(Device::cpu());
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = fs::temp_directory_path() / ("kiln_callbacks_" + std::to_string(process_id()) + "_" + info->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override {
-    set_default_device(previous_device_);
-    fs::remove_all(dir_);
-  }
-  std::string path(const std::string& name) const { return (dir_ / name).string(); }
-  fs::path dir_;
-  Device previous_device_ = Device::cpu();
-};
+class CallbacksTest : public kiln::testing::CpuTestInFolder {};
 
 std::string read_text(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

@@ -39,25 +39,7 @@ namespace {
 
 // A fresh directory per test, removed afterwards. Models start on the CPU: bit-identical resumes
 // need deterministic kernels, and the SIGKILL test forks (a CUDA context does not survive fork).
-class IoTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    previous_device_ = model_device();
-    set_default_device(Device::cpu());
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = fs::temp_directory_path() /
-           ("kiln_io_" + std::to_string(process_id()) + "_" + info->test_suite_name() + "_" + info->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override {
-    set_default_device(previous_device_);
-    fs::remove_all(dir_);
-  }
-  std::string path(const std::string& name) const { return (dir_ / name).string(); }
-  fs::path dir_;
-  Device previous_device_ = Device::cpu();
-};
+class IoTest : public kiln::testing::CpuTestInFolder {};
 
 std::string message_of(const std::function<void()>& f) {
   try {

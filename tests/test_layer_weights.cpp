@@ -21,28 +21,7 @@ using kiln::testing::message_of;
 namespace {
 
 // A fresh directory per test, removed afterwards.
-class LayerWeightsTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    previous_device_ = model_device();
-    set_default_device(Device::cpu());  // bit-identical comparisons need the CPU's kernels
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = fs::temp_directory_path() /
-           ("kiln_layer_weights_" + std::string(info->name()) + "_" + std::to_string(std::random_device{}()));
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override {
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-    set_default_device(previous_device_);
-  }
-  std::string path(const std::string& name) const { return (dir_ / name).string(); }
-
- private:
-  fs::path dir_;
-  Device previous_device_ = Device::cpu();
-};
+class LayerWeightsTest : public kiln::testing::CpuTestInFolder {};
 
 bool same_bits(const Tensor& a, const Tensor& b) {
   if (a.shape() != b.shape() || a.dtype() != b.dtype()) return false;

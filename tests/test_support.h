@@ -1,5 +1,5 @@
-// Helpers shared by the test files: skipping without a GPU or without symbolic links, and reading an
-// error's message.
+// Helpers shared by the test files: skipping without a GPU or without symbolic links, reading an
+// error's message, scoped process-wide modes and float comparisons.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -10,13 +10,18 @@
 #include <unistd.h>
 #endif
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <filesystem>
 #include <functional>
 #include <string>
 #include <system_error>
+#include <vector>
 
 #include "kiln/config.h"
+#include "kiln/device.h"
 #include "kiln/error.h"
 
 /// Skips the current test, with the verdict's one-line reason, when no GPU is usable.
@@ -56,6 +61,41 @@ inline std::string message_of(const std::function<void()>& f) {
   return "(no error)";
 }
 
+/// Sets a process-wide mode (TF32, op determinism) for one scope and restores the previous setting
+/// on exit, even when a check fails.
+class ModeSetting {
+ public:
+  ModeSetting(void (*set)(bool), bool (*get)(), bool enabled) : set_(set), before_(get()) { set_(enabled); }
+  ~ModeSetting() {
+    try {
+      set_(before_);
+    } catch (...) {  // a destructor must not throw; the next test's default check would report it
+    }
+  }
+  ModeSetting(const ModeSetting&) = delete;
+  ModeSetting& operator=(const ModeSetting&) = delete;
+
+ private:
+  void (*set_)(bool);
+  bool before_;
+};
+
+/// max |a - b| / max |b|: the error relative to the largest reference value (`b`). Sizes must match.
+inline double relative_error(const std::vector<float>& a, const std::vector<float>& b) {
+  EXPECT_EQ(a.size(), b.size());
+  double diff = 0, scale = 0;
+  for (std::size_t i = 0; i < std::min(a.size(), b.size()); ++i) {
+    diff = std::max(diff, std::abs(static_cast<double>(a[i]) - b[i]));
+    scale = std::max(scale, std::abs(static_cast<double>(b[i])));
+  }
+  return scale > 0 ? diff / scale : diff;
+}
+
+/// Whether `a` and `b` hold the same floats bit for bit (NaNs and signed zeros included).
+inline bool bitwise_equal(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
 /// This process's id, for folder and file names that concurrent runs of the tests do not share.
 inline int64_t process_id() {
 #ifdef _WIN32
@@ -64,5 +104,30 @@ inline int64_t process_id() {
   return ::getpid();
 #endif
 }
+
+/// A fixture giving each test a fresh folder (removed afterwards; named by suite, test and process,
+/// so concurrent runs do not share it) and models on the CPU, whose kernels are deterministic.
+class CpuTestInFolder : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    previous_device_ = model_device();
+    set_default_device(Device::cpu());
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    dir_ = std::filesystem::temp_directory_path() / ("kiln_" + std::string(info->test_suite_name()) + "_" +
+                                                     std::to_string(process_id()) + "_" + info->name());
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+  }
+  void TearDown() override {
+    set_default_device(previous_device_);
+    std::error_code ignored;  // a folder left behind must not fail the test
+    std::filesystem::remove_all(dir_, ignored);
+  }
+  /// `name` inside this test's folder.
+  std::string path(const std::string& name) const { return (dir_ / name).string(); }
+
+  std::filesystem::path dir_;
+  Device previous_device_ = Device::cpu();
+};
 
 }  // namespace kiln::testing

@@ -15,43 +15,18 @@
 #include "test_support.h"
 
 using namespace kiln;
+using kiln::testing::bitwise_equal;
 using kiln::testing::message_of;
+using kiln::testing::relative_error;
 
 namespace {
 
-// Sets TF32 for one scope and restores the previous setting on exit, even when a check fails.
-class Tf32Setting {
+// TF32 for one scope, restored on exit.
+class Tf32Setting : public kiln::testing::ModeSetting {
  public:
-  explicit Tf32Setting(bool enabled) : before_(config::tensor_float_32_execution_enabled()) {
-    config::enable_tensor_float_32_execution(enabled);
-  }
-  ~Tf32Setting() {
-    try {
-      config::enable_tensor_float_32_execution(before_);
-    } catch (...) {  // a destructor must not throw; the next test's default check would report it
-    }
-  }
-  Tf32Setting(const Tf32Setting&) = delete;
-  Tf32Setting& operator=(const Tf32Setting&) = delete;
-
- private:
-  bool before_;
+  explicit Tf32Setting(bool enabled)
+      : ModeSetting(&config::enable_tensor_float_32_execution, &config::tensor_float_32_execution_enabled, enabled) {}
 };
-
-// max |a - b| / max |b|: the error relative to the largest reference value.
-double relative_error(const std::vector<float>& a, const std::vector<float>& b) {
-  EXPECT_EQ(a.size(), b.size());
-  double diff = 0, scale = 0;
-  for (std::size_t i = 0; i < std::min(a.size(), b.size()); ++i) {
-    diff = std::max(diff, std::abs(static_cast<double>(a[i]) - b[i]));
-    scale = std::max(scale, std::abs(static_cast<double>(b[i])));
-  }
-  return scale > 0 ? diff / scale : diff;
-}
-
-bool bitwise_equal(const std::vector<float>& a, const std::vector<float>& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
-}
 
 // Float32 agreement between devices: sums of 1024 products in another order stay far below this.
 constexpr double kFloat32Tolerance = 1e-5;

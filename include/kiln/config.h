@@ -79,6 +79,25 @@ std::vector<PhysicalDevice> list_physical_devices(const std::string& device_type
 void enable_tensor_float_32_execution(bool enabled);
 /// Whether TF32 execution is enabled (false unless enable_tensor_float_32_execution(true) was called).
 bool tensor_float_32_execution_enabled();
+
+/// Makes GPU results bit-for-bit repeatable (`enabled`), as tf.config.experimental.
+/// enable_op_determinism does: convolutions then use only cuDNN algorithms that are deterministic.
+/// Off by default: some of cuDNN's fastest algorithms (the filter gradient's, above all) add their
+/// partial sums with atomics in whatever order the GPU runs them, so two runs of the same step may
+/// differ in the last bits of float32 (bench/README.md measures what determinism costs). Either
+/// way the algorithms sum products directly in float32 (no FFT or Winograd transforms, no TF32
+/// unless enabled), so results match the CPU to float32 rounding.
+///
+/// Turn it on for bit-equal reruns: a recorded step equal to the eager one, a resumed run equal to
+/// an uninterrupted one on a GPU, the same weights from the same seed in two processes. Unaffected:
+/// the CPU (always deterministic), float64 and kiln's own kernels (elementwise ops, reductions,
+/// pooling, the optimizers, and the direct filter-gradient kernel for small filter sums), which sum
+/// in a fixed order. As with TF32, the setting applies to work issued afterwards, a recorded step
+/// keeps the algorithms it was recorded with until its fit call ends, and changing it while a
+/// recording is under way throws kiln::Error and changes nothing.
+void enable_op_determinism(bool enabled = true);
+/// Whether op determinism is on (false unless enable_op_determinism() was called).
+bool op_determinism_enabled();
 }  // namespace config
 
 namespace test {

@@ -116,10 +116,11 @@ class Backend {
 #include "backend/backend_ops.h"
 };
 
-// The hooks' defaults: a device without recording or TF32.
+// The hooks' defaults: a device without recording, TF32 or nondeterministic algorithms.
 inline bool Backend::can_capture() const { return false; }
 inline void Backend::abort_capture() noexcept {}
 inline void Backend::set_tensor_float_32(bool enabled) { (void)enabled; }
+inline void Backend::set_op_determinism(bool enabled) { (void)enabled; }
 inline void Backend::begin_capture() {
   throw Error("capture", "this device cannot record work; expected a CUDA device (check can_capture() first)");
 }

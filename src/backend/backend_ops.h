@@ -229,6 +229,14 @@ KILN_BACKEND_HOOK(void, abort_capture, () noexcept)
 /// is never affected. Applies to work issued afterwards (plans made for the other mode are not
 /// reused); throws kiln::Error while a recording is under way.
 KILN_BACKEND_HOOK(void, set_tensor_float_32, (bool enabled))
+// ---- op determinism (kiln::config::enable_op_determinism) ----
+// Why a switch: some of cuDNN's fastest convolution algorithms sum with atomics, so two runs of the
+// same step can differ in the last bits; kiln's default takes them, and a caller who needs
+// bit-equal reruns (recorded == eager, exact resume across processes) asks for deterministic ones.
+/// Restricts library algorithms to deterministic ones (`enabled`), or not. Applies to work issued
+/// afterwards (plans made for the other mode are not reused); throws kiln::Error while a recording
+/// is under way.
+KILN_BACKEND_HOOK(void, set_op_determinism, (bool enabled))
 
 #undef KILN_BACKEND_OP
 #undef KILN_BACKEND_HOOK

@@ -21,8 +21,8 @@
 #include <string_view>
 #include <system_error>
 
+#include "backend/backend_modes.h"
 #include "backend/cuda/module.h"
-#include "backend/tensor_float_32.h"
 #include "kiln/config.h"
 #include "kiln/error.h"
 
@@ -178,7 +178,7 @@ Backend& cuda(int index) {
   const CudaDeviceProbe& d = devices[static_cast<std::size_t>(index)];
   if (!d.usable) throw Error("cuda", gpu + ", but " + d.problem + "; " + d.action);
   Backend& b = state.module->backend(index);
-  adopt_tensor_float_32(b);  // before anyone can issue work on it
+  adopt_backend_modes(b);  // before anyone can issue work on it
   if (index < kMaxGpus) resolved[index].store(&b, std::memory_order_release);
   return b;
 }

@@ -10,6 +10,7 @@
 
 #include "io/generator_state.h"
 #include "io/json_fields.h"
+#include "io/keras_format/keras_file.h"
 #include "io/model_config.h"
 #include "io/safetensors.h"
 #include "kiln/callbacks.h"
@@ -131,6 +132,21 @@ const std::string& config_text(const io::SafetensorsView& view, const std::strin
 
 }  // namespace
 
+Model io::build_model(const ModelConfig& cfg, const std::string& source) {
+  // Constructing the model takes a generator from the global one; keep the global's state out of it.
+  const std::string rng_before = io::generator_state(global_generator());
+  Model model = [&]() -> Model {
+    if (cfg.functional) return Model(cfg.graph.inputs, cfg.graph.outputs, cfg.name);
+    std::vector<LayerRef> refs(cfg.layers.begin(), cfg.layers.end());
+    Sequential seq(refs, cfg.name);
+    for (std::size_t i = 0; i < cfg.layers.size(); ++i) seq.layers()[i]->set_name(cfg.layers[i]->name());
+    if (cfg.input_shape && !seq.built()) seq.build(*cfg.input_shape);
+    return seq;
+  }();
+  io::set_generator_state(global_generator(), rng_before, source);
+  return model;
+}
+
 void io::save_weights(const Model& model, const std::string& path, int epoch) {
   Named tensors;
   for (const auto& layer : model.layers())
@@ -162,11 +178,24 @@ void io::save_model(const Model& model, const std::string& path, int epoch) {
   write_safetensors(path, tensors, {{kFormatKey, kFormat}, {kConfigKey, config}});
 }
 
-void Model::save_weights(const std::string& path) const { io::save_weights(*this, path, -1); }
+// The one place where a path's extension chooses Keras' format (".keras", ".weights.h5") over
+// kiln's own; checkpoints (io::save_model with an epoch) always use kiln's.
+void Model::save_weights(const std::string& path) const {
+  if (io::keras::is_keras_weights_path(path)) return io::keras::save_keras_weights(*this, path);
+  io::save_weights(*this, path, -1);
+}
 
-void Model::save(const std::string& path) const { io::save_model(*this, path, -1); }
+void Model::save(const std::string& path) const {
+  if (io::keras::is_keras_path(path)) return io::keras::save_keras_model(*this, path);
+  if (io::keras::is_keras_weights_path(path))
+    throw Error("save", "'" + path +
+                            "' names a weights file (.weights.h5); expected save_weights for it, or a "
+                            ".keras path for the whole model");
+  io::save_model(*this, path, -1);
+}
 
 void Model::load_weights(const std::string& path) {
+  if (io::keras::is_keras_weights_path(path)) return io::keras::load_keras_weights(*this, path);
   const io::SafetensorsFile file = io::read_safetensors(path, "load_weights");
   std::set<std::string> used;
   // Refuse strangers before touching a weight; a full checkpoint's optimizer slots are allowed.
@@ -177,6 +206,7 @@ void Model::load_weights(const std::string& path) {
 }
 
 Model load_model(const std::string& path) {
+  if (io::keras::is_keras_path(path)) return io::keras::load_keras_model(path);
   const io::SafetensorsFile file = io::read_safetensors(path, "load_model");
   io::ModelConfig cfg = io::parse_model_config(config_text(file.view, path), path);
   // Every weight is a float32 tensor of the file, so a config describing more weights than the
@@ -186,17 +216,7 @@ Model load_model(const std::string& path) {
                                   " weights but the file is " + std::to_string(file.bytes.size()) +
                                   " bytes; expected a file holding every weight (truncated?)");
 
-  // Constructing the model takes a generator from the global one; keep the global's state out of it.
-  const std::string rng_before = io::generator_state(global_generator());
-  Model model = [&]() -> Model {
-    if (cfg.functional) return Model(cfg.graph.inputs, cfg.graph.outputs, cfg.name);
-    std::vector<LayerRef> refs(cfg.layers.begin(), cfg.layers.end());
-    Sequential seq(refs, cfg.name);
-    for (std::size_t i = 0; i < cfg.layers.size(); ++i) seq.layers()[i]->set_name(cfg.layers[i]->name());
-    if (cfg.input_shape && !seq.built()) seq.build(*cfg.input_shape);
-    return seq;
-  }();
-  io::set_generator_state(global_generator(), rng_before, path);
+  Model model = io::build_model(cfg, path);
 
   std::set<std::string> used;
   if (model.built()) assign_weights(model, file.view, "load_model", path, used);

@@ -13,8 +13,8 @@
 #include <iostream>
 #include <map>
 
+#include "kiln/io/numpy.h"
 #include "kiln/kiln.h"
-#include "npy.h"
 
 namespace {
 
@@ -417,10 +417,10 @@ std::vector<double> train_steps(Model& model, const std::vector<Tensor>& x, cons
 
 // A model's inputs: STEM.npy, or STEM_0.npy, STEM_1.npy, ... for a model of several inputs.
 std::vector<Tensor> read_inputs(const std::string& stem) {
-  if (std::filesystem::exists(stem + ".npy")) return {parity::read_npy(stem + ".npy")};
+  if (std::filesystem::exists(stem + ".npy")) return {io::load_npy(stem + ".npy")};
   std::vector<Tensor> out;
   for (int i = 0; std::filesystem::exists(stem + "_" + std::to_string(i) + ".npy"); ++i)
-    out.push_back(parity::read_npy(stem + "_" + std::to_string(i) + ".npy"));
+    out.push_back(io::load_npy(stem + "_" + std::to_string(i) + ".npy"));
   return out;
 }
 
@@ -445,7 +445,7 @@ int main(int argc, char** argv) {
     Model model = c.make();
     model.load_weights(in + "/initial.safetensors");
     const std::vector<Tensor> x = read_inputs(in + "/x"), x_pred = read_inputs(in + "/x_pred");
-    const Tensor y = parity::read_npy(in + "/y.npy");
+    const Tensor y = io::load_npy(in + "/y.npy");
     std::vector<double> losses;
     if (c.epochs > 0) {
       losses = model
@@ -459,9 +459,9 @@ int main(int argc, char** argv) {
     } else {
       losses = train_steps(model, x, y, c.batch_size);
     }
-    parity::write_npy(out + "/losses.npy", losses);
+    io::save_npy(out + "/losses.npy", Tensor::from_vector(losses));
     model.save_weights(out + "/final.safetensors");
-    parity::write_npy(out + "/pred.npy", model.predict(x_pred).front());
+    io::save_npy(out + "/pred.npy", model.predict(x_pred).front());
   } catch (const std::exception& e) {
     std::cerr << "kiln_parity_driver " << name << ": " << e.what() << '\n';
     return 1;

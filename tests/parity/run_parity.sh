@@ -31,44 +31,9 @@ work="${work:-$(dirname "$driver")}"
 venv="${venv:-$work/parity-venv}"
 mkdir -p "$work"
 
-skip_or_fail() {  # $1: why Keras is not there
-  if [ "${KILN_PARITY_REQUIRED:-0}" = 1 ]; then
-    echo "parity: FAIL: $1 (KILN_PARITY_REQUIRED=1)" >&2
-    exit 1
-  fi
-  echo "parity: SKIP: $1"
-  exit 77
-}
-
-# The index pip would use, to tell "no network" from "installed but broken".
-index_reachable() {
-  local url="${PIP_INDEX_URL:-$(python3 -m pip config get global.index-url 2>/dev/null || true)}"
-  url="${url:-https://pypi.org/simple}"
-  python3 - "$url" <<'PY'
-import sys, urllib.request
-try:
-    urllib.request.urlopen(sys.argv[1].rstrip("/") + "/keras/", timeout=15).read(1)
-except Exception as e:
-    print(f"parity: {sys.argv[1]} unreachable: {e}", file=sys.stderr)
-    sys.exit(1)
-PY
-}
-
 # ---- the venv: reused while its stamp matches requirements.txt ----
-stamp="$venv/.kiln-parity-requirements"
-if ! cmp -s "$here/requirements.txt" "$stamp" 2>/dev/null; then
-  # Probe first: without network pip would retry for minutes before giving up.
-  index_reachable || skip_or_fail "cannot reach the package index to install Keras"
-  echo "parity: installing Keras into $venv (pinned in tests/parity/requirements.txt)"
-  rm -rf "$venv"
-  python3 -m venv "$venv" || { echo "parity: FAIL: python3 cannot create a venv (Debian: python3-venv)" >&2; exit 1; }
-  if ! "$venv/bin/pip" install -q -r "$here/requirements.txt"; then
-    rm -rf "$venv"
-    echo "parity: FAIL: the package index is reachable but the pinned requirements did not install" >&2
-    exit 1
-  fi
-  cp "$here/requirements.txt" "$stamp"
-fi
+source "$here/venv.sh"
+kiln_venv parity "$venv"
 py="$venv/bin/python"
 "$py" -c "import keras, tensorflow" 2>/dev/null || {
   echo "parity: FAIL: $venv has the pinned packages but cannot import keras/tensorflow" >&2

@@ -12,6 +12,8 @@ struct ConvPlan {
   cudnnDataType_t type = CUDNN_DATA_FLOAT;
   /// True when float32 may use TF32 tensor cores (CUDNN_TENSOR_OP_MATH); always false for float64.
   bool tf32 = false;
+  /// True when only deterministic algorithms may be chosen (enable_op_determinism).
+  bool deterministic = false;
   /// True when TensorFlow's padding is asymmetric (or drops input rows): the input is then padded
   /// by a kernel of ours to [N, HP, WP, C] and cuDNN runs without padding.
   bool explicit_pad = false;

@@ -53,21 +53,34 @@ void CudaBackend::release() noexcept {
 
 // ---- float32 math mode ----
 
-void CudaBackend::set_tensor_float_32(bool enabled) {
-  if (tf32_.load() == enabled) return;
-  DeviceGuard guard(device_);
-  // A recording would hold calls of both modes; its replays would then match neither.
+// Refuses a mode change while `stream` records: a recording would hold calls of both modes, and
+// its replays would then match neither.
+void CudaBackend::refuse_while_recording(const char* op) {
   cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
   KILN_CUDA_CHECK(cudaStreamIsCapturing(stream_, &capturing));
   if (capture_pool_ || capturing != cudaStreamCaptureStatusNone)
-    throw Error("enable_tensor_float_32_execution",
-                "GPU " + std::to_string(device_) +
-                    " is recording a step (CUDA graph) right now; expected the setting to change between fit "
-                    "calls, not while work is being recorded");
+    throw Error(op, "GPU " + std::to_string(device_) +
+                        " is recording a step (CUDA graph) right now; expected the setting to change between fit "
+                        "calls, not while work is being recorded");
+}
+
+void CudaBackend::set_tensor_float_32(bool enabled) {
+  if (tf32_.load() == enabled) return;
+  DeviceGuard guard(device_);
+  refuse_while_recording("enable_tensor_float_32_execution");
   // cuBLAS: TF32 tensor cores for float32 GEMMs (cublasSgemm); float64 is unaffected by the mode.
   // cuBLASLt and cuDNN read tf32_ when they make a plan (cuda_gemm_lt.cpp, cuda_conv.cpp).
   KILN_CUBLAS_CHECK(cublasSetMathMode(cublas_, enabled ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
   tf32_.store(enabled);
+}
+
+void CudaBackend::set_op_determinism(bool enabled) {
+  if (deterministic_.load() == enabled) return;
+  DeviceGuard guard(device_);
+  refuse_while_recording("enable_op_determinism");
+  // cuBLAS is deterministic on one stream with its fixed workspace (cublas_workspace_); only cuDNN's
+  // algorithm choice depends on the mode, read when a plan is made (cuda_conv.cpp).
+  deterministic_.store(enabled);
 }
 
 // ---- memory ----

@@ -32,13 +32,14 @@ class CudaBackend final : public Backend {
 #define KILN_BACKEND_OP(ret, name, params) ret name params override;
 #include "backend/backend_ops.h"
 
-  // The hooks of backend_ops.h that a GPU has: recording and the float32 math mode.
+  // The hooks of backend_ops.h that a GPU has: recording and the math modes.
   bool can_capture() const override { return true; }
   void begin_capture() override;
   std::unique_ptr<CapturedWork> end_capture() override;
   void abort_capture() noexcept override;
 
   void set_tensor_float_32(bool enabled) override;
+  void set_op_determinism(bool enabled) override;
 
   int device() const { return device_; }
   cudaStream_t stream() const { return stream_; }
@@ -61,16 +62,20 @@ class CudaBackend final : public Backend {
     void* ptr_;
   };
 
-  // dtype, TF32 (a plan made for one math mode is never reused for the other), then the geometry.
-  using ConvKey = std::tuple<int, bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
-                             int64_t, int64_t, int64_t, int64_t>;
+  // dtype, TF32 and determinism (a plan made for one mode is never reused for another), then the
+  // geometry.
+  using ConvKey = std::tuple<int, bool, bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
+                             int64_t, int64_t, int64_t, int64_t, int64_t>;
   ConvPlan& conv_plan(DType dtype, const Conv2dGeometry& g);
+  void refuse_while_recording(const char* op);
   void release() noexcept;
 
   int device_;
   // Whether float32 products and convolutions may use TF32 tensor cores (set_tensor_float_32). Read
   // when a call is issued and when a plan is made; plans key on it.
   std::atomic<bool> tf32_{false};
+  // Whether cuDNN must use deterministic algorithms (set_op_determinism); plans key on it.
+  std::atomic<bool> deterministic_{false};
   cudaStream_t stream_ = nullptr;
   cublasHandle_t cublas_ = nullptr;
   cudnnHandle_t cudnn_ = nullptr;

@@ -2,16 +2,19 @@
 // [KH*KW*C, F] matrix; cuDNN's NHWC filter layout [F, KH, KW, C] is its transpose, so each call
 // transposes the (small) kernel with one kernel of ours. Algorithms are chosen once per geometry
 // and direction: cuDNN times each one on that geometry (cudnnFind*, at the first, eager call: fit
-// warms up before it records a step) and the fastest deterministic one without tensor-core math
-// (float32 stays float32, no TF32) whose workspace fits is kept. With TF32 enabled
-// (set_tensor_float_32) float32 plans use CUDNN_TENSOR_OP_MATH and tensor-core algorithms may win
-// too; the mode is part of the plan's key, so each mode keeps its own choices. kiln's direct
-// filter-gradient kernel (kernels/conv_wgrad.cu) is plain FMA math in either mode. cuDNN's heuristics (cudnnGet*_v7)
-// ranked slow algorithms first at the seed's shapes (bench/README-gpu-step.md). The heuristics are
-// used instead while a CUDA graph is being recorded (Find synchronizes), or when
-// KILN_CUDNN_FIND=0: then every process picks the same algorithm, whereas timings may differ
-// between processes. KILN_CUDNN_LOG=1 prints both rankings. The workspace comes from the caching
-// allocator. cuDNN 9 marks this API deprecated but still ships it (libcudnn_cnn).
+// warms up before it records a step) and the fastest one that sums products directly in float32
+// (no FFT or Winograd transform, no tensor-core math: float32 stays float32) and whose workspace
+// fits is kept. With op determinism (enable_op_determinism) only deterministic algorithms qualify;
+// without it, algorithms that add partial sums with atomics may win (cuDNN's fastest filter
+// gradients do). With TF32 enabled (set_tensor_float_32) float32 plans use CUDNN_TENSOR_OP_MATH
+// and tensor-core algorithms may win too. Both modes are part of the plan's key, so each keeps its
+// own choices. kiln's direct filter-gradient kernel (kernels/conv_wgrad.cu) is deterministic FMA
+// math in every mode. cuDNN's heuristics (cudnnGet*_v7) ranked slow algorithms first at the seed's
+// shapes (bench/README-gpu-step.md). The heuristics are used instead while a CUDA graph is being
+// recorded (Find synchronizes), or when KILN_CUDNN_FIND=0: then every process picks the same
+// algorithm, whereas timings may differ between processes. KILN_CUDNN_LOG=1 prints both rankings.
+// The workspace comes from the caching allocator. cuDNN 9 marks this API deprecated but still
+// ships it (libcudnn_cnn).
 // Shape letters: N batch, H/W input, C channels, KH/KW kernel, F filters, OH/OW output.
 #include <cstdio>
 #include <cstdlib>
@@ -65,17 +68,18 @@ bool sums_directly(cudnnConvolutionBwdFilterAlgo_t a) {
          a == CUDNN_CONVOLUTION_BWD_FILTER_ALGO_3;
 }
 
-// Picks from a ranked list (fastest or best first): deterministic, plain FMA math (float32 stays
-// float32: no TF32) and direct summation first, workspace within the cap; then deterministic with
-// any non-tensor-core math; a nondeterministic one only when no deterministic one exists. With
-// `tf32`, float32 may also take tensor-op math (TF32) in every pass, never the down-conversion to
-// half precision (CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION).
+// Picks from a ranked list (fastest or best first): plain FMA math (float32 stays float32: no
+// TF32) and direct summation first, workspace within the cap; then any non-tensor-core math. With
+// `deterministic` both passes require CUDNN_DETERMINISTIC, and a nondeterministic algorithm is
+// never taken (the caller asked for bit-equal reruns: no algorithm is an error, as in TensorFlow).
+// With `tf32`, float32 may also take tensor-op math (TF32) in every pass, never the down-conversion
+// to half precision (CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION).
 template <typename Perf>
-const Perf* pick(const std::vector<Perf>& perf, cudnnDataType_t type, bool tf32) {
-  for (int pass = 0; pass < 3; ++pass)
+const Perf* pick(const std::vector<Perf>& perf, cudnnDataType_t type, bool tf32, bool deterministic) {
+  for (int pass = 0; pass < 2; ++pass)
     for (const Perf& p : perf) {
       if (p.status != CUDNN_STATUS_SUCCESS || p.memory > kMaxWorkspace) continue;
-      if (pass < 2 && p.determinism != CUDNN_DETERMINISTIC) continue;
+      if (deterministic && p.determinism != CUDNN_DETERMINISTIC) continue;
       if (pass == 0 && !sums_directly(p.algo)) continue;
       const bool fma = p.mathType == CUDNN_FMA_MATH, plain = fma || p.mathType == CUDNN_DEFAULT_MATH;
       const bool tensor = tf32 && p.mathType == CUDNN_TENSOR_OP_MATH;
@@ -87,15 +91,17 @@ const Perf* pick(const std::vector<Perf>& perf, cudnnDataType_t type, bool tf32)
 
 template <typename Perf>
 [[noreturn]] void no_algorithm(const char* op, const char* direction, const std::vector<Perf>& perf,
-                               cudnnDataType_t type, const Conv2dGeometry& g) {
+                               const ConvPlan& plan, const Conv2dGeometry& g) {
+  const cudnnDataType_t type = plan.type;
   std::string tried;
   for (const Perf& p : perf)
     tried +=
         (tried.empty() ? "" : ", ") + std::to_string(static_cast<int>(p.algo)) + ":" + cudnnGetErrorString(p.status);
   throw Error(op, std::string("cuDNN has no ") + direction + " algorithm for " +
                       (type == CUDNN_DATA_DOUBLE ? "float64" : "float32") + " NHWC convolution with " +
-                      geometry_str(g) + " (heuristics returned " + (tried.empty() ? "none" : tried) +
-                      "); expected float32, or run this convolution on the CPU");
+                      geometry_str(g) + (plan.deterministic ? " under op determinism" : "") + " (heuristics returned " +
+                      (tried.empty() ? "none" : tried) + "); expected float32, or run this convolution on the CPU" +
+                      (plan.deterministic ? " or without enable_op_determinism()" : ""));
 }
 
 bool env_is(const char* name, const char* value) {
@@ -127,15 +133,16 @@ void log_ranking(const char* label, const std::vector<Perf>& perf) {
 // The algorithm for one direction: `find()` (cuDNN's timings, fastest first) when measuring is
 // allowed, else `heuristic()` (cuDNN's ranking); then pick() over that list.
 template <typename Perf, typename Find, typename Heuristic>
-Perf choose(const char* op, const char* direction, cudnnDataType_t type, bool tf32, const Conv2dGeometry& g,
-            bool measure, Find&& find, Heuristic&& heuristic) {
+Perf choose(const char* op, const char* direction, const ConvPlan& plan, const Conv2dGeometry& g, bool measure,
+            Find&& find, Heuristic&& heuristic) {
   const bool log = env_is("KILN_CUDNN_LOG", "1");
   std::vector<Perf> perf = measure ? find() : heuristic();
-  const Perf* best = pick(perf, type, tf32);
-  if (!best) no_algorithm(op, direction, perf, type, g);
+  const Perf* best = pick(perf, plan.type, plan.tf32, plan.deterministic);
+  if (!best) no_algorithm(op, direction, perf, plan, g);
   if (log) {
-    std::fprintf(stderr, "[%s] %s algorithm for %s%s: %s algo %d\n", op, direction, geometry_str(g).c_str(),
-                 tf32 ? " (TF32 allowed)" : "", measure ? "measured" : "heuristic", static_cast<int>(best->algo));
+    std::fprintf(stderr, "[%s] %s algorithm for %s%s%s: %s algo %d\n", op, direction, geometry_str(g).c_str(),
+                 plan.tf32 ? " (TF32 allowed)" : "", plan.deterministic ? " (deterministic)" : "",
+                 measure ? "measured" : "heuristic", static_cast<int>(best->algo));
     if (measure) {
       log_ranking("heuristic ranking", heuristic());
       log_ranking("measured", perf);
@@ -150,8 +157,10 @@ Perf choose(const char* op, const char* direction, cudnnDataType_t type, bool tf
 
 ConvPlan& CudaBackend::conv_plan(DType dtype, const Conv2dGeometry& g) {
   const bool tf32 = dtype == DType::Float32 && tf32_.load();
+  const bool deterministic = deterministic_.load();
   const ConvKey key{static_cast<int>(dtype),
                     tf32,
+                    deterministic,
                     g.N,
                     g.H,
                     g.W,
@@ -171,6 +180,7 @@ ConvPlan& CudaBackend::conv_plan(DType dtype, const Conv2dGeometry& g) {
   auto plan = std::make_unique<ConvPlan>();
   ConvPlan& p = *plan;
   p.tf32 = tf32;
+  p.deterministic = deterministic;
   if (dtype == DType::Float32)
     p.type = CUDNN_DATA_FLOAT;
   else if (dtype == DType::Float64)
@@ -270,10 +280,10 @@ void CudaBackend::conv2d_forward(DType dtype, const Conv2dGeometry& g, const voi
       perf.resize(static_cast<std::size_t>(count));
       return perf;
     };
-    p.fwd = choose<Perf>(
-                "conv2d", "forward", p.type, p.tf32, g, may_measure(stream_), [&] { return list(true); },
-                [&] { return list(false); })
-                .algo;
+    p.fwd =
+        choose<Perf>(
+            "conv2d", "forward", p, g, may_measure(stream_), [&] { return list(true); }, [&] { return list(false); })
+            .algo;
     KILN_CUDNN_CHECK(cudnnGetConvolutionForwardWorkspaceSize(cudnn_, p.x, p.w, p.conv, p.y, p.fwd, &p.fwd_ws));
     p.have_fwd = true;
   }
@@ -323,8 +333,8 @@ void CudaBackend::conv2d_backward_data(DType dtype, const Conv2dGeometry& g, con
       return perf;
     };
     p.bwd_data = choose<Perf>(
-                     "conv2d_backward_data", "backward-data", p.type, p.tf32, g, may_measure(stream_),
-                     [&] { return list(true); }, [&] { return list(false); })
+                     "conv2d_backward_data", "backward-data", p, g, may_measure(stream_), [&] { return list(true); },
+                     [&] { return list(false); })
                      .algo;
     KILN_CUDNN_CHECK(
         cudnnGetConvolutionBackwardDataWorkspaceSize(cudnn_, p.w, p.y, p.conv, p.x, p.bwd_data, &p.bwd_data_ws));
@@ -393,7 +403,7 @@ void CudaBackend::conv2d_backward_filter(DType dtype, const Conv2dGeometry& g, c
       return perf;
     };
     p.bwd_filter = choose<Perf>(
-                       "conv2d_backward_filter", "backward-filter", p.type, p.tf32, g, may_measure(stream_),
+                       "conv2d_backward_filter", "backward-filter", p, g, may_measure(stream_),
                        [&] { return list(true); }, [&] { return list(false); })
                        .algo;
     KILN_CUDNN_CHECK(

@@ -1,0 +1,211 @@
+// Model weights and optimizer variables <-> Keras' HDF5 layout (see keras_weights.h). Keras names
+// a layer's group by its class and position, and records the layer's own name in the group's
+// "name" attribute; reading matches by that name first, so a file whose layer order differs from
+// kiln's still loads, and falls back to the position-based name.
+#include "io/keras_format/keras_weights.h"
+
+#include <cmath>
+#include <map>
+#include <set>
+
+#include "kiln/error.h"
+#include "model/graph.h"
+
+namespace kiln::io::keras {
+
+namespace {
+
+// Keras' group name of each layer ("layers/dense_1"), inputs of a functional model first (Keras
+// lists its InputLayers among the layers; Sequential's is not).
+struct LayerGroup {
+  std::string path;
+  std::shared_ptr<Layer> layer;  // null for an input
+  std::string name;              // the layer's or the input's name
+};
+std::vector<LayerGroup> layer_groups(const Model& model) {
+  std::map<std::string, int> used;
+  const auto next = [&](const std::string& base) {
+    const int n = used[base]++;
+    return "layers/" + (n == 0 ? base : base + "_" + std::to_string(n));
+  };
+  std::vector<LayerGroup> out;
+  if (!model.is_sequential())
+    for (const std::string& name : model.graph().input_names()) out.push_back({next("input_layer"), nullptr, name});
+  for (const auto& layer : model.layers())
+    out.push_back({next(model::snake_case(layer->class_name())), layer, layer->name()});
+  return out;
+}
+
+// Where each of the optimizer's slots goes among "optimizer/vars": Keras creates the EMA averages
+// first (one per trainable variable), then each add_optimizer_variables call of the optimizer's
+// build: Adam and AdamW make momentum and velocity together (interleaved per variable), the others
+// one slot name per call.
+struct SlotPlace {
+  std::size_t param, slot;
+};
+std::vector<SlotPlace> keras_slot_order(const Optimizer& opt, std::size_t params) {
+  const std::vector<std::string> names = opt.slot_names();
+  std::vector<std::vector<std::size_t>> groups;
+  std::vector<std::size_t> rule;
+  for (std::size_t s = 0; s < names.size(); ++s) {
+    if (names[s] == "average")
+      groups.insert(groups.begin(), {s});
+    else
+      rule.push_back(s);
+  }
+  const bool together = opt.class_name() == "Adam" || opt.class_name() == "AdamW";
+  if (together && !rule.empty()) {
+    groups.push_back(rule);
+  } else {
+    for (std::size_t s : rule) groups.push_back({s});
+  }
+  std::vector<SlotPlace> order;
+  for (const auto& group : groups)
+    for (std::size_t p = 0; p < params; ++p)
+      for (std::size_t s : group) order.push_back({p, s});
+  return order;
+}
+
+// A layer's variables as Keras saves them: trainable ones, then the others (Layer.save_own_variables);
+// state Keras keeps outside the layer's weights (a random stream's counter) is not in the file.
+std::vector<const LayerWeight*> keras_variables(const Layer& layer) {
+  std::vector<const LayerWeight*> out;
+  for (bool trainable : {true, false})
+    for (const LayerWeight& w : layer.all_weights())
+      if (w.in_weights && w.trainable == trainable) out.push_back(&w);
+  return out;
+}
+
+bool has_learning_rate_variable(const Optimizer& opt) {
+  const Config config = opt.get_config();
+  return !config.contains("learning_rate") || config["learning_rate"].is_number();
+}
+
+std::string var_path(const std::string& group, std::size_t i) { return group + "/vars/" + std::to_string(i); }
+
+}  // namespace
+
+std::vector<uint8_t> weights_h5(const Model& model, bool with_optimizer) {
+  H5Writer h5("save");
+  h5.group("layers");
+  for (const auto& [path, layer, name] : layer_groups(model)) {
+    h5.group(path);
+    h5.group(path + "/vars", {{"name", name}});
+    if (!layer) continue;
+    const auto weights = keras_variables(*layer);
+    for (std::size_t i = 0; i < weights.size(); ++i) {
+      const std::vector<float> values = weights[i]->value.cpu().to_vector<float>();
+      h5.floats(var_path(path, i), weights[i]->value.shape().dims(), values.data());
+    }
+  }
+  const Optimizer* opt = model.optimizer();
+  if (with_optimizer && opt) {
+    h5.group("optimizer");
+    h5.group("optimizer/vars", {{"name", opt->name()}});
+    std::size_t i = 0;
+    h5.integer_scalar("optimizer/vars/" + std::to_string(i++), opt->iterations());
+    if (has_learning_rate_variable(*opt)) {
+      const float lr = static_cast<float>(opt->learning_rate());
+      h5.floats("optimizer/vars/" + std::to_string(i++), {}, &lr);
+    }
+    const auto& slots = opt->slots();
+    for (const SlotPlace& place : keras_slot_order(*opt, slots.size())) {
+      const Tensor& t = slots[place.param][place.slot];
+      const std::vector<float> values = t.cpu().to_vector<float>();
+      h5.floats("optimizer/vars/" + std::to_string(i++), t.shape().dims(), values.data());
+    }
+  }
+  h5.group("vars", {{"name", model.name()}});
+  return h5.finish();
+}
+
+void read_layer_weights(Model& model, const H5Reader& h5, const std::string& op) {
+  // The file's layer groups by the layer name they record.
+  std::map<std::string, std::string> by_name;
+  std::set<std::string> groups;
+  for (const std::string& child : h5.children("layers")) {
+    const std::string path = "layers/" + child;
+    groups.insert(path);
+    const std::string name = h5.string_attribute(path + "/vars", "name");
+    if (!name.empty()) by_name.emplace(name, path);
+  }
+  std::vector<std::tuple<Layer*, std::string, Tensor>> plan;
+  std::set<std::string> claimed;
+  for (const auto& [slot_path, layer, layer_name] : layer_groups(model)) {
+    if (!layer) {
+      claimed.insert(slot_path);
+      continue;
+    }
+    const auto named = by_name.find(layer->name());
+    const std::string path = named != by_name.end() ? named->second : slot_path;
+    claimed.insert(path);
+    const auto weights = keras_variables(*layer);
+    if (!weights.empty() && !h5.is_group(path + "/vars"))
+      throw Error(op, h5.source() + " has no group '" + path + "/vars' for layer '" + layer->name() + "' (" +
+                          layer->class_name() + "); expected its " + std::to_string(weights.size()) +
+                          " variables there (a weights file for another model?)");
+    const std::vector<std::string> vars = h5.children(path + "/vars");
+    if (vars.size() != weights.size())
+      throw Error(op, h5.group_where(path + "/vars") + " holds " + std::to_string(vars.size()) +
+                          " variables; expected " + std::to_string(weights.size()) + " for layer '" + layer->name() +
+                          "' (" + layer->class_name() + ") of the model (a weights file for another model?)");
+    for (std::size_t i = 0; i < weights.size(); ++i) {
+      const std::string p = var_path(path, i);
+      const Shape& shape = weights[i]->value.shape();
+      plan.emplace_back(layer.get(), weights[i]->name, Tensor::from_vector(h5.read_floats(p, shape), shape));
+    }
+  }
+  for (const std::string& g : groups)
+    if (!claimed.count(g) && !h5.children(g + "/vars").empty())
+      throw Error(op, h5.group_where(g) + " holds variables of layer '" + h5.string_attribute(g + "/vars", "name") +
+                          "', which the model does not have; expected a weights file of this model's layers");
+  for (auto& [layer, name, value] : plan) layer->set_weight(name, value);
+}
+
+bool read_optimizer_state(Model& model, const H5Reader& h5, const std::string& op) {
+  Optimizer* opt = model.optimizer();
+  if (!opt || !h5.is_group("optimizer/vars")) return false;
+  const std::vector<Tensor> params = model.trainable_weights();
+  const bool has_lr = has_learning_rate_variable(*opt);
+  const std::size_t base = has_lr ? 2 : 1;
+  const std::vector<SlotPlace> order = keras_slot_order(*opt, params.size());
+  const std::size_t count = h5.children("optimizer/vars").size();
+  if (count != base && count != base + order.size())
+    throw Error(op, h5.group_where("optimizer/vars") + " holds " + std::to_string(count) + " variables; expected " +
+                        std::to_string(base) + " or " + std::to_string(base + order.size()) + " for " +
+                        opt->class_name() + " over " + std::to_string(params.size()) + " trainable weights");
+  const int64_t iterations = h5.read_integer_scalar("optimizer/vars/0");
+  if (iterations < 0)
+    throw Error(op, h5.where("optimizer/vars/0") + " is " + std::to_string(iterations) +
+                        "; expected the number of updates, >= 0");
+  std::optional<float> lr;
+  if (has_lr) {
+    lr = h5.read_floats("optimizer/vars/1", Shape(std::vector<int64_t>{})).at(0);
+    if (!std::isfinite(*lr) || *lr < 0)
+      throw Error(
+          op, h5.where("optimizer/vars/1") + " is " + std::to_string(*lr) + "; expected a finite learning rate >= 0");
+  }
+  std::vector<std::vector<Tensor>> slots;
+  // An optimizer without slots (SGD without momentum) keeps an empty list per weight once it ran.
+  if (opt->slot_names().empty() && iterations > 0) slots.assign(params.size(), {});
+  if (count > base) {
+    const std::vector<std::string> names = opt->slot_names();
+    slots.assign(params.size(), std::vector<Tensor>(names.size()));
+    for (std::size_t k = 0; k < order.size(); ++k) {
+      const std::string path = "optimizer/vars/" + std::to_string(base + k);
+      const SlotPlace& place = order[k];
+      const Shape& shape = params[place.param].shape();
+      std::vector<float> values = h5.read_floats(path, shape);
+      for (float v : values)
+        if (!std::isfinite(v) || (names[place.slot] == "velocity" && v < 0))
+          throw Error(op, h5.where(path) + " holds " + std::to_string(v) + "; expected finite values" +
+                              (names[place.slot] == "velocity" ? " >= 0 (a running mean of squared gradients)" : ""));
+      slots[place.param][place.slot] = Tensor::from_vector(values, shape).to(model.device());
+    }
+  }
+  if (lr) opt->set_learning_rate(*lr);
+  opt->restore(std::move(slots), iterations);
+  return true;
+}
+
+}  // namespace kiln::io::keras
