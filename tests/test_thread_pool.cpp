@@ -2,6 +2,7 @@
 // concurrent loops, errors, and results that do not depend on the thread count.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstring>
@@ -78,6 +79,31 @@ TEST(ThreadPool, EveryChunkRunsExactlyOnce) {
     for (int64_t c = 0; c < chunks; ++c)
       ASSERT_EQ(runs[static_cast<std::size_t>(c)].load(), 50) << c << " of " << chunks;
   }
+}
+
+// Back-to-back loops whose chunk count grows from one loop to the next, each with its own closure on
+// the caller's stack: a worker still holding the finished loop's state must not take a chunk past
+// that loop's end with the next loop's count (it would run a dead closure: a crash seen on a
+// 16-core machine in the middle of training). Each chunk checks that it runs its own loop's closure.
+TEST(ThreadPool, BackToBackLoopsOfGrowingSizeRunOnlyTheirOwnChunks) {
+  const ThreadCount threads(std::max(4, static_cast<int>(std::thread::hardware_concurrency())));
+  std::atomic<int64_t> wrong{0}, ran{0};
+  int64_t expected = 0;
+  for (int loop = 0; loop < 50000; ++loop) {
+    const int64_t chunks = loop % 2 == 0 ? 2 : 9;
+    const int id = loop;
+    std::vector<std::atomic<int>> runs(static_cast<std::size_t>(chunks));
+    auto body = [&, id](int64_t c) {
+      if (id != loop || c >= chunks) wrong.fetch_add(1, std::memory_order_relaxed);
+      runs[static_cast<std::size_t>(c)].fetch_add(1, std::memory_order_relaxed);
+      ran.fetch_add(1, std::memory_order_relaxed);
+    };
+    parallel_chunks(chunks, ChunkFn(body));
+    for (int64_t c = 0; c < chunks; ++c) ASSERT_EQ(runs[static_cast<std::size_t>(c)].load(), 1) << "loop " << loop;
+    expected += chunks;
+  }
+  EXPECT_EQ(wrong.load(), 0);
+  EXPECT_EQ(ran.load(), expected);
 }
 
 TEST(ThreadPool, ParallelForCoversTheRangeInShapeFixedPieces) {

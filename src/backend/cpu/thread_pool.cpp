@@ -4,7 +4,8 @@
 // claimed from one atomic word, state_ = generation << kIndexBits | next chunk, by compare-and-swap:
 // a worker that wakes late for an earlier loop fails the swap instead of taking a chunk of the
 // current one, so the loop's description (chunks_, call_, obj_) may be rewritten as soon as the
-// previous loop's chunks are all done, without waiting for idle workers. Workers sleep on a condition
+// previous loop's chunks are all done (and its state closed: index kIndexMask), without waiting for
+// idle workers. Workers sleep on a condition
 // variable after spinning for spin_time(). (Not std::atomic::wait: MinGW's libstdc++ implements
 // it without a futex, and a notify could be lost there, leaving a worker asleep for ever.)
 #include "backend/cpu/thread_pool.h"
@@ -109,7 +110,11 @@ class Pool {
     if (static_cast<int>(workers_.size()) != threads - 1) start_workers(threads - 1);
 
     t_in_loop = true;
-    chunks_.store(chunks, std::memory_order_relaxed);
+    // Close the previous loop first. A worker may still hold that loop's exhausted state (index ==
+    // its chunk count) and read the chunk count written next, which is larger: the claim it then
+    // tries must fail, not take a chunk of the old loop with a mix of the two loops' fields.
+    state_.store((generation_ << kIndexBits) | kIndexMask, std::memory_order_seq_cst);
+    chunks_.store(chunks, std::memory_order_release);
     call_.store(body.call(), std::memory_order_relaxed);
     obj_.store(body.obj(), std::memory_order_relaxed);
     done_.store(0, std::memory_order_relaxed);
@@ -138,7 +143,9 @@ class Pool {
     uint64_t s = state_.load(std::memory_order_acquire);
     for (;;) {
       const int64_t chunk = static_cast<int64_t>(s & kIndexMask);
-      const int64_t chunks = chunks_.load(std::memory_order_relaxed);
+      // Acquire: a count written after the closing store of run() makes the claim below see that
+      // store (or a later state), so it fails for a stale `s`.
+      const int64_t chunks = chunks_.load(std::memory_order_acquire);
       if (chunk >= chunks) return;
       const auto call = call_.load(std::memory_order_relaxed);
       void* const obj = obj_.load(std::memory_order_relaxed);
