@@ -6,6 +6,7 @@
 #include "kiln/config.h"
 #include "kiln/datasets/cifar10.h"
 #include "kiln/device.h"
+#include "kiln/distribute.h"
 #include "kiln/dtype.h"
 #include "kiln/error.h"
 #include "kiln/io/numpy.h"

@@ -2,11 +2,13 @@
 // validation at each epoch's end, callbacks). The steps run through model/step_schedule.h: on a
 // CUDA device the full batches replay one recorded step (model/recorded_step.h) after eager
 // warm-up steps, and so do the validation pass's (evaluate's recording, kept across epochs:
-// model/recorded_evaluation.h).
+// model/recorded_evaluation.h). Under FitOptions::strategy, distribute/replica.h shards the
+// batches, sums the gradients and makes the logs global.
 #include <cmath>
 #include <iostream>
 #include <optional>
 
+#include "distribute/replica.h"
 #include "kiln/error.h"
 #include "kiln/model.h"
 #include "kiln/random.h"
@@ -81,6 +83,7 @@ History Model::fit(const std::vector<Tensor>& x_in, const std::vector<Tensor>& y
   build_for(x_in, "fit");
   require_compiled("fit");  // a Sequential model learns its outputs when built
   if (opt.validation_data) check_validation_data(*opt.validation_data, *this);
+  if (opt.strategy) distribute::Replica::check(*opt.strategy, device_, opt.batch_size);
 
   // Data goes to the model's device once; batches are gathered there.
   std::vector<Tensor> y_ready = prepare_targets(y_in, "fit");
@@ -94,6 +97,10 @@ History Model::fit(const std::vector<Tensor>& x_in, const std::vector<Tensor>& y
     for (Tensor& t : val->y) t = t.to(device_);
   }
 
+  std::unique_ptr<distribute::Replica> replica;
+  if (opt.strategy) replica = std::make_unique<distribute::Replica>(*opt.strategy, *this, batches, opt);
+  // Under a strategy only replica 0 prints.
+  const int verbose = replica && !replica->chief() ? 0 : opt.verbose;
   const int64_t n = batches.samples(), steps = batches.steps();
   const bool terminal = model::stdout_is_terminal();
   // On the CPU reading the loss costs nothing, so a non-finite loss is caught at its own step; on a
@@ -101,8 +108,9 @@ History Model::fit(const std::vector<Tensor>& x_in, const std::vector<Tensor>& y
   const bool check_each_step = device_.is_cpu();
   model::LogSums sums(metrics_, output_names(), device_);
   model::TrainingWork work(*this, sums, opt.check_numerics, check_each_step);
+  work.set_replica(replica.get());
   model::StepSchedule schedule({.op = "fit", .eagerly = "training eagerly", .unit = "step"}, batches, work,
-                               model::training_plan(opt, device_, batches, work), opt.verbose != 0);
+                               model::training_plan(opt, device_, batches, work), verbose != 0);
   // The report is kept however fit ends: a non-finite loss or a callback may throw.
   struct KeepReport {
     StepReport& to;
@@ -110,18 +118,28 @@ History Model::fit(const std::vector<Tensor>& x_in, const std::vector<Tensor>& y
     ~KeepReport() { to = from.report(); }
   } keep_report{last_fit_execution_, schedule};
   History history;
-  for (const auto& cb : opt.callbacks) cb->on_train_begin(*this);
+  // Other replicas than the chief run the callbacks without those that write files.
+  const std::vector<std::shared_ptr<Callback>> rank_callbacks =
+      replica ? replica->callbacks(opt.callbacks) : std::vector<std::shared_ptr<Callback>>{};
+  const auto& callbacks = replica ? rank_callbacks : opt.callbacks;
+  for (const auto& cb : callbacks) cb->on_train_begin(*this);
   int first_epoch = opt.initial_epoch;
-  for (const auto& cb : opt.callbacks)
+  for (const auto& cb : callbacks)
     if (const int e = cb->resume_epoch(*this); e >= 0) first_epoch = e;
+  if (replica) {
+    first_epoch = replica->agree_on_first_epoch(first_epoch);
+    replica->broadcast_state();
+  }
+  std::vector<Tensor> val_targets;  // under a strategy: the validation targets, prepared once
+  if (replica && val) val_targets = prepare_targets(val->y, "fit");
 
   for (int e = first_epoch; e < opt.epochs; ++e) {
-    for (const auto& cb : opt.callbacks) cb->on_epoch_begin(*this, e);
-    if (opt.verbose) std::cout << model::epoch_header(e + 1, opt.epochs) << '\n';
+    for (const auto& cb : callbacks) cb->on_epoch_begin(*this, e);
+    if (verbose) std::cout << model::epoch_header(e + 1, opt.epochs) << '\n';
     if (opt.shuffle) batches.set_order(generator_.permutation(n));
     work.set_epoch(e + 1);
     schedule.start_pass();
-    model::ProgressBar bar(std::cout, steps, opt.verbose, terminal);
+    model::ProgressBar bar(std::cout, steps, verbose, terminal);
     sums.reset();
     int64_t last_checked = 0;
     for (int64_t s = 0; s < steps; ++s) {
@@ -137,14 +155,20 @@ History Model::fit(const std::vector<Tensor>& x_in, const std::vector<Tensor>& y
     schedule.finish_pass();
     work.zero_grads();  // gradients are not needed between epochs
     auto logs = sums.results();
+    if (replica) replica->reduce_logs(logs, sums.samples(), "the log reduction of epoch " + std::to_string(e + 1));
     if (!std::isfinite(logs.back().second))
       model::throw_non_finite_loss(logs.back().second, e + 1, last_checked + 1, steps);
     if (val) {
       const int64_t val_batch = opt.validation_batch_size > 0 ? opt.validation_batch_size : opt.batch_size;
-      const auto val_logs = evaluate_batches(
-          val->x, val->y,
-          {.batch_size = val_batch, .verbose = 0, .cuda_graphs = opt.cuda_graphs && !opt.check_numerics},
-          opt.verbose != 0);
+      std::map<std::string, double> val_logs;
+      if (replica && replica->size() > 1) {
+        for (const auto& [k, v] : replica->evaluate(val->x, val_targets, val_batch, e + 1)) val_logs[k] = v;
+      } else {
+        val_logs = evaluate_batches(
+            val->x, val->y,
+            {.batch_size = val_batch, .verbose = 0, .cuda_graphs = opt.cuda_graphs && !opt.check_numerics},
+            verbose != 0);
+      }
       for (const auto& [k, v] : val_logs) logs.emplace_back("val_" + k, v);
     }
     bar.finish(logs);
@@ -155,12 +179,17 @@ History Model::fit(const std::vector<Tensor>& x_in, const std::vector<Tensor>& y
       log_map[k] = v;
     }
     bool keep_going = true;
-    for (const auto& cb : opt.callbacks) keep_going = cb->on_epoch_end(*this, e, log_map) && keep_going;
+    for (const auto& cb : callbacks) keep_going = cb->on_epoch_end(*this, e, log_map) && keep_going;
+    if (replica) {
+      replica->check_replicas(e + 1);
+      keep_going = replica->all_keep_going(keep_going, e + 1);
+    }
     if (!keep_going) break;
   }
   // Keras: after the epochs, the optimizer finishes the weights (use_ema copies its averages in).
   if (opt.epochs > first_epoch) optimizer_->finalize_variable_values(trainable_weights());
-  for (const auto& cb : opt.callbacks) cb->on_train_end(*this);
+  for (const auto& cb : callbacks) cb->on_train_end(*this);
+  if (replica) replica->barrier("the end of fit");  // the chief's checkpoints are written
   return history;
 }
 

@@ -23,8 +23,19 @@ int64_t Batches::rows(int64_t step) const {
   return std::min(samples(), begin + batch_size_) - begin;
 }
 
+void Batches::set_shard(int rank, int replicas) {
+  rank_ = rank;
+  replicas_ = replicas;
+}
+
+std::pair<int64_t, int64_t> Batches::shard_range(int64_t step) const {
+  const int64_t first = step * batch_size_, n = rows(step);
+  return {first + n * rank_ / replicas_, first + n * (rank_ + 1) / replicas_};
+}
+
 std::pair<Tensors, Tensors> Batches::batch(int64_t step) const {
-  const int64_t begin = step * batch_size_, end = begin + rows(step);
+  const auto range = shard_range(step);
+  const int64_t begin = range.first, end = range.second;
   const Tensor idx = order_on_device_.defined() ? order_on_device_.slice_rows(begin, end) : Tensor();
   const auto rows_of = [&](const Tensors& all) {
     Tensors out;

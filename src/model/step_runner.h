@@ -25,6 +25,10 @@ class Batches {
   Batches(Tensors x, Tensors y, int64_t batch_size);
   /// Takes the batches in `order` (one entry per sample) from now on.
   void set_order(std::vector<int32_t> order);
+  /// From now on batch() returns only shard `rank` of `replicas` of each batch: rows
+  /// [rows * rank / replicas, rows * (rank + 1) / replicas) of it (a data-parallel fit; empty for some
+  /// ranks when a last batch has fewer rows than there are replicas).
+  void set_shard(int rank, int replicas);
 
   /// Every sample.
   const Tensors& x() const { return x_; }
@@ -40,9 +44,11 @@ class Batches {
   int64_t steps() const { return (samples() + batch_size_ - 1) / batch_size_; }
   /// Full batches per pass.
   int64_t full_steps() const { return samples() / batch_size_; }
-  /// Samples in batch `step`.
+  /// Samples in batch `step` (all shards).
   int64_t rows(int64_t step) const;
-  /// Batch `step` on the device: views of x and y in order, gathered rows in a set order.
+  /// Positions [begin, end) in the pass's order of this shard of batch `step` (all of it unsharded).
+  std::pair<int64_t, int64_t> shard_range(int64_t step) const;
+  /// This shard of batch `step` on the device: views of x and y in order, gathered rows in a set order.
   std::pair<Tensors, Tensors> batch(int64_t step) const;
 
  private:
@@ -50,6 +56,7 @@ class Batches {
   int64_t batch_size_;
   std::vector<int32_t> order_;
   Tensor order_on_device_;  // undefined while the order is the identity
+  int64_t rank_ = 0, replicas_ = 1;
 };
 
 /// What one step does with its batch.

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <string>
 
+#include "distribute/replica.h"
 #include "model/graph.h"
 #include "model/loss_terms.h"
 #include "model/numerics.h"
@@ -33,12 +34,29 @@ void TrainingWork::body(const Tensors& xb, const Tensors& yb) { forward_backward
 void TrainingWork::eager(int64_t step, const Tensors& xb, const Tensors& yb) {
   const std::string where =
       check_numerics_ ? "epoch " + std::to_string(epoch_) + ", step " + std::to_string(step + 1) : "";
+  if (replica_) {
+    replicated(step, xb, yb, check_numerics_ ? &where : nullptr);
+    return;
+  }
   const Tensor loss = forward_backward(xb, yb, check_numerics_ ? &where : nullptr);
   optimizer().step(params_);
   if (check_each_step_) {
     const double v = loss.item();
     if (!std::isfinite(v)) throw_non_finite_loss(v, epoch_, step + 1, step + 1);
   }
+}
+
+void TrainingWork::replicated(int64_t step, const Tensors& xb, const Tensors& yb, const std::string* where) {
+  // A shard can be empty (a last batch of fewer rows than replicas): it adds no gradient.
+  Tensor loss;
+  if (xb.front().size(0) > 0)
+    loss = forward_backward(xb, yb, where);
+  else
+    zero_grads();
+  // Every rank gets the same summed gradients, so the update is the same everywhere.
+  const double v = replica_->all_reduce_gradients(params_, loss, step, epoch_);
+  optimizer().step(params_);
+  if (check_each_step_ && !std::isfinite(v)) throw_non_finite_loss(v, epoch_, step + 1, step + 1);
 }
 
 void EvaluationWork::body(const Tensors& xb, const Tensors& yb) {

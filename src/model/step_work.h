@@ -10,6 +10,10 @@
 #include "model/log_sums.h"
 #include "model/step_runner.h"
 
+namespace kiln::distribute {
+class Replica;
+}  // namespace kiln::distribute
+
 namespace kiln::model {
 
 /// fit's training step: forward in training mode, the compiled loss with the layers' penalties,
@@ -22,6 +26,9 @@ class TrainingWork final : public StepWork {
   TrainingWork(Model& model, LogSums& sums, bool check_numerics, bool check_each_step);
   /// The 1-based epoch under way, for messages.
   void set_epoch(int epoch) { epoch_ = epoch; }
+  /// Under a strategy: eager steps sum the gradients of every replica before the update (and check
+  /// the global loss); null for one process.
+  void set_replica(distribute::Replica* replica) { replica_ = replica; }
 
   /// Zero the gradients, forward, loss, backward, sums; no update.
   void body(const Tensors& xb, const Tensors& yb) override;
@@ -45,12 +52,15 @@ class TrainingWork final : public StepWork {
   // Zero the gradients, forward, loss, backward, sums; with `where`, every layer's output and
   // gradient is checked. Returns the loss.
   Tensor forward_backward(const Tensors& xb, const Tensors& yb, const std::string* where);
+  // eager() under a strategy: this rank's shard, the gradient all-reduce, the update.
+  void replicated(int64_t step, const Tensors& xb, const Tensors& yb, const std::string* where);
 
   Model& model_;
   LogSums& sums_;
   std::vector<Tensor> params_;
   bool check_numerics_, check_each_step_;
   int epoch_ = 1;
+  distribute::Replica* replica_ = nullptr;
 };
 
 /// evaluate's batch: forward in inference mode, the loss with the layers' penalties (as Keras'

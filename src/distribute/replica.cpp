@@ -1,0 +1,307 @@
+// Replica: fit's data-parallel side (see replica.h). Gradients are summed after backward, in
+// buckets of about bucket_bytes, the parameters taken last layer first (the order backward
+// finishes them), each bucket's all-reduce started once it is packed.
+#include "distribute/replica.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "distribute/communicator.h"
+#include "kiln/autograd.h"
+#include "kiln/callbacks.h"
+#include "kiln/error.h"
+#include "layers/random_stream.h"
+#include "model/log_sums.h"
+#include "model/step_work.h"
+#include "tensor/tensor_impl.h"
+
+namespace kiln::distribute {
+
+namespace {
+
+// The ranks (as text, "1, 3") whose entry of `values` differs from rank 0's.
+std::string ranks_differing(const std::vector<int64_t>& values) {
+  std::string out;
+  for (std::size_t r = 1; r < values.size(); ++r)
+    if (values[r] != values[0]) out += (out.empty() ? "" : ", ") + std::to_string(r);
+  return out;
+}
+
+// FNV-1a over `bytes` bytes, continuing from `h`.
+uint64_t fnv1a(const void* data, std::size_t bytes, uint64_t h) {
+  const auto* p = static_cast<const unsigned char*>(data);
+  for (std::size_t i = 0; i < bytes; ++i) h = (h ^ p[i]) * 0x100000001b3ULL;
+  return h;
+}
+
+// Packs `n` gradient elements times `scale` (in double, then rounded to T: a scale of 1 copies).
+template <typename T>
+void pack(const Tensor& grad, double scale, int64_t n, unsigned char* out) {
+  auto* dst = reinterpret_cast<T*>(out);
+  if (!grad.defined()) {
+    std::fill(dst, dst + n, T(0));
+    return;
+  }
+  const T* src = grad.data<T>();
+  if (scale == 1.0) {
+    std::memcpy(dst, src, static_cast<std::size_t>(n) * sizeof(T));
+    return;
+  }
+  for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<T>(static_cast<double>(src[i]) * scale);
+}
+
+// Every moving statistic averages the ranks that trained on rows: sum / ranks.
+template <typename T>
+void average(T* dst, const unsigned char* sum, int64_t n, double ranks) {
+  const auto* src = reinterpret_cast<const T*>(sum);
+  for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<T>(static_cast<double>(src[i]) / ranks);
+}
+
+Elem elem_of(DType dt) { return dt == DType::Float64 ? Elem::Float64 : Elem::Float32; }
+
+// Restores from a backup on every rank, writes nothing (the chief writes).
+class RestoreOnly final : public Callback {
+ public:
+  explicit RestoreOnly(std::shared_ptr<Callback> backup) : backup_(std::move(backup)) {}
+  void on_train_begin(Model& model) override { backup_->on_train_begin(model); }
+  int resume_epoch(Model& model) override { return backup_->resume_epoch(model); }
+
+ private:
+  std::shared_ptr<Callback> backup_;
+};
+
+}  // namespace
+
+void Replica::check(Strategy& strategy, Device device, int64_t batch_size) {
+  if (!device.is_cpu())
+    throw Error("fit", strategy.name() + " is not yet supported on GPUs (the model is on " + device.str() +
+                           "); NCCL path pending; expected a model on the CPU (model.to(kiln::Device::cpu()))");
+  const int p = strategy.num_replicas_in_sync();
+  if (batch_size < p)
+    throw Error("fit", "batch_size " + std::to_string(batch_size) + " is smaller than the " + std::to_string(p) +
+                           " replicas of " + strategy.name() +
+                           "; expected the global batch, at least one sample per replica (batch_size >= " +
+                           std::to_string(p) + ")");
+}
+
+Replica::Replica(Strategy& strategy, Model& model, model::Batches& batches, const FitOptions& options)
+    : comm_(strategy.communicator()), model_(model), batches_(batches) {
+  const auto* mw = dynamic_cast<const MultiWorkerMirroredStrategy*>(&strategy);
+  const MultiWorkerMirroredStrategyOptions defaults;
+  bucket_bytes_ = mw ? mw->options().bucket_bytes : defaults.bucket_bytes;
+  check_replicas_ = mw ? mw->options().check_replicas : defaults.check_replicas;
+
+  // Everything the ranks must agree on, gathered in one round and named when it differs.
+  const std::vector<std::pair<std::string, int64_t>> fields = {
+      {"training samples", batches.samples()},
+      {"batch_size", options.batch_size},
+      {"epochs", options.epochs},
+      {"shuffle", options.shuffle ? 1 : 0},
+      {"model parameters", model.count_params()},
+      {"validation samples", options.validation_data ? options.validation_data->x.front().size(0) : -1},
+  };
+  std::vector<std::vector<int64_t>> gathered(fields.size(), std::vector<int64_t>(static_cast<std::size_t>(size())));
+  for (std::size_t i = 0; i < fields.size(); ++i) comm_.start_all_gather(&fields[i].second, gathered[i].data());
+  comm_.wait("the start of fit");
+  for (std::size_t i = 0; i < fields.size(); ++i)
+    if (const std::string odd = ranks_differing(gathered[i]); !odd.empty())
+      throw Error("fit", "the ranks disagree on " + fields[i].first + ": rank 0 has " + std::to_string(gathered[i][0]) +
+                             ", rank(s) " + odd +
+                             " another value; expected every "
+                             "rank to call fit with the same data, model and options (each trains on its shard of "
+                             "every global batch)");
+
+  for (const auto& layer : model.layers()) {
+    if (layer->class_name() == "BatchNormalization" && layer->trainable())
+      for (const auto& w : layer->all_weights())
+        if (!w.trainable) statistics_.push_back(w.value);
+    for (const auto& w : layer->all_weights())
+      if (w.name == layers::kStreamCounter && w.value.dtype() == DType::Int64) counters_.push_back(w.value);
+  }
+  batches_.set_shard(comm_.rank(), comm_.size());
+}
+
+std::vector<std::shared_ptr<Callback>> Replica::callbacks(const std::vector<std::shared_ptr<Callback>>& given) const {
+  if (chief()) return given;
+  std::vector<std::shared_ptr<Callback>> out;
+  for (const auto& cb : given) {
+    if (dynamic_cast<callbacks::ModelCheckpoint*>(cb.get()) || dynamic_cast<callbacks::CSVLogger*>(cb.get())) continue;
+    if (dynamic_cast<callbacks::BackupAndRestore*>(cb.get()))
+      out.push_back(std::make_shared<RestoreOnly>(cb));
+    else
+      out.push_back(cb);
+  }
+  return out;
+}
+
+int Replica::agree_on_first_epoch(int first_epoch) {
+  const int64_t mine = first_epoch;
+  std::vector<int64_t> all(static_cast<std::size_t>(size()));
+  comm_.start_all_gather(&mine, all.data());
+  comm_.wait("the choice of the first epoch");
+  if (const std::string odd = ranks_differing(all); !odd.empty())
+    throw Error("fit", "rank 0 starts at epoch " + std::to_string(all[0] + 1) + ", rank(s) " + odd +
+                           " at another (initial_epoch, or a backup of BackupAndRestore one rank sees and another "
+                           "does not); expected every rank to resume from the same checkpoint (a backup_dir on a "
+                           "file system every rank shares)");
+  return first_epoch;
+}
+
+void Replica::broadcast_state() {
+  for (const auto& layer : model_.layers())
+    for (const auto& w : layer->all_weights()) {
+      Tensor t = w.value;
+      comm_.start_broadcast(t.raw_data(), static_cast<int64_t>(t.nbytes()), 0);
+    }
+  std::string state = model_.generator().state();
+  int64_t length = static_cast<int64_t>(state.size());
+  comm_.start_broadcast(&length, sizeof length, 0);
+  comm_.wait("the broadcast of rank 0's weights");
+  state.resize(static_cast<std::size_t>(length));
+  comm_.start_broadcast(state.data(), length, 0);
+  comm_.wait("the broadcast of rank 0's random generator");
+  if (!model_.generator().set_state(state))
+    throw Error("fit",
+                "rank 0's random generator state does not parse here; expected every rank to run the same "
+                "build of kiln");
+}
+
+void Replica::make_buckets(const std::vector<Tensor>& params) {
+  // Last parameters first: backward finishes them first.
+  std::vector<Entry> order;
+  for (std::size_t i = params.size(); i-- > 0;) order.push_back({params[i], false, i});
+  for (const Tensor& s : statistics_) order.push_back({s, true, 0});
+  for (const Entry& e : order) {
+    const int64_t bytes = static_cast<int64_t>(e.tensor.nbytes());
+    const bool fits = !buckets_.empty() && buckets_.back().dtype == e.tensor.dtype() &&
+                      static_cast<int64_t>(buckets_.back().bytes.size()) + bytes <= bucket_bytes_;
+    if (!fits) buckets_.push_back({e.tensor.dtype(), {}, {}});
+    buckets_.back().entries.push_back(e);
+    buckets_.back().bytes.resize(buckets_.back().bytes.size() + static_cast<std::size_t>(bytes));
+  }
+}
+
+double Replica::all_reduce_gradients(std::vector<Tensor>& params, const Tensor& loss, int64_t step, int epoch) {
+  if (buckets_.empty()) make_buckets(params);
+  const auto [begin, end] = batches_.shard_range(step);
+  const int64_t rows = end - begin, global = batches_.rows(step);
+  // This rank's mean loss covers rows of the global batch's `global`: its share of the global mean.
+  const double scale = static_cast<double>(rows) / static_cast<double>(global);
+  meta_.assign(2 + params.size(), 0.0);
+  meta_[0] = loss.defined() ? loss.item() * scale : 0.0;
+  meta_[1] = rows > 0 ? 1.0 : 0.0;
+  for (std::size_t i = 0; i < params.size(); ++i) meta_[2 + i] = params[i].grad().defined() ? 1.0 : 0.0;
+  comm_.start_all_reduce(meta_.data(), static_cast<int64_t>(meta_.size()), Elem::Float64, ReduceOp::Sum);
+  // A rank with an empty shard did not advance its random layers' counters: take the furthest.
+  counter_values_.clear();
+  for (const Tensor& c : counters_) counter_values_.push_back(*c.data<int64_t>());
+  if (!counters_.empty())
+    comm_.start_all_reduce(counter_values_.data(), static_cast<int64_t>(counter_values_.size()), Elem::Int64,
+                           ReduceOp::Max);
+  for (Bucket& b : buckets_) {
+    std::size_t at = 0;
+    for (const Entry& e : b.entries) {
+      // A rank without rows did not update its statistics: it adds zeros and is not counted.
+      const Tensor src = e.statistic ? (rows > 0 ? e.tensor : Tensor()) : params[e.param].grad();
+      const double s = e.statistic ? 1.0 : scale;
+      const int64_t n = e.tensor.numel();
+      if (b.dtype == DType::Float64)
+        pack<double>(src, s, n, b.bytes.data() + at);
+      else
+        pack<float>(src, s, n, b.bytes.data() + at);
+      at += e.tensor.nbytes();
+    }
+    const int64_t count = static_cast<int64_t>(b.bytes.size() / (b.dtype == DType::Float64 ? 8 : 4));
+    comm_.start_all_reduce(b.bytes.data(), count, elem_of(b.dtype), ReduceOp::Sum);
+  }
+  comm_.wait("the gradient all-reduce of epoch " + std::to_string(epoch) + ", step " + std::to_string(step + 1));
+  const double ranks_with_rows = meta_[1];
+  for (std::size_t i = 0; i < counters_.size(); ++i) {
+    Tensor c = counters_[i];
+    *c.data<int64_t>() = counter_values_[i];
+  }
+  for (Bucket& b : buckets_) {
+    std::size_t at = 0;
+    for (const Entry& e : b.entries) {
+      const int64_t n = e.tensor.numel();
+      if (e.statistic) {
+        Tensor t = e.tensor;
+        if (b.dtype == DType::Float64)
+          average(t.data<double>(), b.bytes.data() + at, n, ranks_with_rows);
+        else
+          average(t.data<float>(), b.bytes.data() + at, n, ranks_with_rows);
+      } else if (meta_[2 + e.param] > 0) {
+        // A fresh gradient tensor: the old one may share storage with backward's intermediates.
+        Tensor g = Tensor::empty(e.tensor.shape(), e.tensor.dtype(), e.tensor.device());
+        std::memcpy(g.raw_data(), b.bytes.data() + at, e.tensor.nbytes());
+        params[e.param].impl()->grad = g;
+      }
+      at += e.tensor.nbytes();
+    }
+  }
+  return meta_[0];
+}
+
+void Replica::reduce_logs(std::vector<std::pair<std::string, double>>& logs, int64_t samples, const std::string& what) {
+  if (size() == 1) return;  // the means are already global; keeps one replica's logs bit for bit
+  std::vector<double> sums;
+  sums.reserve(logs.size() + 1);
+  for (const auto& [name, mean] : logs) sums.push_back(mean * static_cast<double>(samples));
+  sums.push_back(static_cast<double>(samples));
+  comm_.start_all_reduce(sums.data(), static_cast<int64_t>(sums.size()), Elem::Float64, ReduceOp::Sum);
+  comm_.wait(what);
+  const double total = sums.back();
+  for (std::size_t i = 0; i < logs.size(); ++i) logs[i].second = total > 0 ? sums[i] / total : 0.0;
+}
+
+std::vector<std::pair<std::string, double>> Replica::evaluate(const std::vector<Tensor>& x,
+                                                              const std::vector<Tensor>& y, int64_t batch_size,
+                                                              int epoch) {
+  NoGradGuard no_grad;
+  model::Batches batches(x, y, batch_size);
+  batches.set_shard(comm_.rank(), comm_.size());
+  model::LogSums sums(model_.output_metrics(), model_.output_names(), model_.device());
+  model::EvaluationWork work(model_, sums);
+  for (int64_t s = 0; s < batches.steps(); ++s) {
+    const auto [begin, end] = batches.shard_range(s);
+    if (end == begin) continue;  // a last batch smaller than the number of ranks
+    const auto [xb, yb] = batches.batch(s);
+    work.body(xb, yb);
+  }
+  auto logs = sums.results();
+  reduce_logs(logs, sums.samples(), "the validation of epoch " + std::to_string(epoch));
+  return logs;
+}
+
+bool Replica::all_keep_going(bool keep_going, int epoch) {
+  int64_t stop = keep_going ? 0 : 1;
+  comm_.start_all_reduce(&stop, 1, Elem::Int64, ReduceOp::Max);
+  comm_.wait("the end of epoch " + std::to_string(epoch));
+  return stop == 0;
+}
+
+void Replica::check_replicas(int epoch) {
+  if (!check_replicas_) return;
+  // Every weight: the trained ones, the averaged moving statistics, the random layers' counters
+  // and the frozen ones.
+  uint64_t h = 0xcbf29ce484222325ULL;
+  for (const auto& layer : model_.layers())
+    for (const auto& w : layer->all_weights()) h = fnv1a(w.value.raw_data(), w.value.nbytes(), h);
+  int64_t mine = 0;
+  std::memcpy(&mine, &h, sizeof mine);
+  std::vector<int64_t> all(static_cast<std::size_t>(size()));
+  comm_.start_all_gather(&mine, all.data());
+  comm_.wait("the replicas check of epoch " + std::to_string(epoch));
+  if (const std::string odd = ranks_differing(all); !odd.empty())
+    throw Error("fit", "after epoch " + std::to_string(epoch) + " the weights of rank(s) " + odd +
+                           " differ from rank 0's (check_replicas); expected bit-identical replicas (the same "
+                           "summed gradients and update on every rank)");
+}
+
+void Replica::barrier(const std::string& what) {
+  int64_t one = 1;
+  comm_.start_all_reduce(&one, 1, Elem::Int64, ReduceOp::Sum);
+  comm_.wait(what);
+}
+
+}  // namespace kiln::distribute

@@ -1,0 +1,84 @@
+// What fit does differently under a strategy, in one place: the checks that every rank runs the
+// same fit, the shards, the first broadcast of the weights, the gradient all-reduce in buckets,
+// the global logs and validation, the callbacks that write files on the chief only, and the
+// replicas check. fit calls it only when FitOptions::strategy is set.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "distribute/communicator.h"
+#include "kiln/distribute.h"
+#include "kiln/model.h"
+#include "model/step_runner.h"
+
+namespace kiln::distribute {
+
+/// This process's part in a data-parallel fit.
+class Replica {
+ public:
+  /// Throws for what no strategy can run yet (a model on a GPU) and a batch_size smaller than the
+  /// number of replicas; cheap, before any data is moved.
+  static void check(Strategy& strategy, Device device, int64_t batch_size);
+  /// Checks that every rank runs the same fit (samples, batch size, epochs, weights' sizes) and
+  /// shards `batches` (fit's training batches, which must outlive this object).
+  Replica(Strategy& strategy, Model& model, model::Batches& batches, const FitOptions& options);
+
+  /// True on rank 0 (it prints, and writes files).
+  bool chief() const { return comm_.rank() == 0; }
+  /// Number of replicas.
+  int size() const { return comm_.size(); }
+
+  /// The callbacks this rank runs: all on the chief; elsewhere the same without the file writers
+  /// (ModelCheckpoint and CSVLogger dropped, BackupAndRestore reduced to restoring).
+  std::vector<std::shared_ptr<Callback>> callbacks(const std::vector<std::shared_ptr<Callback>>& given) const;
+  /// The epoch every rank starts at; throws when the ranks disagree (a backup not every rank sees).
+  int agree_on_first_epoch(int first_epoch);
+  /// Copies rank 0's weights and random generator to every rank.
+  void broadcast_state();
+  /// Sums every rank's gradient of its share of the global batch's mean loss into every rank's
+  /// params' grads (averages BatchNormalization's moving statistics, and keeps the random layers'
+  /// counters equal); returns the global
+  /// batch's loss. `loss` is undefined when this rank's shard of batch `step` is empty.
+  double all_reduce_gradients(std::vector<Tensor>& params, const Tensor& loss, int64_t step, int epoch);
+  /// Makes `logs` (means over this rank's `samples`) the means over every rank's samples.
+  void reduce_logs(std::vector<std::pair<std::string, double>>& logs, int64_t samples, const std::string& what);
+  /// The validation logs over every rank's shard of (x, y) (inputs and prepared targets).
+  std::vector<std::pair<std::string, double>> evaluate(const std::vector<Tensor>& x, const std::vector<Tensor>& y,
+                                                       int64_t batch_size, int epoch);
+  /// False on every rank when any rank's callbacks stopped training.
+  bool all_keep_going(bool keep_going, int epoch);
+  /// With check_replicas: throws naming the ranks whose weights differ from rank 0's.
+  void check_replicas(int epoch);
+  /// Waits until every rank got here (the end of fit: the chief's files are written).
+  void barrier(const std::string& what);
+
+ private:
+  struct Entry {
+    Tensor tensor;  // a parameter (its gradient goes in the bucket) or a moving statistic
+    bool statistic = false;
+    std::size_t param = 0;  // index into params (parameters only)
+  };
+  struct Bucket {
+    DType dtype;
+    std::vector<Entry> entries;
+    std::vector<unsigned char> bytes;
+  };
+  void make_buckets(const std::vector<Tensor>& params);
+
+  Communicator& comm_;
+  Model& model_;
+  model::Batches& batches_;
+  int64_t bucket_bytes_;
+  bool check_replicas_;
+  std::vector<Tensor> statistics_;  // BatchNormalization's moving statistics (trainable layers)
+  std::vector<Tensor> counters_;    // random layers' stream counters (Dropout, random image layers)
+  std::vector<int64_t> counter_values_;
+  std::vector<Bucket> buckets_;  // made at the first step
+  std::vector<double> meta_;     // loss share, ranks with rows, one "has a gradient" flag per param
+};
+
+}  // namespace kiln::distribute

@@ -1,0 +1,172 @@
+// kiln::distribute without mpirun: a MultiWorkerMirroredStrategy of one process (MPI's singleton
+// start) trains exactly as fit without a strategy, and bad options and uses are refused with clear
+// errors; a build without MPI keeps the API and says how to get it. The tests of several ranks
+// run under mpirun: tests/mpi/.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "distribute/replica.h"
+#include "kiln/kiln.h"
+#include "test_support.h"
+
+using namespace kiln;
+using kiln::testing::message_of;
+
+namespace {
+
+// Sets (or with nullptr unsets) an environment variable for the test's scope.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const char* value) : name_(name) { set(value); }
+  ~ScopedEnv() { set(nullptr); }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+
+ private:
+  void set(const char* value) {
+#ifdef _WIN32
+    _putenv_s(name_, value ? value : "");
+#else
+    if (value)
+      setenv(name_, value, 1);
+    else
+      unsetenv(name_);
+#endif
+  }
+  const char* name_;
+};
+
+// A strategy of `replicas` replicas that has no communicator: enough for the checks made before
+// any collective.
+class Pretend : public distribute::Strategy {
+ public:
+  explicit Pretend(int replicas) : replicas_(replicas) {}
+  int num_replicas_in_sync() const override { return replicas_; }
+  int rank() const override { return 0; }
+  std::string name() const override { return "Pretend"; }
+  distribute::Communicator& communicator() override { throw Error("Pretend", "no communicator"); }
+
+ private:
+  int replicas_;
+};
+
+Sequential classifier(bool batch_norm) {
+  utils::set_random_seed(21);
+  std::vector<LayerRef> layers = {layers::Dense(8, {.activation = "relu", .input_shape = {4}})};
+  if (batch_norm) layers.emplace_back(layers::BatchNormalization());
+  layers.emplace_back(layers::Dense(3));
+  Sequential model(layers);
+  model.compile(optimizers::Adam({.learning_rate = 0.01}), losses::SparseCategoricalCrossentropy({.from_logits = true}),
+                {"accuracy"});
+  return model;
+}
+
+std::pair<Tensor, Tensor> data(int64_t n) {
+  Generator gen(3);
+  std::vector<float> x;
+  std::vector<int32_t> y;
+  for (int64_t i = 0; i < n; ++i) {
+    for (int j = 0; j < 4; ++j) x.push_back(static_cast<float>(gen.normal()));
+    y.push_back(static_cast<int32_t>(gen.below(3)));
+  }
+  return {Tensor::from_vector(x, {n, 4}), Tensor::from_vector(y, {n})};
+}
+
+std::vector<float> all_weights(const Model& model) {
+  std::vector<float> out;
+  for (const auto& layer : model.layers())
+    for (const Tensor& w : layer->weights()) {
+      const auto v = w.to_vector<float>();
+      out.insert(out.end(), v.begin(), v.end());
+    }
+  return out;
+}
+
+}  // namespace
+
+TEST(Distribute, OneReplicaTrainsBitForBitAsFitWithoutStrategy) {
+  if (!distribute::built_with_mpi()) GTEST_SKIP() << "kiln was built without MPI";
+  const auto strategy = std::make_shared<distribute::MultiWorkerMirroredStrategy>();
+  ASSERT_EQ(strategy->num_replicas_in_sync(), 1) << "run without mpirun";
+  const auto [x, y] = data(50);
+  const auto [xv, yv] = data(13);
+  for (const bool batch_norm : {false, true}) {
+    SCOPED_TRACE(batch_norm ? "with BatchNormalization" : "Dense only");
+    Sequential plain = classifier(batch_norm);
+    const History h = plain.fit(x, y, {.batch_size = 16, .epochs = 3, .verbose = 0, .validation_data = {{xv, yv}}});
+    Sequential spread = classifier(batch_norm);
+    const History hs = spread.fit(
+        x, y, {.batch_size = 16, .epochs = 3, .verbose = 0, .validation_data = {{xv, yv}}, .strategy = strategy});
+    EXPECT_EQ(all_weights(spread), all_weights(plain));
+    EXPECT_EQ(hs.history, h.history);
+    EXPECT_EQ(hs.epoch, h.epoch);
+  }
+}
+
+TEST(Distribute, OneProcessIsReplicaZeroAndChief) {
+  if (!distribute::built_with_mpi()) GTEST_SKIP() << "kiln was built without MPI";
+  const distribute::MultiWorkerMirroredStrategy strategy;
+  EXPECT_EQ(strategy.num_replicas_in_sync(), 1);
+  EXPECT_EQ(strategy.rank(), 0);
+  EXPECT_TRUE(strategy.is_chief());
+  EXPECT_EQ(strategy.name(), "MultiWorkerMirroredStrategy");
+  EXPECT_EQ(strategy.options().timeout_seconds, 300.0);
+}
+
+TEST(Distribute, TimeoutComesFromTheEnvironment) {
+  if (!distribute::built_with_mpi()) GTEST_SKIP() << "kiln was built without MPI";
+  const ScopedEnv env("KILN_COLLECTIVE_TIMEOUT", "7.5");
+  EXPECT_EQ(distribute::MultiWorkerMirroredStrategy().options().timeout_seconds, 7.5);
+}
+
+TEST(Distribute, BadTimeoutInTheEnvironmentIsRefused) {
+  const ScopedEnv env("KILN_COLLECTIVE_TIMEOUT", "soon");
+  EXPECT_EQ(message_of([] { distribute::MultiWorkerMirroredStrategy(); }),
+            "[MultiWorkerMirroredStrategy] KILN_COLLECTIVE_TIMEOUT is \"soon\"; expected a positive number of "
+            "seconds (e.g. 300)");
+}
+
+TEST(Distribute, BadOptionsAreRefused) {
+  EXPECT_EQ(message_of([] { distribute::MultiWorkerMirroredStrategy({.timeout_seconds = 0}); }),
+            "[MultiWorkerMirroredStrategy] timeout_seconds is 0; expected a positive number of seconds");
+  EXPECT_EQ(message_of([] { distribute::MultiWorkerMirroredStrategy({.bucket_bytes = -1}); }),
+            "[MultiWorkerMirroredStrategy] bucket_bytes is -1; expected a positive size (e.g. 4 MiB, the default)");
+}
+
+TEST(Distribute, WithoutMpiTheStrategySaysHowToGetIt) {
+  if (distribute::built_with_mpi()) GTEST_SKIP() << "kiln was built with MPI";
+  EXPECT_EQ(message_of([] { distribute::MultiWorkerMirroredStrategy(); }),
+            "[MultiWorkerMirroredStrategy] kiln was built without MPI; rebuild with libopenmpi-dev installed");
+}
+
+TEST(Distribute, GpuModelsAreNotYetSupported) {
+  Pretend strategy(2);
+  EXPECT_EQ(message_of([&] { distribute::Replica::check(strategy, Device::gpu(0), 32); }),
+            "[fit] Pretend is not yet supported on GPUs (the model is on cuda:0); NCCL path pending; expected a "
+            "model on the CPU (model.to(kiln::Device::cpu()))");
+}
+
+TEST(Distribute, GlobalBatchMustCoverEveryReplica) {
+  Pretend strategy(4);
+  EXPECT_EQ(message_of([&] { distribute::Replica::check(strategy, Device::cpu(), 3); }),
+            "[fit] batch_size 3 is smaller than the 4 replicas of Pretend; expected the global batch, at least one "
+            "sample per replica (batch_size >= 4)");
+  EXPECT_EQ(message_of([&] { distribute::Replica::check(strategy, Device::cpu(), 4); }), "(no error)");
+}
+
+TEST(Distribute, FitChecksTheStrategyBeforeTraining) {
+  // fit refuses what the strategy cannot run before any step: the weights stay as they were.
+  const auto xy = data(8);
+  const Tensor x = xy.first, y = xy.second;
+  Sequential model = classifier(false);
+  const auto before = all_weights(model);
+  EXPECT_EQ(
+      message_of([&] { model.fit(x, y, {.batch_size = 2, .verbose = 0, .strategy = std::make_shared<Pretend>(3)}); }),
+      "[fit] batch_size 2 is smaller than the 3 replicas of Pretend; expected the global batch, at least one "
+      "sample per replica (batch_size >= 3)");
+  EXPECT_EQ(all_weights(model), before);
+}
