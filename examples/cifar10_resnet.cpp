@@ -3,7 +3,8 @@
 // second and third stage halves the size), each block conv-BN-ReLU-conv-BN plus a shortcut (a 1x1
 // projection with BatchNormalization where the shape changes), ReLU, then global average pooling and
 // Dense(10) logits. SGD with momentum 0.9 at batch 128, optionally with decoupled weight decay and a
-// cosine schedule. bench/resnet20_torch.py is the same network and recipe in PyTorch.
+// cosine schedule. bench/resnet20_torch.py is the same network and recipe in PyTorch. The network
+// itself is examples/resnet20.h, which the model-zoo benchmark (bench/zoo) trains too.
 #include <kiln/datasets/cifar10.h>
 #include <kiln/kiln.h>
 
@@ -13,38 +14,7 @@
 #include <iostream>
 
 #include "epoch_reporter.h"
-
-namespace {
-
-using kiln::SymbolicTensor;
-namespace layers = kiln::layers;
-
-// Convolution (no bias: BatchNormalization follows), BatchNormalization, and ReLU when asked.
-SymbolicTensor conv_bn(const SymbolicTensor& x, int64_t filters, int64_t kernel, int64_t stride, bool relu) {
-  SymbolicTensor h =
-      layers::Conv2D(filters, {kernel, kernel}, {.strides = {stride, stride}, .padding = "same", .use_bias = false})(x);
-  h = layers::BatchNormalization()(h);
-  return relu ? layers::Activation("relu")(h) : h;
-}
-
-// A basic block: two 3x3 conv-BN, the shortcut added, ReLU.
-SymbolicTensor basic_block(const SymbolicTensor& x, int64_t filters, int64_t stride) {
-  const SymbolicTensor h = conv_bn(conv_bn(x, filters, 3, stride, true), filters, 3, 1, false);
-  const bool same_shape = stride == 1 && x.shape()[-1] == filters;
-  const SymbolicTensor shortcut = same_shape ? x : conv_bn(x, filters, 1, stride, false);
-  return layers::Activation("relu")(layers::Add()({h, shortcut}));
-}
-
-kiln::Model resnet20() {
-  const SymbolicTensor input = kiln::Input({32, 32, 3});
-  SymbolicTensor h = conv_bn(input, 16, 3, 1, true);
-  for (const int64_t filters : {16, 32, 64})
-    for (int block = 0; block < 3; ++block) h = basic_block(h, filters, block == 0 && filters != 16 ? 2 : 1);
-  h = layers::GlobalAveragePooling2D()(h);
-  return kiln::Model(input, layers::Dense(10)(h), "resnet20");
-}
-
-}  // namespace
+#include "resnet20.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"kiln CIFAR-10 example: ResNet-20 with the functional API"};
@@ -89,7 +59,7 @@ int main(int argc, char** argv) {
                 static_cast<long long>(data.test.size()));
 
     kiln::utils::set_random_seed(seed);
-    kiln::Model model = resnet20();
+    kiln::Model model = examples::resnet20();
     const int64_t steps = epochs * ((data.train.size() + batch_size - 1) / batch_size);
     kiln::LearningRate lr = learning_rate;
     if (schedule == "cosine")

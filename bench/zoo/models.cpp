@@ -1,0 +1,109 @@
+// The zoo's networks, each written once as a user of kiln's Keras-style API would write it.
+#include "models.h"
+
+#include "resnet20.h"
+
+namespace zoo {
+namespace {
+
+namespace layers = kiln::layers;
+const std::vector<int64_t> kInput = {32, 32, 3};
+
+// The seed: the Keras CIFAR-10 getting-started CNN (examples/cifar10.cpp).
+std::unique_ptr<kiln::Model> seed() {
+  return std::make_unique<kiln::Sequential>(
+      std::vector<kiln::LayerRef>{layers::Conv2D(32, {3, 3}, {.activation = "relu", .input_shape = kInput}),
+                                  layers::MaxPooling2D({2, 2}), layers::Flatten(),
+                                  layers::Dense(64, {.activation = "relu"}), layers::Dense(10)},
+      "seed");
+}
+
+// The four-convolution network of issue 18's first table: 'same' then 'valid' 3x3 convolutions at
+// 32 and 64 filters, a pooling after each pair, Dense(256) head.
+std::unique_ptr<kiln::Model> conv4() {
+  return std::make_unique<kiln::Sequential>(
+      std::vector<kiln::LayerRef>{
+          layers::Conv2D(32, {3, 3}, {.padding = "same", .activation = "relu", .input_shape = kInput}),
+          layers::Conv2D(32, {3, 3}, {.activation = "relu"}), layers::MaxPooling2D({2, 2}),
+          layers::Conv2D(64, {3, 3}, {.padding = "same", .activation = "relu"}),
+          layers::Conv2D(64, {3, 3}, {.activation = "relu"}), layers::MaxPooling2D({2, 2}), layers::Flatten(),
+          layers::Dense(256, {.activation = "relu"}), layers::Dense(10)},
+      "conv4");
+}
+
+// VGG-style: pairs of 3x3 'same' conv-BN-ReLU at 64, 128 and 256 filters, each pair pooled, then a
+// Flatten -> Dense(256, relu) -> Dense(10) head. The convolutions have no bias, as BN follows.
+std::unique_ptr<kiln::Model> vgg() {
+  std::vector<kiln::LayerRef> stack;
+  bool first = true;
+  for (const int64_t filters : {64, 128, 256}) {
+    for (int i = 0; i < 2; ++i) {
+      stack.emplace_back(layers::Conv2D(
+          filters, {3, 3},
+          {.padding = "same", .use_bias = false, .input_shape = first ? kInput : std::vector<int64_t>{}}));
+      stack.emplace_back(layers::BatchNormalization());
+      stack.emplace_back(layers::Activation("relu"));
+      first = false;
+    }
+    stack.emplace_back(layers::MaxPooling2D({2, 2}));
+  }
+  stack.emplace_back(layers::Flatten());
+  stack.emplace_back(layers::Dense(256, {.activation = "relu"}));
+  stack.emplace_back(layers::Dense(10));
+  return std::make_unique<kiln::Sequential>(stack, "vgg");
+}
+
+// A deeper MLP on the flattened image: 3072 -> 1024 -> 1024 -> 10.
+std::unique_ptr<kiln::Model> mlp() {
+  return std::make_unique<kiln::Sequential>(
+      std::vector<kiln::LayerRef>{layers::Flatten({.input_shape = kInput}), layers::Dense(1024, {.activation = "relu"}),
+                                  layers::Dense(1024, {.activation = "relu"}), layers::Dense(10)},
+      "mlp");
+}
+
+// A wide, shallow CNN: one 5x5 'same' convolution at 128 filters, pooling, a linear classifier.
+std::unique_ptr<kiln::Model> wide() {
+  return std::make_unique<kiln::Sequential>(
+      std::vector<kiln::LayerRef>{
+          layers::Conv2D(128, {5, 5}, {.padding = "same", .activation = "relu", .input_shape = kInput}),
+          layers::MaxPooling2D({2, 2}), layers::Flatten(), layers::Dense(10)},
+      "wide");
+}
+
+}  // namespace
+
+const std::vector<std::string>& model_names() {
+  static const std::vector<std::string> names = {"seed", "conv4", "vgg", "resnet20", "mlp", "wide"};
+  return names;
+}
+
+std::string optimizer_name(const std::string& model) { return model == "seed" || model == "conv4" ? "adam" : "sgd"; }
+
+std::unique_ptr<kiln::Model> build(const std::string& model) {
+  std::unique_ptr<kiln::Model> m;
+  if (model == "seed")
+    m = seed();
+  else if (model == "conv4")
+    m = conv4();
+  else if (model == "vgg")
+    m = vgg();
+  else if (model == "resnet20")
+    m = std::make_unique<kiln::Model>(examples::resnet20());
+  else if (model == "mlp")
+    m = mlp();
+  else if (model == "wide")
+    m = wide();
+  else {
+    std::string known;
+    for (const auto& n : model_names()) known += (known.empty() ? "" : ", ") + n;
+    throw kiln::Error("bench_zoo", "unknown model '" + model + "'; expected one of " + known);
+  }
+  const auto loss = kiln::losses::SparseCategoricalCrossentropy({.from_logits = true});
+  if (optimizer_name(model) == "adam")
+    m->compile(kiln::optimizers::Adam(), loss, {"accuracy"});
+  else
+    m->compile(kiln::optimizers::SGD({.learning_rate = 0.01, .momentum = 0.9}), loss, {"accuracy"});
+  return m;
+}
+
+}  // namespace zoo
