@@ -113,8 +113,8 @@ class CpuTestInFolder : public ::testing::Test {
     previous_device_ = model_device();
     set_default_device(Device::cpu());
     const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = std::filesystem::temp_directory_path() / ("kiln_" + std::string(info->test_suite_name()) + "_" +
-                                                     std::to_string(process_id()) + "_" + info->name());
+    dir_ = std::filesystem::temp_directory_path() /
+           ("kiln_" + std::string(info->test_suite_name()) + "_" + std::to_string(process_id()) + "_" + info->name());
     std::filesystem::remove_all(dir_);
     std::filesystem::create_directories(dir_);
   }

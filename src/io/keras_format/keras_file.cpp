@@ -49,8 +49,8 @@ const ZipEntry& entry(const std::vector<ZipEntry>& entries, std::string_view nam
       if (e.name == "model.weights.json")
         throw Error("load_model", source + " holds sharded weights (model.weights.json); expected one " +
                                       kWeightsEntry + " (sharded .keras files are not read)");
-  throw Error("load_model", source + " has no entry '" + std::string(name) + "'; expected " + kConfigEntry + ", " + kMetadataEntry +
-                                " and " + kWeightsEntry + " as Keras 3 writes them (it holds " +
+  throw Error("load_model", source + " has no entry '" + std::string(name) + "'; expected " + kConfigEntry + ", " +
+                                kMetadataEntry + " and " + kWeightsEntry + " as Keras 3 writes them (it holds " +
                                 (names.empty() ? "nothing" : names) + ")");
 }
 
