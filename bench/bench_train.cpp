@@ -10,8 +10,10 @@
 #include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
+#include "bench_report.h"
 #include "kiln/kiln.h"
 
 namespace {
@@ -150,18 +152,5 @@ int main(int argc, char** argv) {
                         {"median_images_per_s", med * static_cast<double>(batch_size)},
                         {"final_loss", final_loss},
                         {"settings", {{"tf32", tf32 && device.is_cuda()}}}};
-  if (device.is_cuda()) {
-    for (const auto& d : kiln::list_local_devices())
-      if (d.device_type == "GPU") out["gpu"] = d.gpu_name;
-  }
-  std::cout << out.dump() << std::endl;
-  if (!json_path.empty()) {
-    std::ofstream f(json_path);
-    f << out.dump(2) << "\n";
-    if (!f) {
-      std::cerr << "bench_train: could not write " << json_path << "\n";
-      return 1;
-    }
-  }
-  return 0;
+  return bench::report(std::move(out), device, json_path, "bench_train");
 }

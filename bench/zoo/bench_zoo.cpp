@@ -15,8 +15,10 @@
 #include <random>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
+#include "bench_report.h"
 #include "kiln/kiln.h"
 #include "models.h"
 
@@ -145,20 +147,7 @@ int run(int argc, char** argv) {
                         {"op_determinism", determinism},
                         {"recorded", execution.recorded},
                         {"execution", execution.reason}};
-  if (device.is_cuda()) {
-    for (const auto& d : kiln::list_local_devices())
-      if (d.device_type == "GPU") out["gpu"] = d.gpu_name;
-  }
-  std::cout << out.dump() << std::endl;
-  if (!json_path.empty()) {
-    std::ofstream f(json_path);
-    f << out.dump(2) << "\n";
-    if (!f) {
-      std::cerr << "bench_zoo: could not write " << json_path << "\n";
-      return 1;
-    }
-  }
-  return 0;
+  return bench::report(std::move(out), device, json_path, "bench_zoo");
 }
 
 }  // namespace
