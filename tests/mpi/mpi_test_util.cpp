@@ -10,6 +10,15 @@
 
 namespace kiln::mpi_test {
 
+namespace {
+// These tests check the MPI (CPU) path; on a machine with a GPU new models would start on it, where
+// multi-worker training needs NCCL. Every model of this binary starts on the CPU.
+[[maybe_unused]] const bool models_start_on_the_cpu = [] {
+  set_default_device(Device::cpu());
+  return true;
+}();
+}  // namespace
+
 std::shared_ptr<distribute::MultiWorkerMirroredStrategy> strategy() {
   static const auto s = std::make_shared<distribute::MultiWorkerMirroredStrategy>();
   return s;
