@@ -22,4 +22,5 @@
 #include "kiln/tensor.h"
 #include "kiln/utils/csv.h"
 #include "kiln/utils/image_dataset.h"
+#include "kiln/utils/whitening.h"
 #include "kiln/version.h"
