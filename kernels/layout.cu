@@ -14,6 +14,7 @@
 #include "backend/cuda/kernels.h"
 #include "backend/dtype_dispatch.h"
 #include "device_math.cuh"
+#include "half_types.cuh"
 
 namespace kiln::backend {
 
@@ -63,7 +64,8 @@ void CudaBackend::copy_strided(DType dtype, const StridedCopy& g, const void* sr
   const int64_t largest = largest_index(g, &total);
   if (total <= 0) return;
   const bool narrow = largest < std::numeric_limits<int32_t>::max();
-  with_any_type(dtype, [&](auto tag) {
+  // A box copy moves elements without arithmetic, so the 16-bit floats take it too.
+  kernels::with_cuda_type(dtype, [&](auto tag) {
     using T = decltype(tag);
     if (narrow)
       copy_strided_kernel<T, int32_t>

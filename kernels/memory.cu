@@ -9,6 +9,7 @@
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/kernels.h"
 #include "backend/dtype_dispatch.h"
+#include "half_types.cuh"
 
 namespace kiln::backend {
 
@@ -26,7 +27,7 @@ __global__ void fill_kernel(T* dst, int64_t n, T value) {
 template <typename From, typename To>
 __global__ void cast_kernel(const From* src, To* dst, int64_t n) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
-    dst[i] = static_cast<To>(src[i]);
+    dst[i] = kernels::convert_element<To>(src[i]);
 }
 
 // One thread per word of `Word` bytes; rows are whole words (checked by the launcher).
@@ -135,9 +136,9 @@ void CudaBackend::copy_from_host(void* dst, const void* host_src, std::size_t by
 void CudaBackend::fill(DType dtype, void* dst, int64_t n, double value) {
   DeviceGuard guard(device_);
   if (n <= 0) return;
-  with_any_type(dtype, [&](auto tag) {
+  kernels::with_cuda_type(dtype, [&](auto tag) {
     using T = decltype(tag);
-    fill_kernel<<<grid_for(n), kBlock, 0, stream_>>>(static_cast<T*>(dst), n, static_cast<T>(value));
+    fill_kernel<<<grid_for(n), kBlock, 0, stream_>>>(static_cast<T*>(dst), n, kernels::convert_element<T>(value));
   });
   KILN_LAUNCH_CHECK("fill_kernel");
 }
@@ -145,8 +146,8 @@ void CudaBackend::fill(DType dtype, void* dst, int64_t n, double value) {
 void CudaBackend::cast(DType from, const void* src, DType to, void* dst, int64_t n) {
   DeviceGuard guard(device_);
   if (n <= 0) return;
-  with_any_type(from, [&](auto f) {
-    with_any_type(to, [&](auto t) {
+  kernels::with_cuda_type(from, [&](auto f) {
+    kernels::with_cuda_type(to, [&](auto t) {
       cast_kernel<<<grid_for(n), kBlock, 0, stream_>>>(static_cast<const decltype(f)*>(src),
                                                        static_cast<decltype(t)*>(dst), n);
     });

@@ -183,10 +183,12 @@ TEST(IoSafetensors, MalformedBuffersGiveClearErrors) {
   EXPECT_NE(parse_error(raw_file("[1, 2]")).find("the header does not start with '{'"), std::string::npos);
   EXPECT_NE(parse_error(raw_file("{\"a\": ")).find("the header is not valid JSON ("), std::string::npos);
   EXPECT_NE(parse_error(raw_file("{\"a\": ")).find("; expected a JSON object"), std::string::npos);
-  EXPECT_EQ(parse_error(raw_file(R"({"a": {"dtype": "BF16", "shape": [1], "data_offsets": [0, 2]}})", 2)),
-            "[safetensors] x.safetensors: tensor 'a' has dtype \"BF16\"; expected one of F32, F64, I32, U8, I64");
+  EXPECT_EQ(parse_error(raw_file(R"({"a": {"dtype": "I16", "shape": [1], "data_offsets": [0, 2]}})", 2)),
+            "[safetensors] x.safetensors: tensor 'a' has dtype \"I16\"; expected one of F32, F64, F16, BF16, I32, U8, "
+            "I64");
   EXPECT_EQ(parse_error(raw_file(R"({"a": {"shape": [1], "data_offsets": [0, 4]}})", 4)),
-            "[safetensors] x.safetensors: tensor 'a' has no string \"dtype\"; expected one of F32, F64, I32, U8, I64");
+            "[safetensors] x.safetensors: tensor 'a' has no string \"dtype\"; expected one of F32, F64, F16, BF16, "
+            "I32, U8, I64");
   EXPECT_EQ(parse_error(raw_file(R"({"a": {"dtype": "F32", "data_offsets": [0, 4]}})", 4)),
             "[safetensors] x.safetensors: tensor 'a' has no \"shape\" array; expected a list of non-negative integers");
   EXPECT_EQ(parse_error(raw_file(R"({"a": {"dtype": "F32", "shape": [-1], "data_offsets": [0, 4]}})", 4)),

@@ -98,6 +98,9 @@ Tensor sample(DType dtype, const Shape& shape) {
       return sample_of<int64_t>(shape, 1e12, -5);
     case DType::UInt8:
       return sample_of<uint8_t>(shape, 20, 1);  // at most 12 elements here: below 256
+    case DType::Float16:
+    case DType::BFloat16:
+      return sample_of<float>(shape, 1.25, -3).astype(dtype);  // exact in both
   }
   return {};
 }
@@ -114,7 +117,7 @@ bool same_bytes(const Tensor& a, const Tensor& b) {
 TEST_F(NumpyIo, RoundTripsEveryDtypeAndShape) {
   const std::vector<Shape> shapes{Shape{}, Shape{0}, Shape{5}, Shape{0, 3}, Shape{2, 3}, Shape{2, 1, 3, 2}};
   int checked = 0;
-  for (const DType dtype : {DType::Float32, DType::Float64, DType::Int32, DType::UInt8, DType::Int64}) {
+  for (const DType dtype : {DType::Float32, DType::Float64, DType::Int32, DType::UInt8, DType::Int64, DType::Float16}) {
     for (const Shape& shape : shapes) {
       const Tensor t = sample(dtype, shape);
       const std::string p = path("t.npy");
@@ -132,7 +135,7 @@ TEST_F(NumpyIo, RoundTripsEveryDtypeAndShape) {
       ++checked;
     }
   }
-  EXPECT_EQ(checked, 30);
+  EXPECT_EQ(checked, 36);
 }
 
 TEST_F(NumpyIo, SaveWritesNumpysHeaderText) {
@@ -263,8 +266,8 @@ TEST(NumpyFiles, ReadsFormatVersions2And3) {
 
 TEST(NumpyFiles, RefusesDtypesKilnDoesNotHave) {
   const std::string list =
-      "expected '<f4' (float32), '<f8' (float64), '<i4' (int32), '<i8' (int64), '|u1' (uint8) or '|b1' (bool, read "
-      "as uint8)";
+      "expected '<f4' (float32), '<f8' (float64), '<f2' (float16), '<i4' (int32), '<i8' (int64), '|u1' (uint8) or "
+      "'|b1' (bool, read as uint8)";
   const std::string be = fixture("big_endian_f4.npy");
   EXPECT_EQ(message_of([&] { io::load_npy(be); }),
             "[load_npy] '" + be + "' has dtype '>f4' (big-endian), which kiln does not read; " + list);
@@ -280,7 +283,8 @@ TEST(NumpyFiles, RefusesDtypesKilnDoesNotHave) {
       message_of([&] { io::load_npy(st); }),
       "[load_npy] '" + st +
           "' has a structured dtype (a list of fields); expected a plain dtype: '<f4' "
-          "(float32), '<f8' (float64), '<i4' (int32), '<i8' (int64), '|u1' (uint8) or '|b1' (bool, read as uint8)");
+          "(float32), '<f8' (float64), '<f2' (float16), '<i4' (int32), '<i8' (int64), '|u1' (uint8) or '|b1' (bool, "
+          "read as uint8)");
 }
 
 // ---- malformed files: every check of the header, with its message ----

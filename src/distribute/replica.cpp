@@ -57,7 +57,11 @@ void average(T* dst, const unsigned char* sum, int64_t n, double ranks) {
   for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<T>(static_cast<double>(src[i]) / ranks);
 }
 
-Elem elem_of(DType dt) { return dt == DType::Float64 ? Elem::Float64 : Elem::Float32; }
+Elem elem_of(DType dt) {
+  if (dt == DType::Float64) return Elem::Float64;
+  if (dt == DType::Float32) return Elem::Float32;
+  throw Error("fit", "a parameter is " + dtype_name(dt) + "; expected float32 or float64 under a strategy");
+}
 
 // Restores from a backup on every rank, writes nothing (the chief writes).
 class RestoreOnly final : public Callback {
@@ -211,7 +215,7 @@ double Replica::all_reduce_gradients(std::vector<Tensor>& params, const Tensor& 
         pack<float>(src, s, n, b.bytes.data() + at);
       at += e.tensor.nbytes();
     }
-    const int64_t count = static_cast<int64_t>(b.bytes.size() / (b.dtype == DType::Float64 ? 8 : 4));
+    const int64_t count = static_cast<int64_t>(b.bytes.size() / dtype_size(b.dtype));
     comm_.start_all_reduce(b.bytes.data(), count, elem_of(b.dtype), ReduceOp::Sum);
   }
   comm_.wait("the gradient all-reduce of epoch " + std::to_string(epoch) + ", step " + std::to_string(step + 1));

@@ -56,7 +56,7 @@ std::vector<uint8_t> npy_bytes(const Tensor& tensor, const std::string& op);
 /// The arrays of an .npz archive's members ('<name>.npy' each); `source` names the archive.
 NpzArrays npz_from_entries(const std::vector<ZipEntry>& entries, const std::string& op, const std::string& source);
 
-/// NumPy's descr for `dtype`: "<f4", "<f8", "<i4", "<i8", "|u1".
+/// NumPy's descr for `dtype`: "<f4", "<f8", "<f2", "<i4", "<i8", "|u1"; throws for bfloat16 (NumPy has none).
 std::string npy_descr(DType dtype);
 
 }  // namespace kiln::io

@@ -26,8 +26,9 @@ struct SupportedDescr {
 
 // NumPy writes dtype.str: '<' for multi-byte types on little-endian machines, '|' (no byte order)
 // for one-byte types; '<u1' and '<b1' are accepted too since a byte has no order.
-constexpr std::array<SupportedDescr, 8> kSupported{{{"<f4", DType::Float32, false},
+constexpr std::array<SupportedDescr, 9> kSupported{{{"<f4", DType::Float32, false},
                                                     {"<f8", DType::Float64, false},
+                                                    {"<f2", DType::Float16, false},
                                                     {"<i4", DType::Int32, false},
                                                     {"<i8", DType::Int64, false},
                                                     {"|u1", DType::UInt8, false},
@@ -36,7 +37,8 @@ constexpr std::array<SupportedDescr, 8> kSupported{{{"<f4", DType::Float32, fals
                                                     {"<b1", DType::UInt8, true}}};
 
 constexpr const char* kSupportedList =
-    "'<f4' (float32), '<f8' (float64), '<i4' (int32), '<i8' (int64), '|u1' (uint8) or '|b1' (bool, read as uint8)";
+    "'<f4' (float32), '<f8' (float64), '<f2' (float16), '<i4' (int32), '<i8' (int64), '|u1' (uint8) or '|b1' (bool, "
+    "read as uint8)";
 
 // A cursor over the header text; every error names the source and what was expected there.
 class HeaderParser {

@@ -23,11 +23,19 @@ std::string npy_descr(DType dtype) {
       return "<i8";
     case DType::UInt8:
       return "|u1";
+    case DType::Float16:
+      return "<f2";
+    case DType::BFloat16:
+      break;  // NumPy has no bfloat16; npy_header_bytes refuses it by name first
   }
   throw Error("save_npy", "dtype " + std::to_string(static_cast<int>(dtype)) + " has no NumPy equivalent");
 }
 
 std::vector<uint8_t> npy_header_bytes(DType dtype, const Shape& shape, const std::string& op) {
+  if (dtype == DType::BFloat16)
+    throw Error(op,
+                "NumPy has no bfloat16 dtype; expected float16, float32, float64, int32, int64 or uint8 "
+                "(cast with astype(float32) first)");
   std::string dims;
   for (int64_t i = 0; i < shape.ndim(); ++i) dims += (i ? ", " : "") + std::to_string(shape[i]);
   if (shape.ndim() == 1) dims += ",";  // a Python 1-tuple

@@ -36,6 +36,10 @@ bool parse_dtype(const std::string& s, DType& out) {
     out = DType::UInt8;
   else if (s == "I64")
     out = DType::Int64;
+  else if (s == "F16")
+    out = DType::Float16;
+  else if (s == "BF16")
+    out = DType::BFloat16;
   else
     return false;
   return true;
@@ -105,6 +109,10 @@ std::string safetensors_dtype_name(DType dtype) {
       return "U8";
     case DType::Int64:
       return "I64";
+    case DType::Float16:
+      return "F16";
+    case DType::BFloat16:
+      return "BF16";
   }
   return "?";
 }
@@ -148,11 +156,11 @@ SafetensorsView parse_safetensors(std::span<const uint8_t> bytes, const std::str
     if (!entry.is_object()) fail(source, where + " is not an object; expected {dtype, shape, data_offsets}");
     const auto dtype_it = entry.find("dtype");
     if (dtype_it == entry.end() || !dtype_it->is_string())
-      fail(source, where + " has no string \"dtype\"; expected one of F32, F64, I32, U8, I64");
+      fail(source, where + " has no string \"dtype\"; expected one of F32, F64, F16, BF16, I32, U8, I64");
     SafetensorsEntry e{name, DType::Float32, Shape{}, {}};
     if (!parse_dtype(dtype_it->get<std::string>(), e.dtype))
-      fail(source,
-           where + " has dtype \"" + dtype_it->get<std::string>() + "\"; expected one of F32, F64, I32, U8, I64");
+      fail(source, where + " has dtype \"" + dtype_it->get<std::string>() +
+                       "\"; expected one of F32, F64, F16, BF16, I32, U8, I64");
     const auto shape_it = entry.find("shape");
     if (shape_it == entry.end() || !shape_it->is_array())
       fail(source, where + " has no \"shape\" array; expected a list of non-negative integers");

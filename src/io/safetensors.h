@@ -19,7 +19,7 @@ namespace kiln::io {
 /// before a byte of it is parsed.
 inline constexpr uint64_t kMaxSafetensorsHeader = 100'000'000;
 
-/// "F32", "F64", "I32", "U8" or "I64": the safetensors name of `dtype`.
+/// "F32", "F64", "F16", "BF16", "I32", "U8" or "I64": the safetensors name of `dtype`.
 std::string safetensors_dtype_name(DType dtype);
 
 /// One tensor of a parsed buffer. `bytes` points into the parsed input and is exactly

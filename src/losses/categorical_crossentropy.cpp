@@ -54,7 +54,7 @@ Tensor CategoricalCrossentropy::prepare_targets(const Tensor& y, const Shape& ou
                         "; expected one-hot targets of the output's shape [N, " + output_shape.str().substr(1) +
                         (looks_sparse ? " (for integer class indices use sparse_categorical_crossentropy)" : ""));
   }
-  Tensor t = is_floating(y.dtype()) ? y : y.astype(DType::Float32);
+  Tensor t = is_compute_floating(y.dtype()) ? y : y.astype(DType::Float32);
   detail::check_unit_interval(t, op, kName, "one-hot or probability targets in [0, 1]");
   return t;
 }

@@ -31,7 +31,7 @@ Tensor activation_logits(const Tensor& y_pred, bool from_logits, const std::stri
 
 Tensor float_targets(const Tensor& y, const Shape& output_shape, const std::string& op, const std::string& loss) {
   if (y.ndim() == 0) throw Error(op, "y is a scalar; expected one target per sample [N, ...] for " + loss);
-  Tensor t = is_floating(y.dtype()) ? y : y.astype(DType::Float32);
+  Tensor t = is_compute_floating(y.dtype()) ? y : y.astype(DType::Float32);
   const Shape per_sample = t.shape().drop_front();
   if (per_sample == output_shape) return t;
   if (per_sample.numel() == output_shape.numel()) return t.reshape(output_shape.prepend(t.size(0)));

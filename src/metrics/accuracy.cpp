@@ -43,7 +43,7 @@ void Accuracy::add_batch_sum(const Tensor& y_true, const Tensor& y_pred, Tensor&
   const int64_t pred_last = y_pred.ndim() ? y_pred.size(y_pred.ndim() - 1) : 1;
   const int64_t true_last = y_true.ndim() ? y_true.size(y_true.ndim() - 1) : 1;
   if (pred_last == 1) {
-    const Tensor targets = is_floating(y_true.dtype()) ? y_true : y_true.astype(DType::Float32);
+    const Tensor targets = is_compute_floating(y_true.dtype()) ? y_true : y_true.astype(DType::Float32);
     BinaryAccuracy().add_batch_sum(targets, y_pred, sum);
   } else if (y_true.ndim() < y_pred.ndim() || true_last == 1) {
     SparseCategoricalAccuracy().add_batch_sum(y_true, y_pred, sum);

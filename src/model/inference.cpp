@@ -56,7 +56,7 @@ std::map<std::string, double> Model::evaluate_batches(const std::vector<Tensor>&
   NoGradGuard no_grad;
   std::vector<Tensor> x_ready;
   x_ready.reserve(x_in.size());
-  for (const Tensor& t : x_in) x_ready.push_back(is_floating(t.dtype()) ? t : t.astype(DType::Float32));
+  for (const Tensor& t : x_in) x_ready.push_back(is_compute_floating(t.dtype()) ? t : t.astype(DType::Float32));
   const std::vector<Tensor> y_ready = prepare_targets(y_in, "evaluate");
   const auto on_device = [this](std::vector<Tensor> all) {
     for (Tensor& t : all) t = t.to(device_);

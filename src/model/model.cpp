@@ -103,7 +103,7 @@ std::vector<Tensor> Model::prepare_inputs(const std::vector<Tensor>& x) const {
   std::vector<Tensor> out;
   for (const Tensor& t : x) {
     Tensor h = t.device() == device_ ? t : t.to(device_);
-    out.push_back(is_floating(h.dtype()) ? h : h.astype(DType::Float32));
+    out.push_back(is_compute_floating(h.dtype()) ? h : h.astype(DType::Float32));
   }
   return out;
 }

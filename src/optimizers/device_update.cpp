@@ -137,6 +137,9 @@ std::string device_update_unsupported(const std::vector<Tensor>& params) {
     if (p.dtype() != params.front().dtype() || p.device() != params.front().device())
       return "the parameters differ in dtype or device";
     if (!is_floating(p.dtype())) return "a parameter is not floating point";
+    // Its per-step table and kernels are float32 or float64; 16-bit floats have no update kernel.
+    if (p.dtype() != DType::Float32 && p.dtype() != DType::Float64)
+      return "a parameter is " + dtype_name(p.dtype()) + "; expected float32 or float64";
   }
   return "";
 }

@@ -28,6 +28,9 @@ std::size_t dtype_size(DType dtype) {
       return 1;
     case DType::Int64:
       return 8;
+    case DType::Float16:
+    case DType::BFloat16:
+      return 2;
   }
   return 0;
 }
@@ -44,11 +47,19 @@ std::string dtype_name(DType dtype) {
       return "uint8";
     case DType::Int64:
       return "int64";
+    case DType::Float16:
+      return "float16";
+    case DType::BFloat16:
+      return "bfloat16";
   }
   return "?";
 }
 
-bool is_floating(DType dtype) { return dtype == DType::Float32 || dtype == DType::Float64; }
+bool is_floating(DType dtype) {
+  return dtype == DType::Float32 || dtype == DType::Float64 || dtype == DType::Float16 || dtype == DType::BFloat16;
+}
+
+bool is_compute_floating(DType dtype) { return dtype == DType::Float32 || dtype == DType::Float64; }
 
 Device Device::parse(const std::string& name) {
   std::string s = name;

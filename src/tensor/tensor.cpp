@@ -46,22 +46,38 @@ std::size_t byte_size(const Shape& shape, DType dtype) {
   return bytes;
 }
 
+bool is_half(DType dtype) { return dtype == DType::Float16 || dtype == DType::BFloat16; }
+
 // Stores draw() (a double, converted to t's dtype as a cast does) into each element of t in order:
 // in place on the CPU, through a host buffer of at most kChunk elements on another device. Neither
-// holds a host copy of the whole tensor, so the allocator alone decides whether it fits.
+// holds a host copy of the whole tensor, so the allocator alone decides whether it fits. The 16-bit
+// floats have no C++ type up here: their draws are rounded by the CPU backend's cast, chunk by chunk.
 template <typename F>
 void fill_drawn(Tensor& t, F&& draw) {
   constexpr int64_t kChunk = int64_t(1) << 16;
+  const int64_t n = t.numel();
+  backend::Backend& be = backend::get(t.device());
+  if (is_half(t.dtype())) {
+    const std::size_t item = dtype_size(t.dtype());
+    std::vector<double> drawn(static_cast<std::size_t>(std::min(n, kChunk)));
+    std::vector<unsigned char> chunk(drawn.size() * item);
+    auto* dst = static_cast<unsigned char*>(t.raw_data());
+    for (int64_t i0 = 0; i0 < n; i0 += kChunk) {
+      const int64_t len = std::min(kChunk, n - i0);
+      for (int64_t j = 0; j < len; ++j) drawn[static_cast<std::size_t>(j)] = draw();
+      backend::get(Device::cpu()).cast(DType::Float64, drawn.data(), t.dtype(), chunk.data(), len);
+      be.copy_from_host(dst + static_cast<std::size_t>(i0) * item, chunk.data(), static_cast<std::size_t>(len) * item);
+    }
+    return;
+  }
   backend::with_any_type(t.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    const int64_t n = t.numel();
     T* dst = static_cast<T*>(t.raw_data());
     if (t.device().is_cpu()) {
       for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<T>(draw());
       return;
     }
     std::vector<T> chunk(static_cast<std::size_t>(std::min(n, kChunk)));
-    backend::Backend& be = backend::get(t.device());
     for (int64_t i0 = 0; i0 < n; i0 += kChunk) {
       const int64_t len = std::min(kChunk, n - i0);
       for (int64_t j = 0; j < len; ++j) chunk[static_cast<std::size_t>(j)] = static_cast<T>(draw());
@@ -163,7 +179,10 @@ std::vector<T> Tensor::to_vector() const {
   backend::get(impl.device()).copy_to_host(bytes.data(), impl.data(), bytes.size());
   std::vector<T> out(static_cast<std::size_t>(numel()));
   const int64_t n = numel();
-  backend::with_any_type(impl.dtype, [&](auto tag) { convert<decltype(tag)>(bytes.data(), out.data(), n); });
+  if (is_half(impl.dtype))  // no C++ type for them up here: the CPU backend's cast reads them
+    backend::get(Device::cpu()).cast(impl.dtype, bytes.data(), dtype_of<T>(), out.data(), n);
+  else
+    backend::with_any_type(impl.dtype, [&](auto tag) { convert<decltype(tag)>(bytes.data(), out.data(), n); });
   return out;
 }
 template std::vector<float> Tensor::to_vector() const;

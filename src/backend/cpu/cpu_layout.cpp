@@ -5,6 +5,7 @@
 #include <string>
 
 #include "backend/cpu/cpu_backend.h"
+#include "backend/cpu/cpu_half.h"
 
 namespace kiln::backend {
 
@@ -42,7 +43,8 @@ void CpuBackend::copy_strided(DType dtype, const StridedCopy& g, const void* src
   if (g.ndim < 1 || g.ndim > StridedCopy::kMaxDims)
     throw Error("copy_strided", "box of " + std::to_string(g.ndim) + " dimensions; expected 1 to " +
                                     std::to_string(StridedCopy::kMaxDims));
-  with_any_type(dtype, [&](auto tag) {
+  // A box copy moves elements without arithmetic, so the 16-bit floats take it too.
+  with_cpu_type(dtype, [&](auto tag) {
     using T = decltype(tag);
     copy_box<T>(g, static_cast<const T*>(src), static_cast<T*>(dst));
   });

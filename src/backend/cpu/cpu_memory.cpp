@@ -11,6 +11,7 @@
 #endif
 
 #include "backend/cpu/cpu_backend.h"
+#include "backend/cpu/cpu_half.h"
 #include "backend/dtype_dispatch.h"
 
 namespace kiln::backend {
@@ -117,7 +118,7 @@ namespace {
 template <typename T>
 void fill_typed(void* dst, int64_t n, double value) {
   T* p = static_cast<T*>(dst);
-  const T v = static_cast<T>(value);
+  const T v = convert_element<T>(value);
   for (int64_t i = 0; i < n; ++i) p[i] = v;
 }
 
@@ -126,19 +127,19 @@ void cast_typed(const void* src, void* dst, int64_t n) {
   const From* s = static_cast<const From*>(src);
   To* d = static_cast<To*>(dst);
   parallel_for_work(n, n, [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) d[i] = static_cast<To>(s[i]);
+    for (int64_t i = i0; i < i1; ++i) d[i] = convert_element<To>(s[i]);
   });
 }
 
 }  // namespace
 
 void CpuBackend::fill(DType dtype, void* dst, int64_t n, double value) {
-  with_any_type(dtype, [&](auto tag) { fill_typed<decltype(tag)>(dst, n, value); });
+  with_cpu_type(dtype, [&](auto tag) { fill_typed<decltype(tag)>(dst, n, value); });
 }
 
 void CpuBackend::cast(DType from, const void* src, DType to, void* dst, int64_t n) {
-  with_any_type(from,
-                [&](auto f) { with_any_type(to, [&](auto t) { cast_typed<decltype(f), decltype(t)>(src, dst, n); }); });
+  with_cpu_type(from,
+                [&](auto f) { with_cpu_type(to, [&](auto t) { cast_typed<decltype(f), decltype(t)>(src, dst, n); }); });
 }
 
 void CpuBackend::gather_rows(const void* src, const int32_t* idx, void* dst, int64_t n_idx, std::size_t row_bytes) {
