@@ -13,10 +13,6 @@
 
 namespace kiln::backend::kernels {
 
-/// True for the GPU's float16 and bfloat16 element types.
-template <typename T>
-constexpr bool is_cuda_half_v = std::is_same_v<T, __half> || std::is_same_v<T, __nv_bfloat16>;
-
 /// Calls f(T{}) with T the GPU's C++ type for `dtype`: every DType, __half and __nv_bfloat16 for
 /// the 16-bit floats.
 template <typename F>

@@ -7,7 +7,6 @@
 
 #include "autograd/backward.h"
 #include "backend/backend.h"
-#include "backend/dtype_dispatch.h"
 #include "kiln/error.h"
 #include "kiln/ops.h"
 #include "kiln/random.h"
@@ -27,12 +26,6 @@ void check_shape(const Shape& shape, const char* op) {
     if (d < 0) throw Error(op, "negative extent in shape " + shape.str() + "; expected sizes >= 0");
 }
 
-template <typename Src, typename Dst>
-void convert(const void* src, Dst* dst, int64_t n) {
-  const Src* s = static_cast<const Src*>(src);
-  for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<Dst>(s[i]);
-}
-
 // Bytes of a tensor of `shape` and `dtype`. A size past what size_t counts is an allocation no
 // device can make: OutOfMemoryError, not a wrapped-around small size that writes go past.
 std::size_t byte_size(const Shape& shape, DType dtype) {
@@ -46,44 +39,27 @@ std::size_t byte_size(const Shape& shape, DType dtype) {
   return bytes;
 }
 
-bool is_half(DType dtype) { return dtype == DType::Float16 || dtype == DType::BFloat16; }
-
-// Stores draw() (a double, converted to t's dtype as a cast does) into each element of t in order:
-// in place on the CPU, through a host buffer of at most kChunk elements on another device. Neither
-// holds a host copy of the whole tensor, so the allocator alone decides whether it fits. The 16-bit
-// floats have no C++ type up here: their draws are rounded by the CPU backend's cast, chunk by chunk.
+// Stores draw() (a double) into each element of t in order, converted as the CPU backend's cast
+// converts (so the 16-bit floats, which have no C++ type up here, are rounded once), kChunk draws at a
+// time: cast straight into a CPU tensor, through a host buffer to another device. Neither holds a host
+// copy of the whole tensor, so the allocator alone decides whether it fits.
 template <typename F>
 void fill_drawn(Tensor& t, F&& draw) {
   constexpr int64_t kChunk = int64_t(1) << 16;
   const int64_t n = t.numel();
-  backend::Backend& be = backend::get(t.device());
-  if (is_half(t.dtype())) {
-    const std::size_t item = dtype_size(t.dtype());
-    std::vector<double> drawn(static_cast<std::size_t>(std::min(n, kChunk)));
-    std::vector<unsigned char> chunk(drawn.size() * item);
-    auto* dst = static_cast<unsigned char*>(t.raw_data());
-    for (int64_t i0 = 0; i0 < n; i0 += kChunk) {
-      const int64_t len = std::min(kChunk, n - i0);
-      for (int64_t j = 0; j < len; ++j) drawn[static_cast<std::size_t>(j)] = draw();
-      backend::get(Device::cpu()).cast(DType::Float64, drawn.data(), t.dtype(), chunk.data(), len);
-      be.copy_from_host(dst + static_cast<std::size_t>(i0) * item, chunk.data(), static_cast<std::size_t>(len) * item);
-    }
-    return;
+  const std::size_t item = dtype_size(t.dtype());
+  const bool on_cpu = t.device().is_cpu();
+  backend::Backend& cpu = backend::get(Device::cpu());
+  auto* dst = static_cast<unsigned char*>(t.raw_data());
+  std::vector<double> drawn(static_cast<std::size_t>(std::min(n, kChunk)));
+  std::vector<unsigned char> staged(on_cpu ? 0 : drawn.size() * item);
+  for (int64_t i0 = 0; i0 < n; i0 += kChunk) {
+    const int64_t len = std::min(kChunk, n - i0);
+    for (int64_t j = 0; j < len; ++j) drawn[static_cast<std::size_t>(j)] = draw();
+    unsigned char* out = dst + static_cast<std::size_t>(i0) * item;
+    cpu.cast(DType::Float64, drawn.data(), t.dtype(), on_cpu ? out : staged.data(), len);
+    if (!on_cpu) backend::get(t.device()).copy_from_host(out, staged.data(), static_cast<std::size_t>(len) * item);
   }
-  backend::with_any_type(t.dtype(), [&](auto tag) {
-    using T = decltype(tag);
-    T* dst = static_cast<T*>(t.raw_data());
-    if (t.device().is_cpu()) {
-      for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<T>(draw());
-      return;
-    }
-    std::vector<T> chunk(static_cast<std::size_t>(std::min(n, kChunk)));
-    for (int64_t i0 = 0; i0 < n; i0 += kChunk) {
-      const int64_t len = std::min(kChunk, n - i0);
-      for (int64_t j = 0; j < len; ++j) chunk[static_cast<std::size_t>(j)] = static_cast<T>(draw());
-      be.copy_from_host(dst + i0, chunk.data(), static_cast<std::size_t>(len) * sizeof(T));
-    }
-  });
 }
 
 }  // namespace
@@ -179,10 +155,8 @@ std::vector<T> Tensor::to_vector() const {
   backend::get(impl.device()).copy_to_host(bytes.data(), impl.data(), bytes.size());
   std::vector<T> out(static_cast<std::size_t>(numel()));
   const int64_t n = numel();
-  if (is_half(impl.dtype))  // no C++ type for them up here: the CPU backend's cast reads them
-    backend::get(Device::cpu()).cast(impl.dtype, bytes.data(), dtype_of<T>(), out.data(), n);
-  else
-    backend::with_any_type(impl.dtype, [&](auto tag) { convert<decltype(tag)>(bytes.data(), out.data(), n); });
+  // The CPU backend's cast converts every dtype, the 16-bit floats included (no C++ type for them here).
+  backend::get(Device::cpu()).cast(impl.dtype, bytes.data(), dtype_of<T>(), out.data(), n);
   return out;
 }
 template std::vector<float> Tensor::to_vector() const;
