@@ -6,6 +6,11 @@
 // increasing (i, j) order, the CPU's order, with no atomics. Transforms: one thread per sample,
 // its numbers read from the Philox stream at the step the device counter names, so a recorded
 // step draws new transforms on each replay.
+// float16 and bfloat16 tensors are staged as the CPU stages them: widened to float32 scratch (the
+// backend's cast, exact), run through the float32 kernel and rounded once into the output, so
+// both devices give the same bits. Why not a kernel reading 16-bit elements: image_map.h's pixel
+// functions read and write their own element type, and these layers run on input batches, where
+// the extra passes over scratch cost little next to the model.
 // Shape letters: N batch, H/W input, C channels, OH/OW output.
 #include "backend/cuda/check.h"
 #include "backend/cuda/cuda_backend.h"
@@ -69,10 +74,21 @@ void CudaBackend::image_transform(DType dtype, const ImageTransformGeometry& g, 
   DeviceGuard guard(device_);
   const int64_t total = g.N * g.OH * g.OW * g.C;
   if (total <= 0) return;
-  with_float_type(dtype, "image_transform", [&](auto tag) {
+  kernels::with_cuda_compute_type(dtype, "image_transform", [&](auto tag) {
     using T = decltype(tag);
-    image_transform_kernel<<<grid_for(total), kBlock, 0, stream_>>>(g, static_cast<const T*>(x),
-                                                                    static_cast<const T*>(t), static_cast<T*>(y));
+    if constexpr (kernels::is_half_v<T>) {
+      const int64_t nx = g.N * g.H * g.W * g.C, nt = 4 * g.N;
+      Scratch xs(allocator_, static_cast<std::size_t>(nx) * sizeof(float));
+      Scratch ts(allocator_, static_cast<std::size_t>(nt) * sizeof(float));
+      Scratch ys(allocator_, static_cast<std::size_t>(total) * sizeof(float));
+      cast(dtype, x, DType::Float32, xs.get(), nx);
+      cast(dtype, t, DType::Float32, ts.get(), nt);
+      image_transform(DType::Float32, g, xs.get(), ts.get(), ys.get());
+      cast(DType::Float32, ys.get(), dtype, y, total);
+    } else {
+      image_transform_kernel<<<grid_for(total), kBlock, 0, stream_>>>(g, static_cast<const T*>(x),
+                                                                      static_cast<const T*>(t), static_cast<T*>(y));
+    }
   });
   KILN_LAUNCH_CHECK("image_transform_kernel");
 }
@@ -82,10 +98,21 @@ void CudaBackend::image_transform_backward(DType dtype, const ImageTransformGeom
   DeviceGuard guard(device_);
   const int64_t total = g.N * g.H * g.W * g.C;
   if (total <= 0) return;
-  with_float_type(dtype, "image_transform_backward", [&](auto tag) {
+  kernels::with_cuda_compute_type(dtype, "image_transform_backward", [&](auto tag) {
     using T = decltype(tag);
-    image_transform_backward_kernel<<<grid_for(total), kBlock, 0, stream_>>>(
-        g, static_cast<const T*>(dy), static_cast<const T*>(t), static_cast<T*>(dx));
+    if constexpr (kernels::is_half_v<T>) {
+      const int64_t ndy = g.N * g.OH * g.OW * g.C, nt = 4 * g.N;
+      Scratch dys(allocator_, static_cast<std::size_t>(ndy) * sizeof(float));
+      Scratch ts(allocator_, static_cast<std::size_t>(nt) * sizeof(float));
+      Scratch dxs(allocator_, static_cast<std::size_t>(total) * sizeof(float));
+      cast(dtype, dy, DType::Float32, dys.get(), ndy);
+      cast(dtype, t, DType::Float32, ts.get(), nt);
+      image_transform_backward(DType::Float32, g, dys.get(), ts.get(), dxs.get());
+      cast(DType::Float32, dxs.get(), dtype, dx, total);
+    } else {
+      image_transform_backward_kernel<<<grid_for(total), kBlock, 0, stream_>>>(
+          g, static_cast<const T*>(dy), static_cast<const T*>(t), static_cast<T*>(dx));
+    }
   });
   KILN_LAUNCH_CHECK("image_transform_backward_kernel");
 }
@@ -95,10 +122,16 @@ void CudaBackend::random_image_transforms(DType dtype, const ImageAxisSpec* axes
   DeviceGuard guard(device_);
   if (n <= 0) return;
   const AxisSpecs specs{{axes[0], axes[1]}};
-  with_float_type(dtype, "random_image_transforms", [&](auto tag) {
+  kernels::with_cuda_compute_type(dtype, "random_image_transforms", [&](auto tag) {
     using T = decltype(tag);
-    random_image_transforms_kernel<<<grid_for(n), kBlock, 0, stream_>>>(specs, n, seed, counter, draw,
-                                                                        static_cast<T*>(t));
+    if constexpr (kernels::is_half_v<T>) {  // float32's transforms, each number rounded once
+      Scratch ts(allocator_, static_cast<std::size_t>(4 * n) * sizeof(float));
+      random_image_transforms(DType::Float32, axes, n, seed, counter, draw, ts.get());
+      cast(DType::Float32, ts.get(), dtype, t, 4 * n);
+    } else {
+      random_image_transforms_kernel<<<grid_for(n), kBlock, 0, stream_>>>(specs, n, seed, counter, draw,
+                                                                          static_cast<T*>(t));
+    }
   });
   KILN_LAUNCH_CHECK("random_image_transforms_kernel");
 }

@@ -17,6 +17,7 @@
 // memory asynchronously (cp.async) one tile ahead, double-buffered, so the copies of the next tile
 // overlap the products of this one and no registers hold them in flight; the ReLU mask is then
 // applied as the products read the tile. Otherwise each thread stages a round of loads at a time.
+// float32 and float64 only (conv_wgrad_direct_fits says no to the 16-bit types).
 // Shape letters: N batch, H/W input, C channels, KH/KW kernel, F filters, OH/OW output, R rows.
 #include <cuda_pipeline.h>
 
@@ -265,6 +266,9 @@ __global__ void __launch_bounds__(kBlock, sizeof(T) == 4 ? 2 : 1)
 }  // namespace
 
 bool conv_wgrad_direct_fits(DType dtype, const Conv2dGeometry& g) {
+  // float32 and float64 only: float16 and bfloat16 filter gradients go to cuDNN, whose tensor cores
+  // sum 16-bit products in float (this kernel would stage and multiply them as its own type).
+  if (dtype != DType::Float32 && dtype != DType::Float64) return false;
   return shape_of(g, dtype_size(dtype), false).tile_rows > 0;
 }
 

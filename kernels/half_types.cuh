@@ -20,6 +20,13 @@ void with_cuda_type(DType dtype, F&& f) {
   with_storage_type<__half, __nv_bfloat16>(dtype, static_cast<F&&>(f));
 }
 
+/// Calls f(T{}) with T the GPU's element type for a floating `dtype` (float, double, __half,
+/// __nv_bfloat16); kernels compute in accumulate_t<T>. Throws kiln::Error naming `op` otherwise.
+template <typename F>
+void with_cuda_compute_type(DType dtype, const char* op, F&& f) {
+  with_compute_type<__half, __nv_bfloat16>(dtype, op, static_cast<F&&>(f));
+}
+
 /// `v` as a To, as static_cast does between arithmetic types. A 16-bit float goes through float,
 /// which holds each of its values exactly; a value becomes a 16-bit float rounded once to nearest
 /// even (overflow gives inf, NaN stays NaN), through float rounded to odd (half_rounding.h).

@@ -190,13 +190,13 @@ void CudaBackend::advance_counter(int64_t* counter) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// the convolution's helpers
+// the convolution's helpers (data movement: every floating dtype, 16-bit ones included)
 
 namespace kernels {
 
 void transpose(DType dtype, const void* in, void* out, int64_t rows, int64_t cols, cudaStream_t s) {
   if (rows <= 0 || cols <= 0) return;
-  with_float_type(dtype, "transpose", [&](auto tag) {
+  with_cuda_compute_type(dtype, "transpose", [&](auto tag) {
     using T = decltype(tag);
     const dim3 grid(static_cast<unsigned>((cols + 31) / 32), static_cast<unsigned>((rows + 31) / 32));
     transpose_kernel<<<grid, dim3(32, 8), 0, s>>>(static_cast<const T*>(in), static_cast<T*>(out), rows, cols);
@@ -208,7 +208,7 @@ void pad_nhwc(DType dtype, const void* x, void* xp, int64_t N, int64_t H, int64_
               int64_t top, int64_t left, cudaStream_t s) {
   const int64_t total = N * HP * WP * C;
   if (total <= 0) return;
-  with_float_type(dtype, "pad", [&](auto tag) {
+  with_cuda_compute_type(dtype, "pad", [&](auto tag) {
     using T = decltype(tag);
     pad_kernel<<<grid_for(total), kBlock, 0, s>>>(static_cast<const T*>(x), static_cast<T*>(xp), N, H, W, C, HP, WP,
                                                   top, left);
@@ -220,7 +220,7 @@ void crop_nhwc(DType dtype, const void* dxp, void* dx, int64_t N, int64_t H, int
                int64_t WP, int64_t top, int64_t left, cudaStream_t s) {
   const int64_t total = N * H * W * C;
   if (total <= 0) return;
-  with_float_type(dtype, "crop", [&](auto tag) {
+  with_cuda_compute_type(dtype, "crop", [&](auto tag) {
     using T = decltype(tag);
     crop_kernel<<<grid_for(total), kBlock, 0, s>>>(static_cast<const T*>(dxp), static_cast<T*>(dx), N, H, W, C, HP, WP,
                                                    top, left);

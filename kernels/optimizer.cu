@@ -6,7 +6,9 @@
 // at a device index, so a recorded training step needs no host argument.
 // The fused update (the built-in optimizers' path, at the end of this file) does Keras' whole
 // per-variable sequence, clip, weight decay, rule and moving average, in one pass per element
-// with the formulas of backend/optimizer_math.h, shared with the CPU.
+// with the formulas of backend/optimizer_math.h, shared with the CPU. Loss scaling (Keras'
+// LossScaleOptimizer) adds an unscale-and-check pass over the gradients, a skip flag the update
+// reads on the device, and a one-thread kernel that updates the scale: no host read per step.
 // Shape letters: n parameters.
 #include <cmath>
 
@@ -187,7 +189,9 @@ __global__ void sum_in_order_kernel(T* out, int count) {
 
 template <typename T>
 __global__ void optimizer_update_kernel(UpdateBatch b, math::RuleConstants<T> r, const T* table, const int64_t* index,
-                                        math::StepConstants<T> host_step, const T* sums, int total_index) {
+                                        math::StepConstants<T> host_step, const T* sums, int total_index,
+                                        const int32_t* skip) {
+  if (skip != nullptr && *skip != 0) return;  // loss scaling's skipped step: nothing is written
   const math::StepConstants<T> s = table != nullptr ? math::step_of<T>(table + *index * kStepValues) : host_step;
   const int64_t total = b.end[b.count - 1];
   KILN_FOR_EACH(i, total) {
@@ -199,6 +203,31 @@ __global__ void optimizer_update_kernel(UpdateBatch b, math::RuleConstants<T> r,
                                    : T(1);
     math::update_element(r, s, clip, b.t[k], j);
   }
+}
+
+// Loss scaling: the flag starts at 0 and any thread that meets a NaN or an infinity sets it to 1
+// (every writer writes the same value, so the result does not depend on their order).
+__global__ void clear_flag_kernel(int32_t* flag) { *flag = 0; }
+
+template <typename T>
+__global__ void unscale_kernel(UpdateBatch b, const float* scale, int32_t* nonfinite) {
+  const T s = static_cast<T>(*scale);
+  const int64_t total = b.end[b.count - 1];
+  KILN_FOR_EACH(i, total) {
+    int k = 0;
+    while (i >= b.end[k]) ++k;
+    const int64_t j = i - (k ? b.end[k - 1] : 0);
+    T* g = static_cast<T*>(const_cast<void*>(b.t[k].g));
+    if (g == nullptr) continue;
+    const T v = g[j];
+    if (!math::is_finite_value(v)) *nonfinite = 1;
+    g[j] = v / s;
+  }
+}
+
+__global__ void update_loss_scale_kernel(const int32_t* nonfinite, float* scale, int64_t* counter, int64_t* applied,
+                                         int64_t growth_steps) {
+  math::update_loss_scale(*nonfinite, *scale, *counter, *applied, growth_steps);
 }
 
 // Calls fn(batch, elements) for each run of up to kMaxUpdateTensors non-empty tensors.
@@ -239,7 +268,7 @@ void CudaBackend::grad_sum_squares(DType dtype, const UpdateTensor* tensors, int
 
 void CudaBackend::optimizer_update(DType dtype, const UpdateRule& rule, const UpdateTensor* tensors, int count,
                                    const void* sum_squares, const void* step_table, const int64_t* index,
-                                   const double* host_step) {
+                                   const double* host_step, const int32_t* skip) {
   DeviceGuard guard(device_);
   with_float_type(dtype, "optimizer_update", [&](auto tag) {
     using T = decltype(tag);
@@ -249,10 +278,32 @@ void CudaBackend::optimizer_update(DType dtype, const UpdateRule& rule, const Up
     for_each_batch(tensors, count, [&](const UpdateBatch& b, int64_t total) {
       if (total == 0) return;
       optimizer_update_kernel<T><<<grid_for(total), kBlock, 0, stream_>>>(
-          b, r, static_cast<const T*>(step_table), index, host, static_cast<const T*>(sum_squares), count);
+          b, r, static_cast<const T*>(step_table), index, host, static_cast<const T*>(sum_squares), count, skip);
       KILN_LAUNCH_CHECK("optimizer_update_kernel");
     });
   });
+}
+
+void CudaBackend::unscale_gradients(DType dtype, const UpdateTensor* tensors, int count, const float* scale,
+                                    int32_t* nonfinite) {
+  DeviceGuard guard(device_);
+  clear_flag_kernel<<<1, 1, 0, stream_>>>(nonfinite);
+  KILN_LAUNCH_CHECK("clear_flag_kernel");
+  with_float_type(dtype, "unscale_gradients", [&](auto tag) {
+    using T = decltype(tag);
+    for_each_batch(tensors, count, [&](const UpdateBatch& b, int64_t total) {
+      if (total == 0) return;
+      unscale_kernel<T><<<grid_for(total), kBlock, 0, stream_>>>(b, scale, nonfinite);
+      KILN_LAUNCH_CHECK("unscale_kernel");
+    });
+  });
+}
+
+void CudaBackend::update_loss_scale(const int32_t* nonfinite, float* scale, int64_t* counter, int64_t* applied,
+                                    int64_t growth_steps) {
+  DeviceGuard guard(device_);
+  update_loss_scale_kernel<<<1, 1, 0, stream_>>>(nonfinite, scale, counter, applied, growth_steps);
+  KILN_LAUNCH_CHECK("update_loss_scale_kernel");
 }
 
 }  // namespace kiln::backend

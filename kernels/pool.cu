@@ -14,6 +14,8 @@
 // in window order; backward one thread per input cell, gathering dy / count of the windows that
 // cover it in increasing (oh, ow) order. These are the CPU's orders, so both give the same bits.
 // Windows are walked with backend/window.h, as on the CPU: only their cells inside the input.
+// float16 and bfloat16 are compared and summed in float (accumulate_t) and rounded once when stored;
+// max pooling's outputs and gradients are copies of input elements, so they need no rounding.
 // Shape letters: N batch, H/W input, C channels, KH/KW window, OH/OW output; I the index type.
 #include <cstdint>
 #include <initializer_list>
@@ -29,6 +31,9 @@
 namespace kiln::backend {
 
 namespace {
+
+using kernels::load_value;
+using kernels::store_value;
 
 // ---------------------------------------------------------------------------------------------
 // kernels
@@ -56,15 +61,16 @@ struct PoolDims {
 template <typename T, typename I>
 __device__ I window_argmax(const PoolDims<I>& g, const T* x, I n, I oh, I ow, I c) {
   I best = -1;
-  T best_value = T(0);
+  accumulate_t<T> best_value = 0;
   const auto hs = window::window_span(oh, g.sh, g.pt, g.KH, g.H);
   const auto ws = window::window_span(ow, g.sw, g.pl, g.KW, g.W);
   for (I ih = hs.begin; ih < hs.end; ++ih)
     for (I iw = ws.begin; iw < ws.end; ++iw) {
       const I i = ((n * g.H + ih) * g.W + iw) * g.C + c;
-      if (best < 0 || math::greater_or_nan(x[i], best_value)) {
+      const accumulate_t<T> v = load_value(x[i]);
+      if (best < 0 || math::greater_or_nan(v, best_value)) {
         best = i;
-        best_value = x[i];
+        best_value = v;
       }
     }
   return best;
@@ -76,7 +82,7 @@ __global__ void max_pool_forward_kernel(PoolDims<I> g, const T* x, T* y) {
   for (I o = I(blockIdx.x) * I(blockDim.x) + I(threadIdx.x); o < total; o += I(gridDim.x) * I(blockDim.x)) {
     const I c = o % g.C, ow = (o / g.C) % g.OW, oh = (o / (g.C * g.OW)) % g.OH, n = o / (g.C * g.OW * g.OH);
     const I i = window_argmax(g, x, n, oh, ow, c);
-    y[o] = i < 0 ? T(0) : x[i];
+    y[o] = i < 0 ? store_value<T>(accumulate_t<T>(0)) : x[i];
   }
 }
 
@@ -87,11 +93,11 @@ __global__ void max_pool_backward_kernel(PoolDims<I> g, const T* x, const T* dy,
     const I c = i % g.C, iw = (i / g.C) % g.W, ih = (i / (g.C * g.W)) % g.H, n = i / (g.C * g.W * g.H);
     const auto oh_range = window::covering_windows(ih, g.sh, g.pt, g.KH, g.OH);
     const auto ow_range = window::covering_windows(iw, g.sw, g.pl, g.KW, g.OW);
-    T acc = T(0);
+    accumulate_t<T> acc = 0;
     for (I oh = oh_range.begin; oh < oh_range.end; ++oh)
       for (I ow = ow_range.begin; ow < ow_range.end; ++ow)
-        if (window_argmax(g, x, n, oh, ow, c) == i) acc += dy[((n * g.OH + oh) * g.OW + ow) * g.C + c];
-    dx[i] = acc;
+        if (window_argmax(g, x, n, oh, ow, c) == i) acc += load_value(dy[((n * g.OH + oh) * g.OW + ow) * g.C + c]);
+    dx[i] = store_value<T>(acc);
   }
 }
 
@@ -109,7 +115,7 @@ __global__ void max_pool_backward_disjoint_kernel(PoolDims<I> g, const T* x, con
     for (I ih = hs.begin; ih < hs.end; ++ih)
       for (I iw = ws.begin; iw < ws.end; ++iw) {
         const I i = ((n * g.H + ih) * g.W + iw) * g.C + c;
-        dx[i] = i == best ? grad : T(0);
+        dx[i] = i == best ? grad : store_value<T>(accumulate_t<T>(0));
       }
   }
 }
@@ -176,11 +182,12 @@ __global__ void avg_pool_forward_kernel(PoolDims<I> g, const T* x, T* y) {
     const I c = o % g.C, ow = (o / g.C) % g.OW, oh = (o / (g.C * g.OW)) % g.OH, n = o / (g.C * g.OW * g.OH);
     const auto hs = window::window_span(oh, g.sh, g.pt, g.KH, g.H);
     const auto ws = window::window_span(ow, g.sw, g.pl, g.KW, g.W);
-    T acc = T(0);
+    using A = accumulate_t<T>;
+    A acc = A(0);
     for (I ih = hs.begin; ih < hs.end; ++ih)
-      for (I iw = ws.begin; iw < ws.end; ++iw) acc += x[((n * g.H + ih) * g.W + iw) * g.C + c];
+      for (I iw = ws.begin; iw < ws.end; ++iw) acc += load_value(x[((n * g.H + ih) * g.W + iw) * g.C + c]);
     const I count = hs.size() * ws.size();
-    y[o] = count > 0 ? acc / T(count) : T(0);  // a window wholly in the padding gives 0, as on the CPU
+    y[o] = store_value<T>(count > 0 ? acc / A(count) : A(0));  // a window wholly in the padding gives 0, as on the CPU
   }
 }
 
@@ -191,15 +198,16 @@ __global__ void avg_pool_backward_kernel(PoolDims<I> g, const T* dy, T* dx) {
     const I c = i % g.C, iw = (i / g.C) % g.W, ih = (i / (g.C * g.W)) % g.H, n = i / (g.C * g.W * g.H);
     const auto oh_range = window::covering_windows(ih, g.sh, g.pt, g.KH, g.OH);
     const auto ow_range = window::covering_windows(iw, g.sw, g.pl, g.KW, g.OW);
-    T acc = T(0);
+    using A = accumulate_t<T>;
+    A acc = A(0);
     for (I oh = oh_range.begin; oh < oh_range.end; ++oh) {
       const I rows = window::window_span(oh, g.sh, g.pt, g.KH, g.H).size();
       for (I ow = ow_range.begin; ow < ow_range.end; ++ow) {
         const I count = rows * window::window_span(ow, g.sw, g.pl, g.KW, g.W).size();
-        acc += dy[((n * g.OH + oh) * g.OW + ow) * g.C + c] / T(count);
+        acc += load_value(dy[((n * g.OH + oh) * g.OW + ow) * g.C + c]) / A(count);
       }
     }
-    dx[i] = acc;
+    dx[i] = store_value<T>(acc);
   }
 }
 
@@ -241,7 +249,7 @@ void CudaBackend::max_pool2d_forward(DType dtype, const Pool2dGeometry& g, const
     KILN_LAUNCH_CHECK("max_pool_forward4_kernel");
     return;
   }
-  with_float_type(dtype, "max_pool2d", [&](auto tag) {
+  kernels::with_cuda_compute_type(dtype, "max_pool2d", [&](auto tag) {
     using T = decltype(tag);
     with_index(g, [&](auto dims) {
       max_pool_forward_kernel<<<grid_for(total), kBlock, 0, stream_>>>(dims, static_cast<const T*>(x),
@@ -270,7 +278,7 @@ void CudaBackend::max_pool2d_backward(DType dtype, const Pool2dGeometry& g, cons
     KILN_LAUNCH_CHECK("max_pool_backward_disjoint4_kernel");
     return;
   }
-  with_float_type(dtype, "max_pool2d_backward", [&](auto tag) {
+  kernels::with_cuda_compute_type(dtype, "max_pool2d_backward", [&](auto tag) {
     using T = decltype(tag);
     with_index(g, [&](auto dims) {
       const T* xt = static_cast<const T*>(x);
@@ -289,7 +297,7 @@ void CudaBackend::avg_pool2d_forward(DType dtype, const Pool2dGeometry& g, const
   DeviceGuard guard(device_);
   const int64_t total = g.N * g.OH * g.OW * g.C;
   if (total <= 0) return;
-  with_float_type(dtype, "avg_pool2d", [&](auto tag) {
+  kernels::with_cuda_compute_type(dtype, "avg_pool2d", [&](auto tag) {
     using T = decltype(tag);
     with_index(g, [&](auto dims) {
       avg_pool_forward_kernel<<<grid_for(total), kBlock, 0, stream_>>>(dims, static_cast<const T*>(x),
@@ -303,7 +311,7 @@ void CudaBackend::avg_pool2d_backward(DType dtype, const Pool2dGeometry& g, cons
   DeviceGuard guard(device_);
   const int64_t total = g.N * g.H * g.W * g.C;
   if (total <= 0) return;
-  with_float_type(dtype, "avg_pool2d_backward", [&](auto tag) {
+  kernels::with_cuda_compute_type(dtype, "avg_pool2d_backward", [&](auto tag) {
     using T = decltype(tag);
     with_index(g, [&](auto dims) {
       avg_pool_backward_kernel<<<grid_for(total), kBlock, 0, stream_>>>(dims, static_cast<const T*>(dy),

@@ -2,7 +2,12 @@
 // backend/philox.h, the CPU's code for the bits. One thread per Philox block (four elements). The
 // step counter is read from device memory inside the kernel, never passed by value, so a recorded
 // step (CUDA graph) draws new numbers on each replay once the counter has advanced on the device.
+// float16 and bfloat16 draw float32's numbers: a uniform is float32's rounded toward zero (so it
+// stays below 1, as philox::to_uniform rounds down), and dropout decides keep on the same integer
+// word, scales in float and rounds once, so its mask is float32's.
 // Shape letters: n elements; j the block index (elements 4j .. 4j + 3).
+#include <type_traits>
+
 #include "backend/cuda/check.h"
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/kernels.h"
@@ -13,6 +18,21 @@
 namespace kiln::backend {
 
 namespace {
+
+using kernels::load_value;
+using kernels::store_value;
+
+// The uniform number of word w as T, in [0, 1): philox::to_uniform's for float and double; for the
+// 16-bit types float's number rounded toward zero (rounding to nearest could give 1).
+template <typename T>
+__device__ T uniform_of(uint32_t w) {
+  if constexpr (std::is_same_v<T, __half>)
+    return __float2half_rz(philox::to_uniform<float>(w));
+  else if constexpr (std::is_same_v<T, __nv_bfloat16>)
+    return __float2bfloat16_rz(philox::to_uniform<float>(w));
+  else
+    return philox::to_uniform<T>(w);
+}
 
 // ---------------------------------------------------------------------------------------------
 // kernels
@@ -26,13 +46,13 @@ __global__ void philox_uniform_kernel(T* y, int64_t n, uint64_t seed, const int6
     const int64_t i0 = j * philox::kPerBlock;
 #pragma unroll
     for (int k = 0; k < 4; ++k)
-      if (i0 + k < n) y[i0 + k] = philox::to_uniform<T>(w.v[k]);
+      if (i0 + k < n) y[i0 + k] = uniform_of<T>(w.v[k]);
   }
 }
 
 template <typename T>
 __global__ void dropout_kernel(const T* x, T* y, int64_t n, uint64_t seed, const int64_t* counter, uint64_t draw,
-                               uint64_t threshold, T scale) {
+                               uint64_t threshold, accumulate_t<T> scale) {
   const int64_t step = *counter;
   const int64_t blocks = (n + philox::kPerBlock - 1) / philox::kPerBlock;
   KILN_FOR_EACH(j, blocks) {
@@ -40,7 +60,7 @@ __global__ void dropout_kernel(const T* x, T* y, int64_t n, uint64_t seed, const
     const int64_t i0 = j * philox::kPerBlock;
 #pragma unroll
     for (int k = 0; k < 4; ++k)
-      if (i0 + k < n) y[i0 + k] = philox::dropout_of(x[i0 + k], w.v[k], threshold, scale);
+      if (i0 + k < n) y[i0 + k] = store_value<T>(philox::dropout_of(load_value(x[i0 + k]), w.v[k], threshold, scale));
   }
 }
 
@@ -54,7 +74,7 @@ void CudaBackend::philox_uniform(DType dtype, void* y, int64_t n, uint64_t seed,
   DeviceGuard guard(device_);
   if (n <= 0) return;
   const int64_t blocks = (n + philox::kPerBlock - 1) / philox::kPerBlock;
-  with_float_type(dtype, "random_uniform_philox", [&](auto tag) {
+  kernels::with_cuda_compute_type(dtype, "random_uniform_philox", [&](auto tag) {
     using T = decltype(tag);
     philox_uniform_kernel<<<grid_for(blocks), kBlock, 0, stream_>>>(static_cast<T*>(y), n, seed, counter, draw);
   });
@@ -66,11 +86,11 @@ void CudaBackend::dropout(DType dtype, const void* x, void* y, int64_t n, double
   DeviceGuard guard(device_);
   if (n <= 0) return;
   const int64_t blocks = (n + philox::kPerBlock - 1) / philox::kPerBlock;
-  with_float_type(dtype, "dropout", [&](auto tag) {
+  kernels::with_cuda_compute_type(dtype, "dropout", [&](auto tag) {
     using T = decltype(tag);
     dropout_kernel<<<grid_for(blocks), kBlock, 0, stream_>>>(static_cast<const T*>(x), static_cast<T*>(y), n, seed,
                                                              counter, draw, philox::keep_threshold(rate),
-                                                             philox::keep_scale<T>(rate));
+                                                             philox::keep_scale<accumulate_t<T>>(rate));
   });
   KILN_LAUNCH_CHECK("dropout_kernel");
 }

@@ -1,6 +1,7 @@
 // The reduction family over x [rows, cols]: column sums (sum_rows), row sums (sum_cols), row argmax
 // and the accuracy count. No atomics on values, so every sum is deterministic run to run; the
-// accuracy count adds whole numbers, which float atomics add exactly.
+// accuracy count adds whole numbers, which float atomics add exactly. float16 and bfloat16 are read
+// into float and summed there (accumulate_t, partial sums included); each result is rounded once.
 // Shape letters: R rows, C cols.
 #include <algorithm>
 #include <climits>
@@ -16,6 +17,9 @@ namespace kiln::backend {
 
 namespace {
 
+using kernels::load_value;
+using kernels::store_value;
+
 // ---------------------------------------------------------------------------------------------
 // kernels
 
@@ -25,17 +29,19 @@ namespace {
 // Why slices: a column sum of a tall, narrow matrix (the conv bias gradient: N*OH*OW rows, F = 32
 // columns) has one column tile, so without them one SM would read the whole matrix. The launcher
 // then adds the slices' sums with a second launch of this kernel over [slices, C] (one slice), in
-// slice order: no atomics, so every sum is the same run to run.
-template <typename T>
-__global__ void sum_rows_kernel(const T* x, T* y, int64_t R, int64_t C, int64_t rows_per_slice, bool accumulate) {
-  __shared__ T partial[32][33];
+// slice order: no atomics, so every sum is the same run to run. The slices' sums are kept in the
+// compute type A (TOut = A for the first launch), so a 16-bit sum is rounded once, at the end.
+template <typename TIn, typename TOut>
+__global__ void sum_rows_kernel(const TIn* x, TOut* y, int64_t R, int64_t C, int64_t rows_per_slice, bool accumulate) {
+  using A = accumulate_t<TIn>;
+  __shared__ A partial[32][33];
   const int64_t c = int64_t(blockIdx.x) * 32 + threadIdx.x;
   const int64_t r0 = int64_t(blockIdx.y) * rows_per_slice;
   const int64_t r1 = min(R, r0 + rows_per_slice);
-  T acc = T(0);
+  A acc = A(0);
   if (c < C) {
 #pragma unroll 4
-    for (int64_t r = r0 + threadIdx.y; r < r1; r += 32) acc += x[r * C + c];
+    for (int64_t r = r0 + threadIdx.y; r < r1; r += 32) acc += load_value(x[r * C + c]);
   }
   partial[threadIdx.y][threadIdx.x] = acc;
   __syncthreads();
@@ -44,8 +50,8 @@ __global__ void sum_rows_kernel(const T* x, T* y, int64_t R, int64_t C, int64_t 
     __syncthreads();
   }
   if (threadIdx.y == 0 && c < C) {
-    T* out = y + int64_t(blockIdx.y) * C + c;
-    *out = accumulate ? *out + partial[0][threadIdx.x] : partial[0][threadIdx.x];
+    TOut* out = y + int64_t(blockIdx.y) * C + c;
+    *out = store_value<TOut>(accumulate ? load_value(*out) + partial[0][threadIdx.x] : partial[0][threadIdx.x]);
   }
 }
 
@@ -61,44 +67,47 @@ __global__ void sum_cols_warp_kernel(const T* x, T* y, int64_t R, int64_t C) {
   const int64_t r = int64_t(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
   if (r >= R) return;
-  T acc = T(0);
-  for (int64_t c = lane; c < C; c += 32) acc += x[r * C + c];
+  accumulate_t<T> acc = 0;
+  for (int64_t c = lane; c < C; c += 32) acc += load_value(x[r * C + c]);
   acc = warp_sum(acc);
-  if (lane == 0) y[r] = acc;
+  if (lane == 0) y[r] = store_value<T>(acc);
 }
 
 // One block of 1024 per row: for long rows (a full-tensor sum is one row).
 template <typename T>
 __global__ void sum_cols_block_kernel(const T* x, T* y, int64_t C) {
-  __shared__ T warps[32];
+  using A = accumulate_t<T>;
+  __shared__ A warps[32];
   const int64_t r = blockIdx.x;
-  T acc = T(0);
-  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) acc += x[r * C + c];
+  A acc = A(0);
+  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) acc += load_value(x[r * C + c]);
   acc = warp_sum(acc);
   if (threadIdx.x % 32 == 0) warps[threadIdx.x / 32] = acc;
   __syncthreads();
   if (threadIdx.x < 32) {
-    acc = threadIdx.x < blockDim.x / 32 ? warps[threadIdx.x] : T(0);
+    acc = threadIdx.x < blockDim.x / 32 ? warps[threadIdx.x] : A(0);
     acc = warp_sum(acc);
-    if (threadIdx.x == 0) y[r] = acc;
+    if (threadIdx.x == 0) y[r] = store_value<T>(acc);
   }
 }
 
 // The first index of the row's maximum, or of its first NaN (NumPy's argmax, the CPU's rule), found
 // by one warp: each lane's strict scan keeps its first of equal maxima (and its first NaN); ties
-// between lanes go to the smaller index.
+// between lanes go to the smaller index. Values are compared in the compute type (exact).
 template <typename T>
 __device__ int64_t warp_argmax(const T* row, int64_t C, int lane) {
-  T best = T(0);
+  using A = accumulate_t<T>;
+  A best = A(0);
   int64_t best_i = LLONG_MAX;
   for (int64_t c = lane; c < C; c += 32) {
-    if (best_i == LLONG_MAX || math::greater_or_nan(row[c], best)) {
-      best = row[c];
+    const A v = load_value(row[c]);
+    if (best_i == LLONG_MAX || math::greater_or_nan(v, best)) {
+      best = v;
       best_i = c;
     }
   }
   for (int offset = 16; offset > 0; offset /= 2) {
-    const T other = __shfl_down_sync(0xffffffffu, best, offset);
+    const A other = __shfl_down_sync(0xffffffffu, best, offset);
     const int64_t other_i = __shfl_down_sync(0xffffffffu, best_i, offset);
     const bool take = other_i != LLONG_MAX && (best_i == LLONG_MAX || math::greater_or_nan(other, best) ||
                                                (math::same_max(other, best) && other_i < best_i));
@@ -129,7 +138,7 @@ __global__ void accuracy_sum_kernel(const T* x, const int32_t* labels, T* correc
     if (threadIdx.x % 32 == 0 && best == labels[r]) atomicAdd(&hits, 1);
   }
   __syncthreads();
-  if (threadIdx.x == 0 && hits > 0) atomicAdd(correct, static_cast<T>(hits));
+  if (threadIdx.x == 0 && hits > 0) kernels::atomic_add_value(correct, static_cast<accumulate_t<T>>(hits));
 }
 
 // Launch shapes of the warp-per-row kernels.
@@ -157,23 +166,24 @@ int64_t sum_rows_slices(int64_t rows, int64_t cols) {
 
 void CudaBackend::sum_rows(DType dtype, const void* x, void* y, int64_t rows, int64_t cols, bool accumulate) {
   DeviceGuard guard(device_);
-  // Scratch for the row slices' partial sums; from the caching allocator, so a recording's pool
-  // serves it and replays see the same address.
   const int64_t slices = sum_rows_slices(rows, cols);
-  Scratch partial(allocator_, slices > 1 ? static_cast<std::size_t>(slices * cols) * dtype_size(dtype) : 0);
-  if (cols <= 0) return;
   const unsigned tiles = static_cast<unsigned>((cols + 31) / 32);
   const int64_t per_slice = (rows + slices - 1) / slices;
-  with_float_type(dtype, "sum_rows", [&](auto tag) {
+  kernels::with_cuda_compute_type(dtype, "sum_rows", [&](auto tag) {
     using T = decltype(tag);
+    using A = accumulate_t<T>;
+    // Scratch for the row slices' partial sums, in the compute type; from the caching allocator, so
+    // a recording's pool serves it and replays see the same address.
+    Scratch partial(allocator_, slices > 1 ? static_cast<std::size_t>(slices * cols) * sizeof(A) : 0);
+    if (cols <= 0) return;
     if (slices == 1) {
       sum_rows_kernel<<<tiles, dim3(32, 32), 0, stream_>>>(static_cast<const T*>(x), static_cast<T*>(y), rows, cols,
                                                            std::max<int64_t>(rows, 1), accumulate);
       return;
     }
     sum_rows_kernel<<<dim3(tiles, static_cast<unsigned>(slices)), dim3(32, 32), 0, stream_>>>(
-        static_cast<const T*>(x), static_cast<T*>(partial.get()), rows, cols, per_slice, false);
-    sum_rows_kernel<<<tiles, dim3(32, 32), 0, stream_>>>(static_cast<const T*>(partial.get()), static_cast<T*>(y),
+        static_cast<const T*>(x), static_cast<A*>(partial.get()), rows, cols, per_slice, false);
+    sum_rows_kernel<<<tiles, dim3(32, 32), 0, stream_>>>(static_cast<const A*>(partial.get()), static_cast<T*>(y),
                                                          slices, cols, slices, accumulate);
   });
   KILN_LAUNCH_CHECK("sum_rows_kernel");
@@ -182,7 +192,7 @@ void CudaBackend::sum_rows(DType dtype, const void* x, void* y, int64_t rows, in
 void CudaBackend::sum_cols(DType dtype, const void* x, void* y, int64_t rows, int64_t cols) {
   DeviceGuard guard(device_);
   if (rows <= 0) return;
-  with_float_type(dtype, "sum_cols", [&](auto tag) {
+  kernels::with_cuda_compute_type(dtype, "sum_cols", [&](auto tag) {
     using T = decltype(tag);
     if (cols > 4096)
       sum_cols_block_kernel<<<static_cast<unsigned>(rows), 1024, 0, stream_>>>(static_cast<const T*>(x),
@@ -197,7 +207,7 @@ void CudaBackend::sum_cols(DType dtype, const void* x, void* y, int64_t rows, in
 void CudaBackend::argmax_rows(DType dtype, const void* x, int32_t* y, int64_t rows, int64_t cols) {
   DeviceGuard guard(device_);
   if (rows <= 0) return;
-  with_float_type(dtype, "argmax", [&](auto tag) {
+  kernels::with_cuda_compute_type(dtype, "argmax", [&](auto tag) {
     using T = decltype(tag);
     argmax_rows_kernel<<<row_blocks(rows), kBlock, 0, stream_>>>(static_cast<const T*>(x), y, rows, cols);
   });
@@ -208,7 +218,7 @@ void CudaBackend::accuracy_sum(DType dtype, const void* x, const int32_t* labels
                                int64_t cols) {
   DeviceGuard guard(device_);
   if (rows <= 0) return;
-  with_float_type(dtype, "accuracy", [&](auto tag) {
+  kernels::with_cuda_compute_type(dtype, "accuracy", [&](auto tag) {
     using T = decltype(tag);
     accuracy_sum_kernel<<<row_blocks(rows), kBlock, 0, stream_>>>(static_cast<const T*>(x), labels,
                                                                   static_cast<T*>(correct), rows, cols);

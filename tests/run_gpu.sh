@@ -12,7 +12,7 @@ LOGS=${OUT:-$BUILD/logs}
 mkdir -p "$LOGS"
 export PATH=/usr/local/cuda/bin:$PATH
 # Every suite that needs a GPU: Cuda* suites, *Gpu* suites and the recorded-step equivalence tests.
-GPU_FILTER='Cuda*.*:*Gpu*.*:RecordedStep.*:Devices.*'
+GPU_FILTER='Cuda*.*:*Gpu*.*:*.*Gpu*:RecordedStep.*:Devices.*'
 # Four tests provoke a CUDA API error on purpose (two failed cudaMallocs, two stream captures broken
 # by a synchronize), which the sanitizers report as errors; they run in gpu_tests and ctest.
 SANITIZER_FILTER="$GPU_FILTER-CudaAllocator.OutOfMemorySaysWhatToDo:CudaTraining.HugeBatchRaisesOutOfMemoryThenNormalTrainingWorks:CudaGraph.FailedRecordingLeavesTheDeviceUsable:CudaGraph.EvaluateStaysEagerWhenRecordingFails"

@@ -116,7 +116,8 @@ TEST(ActivationOps, NanPropagates) {
 
 TEST(ActivationOps, BadInputsSayWhatIsExpected) {
   const Tensor ints = Tensor::zeros({2}, DType::Int32);
-  EXPECT_EQ(message_of([&] { gelu(ints); }), "[gelu] input has dtype int32; expected float32 or float64");
+  EXPECT_EQ(message_of([&] { gelu(ints); }),
+            "[gelu] input has dtype int32; expected a floating dtype (float32, float64, float16 or bfloat16)");
   EXPECT_EQ(message_of([&] { silu(Tensor()); }), "[silu] input is an undefined tensor");
   const Tensor x = Tensor::zeros({2});
   const double nan = std::numeric_limits<double>::quiet_NaN(), inf = std::numeric_limits<double>::infinity();

@@ -103,7 +103,7 @@ TEST(AvgPool, BadInputSaysWhatIsExpected) {
   EXPECT_EQ(error_of(Tensor::zeros({3, 3, 1}), {2, 2}, {2, 2}),
             "[avg_pool2d] input (NHWC) has shape [3, 3, 1]; expected 4 dimensions");
   EXPECT_EQ(error_of(Tensor::zeros({1, 3, 3, 1}, DType::Int32), {2, 2}, {2, 2}),
-            "[avg_pool2d] input has dtype int32; expected float32 or float64");
+            "[avg_pool2d] input has dtype int32; expected a floating dtype (float32, float64, float16 or bfloat16)");
   EXPECT_EQ(error_of(x, {4, 2}, {1, 1}),
             "[avg_pool2d] input height 3 is smaller than the window (4) with padding \"valid\"; expected an input at "
             "least as large, or padding \"same\"");

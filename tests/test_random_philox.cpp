@@ -164,7 +164,7 @@ TEST(DropoutOp, BadInputSaysWhatIsExpected) {
   EXPECT_EQ(message_of([&] { dropout(x, -0.1, 1, c, 0); }), "[dropout] rate -0.100000; expected 0 <= rate < 1");
   EXPECT_EQ(message_of([&] { dropout(x, std::nan(""), 1, c, 0); }), "[dropout] rate nan; expected 0 <= rate < 1");
   EXPECT_EQ(message_of([&] { dropout(Tensor::ones({4}, DType::Int32), 0.5, 1, c, 0); }),
-            "[dropout] input has dtype int32; expected float32 or float64");
+            "[dropout] input has dtype int32; expected a floating dtype (float32, float64, float16 or bfloat16)");
   EXPECT_EQ(message_of([&] { dropout(x, 0.5, 1, Tensor::zeros({1}, DType::Int32), 0); }),
             "[dropout] step_counter has dtype int32 and shape [1]; expected one int64 element");
   EXPECT_EQ(message_of([&] { dropout(x, 0.5, 1, Tensor::zeros({2}, DType::Int64), 0); }),
@@ -173,7 +173,8 @@ TEST(DropoutOp, BadInputSaysWhatIsExpected) {
   EXPECT_EQ(message_of([&] { dropout(x, 0.5, 1, c, uint64_t(1) << 32); }),
             "[dropout] draw 4294967296 is out of range; expected draw < 2^32");
   EXPECT_EQ(message_of([&] { random_uniform_philox({2}, 1, c, 0, DType::Int32); }),
-            "[random_uniform_philox] dtype int32 requested; expected float32 or float64");
+            "[random_uniform_philox] dtype int32 requested; expected a floating dtype (float32, float64, float16 or "
+            "bfloat16)");
   EXPECT_EQ(message_of([&] { random_uniform_philox({2}, 1, Tensor(), 0); }),
             "[random_uniform_philox] step_counter is an undefined tensor");
 }

@@ -267,5 +267,5 @@ TEST(OpErrors, ShapesThatDoNotFit) {
   EXPECT_EQ(message_of([] { add(Tensor::zeros({2}), Tensor::zeros({2}, DType::Float64)); }),
             "[add] inputs have dtypes float32 and float64; expected the same dtype (convert one with .astype())");
   EXPECT_EQ(message_of([] { relu(Tensor::zeros({2}, DType::Int32)); }),
-            "[relu] input has dtype int32; expected float32 or float64");
+            "[relu] input has dtype int32; expected a floating dtype (float32, float64, float16 or bfloat16)");
 }

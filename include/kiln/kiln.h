@@ -14,6 +14,7 @@
 #include "kiln/losses.h"
 #include "kiln/memory.h"
 #include "kiln/metrics.h"
+#include "kiln/mixed_precision.h"
 #include "kiln/model.h"
 #include "kiln/ops.h"
 #include "kiln/optimizers.h"

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "kiln/initializers.h"
+#include "kiln/mixed_precision.h"
 #include "kiln/registry.h"
 #include "kiln/regularizers.h"
 #include "kiln/symbolic_tensor.h"
@@ -33,6 +34,9 @@ struct WeightOptions {
   /// trainable_weights() and non_trainable_weights(), so of count_params and summary. Such a weight
   /// is never trained: it needs trainable = false.
   bool in_weights = true;
+  /// False for a weight the layer reads in its stored dtype even under a mixed policy (Keras'
+  /// autocast=False: BatchNormalization's gamma and beta, used by its float32 math).
+  bool autocast = true;
 };
 
 /// One weight of a layer, by its Keras name ("kernel", "bias", "moving_mean").
@@ -43,6 +47,7 @@ struct LayerWeight {
   std::shared_ptr<const Regularizer> regularizer;  ///< see WeightOptions::regularizer
   Shape shape;                                     ///< its shape
   bool in_weights = true;                          ///< see WeightOptions::in_weights
+  bool autocast = true;                            ///< see WeightOptions::autocast
 };
 
 /// Base of every layer. A subclass implements class_name(), compute_output_shape(), call() and,
@@ -112,6 +117,20 @@ class Layer : public std::enable_shared_from_this<Layer> {
   /// changing it, as in Keras.
   void set_trainable(bool trainable);
 
+  /// The layer's dtype policy (Keras' layer.dtype_policy): the global policy when the layer was
+  /// constructed, unless set_dtype_policy changed it.
+  const mixed_precision::DTypePolicy& dtype_policy() const { return dtype_policy_; }
+  /// Sets the layer's dtype policy by name (Keras' dtype= argument, e.g. "float32" for a model's
+  /// last layer under a mixed policy); throws kiln::Error for an unknown name or once the layer is
+  /// built (its weights were made for the old policy).
+  void set_dtype_policy(const std::string& name);
+  /// The dtype the layer computes in (dtype_policy().compute_dtype()).
+  DType compute_dtype() const { return dtype_policy_.compute_dtype(); }
+  /// Runs the layer as a model does: under a mixed policy, floating inputs are cast to the compute
+  /// dtype and, while call_inputs() runs, weight() returns the trainable floating weights cast to
+  /// it (differentiably, so gradients reach the float32 weights); otherwise call_inputs() as is.
+  Tensor call_with_policy(const std::vector<Tensor>& inputs, bool training);
+
   /// Moves the weights to `device`.
   void to(Device device);
   /// Per-sample input shape declared with input_shape (empty when none).
@@ -140,6 +159,10 @@ class Layer : public std::enable_shared_from_this<Layer> {
 
  private:
   std::vector<LayerWeight> weights_;
+  mixed_precision::DTypePolicy dtype_policy_ = mixed_precision::global_policy();
+  // The compute-dtype copies of the trainable weights, by index in weights_, while
+  // call_with_policy() runs a mixed-policy call (empty otherwise).
+  std::vector<Tensor> autocast_;
   bool built_ = false;
   bool trainable_ = true;
   // The layer that stands for this object in functional graphs when the object is not itself held

@@ -30,6 +30,13 @@ Tensor add(const Tensor& a, double s);
 /// -a
 Tensor neg(const Tensor& a);
 
+// ---- dtype ----
+/// x as `dtype` (Keras' ops.cast): values converted as Tensor::astype does (16-bit floats rounded
+/// once to nearest even). Differentiable between floating dtypes: the gradient is cast back to
+/// x's dtype, which is how a layer computing in bfloat16 sends float32 gradients to its float32
+/// weights. x itself when it already has `dtype`.
+Tensor cast(const Tensor& x, DType dtype);
+
 // ---- activations and other unary functions ----
 /// max(x, 0); relu(NaN) is NaN (as in PyTorch), and its gradient passes where x is NaN.
 Tensor relu(const Tensor& x);

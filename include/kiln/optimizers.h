@@ -15,7 +15,9 @@ namespace kiln {
 
 namespace optimizers {
 class DeviceUpdate;
-}
+class LossScaleOptimizer;
+class LossScaleUpdate;
+}  // namespace optimizers
 namespace backend {
 struct UpdateRule;
 }
@@ -73,6 +75,9 @@ class Optimizer {
   virtual double initial_slot_value(std::size_t slot) const;
 
  private:
+  // Loss scaling drives the optimizer it wraps: its slots' initial values and its update.
+  friend class optimizers::LossScaleOptimizer;
+
   std::vector<std::vector<Tensor>> slots_;
   int64_t iterations_ = 0;
 };
@@ -336,6 +341,102 @@ class Adagrad : public KerasOptimizer {
 
  private:
   AdagradOptions options_;
+};
+
+/// Options of LossScaleOptimizer, with Keras' defaults.
+struct LossScaleOptions {
+  double initial_scale = 32768.0;       ///< the loss scale of the first step (Keras' 2**15); > 0
+  int64_t dynamic_growth_steps = 2000;  ///< the scale doubles after this many finite steps in a row; >= 1
+};
+
+/// Keras' LossScaleOptimizer: dynamic loss scaling around another optimizer, for mixed_float16
+/// training, where small float16 gradients would otherwise round to zero. fit multiplies the loss
+/// by the scale (scale_loss()) before backward; each step then divides the gradients by it and,
+/// when all of them are finite, lets the inner optimizer apply them and counts a finite step (at
+/// dynamic_growth_steps of them the scale doubles and the count restarts); when any is a NaN or an
+/// infinity, the step is skipped (weights, slots and iterations() unchanged), the scale halves and
+/// the count restarts. The scale and the count live on the parameters' device and the check and
+/// the skip run there, so a training step never reads them back (a recorded step included).
+/// Model::compile wraps its optimizer in one when a layer's dtype policy is "mixed_float16".
+class LossScaleOptimizer : public Optimizer {
+ public:
+  /// Wraps `inner` (not itself a LossScaleOptimizer); throws for a null inner optimizer or bad options.
+  explicit LossScaleOptimizer(std::unique_ptr<Optimizer> inner, LossScaleOptions options = {});
+  /// Wraps a fresh copy of `inner` (its clone(): no slots, iteration 0).
+  explicit LossScaleOptimizer(const Optimizer& inner, LossScaleOptions options = {});
+  /// Moves the wrapper, its inner optimizer and its scale state.
+  LossScaleOptimizer(LossScaleOptimizer&&) = default;
+  /// Moves the wrapper, its inner optimizer and its scale state.
+  LossScaleOptimizer& operator=(LossScaleOptimizer&&) = default;
+  ~LossScaleOptimizer() override;
+
+  std::string name() const override { return "LossScaleOptimizer"; }
+  std::string class_name() const override { return "LossScaleOptimizer"; }
+  /// Keras' fields: "name", "inner_optimizer" ({"class_name", "config"}), "initial_scale",
+  /// "dynamic_growth_steps".
+  Config get_config() const override;
+  /// Rebuilds from get_config() (the inner optimizer from the optimizer registry).
+  static LossScaleOptimizer from_config(const Config& config);
+  /// The inner optimizer's slot names.
+  std::vector<std::string> slot_names() const override { return inner_->slot_names(); }
+  std::unique_ptr<optimizers::DeviceUpdate> make_device_update(const std::vector<Tensor>& params,
+                                                               int64_t max_steps) override;
+  std::unique_ptr<Optimizer> clone() const override;
+  /// The inner optimizer's learning rate at the updates applied so far.
+  double learning_rate() const override;
+  /// Sets the inner optimizer's learning rate.
+  void set_learning_rate(double value) override;
+  /// The inner optimizer's (use_ema copies its averages into `params`).
+  void finalize_variable_values(const std::vector<Tensor>& params) override;
+
+  /// The wrapped optimizer (Keras' inner_optimizer).
+  const Optimizer& inner_optimizer() const { return *inner_; }
+  /// The options it was made with.
+  const LossScaleOptions& options() const { return options_; }
+  /// loss * the current scale (Keras' scale_loss), differentiable in `loss`; the scale is read on
+  /// the device, so this can be recorded.
+  Tensor scale_loss(const Tensor& loss);
+  /// The loss scale now (Keras' "dynamic_scale", float32; read back from the device).
+  double dynamic_scale() const;
+  /// Finite steps since the scale last changed (Keras' "step_counter"; read back from the device).
+  int64_t step_counter() const;
+  /// Sets the scale and the count (a checkpoint's), in place on the device; throws unless
+  /// dynamic_scale is finite and > 0 and step_counter >= 0.
+  void restore_loss_scale(double dynamic_scale, int64_t step_counter);
+  /// Makes iterations() exact. Steps queued on a GPU count as updates until the device's count of
+  /// skipped steps is read back, which happens here (one small read), every 64 eager steps, at
+  /// fit's pass boundaries and before save; on the CPU after every step.
+  void synchronize();
+
+ protected:
+  void apply(const std::vector<Tensor>& params, std::vector<std::vector<Tensor>>& slots, int64_t iteration) override;
+  double initial_slot_value(std::size_t slot) const override;
+
+ private:
+  friend class LossScaleUpdate;
+  // The device state on `device`, moved there (before any recording) if it is elsewhere.
+  void place_state(Device device);
+  // Notices a restore() from outside (load, BackupAndRestore): the count of updates restarts there.
+  void check_restored();
+  // Adds the device's count of applied updates to base_ and restarts it (a read from the device).
+  void read_applied();
+  // Queues one step on the device: unscale and check, the inner update (skipped on the device),
+  // the scale's update; per-step values from `table` at the device's count of applied updates.
+  void queue_step(const std::vector<Tensor>& params, const std::vector<std::vector<Tensor>>& slots, const Tensor& table,
+                  const Tensor& sum_squares);
+  // The update of an inner optimizer without a fused form: the check on the host.
+  void host_apply(const std::vector<Tensor>& params, std::vector<std::vector<Tensor>>& slots);
+
+  std::unique_ptr<Optimizer> inner_;
+  LossScaleOptions options_;
+  Tensor scale_;            // float32 []: Keras' dynamic_scale
+  Tensor counter_;          // int64 []: Keras' step_counter
+  Tensor applied_;          // int64 []: updates applied since base_ (the row of the per-step tables)
+  Tensor nonfinite_;        // int32 []: whether this step's gradients hold a NaN or an infinity
+  Tensor eager_table_;      // per-step values of the eager steps since base_
+  Tensor eager_sums_;       // gradient norms of the eager steps (clipnorm, global_clipnorm)
+  int64_t base_ = 0;        // iterations() when applied_ was last 0 (exact)
+  int64_t since_base_ = 0;  // steps queued since then (applied_ <= since_base_)
 };
 
 /// An optimizer by Keras name or class name with default options ("sgd", "adam", "Adam").

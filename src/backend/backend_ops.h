@@ -68,7 +68,8 @@ KILN_BACKEND_OP(void, gemm,
 /// C[m, n] = act(A B + bias), row-major, A [m, k], B [k, n]; bias [n] is added to every row and
 /// may be null; act is max(., 0) when `relu`, else the identity. A dense layer's forward in one
 /// pass where the device can fuse it: gemm, then binary Add, then unary Relu, up to the order in
-/// which the product is summed (on the CPU, bit for bit).
+/// which the product is summed (on the CPU, bit for bit, for float32 and float64; a 16-bit result
+/// is rounded once at the end instead of after each of the three).
 KILN_BACKEND_OP(void, gemm_bias_act,
                 (DType dtype, int64_t m, int64_t n, int64_t k, const void* a, const void* b, const void* bias,
                  bool relu, void* c))
@@ -171,10 +172,22 @@ KILN_BACKEND_OP(void, grad_sum_squares, (DType dtype, const UpdateTensor* tensor
 /// w = w - w wd lr, then `rule`'s update (backend/optimizer_update.h), then, where `average` is set,
 /// average = e average + (1 - e) w and, when the step says so, w = average. The step's values
 /// (StepValue order, `dtype`) are step_table[*index * kStepValues + ...] when step_table is set
-/// (a recorded step's device table), else host_step[...] (as doubles).
+/// (a recorded step's device table), else host_step[...] (as doubles). When `skip` is set and
+/// *skip is not 0 (read on the device), nothing is written: loss scaling's skipped step.
 KILN_BACKEND_OP(void, optimizer_update,
                 (DType dtype, const UpdateRule& rule, const UpdateTensor* tensors, int count, const void* sum_squares,
-                 const void* step_table, const int64_t* index, const double* host_step))
+                 const void* step_table, const int64_t* index, const double* host_step, const int32_t* skip))
+/// Loss scaling's unscale and check (Keras' LossScaleOptimizer): *nonfinite = 1 when any element
+/// of any tensors[k].g (null ones skipped) is a NaN or an infinity, else 0; then every g is divided
+/// in place by *scale (float32, read on the device, converted to `dtype`). Deterministic: the flag
+/// does not depend on which element is seen first.
+KILN_BACKEND_OP(void, unscale_gradients,
+                (DType dtype, const UpdateTensor* tensors, int count, const float* scale, int32_t* nonfinite))
+/// Loss scaling's state after a step, on the device: when *nonfinite is 0, ++*applied and, if
+/// *counter == growth_steps - 1, *counter = 0 and *scale *= 2, else ++*counter; when it is not 0,
+/// *counter = 0 and *scale *= 0.5 (Keras' dynamic loss scale).
+KILN_BACKEND_OP(void, update_loss_scale,
+                (const int32_t* nonfinite, float* scale, int64_t* counter, int64_t* applied, int64_t growth_steps))
 
 // ---- data movement ----
 /// dst[i, :] = src[idx[i], :] for i < n_idx, rows of `row_bytes` bytes.

@@ -74,4 +74,33 @@ void with_float_type(DType dtype, const char* op, F&& f) {
   }
 }
 
+/// Calls f(T{}) with T the element type of a floating `dtype` whose kernels compute in it or in
+/// float: float, double, and the calling backend's 16-bit types Half and BFloat16 (which kernels
+/// read into float, compute on and round back once: accumulate_t). Throws kiln::Error naming `op`
+/// for the others.
+template <typename Half, typename BFloat16, typename F>
+void with_compute_type(DType dtype, const char* op, F&& f) {
+  switch (dtype) {
+    case DType::Float32:
+      f(float{});
+      return;
+    case DType::Float64:
+      f(double{});
+      return;
+    case DType::Float16:
+      f(Half{});
+      return;
+    case DType::BFloat16:
+      f(BFloat16{});
+      return;
+    default:
+      throw Error(op, "no kernel for " + dtype_name(dtype) + "; expected float32, float64, float16 or bfloat16");
+  }
+}
+
+/// The type a kernel computes and accumulates elements of type T in: T itself for float and
+/// double, float for the 16-bit types (whose own arithmetic would round after every operation).
+template <typename T>
+using accumulate_t = std::conditional_t<std::is_floating_point_v<T>, T, float>;
+
 }  // namespace kiln::backend

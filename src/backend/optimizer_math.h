@@ -3,6 +3,9 @@
 // and the eager and recorded steps run the same formulas term for term.
 #pragma once
 
+#include <cmath>
+#include <cstdint>
+
 #include "backend/elementwise_math.h"
 #include "backend/host_device.h"
 #include "backend/optimizer_update.h"
@@ -140,6 +143,35 @@ KILN_HOST_DEVICE inline void update_element(const RuleConstants<T>& r, const Ste
     if (s.overwrite) w = a;
   }
   ws[i] = w;
+}
+
+/// Whether x is neither a NaN nor an infinity (loss scaling's check).
+template <typename T>
+KILN_HOST_DEVICE inline bool is_finite_value(T x) {
+#if defined(__CUDA_ARCH__)
+  return isfinite(x);
+#else
+  return std::isfinite(x);
+#endif
+}
+
+/// Keras' dynamic loss scale after a step (backend_ops.h's update_loss_scale), written once for
+/// the CPU and the one-thread CUDA kernel: a finite step counts as applied and grows the scale
+/// every growth_steps finite steps; a non-finite one halves it. Both reset the counter.
+KILN_HOST_DEVICE inline void update_loss_scale(int32_t nonfinite, float& scale, int64_t& counter, int64_t& applied,
+                                               int64_t growth_steps) {
+  if (nonfinite != 0) {
+    counter = 0;
+    scale = scale * 0.5f;
+    return;
+  }
+  ++applied;
+  if (counter == growth_steps - 1) {
+    counter = 0;
+    scale = scale * 2.0f;
+  } else {
+    ++counter;
+  }
 }
 
 }  // namespace kiln::backend::math

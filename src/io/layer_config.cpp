@@ -22,6 +22,8 @@ json layer_to_json(const Layer& layer) {
                             ") gave a get_config() that is not a JSON "
                             "object; expected an object of its arguments");
   config["trainable"] = layer.trainable();
+  // Written only where it is not the default, so float32 models' files stay as they were.
+  if (layer.dtype_policy().name() != "float32") config["dtype"] = layer.dtype_policy().name();
   if (!layer.declared_input_shape().empty()) config["input_shape"] = layer.declared_input_shape();
   return {{"class_name", class_name}, {"name", layer.name()}, {"config", config}};
 }
@@ -35,6 +37,7 @@ std::shared_ptr<Layer> layer_from_json(const json& j, const std::string& where) 
   const JsonFields f(top.at("config"), where + " config");
   const std::vector<int64_t> input_shape = f.extents("input_shape");
   const bool trainable = f.has("trainable") ? f.boolean("trainable") : true;
+  const std::string dtype_policy = f.has("dtype") ? f.string("dtype") : "float32";
   if (!layer_registry().contains(class_name)) {
     std::string known;
     for (const auto& n : layer_registry().names()) known += (known.empty() ? "" : ", ") + n;
@@ -43,7 +46,9 @@ std::shared_ptr<Layer> layer_from_json(const json& j, const std::string& where) 
   }
   std::shared_ptr<Layer> layer;
   try {
-    layer = layer_registry().make(class_name, top.at("config"));
+    json class_config = top.at("config");
+    if (class_config.is_object()) class_config.erase("dtype");  // the base's field, not the class's
+    layer = layer_registry().make(class_name, class_config);
   } catch (const Error& e) {
     if (e.op() == "load_model") throw;
     // The class's own check, with the file's context; a config field's error needs no op tag.
@@ -55,6 +60,11 @@ std::shared_ptr<Layer> layer_from_json(const json& j, const std::string& where) 
   layer->set_name(name);
   layer->set_declared_input_shape(input_shape);
   layer->set_trainable(trainable);
+  try {
+    layer->set_dtype_policy(dtype_policy);
+  } catch (const Error& e) {
+    f.fail(std::string(e.what()).substr(e.op().size() + 3));
+  }
   return layer;
 }
 

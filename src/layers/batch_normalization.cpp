@@ -105,14 +105,21 @@ void BatchNormalization::create_weights(const Shape& input_shape) {
   const Shape channels{input_shape[-1]};
   const auto& o = options_;
   if (o.scale)
-    add_weight("gamma", channels, *initializers::get(o.gamma_initializer), {.regularizer = o.gamma_regularizer});
+    add_weight("gamma", channels, *initializers::get(o.gamma_initializer),
+               {.regularizer = o.gamma_regularizer, .autocast = false});
   if (o.center)
-    add_weight("beta", channels, *initializers::get(o.beta_initializer), {.regularizer = o.beta_regularizer});
+    add_weight("beta", channels, *initializers::get(o.beta_initializer),
+               {.regularizer = o.beta_regularizer, .autocast = false});
   add_weight("moving_mean", channels, *initializers::get(o.moving_mean_initializer), {.trainable = false});
   add_weight("moving_variance", channels, *initializers::get(o.moving_variance_initializer), {.trainable = false});
 }
 
-Tensor BatchNormalization::call(const Tensor& x, bool training) {
+Tensor BatchNormalization::call(const Tensor& x_in, bool training) {
+  // Keras 3: statistics of 16-bit inputs overflow and lose precision, so the layer normalizes in
+  // float32 (with float32 gamma and beta) and hands its output back in the input's dtype.
+  if (is_floating(x_in.dtype()) && !is_compute_floating(x_in.dtype()))
+    return cast(call(cast(x_in, DType::Float32), training), x_in.dtype());
+  const Tensor& x = x_in;
   Tensor& moving_mean = weight("moving_mean");
   Tensor& moving_variance = weight("moving_variance");
   const int64_t C = moving_mean.size(0);

@@ -63,6 +63,45 @@ Tensor Layer::call_inputs(const std::vector<Tensor>& inputs, bool training) {
   return call(inputs[0], training);
 }
 
+void Layer::set_dtype_policy(const std::string& policy_name) {
+  mixed_precision::DTypePolicy policy(policy_name);
+  if (built_ && !(policy == dtype_policy_))
+    throw Error(name_, "set_dtype_policy(\"" + policy_name + "\") after the layer was built under \"" +
+                           dtype_policy_.name() + "\"; expected it before the model is built");
+  dtype_policy_ = std::move(policy);
+}
+
+Tensor Layer::call_with_policy(const std::vector<Tensor>& inputs, bool training) {
+  const DType compute = dtype_policy_.compute_dtype();
+  // Keras casts a layer's floating inputs to its compute dtype: a float32 layer after bfloat16 ones
+  // (a model's head under a mixed policy) computes in float32. Outside mixed policies only 16-bit
+  // inputs are cast, so float32 models run exactly as before.
+  const auto needs_cast = [&](const Tensor& x) {
+    return is_floating(x.dtype()) && x.dtype() != compute &&
+           (dtype_policy_.is_mixed() || !is_compute_floating(x.dtype()));
+  };
+  bool any_cast = false;
+  for (const Tensor& x : inputs) any_cast = any_cast || needs_cast(x);
+  if (!dtype_policy_.is_mixed() && !any_cast) return call_inputs(inputs, training);
+  std::vector<Tensor> cast_inputs;
+  cast_inputs.reserve(inputs.size());
+  for (const Tensor& x : inputs) cast_inputs.push_back(needs_cast(x) ? kiln::cast(x, compute) : x);
+  if (!dtype_policy_.is_mixed()) return call_inputs(cast_inputs, training);
+  // Keras' autocast: the trainable floating variables are read in the compute dtype during the call;
+  // state a layer updates itself (BatchNormalization's moving statistics) is read as stored.
+  autocast_.assign(weights_.size(), Tensor());
+  for (std::size_t i = 0; i < weights_.size(); ++i) {
+    const LayerWeight& w = weights_[i];
+    if (w.trainable && w.autocast && w.value.defined() && is_floating(w.value.dtype()))
+      autocast_[i] = kiln::cast(w.value, compute);
+  }
+  struct ClearAutocast {
+    std::vector<Tensor>& copies;
+    ~ClearAutocast() { copies.clear(); }
+  } clear{autocast_};
+  return call_inputs(cast_inputs, training);
+}
+
 void Layer::build_inputs(const std::vector<Shape>& input_shapes, Generator& gen, Device device) {
   if (input_shapes.size() == 1) return build(input_shapes[0], gen, device);
   compute_output_shape_inputs(input_shapes);  // validates the inputs
@@ -101,7 +140,8 @@ Tensor& Layer::add_weight(const std::string& weight_name, const Shape& shape, co
     throw Error(name_, "weight '" + weight_name +
                            "' is trainable but left out of weights(); expected .trainable = false with .in_weights "
                            "= false");
-  LayerWeight w{weight_name, Tensor(), options.trainable, std::move(options.regularizer), shape, options.in_weights};
+  LayerWeight w{weight_name, Tensor(),           options.trainable, std::move(options.regularizer),
+                shape,       options.in_weights, options.autocast};
   if (!dry_build_) {
     if (!build_generator_)
       throw Error(name_, "add_weight('" + weight_name + "') called outside build; expected it in create_weights()");
@@ -116,8 +156,9 @@ Tensor& Layer::add_weight(const std::string& weight_name, const Shape& shape, co
 }
 
 Tensor& Layer::weight(const std::string& weight_name) {
-  for (auto& w : weights_)
-    if (w.name == weight_name) return w.value;
+  for (std::size_t i = 0; i < weights_.size(); ++i)
+    if (weights_[i].name == weight_name)
+      return i < autocast_.size() && autocast_[i].defined() ? autocast_[i] : weights_[i].value;
   throw Error(name_, "has no weight named '" + weight_name + "'");
 }
 

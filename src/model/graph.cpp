@@ -190,7 +190,7 @@ std::vector<Tensor> Graph::run(const std::vector<Tensor>& inputs, bool training,
     const Node& n = nodes_[k];
     args.clear();
     for (int v : n.inputs) args.push_back(values[static_cast<std::size_t>(v)]);
-    Tensor out = n.layer->call_inputs(args, training);
+    Tensor out = n.layer->call_with_policy(args, training);
     if (after_node) after_node(n, out);
     values[static_cast<std::size_t>(n.output)] = std::move(out);
     // Memory: a value no later call reads goes (autograd keeps what backward needs).

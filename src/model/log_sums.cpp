@@ -1,6 +1,8 @@
 // LogSums: the total loss, and per-output losses and metrics for a model of several outputs.
 #include "model/log_sums.h"
 
+#include "model/loss_terms.h"
+
 namespace kiln::model {
 
 LogSums::LogSums(const std::vector<std::vector<std::string>>& metrics, std::vector<std::string> output_names,
@@ -18,8 +20,9 @@ void LogSums::reset() {
 
 void LogSums::add(const Tensor& total, const std::vector<Tensor>& output_losses, const std::vector<Tensor>& y_true,
                   const std::vector<Tensor>& y_pred) {
-  total_.add(total, y_true[0], y_pred[0]);
-  for (std::size_t i = 0; i < outputs_.size(); ++i) outputs_[i].add(output_losses[i], y_true[i], y_pred[i]);
+  // Metrics run in float32, as losses do (loss_terms.h).
+  total_.add(total, y_true[0], in_float32(y_pred[0]));
+  for (std::size_t i = 0; i < outputs_.size(); ++i) outputs_[i].add(output_losses[i], y_true[i], in_float32(y_pred[i]));
 }
 
 void LogSums::add_samples(int64_t n) {

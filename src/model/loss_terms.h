@@ -14,6 +14,10 @@ struct LossTerms {
   std::vector<Tensor> outputs;  ///< each output's loss, unweighted (Keras' "<output>_loss" logs)
 };
 
+/// `t` cast to float32 (differentiably) when it is a 16-bit float, else `t` itself: the dtype a
+/// model's outputs are scored in, whatever its layers compute in.
+Tensor in_float32(const Tensor& t);
+
 /// The compiled losses of `model` (compiled) for one target and one prediction per output.
 LossTerms loss_terms(const Model& model, const std::vector<Tensor>& y_true, const std::vector<Tensor>& y_pred);
 

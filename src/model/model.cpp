@@ -11,6 +11,7 @@
 #include "model/graph.h"
 #include "model/loss_terms.h"
 #include "model/recorded_evaluation.h"
+#include "optimizers/loss_scale_optimizer.h"
 
 namespace kiln {
 
@@ -160,7 +161,8 @@ void Model::compile(const Optimizer& optimizer, const std::vector<LossRef>& loss
       seen.push_back(canonical);
     }
   }
-  optimizer_ = optimizer.clone();
+  // Keras: a mixed_float16 model trains with dynamic loss scaling.
+  optimizer_ = optimizers::with_loss_scaling_for(optimizer.clone(), layers_);
   losses_.clear();
   for (const LossRef& l : losses) losses_.push_back(l.get().clone());
   loss_weights_ = std::move(loss_weights);

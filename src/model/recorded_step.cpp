@@ -117,8 +117,9 @@ void RecordedTrainingStep::eager_update() {
 
 void RecordedTrainingStep::settle() {
   if (!unsettled_) return;
-  Optimizer& opt = work_.optimizer();
-  opt.restore(opt.slots(), opt.iterations() + unsettled_);
+  // Only replays of the device-side update are unsettled; it knows how many of them count (loss
+  // scaling's skipped steps do not).
+  update_->settle(work_.optimizer(), unsettled_);
   unsettled_ = 0;
 }
 

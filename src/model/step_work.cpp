@@ -5,6 +5,7 @@
 #include <string>
 
 #include "distribute/replica.h"
+#include "kiln/optimizers.h"
 #include "model/graph.h"
 #include "model/loss_terms.h"
 #include "model/numerics.h"
@@ -23,8 +24,14 @@ Tensor TrainingWork::forward_backward(const Tensors& xb, const Tensors& yb, cons
   const Tensors pred = where ? forward_checked(model_.graph(), xb, /*training=*/true, *where)
                              : model_.graph().run(xb, /*training=*/true);
   const LossTerms loss = loss_terms(model_, yb, pred);
-  loss.total.backward();
-  if (where) check_gradients(model_.layers(), *where);
+  auto* scaling = dynamic_cast<optimizers::LossScaleOptimizer*>(model_.optimizer());
+  if (scaling)
+    scaling->scale_loss(loss.total).backward();  // the scale is read on the device: recordable
+  else
+    loss.total.backward();
+  // Under loss scaling a non-finite gradient is expected now and then: the optimizer skips that
+  // step and lowers the scale, so only the layers' outputs are checked.
+  if (where && !scaling) check_gradients(model_.layers(), *where);
   sums_.add(loss.total, loss.outputs, yb, pred);
   return loss.total;
 }

@@ -98,7 +98,9 @@ Tensor image_transform(const Tensor& x, const Tensor& transforms, std::array<int
 Tensor random_image_transforms(const std::array<backend::ImageAxisSpec, 2>& axes, int64_t n, uint64_t seed,
                                const Tensor& step_counter, uint64_t draw, DType dtype) {
   const std::string op = "random_image_transforms";
-  if (!is_floating(dtype)) throw Error(op, "dtype " + dtype_name(dtype) + " requested; expected float32 or float64");
+  if (!is_floating(dtype))
+    throw Error(op, "dtype " + dtype_name(dtype) +
+                        " requested; expected a floating dtype (float32, float64, float16 or bfloat16)");
   if (!step_counter.defined() || step_counter.dtype() != DType::Int64 || step_counter.numel() != 1)
     throw Error(op, "step_counter is not one int64 element; expected the layer's seed_generator_state");
   if (draw > backend::philox::kMaxDraw)

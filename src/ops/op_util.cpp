@@ -6,7 +6,8 @@ namespace kiln::ops {
 void check_floating(const std::string& op, const Tensor& t, const char* role) {
   if (!t.defined()) throw Error(op, std::string(role) + " is an undefined tensor");
   if (!is_floating(t.dtype()))
-    throw Error(op, std::string(role) + " has dtype " + dtype_name(t.dtype()) + "; expected float32 or float64");
+    throw Error(op, std::string(role) + " has dtype " + dtype_name(t.dtype()) +
+                        "; expected a floating dtype (float32, float64, float16 or bfloat16)");
 }
 
 void check_compatible(const std::string& op, const Tensor& a, const Tensor& b) {

@@ -31,7 +31,9 @@ const int64_t* checked_counter(const std::string& op, const Tensor& step_counter
 Tensor random_uniform_philox(const Shape& shape, uint64_t seed, const Tensor& step_counter, uint64_t draw,
                              DType dtype) {
   const std::string op = "random_uniform_philox";
-  if (!is_floating(dtype)) throw Error(op, "dtype " + dtype_name(dtype) + " requested; expected float32 or float64");
+  if (!is_floating(dtype))
+    throw Error(op, "dtype " + dtype_name(dtype) +
+                        " requested; expected a floating dtype (float32, float64, float16 or bfloat16)");
   const Device device = step_counter.defined() ? step_counter.device() : Device::cpu();
   const int64_t* counter = checked_counter(op, step_counter, device, draw, shape.numel());
   Tensor y = make_tensor(shape, dtype, device);

@@ -31,27 +31,10 @@ class FusedUpdate final : public DeviceUpdate {
       : opt_(opt), params_(std::move(params)), dtype_(params_.front().dtype()), device_(params_.front().device()) {
     table_ = Tensor::zeros({std::max<int64_t>(max_steps, 1) * backend::kStepValues}, dtype_, device_);
     sum_squares_ = Tensor::zeros({static_cast<int64_t>(params_.size()) + 1}, dtype_, device_);
-    opt.describe(rule_);
   }
 
   void prepare(int64_t first_iteration, int64_t count) override {
-    const int64_t capacity = table_.numel() / backend::kStepValues;
-    if (count > capacity)
-      throw Error(opt_.name(), "per-step table for " + std::to_string(count) + " steps; expected at most " +
-                                   std::to_string(capacity));
-    opt_.describe(rule_);
-    auto fill = [&](auto tag) {
-      using T = decltype(tag);
-      std::vector<T> table;
-      table.reserve(static_cast<std::size_t>(count * backend::kStepValues));
-      for (int64_t k = 0; k < count; ++k)
-        for (T v : step_values<T>(opt_, rule_, first_iteration + k)) table.push_back(v);
-      backend::get(device_).copy_from_host(table_.raw_data(), table.data(), table.size() * sizeof(T));
-    };
-    if (dtype_ == DType::Float64)
-      fill(double{});
-    else
-      fill(float{});
+    upload_step_values(opt_, table_, first_iteration, count);
   }
 
   void queue(const int64_t* index) override {
@@ -63,12 +46,34 @@ class FusedUpdate final : public DeviceUpdate {
   std::vector<Tensor> params_;
   DType dtype_;
   Device device_;
-  backend::UpdateRule rule_;
   Tensor table_;        // [steps, kStepValues] of this epoch's steps, in the parameters' dtype
   Tensor sum_squares_;  // the gradients' squared norms, then their total
 };
 
 }  // namespace
+
+void DeviceUpdate::settle(Optimizer& opt, int64_t steps) { opt.restore(opt.slots(), opt.iterations() + steps); }
+
+void upload_step_values(const KerasOptimizer& opt, Tensor& table, int64_t first_iteration, int64_t count) {
+  const int64_t capacity = table.numel() / backend::kStepValues;
+  if (count > capacity)
+    throw Error(opt.name(),
+                "per-step table for " + std::to_string(count) + " steps; expected at most " + std::to_string(capacity));
+  backend::UpdateRule rule;
+  opt.describe(rule);
+  auto fill = [&](auto tag) {
+    using T = decltype(tag);
+    std::vector<T> rows;
+    rows.reserve(static_cast<std::size_t>(count * backend::kStepValues));
+    for (int64_t k = 0; k < count; ++k)
+      for (T v : step_values<T>(opt, rule, first_iteration + k)) rows.push_back(v);
+    backend::get(table.device()).copy_from_host(table.raw_data(), rows.data(), rows.size() * sizeof(T));
+  };
+  if (table.dtype() == DType::Float64)
+    fill(double{});
+  else
+    fill(float{});
+}
 
 template <typename T>
 std::array<T, backend::kStepValues> step_values(const KerasOptimizer& opt, const backend::UpdateRule& rule,
@@ -98,7 +103,7 @@ template std::array<double, backend::kStepValues> step_values<double>(const Kera
 
 void queue_fused_update(const KerasOptimizer& opt, const std::vector<Tensor>& params,
                         const std::vector<std::vector<Tensor>>& slots, const Tensor& sum_squares, const void* table,
-                        const int64_t* index, const double* host_step) {
+                        const int64_t* index, const double* host_step, const int32_t* skip) {
   backend::UpdateRule rule;
   opt.describe(rule);
   const bool ema = opt.common().use_ema;
@@ -128,7 +133,8 @@ void queue_fused_update(const KerasOptimizer& opt, const std::vector<Tensor>& pa
   Tensor sums = sum_squares;
   if (norms)
     be.grad_sum_squares(dtype, list.data(), count, sums.raw_data(), rule.clip == backend::ClipKind::GlobalNorm);
-  be.optimizer_update(dtype, rule, list.data(), count, norms ? sums.raw_data() : nullptr, table, index, host_step);
+  be.optimizer_update(dtype, rule, list.data(), count, norms ? sums.raw_data() : nullptr, table, index, host_step,
+                      skip);
 }
 
 std::string device_update_unsupported(const std::vector<Tensor>& params) {

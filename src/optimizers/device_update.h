@@ -30,6 +30,10 @@ class DeviceUpdate {
   virtual void prepare(int64_t first_iteration, int64_t count) = 0;
   /// Queues the update with the parameters' current gradients; per-step values at index `*index`.
   virtual void queue(const int64_t* index) = 0;
+  /// Counts `steps` replays of the queued update into `opt`, the optimizer that made it. The
+  /// default adds them to opt's iteration count; loss scaling reads back how many of them the
+  /// device applied.
+  virtual void settle(Optimizer& opt, int64_t steps);
 };
 
 /// Why no device-side update can serve `params` whatever the optimizer ("" when one can): they
@@ -43,14 +47,20 @@ template <typename T>
 std::array<T, backend::kStepValues> step_values(const KerasOptimizer& opt, const backend::UpdateRule& rule,
                                                 int64_t iteration);
 
+/// Writes into `table` (on its device, in its dtype) the per-step values of `opt`'s updates after
+/// first_iteration ... first_iteration + count - 1 earlier updates, at rows 0 ... count - 1;
+/// throws when the table holds fewer rows.
+void upload_step_values(const KerasOptimizer& opt, Tensor& table, int64_t first_iteration, int64_t count);
+
 /// Queues `opt`'s fused update over `params` (one device, one dtype) with their slots: gradient
 /// norms into `sum_squares` (params.size() + 1 elements, used only with clipnorm or
 /// global_clipnorm), then the update with the step's values from `table` at `*index` or, when
 /// `table` is null, from `host_step`. Parameters without a grad keep their weights (and get
-/// their moving average updated with use_ema).
+/// their moving average updated with use_ema). With `skip`, the device reads *skip and writes
+/// nothing when it is not 0 (loss scaling's skipped step).
 void queue_fused_update(const KerasOptimizer& opt, const std::vector<Tensor>& params,
                         const std::vector<std::vector<Tensor>>& slots, const Tensor& sum_squares, const void* table,
-                        const int64_t* index, const double* host_step);
+                        const int64_t* index, const double* host_step, const int32_t* skip = nullptr);
 
 /// `opt`'s update over `params` for a recorded step, with a per-step table for up to `max_steps`
 /// steps per epoch; nullptr when device_update_unsupported(params) says why, or when the slots do

@@ -6,12 +6,15 @@
 // count) that the thread pool runs; a chunk unrolls into its thread's buffer and runs a
 // single-threaded GEMM. Splitting this way also splits the filter gradient's long reduction over
 // N*OH*OW, which a single GEMM would leave to one thread's block.
+// 16-bit tensors are staged into float (cpu_staging.h), run through the float32 path and rounded
+// once, so their scatter-adds and filter sums stay in float until the end.
 // Shape letters: N batch, H/W input size, C channels, KH/KW kernel, F filters, OH/OW output.
 #include <algorithm>
 #include <vector>
 
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/cpu_bias_act.h"
+#include "backend/cpu/cpu_staging.h"
 #include "backend/window.h"
 
 namespace kiln::backend {
@@ -117,88 +120,133 @@ void col2im_add(const Conv2dGeometry& g, const T* dpatches, int64_t n0, int64_t 
   }
 }
 
+template <typename T>
+void conv2d_forward_typed(const Conv2dGeometry& g, const void* x, const void* w, const void* bias, bool relu, void* y) {
+  const int64_t K = g.KH * g.KW * g.C, rows_per_image = g.OH * g.OW;
+  const Chunks ch = chunks_of(g);
+  parallel_for(ch.count, ch.count, [&](int64_t c, int64_t) {
+    T* patches = thread_buffer<T>(ch.images * rows_per_image * K, 0);
+    const int64_t n0 = c * ch.images, count = std::min(ch.images, g.N - n0), rows = count * rows_per_image;
+    im2col(g, static_cast<const T*>(x), n0, count, patches);
+    T* out = static_cast<T*>(y) + n0 * rows_per_image * g.F;
+    chunk_gemm<T>(ch, false, false, rows, g.F, K, patches, static_cast<const T*>(w), T(0), out);
+    bias_act_rows(out, static_cast<const T*>(bias), relu, rows, g.F);
+  });
+}
+
+template <typename T>
+void conv2d_backward_data_typed(Backend& backend, const Conv2dGeometry& g, const void* dy, const void* w, void* dx) {
+  const int64_t K = g.KH * g.KW * g.C, rows_per_image = g.OH * g.OW;
+  const Chunks ch = chunks_of(g);
+  backend.fill(dtype_of<T>(), dx, g.N * g.H * g.W * g.C, 0.0);
+  // Chunks hold whole images, so their scatter-adds never touch the same element.
+  parallel_for(ch.count, ch.count, [&](int64_t c, int64_t) {
+    T* dpatches = thread_buffer<T>(ch.images * rows_per_image * K, 0);
+    const int64_t n0 = c * ch.images, count = std::min(ch.images, g.N - n0);
+    chunk_gemm<T>(ch, false, true, count * rows_per_image, K, g.F,
+                  static_cast<const T*>(dy) + n0 * rows_per_image * g.F, static_cast<const T*>(w), T(0), dpatches);
+    col2im_add(g, dpatches, n0, count, static_cast<T*>(dx));
+  });
+}
+
+template <typename T>
+void conv2d_backward_filter_typed(const Conv2dGeometry& g, const void* x, const void* dy, const void* relu_y, void* dw,
+                                  void* db) {
+  const int64_t K = g.KH * g.KW * g.C, KF = K * g.F, rows_per_image = g.OH * g.OW;
+  const Chunks ch = chunks_of(g);
+  // Chunks are grouped into at most kMaxFilterPartials runs of consecutive chunks, fixed by the
+  // shape; each run sums its chunks' gradients, in order, into its own partial, and the partials
+  // are added in run order: the result does not depend on the thread count. A partial holds the
+  // filter sums [K, F], then the bias sums [F].
+  const int64_t part = KF + g.F;
+  const int64_t runs = std::min(ch.count, kMaxFilterPartials);
+  std::vector<T> partial(static_cast<std::size_t>(runs * part), T(0));
+  auto run = [&](int64_t r) {
+    const int64_t c0 = r * ch.count / runs, c1 = (r + 1) * ch.count / runs;
+    T* mine = partial.data() + r * part;
+    T* patches = thread_buffer<T>(ch.images * rows_per_image * K, 0);
+    T* dz = relu_y ? thread_buffer<T>(ch.images * rows_per_image * g.F, 1) : nullptr;
+    for (int64_t c = c0; c < c1; ++c) {
+      const int64_t n0 = c * ch.images, count = std::min(ch.images, g.N - n0), rows = count * rows_per_image;
+      const T* grad = static_cast<const T*>(dy) + n0 * rows_per_image * g.F;
+      if (relu_y) {
+        // unary_backward's ReLU rule (y <= 0 exactly where z <= 0, and y is NaN where z is), on this
+        // thread: this already is a chunk of a parallel loop.
+        const T* y_rows = static_cast<const T*>(relu_y) + n0 * rows_per_image * g.F;
+        for (int64_t i = 0; i < rows * g.F; ++i)
+          dz[i] = grad[i] * math::derivative<UnaryOp::Relu>(y_rows[i], y_rows[i]);
+        grad = dz;
+      }
+      im2col(g, static_cast<const T*>(x), n0, count, patches);
+      chunk_gemm<T>(ch, true, false, K, g.F, rows, patches, grad, T(1), mine);
+      if (db)
+        for (int64_t r = 0; r < rows; ++r)
+          for (int64_t f = 0; f < g.F; ++f) mine[KF + f] += grad[r * g.F + f];
+    }
+  };
+  parallel_chunks(runs, ChunkFn(run));
+  T* out_w = static_cast<T*>(dw);
+  T* out_b = static_cast<T*>(db);
+  for (int64_t i = 0; i < (db ? part : KF); ++i) {
+    T s = T(0);
+    for (int64_t r = 0; r < runs; ++r) s += partial[static_cast<std::size_t>(r * part + i)];
+    if (i < KF)
+      out_w[i] = s;
+    else
+      out_b[i - KF] = s;
+  }
+}
+
 }  // namespace
 
 void CpuBackend::conv2d_forward(DType dtype, const Conv2dGeometry& g, const void* x, const void* w, const void* bias,
                                 bool relu, void* y) {
-  with_float_type(dtype, "conv2d", [&](auto tag) {
+  with_cpu_compute_type(dtype, "conv2d", [&](auto tag) {
     using T = decltype(tag);
-    const int64_t K = g.KH * g.KW * g.C, rows_per_image = g.OH * g.OW;
-    const Chunks ch = chunks_of(g);
-    parallel_for(ch.count, ch.count, [&](int64_t c, int64_t) {
-      T* patches = thread_buffer<T>(ch.images * rows_per_image * K, 0);
-      const int64_t n0 = c * ch.images, count = std::min(ch.images, g.N - n0), rows = count * rows_per_image;
-      im2col(g, static_cast<const T*>(x), n0, count, patches);
-      T* out = static_cast<T*>(y) + n0 * rows_per_image * g.F;
-      chunk_gemm<T>(ch, false, false, rows, g.F, K, patches, static_cast<const T*>(w), T(0), out);
-      bias_act_rows(out, static_cast<const T*>(bias), relu, rows, g.F);
-    });
+    if constexpr (is_cpu_half_v<T>) {
+      const int64_t ny = g.N * g.OH * g.OW * g.F;
+      const std::vector<float> xs = widened<T>(x, g.N * g.H * g.W * g.C), ws = widened<T>(w, g.KH * g.KW * g.C * g.F),
+                               bs = widened<T>(bias, g.F);
+      std::vector<float> ys(static_cast<std::size_t>(ny));
+      conv2d_forward_typed<float>(g, xs.data(), ws.data(), data_or_null(bs), relu, ys.data());
+      store_rounded<T>(ys.data(), y, ny);
+    } else {
+      conv2d_forward_typed<T>(g, x, w, bias, relu, y);
+    }
   });
 }
 
 void CpuBackend::conv2d_backward_data(DType dtype, const Conv2dGeometry& g, const void* dy, const void* w, void* dx) {
-  with_float_type(dtype, "conv2d_backward_data", [&](auto tag) {
+  with_cpu_compute_type(dtype, "conv2d_backward_data", [&](auto tag) {
     using T = decltype(tag);
-    const int64_t K = g.KH * g.KW * g.C, rows_per_image = g.OH * g.OW;
-    const Chunks ch = chunks_of(g);
-    fill(dtype, dx, g.N * g.H * g.W * g.C, 0.0);
-    // Chunks hold whole images, so their scatter-adds never touch the same element.
-    parallel_for(ch.count, ch.count, [&](int64_t c, int64_t) {
-      T* dpatches = thread_buffer<T>(ch.images * rows_per_image * K, 0);
-      const int64_t n0 = c * ch.images, count = std::min(ch.images, g.N - n0);
-      chunk_gemm<T>(ch, false, true, count * rows_per_image, K, g.F,
-                    static_cast<const T*>(dy) + n0 * rows_per_image * g.F, static_cast<const T*>(w), T(0), dpatches);
-      col2im_add(g, dpatches, n0, count, static_cast<T*>(dx));
-    });
+    if constexpr (is_cpu_half_v<T>) {
+      const int64_t nx = g.N * g.H * g.W * g.C;
+      const std::vector<float> dys = widened<T>(dy, g.N * g.OH * g.OW * g.F),
+                               ws = widened<T>(w, g.KH * g.KW * g.C * g.F);
+      std::vector<float> dxs(static_cast<std::size_t>(nx));
+      conv2d_backward_data_typed<float>(*this, g, dys.data(), ws.data(), dxs.data());
+      store_rounded<T>(dxs.data(), dx, nx);
+    } else {
+      conv2d_backward_data_typed<T>(*this, g, dy, w, dx);
+    }
   });
 }
 
 void CpuBackend::conv2d_backward_filter(DType dtype, const Conv2dGeometry& g, const void* x, const void* dy,
                                         const void* relu_y, void* dw, void* db) {
-  with_float_type(dtype, "conv2d_backward_filter", [&](auto tag) {
+  with_cpu_compute_type(dtype, "conv2d_backward_filter", [&](auto tag) {
     using T = decltype(tag);
-    const int64_t K = g.KH * g.KW * g.C, KF = K * g.F, rows_per_image = g.OH * g.OW;
-    const Chunks ch = chunks_of(g);
-    // Chunks are grouped into at most kMaxFilterPartials runs of consecutive chunks, fixed by the
-    // shape; each run sums its chunks' gradients, in order, into its own partial, and the partials
-    // are added in run order: the result does not depend on the thread count. A partial holds the
-    // filter sums [K, F], then the bias sums [F].
-    const int64_t part = KF + g.F;
-    const int64_t runs = std::min(ch.count, kMaxFilterPartials);
-    std::vector<T> partial(static_cast<std::size_t>(runs * part), T(0));
-    auto run = [&](int64_t r) {
-      const int64_t c0 = r * ch.count / runs, c1 = (r + 1) * ch.count / runs;
-      T* mine = partial.data() + r * part;
-      T* patches = thread_buffer<T>(ch.images * rows_per_image * K, 0);
-      T* dz = relu_y ? thread_buffer<T>(ch.images * rows_per_image * g.F, 1) : nullptr;
-      for (int64_t c = c0; c < c1; ++c) {
-        const int64_t n0 = c * ch.images, count = std::min(ch.images, g.N - n0), rows = count * rows_per_image;
-        const T* grad = static_cast<const T*>(dy) + n0 * rows_per_image * g.F;
-        if (relu_y) {
-          // unary_backward's ReLU rule (y <= 0 exactly where z <= 0, and y is NaN where z is), on this
-          // thread: this already is a chunk of a parallel loop.
-          const T* y_rows = static_cast<const T*>(relu_y) + n0 * rows_per_image * g.F;
-          for (int64_t i = 0; i < rows * g.F; ++i)
-            dz[i] = grad[i] * math::derivative<UnaryOp::Relu>(y_rows[i], y_rows[i]);
-          grad = dz;
-        }
-        im2col(g, static_cast<const T*>(x), n0, count, patches);
-        chunk_gemm<T>(ch, true, false, K, g.F, rows, patches, grad, T(1), mine);
-        if (db)
-          for (int64_t r = 0; r < rows; ++r)
-            for (int64_t f = 0; f < g.F; ++f) mine[KF + f] += grad[r * g.F + f];
-      }
-    };
-    parallel_chunks(runs, ChunkFn(run));
-    T* out_w = static_cast<T*>(dw);
-    T* out_b = static_cast<T*>(db);
-    for (int64_t i = 0; i < (db ? part : KF); ++i) {
-      T s = T(0);
-      for (int64_t r = 0; r < runs; ++r) s += partial[static_cast<std::size_t>(r * part + i)];
-      if (i < KF)
-        out_w[i] = s;
-      else
-        out_b[i - KF] = s;
+    if constexpr (is_cpu_half_v<T>) {
+      const int64_t ny = g.N * g.OH * g.OW * g.F, nw = g.KH * g.KW * g.C * g.F;
+      const std::vector<float> xs = widened<T>(x, g.N * g.H * g.W * g.C), dys = widened<T>(dy, ny),
+                               ys = widened<T>(relu_y, ny);
+      std::vector<float> dws(static_cast<std::size_t>(nw)), dbs(static_cast<std::size_t>(db ? g.F : 0));
+      conv2d_backward_filter_typed<float>(g, xs.data(), dys.data(), data_or_null(ys), dws.data(),
+                                          db ? dbs.data() : nullptr);
+      store_rounded<T>(dws.data(), dw, nw);
+      if (db) store_rounded<T>(dbs.data(), db, g.F);
+    } else {
+      conv2d_backward_filter_typed<T>(g, x, dy, relu_y, dw, db);
     }
   });
 }

@@ -1,10 +1,13 @@
 // CPU elementwise kernels: unary functions and their derivatives, broadcasting binary ops; the
-// per-element math is backend/elementwise_math.h, shared with the CUDA kernels.
+// per-element math is backend/elementwise_math.h, shared with the CUDA kernels. Elements of a 16-bit
+// type are read into float (accumulate_t), computed on as the float32 kernel does, and rounded once
+// when stored; for float and double the conversions are no-ops.
 #include <algorithm>
 #include <cmath>
 #include <type_traits>
 
 #include "backend/cpu/cpu_backend.h"
+#include "backend/cpu/cpu_half.h"
 #include "backend/elementwise_math.h"
 
 namespace kiln::backend {
@@ -19,38 +22,44 @@ using math::with_unary_op;
 
 template <BinaryOp op, typename T>
 void binary_typed(const T* a, int64_t na, const T* b, int64_t nb, T* out, int64_t n) {
+  using A = accumulate_t<T>;
+  const auto f = [](T u, T v) {
+    return convert_element<T>(apply_binary<op>(convert_element<A>(u), convert_element<A>(v)));
+  };
   if (na == n && nb == n) {
     parallel_for_work(n, n, [&](int64_t i0, int64_t i1) {
-      for (int64_t i = i0; i < i1; ++i) out[i] = apply_binary<op>(a[i], b[i]);
+      for (int64_t i = i0; i < i1; ++i) out[i] = f(a[i], b[i]);
     });
   } else if (na == n) {  // b repeats every nb elements: a row broadcast (or a scalar)
     const int64_t rows = n / nb;
     parallel_for_work(rows, n, [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r)
-        for (int64_t c = 0; c < nb; ++c) out[r * nb + c] = apply_binary<op>(a[r * nb + c], b[c]);
+        for (int64_t c = 0; c < nb; ++c) out[r * nb + c] = f(a[r * nb + c], b[c]);
     });
   } else if (nb == n) {
     const int64_t rows = n / na;
     parallel_for_work(rows, n, [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r)
-        for (int64_t c = 0; c < na; ++c) out[r * na + c] = apply_binary<op>(a[c], b[r * na + c]);
+        for (int64_t c = 0; c < na; ++c) out[r * na + c] = f(a[c], b[r * na + c]);
     });
   } else {
-    for (int64_t i = 0; i < n; ++i) out[i] = apply_binary<op>(a[i % na], b[i % nb]);
+    for (int64_t i = 0; i < n; ++i) out[i] = f(a[i % na], b[i % nb]);
   }
 }
 
 }  // namespace
 
 void CpuBackend::unary(UnaryFn fn, DType dtype, const void* x, void* y, int64_t n) {
-  with_float_type(dtype, "unary", [&](auto tag) {
+  with_cpu_compute_type(dtype, "unary", [&](auto tag) {
     using T = decltype(tag);
     const T* xs = static_cast<const T*>(x);
     T* ys = static_cast<T*>(y);
-    const T p = static_cast<T>(fn.param);
+    using A = accumulate_t<T>;
+    const A p = static_cast<A>(fn.param);
     with_unary_op(fn.op, [&](auto op_c) {
       parallel_for_work(n, n, [&](int64_t i0, int64_t i1) {
-        for (int64_t i = i0; i < i1; ++i) ys[i] = apply_unary<op_c.value>(xs[i], p);
+        for (int64_t i = i0; i < i1; ++i)
+          ys[i] = convert_element<T>(apply_unary<op_c.value>(convert_element<A>(xs[i]), p));
       });
     });
   });
@@ -58,16 +67,19 @@ void CpuBackend::unary(UnaryFn fn, DType dtype, const void* x, void* y, int64_t 
 
 void CpuBackend::unary_backward(UnaryFn fn, DType dtype, const void* x, const void* y, const void* dy, void* dx,
                                 int64_t n) {
-  with_float_type(dtype, "unary_backward", [&](auto tag) {
+  with_cpu_compute_type(dtype, "unary_backward", [&](auto tag) {
     using T = decltype(tag);
     const T* xs = static_cast<const T*>(x);
     const T* ys = static_cast<const T*>(y);
     const T* dys = static_cast<const T*>(dy);
     T* dxs = static_cast<T*>(dx);
-    const T p = static_cast<T>(fn.param);
+    using A = accumulate_t<T>;
+    const A p = static_cast<A>(fn.param);
     with_unary_op(fn.op, [&](auto op_c) {
       parallel_for_work(n, n, [&](int64_t i0, int64_t i1) {
-        for (int64_t i = i0; i < i1; ++i) dxs[i] = dys[i] * derivative<op_c.value>(xs[i], ys[i], p);
+        for (int64_t i = i0; i < i1; ++i)
+          dxs[i] = convert_element<T>(convert_element<A>(dys[i]) *
+                                      derivative<op_c.value>(convert_element<A>(xs[i]), convert_element<A>(ys[i]), p));
       });
     });
   });
@@ -75,7 +87,7 @@ void CpuBackend::unary_backward(UnaryFn fn, DType dtype, const void* x, const vo
 
 void CpuBackend::binary(BinaryOp op, DType dtype, const void* a, int64_t na, const void* b, int64_t nb, void* out,
                         int64_t n) {
-  with_float_type(dtype, "binary", [&](auto tag) {
+  with_cpu_compute_type(dtype, "binary", [&](auto tag) {
     using T = decltype(tag);
     with_binary_op(op, [&](auto op_c) {
       binary_typed<op_c.value>(static_cast<const T*>(a), na, static_cast<const T*>(b), nb, static_cast<T*>(out), n);
@@ -84,13 +96,14 @@ void CpuBackend::binary(BinaryOp op, DType dtype, const void* a, int64_t na, con
 }
 
 void CpuBackend::affine(DType dtype, const void* x, double alpha, double beta, void* y, int64_t n) {
-  with_float_type(dtype, "affine", [&](auto tag) {
+  with_cpu_compute_type(dtype, "affine", [&](auto tag) {
     using T = decltype(tag);
     const T* xs = static_cast<const T*>(x);
     T* ys = static_cast<T*>(y);
-    const T a = static_cast<T>(alpha), b = static_cast<T>(beta);
+    using A = accumulate_t<T>;
+    const A a = static_cast<A>(alpha), b = static_cast<A>(beta);
     parallel_for_work(n, n, [&](int64_t i0, int64_t i1) {
-      for (int64_t i = i0; i < i1; ++i) ys[i] = a * xs[i] + b;
+      for (int64_t i = i0; i < i1; ++i) ys[i] = convert_element<T>(a * convert_element<A>(xs[i]) + b);
     });
   });
 }
@@ -100,26 +113,31 @@ void CpuBackend::affine(DType dtype, const void* x, double alpha, double beta, v
 namespace kiln::backend {
 
 void CpuBackend::clip(DType dtype, const void* x, void* y, int64_t n, double lo, double hi) {
-  with_float_type(dtype, "clip", [&](auto tag) {
+  with_cpu_compute_type(dtype, "clip", [&](auto tag) {
     using T = decltype(tag);
     const T* xs = static_cast<const T*>(x);
     T* ys = static_cast<T*>(y);
-    const T l = static_cast<T>(lo), h = static_cast<T>(hi);
+    using A = accumulate_t<T>;
+    const A l = static_cast<A>(lo), h = static_cast<A>(hi);
     parallel_for_work(n, n, [&](int64_t i0, int64_t i1) {
-      for (int64_t i = i0; i < i1; ++i) ys[i] = std::min(std::max(xs[i], l), h);
+      for (int64_t i = i0; i < i1; ++i) ys[i] = convert_element<T>(std::min(std::max(convert_element<A>(xs[i]), l), h));
     });
   });
 }
 
 void CpuBackend::clip_backward(DType dtype, const void* x, const void* dy, void* dx, int64_t n, double lo, double hi) {
-  with_float_type(dtype, "clip_backward", [&](auto tag) {
+  with_cpu_compute_type(dtype, "clip_backward", [&](auto tag) {
     using T = decltype(tag);
     const T* xs = static_cast<const T*>(x);
     const T* dys = static_cast<const T*>(dy);
     T* dxs = static_cast<T*>(dx);
-    const T l = static_cast<T>(lo), h = static_cast<T>(hi);
+    using A = accumulate_t<T>;
+    const A l = static_cast<A>(lo), h = static_cast<A>(hi);
     parallel_for_work(n, n, [&](int64_t i0, int64_t i1) {
-      for (int64_t i = i0; i < i1; ++i) dxs[i] = (xs[i] >= l && xs[i] <= h) ? dys[i] : T(0);
+      for (int64_t i = i0; i < i1; ++i) {
+        const A v = convert_element<A>(xs[i]);
+        dxs[i] = (v >= l && v <= h) ? dys[i] : T(0);
+      }
     });
   });
 }

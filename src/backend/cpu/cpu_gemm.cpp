@@ -1,12 +1,14 @@
 // CPU matrix product: Eigen's single-threaded kernel on blocks of the product that kiln's thread pool
 // runs in parallel (gemm_parallel), and the dense layer's fused forms: the bias and ReLU applied in one
-// pass over the product.
+// pass over the product. 16-bit operands are staged into float (cpu_staging.h), multiplied by the
+// float32 path and rounded once.
 #include <Eigen/Core>
 #include <algorithm>
 #include <vector>
 
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/cpu_bias_act.h"
+#include "backend/cpu/cpu_staging.h"
 
 namespace kiln::backend {
 
@@ -112,17 +114,40 @@ template void gemm_parallel<double>(bool, bool, int64_t, int64_t, int64_t, doubl
 
 void CpuBackend::gemm(DType dtype, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, double alpha,
                       const void* a, const void* b, double beta, void* c) {
-  with_float_type(dtype, "matmul", [&](auto tag) {
+  with_cpu_compute_type(dtype, "matmul", [&](auto tag) {
     using T = decltype(tag);
-    gemm_parallel<T>(trans_a, trans_b, m, n, k, static_cast<T>(alpha), static_cast<const T*>(a),
-                     static_cast<const T*>(b), static_cast<T>(beta), static_cast<T*>(c));
+    if constexpr (is_cpu_half_v<T>) {
+      // beta C reads C: staged only when beta is not 0, where the product ignores C (as float32's does).
+      const std::vector<float> as = widened<T>(a, m * k), bs = widened<T>(b, k * n);
+      std::vector<float> cs = beta == 0.0 ? std::vector<float>(static_cast<std::size_t>(m * n)) : widened<T>(c, m * n);
+      gemm_parallel<float>(trans_a, trans_b, m, n, k, static_cast<float>(alpha), as.data(), bs.data(),
+                           static_cast<float>(beta), cs.data());
+      store_rounded<T>(cs.data(), c, m * n);
+    } else {
+      gemm_parallel<T>(trans_a, trans_b, m, n, k, static_cast<T>(alpha), static_cast<const T*>(a),
+                       static_cast<const T*>(b), static_cast<T>(beta), static_cast<T*>(c));
+    }
   });
 }
 
 void CpuBackend::gemm_bias_act(DType dtype, int64_t m, int64_t n, int64_t k, const void* a, const void* b,
                                const void* bias, bool relu, void* c) {
-  with_float_type(dtype, "dense", [&](auto tag) {
+  with_cpu_compute_type(dtype, "dense", [&](auto tag) {
     using T = decltype(tag);
+    if constexpr (is_cpu_half_v<T>) {
+      // The bias and ReLU apply to the float product, and the result is rounded once: a 16-bit dense
+      // layer gives the float32 layer's output rounded, not the rounded product plus a rounded sum.
+      const std::vector<float> as = widened<T>(a, m * k), bs = widened<T>(b, k * n), bias_s = widened<T>(bias, n);
+      std::vector<float> cs(static_cast<std::size_t>(m * n));
+      const float* bp = data_or_null(bias_s);
+      gemm_parallel<float>(false, false, m, n, k, 1.0f, as.data(), bs.data(), 0.0f, cs.data());
+      T* out = static_cast<T*>(c);
+      parallel_for_work(m, m * n, [&](int64_t r0, int64_t r1) {
+        bias_act_rows(cs.data() + r0 * n, bp, relu, r1 - r0, n);
+        for (int64_t i = r0 * n; i < r1 * n; ++i) out[i] = convert_element<T>(cs[static_cast<std::size_t>(i)]);
+      });
+      return;
+    }
     T* cs = static_cast<T*>(c);
     const T* bs = static_cast<const T*>(bias);
     gemm_parallel<T>(false, false, m, n, k, T(1), static_cast<const T*>(a), static_cast<const T*>(b), T(0), cs);

@@ -93,7 +93,8 @@ void CpuBackend::grad_sum_squares(DType dtype, const UpdateTensor* tensors, int 
 
 void CpuBackend::optimizer_update(DType dtype, const UpdateRule& rule, const UpdateTensor* tensors, int count,
                                   const void* sum_squares, const void* step_table, const int64_t* index,
-                                  const double* host_step) {
+                                  const double* host_step, const int32_t* skip) {
+  if (skip != nullptr && *skip != 0) return;
   with_float_type(dtype, "optimizer_update", [&](auto tag) {
     using T = decltype(tag);
     const auto r = math::constants_of<T>(rule);
@@ -110,6 +111,30 @@ void CpuBackend::optimizer_update(DType dtype, const UpdateRule& rule, const Upd
       });
     }
   });
+}
+
+void CpuBackend::unscale_gradients(DType dtype, const UpdateTensor* tensors, int count, const float* scale,
+                                   int32_t* nonfinite) {
+  with_float_type(dtype, "unscale_gradients", [&](auto tag) {
+    using T = decltype(tag);
+    const T s = static_cast<T>(*scale);
+    bool found = false;
+    for (int k = 0; k < count; ++k) {
+      // Written through: the gradients belong to the step that unscales them.
+      T* g = static_cast<T*>(const_cast<void*>(tensors[k].g));
+      if (g == nullptr) continue;
+      for (int64_t i = 0; i < tensors[k].n; ++i) {
+        if (!math::is_finite_value(g[i])) found = true;
+        g[i] = g[i] / s;
+      }
+    }
+    *nonfinite = found ? 1 : 0;
+  });
+}
+
+void CpuBackend::update_loss_scale(const int32_t* nonfinite, float* scale, int64_t* counter, int64_t* applied,
+                                   int64_t growth_steps) {
+  math::update_loss_scale(*nonfinite, *scale, *counter, *applied, growth_steps);
 }
 
 }  // namespace kiln::backend

@@ -6,10 +6,13 @@
 // Average: over the window's cells inside the input (Keras' "same" rule); cells are summed in
 // window order and gradient shares added in (oh, ow) order, the CUDA kernels' orders, so both
 // devices give the same bits.
+// 16-bit tensors are staged into float (cpu_staging.h), pooled by the float32 path and rounded once,
+// so gradient shares that meet in one input cell are summed in float.
 #include <limits>
 #include <vector>
 
 #include "backend/cpu/cpu_backend.h"
+#include "backend/cpu/cpu_staging.h"
 #include "backend/elementwise_math.h"
 #include "backend/window.h"
 
@@ -26,125 +29,176 @@ void for_each_cell(const Pool2dGeometry& g, int64_t oh, int64_t ow, F&& f) {
     for (int64_t iw = ws.begin; iw < ws.end; ++iw) f(ih, iw);
 }
 
+template <typename T>
+void max_pool2d_forward_typed(const Pool2dGeometry& g, const void* x, void* y) {
+  const T* xs = static_cast<const T*>(x);
+  T* ys = static_cast<T*>(y);
+  parallel_for_work(g.N * g.OH, g.N * g.OH * g.OW * g.C, [&](int64_t row0, int64_t row1) {
+    for (int64_t row = row0; row < row1; ++row) {
+      const int64_t n = row / g.OH, oh = row % g.OH;
+      for (int64_t ow = 0; ow < g.OW; ++ow) {
+        T* out = ys + ((n * g.OH + oh) * g.OW + ow) * g.C;
+        for (int64_t c = 0; c < g.C; ++c) out[c] = -std::numeric_limits<T>::infinity();
+        bool any = false;
+        for_each_cell(g, oh, ow, [&](int64_t ih, int64_t iw) {
+          const T* in = xs + ((n * g.H + ih) * g.W + iw) * g.C;
+          for (int64_t c = 0; c < g.C; ++c) out[c] = math::greater_or_nan(in[c], out[c]) ? in[c] : out[c];
+          any = true;
+        });
+        if (!any)  // a window entirely in the padding (possible only for odd geometries)
+          for (int64_t c = 0; c < g.C; ++c) out[c] = T(0);
+      }
+    }
+  });
+}
+
+template <typename T>
+void max_pool2d_backward_typed(Backend& backend, const Pool2dGeometry& g, const void* x, const void* y, const void* dy,
+                               void* dx) {
+  const T* xs = static_cast<const T*>(x);
+  const T* ys = static_cast<const T*>(y);
+  const T* dys = static_cast<const T*>(dy);
+  T* dxs = static_cast<T*>(dx);
+  backend.fill(dtype_of<T>(), dx, g.N * g.H * g.W * g.C, 0.0);
+  // Windows of one image may overlap, so threads split images, never one image.
+  parallel_for_work(g.N, g.N * g.H * g.W * g.C, [&](int64_t n0, int64_t n1) {
+    std::vector<T> routed_buf(static_cast<std::size_t>(g.C));
+    T* __restrict routed = routed_buf.data();  // 1 once channel c's gradient has found its input
+    for (int64_t n = n0; n < n1; ++n)
+      for (int64_t oh = 0; oh < g.OH; ++oh)
+        for (int64_t ow = 0; ow < g.OW; ++ow) {
+          const int64_t o = ((n * g.OH + oh) * g.OW + ow) * g.C;
+          const T* __restrict y_o = ys + o;
+          const T* __restrict dy_o = dys + o;
+          for (int64_t c = 0; c < g.C; ++c) routed[c] = T(0);
+          // The first cell (in window order) equal to the output (NaN to a NaN output) is the maximum
+          // that forward kept.
+          for_each_cell(g, oh, ow, [&](int64_t ih, int64_t iw) {
+            const int64_t i = ((n * g.H + ih) * g.W + iw) * g.C;
+            const T* __restrict x_i = xs + i;
+            T* __restrict dx_i = dxs + i;
+#pragma omp simd
+            for (int64_t c = 0; c < g.C; ++c) {
+              const T hit = (math::same_max(x_i[c], y_o[c]) && routed[c] == T(0)) ? T(1) : T(0);
+              dx_i[c] += hit != T(0) ? dy_o[c] : T(0);  // a select, so a NaN gradient stays put
+              routed[c] += hit;
+            }
+          });
+        }
+  });
+}
+
+template <typename T>
+void avg_pool2d_forward_typed(const Pool2dGeometry& g, const void* x, void* y) {
+  const T* xs = static_cast<const T*>(x);
+  T* ys = static_cast<T*>(y);
+  parallel_for_work(g.N * g.OH, g.N * g.OH * g.OW * g.C, [&](int64_t row0, int64_t row1) {
+    for (int64_t row = row0; row < row1; ++row) {
+      const int64_t n = row / g.OH, oh = row % g.OH;
+      const auto hs = window::window_span(oh, g.stride_h, g.pad_top, g.KH, g.H);
+      for (int64_t ow = 0; ow < g.OW; ++ow) {
+        const auto ws = window::window_span(ow, g.stride_w, g.pad_left, g.KW, g.W);
+        T* __restrict out = ys + ((n * g.OH + oh) * g.OW + ow) * g.C;
+        for (int64_t c = 0; c < g.C; ++c) out[c] = T(0);
+        for (int64_t ih = hs.begin; ih < hs.end; ++ih)
+          for (int64_t iw = ws.begin; iw < ws.end; ++iw) {
+            const T* __restrict in = xs + ((n * g.H + ih) * g.W + iw) * g.C;
+            for (int64_t c = 0; c < g.C; ++c) out[c] += in[c];
+          }
+        const int64_t count = hs.size() * ws.size();
+        if (count > 0)  // a window wholly in the padding (odd geometries only) stays 0
+          for (int64_t c = 0; c < g.C; ++c) out[c] /= static_cast<T>(count);
+      }
+    }
+  });
+}
+
+template <typename T>
+void avg_pool2d_backward_typed(Backend& backend, const Pool2dGeometry& g, const void* dy, void* dx) {
+  const T* dys = static_cast<const T*>(dy);
+  T* dxs = static_cast<T*>(dx);
+  backend.fill(dtype_of<T>(), dx, g.N * g.H * g.W * g.C, 0.0);
+  // Windows of one image may overlap, so threads split images, never one image.
+  parallel_for_work(g.N, g.N * g.H * g.W * g.C, [&](int64_t n0, int64_t n1) {
+    std::vector<T> share_buf(static_cast<std::size_t>(g.C));
+    T* __restrict share = share_buf.data();
+    for (int64_t n = n0; n < n1; ++n)
+      for (int64_t oh = 0; oh < g.OH; ++oh) {
+        const auto hs = window::window_span(oh, g.stride_h, g.pad_top, g.KH, g.H);
+        for (int64_t ow = 0; ow < g.OW; ++ow) {
+          const auto ws = window::window_span(ow, g.stride_w, g.pad_left, g.KW, g.W);
+          const int64_t count = hs.size() * ws.size();
+          if (count == 0) continue;
+          const T* __restrict dy_o = dys + ((n * g.OH + oh) * g.OW + ow) * g.C;
+          for (int64_t c = 0; c < g.C; ++c) share[c] = dy_o[c] / static_cast<T>(count);
+          for (int64_t ih = hs.begin; ih < hs.end; ++ih)
+            for (int64_t iw = ws.begin; iw < ws.end; ++iw) {
+              T* __restrict dx_i = dxs + ((n * g.H + ih) * g.W + iw) * g.C;
+              for (int64_t c = 0; c < g.C; ++c) dx_i[c] += share[c];
+            }
+        }
+      }
+  });
+}
+
 }  // namespace
 
 void CpuBackend::max_pool2d_forward(DType dtype, const Pool2dGeometry& g, const void* x, void* y) {
-  with_float_type(dtype, "max_pool2d", [&](auto tag) {
+  with_cpu_compute_type(dtype, "max_pool2d", [&](auto tag) {
     using T = decltype(tag);
-    const T* xs = static_cast<const T*>(x);
-    T* ys = static_cast<T*>(y);
-    parallel_for_work(g.N * g.OH, g.N * g.OH * g.OW * g.C, [&](int64_t row0, int64_t row1) {
-      for (int64_t row = row0; row < row1; ++row) {
-        const int64_t n = row / g.OH, oh = row % g.OH;
-        for (int64_t ow = 0; ow < g.OW; ++ow) {
-          T* out = ys + ((n * g.OH + oh) * g.OW + ow) * g.C;
-          for (int64_t c = 0; c < g.C; ++c) out[c] = -std::numeric_limits<T>::infinity();
-          bool any = false;
-          for_each_cell(g, oh, ow, [&](int64_t ih, int64_t iw) {
-            const T* in = xs + ((n * g.H + ih) * g.W + iw) * g.C;
-            for (int64_t c = 0; c < g.C; ++c) out[c] = math::greater_or_nan(in[c], out[c]) ? in[c] : out[c];
-            any = true;
-          });
-          if (!any)  // a window entirely in the padding (possible only for odd geometries)
-            for (int64_t c = 0; c < g.C; ++c) out[c] = T(0);
-        }
-      }
-    });
+    if constexpr (is_cpu_half_v<T>) {
+      const std::vector<float> xs = widened<T>(x, g.N * g.H * g.W * g.C);
+      std::vector<float> ys(static_cast<std::size_t>(g.N * g.OH * g.OW * g.C));
+      max_pool2d_forward_typed<float>(g, xs.data(), ys.data());
+      store_rounded<T>(ys.data(), y, g.N * g.OH * g.OW * g.C);
+    } else {
+      max_pool2d_forward_typed<T>(g, x, y);
+    }
   });
 }
 
 void CpuBackend::max_pool2d_backward(DType dtype, const Pool2dGeometry& g, const void* x, const void* y, const void* dy,
                                      void* dx) {
-  with_float_type(dtype, "max_pool2d_backward", [&](auto tag) {
+  with_cpu_compute_type(dtype, "max_pool2d_backward", [&](auto tag) {
     using T = decltype(tag);
-    const T* xs = static_cast<const T*>(x);
-    const T* ys = static_cast<const T*>(y);
-    const T* dys = static_cast<const T*>(dy);
-    T* dxs = static_cast<T*>(dx);
-    fill(dtype, dx, g.N * g.H * g.W * g.C, 0.0);
-    // Windows of one image may overlap, so threads split images, never one image.
-    parallel_for_work(g.N, g.N * g.H * g.W * g.C, [&](int64_t n0, int64_t n1) {
-      std::vector<T> routed_buf(static_cast<std::size_t>(g.C));
-      T* __restrict routed = routed_buf.data();  // 1 once channel c's gradient has found its input
-      for (int64_t n = n0; n < n1; ++n)
-        for (int64_t oh = 0; oh < g.OH; ++oh)
-          for (int64_t ow = 0; ow < g.OW; ++ow) {
-            const int64_t o = ((n * g.OH + oh) * g.OW + ow) * g.C;
-            const T* __restrict y_o = ys + o;
-            const T* __restrict dy_o = dys + o;
-            for (int64_t c = 0; c < g.C; ++c) routed[c] = T(0);
-            // The first cell (in window order) equal to the output (NaN to a NaN output) is the maximum
-            // that forward kept.
-            for_each_cell(g, oh, ow, [&](int64_t ih, int64_t iw) {
-              const int64_t i = ((n * g.H + ih) * g.W + iw) * g.C;
-              const T* __restrict x_i = xs + i;
-              T* __restrict dx_i = dxs + i;
-#pragma omp simd
-              for (int64_t c = 0; c < g.C; ++c) {
-                const T hit = (math::same_max(x_i[c], y_o[c]) && routed[c] == T(0)) ? T(1) : T(0);
-                dx_i[c] += hit != T(0) ? dy_o[c] : T(0);  // a select, so a NaN gradient stays put
-                routed[c] += hit;
-              }
-            });
-          }
-    });
+    if constexpr (is_cpu_half_v<T>) {
+      const int64_t nx = g.N * g.H * g.W * g.C, ny = g.N * g.OH * g.OW * g.C;
+      const std::vector<float> xs = widened<T>(x, nx), ys = widened<T>(y, ny), dys = widened<T>(dy, ny);
+      std::vector<float> dxs(static_cast<std::size_t>(nx));
+      max_pool2d_backward_typed<float>(*this, g, xs.data(), ys.data(), dys.data(), dxs.data());
+      store_rounded<T>(dxs.data(), dx, nx);
+    } else {
+      max_pool2d_backward_typed<T>(*this, g, x, y, dy, dx);
+    }
   });
 }
 
 void CpuBackend::avg_pool2d_forward(DType dtype, const Pool2dGeometry& g, const void* x, void* y) {
-  with_float_type(dtype, "avg_pool2d", [&](auto tag) {
+  with_cpu_compute_type(dtype, "avg_pool2d", [&](auto tag) {
     using T = decltype(tag);
-    const T* xs = static_cast<const T*>(x);
-    T* ys = static_cast<T*>(y);
-    parallel_for_work(g.N * g.OH, g.N * g.OH * g.OW * g.C, [&](int64_t row0, int64_t row1) {
-      for (int64_t row = row0; row < row1; ++row) {
-        const int64_t n = row / g.OH, oh = row % g.OH;
-        const auto hs = window::window_span(oh, g.stride_h, g.pad_top, g.KH, g.H);
-        for (int64_t ow = 0; ow < g.OW; ++ow) {
-          const auto ws = window::window_span(ow, g.stride_w, g.pad_left, g.KW, g.W);
-          T* __restrict out = ys + ((n * g.OH + oh) * g.OW + ow) * g.C;
-          for (int64_t c = 0; c < g.C; ++c) out[c] = T(0);
-          for (int64_t ih = hs.begin; ih < hs.end; ++ih)
-            for (int64_t iw = ws.begin; iw < ws.end; ++iw) {
-              const T* __restrict in = xs + ((n * g.H + ih) * g.W + iw) * g.C;
-              for (int64_t c = 0; c < g.C; ++c) out[c] += in[c];
-            }
-          const int64_t count = hs.size() * ws.size();
-          if (count > 0)  // a window wholly in the padding (odd geometries only) stays 0
-            for (int64_t c = 0; c < g.C; ++c) out[c] /= static_cast<T>(count);
-        }
-      }
-    });
+    if constexpr (is_cpu_half_v<T>) {
+      const std::vector<float> xs = widened<T>(x, g.N * g.H * g.W * g.C);
+      std::vector<float> ys(static_cast<std::size_t>(g.N * g.OH * g.OW * g.C));
+      avg_pool2d_forward_typed<float>(g, xs.data(), ys.data());
+      store_rounded<T>(ys.data(), y, g.N * g.OH * g.OW * g.C);
+    } else {
+      avg_pool2d_forward_typed<T>(g, x, y);
+    }
   });
 }
 
 void CpuBackend::avg_pool2d_backward(DType dtype, const Pool2dGeometry& g, const void* dy, void* dx) {
-  with_float_type(dtype, "avg_pool2d_backward", [&](auto tag) {
+  with_cpu_compute_type(dtype, "avg_pool2d_backward", [&](auto tag) {
     using T = decltype(tag);
-    const T* dys = static_cast<const T*>(dy);
-    T* dxs = static_cast<T*>(dx);
-    fill(dtype, dx, g.N * g.H * g.W * g.C, 0.0);
-    // Windows of one image may overlap, so threads split images, never one image.
-    parallel_for_work(g.N, g.N * g.H * g.W * g.C, [&](int64_t n0, int64_t n1) {
-      std::vector<T> share_buf(static_cast<std::size_t>(g.C));
-      T* __restrict share = share_buf.data();
-      for (int64_t n = n0; n < n1; ++n)
-        for (int64_t oh = 0; oh < g.OH; ++oh) {
-          const auto hs = window::window_span(oh, g.stride_h, g.pad_top, g.KH, g.H);
-          for (int64_t ow = 0; ow < g.OW; ++ow) {
-            const auto ws = window::window_span(ow, g.stride_w, g.pad_left, g.KW, g.W);
-            const int64_t count = hs.size() * ws.size();
-            if (count == 0) continue;
-            const T* __restrict dy_o = dys + ((n * g.OH + oh) * g.OW + ow) * g.C;
-            for (int64_t c = 0; c < g.C; ++c) share[c] = dy_o[c] / static_cast<T>(count);
-            for (int64_t ih = hs.begin; ih < hs.end; ++ih)
-              for (int64_t iw = ws.begin; iw < ws.end; ++iw) {
-                T* __restrict dx_i = dxs + ((n * g.H + ih) * g.W + iw) * g.C;
-                for (int64_t c = 0; c < g.C; ++c) dx_i[c] += share[c];
-              }
-          }
-        }
-    });
+    if constexpr (is_cpu_half_v<T>) {
+      const int64_t nx = g.N * g.H * g.W * g.C;
+      const std::vector<float> dys = widened<T>(dy, g.N * g.OH * g.OW * g.C);
+      std::vector<float> dxs(static_cast<std::size_t>(nx));
+      avg_pool2d_backward_typed<float>(*this, g, dys.data(), dxs.data());
+      store_rounded<T>(dxs.data(), dx, nx);
+    } else {
+      avg_pool2d_backward_typed<T>(*this, g, dy, dx);
+    }
   });
 }
 

@@ -6,10 +6,17 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "kiln/dtype.h"
+
 namespace kiln::backend {
 
 struct ConvPlan {
+  /// The tensors' element type (kiln's and cuDNN's name for it).
+  DType dtype = DType::Float32;
   cudnnDataType_t type = CUDNN_DATA_FLOAT;
+  /// The convolution's compute type: float for float16 and bfloat16 tensors (cuDNN's pseudo-half
+  /// configurations: float accumulation, each output rounded to 16 bits once), else `type`.
+  cudnnDataType_t compute = CUDNN_DATA_FLOAT;
   /// True when float32 may use TF32 tensor cores (CUDNN_TENSOR_OP_MATH); always false for float64.
   bool tf32 = false;
   /// True when only deterministic algorithms may be chosen (enable_op_determinism).

@@ -15,6 +15,13 @@
 // algorithm, whereas timings may differ between processes. KILN_CUDNN_LOG=1 prints both rankings.
 // The workspace comes from the caching allocator. cuDNN 9 marks this API deprecated but still
 // ships it (libcudnn_cnn).
+// float16 and bfloat16 (mixed precision) run cuDNN's pseudo-half configurations: x, w, y, the bias
+// and the gradients in the 16-bit type, the convolution descriptor in float (products of 16-bit
+// values are exact in float, sums are float, each output is rounded once) with CUDNN_TENSOR_OP_MATH
+// (tensor cores). Their plans are chosen by the same rules, under the same key (the dtype is part of
+// it, so a float32 plan never serves a bfloat16 call). kiln's direct filter-gradient kernel is
+// float32/float64 only; 16-bit filter gradients always go to cuDNN, and their bias gradient is a
+// product with a row of ones (column_sums.h), summed in float.
 // Shape letters: N batch, H/W input, C channels, KH/KW kernel, F filters, OH/OW output.
 #include <cstdio>
 #include <cstdlib>
@@ -23,6 +30,7 @@
 #include <vector>
 
 #include "backend/cuda/check.h"
+#include "backend/cuda/column_sums.h"
 #include "backend/cuda/conv_plan.h"
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/kernels.h"
@@ -92,14 +100,13 @@ const Perf* pick(const std::vector<Perf>& perf, cudnnDataType_t type, bool tf32,
 template <typename Perf>
 [[noreturn]] void no_algorithm(const char* op, const char* direction, const std::vector<Perf>& perf,
                                const ConvPlan& plan, const Conv2dGeometry& g) {
-  const cudnnDataType_t type = plan.type;
   std::string tried;
   for (const Perf& p : perf)
     tried +=
         (tried.empty() ? "" : ", ") + std::to_string(static_cast<int>(p.algo)) + ":" + cudnnGetErrorString(p.status);
-  throw Error(op, std::string("cuDNN has no ") + direction + " algorithm for " +
-                      (type == CUDNN_DATA_DOUBLE ? "float64" : "float32") + " NHWC convolution with " +
-                      geometry_str(g) + (plan.deterministic ? " under op determinism" : "") + " (heuristics returned " +
+  throw Error(op, std::string("cuDNN has no ") + direction + " algorithm for " + dtype_name(plan.dtype) +
+                      " NHWC convolution with " + geometry_str(g) +
+                      (plan.deterministic ? " under op determinism" : "") + " (heuristics returned " +
                       (tried.empty() ? "none" : tried) + "); expected float32, or run this convolution on the CPU" +
                       (plan.deterministic ? " or without enable_op_determinism()" : ""));
 }
@@ -140,9 +147,10 @@ Perf choose(const char* op, const char* direction, const ConvPlan& plan, const C
   const Perf* best = pick(perf, plan.type, plan.tf32, plan.deterministic);
   if (!best) no_algorithm(op, direction, perf, plan, g);
   if (log) {
-    std::fprintf(stderr, "[%s] %s algorithm for %s%s%s: %s algo %d\n", op, direction, geometry_str(g).c_str(),
-                 plan.tf32 ? " (TF32 allowed)" : "", plan.deterministic ? " (deterministic)" : "",
-                 measure ? "measured" : "heuristic", static_cast<int>(best->algo));
+    std::fprintf(stderr, "[%s] %s algorithm for %s %s%s%s: %s algo %d\n", op, direction, dtype_name(plan.dtype).c_str(),
+                 geometry_str(g).c_str(), plan.tf32 ? " (TF32 allowed)" : "",
+                 plan.deterministic ? " (deterministic)" : "", measure ? "measured" : "heuristic",
+                 static_cast<int>(best->algo));
     if (measure) {
       log_ranking("heuristic ranking", heuristic());
       log_ranking("measured", perf);
@@ -181,12 +189,26 @@ ConvPlan& CudaBackend::conv_plan(DType dtype, const Conv2dGeometry& g) {
   ConvPlan& p = *plan;
   p.tf32 = tf32;
   p.deterministic = deterministic;
-  if (dtype == DType::Float32)
-    p.type = CUDNN_DATA_FLOAT;
-  else if (dtype == DType::Float64)
-    p.type = CUDNN_DATA_DOUBLE;
-  else
-    throw Error("conv2d", "no CUDA kernel for " + dtype_name(dtype) + "; expected float32 or float64");
+  p.dtype = dtype;
+  switch (dtype) {
+    case DType::Float32:
+      p.type = p.compute = CUDNN_DATA_FLOAT;
+      break;
+    case DType::Float64:
+      p.type = p.compute = CUDNN_DATA_DOUBLE;
+      break;
+    case DType::Float16:
+      p.type = CUDNN_DATA_HALF;
+      p.compute = CUDNN_DATA_FLOAT;
+      break;
+    case DType::BFloat16:
+      p.type = CUDNN_DATA_BFLOAT16;
+      p.compute = CUDNN_DATA_FLOAT;
+      break;
+    default:
+      throw Error("conv2d",
+                  "no CUDA kernel for " + dtype_name(dtype) + "; expected float32, float64, float16 or bfloat16");
+  }
 
   // cuDNN pads symmetrically; use its padding only when that gives exactly TensorFlow's output.
   const int64_t num_h = g.H + 2 * g.pad_top - g.KH, num_w = g.W + 2 * g.pad_left - g.KW;
@@ -207,12 +229,15 @@ ConvPlan& CudaBackend::conv_plan(DType dtype, const Conv2dGeometry& g) {
   KILN_CUDNN_CHECK(cudnnSetFilter4dDescriptor(p.w, p.type, CUDNN_TENSOR_NHWC, as_int(g.F, g), as_int(g.C, g),
                                               as_int(g.KH, g), as_int(g.KW, g)));
   KILN_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(p.conv, pad_h, pad_w, as_int(g.stride_h, g), as_int(g.stride_w, g),
-                                                   1, 1, CUDNN_CROSS_CORRELATION, p.type));
+                                                   1, 1, CUDNN_CROSS_CORRELATION, p.compute));
   // FMA keeps float32 exact; TENSOR_OP lets float32 run as TF32 on tensor cores (never as half
-  // precision: that would take TENSOR_OP_MATH_ALLOW_CONVERSION).
-  KILN_CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv, p.type != CUDNN_DATA_FLOAT ? CUDNN_DEFAULT_MATH
-                                                       : p.tf32                   ? CUDNN_TENSOR_OP_MATH
-                                                                                  : CUDNN_FMA_MATH));
+  // precision: that would take TENSOR_OP_MATH_ALLOW_CONVERSION), and 16-bit tensors on tensor cores
+  // with float accumulation.
+  const bool half = p.type == CUDNN_DATA_HALF || p.type == CUDNN_DATA_BFLOAT16;
+  KILN_CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv, half                         ? CUDNN_TENSOR_OP_MATH
+                                                       : p.type != CUDNN_DATA_FLOAT ? CUDNN_DEFAULT_MATH
+                                                       : p.tf32                     ? CUDNN_TENSOR_OP_MATH
+                                                                                    : CUDNN_FMA_MATH));
   int n = 0, c = 0, h = 0, w = 0;
   KILN_CUDNN_CHECK(cudnnGetConvolution2dForwardOutputDim(p.conv, p.x, p.w, &n, &c, &h, &w));
   if (n != g.N || c != g.F || h != g.OH || w != g.OW)
@@ -246,7 +271,15 @@ bool fused_forward(cudnnHandle_t cudnn, ConvPlan& p, const Scalars& s, const voi
     const cudnnStatus_t status =
         cudnnConvolutionBiasActivationForward(cudnn, s.one(p.type), p.x, input, p.w, w, p.conv, p.fwd, ws, p.fwd_ws,
                                               s.zero(p.type), p.y, y, p.bias, bias, p.relu, p.y, y);
-    if (status == CUDNN_STATUS_NOT_SUPPORTED) return false;
+    // cuDNN 9 refuses with NOT_SUPPORTED or one of its refinements (3000-3999: the data type, the
+    // layout, the shape...). For the 16-bit types a refusal may also come as BAD_PARAM (2000-2999:
+    // a bias or activation type this legacy call does not take with them); the unfused path runs
+    // the same descriptors, so a real descriptor error still surfaces there.
+    const int family = static_cast<int>(status) / 1000;
+    const bool half = p.type == CUDNN_DATA_HALF || p.type == CUDNN_DATA_BFLOAT16;
+    if (family == static_cast<int>(CUDNN_STATUS_NOT_SUPPORTED) / 1000 ||
+        (half && family == static_cast<int>(CUDNN_STATUS_BAD_PARAM) / 1000))
+      return false;
     KILN_CUDNN_CHECK(status);
     p.fused_ok = true;
     return true;
@@ -377,13 +410,13 @@ void CudaBackend::conv2d_backward_filter(DType dtype, const Conv2dGeometry& g, c
     if (db) sum_rows(dtype, partial_b.get(), db, blocks, g.F, false);
     return;
   }
-  // cuDNN's path needs the pre-activation gradient written out.
+  // cuDNN's path needs the pre-activation gradient written out (the ReLU backward, 16-bit too).
   Scratch dz(allocator_, relu_y ? static_cast<std::size_t>(R * g.F) * dtype_size(dtype) : 0);
   if (relu_y) {
     unary_backward(UnaryOp::Relu, dtype, relu_y, relu_y, dy, dz.get(), R * g.F);
     dy = dz.get();
   }
-  if (db) sum_rows(dtype, dy, db, R, g.F, false);
+  if (db) column_sums(*this, dtype, dy, db, R, g.F);
   std::unique_lock lock(conv_mutex_);
   ConvPlan& p = conv_plan(dtype, g);
   if (!p.have_bwd_filter) {

@@ -19,12 +19,18 @@
 // the caching allocator per call (a recording's pool while recording). Float32 stays IEEE float32
 // (CUBLAS_COMPUTE_32F, no TF32), as cuBLAS' path does, unless TF32 is enabled
 // (set_tensor_float_32): then CUBLAS_COMPUTE_32F_FAST_TF32, and the mode is part of the plan's key,
-// so a plan made for one mode never runs in the other. Where cuBLASLt offers no algorithm (a dtype
-// without the epilogue, odd alignment) the unfused kernels run instead. KILN_CUBLASLT=0 makes every
+// so a plan made for one mode never runs in the other. float16 and bfloat16 (mixed precision) keep
+// every operand and the bias in the 16-bit type and compute in float (CUBLAS_COMPUTE_32F, tensor
+// cores, float alpha and beta): products of 16-bit values are exact in float, and D and the bias
+// gradient are rounded to 16 bits once; split-K partial sums stay in float (the plan allows only
+// the reduction scheme that keeps them in the compute type: the in-place and output-type schemes
+// would add them in 16 bits). Where cuBLASLt offers no algorithm (a dtype without the epilogue,
+// odd alignment) the unfused kernels run instead (16-bit: the product, then one bias-and-ReLU pass;
+// the bias gradient as a product with a row of ones, column_sums.h). KILN_CUBLASLT=0 makes every
 // call take the unfused kernels (to weigh the fusion); KILN_CUBLASLT_LOG=1 prints each plan made.
 // The RELU epilogues keep a NaN as NaN, as kiln's own ReLU does (measured on an H200 with CUDA 13's
 // cuBLASLt, every algorithm its heuristic offered, float32 and float64; CudaDenseFused's NaN test
-// checks it wherever the suite runs).
+// checks it wherever the suite runs, CudaHalfGemmConv's for the 16-bit types).
 #include <cublasLt.h>
 
 #include <cstdint>
@@ -35,7 +41,9 @@
 #include <memory>
 
 #include "backend/cuda/check.h"
+#include "backend/cuda/column_sums.h"
 #include "backend/cuda/cuda_backend.h"
+#include "backend/cuda/kernels.h"
 #include "kiln/error.h"
 
 namespace kiln::backend {
@@ -69,19 +77,28 @@ std::uint32_t alignment(const void* p) {
   return a;
 }
 
+// The operands' type, the math, and the type of alpha and beta.
 struct LtTypes {
   cudaDataType_t data;
   cublasComputeType_t compute;
+  cudaDataType_t scale;
 };
+
+bool is_16bit(DType dtype) { return dtype == DType::Float16 || dtype == DType::BFloat16; }
 
 LtTypes lt_types(DType dtype, bool tf32) {
   switch (dtype) {
     case DType::Float32:
-      return {CUDA_R_32F, tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F};
+      return {CUDA_R_32F, tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F, CUDA_R_32F};
     case DType::Float64:
-      return {CUDA_R_64F, CUBLAS_COMPUTE_64F};
+      return {CUDA_R_64F, CUBLAS_COMPUTE_64F, CUDA_R_64F};
+    case DType::Float16:
+      return {CUDA_R_16F, CUBLAS_COMPUTE_32F, CUDA_R_32F};
+    case DType::BFloat16:
+      return {CUDA_R_16BF, CUBLAS_COMPUTE_32F, CUDA_R_32F};
     default:
-      throw Error("dense", "no CUDA kernel for " + dtype_name(dtype) + "; expected float32 or float64");
+      throw Error("dense",
+                  "no CUDA kernel for " + dtype_name(dtype) + "; expected float32, float64, float16 or bfloat16");
   }
 }
 
@@ -115,6 +132,11 @@ class LtPreference {
       set(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, key.align_b);
       set(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, key.align_d);  // C is D (beta = 0)
       set(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, key.align_d);
+      // 16-bit outputs: split-K partial sums only in float (CUBLASLT_REDUCTION_SCHEME_NONE, no
+      // split, is always allowed).
+      if (is_16bit(key.dtype))
+        set(CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK,
+            static_cast<std::uint32_t>(CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE));
     } catch (...) {
       cublasLtMatmulPreferenceDestroy(pref_);
       throw;
@@ -190,12 +212,18 @@ std::unique_ptr<LtPlan> make_plan(cublasLtHandle_t handle, const LtKey& key, con
   const LtTypes types = lt_types(key.dtype, key.tf32);
   const auto m = static_cast<std::uint64_t>(key.m), n = static_cast<std::uint64_t>(key.n),
              k = static_cast<std::uint64_t>(key.k);
-  KILN_CUBLAS_CHECK(cublasLtMatmulDescCreate(&plan->desc, types.compute, types.data));
+  KILN_CUBLAS_CHECK(cublasLtMatmulDescCreate(&plan->desc, types.compute, types.scale));
   const cublasOperation_t op_n = CUBLAS_OP_N, op_t = CUBLAS_OP_T;
   set_desc(plan->desc, CUBLASLT_MATMUL_DESC_TRANSA, op_n);
   set_desc(plan->desc, CUBLASLT_MATMUL_DESC_TRANSB, key.kind == LtKind::WeightGrad ? op_t : op_n);
   set_desc(plan->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, key.epilogue);
-  if (uses_bias(key.epilogue)) set_desc(plan->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, bias);
+  if (uses_bias(key.epilogue)) {
+    set_desc(plan->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, bias);
+    // A 16-bit bias (or bias gradient) in the operands' type: D's, cuBLASLt's default, said
+    // explicitly since the scale type (float) differs from it.
+    if (is_16bit(key.dtype))
+      set_desc(plan->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, static_cast<int32_t>(types.data));
+  }
   // Column-major layouts (rows, columns, leading dimension) of the row-major operands.
   if (key.kind == LtKind::Forward) {  // A = W [n rows, k], B = X [k rows, m], D = Y [n rows, m]
     KILN_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan->a, types.data, n, k, static_cast<int64_t>(n)));
@@ -271,9 +299,10 @@ struct CudaBackend::LtState {
            const void* bias) {
     // The descriptor is shared by every call of the shape; the caller holds lt_mutex_.
     if (bias) set_desc(p.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, bias);
+    // Alpha and beta in the plan's scale type: double for float64, float for the others.
     const float one_f = 1.0f, zero_f = 0.0f;
     const double one_d = 1.0, zero_d = 0.0;
-    const bool f32 = dtype == DType::Float32;
+    const bool f32 = dtype != DType::Float64;
     KILN_CUBLAS_CHECK(cublasLtMatmul(handle, p.desc, f32 ? static_cast<const void*>(&one_f) : &one_d, a, p.a, b, p.b,
                                      f32 ? static_cast<const void*>(&zero_f) : &zero_d, d, p.d, d, p.d, &p.algo,
                                      workspace, p.workspace, stream));
@@ -303,8 +332,13 @@ void CudaBackend::gemm_bias_act(DType dtype, int64_t m, int64_t n, int64_t k, co
       return;
     }
   }
-  // Unfused: the product, then the bias and the ReLU in place.
+  // Unfused: the product, then the bias and the ReLU in place (16-bit: one pass of the
+  // convolution's bias-and-ReLU kernel, which adds in float and rounds once more).
   gemm(dtype, false, false, m, n, k, 1.0, a, b, 0.0, c);
+  if (is_16bit(dtype)) {
+    kernels::bias_relu(dtype, c, bias, relu, m, n, stream_);
+    return;
+  }
   if (bias) binary(BinaryOp::Add, dtype, c, m * n, bias, n, c, m * n);
   if (relu) unary(UnaryOp::Relu, dtype, c, c, m * n);
 }
@@ -313,7 +347,7 @@ void CudaBackend::gemm_wgrad_bias(DType dtype, int64_t m, int64_t n, int64_t k, 
                                   void* db) {
   if (n <= 0) return;
   if (k <= 0) {  // no weights, but the bias still has its gradient
-    if (db) sum_rows(dtype, dz, db, m, n, false);
+    if (db) column_sums(*this, dtype, dz, db, m, n);
     return;
   }
   if (!db) return gemm(dtype, true, false, k, n, m, 1.0, x, dz, 0.0, dw);
@@ -333,7 +367,7 @@ void CudaBackend::gemm_wgrad_bias(DType dtype, int64_t m, int64_t n, int64_t k, 
   }
   // Unfused: the product, then the column sum.
   gemm(dtype, true, false, k, n, m, 1.0, x, dz, 0.0, dw);
-  sum_rows(dtype, dz, db, m, n, false);
+  column_sums(*this, dtype, dz, db, m, n);
 }
 
 }  // namespace kiln::backend

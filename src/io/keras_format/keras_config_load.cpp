@@ -41,11 +41,21 @@ bool neutral_value(const std::string& key, const json& v) {
 }
 
 // A dtype policy or dtype name; kiln's models are float32.
+// The dtype policy name of a layer's "dtype" (a name, or Keras' wrapped DTypePolicy): float32 or
+// a mixed policy (weights float32 either way).
+std::string layer_policy(const json& dtype, const std::string& where) {
+  if (dtype.is_null()) return "float32";
+  json name = dtype;
+  if (is_wrapped(dtype) && dtype["config"].is_object()) name = dtype["config"].value("name", json());
+  if (name == "float32" || name == "mixed_float16" || name == "mixed_bfloat16") return name.get<std::string>();
+  fail(where, "dtype " + dtype.dump().substr(0, 120) +
+                  " is not a policy kiln loads; expected float32, mixed_float16 or mixed_bfloat16");
+}
+
 void check_dtype(const json& dtype, const std::string& where) {
   if (dtype.is_null() || dtype == "float32") return;
   if (is_wrapped(dtype) && dtype["config"].is_object() && dtype["config"].value("name", json()) == "float32") return;
-  fail(where, "dtype " + dtype.dump().substr(0, 120) +
-                  " is not float32; expected a float32 model (kiln loads no mixed-precision or float64 policies)");
+  fail(where, "dtype " + dtype.dump().substr(0, 120) + " is not float32; expected float32 inputs");
 }
 
 // Removes Keras' wrappers from a layer's (or optimizer's, loss's) config values: initializers
@@ -81,10 +91,11 @@ json layer_from_keras(const json& entry, const std::string& where) {
   const std::string name = f.string("name");
   const std::string at = where + " ('" + name.substr(0, 60) + "', " + class_name + ")";
   json config = json::object();
+  std::string policy = "float32";
   for (const auto& [key, value] : top.at("config").items()) {
     if (key == "name") continue;
     if (key == "dtype") {
-      check_dtype(value, at);
+      policy = layer_policy(value, at);
       continue;
     }
     if (key == "activity_regularizer" && !value.is_null())
@@ -107,6 +118,7 @@ json layer_from_keras(const json& entry, const std::string& where) {
     fail(at, "\"" + key + "\" is " + value.dump().substr(0, 80) + "; kiln's " + class_name +
                  " has no such option (expected it unset)");
   }
+  if (policy != "float32") kiln["config"]["dtype"] = policy;
   return kiln;
 }
 

@@ -7,6 +7,7 @@
 #include "io/keras_format/keras_objects.h"
 #include "io/model_config.h"
 #include "kiln/error.h"
+#include "kiln/optimizers.h"
 #include "model/graph.h"
 
 namespace kiln::io::keras {
@@ -26,6 +27,10 @@ json keras_layer_config(const json& kiln_layer) {
   json config = {{"name", kiln_layer["name"]}, {"trainable", true}, {"dtype", float32_policy()}};
   for (const auto& [key, value] : kiln_layer["config"].items()) {
     if (key == "input_shape") continue;  // an InputLayer carries it
+    if (key == "dtype") {                // kiln writes a policy's name; Keras a DTypePolicy
+      config[key] = wrap("keras", "DTypePolicy", {{"name", value}});
+      continue;
+    }
     if (key.ends_with("_initializer") && value.is_string()) {
       config[key] = wrap("keras.initializers", camel_case(value.get<std::string>()), json::object());
     } else if (key.ends_with("_regularizer") && value.is_object()) {
@@ -66,6 +71,8 @@ json keras_loss(const Loss& loss) {
 json keras_optimizer(const Optimizer& opt) {
   json config = opt.get_config();
   config["name"] = opt.name();
+  if (const auto* scaling = dynamic_cast<const optimizers::LossScaleOptimizer*>(&opt))
+    config["inner_optimizer"] = keras_optimizer(scaling->inner_optimizer());
   if (config.contains("learning_rate") && is_wrapped(config["learning_rate"]))
     config["learning_rate"] =
         wrap("keras.optimizers.schedules", config["learning_rate"]["class_name"], config["learning_rate"]["config"]);

@@ -9,6 +9,7 @@
 #include <set>
 
 #include "kiln/error.h"
+#include "kiln/optimizers.h"
 #include "model/graph.h"
 
 namespace kiln::io::keras {
@@ -83,6 +84,10 @@ bool has_learning_rate_variable(const Optimizer& opt) {
 
 std::string var_path(const std::string& group, std::size_t i) { return group + "/vars/" + std::to_string(i); }
 
+// Keras' LossScaleOptimizer saves its own variables before the inner optimizer's: an iteration
+// count it never advances, a learning rate of 0, step_counter and dynamic_scale.
+constexpr std::size_t kLossScaleVariables = 4;
+
 }  // namespace
 
 std::vector<uint8_t> weights_h5(const Model& model, bool with_optimizer) {
@@ -103,13 +108,24 @@ std::vector<uint8_t> weights_h5(const Model& model, bool with_optimizer) {
     h5.group("optimizer");
     h5.group("optimizer/vars", {{"name", opt->name()}});
     std::size_t i = 0;
+    auto* scaling = dynamic_cast<optimizers::LossScaleOptimizer*>(model.optimizer());
+    if (scaling) {
+      scaling->synchronize();  // skipped steps are counted on the device
+      const float zero = 0.0f, scale = static_cast<float>(scaling->dynamic_scale());
+      h5.integer_scalar("optimizer/vars/" + std::to_string(i++), 0);
+      h5.floats("optimizer/vars/" + std::to_string(i++), {}, &zero);
+      h5.integer_scalar("optimizer/vars/" + std::to_string(i++), scaling->step_counter());
+      h5.floats("optimizer/vars/" + std::to_string(i++), {}, &scale);
+    }
+    // The rule's layout is the inner optimizer's under loss scaling; the state is the wrapper's.
+    const Optimizer& rule = scaling ? scaling->inner_optimizer() : *opt;
     h5.integer_scalar("optimizer/vars/" + std::to_string(i++), opt->iterations());
-    if (has_learning_rate_variable(*opt)) {
+    if (has_learning_rate_variable(rule)) {
       const float lr = static_cast<float>(opt->learning_rate());
       h5.floats("optimizer/vars/" + std::to_string(i++), {}, &lr);
     }
     const auto& slots = opt->slots();
-    for (const SlotPlace& place : keras_slot_order(*opt, slots.size())) {
+    for (const SlotPlace& place : keras_slot_order(rule, slots.size())) {
       const Tensor& t = slots[place.param][place.slot];
       const std::vector<float> values = t.cpu().to_vector<float>();
       h5.floats("optimizer/vars/" + std::to_string(i++), t.shape().dims(), values.data());
@@ -166,24 +182,39 @@ bool read_optimizer_state(Model& model, const H5Reader& h5, const std::string& o
   Optimizer* opt = model.optimizer();
   if (!opt || !h5.is_group("optimizer/vars")) return false;
   const std::vector<Tensor> params = model.trainable_weights();
-  const bool has_lr = has_learning_rate_variable(*opt);
-  const std::size_t base = has_lr ? 2 : 1;
-  const std::vector<SlotPlace> order = keras_slot_order(*opt, params.size());
+  auto* scaling = dynamic_cast<optimizers::LossScaleOptimizer*>(opt);
+  const Optimizer& rule = scaling ? scaling->inner_optimizer() : *opt;
+  const std::size_t own = scaling ? kLossScaleVariables : 0;  // the inner optimizer's variables start here
+  const bool has_lr = has_learning_rate_variable(rule);
+  const std::size_t base = own + (has_lr ? 2 : 1);
+  const std::vector<SlotPlace> order = keras_slot_order(rule, params.size());
   const std::size_t count = h5.children("optimizer/vars").size();
   if (count != base && count != base + order.size())
     throw Error(op, h5.group_where("optimizer/vars") + " holds " + std::to_string(count) + " variables; expected " +
                         std::to_string(base) + " or " + std::to_string(base + order.size()) + " for " +
                         opt->class_name() + " over " + std::to_string(params.size()) + " trainable weights");
-  const int64_t iterations = h5.read_integer_scalar("optimizer/vars/0");
+  const auto var = [](std::size_t i) { return "optimizer/vars/" + std::to_string(i); };
+  std::optional<std::pair<float, int64_t>> loss_scale;
+  if (scaling) {
+    const int64_t counter = h5.read_integer_scalar(var(2));
+    if (counter < 0)
+      throw Error(op, h5.where(var(2)) + " is " + std::to_string(counter) +
+                          "; expected the LossScaleOptimizer's step_counter, >= 0");
+    const float scale = h5.read_floats(var(3), Shape(std::vector<int64_t>{})).at(0);
+    if (!(std::isfinite(scale) && scale > 0))
+      throw Error(op, h5.where(var(3)) + " is " + std::to_string(scale) +
+                          "; expected the LossScaleOptimizer's dynamic_scale, finite and > 0");
+    loss_scale = {scale, counter};
+  }
+  const int64_t iterations = h5.read_integer_scalar(var(own));
   if (iterations < 0)
-    throw Error(op, h5.where("optimizer/vars/0") + " is " + std::to_string(iterations) +
-                        "; expected the number of updates, >= 0");
+    throw Error(op,
+                h5.where(var(own)) + " is " + std::to_string(iterations) + "; expected the number of updates, >= 0");
   std::optional<float> lr;
   if (has_lr) {
-    lr = h5.read_floats("optimizer/vars/1", Shape(std::vector<int64_t>{})).at(0);
+    lr = h5.read_floats(var(own + 1), Shape(std::vector<int64_t>{})).at(0);
     if (!std::isfinite(*lr) || *lr < 0)
-      throw Error(
-          op, h5.where("optimizer/vars/1") + " is " + std::to_string(*lr) + "; expected a finite learning rate >= 0");
+      throw Error(op, h5.where(var(own + 1)) + " is " + std::to_string(*lr) + "; expected a finite learning rate >= 0");
   }
   std::vector<std::vector<Tensor>> slots;
   // An optimizer without slots (SGD without momentum) keeps an empty list per weight once it ran.
@@ -205,6 +236,7 @@ bool read_optimizer_state(Model& model, const H5Reader& h5, const std::string& o
   }
   if (lr) opt->set_learning_rate(*lr);
   opt->restore(std::move(slots), iterations);
+  if (loss_scale) scaling->restore_loss_scale(loss_scale->first, loss_scale->second);
   return true;
 }
 
