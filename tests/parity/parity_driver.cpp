@@ -2,13 +2,15 @@
 // weights Keras drew, trains on the same batches in the same order, and writes what Keras reports.
 //
 // Usage: kiln_parity_driver CASE IN_DIR OUT_DIR
-//   IN_DIR:  initial.safetensors, x.npy, y.npy (float32 targets or int32 labels), x_pred.npy
+//   IN_DIR:  initial.safetensors, x.npy, y.npy (float32 targets or int32 labels), x_pred.npy,
+//            policy.txt (optional: the dtype policy the model is built under, e.g. "mixed_bfloat16")
 //   OUT_DIR: losses.npy (float64, one per step, the loss before that step's update),
-//            final.safetensors, pred.npy (model.predict(x_pred))
+//            final.safetensors, pred.npy (model.predict(x_pred), as float32)
 // Weights go through Sequential::load_weights/save_weights, so Python's safetensors package checks
 // kiln's file format too. The case list is mirrored in parity.py under the same names.
 #include <algorithm>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <iostream>
 #include <map>
@@ -38,8 +40,8 @@ struct Case {
   std::function<std::vector<std::shared_ptr<Callback>>()> callbacks = nullptr;  // fit's, when set
 };
 
-Sequential compiled(std::vector<LayerRef> layers, const Optimizer& opt, const Loss& loss) {
-  Sequential m(std::move(layers));
+Sequential compiled(const std::vector<LayerRef>& layers, const Optimizer& opt, const Loss& loss) {
+  Sequential m(layers);
   m.compile(opt, loss);
   return m;
 }
@@ -359,6 +361,22 @@ const std::map<std::string, Case>& cases() {
                           SparseCategoricalCrossentropy({.from_logits = true}));
         },
         8}},
+      // Built under the dtype policy parity.py writes to policy.txt ("mixed_bfloat16"): the CIFAR-10
+      // seed, and a convolution, BatchNormalization (normalizing in float32) and a softmax head.
+      {"mixed_bf16_cifar10_cnn",
+       {[] {
+          return compiled({Conv2D(32, {3, 3}, {.activation = "relu", .input_shape = {32, 32, 3}}), MaxPooling2D({2, 2}),
+                           Flatten(), Dense(64, {.activation = "relu"}), Dense(10)},
+                          optimizers::Adam(), SparseCategoricalCrossentropy({.from_logits = true}));
+        },
+        10}},
+      {"mixed_bf16_conv_batchnorm",
+       {[] {
+          return compiled({Conv2D(8, {3, 3}, {.use_bias = false, .input_shape = {10, 10, 3}}), BatchNormalization(),
+                           Activation("relu"), GlobalAveragePooling2D(), Dense(4, {.activation = "softmax"})},
+                          optimizers::SGD({.learning_rate = 0.05, .momentum = 0.9}), SparseCategoricalCrossentropy());
+        },
+        8}},
       // Callbacks in fit: the rates they set, the epochs they run, the weights they restore.
       {"cb_reduce_lr_on_plateau",
        {[] {
@@ -403,6 +421,7 @@ std::vector<double> train_steps(Model& model, const std::vector<Tensor>& x, cons
   for (int64_t b0 = 0; b0 < y.size(0); b0 += batch) {
     const int64_t b1 = std::min(y.size(0), b0 + batch);
     std::vector<Tensor> xb;
+    xb.reserve(x.size());
     for (const Tensor& t : x) xb.push_back(t.slice_rows(b0, b1));
     const Tensor yb = y.slice_rows(b0, b1);
     // train_on_batch's mode; the loss includes the layers' penalties, as Keras' does.
@@ -427,7 +446,7 @@ std::vector<Tensor> read_inputs(const std::string& stem) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  kiln::set_default_device(kiln::Device::cpu());  // parity is defined on the CPU, in float32
+  kiln::set_default_device(kiln::Device::cpu());  // parity is defined on the CPU
   if (argc != 4) {
     std::cerr << "usage: kiln_parity_driver CASE IN_DIR OUT_DIR\ncases:";
     for (const auto& [name, c] : cases()) std::cerr << ' ' << name;
@@ -442,7 +461,15 @@ int main(int argc, char** argv) {
   }
   try {
     const Case& c = it->second;
+    // The policy holds while the layers are constructed (each keeps the one it was built under),
+    // as keras.mixed_precision.set_global_policy does around the Keras model.
+    if (std::ifstream policy_file{in + "/policy.txt"}) {
+      std::string policy;
+      policy_file >> policy;
+      mixed_precision::set_global_policy(policy);
+    }
     Model model = c.make();
+    mixed_precision::set_global_policy("float32");
     model.load_weights(in + "/initial.safetensors");
     const std::vector<Tensor> x = read_inputs(in + "/x"), x_pred = read_inputs(in + "/x_pred");
     const Tensor y = io::load_npy(in + "/y.npy");
@@ -461,7 +488,8 @@ int main(int argc, char** argv) {
     }
     io::save_npy(out + "/losses.npy", Tensor::from_vector(losses));
     model.save_weights(out + "/final.safetensors");
-    io::save_npy(out + "/pred.npy", model.predict(x_pred).front());
+    // NumPy has no bfloat16: a mixed policy's 16-bit predictions are written widened (exactly).
+    io::save_npy(out + "/pred.npy", model.predict(x_pred).front().astype(DType::Float32));
   } catch (const std::exception& e) {
     std::cerr << "kiln_parity_driver " << name << ": " << e.what() << '\n';
     return 1;
