@@ -2,7 +2,7 @@
 """Runs the model zoo: kiln's bench_zoo against its PyTorch peer zoo_torch.py, model by model, and
 prints one Markdown table of images/s (a training epoch's, median after a warm-up epoch).
 
-Rows: each model x batch size x device. GPU rows run kiln with its fastest algorithms (the default),
+Rows: each model x batch size x precision x device. GPU rows run kiln with its fastest algorithms (the default),
 kiln with --op-determinism, PyTorch eager, torch.compile (default mode) and torch.compile
 (mode="max-autotune"); CPU rows run kiln and PyTorch eager at each --threads count (default: 2 and
 all cores; OMP_NUM_THREADS is set for both). Every run is its own process with a time limit, on the
@@ -13,7 +13,14 @@ budget is spent and the table says which rows are missing. --json writes every r
 after each row, so an interrupted call keeps what it measured); --table-from prints the table of one
 or more such files (calls split to fit a machine's time limit make one table).
 
-Math: float32 on both sides (TF32 off) unless --tf32, which turns it on for both.
+Math: float32 on both sides (TF32 off) unless --tf32, which turns it on for both. --precision takes
+one or more of float32, mixed_bfloat16 and mixed_float16 (default float32), each its own rows: kiln's
+global dtype policy (Keras' mixed precision, loss scaling for float16) against torch.autocast (a
+GradScaler for float16), float32 weights and a float32 last layer on both sides. A row's ratios
+compare kiln and PyTorch at the row's precision; "kiln mixed / kiln float32" divides a mixed row's
+kiln figure by the float32 row's of the same device, threads, model and batch when both ran.
+mixed_float16 is GPU-only here: the CPU has no mixed_float16 rows (its 16-bit type is bfloat16).
+Reports without precisions (older JSON) are float32.
 """
 import argparse
 import datetime
@@ -28,6 +35,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 MODELS = ["seed", "conv4", "vgg", "resnet20", "mlp", "wide"]
+PRECISIONS = ["float32", "mixed_bfloat16", "mixed_float16"]
 # Run kinds of a row: kiln's first, then PyTorch's. label: the table's column.
 GPU_RUNS = ["kiln", "kiln-det", "eager", "compile", "max-autotune"]
 CPU_RUNS = ["kiln", "eager"]
@@ -76,9 +84,10 @@ def run_one(cmd, env, timeout, budget_cut=False):
     return result
 
 
-def command(kind, device, model, batch, threads, args):
+def command(kind, device, model, batch, threads, precision, args):
     common = ["--model", model, "--device", device, "--batch-size", str(batch), "--samples", str(args.samples[device]),
-              "--epochs", str(args.epochs[device]), "--threads", str(threads), "--seed", str(args.seed)]
+              "--epochs", str(args.epochs[device]), "--threads", str(threads), "--seed", str(args.seed),
+              "--precision", precision]
     if args.tf32:
         common.append("--tf32")
     if kind in KILN_RUNS:
@@ -86,7 +95,7 @@ def command(kind, device, model, batch, threads, args):
     return [args.python, args.torch_script] + common + ["--mode", kind]
 
 
-def run_row(device, model, batch, threads, kinds, first_kiln, args, deadline, skipped):
+def run_row(device, model, batch, threads, precision, kinds, first_kiln, args, deadline, skipped):
     env = dict(os.environ)
     if device == "cpu":  # both runtimes size their thread pools from this too
         env["OMP_NUM_THREADS"] = str(threads)
@@ -100,17 +109,18 @@ def run_row(device, model, batch, threads, kinds, first_kiln, args, deadline, sk
             runs[kind] = {"error": skipped[(device, side)], "skipped": True}
             continue
         left = float("inf") if deadline is None else deadline - time.monotonic()
-        runs[kind] = run_one(command(kind, device, model, batch, threads, args), env, min(args.timeout, left),
-                             budget_cut=left < args.timeout)
+        runs[kind] = run_one(command(kind, device, model, batch, threads, precision, args), env,
+                             min(args.timeout, left), budget_cut=left < args.timeout)
         if runs[kind].get("skipped"):
             skipped[(device, side)] = runs[kind]["error"]
         r = runs[kind]
-        print(f"  {device} {model} batch {batch}" + (f" threads {threads}" if device == "cpu" else "") + f" {kind}: "
+        print(f"  {device} {model} batch {batch}" + (f" threads {threads}" if device == "cpu" else "")
+              + f" {precision} {kind}: "
               + (r.get("error") or f"{r['images_per_s']:,.0f} images/s"
                  + (f" (compile {r['compile_s']:.1f} s)" if r.get("compile_s") else "")),
               file=sys.stderr, flush=True)
     return {"device": device, "threads": threads if device == "cpu" else None, "model": model, "batch_size": batch,
-            "order": "kiln first" if first_kiln else "torch first", "runs": runs}
+            "precision": precision, "order": "kiln first" if first_kiln else "torch first", "runs": runs}
 
 
 def ips(r):
@@ -132,15 +142,37 @@ def settings_line(report):
             + " (images/s of the median epoch after a warm-up epoch)")
 
 
-def row_cells(row):
-    """Every column's cell of one row: images/s, ratios and compile times."""
+def precision_of(row):
+    """A row's precision; rows of reports written before --precision existed ran float32."""
+    return row.get("precision", "float32")
+
+
+def row_key(row):
+    """What a mixed row and its float32 row share: device, threads (CPU), model and batch."""
+    return row["device"], row["threads"] if row["device"] == "cpu" else None, row["model"], row["batch_size"]
+
+
+def float32_kiln(rows):
+    """kiln's images/s of every float32 row, by row_key (the first figure where a key repeats)."""
+    found = {}
+    for row in rows:
+        if precision_of(row) == "float32" and found.get(row_key(row)) is None:
+            found[row_key(row)] = ips(row["runs"].get("kiln"))
+    return found
+
+
+def row_cells(row, kiln_float32=None):
+    """Every column's cell of one row: images/s, ratios and compile times. kiln_float32: kiln's images/s
+    of the float32 row with the same row_key (for a mixed row's "kiln mixed / kiln float32")."""
     runs = row["runs"]
     get = {k: ips(runs.get(k)) for k in GPU_RUNS}
     compiled = [v for v in (get["compile"], get["max-autotune"]) if v is not None]
     comp = [runs.get(k, {}).get("compile_s") for k in ("compile", "max-autotune")]
+    mixed = precision_of(row) != "float32"
     return {"device": row["device"], "threads": row["threads"] if row["device"] == "cpu" else "-",
-            "model": row["model"], "batch": str(row["batch_size"]),
+            "model": row["model"], "batch": str(row["batch_size"]), "precision": precision_of(row),
             **{LABELS[k]: fmt(get[k]) for k in GPU_RUNS},
+            "kiln mixed / kiln float32": ratio(get["kiln"], kiln_float32) if mixed else "-",
             "kiln / eager": ratio(get["kiln"], get["eager"]),
             "kiln / best compile": ratio(get["kiln"], max(compiled) if compiled else None),
             "det. / fast": ratio(get["kiln-det"], get["kiln"]),
@@ -148,34 +180,52 @@ def row_cells(row):
                 " / ".join("-" if c is None else f"{c:.1f}" for c in comp) if any(c is not None for c in comp) else "-"}
 
 
-# Columns shown when any row ran the run kinds they need (a CPU-only table has no compile columns).
-COLUMNS = [("device", None), ("threads", None), ("model", None), ("batch", None), ("kiln", None),
+# Columns shown when any row ran the run kinds they need (a CPU-only table has no compile columns);
+# MIXED: when any row ran a mixed precision. The columns before "kiln" name the row.
+MIXED = "mixed"
+COLUMNS = [("device", None), ("threads", None), ("model", None), ("batch", None), ("precision", None), ("kiln", None),
            ("kiln det.", {"kiln-det"}), ("torch eager", {"eager"}), ("torch.compile", {"compile"}),
            ("max-autotune", {"max-autotune"}), ("kiln / eager", {"eager"}),
            ("kiln / best compile", {"compile", "max-autotune"}), ("det. / fast", {"kiln-det"}),
-           ("compile s (default / max-autotune)", {"compile", "max-autotune"})]
+           ("kiln mixed / kiln float32", MIXED), ("compile s (default / max-autotune)", {"compile", "max-autotune"})]
+
+
+def math_line(report):
+    """The header's line on the arithmetic: TF32, and the precisions of the rows (those asked for when no
+    row ran)."""
+    precisions = list(dict.fromkeys(precision_of(row) for row in report["rows"])) or report.get("precisions",
+                                                                                              ["float32"])
+    if precisions == ["float32"]:
+        return "math: " + ("TF32 on both sides (GPU)" if report.get("tf32") else "float32 on both sides (no TF32)")
+    return ("math: precisions " + ", ".join(precisions) + " on both sides (mixed: kiln's dtype policy against "
+            "torch.autocast; float32 weights and last layer" + ("; loss scaling for float16" if "mixed_float16" in
+                                                                precisions else "")
+            + "); float32 matmuls " + ("as TF32 (GPU)" if report.get("tf32") else "without TF32"))
 
 
 def table(report):
     """The Markdown table of a report (the dict --json writes)."""
     rows = report["rows"]
     ran = {k for row in rows for k in row["runs"]}
-    columns = [name for name, needs in COLUMNS if needs is None or needs & ran]
+    any_mixed = any(precision_of(row) != "float32" for row in rows)
+    columns = [name for name, needs in COLUMNS
+               if needs is None or (any_mixed if needs == MIXED else bool(needs & ran))]
     lines = [f"{report['date']}, {report['machine']}, commit {report.get('commit') or 'unknown'}",
              f"command: {report['command']}",
-             "math: " + ("TF32 on both sides (GPU)" if report.get("tf32") else "float32 on both sides (no TF32)")
-             + "; " + settings_line(report),
+             math_line(report) + "; " + settings_line(report),
              "",
              "| " + " | ".join(columns) + " |",
-             "| " + " | ".join("---" if c in ("device", "model") else "---:" for c in columns) + " |"]
-    blank = ["" for _ in columns[5:]]
+             "| " + " | ".join("---" if c in ("device", "model", "precision") else "---:" for c in columns) + " |"]
+    key_columns = columns.index("kiln")
+    base = float32_kiln(rows)
     for row in rows:
-        cells = row_cells(row)
+        cells = row_cells(row, base.get(row_key(row)))
         lines.append("| " + " | ".join(str(cells[c]) for c in columns) + " |")
-        for kind in GPU_RUNS:  # a run without a figure: a line with the reason
+        for kind in GPU_RUNS:  # a run without a figure: a line with the reason, under the figures' columns
             if kind in row["runs"] and "error" in row["runs"][kind]:
                 reason = row["runs"][kind]["error"].replace("|", "/")
-                lines.append("|  |  |  |  | " + " | ".join([f"{LABELS[kind]}: {reason}"] + blank) + " |")
+                cells = [""] * key_columns + [f"{LABELS[kind]}: {reason}"] + [""] * (len(columns) - key_columns - 1)
+                lines.append("| " + " | ".join(cells) + " |")
     for note in report.get("notes", []):
         lines += ["", note]
     if report.get("missing"):
@@ -207,6 +257,13 @@ def merge(reports):
     for key in ("rows", "missing"):
         merged[key] = [x for r in reports for x in r.get(key, [])]
     merged["notes"] = list(dict.fromkeys(x for r in reports for x in r.get("notes", [])))
+    merged["precisions"] = list(dict.fromkeys(x for r in reports for x in r.get("precisions", ["float32"])))
+    for key in ("samples", "epochs"):  # per device, from the reports that have rows of that device
+        merged[key] = dict(reports[0][key])
+        for d in merged[key]:
+            values = dict.fromkeys(str(r[key][d]) for r in reports if any(row["device"] == d for row in r["rows"]))
+            if values:
+                merged[key][d] = " / ".join(values)
     merged["command"] = " ; ".join(dict.fromkeys(r["command"] for r in reports))
     for key in ("date", "commit", "machine"):
         merged[key] = " / ".join(dict.fromkeys(str(r.get(key)) for r in reports))
@@ -232,7 +289,12 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", nargs="+", default=MODELS, choices=MODELS, metavar="MODEL",
                    help=f"any of {' '.join(MODELS)} (default: all)")
-    p.add_argument("--batches", type=int, nargs="+", default=[32, 128, 512])
+    p.add_argument("--batches", type=int, nargs="+", default=[32, 128, 512],
+                   help="batch sizes, any positive ones (default: 32 128 512; e.g. --batches 2048 for the seed model's "
+                        "large-batch row)")
+    p.add_argument("--precision", nargs="+", default=["float32"], choices=PRECISIONS, metavar="PRECISION",
+                   help=f"any of {' '.join(PRECISIONS)}, each its own rows (default: float32); mixed_float16 has GPU "
+                        "rows only")
     p.add_argument("--device", choices=["cpu", "gpu", "all"], default="all",
                    help="all: the GPU rows, then the CPU rows (default)")
     p.add_argument("--threads", type=int, nargs="+", default=[2, os.cpu_count()],
@@ -247,6 +309,8 @@ def main():
                    help="seconds for the whole call: no run starts after it, and a run's limit ends with it; the rows "
                         "not run are listed (default: none)")
     p.add_argument("--skip-compile", action="store_true", help="no torch.compile runs (default and max-autotune)")
+    p.add_argument("--skip-max-autotune", action="store_true",
+                   help="no torch.compile max-autotune runs (their compilation takes about a minute per row)")
     p.add_argument("--skip-determinism", action="store_true", help="no kiln --op-determinism runs")
     p.add_argument("--tf32", action="store_true", help="TF32 for GPU matmuls and convolutions on both sides")
     p.add_argument("--bench-zoo", default=os.path.join(ROOT, "build-bench", "bench", "bench_zoo"))
@@ -281,32 +345,40 @@ def main():
               "its runs will fail", file=sys.stderr)
 
     gpu_kinds = [k for k in GPU_RUNS if not (args.skip_compile and k in ("compile", "max-autotune"))
+                 and not (args.skip_max_autotune and k == "max-autotune")
                  and not (args.skip_determinism and k == "kiln-det")]
-    plan = []  # (device, model, batch, threads, kinds)
+    precisions = list(dict.fromkeys(args.precision))
+    # mixed_float16 is the zoo's GPU-only precision (bfloat16 is the CPU's 16-bit compute type; zoo_torch.py
+    # refuses float16 there), so the CPU gets the other precisions.
+    cpu_precisions = [q for q in precisions if q != "mixed_float16"]
+    plan = []  # (device, model, batch, threads, precision, kinds); a model's precisions side by side
     if args.device in ("gpu", "all"):
         # GPU rows: both sides keep every core for their host work (the CPU rows' --threads is CPU-only).
-        plan += [("gpu", m, b, os.cpu_count(), gpu_kinds) for m in args.models for b in args.batches]
+        plan += [("gpu", m, b, os.cpu_count(), q, gpu_kinds) for m in args.models for b in args.batches
+                 for q in precisions]
     if args.device in ("cpu", "all"):
-        plan += [("cpu", m, b, t, CPU_RUNS) for t in dict.fromkeys(args.threads) for m in args.models
-                 for b in args.batches]
+        plan += [("cpu", m, b, t, q, CPU_RUNS) for t in dict.fromkeys(args.threads) for m in args.models
+                 for b in args.batches for q in cpu_precisions]
 
     start = time.monotonic()
     deadline = start + args.time_budget if args.time_budget > 0 else None
     report = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
               "command": " ".join(["bench/zoo.py"] + sys.argv[1:]), "commit": git_commit(), "machine": "",
-              "tf32": args.tf32, "samples": args.samples, "epochs": args.epochs, "time_budget": args.time_budget,
-              "rows": [], "missing": [], "notes": []}
+              "tf32": args.tf32, "precisions": precisions, "samples": args.samples, "epochs": args.epochs,
+              "time_budget": args.time_budget, "rows": [], "missing": [], "notes": []}
+    if args.device in ("cpu", "all") and len(cpu_precisions) < len(precisions):
+        report["notes"].append("cpu mixed_float16 rows not run: mixed_float16 is GPU-only in the model zoo")
     skipped = {}
-    for i, (device, model, batch, threads, kinds) in enumerate(plan):
+    for i, (device, model, batch, threads, precision, kinds) in enumerate(plan):
         if deadline is not None and time.monotonic() >= deadline:
-            report["missing"] = [f"{d} {m} batch {b}" + (f" threads {t}" if d == "cpu" else "")
-                                 for d, m, b, t, _ in plan[i:]]
+            report["missing"] = [f"{d} {m} batch {b}" + (f" threads {t}" if d == "cpu" else "") + f" {q}"
+                                 for d, m, b, t, q, _ in plan[i:]]
             print(f"zoo.py: time budget spent; {len(plan) - i} rows not run", file=sys.stderr)
             break
-        row = run_row(device, model, batch, threads, kinds, i % 2 == 0, args, deadline, skipped)
+        row = run_row(device, model, batch, threads, precision, kinds, i % 2 == 0, args, deadline, skipped)
         if all(r.get("skipped") for r in row["runs"].values()):  # e.g. no GPU here: a note, not rows
             reasons = dict.fromkeys(r["error"].removeprefix("skipped: ") for r in row["runs"].values())
-            note = f"{device} rows skipped: " + "; ".join(reasons)
+            note = f"{device} rows skipped: " + "; ".join(sorted(reasons))  # sorted: one note whatever ran first
             if note not in report["notes"]:
                 report["notes"].append(note)
             continue

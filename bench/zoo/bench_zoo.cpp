@@ -1,7 +1,9 @@
 // Trains one model of the zoo (models.h) with model.fit on random data of CIFAR-10's shapes and
 // prints one JSON line: images/s of a training epoch, the median over the epochs after a warm-up
 // epoch. Its peer is zoo_torch.py (the same models, data shapes and sample count in PyTorch);
-// bench/zoo.py runs both and prints the table.
+// bench/zoo.py runs both and prints the table. --precision sets Keras' global dtype policy
+// (kiln::mixed_precision) before the model is built: mixed_bfloat16 or mixed_float16 compute in the
+// 16-bit type with float32 weights and a float32 logits layer; fit adds loss scaling for float16.
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
@@ -69,7 +71,7 @@ std::pair<kiln::Tensor, kiln::Tensor> synthetic_data(int64_t n, uint64_t seed) {
 
 // Parses the options, trains and prints; returns the exit code (2: no usable GPU).
 int run(int argc, char** argv) {
-  std::string model_name, device_name = "cpu", json_path;
+  std::string model_name, device_name = "cpu", precision = "float32", json_path;
   int threads = static_cast<int>(std::thread::hardware_concurrency());
   int64_t batch_size = 128, samples = 10240, steps = 0;
   int epochs = 5;
@@ -86,6 +88,10 @@ int run(int argc, char** argv) {
       ->check(CLI::PositiveNumber);
   app.add_option("--epochs", epochs, "timed epochs after the warm-up epoch; the median is reported")
       ->check(CLI::PositiveNumber);
+  app.add_option("--precision", precision,
+                 "dtype policy of the model's layers (kiln::mixed_precision::set_global_policy); the last Dense "
+                 "stays float32 under the mixed ones")
+      ->check(CLI::IsMember({"float32", "mixed_bfloat16", "mixed_float16"}));
   app.add_option("--seed", seed, "seed of the weights, the shuffles and the data");
   app.add_flag("--tf32", tf32, "on a GPU, run float32 matmuls and convolutions as TF32 (tensor cores)");
   app.add_flag("--op-determinism", determinism,
@@ -108,6 +114,8 @@ int run(int argc, char** argv) {
   }
   kiln::set_default_device(device);
   kiln::utils::set_random_seed(seed);
+  // Layers take the global policy when they are constructed, so it is set before zoo::build.
+  kiln::mixed_precision::set_global_policy(precision);
   std::unique_ptr<kiln::Model> model = zoo::build(model_name);
   auto [x_host, y_host] = synthetic_data(samples, seed + 1);
   const kiln::Tensor x = x_host.to(device), y = y_host.to(device);
@@ -132,6 +140,7 @@ int run(int argc, char** argv) {
                         {"model", model_name},
                         {"mode", determinism ? "determinism" : "fast"},
                         {"device", device_name},
+                        {"precision", precision},
                         {"threads", kiln::get_num_threads()},
                         {"batch_size", batch_size},
                         {"samples", samples},

@@ -1,6 +1,7 @@
 # Runs COMMAND with ARGS (a ;-list) and fails unless it exits 0 and its last output line is a JSON
-# object whose images_per_s is a number above 0 (bench_zoo's result line). Used by the CTest smoke
-# tests of bench/CMakeLists.txt: cmake -DCOMMAND=... -DARGS=... -P check_json.cmake
+# object whose images_per_s is a number above 0 and whose precision is the one ARGS asked for
+# (--precision, float32 when absent): bench_zoo's result line. Used by the CTest smoke tests of
+# bench/CMakeLists.txt: cmake -DCOMMAND=... -DARGS=... -P check_json.cmake
 execute_process(COMMAND ${COMMAND} ${ARGS} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
 if(NOT rc EQUAL 0)
   message(FATAL_ERROR "${COMMAND} ${ARGS} exited with ${rc}: ${err}")
@@ -13,5 +14,18 @@ if(json_error)
 endif()
 if(NOT images GREATER 0)
   message(FATAL_ERROR "images_per_s is ${images}, expected a number above 0: ${last}")
+endif()
+set(expected_precision float32)
+list(FIND ARGS --precision at)
+if(at GREATER -1)
+  math(EXPR at "${at} + 1")
+  list(GET ARGS ${at} expected_precision)
+endif()
+string(JSON precision ERROR_VARIABLE json_error GET "${last}" precision)
+if(json_error)
+  message(FATAL_ERROR "the JSON line has no precision, expected '${expected_precision}': ${last}")
+endif()
+if(NOT precision STREQUAL expected_precision)
+  message(FATAL_ERROR "precision is '${precision}', expected '${expected_precision}' (--precision): ${last}")
 endif()
 message(STATUS "${last}")

@@ -1,4 +1,5 @@
-// The zoo's networks, each written once as a user of kiln's Keras-style API would write it.
+// The zoo's networks, each written once as a user of kiln's Keras-style API would write it; under
+// a mixed precision policy as Keras' guide writes it (float32 logits layer).
 #include "models.h"
 
 #include "resnet20.h"
@@ -9,12 +10,21 @@ namespace {
 namespace layers = kiln::layers;
 const std::vector<int64_t> kInput = {32, 32, 3};
 
+// The logits layer, Dense(`units`). Under a mixed policy it stays float32, as Keras' mixed precision
+// guide advises for a model's last layer: the logits the softmax cross-entropy reads come from a
+// float32 product, not a 16-bit one. Set here, before the model builds the layer.
+layers::Dense head(int64_t units) {
+  layers::Dense dense(units);
+  if (kiln::mixed_precision::global_policy().is_mixed()) dense.set_dtype_policy("float32");
+  return dense;
+}
+
 // The seed: the Keras CIFAR-10 getting-started CNN (examples/cifar10.cpp).
 std::unique_ptr<kiln::Model> seed() {
   return std::make_unique<kiln::Sequential>(
       std::vector<kiln::LayerRef>{layers::Conv2D(32, {3, 3}, {.activation = "relu", .input_shape = kInput}),
                                   layers::MaxPooling2D({2, 2}), layers::Flatten(),
-                                  layers::Dense(64, {.activation = "relu"}), layers::Dense(10)},
+                                  layers::Dense(64, {.activation = "relu"}), head(10)},
       "seed");
 }
 
@@ -27,7 +37,7 @@ std::unique_ptr<kiln::Model> conv4() {
           layers::Conv2D(32, {3, 3}, {.activation = "relu"}), layers::MaxPooling2D({2, 2}),
           layers::Conv2D(64, {3, 3}, {.padding = "same", .activation = "relu"}),
           layers::Conv2D(64, {3, 3}, {.activation = "relu"}), layers::MaxPooling2D({2, 2}), layers::Flatten(),
-          layers::Dense(256, {.activation = "relu"}), layers::Dense(10)},
+          layers::Dense(256, {.activation = "relu"}), head(10)},
       "conv4");
 }
 
@@ -49,7 +59,7 @@ std::unique_ptr<kiln::Model> vgg() {
   }
   stack.emplace_back(layers::Flatten());
   stack.emplace_back(layers::Dense(256, {.activation = "relu"}));
-  stack.emplace_back(layers::Dense(10));
+  stack.emplace_back(head(10));
   return std::make_unique<kiln::Sequential>(stack, "vgg");
 }
 
@@ -57,7 +67,7 @@ std::unique_ptr<kiln::Model> vgg() {
 std::unique_ptr<kiln::Model> mlp() {
   return std::make_unique<kiln::Sequential>(
       std::vector<kiln::LayerRef>{layers::Flatten({.input_shape = kInput}), layers::Dense(1024, {.activation = "relu"}),
-                                  layers::Dense(1024, {.activation = "relu"}), layers::Dense(10)},
+                                  layers::Dense(1024, {.activation = "relu"}), head(10)},
       "mlp");
 }
 
@@ -66,8 +76,21 @@ std::unique_ptr<kiln::Model> wide() {
   return std::make_unique<kiln::Sequential>(
       std::vector<kiln::LayerRef>{
           layers::Conv2D(128, {5, 5}, {.padding = "same", .activation = "relu", .input_shape = kInput}),
-          layers::MaxPooling2D({2, 2}), layers::Flatten(), layers::Dense(10)},
+          layers::MaxPooling2D({2, 2}), layers::Flatten(), head(10)},
       "wide");
+}
+
+// examples::resnet20() with the zoo's head: the same stem and blocks (examples/resnet20.h's own
+// functions, layers made in the same order, so the same weights for a seed), Dense(10) by head().
+// A functional model builds its layers as it is constructed, so the head's policy cannot be set on
+// examples::resnet20()'s model afterwards.
+kiln::Model resnet20() {
+  const kiln::SymbolicTensor input = kiln::Input({32, 32, 3});
+  kiln::SymbolicTensor h = examples::conv_bn(input, 16, 3, 1, true);
+  for (const int64_t filters : {16, 32, 64})
+    for (int block = 0; block < 3; ++block) h = examples::basic_block(h, filters, block == 0 && filters != 16 ? 2 : 1);
+  h = layers::GlobalAveragePooling2D()(h);
+  return kiln::Model(input, head(10)(h), "resnet20");
 }
 
 }  // namespace
@@ -88,7 +111,7 @@ std::unique_ptr<kiln::Model> build(const std::string& model) {
   else if (model == "vgg")
     m = vgg();
   else if (model == "resnet20")
-    m = std::make_unique<kiln::Model>(examples::resnet20());
+    m = std::make_unique<kiln::Model>(resnet20());
   else if (model == "mlp")
     m = mlp();
   else if (model == "wide")

@@ -19,7 +19,9 @@ std::string optimizer_name(const std::string& model);
 
 /// Builds `model` on kiln::model_device() and compiles it with its optimizer (Keras' defaults:
 /// Adam(1e-3), or SGD(0.01, momentum 0.9)), SparseCategoricalCrossentropy(from_logits) and the
-/// accuracy metric. Throws kiln::Error naming the known models when `model` is not one of them.
+/// accuracy metric. Its layers take the global dtype policy (kiln::mixed_precision), except the
+/// last Dense, which stays float32 under a mixed policy (Keras' advice for a model's logits layer).
+/// Throws kiln::Error naming the known models when `model` is not one of them.
 std::unique_ptr<kiln::Model> build(const std::string& model);
 
 }  // namespace zoo

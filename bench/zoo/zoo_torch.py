@@ -27,7 +27,15 @@ Modes: eager (channels_last, cudnn.benchmark on, float32: TF32 only with --tf32)
 which also replays CUDA graphs), both with dynamic=False and the eager mode's settings. Before epoch 1
 every batch shape runs one step; its time is compile_s in the compile modes (reported apart, never in
 images/s). Epoch 1 is the warm-up epoch, left out of the median like bench_zoo's.
-Exit code 2: no usable GPU (bench/zoo.py reads it as "skipped").
+
+Precision (--precision, bench_zoo's flag): float32; or mixed_bfloat16 / mixed_float16, PyTorch's
+automatic mixed precision recipe as the peer of Keras' policies: torch.autocast (dtype bfloat16 or
+float16) around forward and loss, float32 parameters, channels_last kept, and for float16 a
+torch.amp.GradScaler (scale, step, update) as fit's LossScaleOptimizer. The last Linear layer runs in
+float32 (its input cast to float32, autocast off inside it), as Keras advises and bench_zoo does. On
+the CPU mixed_bfloat16 uses torch.autocast("cpu"); mixed_float16 is the zoo's GPU-only precision and
+is refused there.
+Exit code 2: no usable GPU, or mixed_float16 on the CPU (bench/zoo.py reads it as "skipped").
 """
 import argparse
 import json
@@ -47,6 +55,7 @@ from torch_seed import set_fp32_precision  # noqa: E402
 
 MODELS = ["seed", "conv4", "vgg", "resnet20", "mlp", "wide"]
 ADAM_MODELS = {"seed", "conv4"}
+PRECISIONS = {"float32": None, "mixed_bfloat16": torch.bfloat16, "mixed_float16": torch.float16}
 
 
 class ToNCHW(nn.Module):
@@ -61,6 +70,28 @@ class FlattenNHWC(nn.Module):
 
     def forward(self, x):
         return x.permute(0, 2, 3, 1).flatten(1)
+
+
+class Float32Head(nn.Module):
+    """The logits layer in float32 under autocast (Keras' float32 last layer): the input cast to
+    float32 and autocast off while the wrapped layer runs, so its matmul and output are float32."""
+
+    def __init__(self, layer):
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, x):
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            return self.layer(x.float())
+
+
+def float32_head(model):
+    """Wraps the model's last Linear (after its initialisation, so the weights stay those of float32)."""
+    if isinstance(model, ResNet20):
+        model.fc = Float32Head(model.fc)
+    else:
+        model[-1] = Float32Head(model[-1])
+    return model
 
 
 def bn(channels):
@@ -113,6 +144,8 @@ def main():
     p.add_argument("--steps", type=int, default=0, help="steps per epoch (sets --samples to steps x batch size)")
     p.add_argument("--epochs", type=int, default=5, help="timed epochs after the warm-up epoch")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--precision", choices=list(PRECISIONS), default="float32",
+                   help="float32, or autocast to bfloat16 / float16 with a float32 last layer (default float32)")
     p.add_argument("--tf32", action="store_true", help="allow TF32 in matmul and convolution")
     p.add_argument("--json", default="", help="also write the result here")
     a = p.parse_args()
@@ -122,6 +155,10 @@ def main():
         p.error("--batch-size, --samples, --epochs and --threads must be positive")
 
     torch.set_num_threads(a.threads)
+    if a.device == "cpu" and a.precision == "mixed_float16":
+        print("zoo_torch: --precision mixed_float16 is GPU-only in the model zoo; expected --device gpu, or "
+              "--precision mixed_bfloat16 on the CPU", file=sys.stderr)
+        return 2
     if a.device == "gpu":
         if not torch.cuda.is_available():
             print("zoo_torch: no usable GPU", file=sys.stderr)
@@ -140,7 +177,11 @@ def main():
     x = torch.randint(0, 256, (n, 32, 32, 3), dtype=torch.uint8, generator=gen).to(device).float().div_(255)
     y = torch.randint(0, 10, (n,), generator=gen).to(device)
 
-    model = build(a.model).to(device).to(memory_format=torch.channels_last)
+    half = PRECISIONS[a.precision]
+    model = build(a.model)
+    if half is not None:
+        model = float32_head(model)
+    model = model.to(device).to(memory_format=torch.channels_last)
     net = model
     if a.mode != "eager":
         net = torch.compile(model, mode=None if a.mode == "compile" else "max-autotune", dynamic=False)
@@ -150,14 +191,23 @@ def main():
     else:
         opt = torch.optim.SGD(params, lr=0.01, momentum=0.9)
     mark_step = torch.compiler.cudagraph_mark_step_begin if a.mode == "max-autotune" else (lambda: None)
+    # PyTorch's AMP recipe: autocast around forward and loss only; float16 scales the loss.
+    autocast = torch.autocast(device_type=device.type, dtype=half, enabled=half is not None)
+    scaler = torch.amp.GradScaler(device.type) if half == torch.float16 else None
 
     def train_step(xb, yb):
         mark_step()
-        logits = net(xb)
-        loss = F.cross_entropy(logits, yb)
+        with autocast:
+            logits = net(xb)
+            loss = F.cross_entropy(logits, yb)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        if scaler is None:
+            loss.backward()
+            opt.step()
+        else:
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
         return loss.detach() * len(yb), (logits.detach().argmax(1) == yb).sum()
 
     # One step per batch shape before the epochs: the compilation in the compile modes.
@@ -186,7 +236,7 @@ def main():
         epoch_s.append(time.perf_counter() - t0)
 
     timed = statistics.median(epoch_s[1:])
-    out = {"framework": "torch", "model": a.model, "mode": a.mode, "device": a.device,
+    out = {"framework": "torch", "model": a.model, "mode": a.mode, "device": a.device, "precision": a.precision,
            "threads": torch.get_num_threads(), "batch_size": a.batch_size, "samples": n, "epochs": a.epochs,
            "optimizer": "adam" if a.model in ADAM_MODELS else "sgd",
            # Keras' count_params: BN's moving statistics included
