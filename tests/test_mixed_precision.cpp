@@ -40,23 +40,24 @@ std::vector<float> floats(const Tensor& t) { return t.astype(DType::Float32).to_
 
 TEST_F(MixedPrecision, PoliciesHaveKerasNamesAndDtypes) {
   EXPECT_EQ(DTypePolicy().name(), "float32");
-  const DTypePolicy bf16("mixed_bfloat16"), f16("mixed_float16"), f64("float64");
+  const DTypePolicy bf16("mixed_bfloat16"), f16("mixed_float16");
   EXPECT_EQ(bf16.compute_dtype(), DType::BFloat16);
   EXPECT_EQ(bf16.variable_dtype(), DType::Float32);
   EXPECT_TRUE(bf16.is_mixed());
   EXPECT_EQ(f16.compute_dtype(), DType::Float16);
   EXPECT_EQ(f16.variable_dtype(), DType::Float32);
-  EXPECT_EQ(f64.compute_dtype(), DType::Float64);
-  EXPECT_FALSE(f64.is_mixed());
   EXPECT_FALSE(DTypePolicy("float32").is_mixed());
 }
 
 TEST_F(MixedPrecision, UnknownPoliciesAndSixteenBitWeightsAreRefused) {
   const std::string unknown = message_of([] { mixed_precision::set_global_policy("mixed_float8"); });
-  EXPECT_NE(unknown.find("unknown dtype policy \"mixed_float8\"; expected one of \"float32\", \"float64\", "
-                         "\"mixed_float16\", \"mixed_bfloat16\""),
+  EXPECT_NE(unknown.find("unknown dtype policy \"mixed_float8\"; expected one of \"float32\", \"mixed_float16\", "
+                         "\"mixed_bfloat16\""),
             std::string::npos)
       << unknown;
+  const std::string f64 = message_of([] { DTypePolicy("float64"); });
+  EXPECT_NE(f64.find("policy \"float64\" is not supported: kiln's layers keep float32 weights"), std::string::npos)
+      << f64;
   const std::string half = message_of([] { DTypePolicy("bfloat16"); });
   EXPECT_NE(half.find("use \"mixed_bfloat16\""), std::string::npos) << half;
   EXPECT_EQ(mixed_precision::global_policy().name(), "float32");  // a refused name changes nothing

@@ -11,8 +11,8 @@
 
 namespace kiln::mixed_precision {
 
-/// A dtype policy (Keras' keras.DTypePolicy): "float32", "float64", "mixed_float16" or
-/// "mixed_bfloat16".
+/// A dtype policy (Keras' keras.DTypePolicy): "float32", "mixed_float16" or "mixed_bfloat16"
+/// (weights float32 in each).
 class DTypePolicy {
  public:
   /// The policy called `name`; throws kiln::Error naming the accepted names for any other.

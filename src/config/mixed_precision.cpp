@@ -28,7 +28,7 @@ std::string joined_names() {
 }  // namespace
 
 const std::vector<std::string>& policy_names() {
-  static const std::vector<std::string> names = {"float32", "float64", "mixed_float16", "mixed_bfloat16"};
+  static const std::vector<std::string> names = {"float32", "mixed_float16", "mixed_bfloat16"};
   return names;
 }
 
@@ -36,7 +36,10 @@ DTypePolicy::DTypePolicy(const std::string& name) : name_(name) {
   if (name == "float32") {
     compute_ = variable_ = DType::Float32;
   } else if (name == "float64") {
-    compute_ = variable_ = DType::Float64;
+    // Layers create float32 weights whatever the policy; a float64 policy would claim otherwise.
+    throw Error(
+        "DTypePolicy",
+        "policy \"float64\" is not supported: kiln's layers keep float32 weights; expected one of " + joined_names());
   } else if (name == "mixed_float16") {
     compute_ = DType::Float16;
     variable_ = DType::Float32;

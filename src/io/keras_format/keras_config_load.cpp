@@ -1,6 +1,7 @@
 // Keras' config.json -> kiln's model config: layers (wrappers, dtype policies and initializer
 // objects removed, options kiln lacks refused), InputLayers as input shapes, inbound nodes as
 // kiln's ordered layer calls, and compile_config as kiln's compile settings.
+#include <algorithm>
 #include <map>
 #include <set>
 
@@ -11,6 +12,7 @@
 #include "kiln/error.h"
 #include "kiln/initializers.h"
 #include "kiln/losses.h"
+#include "kiln/mixed_precision.h"
 #include "kiln/optimizers.h"
 #include "model/graph.h"
 
@@ -41,15 +43,19 @@ bool neutral_value(const std::string& key, const json& v) {
 }
 
 // A dtype policy or dtype name; kiln's models are float32.
-// The dtype policy name of a layer's "dtype" (a name, or Keras' wrapped DTypePolicy): float32 or
-// a mixed policy (weights float32 either way).
+// The dtype policy name of a layer's "dtype" (a name, or Keras' wrapped DTypePolicy), one that
+// mixed_precision::DTypePolicy accepts.
 std::string layer_policy(const json& dtype, const std::string& where) {
   if (dtype.is_null()) return "float32";
   json name = dtype;
   if (is_wrapped(dtype) && dtype["config"].is_object()) name = dtype["config"].value("name", json());
-  if (name == "float32" || name == "mixed_float16" || name == "mixed_bfloat16") return name.get<std::string>();
-  fail(where, "dtype " + dtype.dump().substr(0, 120) +
-                  " is not a policy kiln loads; expected float32, mixed_float16 or mixed_bfloat16");
+  const auto& known = mixed_precision::policy_names();
+  if (name.is_string() && std::find(known.begin(), known.end(), name.get<std::string>()) != known.end())
+    return name.get<std::string>();
+  std::string expected;
+  for (std::size_t i = 0; i < known.size(); ++i)
+    expected += (i == 0 ? "" : i + 1 == known.size() ? " or " : ", ") + known[i];
+  fail(where, "dtype " + dtype.dump().substr(0, 120) + " is not a policy kiln loads; expected " + expected);
 }
 
 void check_dtype(const json& dtype, const std::string& where) {
