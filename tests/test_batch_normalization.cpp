@@ -235,6 +235,95 @@ TEST(BatchNormalization, GradientsMatchCentralDifferences) {
   EXPECT_TRUE(gradcheck(moments_only, {random_input({7, 2}, 16)}));
 }
 
+// fused_batch_norm, the training path: its gradients in float64, through the statistics too.
+TEST(BatchNormalization, FusedGradientsMatchCentralDifferences) {
+  const auto fused = [](In in) { return fused_batch_norm(in[0], in[1], in[2], 1e-3).y; };
+  EXPECT_TRUE(gradcheck(fused, {random_input({6, 4}, 21, -2, 3), random_input({4}, 22), random_input({4}, 23)}));
+  EXPECT_TRUE(gradcheck(fused, {random_input({2, 3, 2, 3}, 24), random_input({3}, 25), random_input({3}, 26)}));
+  EXPECT_TRUE(gradcheck(fused, {random_input({1, 3}, 27), random_input({3}, 28), random_input({3}, 29)}));
+  const auto bare = [](In in) { return fused_batch_norm(in[0], Tensor(), Tensor(), 1e-3).y; };
+  EXPECT_TRUE(gradcheck(bare, {random_input({5, 2, 3}, 30)}));
+  const auto scale_only = [](In in) { return fused_batch_norm(in[0], in[1], Tensor(), 1e-2).y; };
+  EXPECT_TRUE(gradcheck(scale_only, {random_input({4, 2}, 31), random_input({2}, 32)}));
+}
+
+// The fused op computes the composition's formulas: the same statistics and outputs, and the same
+// gradients, in float64 to rounding and in float32 to float32's.
+TEST(BatchNormalization, FusedEqualsMomentsThenBatchNormalization) {
+  for (const DType dtype : {DType::Float64, DType::Float32}) {
+    const double tol = dtype == DType::Float64 ? 1e-12 : 2e-5;
+    const Tensor x0 = channel_data({3, 40, 7}, 33).astype(dtype);  // 120 rows of 7 channels
+    Generator gen(34);
+    const Tensor r = Tensor::uniform(x0.shape(), 0.5, 1.5, gen, dtype);
+    const Tensor gamma0 = Tensor::uniform({7}, 0.5, 2, gen, dtype), beta0 = Tensor::uniform({7}, -1, 1, gen, dtype);
+    const auto run = [&](bool fused) {
+      Tensor x = x0.detach(), gamma = gamma0.detach(), beta = beta0.detach();
+      for (Tensor* t : {&x, &gamma, &beta}) t->set_requires_grad(true);
+      Tensor y, mean, variance;
+      if (fused) {
+        FusedBatchNorm f = fused_batch_norm(x, gamma, beta, 1e-3);
+        EXPECT_FALSE(f.mean.requires_grad() || f.variance.requires_grad());
+        y = f.y, mean = f.mean, variance = f.variance;
+      } else {
+        std::tie(mean, variance) = moments(x);
+        y = batch_normalization(x, mean, variance, beta, gamma, 1e-3);
+      }
+      sum(mul(y, r)).backward();
+      return std::vector<std::vector<double>>{doubles(y),        doubles(mean),         doubles(variance),
+                                              doubles(x.grad()), doubles(gamma.grad()), doubles(beta.grad())};
+    };
+    const auto composed = run(false), fused = run(true);
+    const char* names[] = {"y", "mean", "variance", "dx", "dgamma", "dbeta"};
+    for (std::size_t i = 0; i < composed.size(); ++i)
+      expect_near(fused[i], composed[i], i < 3 ? tol : 10 * tol, std::string(names[i]) + " " + dtype_name(dtype));
+  }
+}
+
+// A 16-bit input is normalized in float32: y and dx equal the float32 op's on the widened values,
+// rounded once; the statistics and the gamma and beta gradients are float32 and equal outright.
+TEST(BatchNormalization, FusedSixteenBitInputEqualsFloat32RoundedOnce) {
+  for (const DType half : {DType::BFloat16, DType::Float16}) {
+    const Tensor x16 = channel_data({300, 5}, 35).astype(half);
+    Generator gen(36);
+    const Tensor dy16 = Tensor::uniform(x16.shape(), -1, 1, gen).astype(half);
+    const Tensor gamma0 = Tensor::uniform({5}, 0.5, 2, gen), beta0 = Tensor::uniform({5}, -1, 1, gen);
+    std::vector<std::vector<double>> got[2];
+    for (int wide = 0; wide < 2; ++wide) {
+      Tensor x = wide ? x16.astype(DType::Float32) : x16.detach(), gamma = gamma0.detach(), beta = beta0.detach();
+      for (Tensor* t : {&x, &gamma, &beta}) t->set_requires_grad(true);
+      FusedBatchNorm f = fused_batch_norm(x, gamma, beta, 1e-3);
+      EXPECT_EQ(f.y.dtype(), x.dtype());
+      EXPECT_EQ(f.mean.dtype(), DType::Float32);
+      sum(mul(f.y, wide ? dy16.astype(DType::Float32) : dy16)).backward();
+      const auto rounded = [&](const Tensor& t) { return doubles(wide ? t.astype(half) : t); };
+      got[wide] = {rounded(f.y),      doubles(f.mean),       doubles(f.variance),
+                   rounded(x.grad()), doubles(gamma.grad()), doubles(beta.grad())};
+    }
+    const char* names[] = {"y", "mean", "variance", "dx", "dgamma", "dbeta"};
+    for (std::size_t i = 0; i < got[0].size(); ++i)
+      EXPECT_EQ(got[0][i], got[1][i]) << names[i] << " " << dtype_name(half);
+  }
+}
+
+TEST(BatchNormalizationErrors, FusedBatchNormNamesWhatIsWrong) {
+  EXPECT_EQ(message_of([] {
+              fused_batch_norm(Tensor::zeros({0, 3}), Tensor(), Tensor(), 1e-3);
+            }),
+            "[fused_batch_norm] input is [0, 3]; expected a non-empty tensor [..., C]");
+  EXPECT_EQ(message_of([] {
+              fused_batch_norm(Tensor::zeros({2, 3}), Tensor::ones({2}), Tensor(), 1e-3);
+            }),
+            "[fused_batch_norm] scale is [2]; expected [3], one value per channel of the input's last axis");
+  EXPECT_EQ(message_of([] {
+              fused_batch_norm(Tensor::zeros({2, 3}), Tensor(), Tensor::zeros({3}, DType::Float64), 1e-3);
+            }),
+            "[fused_batch_norm] offset is float64 on cpu; expected float32 on cpu for float32 input");
+  EXPECT_EQ(message_of([] {
+              fused_batch_norm(Tensor::zeros({2, 3}), Tensor(), Tensor(), -1);
+            }),
+            "[fused_batch_norm] epsilon is -1; expected a finite number >= 0");
+}
+
 // The layer wires its weights into the ops checked above: its float32 gradients agree with the
 // float64 ones of the same math.
 TEST(BatchNormalization, LayerGradientsAgreeWithTheCheckedMath) {
@@ -425,6 +514,45 @@ TEST(CudaBatchNormalization, ForwardAndBackwardMatchTheCpu) {
   expect_near(dgamma[1], dgamma[0], 1e-4, "dgamma");
   expect_near(stats[1], stats[0], 1e-6, "moving_variance");
   expect_near(inference[1], inference[0], 1e-5, "inference");
+}
+
+// The fused op on a shape of several row slices and column tiles (the GPU's sums split both), for
+// every floating dtype. Tolerances: float64 to rounding; float32 1e-5 on the outputs and statistics
+// (sums in another order), 1e-4 on dx (a difference of such sums); 16-bit y and dx within one unit
+// in the last place of the type (2^-7 bfloat16, 2^-10 float16, relative), the float32 statistics and
+// gamma and beta gradients as float32's. On the GPU the sums' order is fixed: reruns are bit-equal.
+TEST(CudaBatchNormalization, FusedOpMatchesTheCpuForEveryDtype) {
+  REQUIRE_GPU();
+  struct Case {
+    DType dtype;
+    double out_tol, stat_tol;
+  };
+  for (const Case& c : {Case{DType::Float64, 1e-12, 1e-12}, Case{DType::Float32, 1e-5, 1e-5},
+                        Case{DType::BFloat16, 1.0 / 128, 1e-5}, Case{DType::Float16, 1.0 / 1024, 1e-5}}) {
+    const DType stats = c.dtype == DType::Float64 ? DType::Float64 : DType::Float32;
+    const Tensor x = channel_data({3000, 40}, 41).astype(c.dtype);
+    Generator gen(42);
+    const Tensor dy = Tensor::uniform(x.shape(), -1, 1, gen).astype(c.dtype);
+    const Tensor gamma = Tensor::uniform({40}, 0.5, 2, gen, stats), beta = Tensor::uniform({40}, -1, 1, gen, stats);
+    std::vector<std::vector<double>> got[3];
+    for (int run = 0; run < 3; ++run) {  // the CPU, then the GPU twice
+      const Device device = run ? Device::gpu() : Device::cpu();
+      Tensor xd = x.to(device), gd = gamma.to(device), bd = beta.to(device);
+      for (Tensor* t : {&xd, &gd, &bd}) t->set_requires_grad(true);
+      FusedBatchNorm f = fused_batch_norm(xd, gd, bd, 1e-3);
+      sum(mul(f.y, dy.to(device))).backward();
+      got[run] = {doubles(f.y),       doubles(f.mean),    doubles(f.variance),
+                  doubles(xd.grad()), doubles(gd.grad()), doubles(bd.grad())};
+    }
+    const char* names[] = {"y", "mean", "variance", "dx", "dgamma", "dbeta"};
+    const double dx_tol = c.dtype == DType::Float32 ? 1e-4 : c.out_tol;
+    const double tols[] = {c.out_tol, c.stat_tol, c.stat_tol, dx_tol, 10 * c.stat_tol, 10 * c.stat_tol};
+    for (std::size_t i = 0; i < 6; ++i) {
+      const std::string what = std::string(names[i]) + " " + dtype_name(c.dtype);
+      expect_near(got[1][i], got[0][i], tols[i], what);
+      EXPECT_EQ(got[2][i], got[1][i]) << what << ": a GPU rerun differs";
+    }
+  }
 }
 
 // The moving statistics' in-place updates replay with the step: every weight, trainable or not,

@@ -79,6 +79,22 @@ KILN_BACKEND_OP(void, gemm_bias_act,
 KILN_BACKEND_OP(void, gemm_wgrad_bias,
                 (DType dtype, int64_t m, int64_t n, int64_t k, const void* x, const void* dz, void* dw, void* db))
 
+// ---- batch normalization in training over x [rows, C] (a channels-last batch, flattened) ----
+// The per-channel arrays (gamma, beta, mean, variance and the gradients dgamma, dbeta) are of the
+// statistics dtype: float64 for float64 x, float32 for every other floating x.
+/// mean[c] and the biased variance[c] of column c, then y = x * inv + (beta - mean * inv) with
+/// inv = gamma / sqrt(variance + epsilon), y of x's dtype. A null gamma stands for ones and a null
+/// beta for zeros.
+KILN_BACKEND_OP(void, batch_norm_forward,
+                (DType dtype, const void* x, const void* gamma, const void* beta, double epsilon, void* y, void* mean,
+                 void* variance, int64_t rows, int64_t C))
+/// The gradients of batch_norm_forward's y (through the batch statistics too) given dy: dx of x's
+/// dtype, dgamma = sum_r dy * (x - mean) / sqrt(variance + epsilon), dbeta = sum_r dy; a null gamma
+/// stands for ones, a null dgamma or dbeta is not written.
+KILN_BACKEND_OP(void, batch_norm_backward,
+                (DType dtype, const void* x, const void* dy, const void* mean, const void* variance, const void* gamma,
+                 double epsilon, void* dx, void* dgamma, void* dbeta, int64_t rows, int64_t C))
+
 // ---- softmax family over the last axis of [rows, cols] ----
 /// y = softmax(x), or log_softmax(x) when `log`.
 KILN_BACKEND_OP(void, softmax, (DType dtype, const void* x, void* y, int64_t rows, int64_t cols, bool log))

@@ -1,11 +1,9 @@
-// BatchNormalization over the last axis, composed of existing ops so that autograd gives its
-// backward; moments and batch_normalization are Keras' ops of the same names.
+// BatchNormalization over the last axis, and its ops: moments and batch_normalization (Keras' ops of
+// the same names, composed of existing ops so that autograd gives their backward; the inference path)
+// and fused_batch_norm (the training path: the backend's batch_norm_forward and batch_norm_backward,
+// whose formulas are those of the composition).
 //
 // Shape letters: C channels (the last axis), R rows (every other axis of the batch, flattened).
-//
-// A fused kernel would replace the composition here: cuDNN's batch-norm forward-training call
-// (cudnnBatchNormalizationForwardTrainingEx, NHWC, with the running-average update inside) and its
-// backward, or one of kiln's own for the CPU. Keep the formulas below as its reference.
 #include "kiln/layers/batch_normalization.h"
 
 #include <cmath>
@@ -16,6 +14,7 @@
 #include "kiln/error.h"
 #include "kiln/ops.h"
 #include "layers/config_fields.h"
+#include "ops/op_util.h"
 
 namespace kiln {
 
@@ -61,6 +60,43 @@ Tensor batch_normalization(const Tensor& x, const Tensor& mean, const Tensor& va
   const Tensor inv = scale.defined() ? div(scale, root) : div(Tensor::ones({C}, root.dtype(), root.device()), root);
   const Tensor shift = offset.defined() ? sub(offset, mul(mean, inv)) : neg(mul(mean, inv));
   return add(mul(x, inv), shift);
+}
+
+FusedBatchNorm fused_batch_norm(const Tensor& x, const Tensor& scale, const Tensor& offset, double epsilon) {
+  const std::string op = "fused_batch_norm";
+  ops::check_floating(op, x);
+  if (x.ndim() < 1 || x.numel() == 0)
+    throw Error(op, "input is " + x.shape().str() + "; expected a non-empty tensor [..., C]");
+  if (!std::isfinite(epsilon) || epsilon < 0)
+    throw Error(op, "epsilon is " + layers::number_text(epsilon) + "; expected a finite number >= 0");
+  const int64_t C = x.size(-1), R = x.numel() / C;
+  const DType stats = x.dtype() == DType::Float64 ? DType::Float64 : DType::Float32;
+  for (const auto& [t, role] : {std::pair{&scale, "scale"}, std::pair{&offset, "offset"}}) {
+    if (!t->defined()) continue;
+    check_channels(op, role, *t, C);
+    if (t->dtype() != stats || t->device() != x.device())
+      throw Error(op, std::string(role) + " is " + dtype_name(t->dtype()) + " on " + t->device().str() + "; expected " +
+                          dtype_name(stats) + " on " + x.device().str() + " for " + dtype_name(x.dtype()) + " input");
+  }
+  const auto data = [](const Tensor& t) -> const void* { return t.defined() ? t.raw_data() : nullptr; };
+  FusedBatchNorm out{make_tensor(x.shape(), x.dtype(), x.device()), make_tensor({C}, stats, x.device()),
+                     make_tensor({C}, stats, x.device())};
+  ops::backend_of(x).batch_norm_forward(x.dtype(), x.raw_data(), data(scale), data(offset), epsilon, out.y.raw_data(),
+                                        out.mean.raw_data(), out.variance.raw_data(), R, C);
+  const Tensor x_saved = x.detach(), mean = out.mean, variance = out.variance,
+               scale_saved = scale.defined() ? scale.detach() : Tensor();
+  const bool want_scale = scale.defined(), want_offset = offset.defined();
+  out.y = autograd::record(op, out.y, {x, scale, offset}, [=](const Tensor& g) -> std::vector<Tensor> {
+    Tensor dx = make_tensor(x_saved.shape(), x_saved.dtype(), x_saved.device());
+    Tensor dscale = want_scale ? make_tensor({C}, stats, x_saved.device()) : Tensor();
+    Tensor doffset = want_offset ? make_tensor({C}, stats, x_saved.device()) : Tensor();
+    const auto out_data = [](Tensor& t) -> void* { return t.defined() ? t.raw_data() : nullptr; };
+    ops::backend_of(g).batch_norm_backward(x_saved.dtype(), x_saved.raw_data(), g.raw_data(), mean.raw_data(),
+                                           variance.raw_data(), data(scale_saved), epsilon, dx.raw_data(),
+                                           out_data(dscale), out_data(doffset), R, C);
+    return {dx, dscale, doffset};
+  });
+  return out;
 }
 
 }  // namespace kiln
@@ -116,8 +152,11 @@ void BatchNormalization::create_weights(const Shape& input_shape) {
 
 Tensor BatchNormalization::call(const Tensor& x_in, bool training) {
   // Keras 3: statistics of 16-bit inputs overflow and lose precision, so the layer normalizes in
-  // float32 (with float32 gamma and beta) and hands its output back in the input's dtype.
-  if (is_floating(x_in.dtype()) && !is_compute_floating(x_in.dtype()))
+  // float32 (with float32 gamma and beta) and hands its output back in the input's dtype;
+  // fused_batch_norm does so itself, the inference path by casts.
+  // Keras 3: a frozen layer runs in inference mode, even inside fit.
+  const bool batch_statistics = training && trainable();
+  if (!batch_statistics && is_floating(x_in.dtype()) && !is_compute_floating(x_in.dtype()))
     return cast(call(cast(x_in, DType::Float32), training), x_in.dtype());
   const Tensor& x = x_in;
   Tensor& moving_mean = weight("moving_mean");
@@ -130,10 +169,8 @@ Tensor BatchNormalization::call(const Tensor& x_in, bool training) {
   }
   const Tensor gamma = options_.scale ? weight("gamma") : Tensor();
   const Tensor beta = options_.center ? weight("beta") : Tensor();
-  // Keras 3: a frozen layer runs in inference mode, even inside fit.
-  if (!training || !trainable())
-    return batch_normalization(x, moving_mean, moving_variance, beta, gamma, options_.epsilon);
-  const auto [mean, variance] = moments(x);
+  if (!batch_statistics) return batch_normalization(x, moving_mean, moving_variance, beta, gamma, options_.epsilon);
+  const auto [y, mean, variance] = fused_batch_norm(x, gamma, beta, options_.epsilon);
   {
     // In place and on the device (copy_ into the weights' own storage): a recorded step replays the
     // update, and no value is read back to the host.
@@ -142,7 +179,7 @@ Tensor BatchNormalization::call(const Tensor& x_in, bool training) {
     moving_mean.copy_(add(mul(moving_mean, m), mul(mean.detach(), 1.0 - m)));
     moving_variance.copy_(add(mul(moving_variance, m), mul(variance.detach(), 1.0 - m)));
   }
-  return batch_normalization(x, mean, variance, beta, gamma, options_.epsilon);
+  return y;
 }
 
 Config BatchNormalization::get_config() const {

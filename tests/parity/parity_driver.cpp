@@ -145,8 +145,9 @@ const std::map<std::string, Case>& cases() {
       // Batch statistics in training, moving statistics updated in place and used by predict.
       {"dense_batchnorm",
        {[] {
-          return compiled({Dense(8, {.activation = "relu", .input_shape = {6}}), BatchNormalization(), Dense(3)},
-                          optimizers::Adam(), SparseCategoricalCrossentropy({.from_logits = true}));
+          return compiled(
+              {Dense(8, {.activation = "relu", .use_bias = false, .input_shape = {6}}), BatchNormalization(), Dense(3)},
+              optimizers::Adam(), SparseCategoricalCrossentropy({.from_logits = true}));
         },
         8}},
       // The same over the channels of NHWC feature maps, after a convolution without bias.

@@ -1,6 +1,6 @@
 /// BatchNormalization: normalizes each channel with the batch's statistics in training and with
-/// moving statistics in inference; plus the two ops it is made of (Keras' ops.moments and
-/// ops.batch_normalization, over the last axis).
+/// moving statistics in inference; plus the ops it is made of (Keras' ops.moments and
+/// ops.batch_normalization over the last axis, and fused_batch_norm, which training runs).
 #pragma once
 
 #include <memory>
@@ -23,6 +23,22 @@ std::pair<Tensor, Tensor> moments(const Tensor& x);
 /// Differentiable.
 Tensor batch_normalization(const Tensor& x, const Tensor& mean, const Tensor& variance, const Tensor& offset,
                            const Tensor& scale, double epsilon);
+
+/// What fused_batch_norm returns: the normalized batch and the statistics it used.
+struct FusedBatchNorm {
+  Tensor y;         ///< x normalized, of x's dtype
+  Tensor mean;      ///< [C], the batch mean of each channel
+  Tensor variance;  ///< [C], the biased batch variance of each channel
+};
+
+/// Batch normalization with the batch's own statistics in one op (TensorFlow's fused_batch_norm in
+/// training): y = batch_normalization(x, mean, variance, offset, scale, epsilon) with
+/// {mean, variance} = moments(x), each statistic computed in one pass over x and y in one more, for
+/// x [..., C] of any floating dtype. The statistics, `scale` and `offset` are float64 for float64 x
+/// and float32 otherwise (a 16-bit x is normalized in float32, each output rounded once); an
+/// undefined `scale` or `offset` stands for none. y is differentiable in x (through the statistics
+/// too), scale and offset; the returned statistics are not.
+FusedBatchNorm fused_batch_norm(const Tensor& x, const Tensor& scale, const Tensor& offset, double epsilon);
 
 }  // namespace kiln
 

@@ -1,0 +1,112 @@
+// CPU batch normalization in training over x [rows, C]: the statistics in two passes (the mean, then
+// the mean squared deviation from it: no cancellation when the mean is large), the normalization in
+// a third; the backward in one reducing pass and one elementwise pass. Sums run in fixed blocks of
+// rows added in block order, so no result depends on the thread count. 16-bit x is read into float,
+// the statistics' type, and y and dx are rounded once.
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "backend/cpu/cpu_backend.h"
+#include "backend/cpu/cpu_half.h"
+
+namespace kiln::backend {
+
+namespace {
+
+constexpr int64_t kRowBlock = 256;
+
+// sums[k * C + c] = sum over rows r of term(r, c, k) for k < K, in kRowBlock blocks added in order.
+template <typename A, int K, typename Term>
+std::vector<A> column_sums(int64_t rows, int64_t C, Term term) {
+  const int64_t blocks = (rows + kRowBlock - 1) / kRowBlock;
+  std::vector<A> partial(static_cast<std::size_t>(blocks * K * C), A(0));
+  parallel_for_work(blocks, rows * C * K, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) {
+      A* __restrict acc = partial.data() + b * K * C;
+      for (int64_t r = b * kRowBlock; r < std::min(rows, (b + 1) * kRowBlock); ++r)
+        for (int64_t c = 0; c < C; ++c) term(r, c, acc);
+    }
+  });
+  std::vector<A> sums(static_cast<std::size_t>(K * C), A(0));
+  for (int64_t b = 0; b < blocks; ++b)
+    for (int64_t i = 0; i < K * C; ++i) sums[i] += partial[b * K * C + i];
+  return sums;
+}
+
+}  // namespace
+
+void CpuBackend::batch_norm_forward(DType dtype, const void* x, const void* gamma, const void* beta, double epsilon,
+                                    void* y, void* mean, void* variance, int64_t rows, int64_t C) {
+  with_cpu_compute_type(dtype, "batch_norm", [&](auto tag) {
+    using T = decltype(tag);
+    using A = accumulate_t<T>;
+    const T* xs = static_cast<const T*>(x);
+    A* mu = static_cast<A*>(mean);
+    A* var = static_cast<A*>(variance);
+    const auto at = [&](int64_t r, int64_t c) { return convert_element<A>(xs[r * C + c]); };
+    const A count = static_cast<A>(rows);
+    const std::vector<A> sums = column_sums<A, 1>(rows, C, [&](int64_t r, int64_t c, A* acc) { acc[c] += at(r, c); });
+    for (int64_t c = 0; c < C; ++c) mu[c] = sums[c] / count;
+    const std::vector<A> squares = column_sums<A, 1>(rows, C, [&](int64_t r, int64_t c, A* acc) {
+      const A d = at(r, c) - mu[c];
+      acc[c] += d * d;
+    });
+    std::vector<A> inv(static_cast<std::size_t>(C)), shift(static_cast<std::size_t>(C));
+    for (int64_t c = 0; c < C; ++c) {
+      var[c] = squares[c] / count;
+      const A g = gamma ? static_cast<const A*>(gamma)[c] : A(1);
+      const A b = beta ? static_cast<const A*>(beta)[c] : A(0);
+      inv[c] = g / std::sqrt(var[c] + static_cast<A>(epsilon));
+      shift[c] = b - mu[c] * inv[c];
+    }
+    T* ys = static_cast<T*>(y);
+    parallel_for_work(rows, rows * C, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r)
+        for (int64_t c = 0; c < C; ++c) ys[r * C + c] = convert_element<T>(at(r, c) * inv[c] + shift[c]);
+    });
+  });
+}
+
+void CpuBackend::batch_norm_backward(DType dtype, const void* x, const void* dy, const void* mean, const void* variance,
+                                     const void* gamma, double epsilon, void* dx, void* dgamma, void* dbeta,
+                                     int64_t rows, int64_t C) {
+  with_cpu_compute_type(dtype, "batch_norm_backward", [&](auto tag) {
+    using T = decltype(tag);
+    using A = accumulate_t<T>;
+    const T* xs = static_cast<const T*>(x);
+    const T* dys = static_cast<const T*>(dy);
+    const A* mu = static_cast<const A*>(mean);
+    const A* var = static_cast<const A*>(variance);
+    // sums[c]: sum of dy; sums[C + c]: sum of dy * (x - mean).
+    const std::vector<A> sums = column_sums<A, 2>(rows, C, [&](int64_t r, int64_t c, A* acc) {
+      const A g = convert_element<A>(dys[r * C + c]);
+      acc[c] += g;
+      acc[C + c] += g * (convert_element<A>(xs[r * C + c]) - mu[c]);
+    });
+    // dx = k1 * dy + k2 * (x - mean) + k3 per channel: the gradient through y's direct path and
+    // through the batch mean and variance.
+    std::vector<A> k1(static_cast<std::size_t>(C)), k2(static_cast<std::size_t>(C)), k3(static_cast<std::size_t>(C));
+    const A count = static_cast<A>(rows);
+    for (int64_t c = 0; c < C; ++c) {
+      const A invstd = A(1) / std::sqrt(var[c] + static_cast<A>(epsilon));
+      const A g = gamma ? static_cast<const A*>(gamma)[c] : A(1);
+      k1[c] = g * invstd;
+      k2[c] = -k1[c] * invstd * invstd * sums[C + c] / count;
+      k3[c] = -k1[c] * sums[c] / count;
+      if (dgamma) static_cast<A*>(dgamma)[c] = sums[C + c] * invstd;
+      if (dbeta) static_cast<A*>(dbeta)[c] = sums[c];
+    }
+    T* dxs = static_cast<T*>(dx);
+    parallel_for_work(rows, rows * C, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r)
+        for (int64_t c = 0; c < C; ++c) {
+          const int64_t i = r * C + c;
+          dxs[i] = convert_element<T>(k1[c] * convert_element<A>(dys[i]) + k2[c] * (convert_element<A>(xs[i]) - mu[c]) +
+                                      k3[c]);
+        }
+    });
+  });
+}
+
+}  // namespace kiln::backend
