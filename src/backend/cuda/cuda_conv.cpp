@@ -1,15 +1,14 @@
 // 2-D convolution through cuDNN, NHWC. Our kernel layout [KH, KW, C, F] (TensorFlow's HWIO) is a
 // [KH*KW*C, F] matrix; cuDNN's NHWC filter layout [F, KH, KW, C] is its transpose, so each call
 // transposes the (small) kernel with one kernel of ours. Algorithms are chosen once per geometry
-// and direction: cuDNN times each one on that geometry (cudnnFind*, at the first, eager call: fit
-// warms up before it records a step) and the fastest one that sums products directly in float32
-// (no FFT or Winograd transform, no tensor-core math: float32 stays float32) and whose workspace
-// fits is kept. With op determinism (enable_op_determinism) only deterministic algorithms qualify;
-// without it, algorithms that add partial sums with atomics may win (cuDNN's fastest filter
-// gradients do). With TF32 enabled (set_tensor_float_32) float32 plans use CUDNN_TENSOR_OP_MATH
-// and tensor-core algorithms may win too. Both modes are part of the plan's key, so each keeps its
-// own choices. kiln's direct filter-gradient kernel (kernels/conv_wgrad.cu) is deterministic FMA
-// math in every mode. cuDNN's heuristics (cudnnGet*_v7) ranked slow algorithms first at the seed's
+// and direction: cuDNN times each one on that geometry (cudnnFind*, run twice at the first, eager
+// call, the second run's timings deciding: fit warms up before it records a step) and the fastest one that sums
+// products directly in float32 (no FFT or Winograd transform, no tensor-core math: float32 stays float32) and whose
+// workspace fits is kept. With op determinism (enable_op_determinism) only deterministic algorithms qualify; without
+// it, algorithms that add partial sums with atomics may win (cuDNN's fastest filter gradients do). With TF32 enabled
+// (set_tensor_float_32) float32 plans use CUDNN_TENSOR_OP_MATH and tensor-core algorithms may win too. Both modes are
+// part of the plan's key, so each keeps its own choices. kiln's direct filter-gradient kernel (kernels/conv_wgrad.cu)
+// is deterministic FMA math in every mode. cuDNN's heuristics (cudnnGet*_v7) ranked slow algorithms first at the seed's
 // shapes (bench/README-gpu-step.md). The heuristics are used instead while a CUDA graph is being
 // recorded (Find synchronizes), or when KILN_CUDNN_FIND=0: then every process picks the same
 // algorithm, whereas timings may differ between processes. KILN_CUDNN_LOG=1 prints both rankings.
@@ -80,6 +79,10 @@ bool sums_directly(cudnnConvolutionBwdFilterAlgo_t a) {
 // TF32) and direct summation first, workspace within the cap; then any non-tensor-core math. With
 // `deterministic` both passes require CUDNN_DETERMINISTIC, and a nondeterministic algorithm is
 // never taken (the caller asked for bit-equal reruns: no algorithm is an error, as in TensorFlow).
+// float16 and bfloat16 never take a nondeterministic algorithm: those add partial sums into the
+// 16-bit output with atomics, so each addition rounds to the 16-bit type (the float accumulation
+// mixed precision promises is lost), and they ran several times slower in a training step than
+// cuDNN's timing of them said (bench/README.md).
 // With `tf32`, float32 may also take tensor-op math (TF32) in every pass, never the down-conversion
 // to half precision (CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION).
 template <typename Perf>
@@ -87,7 +90,9 @@ const Perf* pick(const std::vector<Perf>& perf, cudnnDataType_t type, bool tf32,
   for (int pass = 0; pass < 2; ++pass)
     for (const Perf& p : perf) {
       if (p.status != CUDNN_STATUS_SUCCESS || p.memory > kMaxWorkspace) continue;
-      if (deterministic && p.determinism != CUDNN_DETERMINISTIC) continue;
+      if ((deterministic || type == CUDNN_DATA_HALF || type == CUDNN_DATA_BFLOAT16) &&
+          p.determinism != CUDNN_DETERMINISTIC)
+        continue;
       if (pass == 0 && !sums_directly(p.algo)) continue;
       const bool fma = p.mathType == CUDNN_FMA_MATH, plain = fma || p.mathType == CUDNN_DEFAULT_MATH;
       const bool tensor = tf32 && p.mathType == CUDNN_TENSOR_OP_MATH;
@@ -143,7 +148,9 @@ template <typename Perf, typename Find, typename Heuristic>
 Perf choose(const char* op, const char* direction, const ConvPlan& plan, const Conv2dGeometry& g, bool measure,
             Find&& find, Heuristic&& heuristic) {
   const bool log = env_is("KILN_CUDNN_LOG", "1");
-  std::vector<Perf> perf = measure ? find() : heuristic();
+  // CUDA loads a kernel's module at its first launch: timed first, an algorithm whose kernels no
+  // earlier call used would count that load into its time, so the timings of a second run decide.
+  std::vector<Perf> perf = measure ? (find(), find()) : heuristic();
   const Perf* best = pick(perf, plan.type, plan.tf32, plan.deterministic);
   if (!best) no_algorithm(op, direction, perf, plan, g);
   if (log) {
