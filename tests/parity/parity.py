@@ -506,11 +506,27 @@ def mixed_bounds(initial, want_losses, want_weights, want_pred, ref):
     return gaps, bounds
 
 
+def cpu_has_avx512():
+    """Whether this CPU has AVX-512 (Linux's /proc/cpuinfo flags; False where that cannot be read)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return any(line.startswith("flags") and " avx512f" in line for line in f)
+    except OSError:
+        return False
+
+
 def run_case(name, case, driver, work, cifar_dir):
     """Returns a result row: dict with the worst differences, or a skip reason."""
     if case.get("needs_cifar") and not (cifar_dir and os.path.isfile(
             os.path.join(cifar_dir, "cifar-10-batches-bin", "data_batch_1.bin"))):
         return dict(case=name, skipped=f"no CIFAR-10 binary batches under {cifar_dir or '(none given)'}")
+    # TensorFlow runs bfloat16 through oneDNN only on CPUs with AVX-512; elsewhere it falls back to
+    # Eigen's kernels, which round intermediate results to bfloat16 (measured on an AMD CPU with AVX2:
+    # Keras' first loss of mixed_bf16_conv_batchnorm 1.3961844 against oneDNN's 1.396409), another
+    # reference than the one the mixed bounds were measured against (README.md).
+    if case.get("policy") == "mixed_bfloat16" and not cpu_has_avx512():
+        return dict(case=name, skipped="this CPU has no AVX-512, so TensorFlow computes bfloat16 with Eigen's "
+                                       "kernels instead of oneDNN's, which the mixed bounds were measured against")
     # The mixed cases carry their own seed so that adding them left the other cases' data as it was.
     rng = np.random.default_rng(case.get("seed") or sorted(n for n in CASES if "seed" not in CASES[n]).index(name) + 1)
     keras.utils.set_random_seed(1234)
