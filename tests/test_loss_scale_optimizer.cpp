@@ -286,6 +286,32 @@ TEST(LossScaleOptimizer, BadOptionsNameTheOption) {
             "[LossScaleOptimizer] the inner optimizer is a LossScaleOptimizer; expected the optimizer to wrap (the "
             "loss is scaled once)");
   LossScaleOptimizer opt(sgd);
+  // The generic state hooks (what save, load and BackupAndRestore use) name what they take.
+  const auto vars = opt.state_variables();
+  ASSERT_EQ(vars.size(), 2u);
+  EXPECT_EQ(vars[0].first, "loss_scale_optimizer/dynamic_scale");
+  EXPECT_EQ(vars[0].second.to_vector<float>(), std::vector<float>{32768.0f});
+  EXPECT_EQ(vars[1].first, "loss_scale_optimizer/step_counter");
+  EXPECT_EQ(vars[1].second.dtype(), DType::Int64);
+  EXPECT_EQ(message_of([&] { opt.restore_state_variables({vars[0]}); }),
+            "[LossScaleOptimizer] loss_scale_optimizer/step_counter is missing; expected one int64 value");
+  EXPECT_EQ(message_of([&] {
+              opt.restore_state_variables({vars[0], {"loss_scale_optimizer/other", vars[1].second}});
+            }),
+            "[LossScaleOptimizer] got state variable 'loss_scale_optimizer/other'; expected "
+            "loss_scale_optimizer/dynamic_scale and loss_scale_optimizer/step_counter");
+  opt.restore_state_variables(
+      {{"loss_scale_optimizer/dynamic_scale", Tensor::from_vector(std::vector<float>{4.0f}, Shape())},
+       {"loss_scale_optimizer/step_counter", Tensor::from_vector(std::vector<int64_t>{7}, Shape())}});
+  EXPECT_EQ(opt.dynamic_scale(), 4.0);
+  EXPECT_EQ(opt.step_counter(), 7);
+  optimizers::SGD plain;
+  EXPECT_EQ(message_of([&] { plain.restore_state_variables(vars); }),
+            "[SGD] got a value for state variable 'loss_scale_optimizer/dynamic_scale'; expected none (the optimizer "
+            "keeps no state beyond its slots)");
+  EXPECT_TRUE(sgd.state_variables().empty());
+  EXPECT_FALSE(sgd.skips_non_finite_steps());
+  EXPECT_TRUE(opt.skips_non_finite_steps());
   EXPECT_EQ(message_of([&] { opt.restore_loss_scale(0.0, 1); }),
             "[LossScaleOptimizer] dynamic_scale is 0.000000; expected a finite float32 number > 0");
   EXPECT_EQ(message_of([&] { opt.restore_loss_scale(2.0, -1); }),
@@ -331,13 +357,14 @@ TEST(LossScaleOptimizer, LoadRefusesMissingOrBadState) {
             "[load_model] " + path + ": no tensor '" + scale + "'; expected the LossScaleOptimizer's state (F32 [])");
   rewrite(scale, Tensor::from_vector(std::vector<float>{0.0f}, Shape()));
   EXPECT_EQ(message_of([&] { load_model(path); }),
-            "[load_model] " + path + ": tensor '" + scale + "' holds 0.000000; expected a finite loss scale > 0");
+            "[load_model] " + path +
+                ": [LossScaleOptimizer] dynamic_scale is 0.000000; expected a finite float32 number > 0");
   rewrite(scale, Tensor::from_vector(std::vector<float>{2.0f}, Shape{1}));
   EXPECT_EQ(message_of([&] { load_model(path); }),
             "[load_model] " + path + ": tensor '" + scale + "' is F32 [1]; expected F32 []");
   rewrite(counter, Tensor::from_vector(std::vector<int64_t>{-4}, Shape()));
   EXPECT_EQ(message_of([&] { load_model(path); }),
-            "[load_model] " + path + ": tensor '" + counter + "' holds -4; expected a count of steps >= 0");
+            "[load_model] " + path + ": [LossScaleOptimizer] step_counter is -4; expected an integer >= 0");
   std::filesystem::remove(path);
 }
 

@@ -5,6 +5,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kiln/registry.h"
@@ -57,6 +58,23 @@ class Optimizer {
   /// copies the moving averages into the weights (Keras' fit calls it after the last epoch); the
   /// default does nothing.
   virtual void finalize_variable_values(const std::vector<Tensor>& params);
+  /// Keras' scale_loss: the loss whose gradients this optimizer expects. `loss` itself by default;
+  /// loss scaling multiplies it by its scale.
+  virtual Tensor scale_loss(const Tensor& loss);
+  /// Whether a step with non-finite gradients is expected now and then and skipped by the update
+  /// itself (loss scaling); training then checks only the layers' outputs for NaN. False by default.
+  virtual bool skips_non_finite_steps() const;
+  /// State beyond the slots and the iteration count (the rest of Keras' optimizer variables): named
+  /// scalars or tensors on the host, such as a LossScaleOptimizer's
+  /// "loss_scale_optimizer/dynamic_scale" and "loss_scale_optimizer/step_counter". Saved with the
+  /// model as "optimizer/<name>" and kept by BackupAndRestore. None by default.
+  virtual std::vector<std::pair<std::string, Tensor>> state_variables() const;
+  /// Takes every state variable back from `values` (a checkpoint's, each of state_variables()'
+  /// name, dtype and shape); throws kiln::Error naming the variable whose value it cannot take.
+  virtual void restore_state_variables(const std::vector<std::pair<std::string, Tensor>>& values);
+  /// Makes iterations() and state_variables() exact where updates are queued on a device and
+  /// counted there (loss scaling's skipped steps): one read back. Nothing to do by default.
+  virtual void synchronize();
   /// Updates applied so far.
   int64_t iterations() const { return iterations_; }
   /// Slot tensors (moments, velocities) per parameter, for saving.
@@ -395,7 +413,14 @@ class LossScaleOptimizer : public Optimizer {
   const LossScaleOptions& options() const { return options_; }
   /// loss * the current scale (Keras' scale_loss), differentiable in `loss`; the scale is read on
   /// the device, so this can be recorded.
-  Tensor scale_loss(const Tensor& loss);
+  Tensor scale_loss(const Tensor& loss) override;
+  /// True: a step with a NaN or an infinity among its gradients is skipped and lowers the scale.
+  bool skips_non_finite_steps() const override { return true; }
+  /// "loss_scale_optimizer/dynamic_scale" (float32 []) and "loss_scale_optimizer/step_counter"
+  /// (int64 []), Keras' names, read back from the device.
+  std::vector<std::pair<std::string, Tensor>> state_variables() const override;
+  /// Sets the scale and the count; throws unless the scale is finite and > 0 and the count >= 0.
+  void restore_state_variables(const std::vector<std::pair<std::string, Tensor>>& values) override;
   /// The loss scale now (Keras' "dynamic_scale", float32; read back from the device).
   double dynamic_scale() const;
   /// Finite steps since the scale last changed (Keras' "step_counter"; read back from the device).
@@ -406,7 +431,7 @@ class LossScaleOptimizer : public Optimizer {
   /// Makes iterations() exact. Steps queued on a GPU count as updates until the device's count of
   /// skipped steps is read back, which happens here (one small read), every 64 eager steps, at
   /// fit's pass boundaries and before save; on the CPU after every step.
-  void synchronize();
+  void synchronize() override;
 
  protected:
   void apply(const std::vector<Tensor>& params, std::vector<std::vector<Tensor>>& slots, int64_t iteration) override;

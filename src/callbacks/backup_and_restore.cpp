@@ -81,13 +81,9 @@ void restore_training_state(Model& model, const Model& saved, const std::string&
     own_slots.emplace_back();
     for (const Tensor& s : group) own_slots.back().push_back(s.to(model.device()));
   }
-  auto* scaling = dynamic_cast<optimizers::LossScaleOptimizer*>(&opt);
-  if (scaling) scaling->synchronize();  // its own count settled first, so the restored one replaces it
+  opt.synchronize();  // its own count settled first (loss scaling's), so the restored one replaces it
   opt.restore(std::move(own_slots), saved_opt->iterations());
-  if (scaling) {
-    const auto& saved_scaling = dynamic_cast<const optimizers::LossScaleOptimizer&>(*saved_opt);
-    scaling->restore_loss_scale(saved_scaling.dynamic_scale(), saved_scaling.step_counter());
-  }
+  opt.restore_state_variables(saved_opt->state_variables());
   if (set_rate) opt.set_learning_rate(saved_opt->learning_rate());
   model.generator() = saved.generator();
 }

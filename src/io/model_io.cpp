@@ -34,9 +34,8 @@ std::string slot_tensor_name(std::size_t param, const std::string& slot) {
   return kSlotPrefix + std::to_string(param) + "/" + slot;
 }
 
-// Loss scaling's state under Keras' variable names (a LossScaleOptimizer's, beside its slots).
-constexpr const char* kDynamicScale = "optimizer/loss_scale_optimizer/dynamic_scale";
-constexpr const char* kStepCounter = "optimizer/loss_scale_optimizer/step_counter";
+// An optimizer's state variables (Optimizer::state_variables: loss scaling's), beside its slots.
+std::string state_tensor_name(const std::string& variable) { return "optimizer/" + variable; }
 
 std::string describe(DType dtype, const Shape& shape) { return io::safetensors_dtype_name(dtype) + " " + shape.str(); }
 
@@ -125,33 +124,27 @@ void check_slot(const Tensor& t, const std::string& name, bool non_negative, con
     check_slot_values<double>(t, name, non_negative, source);
 }
 
-// The scalar `name` of `dtype` (loss scaling's state), checked.
-Tensor loss_scale_entry(const io::SafetensorsView& view, const std::string& name, DType dtype,
-                        const std::string& source) {
-  const io::SafetensorsEntry* e = view.find(name);
-  if (!e)
-    throw Error("load_model", source + ": no tensor '" + name + "'; expected the LossScaleOptimizer's state (" +
-                                  describe(dtype, Shape()) + ")");
-  if (e->dtype != dtype || e->shape != Shape())
-    throw Error("load_model", source + ": tensor '" + name + "' is " + describe(e->dtype, e->shape) + "; expected " +
-                                  describe(dtype, Shape()));
-  return io::to_tensor(*e);
-}
-
-// Sets `opt`'s scale and count from the file, after checking them.
-void load_loss_scale(optimizers::LossScaleOptimizer& opt, const io::SafetensorsView& view, const std::string& source,
-                     std::set<std::string>& used) {
-  const float scale = *loss_scale_entry(view, kDynamicScale, DType::Float32, source).data<float>();
-  const int64_t counter = *loss_scale_entry(view, kStepCounter, DType::Int64, source).data<int64_t>();
-  if (!(std::isfinite(scale) && scale > 0))
-    throw Error("load_model", source + ": tensor '" + kDynamicScale + "' holds " + std::to_string(scale) +
-                                  "; expected a finite loss scale > 0");
-  if (counter < 0)
-    throw Error("load_model", source + ": tensor '" + kStepCounter + "' holds " + std::to_string(counter) +
-                                  "; expected a count of steps >= 0");
-  opt.restore_loss_scale(scale, counter);
-  used.insert(kDynamicScale);
-  used.insert(kStepCounter);
+// Gives `opt` its state variables from the file, each checked against the optimizer's own.
+void load_state_variables(Optimizer& opt, const io::SafetensorsView& view, const std::string& source,
+                          std::set<std::string>& used) {
+  std::vector<std::pair<std::string, Tensor>> values;
+  for (const auto& [variable, like] : opt.state_variables()) {
+    const std::string name = state_tensor_name(variable);
+    const io::SafetensorsEntry* e = view.find(name);
+    if (!e)
+      throw Error("load_model", source + ": no tensor '" + name + "'; expected the " + opt.class_name() + "'s state (" +
+                                    describe(like.dtype(), like.shape()) + ")");
+    if (e->dtype != like.dtype() || e->shape != like.shape())
+      throw Error("load_model", source + ": tensor '" + name + "' is " + describe(e->dtype, e->shape) + "; expected " +
+                                    describe(like.dtype(), like.shape()));
+    values.emplace_back(variable, io::to_tensor(*e));
+    used.insert(name);
+  }
+  try {
+    opt.restore_state_variables(values);
+  } catch (const Error& err) {
+    throw Error("load_model", source + ": " + err.what());
+  }
 }
 
 const std::string& config_text(const io::SafetensorsView& view, const std::string& source) {
@@ -192,8 +185,7 @@ void io::save_weights(const Model& model, const std::string& path, int epoch) {
 
 void io::save_model(const Model& model, const std::string& path, int epoch) {
   // Loss scaling counts skipped steps on the device: read back, iterations() is exact.
-  auto* scaling = dynamic_cast<optimizers::LossScaleOptimizer*>(model.optimizer());
-  if (scaling) scaling->synchronize();
+  if (Optimizer* opt = model.optimizer()) opt->synchronize();
   Named tensors;
   for (const auto& layer : model.layers())
     for (const auto& [name, w] : layer->named_weights()) tensors.emplace_back(layer->name() + "/" + name, w);
@@ -212,11 +204,9 @@ void io::save_model(const Model& model, const std::string& path, int epoch) {
       for (std::size_t s = 0; s < names.size(); ++s)
         tensors.emplace_back(slot_tensor_name(i, names[s]), opt->slots()[i][s]);
   }
-  if (scaling) {
-    tensors.emplace_back(
-        kDynamicScale, Tensor::from_vector(std::vector<float>{static_cast<float>(scaling->dynamic_scale())}, Shape()));
-    tensors.emplace_back(kStepCounter, Tensor::from_vector(std::vector<int64_t>{scaling->step_counter()}, Shape()));
-  }
+  if (const Optimizer* opt = model.optimizer())
+    for (const auto& [variable, value] : opt->state_variables())
+      tensors.emplace_back(state_tensor_name(variable), value);
   write_safetensors(path, tensors, {{kFormatKey, kFormat}, {kConfigKey, config}});
 }
 
@@ -281,8 +271,7 @@ Model load_model(const std::string& path) {
         used.insert(name);
       }
     model.optimizer()->restore(std::move(slots), cfg.iterations);
-    if (auto* scaling = dynamic_cast<optimizers::LossScaleOptimizer*>(model.optimizer()))
-      load_loss_scale(*scaling, file.view, path, used);
+    load_state_variables(*model.optimizer(), file.view, path, used);
   }
   refuse_unused(file.view, used, false, "load_model", path);
   // Last, so a file refused above leaves the global generator as it was. A file without the model's

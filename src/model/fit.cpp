@@ -156,7 +156,7 @@ History Model::fit(const std::vector<Tensor>& x_in, const std::vector<Tensor>& y
     schedule.finish_pass();
     // Loss scaling counts skipped steps on the device; one read per epoch makes iterations() exact
     // for the callbacks (a checkpoint, a schedule's learning rate).
-    if (auto* scaling = dynamic_cast<optimizers::LossScaleOptimizer*>(optimizer_.get())) scaling->synchronize();
+    optimizer_->synchronize();
     work.zero_grads();  // gradients are not needed between epochs
     auto logs = sums.results();
     if (replica) replica->reduce_logs(logs, sums.samples(), "the log reduction of epoch " + std::to_string(e + 1));

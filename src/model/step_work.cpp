@@ -24,14 +24,11 @@ Tensor TrainingWork::forward_backward(const Tensors& xb, const Tensors& yb, cons
   const Tensors pred = where ? forward_checked(model_.graph(), xb, /*training=*/true, *where)
                              : model_.graph().run(xb, /*training=*/true);
   const LossTerms loss = loss_terms(model_, yb, pred);
-  auto* scaling = dynamic_cast<optimizers::LossScaleOptimizer*>(model_.optimizer());
-  if (scaling)
-    scaling->scale_loss(loss.total).backward();  // the scale is read on the device: recordable
-  else
-    loss.total.backward();
+  Optimizer& opt = *model_.optimizer();
+  opt.scale_loss(loss.total).backward();  // loss scaling reads its scale on the device: recordable
   // Under loss scaling a non-finite gradient is expected now and then: the optimizer skips that
   // step and lowers the scale, so only the layers' outputs are checked.
-  if (where && !scaling) check_gradients(model_.layers(), *where);
+  if (where && !opt.skips_non_finite_steps()) check_gradients(model_.layers(), *where);
   sums_.add(loss.total, loss.outputs, yb, pred);
   return loss.total;
 }

@@ -12,6 +12,7 @@
 
 #include <cmath>
 #include <limits>
+#include <tuple>
 
 #include "backend/backend.h"
 #include "io/json_fields.h"
@@ -26,6 +27,9 @@ namespace kiln::optimizers {
 namespace {
 
 constexpr const char* kOp = "LossScaleOptimizer";
+// The state variables' names: Keras' variable names under the optimizer's own.
+constexpr const char* kDynamicScaleName = "loss_scale_optimizer/dynamic_scale";
+constexpr const char* kStepCounterName = "loss_scale_optimizer/step_counter";
 
 // Eager steps queued on a GPU between two reads of the applied count: the eager per-step table
 // holds this many rows plus one.
@@ -173,6 +177,31 @@ Tensor LossScaleOptimizer::scale_loss(const Tensor& loss) {
 double LossScaleOptimizer::dynamic_scale() const { return read_scalar<float>(scale_); }
 
 int64_t LossScaleOptimizer::step_counter() const { return read_scalar<int64_t>(counter_); }
+
+std::vector<std::pair<std::string, Tensor>> LossScaleOptimizer::state_variables() const {
+  return {{kDynamicScaleName, Tensor::from_vector(std::vector<float>{static_cast<float>(dynamic_scale())}, Shape())},
+          {kStepCounterName, Tensor::from_vector(std::vector<int64_t>{step_counter()}, Shape())}};
+}
+
+void LossScaleOptimizer::restore_state_variables(const std::vector<std::pair<std::string, Tensor>>& values) {
+  const Tensor* scale = nullptr;
+  const Tensor* counter = nullptr;
+  for (const auto& [name, value] : values) {
+    if (name == kDynamicScaleName)
+      scale = &value;
+    else if (name == kStepCounterName)
+      counter = &value;
+    else
+      throw Error(kOp, "got state variable '" + name + "'; expected " + kDynamicScaleName + " and " + kStepCounterName);
+  }
+  for (const auto& [t, name, dtype] :
+       {std::tuple{scale, kDynamicScaleName, DType::Float32}, std::tuple{counter, kStepCounterName, DType::Int64}})
+    if (!t || t->dtype() != dtype || t->numel() != 1)
+      throw Error(kOp, std::string(name) + " is " +
+                           (t ? dtype_name(t->dtype()) + " " + t->shape().str() : std::string("missing")) +
+                           "; expected one " + dtype_name(dtype) + " value");
+  restore_loss_scale(scale->cpu().data<float>()[0], counter->cpu().data<int64_t>()[0]);
+}
 
 void LossScaleOptimizer::restore_loss_scale(double dynamic_scale, int64_t step_counter) {
   check_scale_state(dynamic_scale, step_counter, "");

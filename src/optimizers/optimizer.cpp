@@ -51,6 +51,20 @@ void Optimizer::set_learning_rate(double) {
 
 void Optimizer::finalize_variable_values(const std::vector<Tensor>&) {}
 
+Tensor Optimizer::scale_loss(const Tensor& loss) { return loss; }
+
+bool Optimizer::skips_non_finite_steps() const { return false; }
+
+std::vector<std::pair<std::string, Tensor>> Optimizer::state_variables() const { return {}; }
+
+void Optimizer::restore_state_variables(const std::vector<std::pair<std::string, Tensor>>& values) {
+  if (!values.empty())
+    throw Error(name(), "got a value for state variable '" + values.front().first +
+                            "'; expected none (the optimizer keeps no state beyond its slots)");
+}
+
+void Optimizer::synchronize() {}
+
 void Optimizer::restore(std::vector<std::vector<Tensor>> slots, int64_t iterations) {
   slots_ = std::move(slots);
   iterations_ = iterations;
