@@ -6,17 +6,13 @@
 #include <cmath>
 
 #include "kiln/kiln.h"
+#include "model_weights.h"
 #include "test_support.h"
 
 namespace kiln {
 namespace {
 
-// Every weight of `model`, trainable or not.
-std::vector<Tensor> all_weights(const Model& model) {
-  std::vector<Tensor> out = model.trainable_weights();
-  for (const Tensor& w : model.non_trainable_weights()) out.push_back(w);
-  return out;
-}
+using testing::all_weights;
 
 using mixed_precision::DTypePolicy;
 using testing::message_of;
