@@ -45,16 +45,19 @@ void CpuBackend::batch_norm_forward(DType dtype, const void* x, const void* gamm
     A* mu = static_cast<A*>(mean);
     A* var = static_cast<A*>(variance);
     const auto at = [&](int64_t r, int64_t c) { return convert_element<A>(xs[r * C + c]); };
-    const A count = static_cast<A>(rows);
+    // Means as kiln::mean takes them (the sum times the rounded reciprocal of the count, the sums
+    // in the same row blocks), so that the statistics and y equal moments + batch_normalization's
+    // bit for bit.
+    const A inv_count = static_cast<A>(1.0 / static_cast<double>(rows));
     const std::vector<A> sums = column_sums<A, 1>(rows, C, [&](int64_t r, int64_t c, A* acc) { acc[c] += at(r, c); });
-    for (int64_t c = 0; c < C; ++c) mu[c] = sums[c] / count;
+    for (int64_t c = 0; c < C; ++c) mu[c] = inv_count * sums[c];
     const std::vector<A> squares = column_sums<A, 1>(rows, C, [&](int64_t r, int64_t c, A* acc) {
       const A d = at(r, c) - mu[c];
       acc[c] += d * d;
     });
     std::vector<A> inv(static_cast<std::size_t>(C)), shift(static_cast<std::size_t>(C));
     for (int64_t c = 0; c < C; ++c) {
-      var[c] = squares[c] / count;
+      var[c] = inv_count * squares[c];
       const A g = gamma ? static_cast<const A*>(gamma)[c] : A(1);
       const A b = beta ? static_cast<const A*>(beta)[c] : A(0);
       inv[c] = g / std::sqrt(var[c] + static_cast<A>(epsilon));
