@@ -172,8 +172,8 @@ CASES = {
     # scale, so that both statistics matter. No bias on the Dense before it (Keras' own pattern): the
     # normalization's gradient sums to zero over the batch, so the bias of a unit whose ReLU passes
     # every row of a batch has a gradient of exactly zero, and Adam divides its rounding noise by
-    # epsilon into full-size steps (measured: that bias 4e-3 of its scale apart, whichever order kiln
-    # sums the gradient in), which no relative comparison can judge.
+    # epsilon into full-size steps, whichever order kiln sums the gradient in (README.md), which no
+    # relative comparison can judge.
     "dense_batchnorm": dict(
         model=lambda: sequential((6,), [("Dense", (8,), dict(activation="relu", use_bias=False)),
                                         ("BatchNormalization", (), {}),
@@ -521,9 +521,8 @@ def run_case(name, case, driver, work, cifar_dir):
             os.path.join(cifar_dir, "cifar-10-batches-bin", "data_batch_1.bin"))):
         return dict(case=name, skipped=f"no CIFAR-10 binary batches under {cifar_dir or '(none given)'}")
     # TensorFlow runs bfloat16 through oneDNN only on CPUs with AVX-512; elsewhere it falls back to
-    # Eigen's kernels, which round intermediate results to bfloat16 (measured on an AMD CPU with AVX2:
-    # Keras' first loss of mixed_bf16_conv_batchnorm 1.3961844 against oneDNN's 1.396409), another
-    # reference than the one the mixed bounds were measured against (README.md).
+    # Eigen's kernels, which round intermediate results to bfloat16: another reference than the one
+    # the mixed bounds were measured against (README.md has the figures).
     if case.get("policy") == "mixed_bfloat16" and not cpu_has_avx512():
         return dict(case=name, skipped="this CPU has no AVX-512, so TensorFlow computes bfloat16 with Eigen's "
                                        "kernels instead of oneDNN's, which the mixed bounds were measured against")
