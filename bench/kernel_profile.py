@@ -93,17 +93,16 @@ def analyse(rows, result, top):
     }
 
 
-def run(cmd, trace_lib, env_extra):
-    with tempfile.NamedTemporaryFile(suffix=".tsv", delete=False) as t:
-        trace = t.name
-    env = dict(os.environ, CUDA_INJECTION64_PATH=trace_lib, KILN_TRACE_OUT=trace, **env_extra)
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-    if proc.returncode != 0 or not lines:
-        return None, None, f"exit {proc.returncode}: {(proc.stderr.strip().splitlines() or ['no output'])[-1]}"
-    rows = read_trace(trace)
-    os.unlink(trace)
-    return json.loads(lines[-1]), rows, None
+def run(cmd, trace_lib):
+    """Runs `cmd` under the tracer: (its JSON result, the trace's rows, None) or (None, None, why)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        trace = os.path.join(tmp, "trace.tsv")
+        env = dict(os.environ, CUDA_INJECTION64_PATH=trace_lib, KILN_TRACE_OUT=trace)
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+        if proc.returncode != 0 or not lines:
+            return None, None, f"exit {proc.returncode}: {(proc.stderr.strip().splitlines() or ['no output'])[-1]}"
+        return json.loads(lines[-1]), read_trace(trace), None
 
 
 def main():
@@ -134,7 +133,7 @@ def main():
             else:
                 cmd = [sys.executable, os.path.join(HERE, "zoo", "zoo_torch.py"), *common, "--precision", precision,
                        "--mode", kind]
-            out, rows, err = run(cmd, lib, {})
+            out, rows, err = run(cmd, lib)
             entry = {"model": a.model, "batch_size": a.batch_size, "precision": precision, "run": kind}
             if err:
                 entry["error"] = err

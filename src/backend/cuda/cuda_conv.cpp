@@ -2,16 +2,18 @@
 // [KH*KW*C, F] matrix; cuDNN's NHWC filter layout [F, KH, KW, C] is its transpose, so each call
 // transposes the (small) kernel with one kernel of ours. Algorithms are chosen once per geometry
 // and direction: cuDNN times each one on that geometry (cudnnFind*, run twice at the first, eager
-// call, the second run's timings deciding: fit warms up before it records a step) and the fastest one that sums
-// products directly in float32 (no FFT or Winograd transform, no tensor-core math: float32 stays float32) and whose
-// workspace fits is kept. With op determinism (enable_op_determinism) only deterministic algorithms qualify; without
-// it, algorithms that add partial sums with atomics may win (cuDNN's fastest filter gradients do). With TF32 enabled
-// (set_tensor_float_32) float32 plans use CUDNN_TENSOR_OP_MATH and tensor-core algorithms may win too. Both modes are
-// part of the plan's key, so each keeps its own choices. kiln's direct filter-gradient kernel (kernels/conv_wgrad.cu)
-// is deterministic FMA math in every mode. cuDNN's heuristics (cudnnGet*_v7) ranked slow algorithms first at the seed's
-// shapes (bench/README-gpu-step.md). The heuristics are used instead while a CUDA graph is being
-// recorded (Find synchronizes), or when KILN_CUDNN_FIND=0: then every process picks the same
-// algorithm, whereas timings may differ between processes. KILN_CUDNN_LOG=1 prints both rankings.
+// call, the second run's timings deciding: fit warms up before it records a step) and the fastest
+// one that sums products directly in float32 (no FFT or Winograd transform, no tensor-core math:
+// float32 stays float32) and whose workspace fits is kept. With op determinism
+// (enable_op_determinism) only deterministic algorithms qualify; without it, algorithms that add
+// partial sums with atomics may win (cuDNN's fastest filter gradients do). With TF32 enabled
+// (set_tensor_float_32) float32 plans use CUDNN_TENSOR_OP_MATH and tensor-core algorithms may win
+// too. Both modes are part of the plan's key, so each keeps its own choices. kiln's direct
+// filter-gradient kernel (kernels/conv_wgrad.cu) is deterministic FMA math in every mode. cuDNN's
+// heuristics (cudnnGet*_v7) ranked slow algorithms first at the seed's shapes
+// (bench/README-gpu-step.md). The heuristics are used instead while a CUDA graph is being recorded
+// (Find synchronizes), or when KILN_CUDNN_FIND=0: then every process picks the same algorithm,
+// whereas timings may differ between processes. KILN_CUDNN_LOG=1 prints both rankings.
 // The workspace comes from the caching allocator. cuDNN 9 marks this API deprecated but still
 // ships it (libcudnn_cnn).
 // float16 and bfloat16 (mixed precision) run cuDNN's pseudo-half configurations: x, w, y, the bias

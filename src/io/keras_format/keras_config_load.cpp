@@ -42,7 +42,6 @@ bool neutral_value(const std::string& key, const json& v) {
   return false;
 }
 
-// A dtype policy or dtype name; kiln's models are float32.
 // The dtype policy name of a layer's "dtype" (a name, or Keras' wrapped DTypePolicy), one that
 // mixed_precision::DTypePolicy accepts.
 std::string layer_policy(const json& dtype, const std::string& where) {
