@@ -120,57 +120,81 @@ __global__ void max_pool_backward_disjoint_kernel(PoolDims<I> g, const T* x, con
   }
 }
 
-// The same two kernels for float32 with four channels per thread (C a multiple of 4, 16-byte
-// aligned tensors): one 16-byte load per window cell instead of four 4-byte ones. Why: at batch
-// 2048 pooling moves over 0.8 GB per step and the scalar kernels reached 1.6-2 TB/s of the H100's
-// ~3. Each lane keeps its own first maximum, as window_argmax does.
-template <typename I>
-__device__ void window_argmax4(const PoolDims<I>& g, const float4* x, I n, I oh, I ow, I c4, I (&best)[4],
-                               float4& best_value) {
-  const I C4 = g.C / 4;
-  best[0] = best[1] = best[2] = best[3] = -1;
-  best_value = make_float4(0.f, 0.f, 0.f, 0.f);
+// The same two kernels with a 16-byte pack of channels per thread (four float32 or eight 16-bit
+// values; C a multiple of the pack, 16-byte aligned tensors): one 16-byte load per window cell
+// instead of four or eight narrow ones. Why: at large batches pooling is bound by memory traffic,
+// and narrow loads leave much of the bandwidth unused (bench/README.md has the figures). Each lane
+// keeps its own first maximum, as window_argmax does, and outputs are copies of input elements.
+template <typename T>
+struct alignas(16) Pack {
+  static constexpr int kLanes = 16 / int(sizeof(T));
+  T lane[kLanes];
+};
+
+template <typename T, typename I>
+__device__ void window_argmax_pack(const PoolDims<I>& g, const Pack<T>* x, I n, I oh, I ow, I cp,
+                                   I (&best)[Pack<T>::kLanes], Pack<T>& best_value) {
+  constexpr int L = Pack<T>::kLanes;
+  const I CP = g.C / L;
+  accumulate_t<T> best_key[L];
+#pragma unroll
+  for (int l = 0; l < L; ++l) {
+    best[l] = -1;
+    best_key[l] = 0;
+    best_value.lane[l] = store_value<T>(accumulate_t<T>(0));
+  }
   const auto hs = window::window_span(oh, g.sh, g.pt, g.KH, g.H);
   const auto ws = window::window_span(ow, g.sw, g.pl, g.KW, g.W);
   for (I ih = hs.begin; ih < hs.end; ++ih)
     for (I iw = ws.begin; iw < ws.end; ++iw) {
-      const I i = ((n * g.H + ih) * g.W + iw) * C4 + c4;
-      const float4 v = x[i];
-      if (best[0] < 0 || math::greater_or_nan(v.x, best_value.x)) best[0] = i, best_value.x = v.x;
-      if (best[1] < 0 || math::greater_or_nan(v.y, best_value.y)) best[1] = i, best_value.y = v.y;
-      if (best[2] < 0 || math::greater_or_nan(v.z, best_value.z)) best[2] = i, best_value.z = v.z;
-      if (best[3] < 0 || math::greater_or_nan(v.w, best_value.w)) best[3] = i, best_value.w = v.w;
+      const I i = ((n * g.H + ih) * g.W + iw) * CP + cp;
+      const Pack<T> v = x[i];
+#pragma unroll
+      for (int l = 0; l < L; ++l) {
+        const accumulate_t<T> key = load_value(v.lane[l]);
+        if (best[l] < 0 || math::greater_or_nan(key, best_key[l])) {
+          best[l] = i;
+          best_key[l] = key;
+          best_value.lane[l] = v.lane[l];
+        }
+      }
     }
 }
 
-template <typename I>
-__global__ void max_pool_forward4_kernel(PoolDims<I> g, const float4* x, float4* y) {
-  const I C4 = g.C / 4, total = g.N * g.OH * g.OW * C4;
+template <typename T, typename I>
+__global__ void max_pool_forward_pack_kernel(PoolDims<I> g, const Pack<T>* x, Pack<T>* y) {
+  constexpr int L = Pack<T>::kLanes;
+  const I CP = g.C / L, total = g.N * g.OH * g.OW * CP;
   for (I o = I(blockIdx.x) * I(blockDim.x) + I(threadIdx.x); o < total; o += I(gridDim.x) * I(blockDim.x)) {
-    const I c4 = o % C4, ow = (o / C4) % g.OW, oh = (o / (C4 * g.OW)) % g.OH, n = o / (C4 * g.OW * g.OH);
-    I best[4];
-    float4 v;
-    window_argmax4(g, x, n, oh, ow, c4, best, v);  // an all-padding window leaves 0, as the scalar kernel
+    const I cp = o % CP, ow = (o / CP) % g.OW, oh = (o / (CP * g.OW)) % g.OH, n = o / (CP * g.OW * g.OH);
+    I best[L];
+    Pack<T> v;
+    window_argmax_pack(g, x, n, oh, ow, cp, best, v);  // an all-padding window leaves 0, as the scalar kernel
     y[o] = v;
   }
 }
 
-template <typename I>
-__global__ void max_pool_backward_disjoint4_kernel(PoolDims<I> g, const float4* x, const float4* dy, float4* dx) {
-  const I C4 = g.C / 4, total = g.N * g.OH * g.OW * C4;
+template <typename T, typename I>
+__global__ void max_pool_backward_disjoint_pack_kernel(PoolDims<I> g, const Pack<T>* x, const Pack<T>* dy,
+                                                       Pack<T>* dx) {
+  constexpr int L = Pack<T>::kLanes;
+  const I CP = g.C / L, total = g.N * g.OH * g.OW * CP;
   for (I o = I(blockIdx.x) * I(blockDim.x) + I(threadIdx.x); o < total; o += I(gridDim.x) * I(blockDim.x)) {
-    const I c4 = o % C4, ow = (o / C4) % g.OW, oh = (o / (C4 * g.OW)) % g.OH, n = o / (C4 * g.OW * g.OH);
-    I best[4];
-    float4 unused;
-    window_argmax4(g, x, n, oh, ow, c4, best, unused);
-    const float4 grad = dy[o];
+    const I cp = o % CP, ow = (o / CP) % g.OW, oh = (o / (CP * g.OW)) % g.OH, n = o / (CP * g.OW * g.OH);
+    I best[L];
+    Pack<T> unused;
+    window_argmax_pack(g, x, n, oh, ow, cp, best, unused);
+    const Pack<T> grad = dy[o];
+    const T zero = store_value<T>(accumulate_t<T>(0));
     const auto hs = window::window_span(oh, g.sh, g.pt, g.KH, g.H);
     const auto ws = window::window_span(ow, g.sw, g.pl, g.KW, g.W);
     for (I ih = hs.begin; ih < hs.end; ++ih)
       for (I iw = ws.begin; iw < ws.end; ++iw) {
-        const I i = ((n * g.H + ih) * g.W + iw) * C4 + c4;
-        dx[i] = make_float4(i == best[0] ? grad.x : 0.f, i == best[1] ? grad.y : 0.f, i == best[2] ? grad.z : 0.f,
-                            i == best[3] ? grad.w : 0.f);
+        const I i = ((n * g.H + ih) * g.W + iw) * CP + cp;
+        Pack<T> out;
+#pragma unroll
+        for (int l = 0; l < L; ++l) out.lane[l] = i == best[l] ? grad.lane[l] : zero;
+        dx[i] = out;
       }
   }
 }
@@ -217,12 +241,18 @@ bool fits_int32(const Pool2dGeometry& g) {
   return g.N * g.H * g.W * g.C < limit && g.N * g.OH * g.OW * g.C < limit;
 }
 
-// Whether the four-channel float32 kernels apply.
-bool vector4(DType dtype, const Pool2dGeometry& g, std::initializer_list<const void*> ptrs) {
-  if (dtype != DType::Float32 || g.C % 4 != 0) return false;
-  for (const void* p : ptrs)
-    if (reinterpret_cast<std::uintptr_t>(p) % 16 != 0) return false;
-  return true;
+// Whether the pack kernels apply: a type of at most four bytes (float64 keeps the scalar kernels),
+// whole packs of channels and 16-byte aligned tensors.
+template <typename T>
+bool packable(const Pool2dGeometry& g, std::initializer_list<const void*> ptrs) {
+  if constexpr (sizeof(T) > 4) {
+    return false;
+  } else {
+    if (g.C % Pack<T>::kLanes != 0) return false;
+    for (const void* p : ptrs)
+      if (reinterpret_cast<std::uintptr_t>(p) % 16 != 0) return false;
+    return true;
+  }
 }
 
 template <typename F>
@@ -241,19 +271,15 @@ void CudaBackend::max_pool2d_forward(DType dtype, const Pool2dGeometry& g, const
   DeviceGuard guard(device_);
   const int64_t total = g.N * g.OH * g.OW * g.C;
   if (total <= 0) return;
-  if (vector4(dtype, g, {x, y})) {
-    with_index(g, [&](auto dims) {
-      max_pool_forward4_kernel<<<grid_for(total / 4), kBlock, 0, stream_>>>(dims, static_cast<const float4*>(x),
-                                                                            static_cast<float4*>(y));
-    });
-    KILN_LAUNCH_CHECK("max_pool_forward4_kernel");
-    return;
-  }
   kernels::with_cuda_compute_type(dtype, "max_pool2d", [&](auto tag) {
     using T = decltype(tag);
     with_index(g, [&](auto dims) {
-      max_pool_forward_kernel<<<grid_for(total), kBlock, 0, stream_>>>(dims, static_cast<const T*>(x),
-                                                                       static_cast<T*>(y));
+      if (packable<T>(g, {x, y}))
+        max_pool_forward_pack_kernel<<<grid_for(total / Pack<T>::kLanes), kBlock, 0, stream_>>>(
+            dims, static_cast<const Pack<T>*>(x), static_cast<Pack<T>*>(y));
+      else
+        max_pool_forward_kernel<<<grid_for(total), kBlock, 0, stream_>>>(dims, static_cast<const T*>(x),
+                                                                         static_cast<T*>(y));
     });
   });
   KILN_LAUNCH_CHECK("max_pool_forward_kernel");
@@ -270,20 +296,15 @@ void CudaBackend::max_pool2d_backward(DType dtype, const Pool2dGeometry& g, cons
                      g.OH * g.KH == g.H && g.OW * g.KW == g.W;
   if (disjoint && !tiles) fill(dtype, dx, total_in, 0.0);
   if (disjoint && total_out <= 0) return;
-  if (disjoint && vector4(dtype, g, {x, dy, dx})) {
-    with_index(g, [&](auto dims) {
-      max_pool_backward_disjoint4_kernel<<<grid_for(total_out / 4), kBlock, 0, stream_>>>(
-          dims, static_cast<const float4*>(x), static_cast<const float4*>(dy), static_cast<float4*>(dx));
-    });
-    KILN_LAUNCH_CHECK("max_pool_backward_disjoint4_kernel");
-    return;
-  }
   kernels::with_cuda_compute_type(dtype, "max_pool2d_backward", [&](auto tag) {
     using T = decltype(tag);
     with_index(g, [&](auto dims) {
       const T* xt = static_cast<const T*>(x);
       const T* dyt = static_cast<const T*>(dy);
-      if (disjoint)
+      if (disjoint && packable<T>(g, {x, dy, dx}))
+        max_pool_backward_disjoint_pack_kernel<<<grid_for(total_out / Pack<T>::kLanes), kBlock, 0, stream_>>>(
+            dims, static_cast<const Pack<T>*>(x), static_cast<const Pack<T>*>(dy), static_cast<Pack<T>*>(dx));
+      else if (disjoint)
         max_pool_backward_disjoint_kernel<<<grid_for(total_out), kBlock, 0, stream_>>>(dims, xt, dyt,
                                                                                        static_cast<T*>(dx));
       else

@@ -374,9 +374,10 @@ TEST(CudaHalfCompute, PoolingMatchesCpuExactly) {
     int64_t N, H, W, C, K, s;
     bool same;
   };
-  // Tiles (the disjoint backward), overlapping windows, gaps and "same" padding.
-  const Case cases[] = {
-      {4, 16, 16, 8, 2, 2, false}, {2, 9, 10, 3, 3, 2, true}, {2, 7, 7, 5, 3, 1, true}, {2, 9, 9, 4, 2, 3, false}};
+  // Tiles (the disjoint backward), overlapping windows, gaps and "same" padding; with C a multiple
+  // of 8 (the 16-byte pack kernels: tiles, overlapping windows with padding, gaps) and without.
+  const Case cases[] = {{4, 16, 16, 8, 2, 2, false}, {2, 9, 10, 16, 3, 2, true}, {2, 9, 9, 8, 2, 3, false},
+                        {2, 9, 10, 3, 3, 2, true},   {2, 7, 7, 5, 3, 1, true},   {2, 9, 9, 4, 2, 3, false}};
   for (const DType dtype : kHalfTypes)
     for (const Case& t : cases) {
       const auto [OH, pt] = tf_pool_axis(t.H, t.K, t.s, t.same);

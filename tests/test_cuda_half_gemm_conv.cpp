@@ -113,7 +113,7 @@ struct ConvCase {
   bool same;
 };
 
-// 3, 16 and 64 channels; "same" that cuDNN pads (odd kernel, stride 1), "same" that we pad
+// 3, 12, 16 and 64 channels; "same" that cuDNN pads (odd kernel, stride 1), "same" that we pad
 // (stride 2 on an even input, an even kernel), "valid" with stride 1 and 2.
 const ConvCase kConvCases[] = {
     {2, 12, 12, 3, 3, 3, 16, 1, false},  // the seed's first layer, smaller
@@ -123,6 +123,8 @@ const ConvCase kConvCases[] = {
     {3, 7, 7, 3, 3, 3, 64, 2, false},    // valid, stride 2, the last input row unused
     {2, 8, 8, 16, 2, 2, 8, 1, true},     // even kernel: asymmetric padding
     {2, 9, 9, 64, 1, 1, 8, 2, false},    // 1x1, stride 2
+    {2, 10, 12, 3, 3, 3, 16, 2, true},   // 3 channels with asymmetric padding
+    {2, 8, 8, 12, 3, 3, 8, 1, true},     // 12 channels: not whole 16-byte vectors of 16-bit values
 };
 
 backend::Conv2dGeometry geometry(const ConvCase& t) {
