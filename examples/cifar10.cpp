@@ -6,7 +6,8 @@
 // and idle at test time; --schedule cosine decays Adam's rate to 0 over the run (Keras'
 // CosineDecay); --weight-decay adds Keras 3's decoupled weight decay.
 // --tf32 lets a GPU run float32 products and convolutions as TF32 (faster, ~1e-3 relative error per
-// product); the run's header and summary say which math it used.
+// product); the run's header and summary say which math it used. --dtype-policy mixed_bfloat16 or
+// mixed_float16 sets Keras' global mixed precision policy before the model is built.
 #include <kiln/datasets/cifar10.h>
 #include <kiln/kiln.h>
 
@@ -53,6 +54,12 @@ int main(int argc, char** argv) {
   app.add_flag("--tf32", tf32,
                "on a GPU, run float32 matmuls and convolutions as TF32 on tensor cores (faster; about 1e-3 "
                "relative error per product instead of float32's 1e-7)");
+  std::string dtype_policy = "float32";
+  app.add_option("--dtype-policy", dtype_policy,
+                 "Keras' global dtype policy (kiln::mixed_precision::set_global_policy): float32, or mixed_bfloat16 / "
+                 "mixed_float16 (layers compute in the 16-bit type with float32 weights; the logits layer stays "
+                 "float32; fit adds loss scaling under mixed_float16)")
+      ->check(CLI::IsMember({"float32", "mixed_bfloat16", "mixed_float16"}));
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -68,6 +75,8 @@ int main(int argc, char** argv) {
                 static_cast<long long>(data.test.size()));
 
     kiln::utils::set_random_seed(seed);
+    // Layers take the global policy when they are built, so it is set first.
+    kiln::mixed_precision::set_global_policy(dtype_policy);
     kiln::Sequential model;
     if (augment) {
       model.add(kiln::layers::RandomFlip("horizontal", {.input_shape = {32, 32, 3}}));
@@ -79,7 +88,10 @@ int main(int argc, char** argv) {
     model.add(kiln::layers::MaxPooling2D({2, 2}));
     model.add(kiln::layers::Flatten());
     model.add(kiln::layers::Dense(64, {.activation = "relu"}));
-    model.add(kiln::layers::Dense(10));
+    kiln::layers::Dense logits(10);
+    // Under a mixed policy the logits layer stays float32, as Keras' mixed precision guide advises.
+    if (kiln::mixed_precision::global_policy().is_mixed()) logits.set_dtype_policy("float32");
+    model.add(logits);
     kiln::optimizers::AdamOptions adam;
     const int64_t steps = epochs * ((data.train.size() + batch_size - 1) / batch_size);
     if (schedule == "cosine")
@@ -89,9 +101,11 @@ int main(int argc, char** argv) {
                   {"accuracy"});
     model.summary();
     // TF32 only changes GPU math; on the CPU the flag has no effect, and the line says so.
-    const std::string math = !tf32              ? "float32"
-                             : device.is_cuda() ? "TF32 (float32 storage)"
-                                                : "float32 (TF32 is GPU-only)";
+    // A mixed policy computes the layers in 16 bits (the logits layer and the loss in float32).
+    const std::string float_math = !tf32              ? "float32"
+                                   : device.is_cuda() ? "TF32 (float32 storage)"
+                                                      : "float32 (TF32 is GPU-only)";
+    const std::string math = dtype_policy == "float32" ? float_math : dtype_policy + ", float32 logits and loss";
     std::printf("training on %s (%d CPU threads), math: %s\n", device.str().c_str(), kiln::get_num_threads(),
                 math.c_str());
 

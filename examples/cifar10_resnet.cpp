@@ -4,7 +4,8 @@
 // projection with BatchNormalization where the shape changes), ReLU, then global average pooling and
 // Dense(10) logits. SGD with momentum 0.9 at batch 128, optionally with decoupled weight decay and a
 // cosine schedule. bench/resnet20_torch.py is the same network and recipe in PyTorch. The network
-// itself is examples/resnet20.h, which the model-zoo benchmark (bench/zoo) trains too.
+// itself is examples/resnet20.h, which the model-zoo benchmark (bench/zoo) trains too. --dtype-policy
+// sets Keras' global mixed precision policy before the model is built.
 #include <kiln/datasets/cifar10.h>
 #include <kiln/kiln.h>
 
@@ -47,6 +48,12 @@ int main(int argc, char** argv) {
   app.add_flag("--test-at-end", test_at_end,
                "evaluate the test set once after training instead of after every epoch (epoch times then hold "
                "training only)");
+  std::string dtype_policy = "float32";
+  app.add_option("--dtype-policy", dtype_policy,
+                 "Keras' global dtype policy (kiln::mixed_precision::set_global_policy): float32, or mixed_bfloat16 / "
+                 "mixed_float16 (layers compute in the 16-bit type with float32 weights; the logits layer stays "
+                 "float32; fit adds loss scaling under mixed_float16)")
+      ->check(CLI::IsMember({"float32", "mixed_bfloat16", "mixed_float16"}));
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -59,6 +66,8 @@ int main(int argc, char** argv) {
                 static_cast<long long>(data.test.size()));
 
     kiln::utils::set_random_seed(seed);
+    // Layers take the global policy when they are built, so it is set first.
+    kiln::mixed_precision::set_global_policy(dtype_policy);
     kiln::Model model = examples::resnet20();
     const int64_t steps = epochs * ((data.train.size() + batch_size - 1) / batch_size);
     kiln::LearningRate lr = learning_rate;
@@ -69,9 +78,10 @@ int main(int argc, char** argv) {
     model.compile(kiln::optimizers::SGD(sgd), kiln::losses::SparseCategoricalCrossentropy({.from_logits = true}),
                   {"accuracy"});
     model.summary();
-    std::printf("training on %s: batch %lld, SGD momentum 0.9, learning rate %g (%s), weight decay %g, %s\n",
-                model.device().str().c_str(), static_cast<long long>(batch_size), learning_rate, schedule.c_str(),
-                weight_decay, deterministic ? "deterministic algorithms only" : "fastest algorithms");
+    std::printf(
+        "training on %s: batch %lld, SGD momentum 0.9, learning rate %g (%s), weight decay %g, %s, dtype policy %s\n",
+        model.device().str().c_str(), static_cast<long long>(batch_size), learning_rate, schedule.c_str(), weight_decay,
+        deterministic ? "deterministic algorithms only" : "fastest algorithms", dtype_policy.c_str());
 
     const auto start = std::chrono::steady_clock::now();
     auto timer = std::make_shared<examples::EpochTimer>();

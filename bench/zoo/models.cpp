@@ -1,5 +1,6 @@
 // The zoo's networks, each written once as a user of kiln's Keras-style API would write it; under
-// a mixed precision policy as Keras' guide writes it (float32 logits layer).
+// a mixed precision policy as Keras' guide writes it (float32 logits layer; examples/resnet20.h
+// does the same for ResNet-20).
 #include "models.h"
 
 #include "resnet20.h"
@@ -80,19 +81,6 @@ std::unique_ptr<kiln::Model> wide() {
       "wide");
 }
 
-// examples::resnet20() with the zoo's head: the same stem and blocks (examples/resnet20.h's own
-// functions, layers made in the same order, so the same weights for a seed), Dense(10) by head().
-// A functional model builds its layers as it is constructed, so the head's policy cannot be set on
-// examples::resnet20()'s model afterwards.
-kiln::Model resnet20() {
-  const kiln::SymbolicTensor input = kiln::Input({32, 32, 3});
-  kiln::SymbolicTensor h = examples::conv_bn(input, 16, 3, 1, true);
-  for (const int64_t filters : {16, 32, 64})
-    for (int block = 0; block < 3; ++block) h = examples::basic_block(h, filters, block == 0 && filters != 16 ? 2 : 1);
-  h = layers::GlobalAveragePooling2D()(h);
-  return kiln::Model(input, head(10)(h), "resnet20");
-}
-
 }  // namespace
 
 const std::vector<std::string>& model_names() {
@@ -111,7 +99,7 @@ std::unique_ptr<kiln::Model> build(const std::string& model) {
   else if (model == "vgg")
     m = vgg();
   else if (model == "resnet20")
-    m = std::make_unique<kiln::Model>(resnet20());
+    m = std::make_unique<kiln::Model>(examples::resnet20());
   else if (model == "mlp")
     m = mlp();
   else if (model == "wide")
