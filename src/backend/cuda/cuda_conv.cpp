@@ -9,7 +9,9 @@
 // partial sums with atomics may win (cuDNN's fastest filter gradients do). With TF32 enabled
 // (set_tensor_float_32) float32 plans use CUDNN_TENSOR_OP_MATH and tensor-core algorithms may win
 // too. Both modes are part of the plan's key, so each keeps its own choices. kiln's direct
-// filter-gradient kernel (kernels/conv_wgrad.cu) is deterministic FMA math in every mode. cuDNN's
+// filter-gradient kernel (kernels/conv_wgrad.cu) is deterministic FMA math in every mode, and so
+// is its direct forward kernel for layers of fewer than 8 input channels (kernels/conv_direct.cu),
+// which serves those instead of cuDNN. cuDNN's
 // heuristics (cudnnGet*_v7) ranked slow algorithms first at the seed's shapes
 // (bench/README-gpu-step.md). The heuristics are used instead while a CUDA graph is being recorded
 // (Find synchronizes), or when KILN_CUDNN_FIND=0: then every process picks the same algorithm,
@@ -305,6 +307,12 @@ void CudaBackend::conv2d_forward(DType dtype, const Conv2dGeometry& g, const voi
                                  bool relu, void* y) {
   if (g.N * g.OH * g.OW * g.F == 0) return;
   DeviceGuard guard(device_);
+  if (kernels::conv_direct_forward_fits(dtype, g)) {
+    // Few input channels: our direct kernel beats cuDNN's and takes the bias and ReLU along
+    // (kernels/conv_direct.cu).
+    kernels::conv_direct_forward(dtype, g, x, w, bias, relu, y, stream_);
+    return;
+  }
   std::unique_lock lock(conv_mutex_);
   ConvPlan& p = conv_plan(dtype, g);
   if (!p.have_fwd) {

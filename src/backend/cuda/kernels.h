@@ -41,6 +41,14 @@ const void* probe_kernel();
 /// a convolution's bias and ReLU in one pass when cuDNN does not fuse them.
 void bias_relu(DType dtype, void* y, const void* bias, bool relu, int64_t rows, int64_t cols, cudaStream_t s);
 
+// ---- conv_direct.cu ----
+/// Whether the direct forward kernel serves this geometry (float32 or 16-bit, C < 8, KH*KW*C of at
+/// most 64).
+bool conv_direct_forward_fits(DType dtype, const Conv2dGeometry& g);
+/// y [N, OH, OW, F] = relu?(conv(x, w) + bias) (bias may be null), w in our [KH, KW, C, F] layout.
+void conv_direct_forward(DType dtype, const Conv2dGeometry& g, const void* x, const void* w, const void* bias,
+                         bool relu, void* y, cudaStream_t s);
+
 // ---- conv_wgrad.cu ----
 /// Whether the direct filter-and-bias gradient kernel serves this geometry (KH*KW*C + 1 and F of at
 /// most 64).
