@@ -16,6 +16,7 @@
 #include <cstdio>
 #include <iostream>
 
+#include "dtype_policy_option.h"
 #include "epoch_reporter.h"
 
 int main(int argc, char** argv) {
@@ -55,11 +56,7 @@ int main(int argc, char** argv) {
                "on a GPU, run float32 matmuls and convolutions as TF32 on tensor cores (faster; about 1e-3 "
                "relative error per product instead of float32's 1e-7)");
   std::string dtype_policy = "float32";
-  app.add_option("--dtype-policy", dtype_policy,
-                 "Keras' global dtype policy (kiln::mixed_precision::set_global_policy): float32, or mixed_bfloat16 / "
-                 "mixed_float16 (layers compute in the 16-bit type with float32 weights; the logits layer stays "
-                 "float32; fit adds loss scaling under mixed_float16)")
-      ->check(CLI::IsMember({"float32", "mixed_bfloat16", "mixed_float16"}));
+  examples::add_dtype_policy_option(app, dtype_policy);
   CLI11_PARSE(app, argc, argv);
 
   try {

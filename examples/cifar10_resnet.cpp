@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <iostream>
 
+#include "dtype_policy_option.h"
 #include "epoch_reporter.h"
 #include "resnet20.h"
 
@@ -49,11 +50,7 @@ int main(int argc, char** argv) {
                "evaluate the test set once after training instead of after every epoch (epoch times then hold "
                "training only)");
   std::string dtype_policy = "float32";
-  app.add_option("--dtype-policy", dtype_policy,
-                 "Keras' global dtype policy (kiln::mixed_precision::set_global_policy): float32, or mixed_bfloat16 / "
-                 "mixed_float16 (layers compute in the 16-bit type with float32 weights; the logits layer stays "
-                 "float32; fit adds loss scaling under mixed_float16)")
-      ->check(CLI::IsMember({"float32", "mixed_bfloat16", "mixed_float16"}));
+  examples::add_dtype_policy_option(app, dtype_policy);
   CLI11_PARSE(app, argc, argv);
 
   try {
