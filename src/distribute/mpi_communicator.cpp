@@ -33,9 +33,9 @@ void check(int status, const char* call) {
 }
 
 // Set when a round missed its deadline, with that deadline: a peer may be dead, and MPI_Finalize's
-// closing exchange with every process of the job then waits for it forever (Open MPI 4 under
-// `mpirun --enable-recovery` did so in about one exit of three on a loaded machine). A peer that is
-// alive (it left fit with an error) finalizes with this process as usual.
+// closing exchange with every process of the job may then wait for it forever (Open MPI 4 under
+// `mpirun --enable-recovery` did, at times, on a loaded machine). A peer that is alive (it left fit
+// with an error) finalizes with this process as usual.
 std::atomic<bool> peer_lost{false};
 std::atomic<double> lost_deadline_seconds{0.0};
 

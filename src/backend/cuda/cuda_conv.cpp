@@ -11,9 +11,8 @@
 // too. Both modes are part of the plan's key, so each keeps its own choices. kiln's direct
 // filter-gradient kernel (kernels/conv_wgrad.cu) is deterministic FMA math in every mode, and so
 // is its direct forward kernel for layers of fewer than 8 input channels (kernels/conv_direct.cu),
-// which serves those instead of cuDNN. cuDNN's
-// heuristics (cudnnGet*_v7) ranked slow algorithms first at the seed's shapes
-// (bench/README-gpu-step.md). The heuristics are used instead while a CUDA graph is being recorded
+// which serves those instead of cuDNN. cuDNN's heuristics (cudnnGet*_v7) ranked slow algorithms
+// first at the seed's shapes (bench/README-gpu-step.md). The heuristics are used instead while a CUDA graph is being recorded
 // (Find synchronizes), or when KILN_CUDNN_FIND=0: then every process picks the same algorithm,
 // whereas timings may differ between processes. KILN_CUDNN_LOG=1 prints both rankings.
 // The workspace comes from the caching allocator. cuDNN 9 marks this API deprecated but still
