@@ -12,9 +12,10 @@
 // filter-gradient kernel (kernels/conv_wgrad.cu) is deterministic FMA math in every mode, and so
 // is its direct forward kernel for layers of fewer than 8 input channels (kernels/conv_direct.cu),
 // which serves those instead of cuDNN. cuDNN's heuristics (cudnnGet*_v7) ranked slow algorithms
-// first at the seed's shapes (bench/README-gpu-step.md). The heuristics are used instead while a CUDA graph is being recorded
-// (Find synchronizes), or when KILN_CUDNN_FIND=0: then every process picks the same algorithm,
-// whereas timings may differ between processes. KILN_CUDNN_LOG=1 prints both rankings.
+// first at the seed's shapes (bench/README-gpu-step.md). The heuristics are used instead while a
+// CUDA graph is being recorded (Find synchronizes), or when KILN_CUDNN_FIND=0: then every process
+// picks the same algorithm, whereas timings may differ between processes. KILN_CUDNN_LOG=1 prints
+// both rankings.
 // The workspace comes from the caching allocator. cuDNN 9 marks this API deprecated but still
 // ships it (libcudnn_cnn).
 // float16 and bfloat16 (mixed precision) run cuDNN's pseudo-half configurations: x, w, y, the bias
