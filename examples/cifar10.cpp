@@ -18,6 +18,7 @@
 
 #include "dtype_policy_option.h"
 #include "epoch_reporter.h"
+#include "logits_layer.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"kiln CIFAR-10 example: the Keras getting-started CNN"};
@@ -85,10 +86,7 @@ int main(int argc, char** argv) {
     model.add(kiln::layers::MaxPooling2D({2, 2}));
     model.add(kiln::layers::Flatten());
     model.add(kiln::layers::Dense(64, {.activation = "relu"}));
-    kiln::layers::Dense logits(10);
-    // Under a mixed policy the logits layer stays float32, as Keras' mixed precision guide advises.
-    if (kiln::mixed_precision::global_policy().is_mixed()) logits.set_dtype_policy("float32");
-    model.add(logits);
+    model.add(examples::logits_layer(10));  // float32 under a mixed policy
     kiln::optimizers::AdamOptions adam;
     const int64_t steps = epochs * ((data.train.size() + batch_size - 1) / batch_size);
     if (schedule == "cosine")

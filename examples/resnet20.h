@@ -6,6 +6,8 @@
 
 #include <cstdint>
 
+#include "logits_layer.h"
+
 namespace examples {
 
 /// Convolution (no bias: BatchNormalization follows), BatchNormalization, and ReLU when asked.
@@ -30,9 +32,8 @@ inline kiln::SymbolicTensor basic_block(const kiln::SymbolicTensor& x, int64_t f
 
 /// ResNet-20 on 32x32x3 input: a 3x3 conv-BN-ReLU, three stages of three basic blocks (16, 32 and 64
 /// filters; the first block of the second and third stage halves the size), global average pooling
-/// and Dense(10) logits. Under a mixed precision policy the logits layer stays float32, as Keras'
-/// mixed precision guide advises for a model's last layer (the policy is read here, as the layers are
-/// built: set it before calling).
+/// and Dense(10) logits (float32 under a mixed precision policy: logits_layer.h; the policy is read
+/// as the layers are built, so set it before calling).
 inline kiln::Model resnet20() {
   namespace layers = kiln::layers;
   const kiln::SymbolicTensor input = kiln::Input({32, 32, 3});
@@ -40,9 +41,7 @@ inline kiln::Model resnet20() {
   for (const int64_t filters : {16, 32, 64})
     for (int block = 0; block < 3; ++block) h = basic_block(h, filters, block == 0 && filters != 16 ? 2 : 1);
   h = layers::GlobalAveragePooling2D()(h);
-  layers::Dense logits(10);
-  if (kiln::mixed_precision::global_policy().is_mixed()) logits.set_dtype_policy("float32");
-  return kiln::Model(input, logits(h), "resnet20");
+  return kiln::Model(input, logits_layer(10)(h), "resnet20");
 }
 
 }  // namespace examples

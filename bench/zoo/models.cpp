@@ -1,8 +1,8 @@
 // The zoo's networks, each written once as a user of kiln's Keras-style API would write it; under
-// a mixed precision policy as Keras' guide writes it (float32 logits layer; examples/resnet20.h
-// does the same for ResNet-20).
+// a mixed precision policy as Keras' guide writes it (float32 logits layer: examples/logits_layer.h).
 #include "models.h"
 
+#include "logits_layer.h"
 #include "resnet20.h"
 
 namespace zoo {
@@ -11,21 +11,12 @@ namespace {
 namespace layers = kiln::layers;
 const std::vector<int64_t> kInput = {32, 32, 3};
 
-// The logits layer, Dense(`units`). Under a mixed policy it stays float32, as Keras' mixed precision
-// guide advises for a model's last layer: the logits the softmax cross-entropy reads come from a
-// float32 product, not a 16-bit one. Set here, before the model builds the layer.
-layers::Dense head(int64_t units) {
-  layers::Dense dense(units);
-  if (kiln::mixed_precision::global_policy().is_mixed()) dense.set_dtype_policy("float32");
-  return dense;
-}
-
 // The seed: the Keras CIFAR-10 getting-started CNN (examples/cifar10.cpp).
 std::unique_ptr<kiln::Model> seed() {
   return std::make_unique<kiln::Sequential>(
       std::vector<kiln::LayerRef>{layers::Conv2D(32, {3, 3}, {.activation = "relu", .input_shape = kInput}),
                                   layers::MaxPooling2D({2, 2}), layers::Flatten(),
-                                  layers::Dense(64, {.activation = "relu"}), head(10)},
+                                  layers::Dense(64, {.activation = "relu"}), examples::logits_layer(10)},
       "seed");
 }
 
@@ -38,7 +29,7 @@ std::unique_ptr<kiln::Model> conv4() {
           layers::Conv2D(32, {3, 3}, {.activation = "relu"}), layers::MaxPooling2D({2, 2}),
           layers::Conv2D(64, {3, 3}, {.padding = "same", .activation = "relu"}),
           layers::Conv2D(64, {3, 3}, {.activation = "relu"}), layers::MaxPooling2D({2, 2}), layers::Flatten(),
-          layers::Dense(256, {.activation = "relu"}), head(10)},
+          layers::Dense(256, {.activation = "relu"}), examples::logits_layer(10)},
       "conv4");
 }
 
@@ -60,7 +51,7 @@ std::unique_ptr<kiln::Model> vgg() {
   }
   stack.emplace_back(layers::Flatten());
   stack.emplace_back(layers::Dense(256, {.activation = "relu"}));
-  stack.emplace_back(head(10));
+  stack.emplace_back(examples::logits_layer(10));
   return std::make_unique<kiln::Sequential>(stack, "vgg");
 }
 
@@ -68,7 +59,7 @@ std::unique_ptr<kiln::Model> vgg() {
 std::unique_ptr<kiln::Model> mlp() {
   return std::make_unique<kiln::Sequential>(
       std::vector<kiln::LayerRef>{layers::Flatten({.input_shape = kInput}), layers::Dense(1024, {.activation = "relu"}),
-                                  layers::Dense(1024, {.activation = "relu"}), head(10)},
+                                  layers::Dense(1024, {.activation = "relu"}), examples::logits_layer(10)},
       "mlp");
 }
 
@@ -77,7 +68,7 @@ std::unique_ptr<kiln::Model> wide() {
   return std::make_unique<kiln::Sequential>(
       std::vector<kiln::LayerRef>{
           layers::Conv2D(128, {5, 5}, {.padding = "same", .activation = "relu", .input_shape = kInput}),
-          layers::MaxPooling2D({2, 2}), layers::Flatten(), head(10)},
+          layers::MaxPooling2D({2, 2}), layers::Flatten(), examples::logits_layer(10)},
       "wide");
 }
 

@@ -32,21 +32,19 @@ void check(int status, const char* call) {
                                                  "; expected a working MPI (run under mpirun or srun)");
 }
 
-// Set when a round missed its deadline, with that deadline: a peer may be dead, and MPI_Finalize's
+// The deadline of a round that missed it (0 while none has): a peer may be dead, and MPI_Finalize's
 // closing exchange with every process of the job may then wait for it forever (Open MPI 4 under
 // `mpirun --enable-recovery` did, at times, on a loaded machine). A peer that is alive (it left fit
 // with an error) finalizes with this process as usual.
-std::atomic<bool> peer_lost{false};
-std::atomic<double> lost_deadline_seconds{0.0};
+std::atomic<double> missed_deadline_seconds{0.0};
 
 void finalize_at_exit() {
   int finalized = 0;
   MPI_Finalized(&finalized);
   if (finalized) return;
-  if (peer_lost.load()) {
+  if (const double seconds = missed_deadline_seconds.load(); seconds > 0) {
     // A watchdog bounds MPI_Finalize by the collective deadline; past it the process ends without
     // finalizing, with status 1 (a rank is gone: the job failed), saying so.
-    const double seconds = lost_deadline_seconds.load();
     std::thread([seconds] {
       std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
       std::fprintf(stderr,
@@ -178,8 +176,7 @@ class MpiCommunicator final : public Communicator {
   }
 
   [[noreturn]] void missed(const std::string& what) {
-    lost_deadline_seconds.store(timeout_);
-    peer_lost.store(true);
+    missed_deadline_seconds.store(timeout_);
     // tokens_ alternates (receive from peer, send to peer), in recv_from_'s order.
     std::vector<int> absent;
     for (std::size_t i = 0; i < recv_from_.size(); ++i) {
