@@ -17,6 +17,7 @@
 // float16 and bfloat16 are compared and summed in float (accumulate_t) and rounded once when stored;
 // max pooling's outputs and gradients are copies of input elements, so they need no rounding.
 // Shape letters: N batch, H/W input, C channels, KH/KW window, OH/OW output; I the index type.
+#include <algorithm>
 #include <cstdint>
 #include <initializer_list>
 
@@ -199,6 +200,22 @@ __global__ void max_pool_backward_disjoint_pack_kernel(PoolDims<I> g, const Pack
   }
 }
 
+// Zeroes the inputs of the disjoint backward that no window reads when windows start at 0 and step
+// by their size: the bottom rows from `rows` on and, above them, the right columns from `cols` on
+// (an odd size pooled by 2 leaves one of each). Thread per (n, strip cell, c).
+template <typename T, typename I>
+__global__ void zero_uncovered_strips_kernel(PoolDims<I> g, I rows, I cols, T* dx) {
+  const I bottom = (g.H - rows) * g.W, per_image = bottom + rows * (g.W - cols);
+  const I total = g.N * per_image * g.C;
+  const T zero = store_value<T>(accumulate_t<T>(0));
+  for (I o = I(blockIdx.x) * I(blockDim.x) + I(threadIdx.x); o < total; o += I(gridDim.x) * I(blockDim.x)) {
+    const I c = o % g.C, p = (o / g.C) % per_image, n = o / (g.C * per_image);
+    const I ih = p < bottom ? rows + p / g.W : (p - bottom) / (g.W - cols);
+    const I iw = p < bottom ? p % g.W : cols + (p - bottom) % (g.W - cols);
+    dx[((n * g.H + ih) * g.W + iw) * g.C + c] = zero;
+  }
+}
+
 template <typename T, typename I>
 __global__ void avg_pool_forward_kernel(PoolDims<I> g, const T* x, T* y) {
   const I total = g.N * g.OH * g.OW * g.C;
@@ -291,16 +308,21 @@ void CudaBackend::max_pool2d_backward(DType dtype, const Pool2dGeometry& g, cons
   const int64_t total_in = g.N * g.H * g.W * g.C, total_out = g.N * g.OH * g.OW * g.C;
   if (total_in <= 0) return;
   const bool disjoint = g.stride_h >= g.KH && g.stride_w >= g.KW;
-  // The windows cover every input exactly once: no zeroing needed.
-  const bool tiles = disjoint && g.stride_h == g.KH && g.stride_w == g.KW && g.pad_top == 0 && g.pad_left == 0 &&
-                     g.OH * g.KH == g.H && g.OW * g.KW == g.W;
-  if (disjoint && !tiles) fill(dtype, dx, total_in, 0.0);
+  // Windows from the corner, each the next one's neighbour: they cover all inputs but the bottom
+  // rows and right columns past the last window, so only those need zeros; other disjoint windows
+  // (gaps between them, padding before them) get the whole of dx zeroed first.
+  const bool adjacent = disjoint && g.stride_h == g.KH && g.stride_w == g.KW && g.pad_top == 0 && g.pad_left == 0;
+  const int64_t rows = std::min(g.H, g.OH * g.KH), cols = std::min(g.W, g.OW * g.KW);
+  if (disjoint && !adjacent) fill(dtype, dx, total_in, 0.0);
   if (disjoint && total_out <= 0) return;
   kernels::with_cuda_compute_type(dtype, "max_pool2d_backward", [&](auto tag) {
     using T = decltype(tag);
     with_index(g, [&](auto dims) {
       const T* xt = static_cast<const T*>(x);
       const T* dyt = static_cast<const T*>(dy);
+      if (adjacent && (rows < g.H || cols < g.W))
+        zero_uncovered_strips_kernel<<<grid_for(g.N * (g.H * g.W - rows * cols) * g.C), kBlock, 0, stream_>>>(
+            dims, static_cast<decltype(dims.H)>(rows), static_cast<decltype(dims.H)>(cols), static_cast<T*>(dx));
       if (disjoint && packable<T>(g, {x, dy, dx}))
         max_pool_backward_disjoint_pack_kernel<<<grid_for(total_out / Pack<T>::kLanes), kBlock, 0, stream_>>>(
             dims, static_cast<const Pack<T>*>(x), static_cast<const Pack<T>*>(dy), static_cast<Pack<T>*>(dx));

@@ -329,12 +329,13 @@ TEST(CudaBackend, MaxPoolMatchesCpuIncludingTies) {
   };
   // Overlapping windows take the gathering kernel; disjoint ones (stride >= window) the per-window
   // one: exact tiling, a stride past the window (gaps), an odd input (an uncovered row and
-  // column), "same" padding past the edge, and a 3x3 tiling. Channels a multiple of 4 take the
-  // four-channel kernels (with "same" padding and overlapping windows too), others the scalar ones.
+  // column, zeroed alone), "same" padding past the edge, and a 3x3 tiling. Channels a multiple of
+  // 4 take the four-channel kernels (with "same" padding and overlapping windows too), others the
+  // scalar ones. dx starts as NaN bits, so a cell the backward does not write shows.
   const Case cases[] = {{4, 30, 30, 32, 2, 2, false}, {2, 9, 10, 3, 3, 2, true},   {2, 7, 7, 5, 3, 1, true},
                         {2, 9, 9, 4, 2, 3, false},    {3, 31, 31, 8, 2, 2, false}, {2, 7, 9, 3, 2, 2, true},
                         {2, 9, 9, 3, 3, 3, false},    {2, 7, 9, 4, 2, 2, true},    {2, 7, 7, 8, 3, 1, true},
-                        {1, 5, 5, 12, 3, 3, true}};
+                        {1, 5, 5, 12, 3, 3, true},    {2, 7, 8, 4, 3, 3, false},   {2, 8, 9, 3, 2, 2, false}};
   for (const Case& t : cases) {
     const auto [OH, pt] = tf_axis(t.H, t.K, t.s, t.same);
     const auto [OW, pl] = tf_axis(t.W, t.K, t.s, t.same);
@@ -345,6 +346,7 @@ TEST(CudaBackend, MaxPoolMatchesCpuIncludingTies) {
     cpu().max_pool2d_forward(DType::Float32, g, x.data(), y.data());
     cpu().max_pool2d_backward(DType::Float32, g, x.data(), y.data(), dy.data(), dx.data());
     DevBuf gx(x), gdy(dy), gy(y.size() * 4), gdx(dx.size() * 4);
+    gpu().fill(DType::UInt8, gdx.ptr, static_cast<int64_t>(gdx.bytes), 255.0);
     gpu().max_pool2d_forward(DType::Float32, g, gx.ptr, gy.ptr);
     gpu().max_pool2d_backward(DType::Float32, g, gx.ptr, gy.ptr, gdy.ptr, gdx.ptr);
     // Tolerance: exact (same winner, gradients added in the same order).
@@ -397,6 +399,7 @@ TEST(CudaBackend, MaxPoolWithNanMatchesCpu) {
     cpu().max_pool2d_forward(DType::Float32, g, x.data(), y.data());
     cpu().max_pool2d_backward(DType::Float32, g, x.data(), y.data(), dy.data(), dx.data());
     DevBuf gx(x), gdy(dy), gy(y.size() * 4), gdx(dx.size() * 4);
+    gpu().fill(DType::UInt8, gdx.ptr, static_cast<int64_t>(gdx.bytes), 255.0);
     gpu().max_pool2d_forward(DType::Float32, g, gx.ptr, gy.ptr);
     gpu().max_pool2d_backward(DType::Float32, g, gx.ptr, gy.ptr, gdy.ptr, gdx.ptr);
     const std::string what = "max_pool with NaN, H=" + std::to_string(t.H) + " C=" + std::to_string(t.C) +
