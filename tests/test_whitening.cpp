@@ -160,5 +160,28 @@ TEST(PatchWhitening, BadInputsAreNamed) {
       "the patches span fewer than 12 directions");
 }
 
+TEST(CudaPatchWhitening, GpuImagesGiveTheCpuKernel) {
+  REQUIRE_GPU();
+  // Chunks of 2^22 patches: 5000 images of 31x31 patches take two, so the sum across chunks runs.
+  const Tensor cpu_images = correlated_images(5000, 32, 32, 9).astype(DType::Float32);
+  const Tensor gpu_images = cpu_images.to(Device::gpu(0));
+  for (const double eps : {5e-4, 0.0}) {
+    const auto expected = patch_whitening_kernel(cpu_images, {2, 2}, {.epsilon = eps}).to_vector<float>();
+    const Tensor k = patch_whitening_kernel(gpu_images, {2, 2}, {.epsilon = eps});
+    EXPECT_TRUE(k.device().is_cpu());
+    const auto got = k.to_vector<float>();
+    ASSERT_EQ(got.size(), expected.size());
+    for (std::size_t i = 0; i < got.size(); ++i)
+      EXPECT_NEAR(got[i], expected[i], 1e-5 * std::max(1.0F, std::abs(expected[i]))) << "eps " << eps << ", " << i;
+  }
+  std::vector<float> values = cpu_images.slice_rows(0, 3).to_vector<float>();
+  values[100] = std::numeric_limits<float>::infinity();
+  expect_error_containing(
+      [&] {
+        patch_whitening_kernel(Tensor::from_vector(values, {3, 32, 32, 3}, Device::gpu(0)), {2, 2});
+      },
+      "at flat index 100; expected finite values");
+}
+
 }  // namespace
 }  // namespace kiln

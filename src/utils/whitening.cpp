@@ -1,6 +1,7 @@
 // patch_whitening_kernel: the patches' second-moment matrix accumulated in float64 chunk by chunk
-// (a chunk of images' patches as rows of a matrix, then one product), Eigen's symmetric
-// eigensolver, and the scaled eigenvectors written out in the Conv2D kernel layout.
+// (a chunk of images' patches as rows of a matrix, then one product; on a GPU with kiln's ops where
+// the images are, so only the small matrix comes back), Eigen's symmetric eigensolver, and the
+// scaled eigenvectors written out in the Conv2D kernel layout.
 #include "kiln/utils/whitening.h"
 
 #include <Eigen/Dense>
@@ -10,6 +11,7 @@
 #include <string>
 
 #include "kiln/error.h"
+#include "kiln/ops.h"
 
 namespace kiln::utils {
 
@@ -70,6 +72,30 @@ Eigen::MatrixXd second_moments(const T* x, int64_t N, int64_t H, int64_t W, int6
   return moments / static_cast<double>(N * per_image);
 }
 
+// second_moments() computed where the images live, with kiln's ops: a chunk's patches gathered by
+// KH*KW shifted slices concatenated along the channels (the same (row, column, channel) order),
+// widened to float64, and multiplied by their own transpose.
+Eigen::MatrixXd device_second_moments(const Tensor& images, std::array<int64_t, 2> k) {
+  const int64_t N = images.size(0), H = images.size(1), W = images.size(2), C = images.size(3);
+  const int64_t D = k[0] * k[1] * C, OH = H - k[0] + 1, OW = W - k[1] + 1;
+  // Chunks of about 4M patches bound the float64 copies (D columns each) to some hundred MiB.
+  const int64_t images_per_chunk = std::max<int64_t>(1, (int64_t{1} << 22) / (OH * OW));
+  Tensor sum;
+  for (int64_t n0 = 0; n0 < N; n0 += images_per_chunk) {
+    const int64_t n = std::min(N - n0, images_per_chunk);
+    std::vector<Tensor> shifted;
+    for (int64_t i = 0; i < k[0]; ++i)
+      for (int64_t j = 0; j < k[1]; ++j) shifted.push_back(slice(images, {n0, i, j, 0}, {n, OH, OW, C}));
+    const Tensor patches = reshape(cast(concatenate(shifted, -1), DType::Float64), {n * OH * OW, D});
+    const Tensor product = matmul(permute(patches, {1, 0}), patches);
+    sum = sum.defined() ? add(sum, product) : product;
+  }
+  const std::vector<double> host = sum.to_vector<double>();
+  Eigen::MatrixXd moments = Eigen::Map<const Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>(
+      host.data(), static_cast<Eigen::Index>(D), static_cast<Eigen::Index>(D));
+  return moments / static_cast<double>(N * OH * OW);
+}
+
 template <typename T>
 void check_finite(const T* x, int64_t n, const Shape& shape) {
   for (int64_t i = 0; i < n; ++i)
@@ -83,11 +109,20 @@ void check_finite(const T* x, int64_t n, const Shape& shape) {
 Tensor patch_whitening_kernel(const Tensor& images, std::array<int64_t, 2> kernel_size,
                               const PatchWhiteningOptions& options) {
   check_arguments(images, kernel_size, options);
-  const Tensor host = images.cpu();
-  const int64_t N = host.size(0), H = host.size(1), W = host.size(2), C = host.size(3);
+  const int64_t N = images.size(0), H = images.size(1), W = images.size(2), C = images.size(3);
   const int64_t D = kernel_size[0] * kernel_size[1] * C;
   Eigen::MatrixXd moments;
-  if (host.dtype() == DType::Float32) {
+  if (images.device().is_cuda()) {
+    moments = device_second_moments(images, kernel_size);
+    // A NaN or infinity anywhere reaches the moments; only then are the images read back to name it.
+    if (!moments.allFinite()) {
+      const Tensor host = images.cpu();
+      if (host.dtype() == DType::Float32)
+        check_finite(host.data<float>(), host.numel(), host.shape());
+      else
+        check_finite(host.data<double>(), host.numel(), host.shape());
+    }
+  } else if (const Tensor& host = images; host.dtype() == DType::Float32) {
     check_finite(host.data<float>(), host.numel(), host.shape());
     moments = second_moments(host.data<float>(), N, H, W, C, kernel_size);
   } else {

@@ -36,7 +36,8 @@ struct PatchWhiteningOptions {
 /// outputs on these images have second moments lambda_k / (lambda_k + epsilon) and none across
 /// filters. Each eigenvector's sign is fixed so that its component of largest magnitude is positive
 /// (an eigensolver's sign is arbitrary; this makes the result reproducible). F = D, or 2 * D with
-/// `negated`. Returned as float32 on the CPU. Computed in float64.
+/// `negated`. Returned as float32 on the CPU. Computed in float64; for images on a GPU the patches'
+/// products are summed there and only the D x D matrix is read back.
 ///
 /// Throws kiln::Error naming what was wrong: `images` not 4-D, not floating, smaller than the
 /// kernel, or holding a NaN or infinity (with its index); a kernel size below 1; a negative or
