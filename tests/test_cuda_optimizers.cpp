@@ -126,6 +126,32 @@ TEST(CudaOptimizers, RecordedAdagradWithClipnormAndEmaEqualsEager) {
       .learning_rate = 0.05, .clipnorm = 0.3, .use_ema = true, .ema_overwrite_frequency = 4})));
 }
 
+TEST(CudaOptimizers, RecordedSgdWithScheduledEmaMomentumEqualsEager) {
+  // Lookahead through the moving average: momentum 1 between overwrites, a rising m_t every 3rd step.
+  EXPECT_RECORDED_STEP_EQUALS_EAGER(small_model(factory<optimizers::SGD>(
+      optimizers::SGDOptions{.learning_rate = 0.05,
+                             .momentum = 0.9,
+                             .nesterov = true,
+                             .use_ema = true,
+                             .ema_momentum = std::function<double(int64_t)>([](int64_t t) {
+                               return (t + 1) % 3 == 0 ? 0.5 + 0.01 * static_cast<double>(t % 40) : 1.0;
+                             }),
+                             .ema_overwrite_frequency = 3})));
+}
+
+TEST(CudaOptimizers, RecordedLearningRateMultipliersEqualEager) {
+  // Per-weight multiples of the rate (a BatchNormalization beta at 64x, a kernel at 0.5x).
+  EXPECT_RECORDED_STEP_EQUALS_EAGER([] {
+    Sequential model({layers::Dense(16, {.input_shape = {6}}), layers::BatchNormalization({.scale = false}),
+                      layers::Activation("gelu"), layers::Dense(4)});
+    model.layers()[0]->set_learning_rate_multiplier("kernel", 0.5);
+    model.layers()[1]->set_learning_rate_multiplier("beta", 64.0);
+    model.compile(optimizers::SGD({.learning_rate = 0.01, .momentum = 0.85, .nesterov = true, .weight_decay = 0.01}),
+                  losses::SparseCategoricalCrossentropy({.from_logits = true}));
+    return model;
+  });
+}
+
 TEST(CudaOptimizers, RecordedSgdWithWeightDecayAndStaircaseEqualsEager) {
   EXPECT_RECORDED_STEP_EQUALS_EAGER(small_model(
       factory<optimizers::SGD>(optimizers::SGDOptions{.learning_rate = schedules::ExponentialDecay({0.1, 4, 0.5, true}),

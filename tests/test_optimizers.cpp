@@ -221,6 +221,116 @@ TEST(Optimizers, EmaOverwriteFrequencyCopiesTheAverageEveryNSteps) {
   expect_close(run3(opt), e);
 }
 
+TEST(Optimizers, LearningRateMultiplierScalesTheRuleNotTheDecay) {
+  // SGD with Nesterov momentum and decoupled decay: the multiplier scales lr in the rule only.
+  optimizers::SGD sgd({.learning_rate = 0.1, .momentum = 0.9, .nesterov = true, .weight_decay = 0.05});
+  Tensor w = param64(kStart);
+  w.impl()->learning_rate_multiplier = 4.0;
+  double e[2] = {kStart[0], kStart[1]}, v[2] = {0, 0};
+  for (const auto& g : kGrads) {
+    set_grad(w, {g[0], g[1]});
+    sgd.step({w});
+    for (int i = 0; i < 2; ++i) {
+      e[i] = e[i] - e[i] * 0.05 * 0.1;
+      v[i] = v[i] * 0.9 - g[i] * (0.1 * 4.0);
+      e[i] = e[i] + (v[i] * 0.9 - g[i] * (0.1 * 4.0));
+    }
+  }
+  expect_close(w.to_vector<double>(), e);
+  // Adam: the bias-corrected step size alpha times the multiplier.
+  optimizers::Adam adam({.learning_rate = 0.01});
+  Tensor a = param64(kStart);
+  a.impl()->learning_rate_multiplier = 0.5;
+  double x[2] = {kStart[0], kStart[1]}, m[2] = {0, 0}, u[2] = {0, 0};
+  for (int t = 0; t < 3; ++t) {
+    set_grad(a, {kGrads[t][0], kGrads[t][1]});
+    adam.step({a});
+    const double alpha = 0.01 * std::sqrt(1 - std::pow(0.999, t + 1)) / (1 - std::pow(0.9, t + 1));
+    for (int i = 0; i < 2; ++i) {
+      m[i] += (kGrads[t][i] - m[i]) * (1 - 0.9);
+      u[i] += (kGrads[t][i] * kGrads[t][i] - u[i]) * (1 - 0.999);
+      x[i] -= m[i] * (alpha * 0.5) / (std::sqrt(u[i]) + 1e-7);
+    }
+  }
+  expect_close(a.to_vector<double>(), x);
+}
+
+TEST(Optimizers, LayerLearningRateMultiplierReachesTraining) {
+  // Multiplier 0 on Dense's bias: fit moves the kernel only; 1 restores the default.
+  utils::set_random_seed(3);
+  Sequential model({layers::Dense(2, {.bias_initializer = "ones", .input_shape = {3}})});
+  auto dense = model.layers()[0];
+  EXPECT_EQ(dense->learning_rate_multiplier("bias"), 1.0);
+  dense->set_learning_rate_multiplier("bias", 0.0);
+  EXPECT_EQ(dense->learning_rate_multiplier("bias"), 0.0);
+  model.compile(optimizers::SGD({.learning_rate = 0.1, .momentum = 0.5}), losses::MeanSquaredError());
+  const Tensor x = Tensor::from_vector(std::vector<float>{1, 2, 3, -1, 0, 2, 0.5F, -2, 1, 2, 2, 2}, {4, 3});
+  const Tensor y = Tensor::from_vector(std::vector<float>{1, 0, 0, 1, 1, 1, -1, 2}, {4, 2});
+  const auto kernel_before = model.layers()[0]->named_weights()[0].second.to_vector<float>();
+  model.fit(x, y, {.batch_size = 2, .epochs = 2, .verbose = 0, .shuffle = false});
+  EXPECT_EQ(model.layers()[0]->named_weights()[1].second.to_vector<float>(), std::vector<float>({1, 1}));
+  EXPECT_NE(model.layers()[0]->named_weights()[0].second.to_vector<float>(), kernel_before);
+  dense->set_learning_rate_multiplier("bias", 1.0);
+  model.fit(x, y, {.batch_size = 2, .epochs = 1, .verbose = 0, .shuffle = false});
+  EXPECT_NE(model.layers()[0]->named_weights()[1].second.to_vector<float>(), std::vector<float>({1, 1}));
+}
+
+TEST(Optimizers, LayerLearningRateMultiplierErrorsNameTheProblem) {
+  layers::Dense unbuilt(2);
+  auto has = [](const std::string& message, const std::string& part) {
+    return message.find(part) != std::string::npos;
+  };
+  EXPECT_TRUE(
+      has(kiln::testing::message_of([&] { unbuilt.set_learning_rate_multiplier("bias", 2.0); }), "is not built"));
+  Sequential model({layers::Dense(2, {.input_shape = {3}}), layers::BatchNormalization()});
+  auto dense = model.layers()[0];
+  auto bn = model.layers()[1];
+  EXPECT_TRUE(has(kiln::testing::message_of([&] { dense->set_learning_rate_multiplier("gamma", 2.0); }),
+                  "has no weight named 'gamma'"));
+  EXPECT_TRUE(has(kiln::testing::message_of([&] { dense->set_learning_rate_multiplier("bias", -1.0); }),
+                  "is -1.000000; expected a finite number >= 0"));
+  EXPECT_TRUE(has(kiln::testing::message_of([&] { bn->set_learning_rate_multiplier("moving_mean", 2.0); }),
+                  "weight 'moving_mean' is not trained by the optimizer"));
+  bn->set_learning_rate_multiplier("beta", 64.0);
+  EXPECT_EQ(bn->learning_rate_multiplier("beta"), 64.0);
+}
+
+TEST(Optimizers, EmaMomentumScheduleMakesLookahead) {
+  // Momentum 1 between overwrites and m_t on every second step: the average moves only there, by
+  // 1 - m_t toward the fast weights, which then restart from it (Lookahead with k = 2).
+  auto momentum = [](int64_t t) { return (t + 1) % 2 == 0 ? 0.25 * static_cast<double>(t) : 1.0; };
+  optimizers::SGD opt({.learning_rate = 0.1,
+                       .use_ema = true,
+                       .ema_momentum = std::function<double(int64_t)>(momentum),
+                       .ema_overwrite_frequency = 2});
+  double fast[2] = {kStart[0], kStart[1]}, slow[2] = {0, 0};
+  for (int t = 0; t < 3; ++t)
+    for (int i = 0; i < 2; ++i) {
+      fast[i] -= kGrads[t][i] * 0.1;
+      if (t == 0) slow[i] = fast[i];  // Keras: the average starts as the weights after the first update
+      if ((t + 1) % 2 == 0) {
+        const double m = momentum(t);
+        slow[i] = m * slow[i] + (1 - m) * fast[i];
+        fast[i] = slow[i];
+      }
+    }
+  expect_close(run3(opt), fast);
+  expect_close(opt.slots()[0].back().to_vector<double>(), slow);
+}
+
+TEST(Optimizers, EmaMomentumScheduleOutsideTheUnitIntervalSaysWhere) {
+  optimizers::SGD opt({.learning_rate = 0.1,
+                       .use_ema = true,
+                       .ema_momentum = std::function<double(int64_t)>([](int64_t t) { return t == 1 ? 1.5 : 0.5; })});
+  Tensor w = param64({1.0, 2.0});
+  set_grad(w, {0.1, 0.1});
+  opt.step({w});
+  set_grad(w, {0.1, 0.1});
+  const std::string message = kiln::testing::message_of([&] { opt.step({w}); });
+  for (const char* part : {"ema_momentum's schedule gives 1.5", "at iteration 1", "expected a value in [0, 1]"})
+    EXPECT_NE(message.find(part), std::string::npos) << message;
+}
+
 TEST(Optimizers, EmaAlsoAveragesParametersWithoutAGradient) {
   optimizers::Adam opt({.use_ema = true});
   Tensor a = param64({1.0, 2.0}), frozen = param64({3.0, 4.0});

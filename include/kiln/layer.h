@@ -111,6 +111,17 @@ class Layer : public std::enable_shared_from_this<Layer> {
   /// The regularization penalties of the weights, from their current values (Keras' layer.losses).
   std::vector<Tensor> losses() const;
 
+  /// Trains weight `weight_name` (a trainable one) at `multiplier` times the optimizer's learning
+  /// rate (a kiln extension, as PyTorch's parameter groups or Caffe's lr_mult: e.g. a larger rate for
+  /// BatchNormalization's beta). It scales the step of the built-in optimizers' rule (Adam's step
+  /// size too); their decoupled weight decay keeps the optimizer's rate. A multiplier of 1 (the
+  /// default) changes nothing, 0 keeps the weight still but for weight decay. Not saved with the
+  /// model (a setting of training, as the optimizer's options are not part of the weights). Throws
+  /// before build, for an unknown or non-trainable weight, and for a negative or non-finite value.
+  void set_learning_rate_multiplier(const std::string& weight_name, double multiplier);
+  /// The multiplier of weight `weight_name` (1 unless set).
+  double learning_rate_multiplier(const std::string& weight_name) const;
+
   /// False while the layer is frozen: no gradients, no updates; its weights are still saved.
   bool trainable() const { return trainable_; }
   /// Freezes (false) or unfreezes the layer (Keras' layer.trainable = ...); compile again after

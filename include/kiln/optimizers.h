@@ -128,7 +128,11 @@ struct CommonOptions {
   std::optional<double> clipvalue = std::nullopt;        ///< each gradient element clipped to +-clipvalue
   std::optional<double> global_clipnorm = std::nullopt;  ///< all gradients scaled to global norm <= this
   bool use_ema = false;                                  ///< keep a moving average of the weights
-  double ema_momentum = 0.99;                            ///< average = m average + (1 - m) w (w itself at step 0)
+  /// average = m average + (1 - m) w (w itself at step 0). A number, as in Keras, or (a kiln
+  /// extension) a schedule of the iteration like the learning rate's, each value in [0, 1]: with
+  /// ema_overwrite_frequency k, momentum 1 on the steps between overwrites and m_t on every k-th
+  /// makes the average the slow weights of Lookahead (Zhang et al. 2019) with step size 1 - m_t.
+  LearningRate ema_momentum = 0.99;
   std::optional<int64_t> ema_overwrite_frequency = std::nullopt;  ///< every this many steps, w = average
 };
 
@@ -184,7 +188,7 @@ struct SGDOptions {
   std::optional<double> clipvalue = std::nullopt;                 ///< see CommonOptions
   std::optional<double> global_clipnorm = std::nullopt;           ///< see CommonOptions
   bool use_ema = false;                                           ///< see CommonOptions
-  double ema_momentum = 0.99;                                     ///< see CommonOptions
+  LearningRate ema_momentum = 0.99;                               ///< see CommonOptions
   std::optional<int64_t> ema_overwrite_frequency = std::nullopt;  ///< see CommonOptions
 };
 
@@ -223,7 +227,7 @@ struct AdamOptions {
   std::optional<double> clipvalue = std::nullopt;                 ///< see CommonOptions
   std::optional<double> global_clipnorm = std::nullopt;           ///< see CommonOptions
   bool use_ema = false;                                           ///< see CommonOptions
-  double ema_momentum = 0.99;                                     ///< see CommonOptions
+  LearningRate ema_momentum = 0.99;                               ///< see CommonOptions
   std::optional<int64_t> ema_overwrite_frequency = std::nullopt;  ///< see CommonOptions
 };
 
@@ -264,7 +268,7 @@ struct AdamWOptions {
   std::optional<double> clipvalue = std::nullopt;                 ///< see CommonOptions
   std::optional<double> global_clipnorm = std::nullopt;           ///< see CommonOptions
   bool use_ema = false;                                           ///< see CommonOptions
-  double ema_momentum = 0.99;                                     ///< see CommonOptions
+  LearningRate ema_momentum = 0.99;                               ///< see CommonOptions
   std::optional<int64_t> ema_overwrite_frequency = std::nullopt;  ///< see CommonOptions
 };
 
@@ -292,7 +296,7 @@ struct RMSpropOptions {
   std::optional<double> clipvalue = std::nullopt;                 ///< see CommonOptions
   std::optional<double> global_clipnorm = std::nullopt;           ///< see CommonOptions
   bool use_ema = false;                                           ///< see CommonOptions
-  double ema_momentum = 0.99;                                     ///< see CommonOptions
+  LearningRate ema_momentum = 0.99;                               ///< see CommonOptions
   std::optional<int64_t> ema_overwrite_frequency = std::nullopt;  ///< see CommonOptions
 };
 
@@ -332,7 +336,7 @@ struct AdagradOptions {
   std::optional<double> clipvalue = std::nullopt;                 ///< see CommonOptions
   std::optional<double> global_clipnorm = std::nullopt;           ///< see CommonOptions
   bool use_ema = false;                                           ///< see CommonOptions
-  double ema_momentum = 0.99;                                     ///< see CommonOptions
+  LearningRate ema_momentum = 0.99;                               ///< see CommonOptions
   std::optional<int64_t> ema_overwrite_frequency = std::nullopt;  ///< see CommonOptions
 };
 

@@ -74,7 +74,8 @@ KILN_HOST_DEVICE inline T clip_scalar_of(const RuleConstants<T>& r, T own, T tot
   return T(1);
 }
 
-/// Element i of tensor `t`: clip, weight decay, the rule, the moving average.
+/// Element i of tensor `t`: clip, weight decay, the rule (at t's multiple of the learning rate),
+/// the moving average.
 template <typename T>
 KILN_HOST_DEVICE inline void update_element(const RuleConstants<T>& r, const StepConstants<T>& s, T clip_scalar,
                                             const UpdateTensor& t, int64_t i) {
@@ -86,17 +87,19 @@ KILN_HOST_DEVICE inline void update_element(const RuleConstants<T>& r, const Ste
     if (r.clip == ClipKind::GlobalNorm) g = g * clip_scalar;
     if (r.clip == ClipKind::Value) g = g < -r.clip_value ? -r.clip_value : (g > r.clip_value ? r.clip_value : g);
     if (r.decay) w = w - w * r.wd * s.lr;
+    const T scale = static_cast<T>(t.lr_scale);  // x * 1 == x: a multiplier of 1 changes no bit
+    const T lr = s.lr * scale, alpha = s.alpha * scale;
     T* s0 = static_cast<T*>(t.slot[0]);
     T* s1 = static_cast<T*>(t.slot[1]);
     T* s2 = static_cast<T*>(t.slot[2]);
     switch (r.kind) {
       case UpdateKind::Sgd:
         if (r.has_momentum) {
-          const T v = s0[i] * r.momentum - g * s.lr;
+          const T v = s0[i] * r.momentum - g * lr;
           s0[i] = v;
-          w = r.nesterov ? w + (v * r.momentum - g * s.lr) : w + v;
+          w = r.nesterov ? w + (v * r.momentum - g * lr) : w + v;
         } else {
-          w = w - g * s.lr;
+          w = w - g * lr;
         }
         break;
       case UpdateKind::Adam: {
@@ -104,7 +107,7 @@ KILN_HOST_DEVICE inline void update_element(const RuleConstants<T>& r, const Ste
         const T v = s1[i] + (g * g - s1[i]) * r.one_minus_b2;
         s0[i] = m;
         s1[i] = v;
-        w = w - m * s.alpha / (sqrt_of(v) + r.eps);
+        w = w - m * alpha / (sqrt_of(v) + r.eps);
         break;
       }
       case UpdateKind::Rmsprop: {
@@ -118,7 +121,7 @@ KILN_HOST_DEVICE inline void update_element(const RuleConstants<T>& r, const Ste
         } else {
           denominator = v + r.eps;
         }
-        const T increment = s.lr * g / sqrt_of(denominator);
+        const T increment = lr * g / sqrt_of(denominator);
         if (r.has_momentum) {
           const T mom = r.momentum * s1[i] + increment;
           s1[i] = mom;
@@ -131,7 +134,7 @@ KILN_HOST_DEVICE inline void update_element(const RuleConstants<T>& r, const Ste
       case UpdateKind::Adagrad: {
         const T acc = s0[i] + g * g;
         s0[i] = acc;
-        w = w - s.lr * g / sqrt_of(acc + r.eps);
+        w = w - lr * g / sqrt_of(acc + r.eps);
         break;
       }
     }

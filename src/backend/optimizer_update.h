@@ -46,6 +46,9 @@ struct UpdateTensor {
   void* slot[3] = {nullptr, nullptr, nullptr};  ///< the rule's slots
   void* average = nullptr;                      ///< EMA of w, or null
   int64_t n = 0;                                ///< elements
+  /// Multiplies the rule's learning rate (and Adam's step size) for this tensor; the decoupled
+  /// weight decay keeps the optimizer's rate (Layer::set_learning_rate_multiplier).
+  double lr_scale = 1.0;
 };
 
 /// The per-step values optimizer_update reads, one row of kStepValues per step, in this order.

@@ -1,9 +1,12 @@
 // Layer base: weight bookkeeping (trainable or not, frozen or not), building and the layer registry.
 #include "kiln/layer.h"
 
+#include <cmath>
+
 #include "kiln/autograd.h"
 #include "kiln/error.h"
 #include "kiln/ops.h"
+#include "tensor/tensor_impl.h"
 
 namespace kiln {
 
@@ -209,6 +212,33 @@ std::vector<Tensor> Layer::losses() const {
   return out;
 }
 
+void Layer::set_learning_rate_multiplier(const std::string& weight_name, double multiplier) {
+  if (!built_)
+    throw Error(name_,
+                "is not built; build it (or the model holding it) before setting the learning-rate "
+                "multiplier of weight '" +
+                    weight_name + "'");
+  if (!(std::isfinite(multiplier) && multiplier >= 0))
+    throw Error(name_, "learning-rate multiplier of weight '" + weight_name + "' is " + std::to_string(multiplier) +
+                           "; expected a finite number >= 0");
+  for (auto& w : weights_)
+    if (w.name == weight_name) {
+      if (!w.trainable || !w.in_weights)
+        throw Error(name_, "weight '" + weight_name +
+                               "' is not trained by the optimizer (its layer updates it); "
+                               "expected a trainable weight");
+      if (w.value.defined()) w.value.impl()->learning_rate_multiplier = multiplier;
+      return;
+    }
+  throw Error(name_, "has no weight named '" + weight_name + "'");
+}
+
+double Layer::learning_rate_multiplier(const std::string& weight_name) const {
+  for (const auto& w : weights_)
+    if (w.name == weight_name) return w.value.defined() ? w.value.impl()->learning_rate_multiplier : 1.0;
+  throw Error(name_, "has no weight named '" + weight_name + "'");
+}
+
 void Layer::set_trainable(bool trainable) {
   trainable_ = trainable;
   for (auto& w : weights_)
@@ -223,6 +253,7 @@ void Layer::to(Device device) {
     if (!w.value.defined() || w.value.device() == device) continue;
     Tensor moved = w.value.detach().to(device);
     moved.set_requires_grad(w.trainable && trainable_);
+    moved.impl()->learning_rate_multiplier = w.value.impl()->learning_rate_multiplier;
     w.value = moved;
   }
 }

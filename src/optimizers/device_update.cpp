@@ -8,6 +8,7 @@
 #include "backend/backend.h"
 #include "kiln/autograd.h"
 #include "kiln/error.h"
+#include "tensor/tensor_impl.h"
 
 namespace kiln::optimizers {
 
@@ -89,7 +90,11 @@ std::array<T, backend::kStepValues> step_values(const KerasOptimizer& opt, const
     row[backend::kAdamAlpha] = lr * std::sqrt(T(1) - std::pow(b2, t)) / (T(1) - std::pow(b1, t));
   }
   if (common.use_ema) {
-    row[backend::kEmaMomentum] = iteration != 0 ? static_cast<T>(common.ema_momentum) : T(0);
+    const double momentum = common.ema_momentum.at(iteration);
+    if (!(momentum >= 0 && momentum <= 1))
+      throw Error(opt.name(), "ema_momentum's schedule gives " + std::to_string(momentum) + " at iteration " +
+                                  std::to_string(iteration) + "; expected a value in [0, 1]");
+    row[backend::kEmaMomentum] = iteration != 0 ? static_cast<T>(momentum) : T(0);
     const auto every = common.ema_overwrite_frequency;
     row[backend::kEmaOverwrite] = every && (iteration + 1) % *every == 0 ? T(1) : T(0);
   }
@@ -116,6 +121,7 @@ void queue_fused_update(const KerasOptimizer& opt, const std::vector<Tensor>& pa
     backend::UpdateTensor t;
     t.w = p.raw_data();
     t.n = p.numel();
+    t.lr_scale = p.impl()->learning_rate_multiplier;
     if (g.defined()) {
       check_grad(opt.name(), p, g);
       t.g = g.raw_data();

@@ -49,8 +49,9 @@ void KerasOptimizer::check_common(const std::string& op, const CommonOptions& c)
   if (clips > 1)
     throw Error(op, "clipnorm, clipvalue and global_clipnorm are " + std::to_string(clips) +
                         " set; expected at most one of them");
-  if (!(c.ema_momentum >= 0 && c.ema_momentum <= 1))
-    throw Error(op, "ema_momentum is " + shown(c.ema_momentum) + "; expected a value in [0, 1]");
+  // A schedule's values are checked as the steps use them (step_values).
+  if (!c.ema_momentum.is_schedule() && !(c.ema_momentum.at(0) >= 0 && c.ema_momentum.at(0) <= 1))
+    throw Error(op, "ema_momentum is " + shown(c.ema_momentum.at(0)) + "; expected a value in [0, 1]");
   if (c.ema_overwrite_frequency && *c.ema_overwrite_frequency < 1)
     throw Error(op, "ema_overwrite_frequency is " + std::to_string(*c.ema_overwrite_frequency) +
                         "; expected an integer >= 1 (or none)");
@@ -64,7 +65,7 @@ Config KerasOptimizer::common_config(const CommonOptions& c) {
       {"global_clipnorm", optional_json(c.global_clipnorm)},
       {"clipvalue", optional_json(c.clipvalue)},
       {"use_ema", c.use_ema},
-      {"ema_momentum", c.ema_momentum},
+      {"ema_momentum", c.ema_momentum.to_config()},
       {"ema_overwrite_frequency", c.ema_overwrite_frequency ? Config(*c.ema_overwrite_frequency) : Config(nullptr)}};
 }
 
@@ -77,7 +78,8 @@ CommonOptions KerasOptimizer::common_from_config(const std::string& op, const Co
   d.clipvalue = optional_number(f, "clipvalue");
   d.global_clipnorm = optional_number(f, "global_clipnorm");
   if (f.has("use_ema")) d.use_ema = f.boolean("use_ema");
-  if (f.has("ema_momentum")) d.ema_momentum = f.number("ema_momentum");
+  if (f.has("ema_momentum"))
+    d.ema_momentum = LearningRate::from_config(f.at("ema_momentum"), "the " + op + " config's ema_momentum");
   if (f.has("ema_overwrite_frequency")) d.ema_overwrite_frequency = f.integer("ema_overwrite_frequency", 1, INT64_MAX);
   for (const char* unsupported : {"loss_scale_factor", "gradient_accumulation_steps"})
     if (f.has(unsupported)) f.fail(std::string("\"") + unsupported + "\" is set; expected null (not supported)");

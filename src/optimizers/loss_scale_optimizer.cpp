@@ -82,27 +82,31 @@ class LossScaleUpdate final : public DeviceUpdate {
   void prepare(int64_t /*first_iteration*/, int64_t count) override {
     opt_.synchronize();
     rows_ = count;
+    settled_ = 0;
     upload_step_values(inner_, table_, opt_.base_, rows_);
   }
 
   void queue(const int64_t* /*index*/) override { opt_.queue_step(params_, opt_.slots(), table_, sums_); }
 
   // The replays were steps; the device says how many of them updated. The rest of the pass counts
-  // from there, so the table moves with it.
+  // from there, so the table moves with it: rows for the replays the pass has left, and none past
+  // them (a schedule is not asked for iterations that training never reaches).
   void settle(Optimizer& /*opt*/, int64_t steps) override {
     opt_.since_base_ += steps;
     opt_.restore(opt_.slots(), opt_.iterations() + steps);
     opt_.synchronize();
-    upload_step_values(inner_, table_, opt_.base_, rows_);
+    settled_ += steps;
+    if (settled_ < rows_) upload_step_values(inner_, table_, opt_.base_, rows_ - settled_);
   }
 
  private:
   LossScaleOptimizer& opt_;
   const KerasOptimizer& inner_;
   std::vector<Tensor> params_;
-  Tensor table_;  // [steps, kStepValues]: the per-step values of the updates after base_
-  Tensor sums_;   // the gradients' squared norms, then their total
-  int64_t rows_ = 0;
+  Tensor table_;         // [steps, kStepValues]: the per-step values of the updates after base_
+  Tensor sums_;          // the gradients' squared norms, then their total
+  int64_t rows_ = 0;     // replays the pass may make
+  int64_t settled_ = 0;  // replays of the pass settled so far
 };
 
 LossScaleOptimizer::LossScaleOptimizer(std::unique_ptr<Optimizer> inner, LossScaleOptions options)

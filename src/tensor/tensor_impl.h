@@ -21,6 +21,9 @@ struct TensorImpl {
   // Set by the softmax and sigmoid activations to their input, as Keras sets `_keras_logits`: a
   // cross-entropy then works from the logits, stably and without clipping, as Keras does.
   Tensor keras_logits;
+  // A trainable weight's multiple of the optimizer's learning rate (Layer::set_learning_rate_multiplier),
+  // read by the built-in optimizers' update.
+  double learning_rate_multiplier = 1.0;
 
   void* data() const { return static_cast<char*>(storage->data) + offset; }
   Device device() const { return storage->device; }
