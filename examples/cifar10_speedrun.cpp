@@ -1,0 +1,274 @@
+// Fast CIFAR-10 training with kiln's public API: the method of Keller Jordan's airbench94 (arXiv
+// 2404.00498), whose PyTorch script is the peer this program is measured against. The network: a
+// 2x2 'valid' convolution whose frozen kernel whitens the training images' patches
+// (kiln::utils::patch_whitening_kernel), GELU, three blocks of conv-pool-BN-GELU-conv-BN-GELU (64,
+// 256, 256 filters; BatchNormalization without scale, momentum 0.6), max pooling to 1x1, and a
+// bias-free Dense(10) whose logits are scaled by 1/9. Random flips and 2-pixel translations run on
+// the device as the model's first layers; SGD with Nesterov momentum, decoupled weight decay and a
+// linear warm-up then decay of the learning rate; label smoothing 0.2; batch 1024; test-time
+// augmentation averaging mirrored and 1-pixel-translated views. The time of a run counts, as the
+// peer does, from the images on the device to the final test accuracy: normalizing, whitening,
+// training and the augmented evaluation; building the model is reported apart.
+#include <kiln/datasets/cifar10.h>
+#include <kiln/kiln.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <functional>
+#include <iostream>
+#include <numeric>
+#include <vector>
+
+#include "dtype_policy_option.h"
+
+namespace {
+
+namespace layers = kiln::layers;
+
+// The recipe's numbers (airbench94's hyperparameters, translated to Keras' conventions: mean loss
+// over the batch, Keras' momentum for BatchNormalization and its decoupled weight decay).
+struct Recipe {
+  int epochs = 10;
+  int64_t batch_size = 1024;
+  // airbench's learning rate per 1024 examples (11.5) over its kilostep scale 1024 * (1 + 1 / (1 -
+  // momentum)), times 1024 for a mean instead of a summed loss.
+  double momentum = 0.85;
+  double learning_rate = 11.5 / (1.0 + 1.0 / (1.0 - 0.85));
+  // airbench's weight decay goes through the momentum (PyTorch's coupled rule); at a steady gradient
+  // that decays each step by its rate / (1 - momentum). Keras' decoupled rule decays by rate * lr.
+  double weight_decay =
+      (0.0153 * 1024 / (1024 * (1.0 + 1.0 / (1.0 - 0.85)))) / (1.0 - 0.85) / (11.5 / (1.0 + 1.0 / (1.0 - 0.85)));
+  double label_smoothing = 0.2;
+  double warmup_fraction = 0.23;  // of all steps: the rate rises linearly from 0.2x to 1x
+  double final_factor = 0.07;     // then falls linearly to 0.07x
+  double batchnorm_momentum = 0.6;
+  // BatchNormalization's offsets train at 64 times the rate (their weight decay does not).
+  double offset_learning_rate_multiplier = 64.0;
+  double logit_scale = 1.0 / 9.0;
+  // Lookahead every 5 steps: the slow weights move by 1 - d toward the fast ones, which restart from
+  // them; d rises as 0.95^5 (t / T)^3 over the run, and the slow weights are the result.
+  int64_t lookahead_period = 5;
+  bool lookahead = true;
+  int64_t whitening_images = 5000;
+};
+
+// Conv2D 3x3 'same' without bias (BatchNormalization follows), then max pooling when asked, then
+// BatchNormalization without scale and GELU.
+kiln::SymbolicTensor conv_bn_gelu(const kiln::SymbolicTensor& x, int64_t filters, bool pool, const Recipe& recipe) {
+  kiln::SymbolicTensor h = layers::Conv2D(filters, {3, 3}, {.padding = "same", .use_bias = false})(x);
+  if (pool) h = layers::MaxPooling2D({2, 2})(h);
+  h = layers::BatchNormalization({.momentum = recipe.batchnorm_momentum, .epsilon = 1e-12, .scale = false})(h);
+  return layers::Activation("gelu")(h);
+}
+
+struct Network {
+  kiln::Model model;
+  std::shared_ptr<layers::Conv2D> whitening;
+};
+
+Network make_network(const Recipe& recipe, const kiln::Tensor& whitening_kernel) {
+  const kiln::SymbolicTensor input = kiln::Input({32, 32, 3});
+  kiln::SymbolicTensor h = layers::RandomFlip("horizontal")(input);
+  h = layers::RandomTranslation(2.0 / 32, 2.0 / 32, {.fill_mode = "reflect", .interpolation = "nearest"})(h);
+  auto whitening = std::make_shared<layers::Conv2D>(whitening_kernel.size(3), std::array<int64_t, 2>{2, 2},
+                                                    layers::Conv2DOptions{.use_bias = false});
+  h = layers::Activation("gelu")((*whitening)(h));
+  for (const int64_t filters : {64, 256, 256}) {
+    h = conv_bn_gelu(h, filters, true, recipe);
+    h = conv_bn_gelu(h, filters, false, recipe);
+  }
+  h = layers::MaxPooling2D({3, 3})(h);
+  h = layers::Flatten()(h);
+  // The logits in float32 under a mixed policy (Keras' advice for a model's last layers).
+  auto dense = std::make_shared<layers::Dense>(10, layers::DenseOptions{.use_bias = false});
+  auto scale = std::make_shared<layers::Rescaling>(recipe.logit_scale);
+  dense->set_dtype_policy("float32");
+  scale->set_dtype_policy("float32");
+  h = (*scale)((*dense)(h));
+  Network net{kiln::Model(input, h, "speedrun"), whitening};
+  net.whitening->set_weight("kernel", whitening_kernel.to(net.model.device()));
+  net.whitening->set_trainable(false);
+  for (const auto& layer : net.model.layers())
+    if (layer->class_name() == "BatchNormalization")
+      layer->set_learning_rate_multiplier("beta", recipe.offset_learning_rate_multiplier);
+  return net;
+}
+
+// (images - mean) / std per channel, in float32 on the images' device.
+kiln::Tensor normalize(const kiln::Tensor& images_u8) {
+  const kiln::Device device = images_u8.device();
+  const auto mean = kiln::Tensor::from_vector(std::vector<float>{0.4914F, 0.4822F, 0.4465F}, device);
+  const auto inv_std = kiln::Tensor::from_vector(std::vector<float>{1 / 0.2470F, 1 / 0.2435F, 1 / 0.2616F}, device);
+  return kiln::mul(kiln::sub(kiln::mul(kiln::cast(images_u8, kiln::DType::Float32), 1.0 / 255), mean), inv_std);
+}
+
+// The images resampled per sample by (ay, by, ax, bx) (kiln::image_transform), reflecting at edges.
+kiln::Tensor transformed(const kiln::Tensor& images, float ay, float by, float ax, float bx) {
+  const int64_t n = images.size(0);
+  std::vector<float> t;
+  t.reserve(static_cast<std::size_t>(n) * 4);
+  for (int64_t i = 0; i < n; ++i) t.insert(t.end(), {ay, by, ax, bx});
+  const auto transforms = kiln::Tensor::from_vector(t, kiln::Shape{n, 4}, images.device());
+  return kiln::image_transform(images, transforms, {images.size(1), images.size(2)}, kiln::Interpolation::Nearest,
+                               kiln::FillMode::Reflect);
+}
+
+// Test-time augmentation (airbench's level 2): half the logits of the image and its mirror, half
+// the mean of the same for the image shifted one pixel up-left and one down-right.
+struct Accuracies {
+  double plain = 0.0;
+  double augmented = 0.0;
+};
+
+Accuracies evaluate(kiln::Model& model, const kiln::Tensor& images, const kiln::Tensor& labels) {
+  const float w = static_cast<float>(images.size(2) - 1);
+  const kiln::PredictOptions options{.batch_size = 2000};
+  auto mirrored_mean = [&](const kiln::Tensor& x) {
+    const std::vector<float> a = model.predict(x, options).to_vector<float>();
+    const std::vector<float> b = model.predict(transformed(x, 1, 0, -1, w), options).to_vector<float>();
+    std::vector<float> out(a.size());
+    for (std::size_t i = 0; i < a.size(); ++i) out[i] = 0.5F * (a[i] + b[i]);
+    return out;
+  };
+  const std::vector<float> plain = model.predict(images, options).to_vector<float>();
+  const std::vector<float> mirrored = mirrored_mean(images);
+  const std::vector<float> up = mirrored_mean(transformed(images, 1, 1, 1, 1));
+  const std::vector<float> down = mirrored_mean(transformed(images, 1, -1, 1, -1));
+  const std::vector<int32_t> y = labels.to_vector<int32_t>();
+  const int64_t classes = static_cast<int64_t>(plain.size()) / labels.numel();
+  auto accuracy = [&](auto logit) {
+    int64_t right = 0;
+    for (int64_t i = 0; i < labels.numel(); ++i) {
+      int64_t best = 0;
+      for (int64_t c = 1; c < classes; ++c)
+        if (logit(i * classes + c) > logit(i * classes + best)) best = c;
+      right += best == y[static_cast<std::size_t>(i)];
+    }
+    return static_cast<double>(right) / static_cast<double>(labels.numel());
+  };
+  return {accuracy([&](int64_t k) { return plain[static_cast<std::size_t>(k)]; }), accuracy([&](int64_t k) {
+            const auto i = static_cast<std::size_t>(k);
+            return 0.5F * mirrored[i] + 0.25F * (up[i] + down[i]);
+          })};
+}
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+double mean_of(const std::vector<double>& v) { return std::accumulate(v.begin(), v.end(), 0.0) / v.size(); }
+
+double std_of(const std::vector<double>& v) {
+  if (v.size() < 2) return 0.0;
+  const double m = mean_of(v);
+  double s = 0.0;
+  for (const double x : v) s += (x - m) * (x - m);
+  return std::sqrt(s / static_cast<double>(v.size() - 1));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"kiln CIFAR-10 speedrun: airbench94's method with kiln's public API"};
+  Recipe recipe;
+  std::string data_dir = "build/cifar10", device_name = "auto", dtype_policy = "mixed_float16";
+  int runs = 1;
+  int64_t limit = 0;
+  uint64_t seed = 0;
+  app.add_option("--data", data_dir, "folder with cifar-10-batches-bin/ (official binary format)");
+  app.add_option("--runs", runs, "independent training runs (each from new weights)")->check(CLI::PositiveNumber);
+  app.add_option("--epochs", recipe.epochs, "training epochs")->check(CLI::PositiveNumber);
+  app.add_option("--seed", seed, "seed of the first run (run i uses seed + i)");
+  bool no_lookahead = false;
+  app.add_flag("--no-lookahead", no_lookahead, "train without the lookahead weight average (for comparison)");
+  app.add_option("--limit", limit, "use only the first N training and test images (quick runs)");
+  app.add_option("--device", device_name, "cpu, gpu, gpu:N or auto (the first usable GPU, else the CPU)");
+  examples::add_dtype_policy_option(app, dtype_policy);
+  CLI11_PARSE(app, argc, argv);
+  recipe.lookahead = !no_lookahead;
+
+  try {
+    if (device_name != "auto") kiln::set_default_device(kiln::Device::parse(device_name));
+    namespace cifar10 = kiln::datasets::cifar10;
+    const auto data = cifar10::load_data(data_dir, limit > 0 ? std::optional<int64_t>(limit) : std::nullopt);
+    const kiln::Device device = kiln::model_device();
+    // The data on the device, as the peer keeps it; the timed part starts from here.
+    const kiln::Tensor train_u8 = data.train.images.to(device), test_u8 = data.test.images.to(device);
+    const kiln::Tensor train_labels = data.train.labels.to(device);
+    kiln::mixed_precision::set_global_policy(dtype_policy);
+    std::printf("CIFAR-10 speedrun on %s: %d epochs at batch %lld, dtype policy %s\n", device.str().c_str(),
+                recipe.epochs, static_cast<long long>(recipe.batch_size), dtype_policy.c_str());
+    std::printf("run  build_s  whiten_s  train_s  eval_s  total_s  accuracy  tta_accuracy\n");
+
+    std::vector<double> accuracies, times;
+    for (int run = 0; run < runs; ++run) {
+      kiln::utils::set_random_seed(seed + static_cast<uint64_t>(run));
+      auto start = std::chrono::steady_clock::now();
+      const kiln::Tensor x_train = normalize(train_u8), x_test = normalize(test_u8);
+      const kiln::Tensor kernel = kiln::utils::patch_whitening_kernel(
+          x_train.slice_rows(0, std::min(recipe.whitening_images, x_train.size(0))), {2, 2});
+      const double whiten_s = seconds_since(start);
+
+      const auto build_start = std::chrono::steady_clock::now();
+      Network net = make_network(recipe, kernel);
+      const int64_t steps_per_epoch = (x_train.size(0) + recipe.batch_size - 1) / recipe.batch_size;
+      const int64_t total_steps = steps_per_epoch * recipe.epochs;
+      const auto warmup_steps = static_cast<int64_t>(recipe.warmup_fraction * static_cast<double>(total_steps));
+      const double lr = recipe.learning_rate, final_factor = recipe.final_factor;
+      auto schedule = [=](int64_t step) {
+        if (step < warmup_steps) {
+          const double f = static_cast<double>(step) / static_cast<double>(warmup_steps);
+          return lr * (0.2 * (1 - f) + f);
+        }
+        const double f =
+            std::min(1.0, static_cast<double>(step - warmup_steps) / static_cast<double>(total_steps - warmup_steps));
+        return lr * ((1 - f) + final_factor * f);
+      };
+      // Lookahead through Keras' weight average: momentum 1 (the average stays) between its
+      // overwrites of the weights every `period` steps, d there.
+      const int64_t period = recipe.lookahead_period;
+      auto lookahead = [=](int64_t step) {
+        if ((step + 1) % period != 0) return 1.0;
+        return std::pow(0.95, 5) *
+               std::pow(std::min(1.0, static_cast<double>(step + 1) / static_cast<double>(total_steps)), 3);
+      };
+      kiln::optimizers::SGDOptions sgd{.learning_rate = std::function<double(int64_t)>(schedule),
+                                       .momentum = recipe.momentum,
+                                       .nesterov = true,
+                                       .weight_decay = recipe.weight_decay};
+      if (recipe.lookahead) {
+        sgd.use_ema = true;
+        sgd.ema_momentum = std::function<double(int64_t)>(lookahead);
+        sgd.ema_overwrite_frequency = period;
+      }
+      net.model.compile(kiln::optimizers::SGD(sgd),
+                        kiln::losses::SparseCategoricalCrossentropy(
+                            {.from_logits = true, .label_smoothing = recipe.label_smoothing}));
+      const double build_s = seconds_since(build_start);
+
+      const auto train_start = std::chrono::steady_clock::now();
+      net.model.fit(x_train, train_labels, {.batch_size = recipe.batch_size, .epochs = recipe.epochs, .verbose = 0});
+      const double train_s = seconds_since(train_start);
+      const auto eval_start = std::chrono::steady_clock::now();
+      const Accuracies acc = evaluate(net.model, x_test, data.test.labels);
+      const double eval_s = seconds_since(eval_start);
+      const double total_s = whiten_s + train_s + eval_s;
+      std::printf("%3d  %7.3f  %8.3f  %7.3f  %6.3f  %7.3f  %8.4f  %12.4f\n", run, build_s, whiten_s, train_s, eval_s,
+                  total_s, acc.plain, acc.augmented);
+      std::fflush(stdout);
+      if (run == 0 && !net.model.last_fit_execution().recorded)
+        std::printf("(training steps ran eagerly: %s)\n", net.model.last_fit_execution().reason.c_str());
+      accuracies.push_back(acc.augmented);
+      times.push_back(total_s);
+    }
+    std::printf("mean tta accuracy %.4f (std %.4f), mean time %.3f s (std %.3f) over %d runs\n", mean_of(accuracies),
+                std_of(accuracies), mean_of(times), std_of(times), runs);
+  } catch (const kiln::Error& e) {
+    std::cerr << e.what() << '\n';
+    return 1;
+  }
+  return 0;
+}
