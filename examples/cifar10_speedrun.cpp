@@ -64,6 +64,30 @@ kiln::SymbolicTensor conv_bn_gelu(const kiln::SymbolicTensor& x, int64_t filters
   return layers::Activation("gelu")(h);
 }
 
+// The weights drawn as the peer draws them: PyTorch's default U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+// (Keras' VarianceScaling(1/3, "fan_in", "uniform")), and each 3x3 convolution's first min(C, F)
+// filters the identity (Identity, PyTorch's dirac_), so a block starts close to passing its input.
+void draw_weights_as_the_peer(kiln::Model& model, const kiln::Layer& whitening) {
+  namespace initializers = kiln::initializers;
+  const initializers::VarianceScaling uniform(1.0 / 3, "fan_in", "uniform");
+  for (const auto& layer : model.layers()) {
+    const std::string kind = layer->class_name();
+    if ((kind != "Conv2D" && kind != "Dense") || layer.get() == &whitening) continue;
+    const kiln::Tensor old = layer->named_weights().front().second;
+    const kiln::Shape& shape = old.shape();
+    kiln::Tensor kernel = uniform(shape, model.generator(), old.device());
+    if (kind == "Conv2D") {
+      const int64_t kh = shape[0], kw = shape[1], c = shape[2], f = shape[3], same = std::min(c, f);
+      const kiln::Tensor identity = initializers::Identity()(shape, model.generator(), old.device());
+      kernel = same == f ? identity
+                         : kiln::concatenate({kiln::slice(identity, {0, 0, 0, 0}, {kh, kw, c, same}),
+                                              kiln::slice(kernel, {0, 0, 0, same}, {kh, kw, c, f - same})},
+                                             -1);
+    }
+    layer->set_weight("kernel", kernel);
+  }
+}
+
 struct Network {
   kiln::Model model;
   std::shared_ptr<layers::Conv2D> whitening;
@@ -89,6 +113,7 @@ Network make_network(const Recipe& recipe, const kiln::Tensor& whitening_kernel)
   scale->set_dtype_policy("float32");
   h = (*scale)((*dense)(h));
   Network net{kiln::Model(input, h, "speedrun"), whitening};
+  draw_weights_as_the_peer(net.model, *net.whitening);
   net.whitening->set_weight("kernel", whitening_kernel.to(net.model.device()));
   net.whitening->set_trainable(false);
   for (const auto& layer : net.model.layers())

@@ -180,6 +180,31 @@ TEST(Initializers, UsedByDenseAndConv2D) {
   EXPECT_EQ(w[3].to_vector<float>(), std::vector<float>(6, 1.0f));
 }
 
+TEST(Initializers, IdentityIsKerasEyeAndTheIdentityConvolution) {
+  Generator gen(1);
+  // Keras: gain * eye(rows, columns), rectangular too.
+  const auto eye = initializers::Identity(2.0)({2, 3}, gen, Device::cpu()).to_vector<float>();
+  EXPECT_EQ(eye, std::vector<float>({2, 0, 0, 0, 2, 0}));
+  EXPECT_EQ(initializers::get("identity")->class_name(), "Identity");
+  EXPECT_EQ(initializer_registry().make("Identity", Config{{"gain", 0.5}})->get_config(), (Config{{"gain", 0.5}}));
+  // A 'same' 3x3 convolution with the kernel passes its first min(C, F) = 2 channels through;
+  // filters past C (the third) are zero.
+  const Tensor kernel = initializers::Identity()({3, 3, 2, 3}, gen, Device::cpu());
+  const Tensor x = Tensor::uniform({2, 4, 5, 2}, -1.0, 1.0, gen);
+  const auto y = conv2d(x, kernel, {1, 1}, Padding::Same).to_vector<float>(), xv = x.to_vector<float>();
+  for (int64_t p = 0; p < 2 * 4 * 5; ++p) {
+    EXPECT_EQ(y[static_cast<std::size_t>(p * 3)], xv[static_cast<std::size_t>(p * 2)]);
+    EXPECT_EQ(y[static_cast<std::size_t>(p * 3 + 1)], xv[static_cast<std::size_t>(p * 2 + 1)]);
+    EXPECT_EQ(y[static_cast<std::size_t>(p * 3 + 2)], 0.0F);
+  }
+  // An even kernel takes the centre rounded down: (1, 1) of 2x2, as PyTorch's dirac_.
+  const auto even = initializers::Identity()({2, 2, 1, 1}, gen, Device::cpu()).to_vector<float>();
+  EXPECT_EQ(even, std::vector<float>({0, 0, 0, 1}));
+  EXPECT_EQ(message_of([&] { initializers::Identity()({3}, gen, Device::cpu()); }),
+            "[identity] shape [3]; expected a matrix [rows, columns] or a convolution kernel [KH, KW, C, F]");
+  EXPECT_EQ(message_of([] { initializers::Identity(std::nan("")); }), "[identity] gain is nan; expected a finite number");
+}
+
 TEST(InitializersErrors, UnknownNamesAndBadArguments) {
   const std::string unknown = message_of([] { layers::Dense(2, {.kernel_initializer = "he_normall"}); });
   EXPECT_EQ(unknown.rfind("[dense] unknown initializer 'he_normall'; expected one of ", 0), 0u) << unknown;

@@ -196,6 +196,25 @@ class RandomUniform : public Initializer {
   double minval_, maxval_;
 };
 
+/// Keras' Identity: gain times the identity matrix eye(rows, columns) for a 2-D shape (rows may
+/// differ from columns). A kiln extension, as PyTorch's dirac_: for a convolution kernel [KH, KW,
+/// C, F] the identity convolution, gain at the window's centre (KH / 2, KW / 2, rounded down) of
+/// input channel f in filter f for f < min(C, F), zero elsewhere, so a 'same' convolution passes
+/// its first min(C, F) channels unchanged. Other shapes throw, naming the shape.
+class Identity : public Initializer {
+ public:
+  /// gain must be finite.
+  explicit Identity(double gain = 1.0);
+  std::string class_name() const override { return "Identity"; }
+  Config get_config() const override { return {{"gain", gain_}}; }
+  /// Rebuilds from get_config().
+  static Identity from_config(const Config& config);
+  Tensor operator()(const Shape& shape, Generator& gen, Device device) const override;
+
+ private:
+  double gain_;
+};
+
 }  // namespace initializers
 
 /// Registers initializer class I under `class_name` and `keras_name` (e.g. "GlorotUniform",

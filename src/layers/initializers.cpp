@@ -166,6 +166,30 @@ RandomUniform RandomUniform::from_config(const Config& config) {
   return RandomUniform(number_or(f, "minval", -0.05), number_or(f, "maxval", 0.05));
 }
 
+Identity::Identity(double gain) : gain_(gain) {
+  if (!std::isfinite(gain)) throw Error("identity", "gain is " + std::to_string(gain) + "; expected a finite number");
+}
+
+Tensor Identity::operator()(const Shape& shape, Generator&, Device device) const {
+  std::vector<float> values(static_cast<std::size_t>(shape.numel()), 0.0F);
+  const auto gain = static_cast<float>(gain_);
+  if (shape.ndim() == 2) {
+    for (int64_t i = 0; i < std::min(shape[0], shape[1]); ++i) values[static_cast<std::size_t>(i * shape[1] + i)] = gain;
+  } else if (shape.ndim() == 4) {
+    const int64_t C = shape[2], F = shape[3], centre = (shape[0] / 2 * shape[1] + shape[1] / 2) * C * F;
+    for (int64_t f = 0; f < std::min(C, F); ++f) values[static_cast<std::size_t>(centre + f * F + f)] = gain;
+  } else {
+    throw Error("identity", "shape " + shape.str() +
+                                "; expected a matrix [rows, columns] or a convolution kernel [KH, KW, C, F]");
+  }
+  return Tensor::from_vector(values, shape, device);
+}
+
+Identity Identity::from_config(const Config& config) {
+  const auto f = fields(config, "Identity");
+  return Identity(number_or(f, "gain", 1.0));
+}
+
 GlorotNormal GlorotNormal::from_config(const Config&) { return {}; }
 HeNormal HeNormal::from_config(const Config&) { return {}; }
 HeUniform HeUniform::from_config(const Config&) { return {}; }
@@ -188,6 +212,7 @@ const RegisterInitializer<LecunUniform> lecun_uniform("LecunUniform", "lecun_uni
 const RegisterInitializer<RandomNormal> random_normal("RandomNormal", "random_normal");
 const RegisterInitializer<TruncatedNormal> truncated_normal("TruncatedNormal", "truncated_normal");
 const RegisterInitializer<RandomUniform> random_uniform("RandomUniform", "random_uniform");
+const RegisterInitializer<Identity> identity("Identity", "identity");
 }  // namespace
 
 }  // namespace initializers
