@@ -105,6 +105,37 @@ TEST_F(LayerWeightsTest, RegularizersOfConv2DAndTheirConfigs) {
   EXPECT_EQ(message_of([] { regularizers::l2(-1.0); }), "[l2] factor is -1.000000; expected a finite number >= 0");
 }
 
+TEST_F(LayerWeightsTest, OneFrozenWeightStaysWhileTheOthersTrain) {
+  // Conv2D's kernel frozen (Keras 3's layer.kernel.trainable = False), its bias trained: fit moves
+  // the bias only, the kernel leaves trainable_weights() and its penalty leaves losses().
+  utils::set_random_seed(8);
+  Sequential model({layers::Conv2D(3, {2, 2}, {.kernel_regularizer = regularizers::l2(0.1), .input_shape = {4, 4, 2}}),
+                    layers::Flatten(), layers::Dense(2)});
+  Layer& conv = *model.layers()[0];
+  conv.set_weight_trainable("kernel", false);
+  EXPECT_EQ(model.trainable_weights().size(), 3u);  // conv bias, dense kernel and bias
+  EXPECT_EQ(model.non_trainable_weights().size(), 1u);
+  EXPECT_TRUE(conv.losses().empty());
+  model.compile(optimizers::SGD({.learning_rate = 0.1, .momentum = 0.9}), losses::MeanSquaredError());
+  Generator gen(2);
+  const Tensor x = Tensor::uniform({8, 4, 4, 2}, -1.0, 1.0, gen), y = Tensor::uniform({8, 2}, -1.0, 1.0, gen);
+  const Tensor kernel = weight_of(conv, "kernel").clone(), bias = weight_of(conv, "bias").clone();
+  model.fit(x, y, {.batch_size = 4, .epochs = 2, .verbose = 0});
+  EXPECT_TRUE(same_bits(weight_of(conv, "kernel"), kernel));
+  EXPECT_FALSE(same_bits(weight_of(conv, "bias"), bias));
+  // Unfrozen and compiled again, it trains.
+  conv.set_weight_trainable("kernel", true);
+  EXPECT_EQ(model.trainable_weights().size(), 4u);
+  model.compile(optimizers::SGD({.learning_rate = 0.1}), losses::MeanSquaredError());
+  model.fit(x, y, {.batch_size = 4, .epochs = 1, .verbose = 0});
+  EXPECT_FALSE(same_bits(weight_of(conv, "kernel"), kernel));
+  EXPECT_EQ(message_of([&] { conv.set_weight_trainable("gamma", false); }), "[conv2d] has no weight named 'gamma'");
+  Sequential bn({layers::BatchNormalization({.input_shape = {3}})});
+  EXPECT_EQ(message_of([&] { bn.layers()[0]->set_weight_trainable("moving_mean", true); }),
+            "[batch_normalization] weight 'moving_mean' is updated by the layer itself, not by the optimizer; "
+            "expected a trainable weight");
+}
+
 TEST_F(LayerWeightsTest, UseBiasFalseCreatesNoBias) {
   utils::set_random_seed(6);
   Sequential model({layers::Conv2D(4, {3, 3}, {.use_bias = false, .input_shape = {6, 6, 2}}), layers::Flatten(),

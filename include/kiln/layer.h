@@ -48,6 +48,7 @@ struct LayerWeight {
   Shape shape;                                     ///< its shape
   bool in_weights = true;                          ///< see WeightOptions::in_weights
   bool autocast = true;                            ///< see WeightOptions::autocast
+  bool frozen = false;                             ///< a trainable weight frozen by Layer::set_weight_trainable
 };
 
 /// Base of every layer. A subclass implements class_name(), compute_output_shape(), call() and,
@@ -122,6 +123,13 @@ class Layer : public std::enable_shared_from_this<Layer> {
   /// The multiplier of weight `weight_name` (1 unless set).
   double learning_rate_multiplier(const std::string& weight_name) const;
 
+  /// Freezes (false) or unfreezes one trainable weight (Keras 3's layer.kernel.trainable = ...): a
+  /// frozen weight gets no gradient and no update, moves to non_trainable_weights() and keeps its
+  /// place in saved files; it is still cast under a mixed policy. Compile again after changing it,
+  /// as for set_trainable. Throws for an unknown weight or one the layer itself updates (moving
+  /// statistics).
+  void set_weight_trainable(const std::string& weight_name, bool trainable);
+
   /// False while the layer is frozen: no gradients, no updates; its weights are still saved.
   bool trainable() const { return trainable_; }
   /// Freezes (false) or unfreezes the layer (Keras' layer.trainable = ...); compile again after
@@ -176,6 +184,8 @@ class Layer : public std::enable_shared_from_this<Layer> {
   std::vector<Tensor> autocast_;
   bool built_ = false;
   bool trainable_ = true;
+  // Whether the optimizer trains `w` now: a trainable weight in weights(), neither it nor the layer frozen.
+  bool trained(const LayerWeight& w) const { return trainable_ && w.trainable && !w.frozen && w.in_weights; }
   // The layer that stands for this object in functional graphs when the object is not itself held
   // by a shared_ptr (see operator()). A copy of the object is another layer, so it starts empty.
   struct GraphCopy {

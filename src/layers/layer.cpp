@@ -152,7 +152,7 @@ Tensor& Layer::add_weight(const std::string& weight_name, const Shape& shape, co
     if (w.value.shape() != shape)
       throw Error(name_, "initializer " + initializer.class_name() + " made a " + w.value.shape().str() +
                              " tensor for weight '" + weight_name + "'; expected " + shape.str());
-    w.value.set_requires_grad(w.trainable && trainable_);
+    w.value.set_requires_grad(trained(w));
   }
   weights_.push_back(std::move(w));
   return weights_.back().value;
@@ -177,16 +177,15 @@ std::vector<std::pair<std::string, Tensor>> Layer::named_weights() const {
 
 std::vector<Tensor> Layer::trainable_weights() const {
   std::vector<Tensor> out;
-  if (!trainable_) return out;
   for (const auto& w : weights_)
-    if (w.trainable && w.in_weights) out.push_back(w.value);
+    if (trained(w)) out.push_back(w.value);
   return out;
 }
 
 std::vector<Tensor> Layer::non_trainable_weights() const {
   std::vector<Tensor> out;
   for (const auto& w : weights_)
-    if (w.in_weights && (!w.trainable || !trainable_)) out.push_back(w.value);
+    if (w.in_weights && !trained(w)) out.push_back(w.value);
   return out;
 }
 
@@ -206,9 +205,9 @@ void Layer::set_weight(const std::string& weight_name, const Tensor& value) {
 
 std::vector<Tensor> Layer::losses() const {
   std::vector<Tensor> out;
-  if (!trainable_) return out;  // a frozen weight does not change, so its penalty has no gradient to give
+  // A frozen weight (or layer) does not change, so its penalty has no gradient to give.
   for (const auto& w : weights_)
-    if (w.regularizer && w.trainable && w.value.defined()) out.push_back((*w.regularizer)(w.value));
+    if (w.regularizer && trained(w) && w.value.defined()) out.push_back((*w.regularizer)(w.value));
   return out;
 }
 
@@ -244,15 +243,31 @@ void Layer::set_trainable(bool trainable) {
   for (auto& w : weights_)
     if (w.value.defined()) {
       w.value.zero_grad();
-      w.value.set_requires_grad(w.trainable && trainable_);
+      w.value.set_requires_grad(trained(w));
     }
+}
+
+void Layer::set_weight_trainable(const std::string& weight_name, bool trainable) {
+  for (auto& w : weights_)
+    if (w.name == weight_name) {
+      if (!w.trainable || !w.in_weights)
+        throw Error(name_, "weight '" + weight_name +
+                               "' is updated by the layer itself, not by the optimizer; expected a trainable weight");
+      w.frozen = !trainable;
+      if (w.value.defined()) {
+        w.value.zero_grad();
+        w.value.set_requires_grad(trained(w));
+      }
+      return;
+    }
+  throw Error(name_, "has no weight named '" + weight_name + "'");
 }
 
 void Layer::to(Device device) {
   for (auto& w : weights_) {
     if (!w.value.defined() || w.value.device() == device) continue;
     Tensor moved = w.value.detach().to(device);
-    moved.set_requires_grad(w.trainable && trainable_);
+    moved.set_requires_grad(trained(w));
     moved.impl()->learning_rate_multiplier = w.value.impl()->learning_rate_multiplier;
     w.value = moved;
   }
