@@ -115,3 +115,30 @@ TEST(CudaLayers, ModelOfTheNewLayersTrainsAlikeOnBothDevices) {
   for (int e = 0; e < 3; ++e) EXPECT_NEAR(hg.history.at("loss")[e], hc.history.at("loss")[e], 1e-4) << "epoch " << e;
   expect_close(cpu_model.predict(x), gpu_model.predict(x), 1e-3, 1e-3, "predictions after training");
 }
+
+TEST(CudaLayers, FrozenKernelBiasGradientMatchesCpu) {
+  // Conv2D with its kernel frozen and its bias trained (the whitening layer's case): the bias's
+  // gradient is a sum over output positions, on both devices, with and without the fused ReLU.
+  REQUIRE_GPU();
+  Generator gen(5);
+  const Tensor x = Tensor::uniform({8, 9, 9, 3}, -1.0, 1.0, gen), k = Tensor::uniform({2, 2, 3, 6}, -1.0, 1.0, gen);
+  const Tensor b = Tensor::uniform({6}, -0.5, 0.5, gen), r = Tensor::uniform({8, 8, 8, 6}, 0.5, 1.5, gen);
+  auto bias_grad = [&](Device device, DType dtype, const char* activation) {
+    Tensor bias = b.to(device).astype(dtype).clone();
+    bias.set_requires_grad(true);
+    const Tensor y = conv2d(x.to(device).astype(dtype), k.to(device).astype(dtype), bias, activation);
+    sum(mul(y.astype(DType::Float32), r.to(device))).backward();
+    return bias.grad().astype(DType::Float32).cpu();
+  };
+  for (const char* activation : {"linear", "relu"})
+    expect_close(bias_grad(Device::cpu(), DType::Float32, activation),
+                 bias_grad(Device::gpu(0), DType::Float32, activation), 1e-5, 1e-5, activation);
+  // float16 (mixed precision's compute type), linear: the gradient reaching the bias is r rounded
+  // to float16, so db is the column sum of those (512 terms, kept in float16: 2^-11 relative).
+  const auto rounded = r.astype(DType::Float16).astype(DType::Float32).to_vector<float>();
+  std::vector<double> expected(6, 0.0);
+  for (std::size_t i = 0; i < rounded.size(); ++i) expected[i % 6] += rounded[i];
+  const auto got = bias_grad(Device::gpu(0), DType::Float16, "linear").to_vector<float>();
+  ASSERT_EQ(got.size(), 6u);
+  for (std::size_t f = 0; f < 6; ++f) EXPECT_NEAR(got[f], expected[f], 1e-3 * expected[f]) << "filter " << f;
+}

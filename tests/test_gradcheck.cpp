@@ -116,6 +116,17 @@ TEST_P(ConvGradcheck, FusedBiasAndRelu) {
         {k, b}));
   }
   EXPECT_TRUE(gradcheck([c](In v) { return conv2d(v[0], v[1], Tensor(), "relu", c.strides, c.padding); }, {x, k}));
+  // A frozen kernel: the bias's gradient alone (with and without the input's), no filter gradient.
+  const Tensor k_const = k.detach();
+  for (const bool relu : {false, true}) {
+    SCOPED_TRACE(relu ? "frozen kernel, relu" : "frozen kernel, linear");
+    const char* act = relu ? "relu" : "linear";
+    EXPECT_TRUE(
+        gradcheck([c, act, k_const](In v) { return conv2d(v[0], k_const, v[1], act, c.strides, c.padding); }, {x, b}));
+    const Tensor x_const = x.detach();
+    EXPECT_TRUE(gradcheck(
+        [c, act, x_const, k_const](In v) { return conv2d(x_const, k_const, v[0], act, c.strides, c.padding); }, {b}));
+  }
 }
 
 TEST(ConvFused, EqualsTheComposedOps) {

@@ -92,12 +92,21 @@ Tensor conv2d(const Tensor& x, const Tensor& kernel, const Tensor& bias, const s
                               be.conv2d_backward_data(x.dtype(), g, dz.raw_data(), kernel.raw_data(), dx.raw_data());
                             }
                             const bool want_db = bias.defined() && bias.requires_grad();
-                            if (kernel.requires_grad() || want_db) {
+                            if (kernel.requires_grad()) {
                               dw = make_tensor(kernel.shape(), kernel.dtype(), kernel.device());
                               if (want_db) db = make_tensor(bias.shape(), bias.dtype(), bias.device());
                               be.conv2d_backward_filter(x.dtype(), g, x.raw_data(), dz.raw_data(), relu_y,
                                                         dw.raw_data(), want_db ? db.raw_data() : nullptr);
-                              if (!kernel.requires_grad()) dw = Tensor();
+                            } else if (want_db) {
+                              // A frozen kernel needs no filter gradient: the bias's is the sum of
+                              // the pre-activation gradient over every output position.
+                              if (relu_y) {
+                                dz = make_tensor(dy.shape(), dy.dtype(), dy.device());
+                                be.unary_backward(backend::UnaryOp::Relu, dy.dtype(), relu_y, relu_y, dy.raw_data(),
+                                                  dz.raw_data(), dy.numel());
+                              }
+                              db = make_tensor(bias.shape(), bias.dtype(), bias.device());
+                              be.sum_rows(dz.dtype(), dz.raw_data(), db.raw_data(), g.N * g.OH * g.OW, g.F, false);
                             }
                             return {dx, dw, db};
                           });
