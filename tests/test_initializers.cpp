@@ -202,7 +202,8 @@ TEST(Initializers, IdentityIsKerasEyeAndTheIdentityConvolution) {
   EXPECT_EQ(even, std::vector<float>({0, 0, 0, 1}));
   EXPECT_EQ(message_of([&] { initializers::Identity()({3}, gen, Device::cpu()); }),
             "[identity] shape [3]; expected a matrix [rows, columns] or a convolution kernel [KH, KW, C, F]");
-  EXPECT_EQ(message_of([] { initializers::Identity(std::nan("")); }), "[identity] gain is nan; expected a finite number");
+  EXPECT_EQ(message_of([] { initializers::Identity(std::nan("")); }),
+            "[identity] gain is nan; expected a finite number");
 }
 
 TEST(InitializersErrors, UnknownNamesAndBadArguments) {

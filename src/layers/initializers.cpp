@@ -174,13 +174,14 @@ Tensor Identity::operator()(const Shape& shape, Generator&, Device device) const
   std::vector<float> values(static_cast<std::size_t>(shape.numel()), 0.0F);
   const auto gain = static_cast<float>(gain_);
   if (shape.ndim() == 2) {
-    for (int64_t i = 0; i < std::min(shape[0], shape[1]); ++i) values[static_cast<std::size_t>(i * shape[1] + i)] = gain;
+    for (int64_t i = 0; i < std::min(shape[0], shape[1]); ++i)
+      values[static_cast<std::size_t>(i * shape[1] + i)] = gain;
   } else if (shape.ndim() == 4) {
     const int64_t C = shape[2], F = shape[3], centre = (shape[0] / 2 * shape[1] + shape[1] / 2) * C * F;
     for (int64_t f = 0; f < std::min(C, F); ++f) values[static_cast<std::size_t>(centre + f * F + f)] = gain;
   } else {
-    throw Error("identity", "shape " + shape.str() +
-                                "; expected a matrix [rows, columns] or a convolution kernel [KH, KW, C, F]");
+    throw Error("identity",
+                "shape " + shape.str() + "; expected a matrix [rows, columns] or a convolution kernel [KH, KW, C, F]");
   }
   return Tensor::from_vector(values, shape, device);
 }
