@@ -127,7 +127,7 @@ TEST(CudaLayers, FrozenKernelBiasGradientMatchesCpu) {
     Tensor bias = b.to(device).astype(dtype).clone();
     bias.set_requires_grad(true);
     const Tensor y = conv2d(x.to(device).astype(dtype), k.to(device).astype(dtype), bias, activation);
-    sum(mul(y.astype(DType::Float32), r.to(device))).backward();
+    sum(mul(cast(y, DType::Float32), r.to(device))).backward();
     return bias.grad().astype(DType::Float32).cpu();
   };
   for (const char* activation : {"linear", "relu"})
