@@ -10,6 +10,7 @@
 #include <sstream>
 #include <string>
 
+#include "kiln/autograd.h"
 #include "kiln/error.h"
 #include "kiln/ops.h"
 
@@ -76,6 +77,7 @@ Eigen::MatrixXd second_moments(const T* x, int64_t N, int64_t H, int64_t W, int6
 // KH*KW shifted slices concatenated along the channels (the same (row, column, channel) order),
 // widened to float64, and multiplied by their own transpose.
 Eigen::MatrixXd device_second_moments(const Tensor& images, std::array<int64_t, 2> k) {
+  NoGradGuard no_grad;  // statistics of the data, not part of any model's graph
   const int64_t N = images.size(0), H = images.size(1), W = images.size(2), C = images.size(3);
   const int64_t D = k[0] * k[1] * C, OH = H - k[0] + 1, OW = W - k[1] + 1;
   // Chunks of about 4M patches bound the float64 copies (D columns each) to some hundred MiB.
