@@ -18,7 +18,6 @@
 
 #include "dtype_policy_option.h"
 #include "epoch_reporter.h"
-#include "logits_layer.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"kiln CIFAR-10 example: the Keras getting-started CNN"};
@@ -86,7 +85,8 @@ int main(int argc, char** argv) {
     model.add(kiln::layers::MaxPooling2D({2, 2}));
     model.add(kiln::layers::Flatten());
     model.add(kiln::layers::Dense(64, {.activation = "relu"}));
-    model.add(examples::logits_layer(10));  // float32 under a mixed policy
+    // The logits in float32 under a mixed policy, as Keras' mixed precision guide advises.
+    model.add(kiln::layers::Dense(10, {.dtype = "float32"}));
     kiln::optimizers::AdamOptions adam;
     const int64_t steps = epochs * ((data.train.size() + batch_size - 1) / batch_size);
     if (schedule == "cosine")

@@ -108,11 +108,8 @@ Network make_network(const Recipe& recipe, const kiln::Tensor& whitening_kernel)
   h = layers::MaxPooling2D({3, 3})(h);
   h = layers::Flatten()(h);
   // The logits in float32 under a mixed policy (Keras' advice for a model's last layers).
-  auto dense = std::make_shared<layers::Dense>(10, layers::DenseOptions{.use_bias = false});
-  auto scale = std::make_shared<layers::Rescaling>(recipe.logit_scale);
-  dense->set_dtype_policy("float32");
-  scale->set_dtype_policy("float32");
-  h = (*scale)((*dense)(h));
+  h = layers::Dense(10, {.use_bias = false, .dtype = "float32"})(h);
+  h = layers::Rescaling(recipe.logit_scale, {.dtype = "float32"})(h);
   Network net{kiln::Model(input, h, "speedrun"), whitening};
   draw_weights_as_the_peer(net.model, *net.whitening);
   // The whitening kernel stays as computed; its bias trains (the peer trains it for the first three

@@ -6,8 +6,6 @@
 
 #include <cstdint>
 
-#include "logits_layer.h"
-
 namespace examples {
 
 /// Convolution (no bias: BatchNormalization follows), BatchNormalization, and ReLU when asked.
@@ -32,7 +30,7 @@ inline kiln::SymbolicTensor basic_block(const kiln::SymbolicTensor& x, int64_t f
 
 /// ResNet-20 on 32x32x3 input: a 3x3 conv-BN-ReLU, three stages of three basic blocks (16, 32 and 64
 /// filters; the first block of the second and third stage halves the size), global average pooling
-/// and Dense(10) logits (float32 under a mixed precision policy: logits_layer.h; the policy is read
+/// and Dense(10) logits (float32 under a mixed precision policy, Keras' advice; the policy is read
 /// as the layers are built, so set it before calling).
 inline kiln::Model resnet20() {
   namespace layers = kiln::layers;
@@ -41,7 +39,7 @@ inline kiln::Model resnet20() {
   for (const int64_t filters : {16, 32, 64})
     for (int block = 0; block < 3; ++block) h = basic_block(h, filters, block == 0 && filters != 16 ? 2 : 1);
   h = layers::GlobalAveragePooling2D()(h);
-  return kiln::Model(input, logits_layer(10)(h), "resnet20");
+  return kiln::Model(input, layers::Dense(10, {.dtype = "float32"})(h), "resnet20");
 }
 
 }  // namespace examples

@@ -5,6 +5,7 @@
 
 #include <cmath>
 
+#include "io/layer_config.h"
 #include "kiln/kiln.h"
 #include "model_weights.h"
 #include "test_support.h"
@@ -116,6 +117,27 @@ TEST_F(MixedPrecision, AFloat32HeadComputesInFloat32AndLossesAreFloat32) {
   const Tensor labels = Tensor::from_vector<int32_t>({0, 1, 2, 0, 1});
   const Tensor loss = all_mixed.compute_loss({labels}, {pred});
   EXPECT_EQ(loss.dtype(), DType::Float32);
+}
+
+TEST_F(MixedPrecision, TheDtypeOptionSetsALayersPolicy) {
+  // Keras' Dense(3, dtype="float32") under a mixed global policy: the option of every layer.
+  mixed_precision::set_global_policy("mixed_float16");
+  Sequential model({layers::Dense(4, {.activation = "relu", .input_shape = {6}}),
+                    layers::Dense(3, {.dtype = "float32"}), layers::Activation("softmax", {.dtype = "float32"})});
+  EXPECT_EQ(model.layers()[0]->dtype_policy().name(), "mixed_float16");
+  EXPECT_EQ(model.layers()[1]->dtype_policy().name(), "float32");
+  EXPECT_EQ(model.predict(uniform({2, 6}, 8)).dtype(), DType::Float32);
+  EXPECT_EQ(layers::Conv2D(2, {3, 3}, {.dtype = "mixed_bfloat16"}).dtype_policy().name(), "mixed_bfloat16");
+  EXPECT_EQ(layers::Concatenate({.dtype = "float32"}).dtype_policy().name(), "float32");
+  EXPECT_EQ(layers::RandomFlip("horizontal", {.dtype = "float32"}).dtype_policy().name(), "float32");
+  // Saved as the base's "dtype" field, as set_dtype_policy's, and read back.
+  mixed_precision::set_global_policy("float32");
+  const layers::Dense mixed(2, {.dtype = "mixed_bfloat16"});
+  const auto saved = io::layer_to_json(mixed);
+  EXPECT_EQ(saved["config"]["dtype"], "mixed_bfloat16");
+  EXPECT_EQ(io::layer_from_json(saved, "test")->dtype_policy().name(), "mixed_bfloat16");
+  const std::string unknown = message_of([] { layers::Dense(2, {.dtype = "half"}); });
+  EXPECT_NE(unknown.find("unknown dtype policy \"half\""), std::string::npos) << unknown;
 }
 
 TEST_F(MixedPrecision, APolicyCannotChangeAfterTheLayerIsBuilt) {

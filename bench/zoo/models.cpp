@@ -1,8 +1,7 @@
 // The zoo's networks, each written once as a user of kiln's Keras-style API would write it; under
-// a mixed precision policy as Keras' guide writes it (float32 logits layer: examples/logits_layer.h).
+// a mixed precision policy as Keras' guide writes it (the logits layer float32, `dtype = "float32"`).
 #include "models.h"
 
-#include "logits_layer.h"
 #include "resnet20.h"
 
 namespace zoo {
@@ -16,7 +15,7 @@ std::unique_ptr<kiln::Model> seed() {
   return std::make_unique<kiln::Sequential>(
       std::vector<kiln::LayerRef>{layers::Conv2D(32, {3, 3}, {.activation = "relu", .input_shape = kInput}),
                                   layers::MaxPooling2D({2, 2}), layers::Flatten(),
-                                  layers::Dense(64, {.activation = "relu"}), examples::logits_layer(10)},
+                                  layers::Dense(64, {.activation = "relu"}), layers::Dense(10, {.dtype = "float32"})},
       "seed");
 }
 
@@ -29,7 +28,7 @@ std::unique_ptr<kiln::Model> conv4() {
           layers::Conv2D(32, {3, 3}, {.activation = "relu"}), layers::MaxPooling2D({2, 2}),
           layers::Conv2D(64, {3, 3}, {.padding = "same", .activation = "relu"}),
           layers::Conv2D(64, {3, 3}, {.activation = "relu"}), layers::MaxPooling2D({2, 2}), layers::Flatten(),
-          layers::Dense(256, {.activation = "relu"}), examples::logits_layer(10)},
+          layers::Dense(256, {.activation = "relu"}), layers::Dense(10, {.dtype = "float32"})},
       "conv4");
 }
 
@@ -51,7 +50,7 @@ std::unique_ptr<kiln::Model> vgg() {
   }
   stack.emplace_back(layers::Flatten());
   stack.emplace_back(layers::Dense(256, {.activation = "relu"}));
-  stack.emplace_back(examples::logits_layer(10));
+  stack.emplace_back(layers::Dense(10, {.dtype = "float32"}));
   return std::make_unique<kiln::Sequential>(stack, "vgg");
 }
 
@@ -59,7 +58,7 @@ std::unique_ptr<kiln::Model> vgg() {
 std::unique_ptr<kiln::Model> mlp() {
   return std::make_unique<kiln::Sequential>(
       std::vector<kiln::LayerRef>{layers::Flatten({.input_shape = kInput}), layers::Dense(1024, {.activation = "relu"}),
-                                  layers::Dense(1024, {.activation = "relu"}), examples::logits_layer(10)},
+                                  layers::Dense(1024, {.activation = "relu"}), layers::Dense(10, {.dtype = "float32"})},
       "mlp");
 }
 
@@ -68,7 +67,7 @@ std::unique_ptr<kiln::Model> wide() {
   return std::make_unique<kiln::Sequential>(
       std::vector<kiln::LayerRef>{
           layers::Conv2D(128, {5, 5}, {.padding = "same", .activation = "relu", .input_shape = kInput}),
-          layers::MaxPooling2D({2, 2}), layers::Flatten(), examples::logits_layer(10)},
+          layers::MaxPooling2D({2, 2}), layers::Flatten(), layers::Dense(10, {.dtype = "float32"})},
       "wide");
 }
 

@@ -162,6 +162,10 @@ class Layer : public std::enable_shared_from_this<Layer> {
   void set_name(std::string name) { name_ = std::move(name); }
 
  protected:
+  /// Takes the options every layer's options struct ends with: the declared per-sample input shape
+  /// (Keras' input_shape=) and, unless empty, the dtype policy by name (Keras' dtype=, see
+  /// set_dtype_policy; throws for an unknown name). Call from the constructor.
+  void declare(std::vector<int64_t> input_shape, const std::string& dtype);
   /// Creates the weights with add_weight (called by build(); the default creates none).
   virtual void create_weights(const Shape& input_shape) { (void)input_shape; }
   /// Creates a weight of `shape` filled by `initializer` (Keras' add_weight). Call only from

@@ -13,7 +13,7 @@ const RegisterLayer<Activation> registered("Activation");
 Activation::Activation(std::string activation, ActivationOptions options) : activation_(std::move(activation)) {
   name_ = "activation";
   activations::check(activation_, "activation");
-  input_shape_ = std::move(options.input_shape);
+  declare(std::move(options.input_shape), options.dtype);
 }
 
 Tensor Activation::call(const Tensor& x, bool) { return activations::apply(activation_, x); }

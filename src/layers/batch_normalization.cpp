@@ -122,7 +122,7 @@ BatchNormalization::BatchNormalization(BatchNormalizationOptions options) : opti
   for (const std::string* init :
        {&o.beta_initializer, &o.gamma_initializer, &o.moving_mean_initializer, &o.moving_variance_initializer})
     initializers::get(*init);  // unknown names fail here, not at build
-  input_shape_ = o.input_shape;
+  declare(o.input_shape, o.dtype);
 }
 
 Shape BatchNormalization::compute_output_shape(const Shape& input_shape) const {

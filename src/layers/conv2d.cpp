@@ -26,7 +26,7 @@ Conv2D::Conv2D(int64_t filters, std::array<int64_t, 2> kernel_size, Conv2DOption
   activations::check(options_.activation, "conv2d");
   initializers::check(options_.kernel_initializer, "conv2d");  // unknown names fail here, not at build
   initializers::check(options_.bias_initializer, "conv2d");
-  input_shape_ = options_.input_shape;
+  declare(options_.input_shape, options_.dtype);
 }
 
 Shape Conv2D::compute_output_shape(const Shape& in) const {

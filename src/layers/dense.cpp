@@ -18,7 +18,7 @@ Dense::Dense(int64_t units, DenseOptions options) : units_(units), options_(std:
   activations::check(options_.activation, "dense");
   initializers::check(options_.kernel_initializer, "dense");  // unknown names fail here, not at build
   initializers::check(options_.bias_initializer, "dense");
-  input_shape_ = options_.input_shape;
+  declare(options_.input_shape, options_.dtype);
 }
 
 Shape Dense::compute_output_shape(const Shape& input_shape) const {

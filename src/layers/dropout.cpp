@@ -23,7 +23,7 @@ const RegisterLayer<Dropout> registered("Dropout");
 Dropout::Dropout(double rate, DropoutOptions options) : rate_(rate), options_(std::move(options)) {
   name_ = "dropout";
   if (!(rate >= 0.0 && rate < 1.0)) throw Error(name_, "rate is " + number_text(rate) + "; expected a value in [0, 1)");
-  input_shape_ = options_.input_shape;
+  declare(options_.input_shape, options_.dtype);
 }
 
 Shape Dropout::compute_output_shape(const Shape& input_shape) const { return input_shape; }

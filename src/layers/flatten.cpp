@@ -12,7 +12,7 @@ const RegisterLayer<Flatten> registered("Flatten");
 
 Flatten::Flatten(FlattenOptions options) {
   name_ = "flatten";
-  input_shape_ = std::move(options.input_shape);
+  declare(std::move(options.input_shape), options.dtype);
 }
 
 Flatten Flatten::from_config(const Config& config) {

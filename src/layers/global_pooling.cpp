@@ -21,7 +21,7 @@ GlobalPooling2DOptions global_options(const Config& config, const std::string& c
 
 GlobalPooling2D::GlobalPooling2D(const std::string& op, GlobalPooling2DOptions options) : options_(std::move(options)) {
   name_ = op;
-  input_shape_ = options_.input_shape;
+  declare(options_.input_shape, options_.dtype);
 }
 
 Shape GlobalPooling2D::compute_output_shape(const Shape& in) const {

@@ -211,6 +211,11 @@ std::vector<Tensor> Layer::losses() const {
   return out;
 }
 
+void Layer::declare(std::vector<int64_t> input_shape, const std::string& dtype) {
+  input_shape_ = std::move(input_shape);
+  if (!dtype.empty()) set_dtype_policy(dtype);
+}
+
 void Layer::set_learning_rate_multiplier(const std::string& weight_name, double multiplier) {
   if (!built_)
     throw Error(name_,

@@ -139,7 +139,9 @@ Maximum Maximum::from_config(const Config& config) {
 
 // ---- Concatenate ----
 
-Concatenate::Concatenate(ConcatenateOptions options) : MergeLayer("concatenate", 2, kAnyNumber), axis_(options.axis) {}
+Concatenate::Concatenate(ConcatenateOptions options) : MergeLayer("concatenate", 2, kAnyNumber), axis_(options.axis) {
+  declare({}, options.dtype);
+}
 
 Shape Concatenate::merged_shape(const std::vector<Shape>& input_shapes) const {
   // Keras counts the axis with the batch dimension: per-sample rank r gives r + 1 axes.

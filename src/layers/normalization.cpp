@@ -41,7 +41,7 @@ class CountStart : public Initializer {
 
 Normalization::Normalization(NormalizationOptions options) : options_(std::move(options)) {
   name_ = "normalization";
-  input_shape_ = options_.input_shape;
+  declare(options_.input_shape, options_.dtype);
   if (options_.mean.has_value() != options_.variance.has_value())
     throw Error(name_,
                 std::string(options_.mean ? "mean is given without variance" : "variance is given without mean") +

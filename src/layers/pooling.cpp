@@ -32,7 +32,7 @@ Pooling2D::Pooling2D(const std::string& op, std::array<int64_t, 2> pool_size, Po
   if (strides_[0] <= 0 || strides_[1] <= 0)
     throw Error(op, "strides " + pair_str(strides_) + "; expected positive strides");
   padding_ = parse_padding(options_.padding, op);
-  input_shape_ = options_.input_shape;
+  declare(options_.input_shape, options_.dtype);
 }
 
 Shape Pooling2D::compute_output_shape(const Shape& in) const {

@@ -19,7 +19,7 @@ constexpr uint64_t kCropDraw = 3;
 }  // namespace
 
 RandomCrop::RandomCrop(int64_t height, int64_t width, RandomCropOptions options)
-    : RandomImageLayer(options.seed, kCropDraw, options.input_shape),
+    : RandomImageLayer(options.seed, kCropDraw, options.input_shape, options.dtype),
       height_(height),
       width_(width),
       options_(std::move(options)) {

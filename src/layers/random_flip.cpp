@@ -17,7 +17,7 @@ constexpr uint64_t kFlipDraw = 1;
 }  // namespace
 
 RandomFlip::RandomFlip(std::string mode, RandomFlipOptions options)
-    : RandomImageLayer(options.seed, kFlipDraw, options.input_shape),
+    : RandomImageLayer(options.seed, kFlipDraw, options.input_shape, options.dtype),
       mode_(std::move(mode)),
       options_(std::move(options)) {
   name_ = "random_flip";

@@ -8,9 +8,10 @@
 
 namespace kiln::layers {
 
-RandomImageLayer::RandomImageLayer(std::optional<int64_t> seed, uint64_t draw, std::vector<int64_t> input_shape)
+RandomImageLayer::RandomImageLayer(std::optional<int64_t> seed, uint64_t draw, std::vector<int64_t> input_shape,
+                                   const std::string& dtype)
     : seed_(seed), draw_(draw) {
-  input_shape_ = std::move(input_shape);
+  declare(std::move(input_shape), dtype);
 }
 
 void RandomImageLayer::create_weights(const Shape&) {

@@ -41,7 +41,7 @@ Factor factor_field(const io::JsonFields& f, const std::string& key) {
 }  // namespace
 
 RandomTranslation::RandomTranslation(Factor height_factor, Factor width_factor, RandomTranslationOptions options)
-    : RandomImageLayer(options.seed, kTranslationDraw, options.input_shape),
+    : RandomImageLayer(options.seed, kTranslationDraw, options.input_shape, options.dtype),
       height_(height_factor),
       width_(width_factor),
       options_(std::move(options)) {

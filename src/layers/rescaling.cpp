@@ -17,7 +17,7 @@ Rescaling::Rescaling(double scale, RescalingOptions options) : scale_(scale), op
   if (!std::isfinite(scale)) throw Error(name_, "scale is " + number_text(scale) + "; expected a finite number");
   if (!std::isfinite(options_.offset))
     throw Error(name_, "offset is " + number_text(options_.offset) + "; expected a finite number");
-  input_shape_ = options_.input_shape;
+  declare(options_.input_shape, options_.dtype);
 }
 
 Shape Rescaling::compute_output_shape(const Shape& input_shape) const { return input_shape; }

@@ -68,7 +68,7 @@ void check_image(const std::string& op, const Shape& in) {
 ZeroPadding2D::ZeroPadding2D(Sides2D padding, ZeroPadding2DOptions options) : padding_(padding) {
   name_ = "zero_padding2d";
   check_sides(name_, "padding", padding_);
-  input_shape_ = std::move(options.input_shape);
+  declare(std::move(options.input_shape), options.dtype);
 }
 
 Shape ZeroPadding2D::compute_output_shape(const Shape& in) const {
@@ -96,7 +96,7 @@ ZeroPadding2D ZeroPadding2D::from_config(const Config& config) {
 Cropping2D::Cropping2D(Sides2D cropping, Cropping2DOptions options) : cropping_(cropping) {
   name_ = "cropping2d";
   check_sides(name_, "cropping", cropping_);
-  input_shape_ = std::move(options.input_shape);
+  declare(std::move(options.input_shape), options.dtype);
 }
 
 Shape Cropping2D::compute_output_shape(const Shape& in) const {
@@ -136,7 +136,7 @@ Reshape::Reshape(std::vector<int64_t> target_shape, ReshapeOptions options) : ta
   if (infer > 1 || !valid)
     throw Error(name_, "target_shape " + Shape(target_shape_).str() +
                            "; expected positive dimensions and at most one -1 (the one to infer)");
-  input_shape_ = std::move(options.input_shape);
+  declare(std::move(options.input_shape), options.dtype);
 }
 
 Shape Reshape::compute_output_shape(const Shape& in) const {
@@ -185,7 +185,7 @@ Permute::Permute(std::vector<int64_t> dims, PermuteOptions options) : dims_(std:
   if (sorted != want)
     throw Error(name_, "dims " + Shape(dims_).str() + " are not a permutation of 1.." + std::to_string(dims_.size()) +
                            "; expected each of 1.." + std::to_string(dims_.size()) + " once (1-based, as in Keras)");
-  input_shape_ = std::move(options.input_shape);
+  declare(std::move(options.input_shape), options.dtype);
 }
 
 Shape Permute::compute_output_shape(const Shape& in) const {

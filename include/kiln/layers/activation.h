@@ -11,6 +11,7 @@ namespace kiln::layers {
 /// Options of Activation.
 struct ActivationOptions {
   std::vector<int64_t> input_shape = {};  ///< per-sample input shape
+  std::string dtype = "";                 ///< dtype policy (Keras' dtype=): "" takes the global one
 };
 
 /// y = activation(x), any shape; no weights.

@@ -60,6 +60,7 @@ struct BatchNormalizationOptions {
   std::shared_ptr<const Regularizer> beta_regularizer = nullptr;   ///< e.g. regularizers::l2(1e-4)
   std::shared_ptr<const Regularizer> gamma_regularizer = nullptr;  ///< e.g. regularizers::l2(1e-4)
   std::vector<int64_t> input_shape = {};                           ///< per-sample input shape
+  std::string dtype = "";  ///< dtype policy (Keras' dtype=): "" takes the global one
 };
 
 /// Batch normalization (Keras' BatchNormalization) over the last axis of [N, ..., C].

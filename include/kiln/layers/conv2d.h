@@ -22,6 +22,7 @@ struct Conv2DOptions {
   std::shared_ptr<const Regularizer> kernel_regularizer = nullptr;  ///< e.g. regularizers::l2(1e-4)
   std::shared_ptr<const Regularizer> bias_regularizer = nullptr;    ///< e.g. regularizers::l2(1e-4)
   std::vector<int64_t> input_shape = {};                            ///< per-sample (H, W, C), e.g. {32, 32, 3}
+  std::string dtype = "";  ///< dtype policy (Keras' dtype=): "" takes the global one
 };
 
 /// 2-D convolution, channels_last: kernel [KH, KW, C, filters], bias [filters].

@@ -18,6 +18,7 @@ struct DenseOptions {
   std::shared_ptr<const Regularizer> kernel_regularizer = nullptr;  ///< e.g. regularizers::l2(1e-4)
   std::shared_ptr<const Regularizer> bias_regularizer = nullptr;    ///< e.g. regularizers::l2(1e-4)
   std::vector<int64_t> input_shape = {};                            ///< per-sample input shape, e.g. {1}
+  std::string dtype = "";  ///< dtype policy (Keras' dtype=): "" takes the global one
 };
 
 /// Fully connected layer: activation(x W + b), W [in, units], b [units].

@@ -16,6 +16,7 @@ struct DropoutOptions {
   /// generator when the layer is built (so utils::set_random_seed reproduces it).
   std::optional<int64_t> seed = std::nullopt;
   std::vector<int64_t> input_shape = {};  ///< per-sample input shape
+  std::string dtype = "";                 ///< dtype policy (Keras' dtype=): "" takes the global one
 };
 
 /// Inverted dropout (Keras' Dropout): in training each element is zeroed with probability `rate`

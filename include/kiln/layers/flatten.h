@@ -10,6 +10,7 @@ namespace kiln::layers {
 /// Options of Flatten.
 struct FlattenOptions {
   std::vector<int64_t> input_shape = {};  ///< per-sample input shape
+  std::string dtype = "";                 ///< dtype policy (Keras' dtype=): "" takes the global one
 };
 
 /// [N, ...] -> [N, prod(...)].

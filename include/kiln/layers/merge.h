@@ -112,6 +112,7 @@ struct ConcatenateOptions {
   /// The axis to join along, counted with the batch dimension as in Keras (-1: the last; 0, the
   /// batch, is refused).
   int64_t axis = -1;
+  std::string dtype = "";  ///< dtype policy (Keras' dtype=): "" takes the global one
 };
 
 /// Its inputs joined along one axis; all their other dimensions must agree.

@@ -16,6 +16,7 @@ struct Pooling2DOptions {
   std::array<int64_t, 2> strides = {0, 0};  ///< {0, 0}: same as pool_size
   std::string padding = "valid";            ///< "valid" or "same"
   std::vector<int64_t> input_shape = {};    ///< per-sample (H, W, C)
+  std::string dtype = "";                   ///< dtype policy (Keras' dtype=): "" takes the global one
 };
 /// Options of MaxPooling2D.
 using MaxPooling2DOptions = Pooling2DOptions;
@@ -73,6 +74,7 @@ class AveragePooling2D : public Pooling2D {
 struct GlobalPooling2DOptions {
   bool keepdims = false;                  ///< output (1, 1, C) instead of (C)
   std::vector<int64_t> input_shape = {};  ///< per-sample (H, W, C)
+  std::string dtype = "";                 ///< dtype policy (Keras' dtype=): "" takes the global one
 };
 
 /// What GlobalAveragePooling2D and GlobalMaxPooling2D share: one window over all of (H, W).

@@ -21,6 +21,7 @@ namespace kiln::layers {
 struct RescalingOptions {
   double offset = 0.0;                    ///< added after scaling
   std::vector<int64_t> input_shape = {};  ///< per-sample input shape
+  std::string dtype = "";                 ///< dtype policy (Keras' dtype=): "" takes the global one
 };
 
 /// Keras' Rescaling: y = x * scale + offset (scale and offset rounded to the input's precision first,
@@ -58,6 +59,7 @@ struct NormalizationOptions {
   std::optional<std::vector<double>> variance = std::nullopt;  ///< as `mean`
   bool invert = false;                    ///< apply the inverse: mean + x * max(sqrt(variance), 1e-7)
   std::vector<int64_t> input_shape = {};  ///< per-sample input shape
+  std::string dtype = "";                 ///< dtype policy (Keras' dtype=): "" takes the global one
 };
 
 /// Keras' Normalization: y = (x - mean) / max(sqrt(variance), 1e-7), Keras 3's formula and float32
@@ -130,8 +132,10 @@ class RandomImageLayer : public Layer {
   const std::optional<int64_t>& seed() const { return seed_; }
 
  protected:
-  /// `draw` tells this class' numbers apart from other layers' of the same seed.
-  RandomImageLayer(std::optional<int64_t> seed, uint64_t draw, std::vector<int64_t> input_shape);
+  /// `draw` tells this class' numbers apart from other layers' of the same seed; `input_shape` and
+  /// `dtype` are the options every layer takes (Layer::declare).
+  RandomImageLayer(std::optional<int64_t> seed, uint64_t draw, std::vector<int64_t> input_shape,
+                   const std::string& dtype);
   void create_weights(const Shape& input_shape) override;
   /// Throws unless per-sample `input_shape` is (height, width, channels).
   void check_image(const Shape& input_shape) const;
@@ -151,6 +155,7 @@ class RandomImageLayer : public Layer {
 struct RandomFlipOptions {
   std::optional<int64_t> seed = std::nullopt;  ///< fixes the flips (see RandomImageLayer)
   std::vector<int64_t> input_shape = {};       ///< per-sample input shape
+  std::string dtype = "";                      ///< dtype policy (Keras' dtype=): "" takes the global one
 };
 
 /// Keras' RandomFlip: in training each image is flipped with probability 1/2 (its number u <= 0.5,
@@ -182,6 +187,7 @@ struct RandomTranslationOptions {
   std::optional<int64_t> seed = std::nullopt;  ///< fixes the shifts (see RandomImageLayer)
   double fill_value = 0.0;                     ///< the value "constant" fills with
   std::vector<int64_t> input_shape = {};       ///< per-sample input shape
+  std::string dtype = "";                      ///< dtype policy (Keras' dtype=): "" takes the global one
 };
 
 /// Keras' RandomTranslation: in training each image is shifted down by dy = (lo + (hi - lo) u) H
@@ -218,6 +224,7 @@ class RandomTranslation : public RandomImageLayer {
 struct RandomCropOptions {
   std::optional<int64_t> seed = std::nullopt;  ///< fixes the crops (see RandomImageLayer)
   std::vector<int64_t> input_shape = {};       ///< per-sample input shape
+  std::string dtype = "";                      ///< dtype policy (Keras' dtype=): "" takes the global one
 };
 
 /// Keras' RandomCrop to (height, width). In training, on images at least that large, each image

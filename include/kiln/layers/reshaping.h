@@ -31,6 +31,7 @@ struct Sides2D {
 /// Options of ZeroPadding2D.
 struct ZeroPadding2DOptions {
   std::vector<int64_t> input_shape = {};  ///< per-sample (height, width, channels)
+  std::string dtype = "";                 ///< dtype policy (Keras' dtype=): "" takes the global one
 };
 
 /// Adds rows and columns of zeros around each image of [N, H, W, C] (Keras' ZeroPadding2D).
@@ -54,6 +55,7 @@ class ZeroPadding2D : public Layer {
 /// Options of Cropping2D.
 struct Cropping2DOptions {
   std::vector<int64_t> input_shape = {};  ///< per-sample (height, width, channels)
+  std::string dtype = "";                 ///< dtype policy (Keras' dtype=): "" takes the global one
 };
 
 /// Removes rows and columns at the sides of each image of [N, H, W, C] (Keras' Cropping2D).
@@ -78,6 +80,7 @@ class Cropping2D : public Layer {
 /// Options of Reshape.
 struct ReshapeOptions {
   std::vector<int64_t> input_shape = {};  ///< per-sample input shape
+  std::string dtype = "";                 ///< dtype policy (Keras' dtype=): "" takes the global one
 };
 
 /// Gives each sample the shape `target_shape`, the elements in the same (row-major) order (Keras'
@@ -102,6 +105,7 @@ class Reshape : public Layer {
 /// Options of Permute.
 struct PermuteOptions {
   std::vector<int64_t> input_shape = {};  ///< per-sample input shape
+  std::string dtype = "";                 ///< dtype policy (Keras' dtype=): "" takes the global one
 };
 
 /// Reorders the dimensions of each sample (Keras' Permute): output dimension i is input dimension
