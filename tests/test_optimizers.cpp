@@ -331,6 +331,17 @@ TEST(Optimizers, EmaMomentumScheduleOutsideTheUnitIntervalSaysWhere) {
     EXPECT_NE(message.find(part), std::string::npos) << message;
 }
 
+TEST(Optimizers, EmaMomentumScheduleRoundTripsAndBadConfigsNameIt) {
+  optimizers::SGD opt({.use_ema = true, .ema_momentum = schedules::PiecewiseConstantDecay({10}, {0.5, 0.9})});
+  const Config config = opt.get_config();
+  EXPECT_EQ(config["ema_momentum"]["class_name"], "PiecewiseConstantDecay");
+  EXPECT_EQ(optimizers::SGD::from_config(config).get_config(), config);
+  EXPECT_EQ(optimizers::SGD({.use_ema = true}).get_config()["ema_momentum"], 0.99);  // a number stays one
+  const std::string message = kiln::testing::message_of(
+      [] { optimizers::SGD::from_config(Config::parse(R"({"ema_momentum": {"config": {}}})")); });
+  EXPECT_NE(message.find("the SGD config: ema_momentum"), std::string::npos) << message;
+}
+
 TEST(Optimizers, EmaAlsoAveragesParametersWithoutAGradient) {
   optimizers::Adam opt({.use_ema = true});
   Tensor a = param64({1.0, 2.0}), frozen = param64({3.0, 4.0});

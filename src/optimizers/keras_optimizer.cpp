@@ -72,14 +72,14 @@ Config KerasOptimizer::common_config(const CommonOptions& c) {
 CommonOptions KerasOptimizer::common_from_config(const std::string& op, const Config& config, CommonOptions d) {
   const io::JsonFields f(config, "the " + op + " config", "from_config");
   if (f.has("learning_rate"))
-    d.learning_rate = LearningRate::from_config(f.at("learning_rate"), "the " + op + " config");
+    d.learning_rate = LearningRate::from_config(f.at("learning_rate"), "the " + op + " config: learning_rate");
   if (config.contains("weight_decay")) d.weight_decay = optional_number(f, "weight_decay");
   d.clipnorm = optional_number(f, "clipnorm");
   d.clipvalue = optional_number(f, "clipvalue");
   d.global_clipnorm = optional_number(f, "global_clipnorm");
   if (f.has("use_ema")) d.use_ema = f.boolean("use_ema");
   if (f.has("ema_momentum"))
-    d.ema_momentum = LearningRate::from_config(f.at("ema_momentum"), "the " + op + " config's ema_momentum");
+    d.ema_momentum = LearningRate::from_config(f.at("ema_momentum"), "the " + op + " config: ema_momentum");
   if (f.has("ema_overwrite_frequency")) d.ema_overwrite_frequency = f.integer("ema_overwrite_frequency", 1, INT64_MAX);
   for (const char* unsupported : {"loss_scale_factor", "gradient_accumulation_steps"})
     if (f.has(unsupported)) f.fail(std::string("\"") + unsupported + "\" is set; expected null (not supported)");

@@ -222,7 +222,7 @@ Config LearningRate::to_config() const {
 
 LearningRate LearningRate::from_config(const Config& value, const std::string& where) {
   if (value.is_number()) return value.get<double>();
-  const io::JsonFields f(value, where + ": learning_rate", "from_config");
+  const io::JsonFields f(value, where, "from_config");
   const std::string class_name = f.string("class_name");
   return schedule_registry().make(class_name, f.has("config") ? f.at("config") : Config::object());
 }
