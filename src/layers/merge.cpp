@@ -139,7 +139,8 @@ Maximum Maximum::from_config(const Config& config) {
 
 // ---- Concatenate ----
 
-Concatenate::Concatenate(ConcatenateOptions options) : MergeLayer("concatenate", 2, kAnyNumber), axis_(options.axis) {
+Concatenate::Concatenate(const ConcatenateOptions& options)
+    : MergeLayer("concatenate", 2, kAnyNumber), axis_(options.axis) {
   declare({}, options.dtype);
 }
 

@@ -119,7 +119,7 @@ struct ConcatenateOptions {
 class Concatenate : public MergeLayer {
  public:
   /// Joins two or more inputs along options.axis.
-  explicit Concatenate(ConcatenateOptions options = {});
+  explicit Concatenate(const ConcatenateOptions& options = {});
   std::string class_name() const override { return "Concatenate"; }
   Config get_config() const override;
   /// Rebuilds from get_config().
