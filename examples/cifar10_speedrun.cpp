@@ -30,19 +30,24 @@ namespace {
 
 namespace layers = kiln::layers;
 
-// The recipe's numbers (airbench94's hyperparameters, translated to Keras' conventions: mean loss
-// over the batch, Keras' momentum for BatchNormalization and its decoupled weight decay).
+// airbench94's optimizer numbers in its own form: learning rate and weight decay per 1024 examples
+// of a summed loss, and the momentum. Its "kilostep scale" 1 + 1 / (1 - momentum) is how much a
+// Nesterov step at a steady gradient exceeds the learning rate.
+constexpr double kPeerLearningRate = 11.5, kPeerWeightDecay = 0.0153, kPeerMomentum = 0.85;
+constexpr double kKilostepScale = 1.0 + 1.0 / (1.0 - kPeerMomentum);
+
+// The recipe's numbers in Keras' conventions: a mean loss over the batch of 1024, Keras' momentum
+// for BatchNormalization, decoupled weight decay.
 struct Recipe {
   int epochs = 10;
   int64_t batch_size = 1024;
-  // airbench's learning rate per 1024 examples (11.5) over its kilostep scale 1024 * (1 + 1 / (1 -
-  // momentum)), times 1024 for a mean instead of a summed loss.
-  double momentum = 0.85;
-  double learning_rate = 11.5 / (1.0 + 1.0 / (1.0 - 0.85));
-  // airbench's weight decay goes through the momentum (PyTorch's coupled rule); at a steady gradient
-  // that decays each step by its rate / (1 - momentum). Keras' decoupled rule decays by rate * lr.
-  double weight_decay =
-      (0.0153 * 1024 / (1024 * (1.0 + 1.0 / (1.0 - 0.85)))) / (1.0 - 0.85) / (11.5 / (1.0 + 1.0 / (1.0 - 0.85)));
+  double momentum = kPeerMomentum;
+  // The peer's rate over its kilostep scale is per example of a summed loss: times 1024 for a mean.
+  double learning_rate = kPeerLearningRate / kKilostepScale;
+  // The peer's decay (kPeerWeightDecay / kKilostepScale per step) goes through the momentum
+  // (PyTorch's coupled rule), which at a steady state multiplies it by 1 / (1 - momentum); Keras'
+  // decoupled rule decays each step by weight_decay * learning_rate.
+  double weight_decay = kPeerWeightDecay / kKilostepScale / (1.0 - kPeerMomentum) / learning_rate;
   double label_smoothing = 0.2;
   double warmup_fraction = 0.23;  // of all steps: the rate rises linearly from 0.2x to 1x
   double final_factor = 0.07;     // then falls linearly to 0.07x
