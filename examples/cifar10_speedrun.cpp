@@ -153,36 +153,27 @@ struct Accuracies {
   double augmented = 0.0;
 };
 
+// The fraction of rows of `logits` whose largest entry is at the label.
+double accuracy(const kiln::Tensor& logits, const std::vector<int32_t>& labels) {
+  const std::vector<int32_t> predicted = kiln::argmax(logits).to_vector<int32_t>();
+  int64_t right = 0;
+  for (std::size_t i = 0; i < labels.size(); ++i) right += predicted[i] == labels[i];
+  return static_cast<double>(right) / static_cast<double>(labels.size());
+}
+
 Accuracies evaluate(kiln::Model& model, const kiln::Tensor& images, const kiln::Tensor& labels) {
   const float w = static_cast<float>(images.size(2) - 1);
-  const kiln::PredictOptions options{.batch_size = 2000};
-  auto mirrored_mean = [&](const kiln::Tensor& x) {
-    const std::vector<float> a = model.predict(x, options).to_vector<float>();
-    const std::vector<float> b = model.predict(transformed(x, 1, 0, -1, w), options).to_vector<float>();
-    std::vector<float> out(a.size());
-    for (std::size_t i = 0; i < a.size(); ++i) out[i] = 0.5F * (a[i] + b[i]);
-    return out;
+  auto logits = [&](const kiln::Tensor& x) { return model.predict(x, {.batch_size = 2000}); };
+  // The mean of x's logits (given) and its mirror's.
+  auto with_mirror = [&](const kiln::Tensor& x, const kiln::Tensor& own) {
+    return kiln::mul(kiln::add(own, logits(transformed(x, 1, 0, -1, w))), 0.5);
   };
-  const std::vector<float> plain = model.predict(images, options).to_vector<float>();
-  const std::vector<float> mirrored = mirrored_mean(images);
-  const std::vector<float> up = mirrored_mean(transformed(images, 1, 1, 1, 1));
-  const std::vector<float> down = mirrored_mean(transformed(images, 1, -1, 1, -1));
+  const kiln::Tensor plain = logits(images);
+  const kiln::Tensor up = transformed(images, 1, 1, 1, 1), down = transformed(images, 1, -1, 1, -1);
+  const kiln::Tensor shifted = kiln::mul(kiln::add(with_mirror(up, logits(up)), with_mirror(down, logits(down))), 0.5);
+  const kiln::Tensor augmented = kiln::mul(kiln::add(with_mirror(images, plain), shifted), 0.5);
   const std::vector<int32_t> y = labels.to_vector<int32_t>();
-  const int64_t classes = static_cast<int64_t>(plain.size()) / labels.numel();
-  auto accuracy = [&](auto logit) {
-    int64_t right = 0;
-    for (int64_t i = 0; i < labels.numel(); ++i) {
-      int64_t best = 0;
-      for (int64_t c = 1; c < classes; ++c)
-        if (logit(i * classes + c) > logit(i * classes + best)) best = c;
-      right += best == y[static_cast<std::size_t>(i)];
-    }
-    return static_cast<double>(right) / static_cast<double>(labels.numel());
-  };
-  return {accuracy([&](int64_t k) { return plain[static_cast<std::size_t>(k)]; }), accuracy([&](int64_t k) {
-            const auto i = static_cast<std::size_t>(k);
-            return 0.5F * mirrored[i] + 0.25F * (up[i] + down[i]);
-          })};
+  return {accuracy(plain, y), accuracy(augmented, y)};
 }
 
 double seconds_since(std::chrono::steady_clock::time_point start) {
