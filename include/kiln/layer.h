@@ -188,6 +188,9 @@ class Layer : public std::enable_shared_from_this<Layer> {
   std::vector<Tensor> autocast_;
   bool built_ = false;
   bool trainable_ = true;
+  // The bookkeeping entry of weight `weight_name` (throws naming the layer when there is none).
+  LayerWeight& weight_entry(const std::string& weight_name);
+  const LayerWeight& weight_entry(const std::string& weight_name) const;
   // Whether the optimizer trains `w` now: a trainable weight in weights(), neither it nor the layer frozen.
   bool trained(const LayerWeight& w) const { return trainable_ && w.trainable && !w.frozen && w.in_weights; }
   // The layer that stands for this object in functional graphs when the object is not itself held

@@ -225,22 +225,26 @@ void Layer::set_learning_rate_multiplier(const std::string& weight_name, double 
   if (!(std::isfinite(multiplier) && multiplier >= 0))
     throw Error(name_, "learning-rate multiplier of weight '" + weight_name + "' is " + std::to_string(multiplier) +
                            "; expected a finite number >= 0");
-  for (auto& w : weights_)
-    if (w.name == weight_name) {
-      if (!w.trainable || !w.in_weights)
-        throw Error(name_, "weight '" + weight_name +
-                               "' is not trained by the optimizer (its layer updates it); "
-                               "expected a trainable weight");
-      if (w.value.defined()) w.value.impl()->learning_rate_multiplier = multiplier;
-      return;
-    }
-  throw Error(name_, "has no weight named '" + weight_name + "'");
+  LayerWeight& w = weight_entry(weight_name);
+  if (!w.trainable || !w.in_weights)
+    throw Error(name_, "weight '" + weight_name +
+                           "' is not trained by the optimizer (its layer updates it); expected a trainable weight");
+  if (w.value.defined()) w.value.impl()->learning_rate_multiplier = multiplier;
 }
 
 double Layer::learning_rate_multiplier(const std::string& weight_name) const {
-  for (const auto& w : weights_)
-    if (w.name == weight_name) return w.value.defined() ? w.value.impl()->learning_rate_multiplier : 1.0;
+  const LayerWeight& w = weight_entry(weight_name);
+  return w.value.defined() ? w.value.impl()->learning_rate_multiplier : 1.0;
+}
+
+LayerWeight& Layer::weight_entry(const std::string& weight_name) {
+  for (auto& w : weights_)
+    if (w.name == weight_name) return w;
   throw Error(name_, "has no weight named '" + weight_name + "'");
+}
+
+const LayerWeight& Layer::weight_entry(const std::string& weight_name) const {
+  return const_cast<Layer*>(this)->weight_entry(weight_name);
 }
 
 void Layer::set_trainable(bool trainable) {
@@ -253,19 +257,15 @@ void Layer::set_trainable(bool trainable) {
 }
 
 void Layer::set_weight_trainable(const std::string& weight_name, bool trainable) {
-  for (auto& w : weights_)
-    if (w.name == weight_name) {
-      if (!w.trainable || !w.in_weights)
-        throw Error(name_, "weight '" + weight_name +
-                               "' is updated by the layer itself, not by the optimizer; expected a trainable weight");
-      w.frozen = !trainable;
-      if (w.value.defined()) {
-        w.value.zero_grad();
-        w.value.set_requires_grad(trained(w));
-      }
-      return;
-    }
-  throw Error(name_, "has no weight named '" + weight_name + "'");
+  LayerWeight& w = weight_entry(weight_name);
+  if (!w.trainable || !w.in_weights)
+    throw Error(name_, "weight '" + weight_name +
+                           "' is updated by the layer itself, not by the optimizer; expected a trainable weight");
+  w.frozen = !trainable;
+  if (w.value.defined()) {
+    w.value.zero_grad();
+    w.value.set_requires_grad(trained(w));
+  }
 }
 
 void Layer::to(Device device) {

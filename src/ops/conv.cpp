@@ -80,14 +80,17 @@ Tensor conv2d(const Tensor& x, const Tensor& kernel, const Tensor& bias, const s
                             auto& be = ops::backend_of(dy);
                             const void* relu_y = y_saved.defined() ? y_saved.raw_data() : nullptr;
                             Tensor dx, dw, db, dz = dy;
+                            // The pre-activation gradient written out (the ReLU's mask applied),
+                            // for the steps that cannot apply it on the fly.
+                            auto write_dz = [&] {
+                              if (!relu_y) return;
+                              dz = make_tensor(dy.shape(), dy.dtype(), dy.device());
+                              be.unary_backward(backend::UnaryOp::Relu, dy.dtype(), relu_y, relu_y, dy.raw_data(),
+                                                dz.raw_data(), dy.numel());
+                              relu_y = nullptr;
+                            };
                             if (x.requires_grad()) {
-                              // The data gradient needs the pre-activation gradient written out.
-                              if (relu_y) {
-                                dz = make_tensor(dy.shape(), dy.dtype(), dy.device());
-                                be.unary_backward(backend::UnaryOp::Relu, dy.dtype(), relu_y, relu_y, dy.raw_data(),
-                                                  dz.raw_data(), dy.numel());
-                                relu_y = nullptr;
-                              }
+                              write_dz();
                               dx = make_tensor(x.shape(), x.dtype(), x.device());
                               be.conv2d_backward_data(x.dtype(), g, dz.raw_data(), kernel.raw_data(), dx.raw_data());
                             }
@@ -100,11 +103,7 @@ Tensor conv2d(const Tensor& x, const Tensor& kernel, const Tensor& bias, const s
                             } else if (want_db) {
                               // A frozen kernel needs no filter gradient: the bias's is the sum of
                               // the pre-activation gradient over every output position.
-                              if (relu_y) {
-                                dz = make_tensor(dy.shape(), dy.dtype(), dy.device());
-                                be.unary_backward(backend::UnaryOp::Relu, dy.dtype(), relu_y, relu_y, dy.raw_data(),
-                                                  dz.raw_data(), dy.numel());
-                              }
+                              write_dz();
                               db = make_tensor(bias.shape(), bias.dtype(), bias.device());
                               be.sum_rows(dz.dtype(), dz.raw_data(), db.raw_data(), g.N * g.OH * g.OW, g.F, false);
                             }
