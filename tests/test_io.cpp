@@ -578,8 +578,8 @@ TEST_F(IoTest, MalformedCheckpointsGiveClearErrors) {
   edit_config(p, [](nlohmann::json& c) { c["compile"]["optimizer"]["class_name"] = "Nadam"; });
   EXPECT_EQ(load_error(), "[load_model] " + p +
                               ": compile optimizer: class_name \"Nadam\" is not a registered optimizer class; "
-                              "expected one of Adagrad, Adam, AdamW, LossScaleOptimizer, RMSprop, SGD, adagrad, adam, "
-                              "adamw, rmsprop, sgd");
+                              "expected one of Adagrad, Adam, AdamW, LossScaleOptimizer, Muon, RMSprop, SGD, adagrad, "
+                              "adam, adamw, muon, rmsprop, sgd");
   fresh();
   edit_config(p, [](nlohmann::json& c) { c["compile"]["loss"]["class_name"] = "Poisson"; });
   const std::string unknown_loss = load_error();

@@ -205,8 +205,8 @@ TEST(ModelErrors, UnknownNamesAndOptions) {
             "[conv2d] unknown padding 'full'; expected \"valid\" or \"same\"");
   Sequential model({layers::Dense(1, {.input_shape = {1}})});
   EXPECT_EQ(message_of([&] { model.compile("nadam", "mse"); }),
-            "[optimizer] unknown optimizer 'nadam'; expected one of Adagrad, Adam, AdamW, LossScaleOptimizer, RMSprop, "
-            "SGD, adagrad, adam, adamw, rmsprop, sgd");
+            "[optimizer] unknown optimizer 'nadam'; expected one of Adagrad, Adam, AdamW, LossScaleOptimizer, Muon, "
+            "RMSprop, SGD, adagrad, adam, adamw, muon, rmsprop, sgd");
   EXPECT_EQ(message_of([&] {
               model.compile("sgd", "mse", {"f1"});
               model.fit(kXs, kYs, {.verbose = 0});

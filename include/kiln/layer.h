@@ -158,8 +158,9 @@ class Layer : public std::enable_shared_from_this<Layer> {
   void set_declared_input_shape(std::vector<int64_t> shape) { input_shape_ = std::move(shape); }
   /// Instance name ("dense", "dense_1", ...), unique within its model.
   const std::string& name() const { return name_; }
-  /// Renames the layer (a model makes names unique when the layer is added).
-  void set_name(std::string name) { name_ = std::move(name); }
+  /// Renames the layer (a model makes names unique when the layer is added); its weights' variable
+  /// paths ("<name>/<weight name>", which optimizers such as Muon match) follow.
+  void set_name(std::string name);
 
  protected:
   /// Takes the options every layer's options struct ends with: the declared per-sample input shape

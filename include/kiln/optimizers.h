@@ -162,6 +162,13 @@ class KerasOptimizer : public Optimizer {
   virtual void describe(backend::UpdateRule& rule) const = 0;
   /// The rule's own slot names, in the rule's slot order.
   virtual std::vector<std::string> rule_slot_names() const = 0;
+  /// Queues one update of `params` (one device, one dtype) with their `slots` (internal: the
+  /// arguments of optimizers/device_update.h's queue_fused_update, which the default calls; Muon
+  /// computes its matrix products first). The eager step, the recorded step and loss scaling all
+  /// queue through here.
+  virtual void queue_update(const std::vector<Tensor>& params, const std::vector<std::vector<Tensor>>& slots,
+                            const Tensor& sum_squares, const void* table, const int64_t* index, const double* host_step,
+                            const int32_t* skip) const;
 
  protected:
   /// Checks `common` (Keras' errors: at most one clip option, ema_momentum in [0, 1], ...);
@@ -363,6 +370,81 @@ class Adagrad : public KerasOptimizer {
 
  private:
   AdagradOptions options_;
+};
+
+/// Options of Muon, with Keras' defaults (keras.optimizers.Muon, Keras 3.15).
+struct MuonOptions {
+  LearningRate learning_rate = 0.001;  ///< step size, or a schedule (the AdamW step's times adam_lr_ratio)
+  double adam_beta_1 = 0.9;            ///< AdamW's decay of the first-moment estimate
+  double adam_beta_2 = 0.999;          ///< AdamW's decay of the second-moment estimate
+  /// Decoupled decay of the AdamW variables: w -= w * adam_weight_decay * lr (none: no decay).
+  std::optional<double> adam_weight_decay = 0.004;
+  double epsilon = 1e-7;  ///< AdamW's epsilon-hat, added to sqrt(v)
+  /// Decoupled decay of the Muon variables: w -= w * weight_decay * lr (none: no decay).
+  std::optional<double> weight_decay = 0.004;
+  std::optional<double> clipnorm = std::nullopt;                  ///< not supported yet: must stay unset
+  std::optional<double> clipvalue = std::nullopt;                 ///< not supported yet: must stay unset
+  std::optional<double> global_clipnorm = std::nullopt;           ///< not supported yet: must stay unset
+  bool use_ema = false;                                           ///< see CommonOptions
+  LearningRate ema_momentum = 0.99;                               ///< see CommonOptions
+  std::optional<int64_t> ema_overwrite_frequency = std::nullopt;  ///< see CommonOptions
+  /// Regular expressions searched in each weight's variable path ("dense_1/kernel"): a match takes
+  /// the AdamW step (typically the output layer's name).
+  std::vector<std::string> exclude_layers = {};
+  bool exclude_embeddings = true;  ///< a path containing "embedding" (any case) takes the AdamW step
+  double muon_a = 3.4445;          ///< Newton-Schulz coefficient a
+  double muon_b = -4.7750;         ///< Newton-Schulz coefficient b
+  double muon_c = 2.0315;          ///< Newton-Schulz coefficient c
+  double adam_lr_ratio = 1.0;      ///< the AdamW step's learning rate is learning_rate * this
+  double momentum = 0.95;          ///< the Muon step's momentum
+  int64_t ns_steps = 5;            ///< Newton-Schulz iterations
+  bool nesterov = true;            ///< Nesterov momentum for the Muon step
+  /// The Muon step is scaled by sqrt(max(rows, cols)) * rms_rate (Moonlight's rule, which lets it
+  /// share AdamW's learning rate); none: unscaled.
+  std::optional<double> rms_rate = 0.2;
+  /// A kiln extension: weights of rank 3 to 5 (convolution kernels) take the Muon step too, as the
+  /// matrix [product of all axes but the last, last axis]; Keras gives them AdamW.
+  bool orthogonalize_conv_kernels = false;
+};
+
+/// Muon (keras.optimizers.Muon): MomentUm Orthogonalized by Newton-Schulz for matrices, AdamW for
+/// everything else. A 2-D weight (and, with orthogonalize_conv_kernels, a convolution kernel) not
+/// excluded by name: m = momentum m + g; d = g + momentum m (nesterov) or m; d is orthogonalized by
+/// ns_steps quintic Newton-Schulz iterations (x = d / (||d||_F + 1e-7), transposed when it has
+/// more rows than columns; x = a x + (b A + c A A) x with A = x x^T); w -= lr d (times the rms_rate
+/// scale). Other weights: Adam's rule at learning_rate * adam_lr_ratio. Decoupled weight decay as
+/// Keras: weight_decay on the Muon weights, adam_weight_decay on the others, both at learning_rate.
+/// Slots "momentum" and "velocity" for every weight (a Muon weight's velocity stays 0; Keras keeps
+/// none), then "average" with use_ema. The same on the CPU, on a GPU, in a recorded training step
+/// and under loss scaling.
+class Muon : public KerasOptimizer {
+ public:
+  /// The optimizer with `options`; throws kiln::Error naming a bad option (or a clip option, not
+  /// supported yet, or an exclude_layers entry that is no regular expression).
+  explicit Muon(MuonOptions options = {});
+  std::string name() const override { return "Muon"; }
+  std::string class_name() const override { return "Muon"; }
+  Config get_config() const override;
+  /// Rebuilds from get_config().
+  static Muon from_config(const Config& config);
+  std::vector<std::string> rule_slot_names() const override { return {"momentum", "velocity"}; }
+  std::unique_ptr<Optimizer> clone() const override { return std::make_unique<Muon>(options_); }
+  CommonOptions common() const override;
+  /// The AdamW step's rule (its per-step values are the ones both steps read).
+  void describe(backend::UpdateRule& rule) const override;
+  void queue_update(const std::vector<Tensor>& params, const std::vector<std::vector<Tensor>>& slots,
+                    const Tensor& sum_squares, const void* table, const int64_t* index, const double* host_step,
+                    const int32_t* skip) const override;
+  /// Whether `param` (a layer's weight) takes the Muon step rather than AdamW's.
+  bool uses_muon_step(const Tensor& param) const;
+  /// The options it was made with (the learning rate as last set).
+  const MuonOptions& options() const { return options_; }
+
+ protected:
+  void store_learning_rate(double value) override { options_.learning_rate = value; }
+
+ private:
+  MuonOptions options_;
 };
 
 /// Options of LossScaleOptimizer, with Keras' defaults.

@@ -137,6 +137,10 @@ KILN_HOST_DEVICE inline void update_element(const RuleConstants<T>& r, const Ste
         w = w - lr * g / sqrt_of(acc + r.eps);
         break;
       }
+      case UpdateKind::Muon:
+        s0[i] = g;  // the new momentum, computed with the direction
+        w = w - lr * static_cast<const T*>(t.direction)[i];
+        break;
     }
   }
   if (t.average != nullptr) {

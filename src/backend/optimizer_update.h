@@ -15,7 +15,10 @@ namespace kiln::backend {
 /// Rmsprop: v = rho v + (1 - rho) g^2; centered: a = rho a + (1 - rho) g, d = v - a^2 + eps, else
 ///   d = v + eps; inc = lr g / sqrt(d); momentum > 0: mom = momentum mom + inc; w -= mom; else w -= inc.
 /// Adagrad: acc += g^2; w -= lr g / sqrt(acc + eps).
-enum class UpdateKind : int32_t { Sgd, Adam, Rmsprop, Adagrad };
+/// Muon: m = the new momentum (g holds it); w -= lr d, d the orthogonalized direction. Both come
+///   computed (they need matrix products, optimizers/muon.cpp): the kernel only stores them, so a
+///   skipped step (loss scaling) leaves the momentum unchanged too.
+enum class UpdateKind : int32_t { Sgd, Adam, Rmsprop, Adagrad, Muon };
 
 /// Gradient clipping before the update (Keras' clipnorm, global_clipnorm, clipvalue).
 enum class ClipKind : int32_t { None, Norm, GlobalNorm, Value };
@@ -37,13 +40,15 @@ struct UpdateRule {
 };
 
 /// One parameter of optimizer_update: weights w, gradient g (null: no update, only the moving
-/// average), the rule's slots in its order (Sgd: momentum; Adam: momentum, velocity; Rmsprop:
-/// velocity, momentum, average_gradient; Adagrad: accumulator; null where the rule keeps none),
-/// the EMA `average` (null without EMA), n elements.
+/// average; Muon: the new momentum), the rule's slots in its order (Sgd: momentum; Adam: momentum,
+/// velocity; Rmsprop: velocity, momentum, average_gradient; Adagrad: accumulator; Muon: momentum;
+/// null where the rule keeps none), Muon's direction, the EMA `average` (null without EMA), n
+/// elements.
 struct UpdateTensor {
   void* w = nullptr;                            ///< weights
   const void* g = nullptr;                      ///< gradient, or null
   void* slot[3] = {nullptr, nullptr, nullptr};  ///< the rule's slots
+  const void* direction = nullptr;              ///< Muon's orthogonalized step, or null
   void* average = nullptr;                      ///< EMA of w, or null
   int64_t n = 0;                                ///< elements
   /// Multiplies the rule's learning rate (and Adam's step size) for this tensor; the decoupled

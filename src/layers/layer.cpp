@@ -153,6 +153,7 @@ Tensor& Layer::add_weight(const std::string& weight_name, const Shape& shape, co
       throw Error(name_, "initializer " + initializer.class_name() + " made a " + w.value.shape().str() +
                              " tensor for weight '" + weight_name + "'; expected " + shape.str());
     w.value.set_requires_grad(trained(w));
+    w.value.impl()->variable_path = name_ + "/" + weight_name;
   }
   weights_.push_back(std::move(w));
   return weights_.back().value;
@@ -209,6 +210,12 @@ std::vector<Tensor> Layer::losses() const {
   for (const auto& w : weights_)
     if (w.regularizer && trained(w) && w.value.defined()) out.push_back((*w.regularizer)(w.value));
   return out;
+}
+
+void Layer::set_name(std::string name) {
+  name_ = std::move(name);
+  for (auto& w : weights_)
+    if (w.value.defined()) w.value.impl()->variable_path = name_ + "/" + w.name;
 }
 
 void Layer::declare(std::vector<int64_t> input_shape, const std::string& dtype) {
@@ -274,6 +281,7 @@ void Layer::to(Device device) {
     Tensor moved = w.value.detach().to(device);
     moved.set_requires_grad(trained(w));
     moved.impl()->learning_rate_multiplier = w.value.impl()->learning_rate_multiplier;
+    moved.impl()->variable_path = w.value.impl()->variable_path;
     w.value = moved;
   }
 }

@@ -39,7 +39,7 @@ class FusedUpdate final : public DeviceUpdate {
   }
 
   void queue(const int64_t* index) override {
-    queue_fused_update(opt_, params_, opt_.slots(), sum_squares_, std::as_const(table_).raw_data(), index, nullptr);
+    opt_.queue_update(params_, opt_.slots(), sum_squares_, std::as_const(table_).raw_data(), index, nullptr, nullptr);
   }
 
  private:
@@ -106,6 +106,35 @@ template std::array<float, backend::kStepValues> step_values<float>(const KerasO
 template std::array<double, backend::kStepValues> step_values<double>(const KerasOptimizer&, const backend::UpdateRule&,
                                                                       int64_t);
 
+backend::UpdateTensor update_tensor(const std::string& op, const Tensor& param, const Tensor* average) {
+  Tensor p = param;  // a handle: the update writes through it
+  backend::UpdateTensor t;
+  t.w = p.raw_data();
+  t.n = p.numel();
+  t.lr_scale = p.impl()->learning_rate_multiplier;
+  const Tensor g = p.grad();
+  if (g.defined()) {
+    check_grad(op, p, g);
+    t.g = g.raw_data();
+  }
+  if (average != nullptr) t.average = Tensor(*average).raw_data();
+  return t;
+}
+
+void queue_rule_update(const backend::UpdateRule& rule, std::vector<backend::UpdateTensor>& list, const Tensor& like,
+                       const Tensor& sum_squares, const void* table, const int64_t* index, const double* host_step,
+                       const int32_t* skip) {
+  if (list.empty()) return;
+  const int count = static_cast<int>(list.size());
+  backend::Backend& be = backend::get(like.device());
+  const bool norms = rule.clip == backend::ClipKind::Norm || rule.clip == backend::ClipKind::GlobalNorm;
+  Tensor sums = sum_squares;
+  if (norms)
+    be.grad_sum_squares(like.dtype(), list.data(), count, sums.raw_data(), rule.clip == backend::ClipKind::GlobalNorm);
+  be.optimizer_update(like.dtype(), rule, list.data(), count, norms ? sums.raw_data() : nullptr, table, index,
+                      host_step, skip);
+}
+
 void queue_fused_update(const KerasOptimizer& opt, const std::vector<Tensor>& params,
                         const std::vector<std::vector<Tensor>>& slots, const Tensor& sum_squares, const void* table,
                         const int64_t* index, const double* host_step, const int32_t* skip) {
@@ -115,32 +144,13 @@ void queue_fused_update(const KerasOptimizer& opt, const std::vector<Tensor>& pa
   const std::vector<std::string> names = opt.rule_slot_names();
   std::vector<backend::UpdateTensor> list;
   for (std::size_t i = 0; i < params.size(); ++i) {
-    Tensor p = params[i];  // handles: the update writes through them
-    const Tensor g = p.grad();
-    if (!g.defined() && !ema) continue;
-    backend::UpdateTensor t;
-    t.w = p.raw_data();
-    t.n = p.numel();
-    t.lr_scale = p.impl()->learning_rate_multiplier;
-    if (g.defined()) {
-      check_grad(opt.name(), p, g);
-      t.g = g.raw_data();
-    }
+    if (!params[i].grad().defined() && !ema) continue;
     std::vector<Tensor> own = slots[i];
+    backend::UpdateTensor t = update_tensor(opt.name(), params[i], ema ? &own.back() : nullptr);
     for (std::size_t s = 0; s < names.size(); ++s) t.slot[slot_position(rule.kind, names[s])] = own[s].raw_data();
-    if (ema) t.average = own.back().raw_data();
     list.push_back(t);
   }
-  if (list.empty()) return;
-  const int count = static_cast<int>(list.size());
-  backend::Backend& be = backend::get(params.front().device());
-  const DType dtype = params.front().dtype();
-  const bool norms = rule.clip == backend::ClipKind::Norm || rule.clip == backend::ClipKind::GlobalNorm;
-  Tensor sums = sum_squares;
-  if (norms)
-    be.grad_sum_squares(dtype, list.data(), count, sums.raw_data(), rule.clip == backend::ClipKind::GlobalNorm);
-  be.optimizer_update(dtype, rule, list.data(), count, norms ? sums.raw_data() : nullptr, table, index, host_step,
-                      skip);
+  if (!list.empty()) queue_rule_update(rule, list, params.front(), sum_squares, table, index, host_step, skip);
 }
 
 std::string device_update_unsupported(const std::vector<Tensor>& params) {

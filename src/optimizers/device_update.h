@@ -62,6 +62,18 @@ void queue_fused_update(const KerasOptimizer& opt, const std::vector<Tensor>& pa
                         const std::vector<std::vector<Tensor>>& slots, const Tensor& sum_squares, const void* table,
                         const int64_t* index, const double* host_step, const int32_t* skip = nullptr);
 
+/// The backend's view of parameter `param`: its weights, its gradient (when it has one, checked
+/// against the parameter; errors name `op`), its learning-rate multiplier and, unless null, the
+/// moving average `average`; the rule's slots are left for the caller.
+backend::UpdateTensor update_tensor(const std::string& op, const Tensor& param, const Tensor* average);
+
+/// Queues `rule` over `list` (tensors on the device of `like`, in its dtype): gradient norms into
+/// `sum_squares` when the rule clips by norm, then the update; the step's values and `skip` as in
+/// queue_fused_update.
+void queue_rule_update(const backend::UpdateRule& rule, std::vector<backend::UpdateTensor>& list, const Tensor& like,
+                       const Tensor& sum_squares, const void* table, const int64_t* index, const double* host_step,
+                       const int32_t* skip);
+
 /// `opt`'s update over `params` for a recorded step, with a per-step table for up to `max_steps`
 /// steps per epoch; nullptr when device_update_unsupported(params) says why, or when the slots do
 /// not exist yet on the parameters' device (run one eager step first).

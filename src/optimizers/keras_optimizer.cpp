@@ -128,6 +128,12 @@ void KerasOptimizer::finalize_variable_values(const std::vector<Tensor>& params)
   }
 }
 
+void KerasOptimizer::queue_update(const std::vector<Tensor>& params, const std::vector<std::vector<Tensor>>& slots,
+                                  const Tensor& sum_squares, const void* table, const int64_t* index,
+                                  const double* host_step, const int32_t* skip) const {
+  queue_fused_update(*this, params, slots, sum_squares, table, index, host_step, skip);
+}
+
 std::unique_ptr<DeviceUpdate> KerasOptimizer::make_device_update(const std::vector<Tensor>& params, int64_t max_steps) {
   return make_fused_update(*this, params, max_steps);
 }
@@ -166,7 +172,7 @@ void KerasOptimizer::apply(const std::vector<Tensor>& params, std::vector<std::v
       const auto v = step_values<float>(*this, rule, iteration);
       for (int k = 0; k < backend::kStepValues; ++k) row[k] = v[static_cast<std::size_t>(k)];
     }
-    queue_fused_update(*this, group_params, group_slots, sums, nullptr, nullptr, row);
+    queue_update(group_params, group_slots, sums, nullptr, nullptr, row, nullptr);
   }
 }
 

@@ -268,7 +268,7 @@ void LossScaleOptimizer::queue_step(const std::vector<Tensor>& params, const std
   auto* flag = static_cast<int32_t*>(nonfinite_.raw_data());
   auto* applied = static_cast<int64_t*>(applied_.raw_data());
   be.unscale_gradients(dtype, grads.data(), static_cast<int>(grads.size()), scale, flag);
-  queue_fused_update(inner, params, slots, sum_squares, table.raw_data(), applied, nullptr, flag);
+  inner.queue_update(params, slots, sum_squares, table.raw_data(), applied, nullptr, flag);
   be.update_loss_scale(flag, scale, static_cast<int64_t*>(counter_.raw_data()), applied, options_.dynamic_growth_steps);
 }
 

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <memory>
+#include <string>
 
 #include "autograd/node.h"
 #include "kiln/tensor.h"
@@ -24,6 +25,9 @@ struct TensorImpl {
   // A trainable weight's multiple of the optimizer's learning rate (Layer::set_learning_rate_multiplier),
   // read by the built-in optimizers' update.
   double learning_rate_multiplier = 1.0;
+  // A layer weight's Keras variable path, "<layer name>/<weight name>" ("dense_1/kernel"), kept by
+  // its layer; optimizers that choose a rule by name read it (Muon's exclude_layers).
+  std::string variable_path;
 
   void* data() const { return static_cast<char*>(storage->data) + offset; }
   Device device() const { return storage->device; }

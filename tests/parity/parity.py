@@ -297,6 +297,16 @@ CASES = {
         model=lambda: sequential((8,), [("Dense", (16,), dict(activation="relu")), ("Dense", (4,), {})]),
         optimizer=lambda: keras.optimizers.Adagrad(learning_rate=0.1), loss=lambda: scce(True), batch=8,
         data=lambda rng, _: (normal(rng, 160, 8), classes(rng, 160, 4), None)),
+    "opt_muon": dict(
+        model=lambda: sequential((8,), [("Dense", (16,), dict(activation="relu")), ("Dense", (4,), {})]),
+        optimizer=lambda: keras.optimizers.Muon(learning_rate=0.01), loss=lambda: scce(True), batch=8,
+        data=lambda rng, _: (normal(rng, 160, 8), classes(rng, 160, 4), None)),
+    "opt_muon_options": dict(
+        model=lambda: sequential((8,), [("Dense", (16,), dict(activation="relu")), ("Dense", (4,), {})]),
+        optimizer=lambda: keras.optimizers.Muon(
+            learning_rate=0.02, adam_weight_decay=None, weight_decay=0.01, exclude_layers=["dense_1"],
+            adam_lr_ratio=0.1, momentum=0.9, ns_steps=3, nesterov=False, rms_rate=None),
+        loss=lambda: scce(True), batch=8, data=lambda rng, _: (normal(rng, 160, 8), classes(rng, 160, 4), None)),
     "opt_cosine_warmup": dict(
         model=lambda: sequential((8,), [("Dense", (16,), dict(activation="relu")), ("Dense", (4,), {})]),
         optimizer=lambda: keras.optimizers.Adam(learning_rate=keras.optimizers.schedules.CosineDecay(

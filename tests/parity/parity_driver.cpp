@@ -321,6 +321,28 @@ const std::map<std::string, Case>& cases() {
                           SparseCategoricalCrossentropy({.from_logits = true}));
         },
         8}},
+      {"opt_muon",
+       {[] {
+          return compiled({Dense(16, {.activation = "relu", .input_shape = {8}}), Dense(4)},
+                          optimizers::Muon({.learning_rate = 0.01}),
+                          SparseCategoricalCrossentropy({.from_logits = true}));
+        },
+        8}},
+      {"opt_muon_options",
+       {[] {
+          return compiled({Dense(16, {.activation = "relu", .input_shape = {8}}), Dense(4)},
+                          optimizers::Muon({.learning_rate = 0.02,
+                                            .adam_weight_decay = std::nullopt,
+                                            .weight_decay = 0.01,
+                                            .exclude_layers = {"dense_1"},
+                                            .adam_lr_ratio = 0.1,
+                                            .momentum = 0.9,
+                                            .ns_steps = 3,
+                                            .nesterov = false,
+                                            .rms_rate = std::nullopt}),
+                          SparseCategoricalCrossentropy({.from_logits = true}));
+        },
+        8}},
       {"opt_cosine_warmup",
        {[] {
           return compiled({Dense(16, {.activation = "relu", .input_shape = {8}}), Dense(4)},
