@@ -239,16 +239,24 @@ TEST_F(KerasFormat, BrokenFilesAreRefusedWithClearMessages) {
   EXPECT_NE(unknown_message.find("\"Conv3D\" is not a kiln layer"), std::string::npos) << unknown_message;
   EXPECT_NE(unknown_message.find("Conv2D, Cropping2D, Dense"), std::string::npos) << unknown_message;
 
-  // An option kiln lacks is refused rather than ignored.
-  nlohmann::json dilated = config;
-  dilated["config"]["layers"][1]["config"]["kernel_constraint"] =
-      nlohmann::json{{"module", "keras.constraints"}, {"class_name", "NonNeg"}, {"config", nlohmann::json::object()}};
-  const std::string dilated_text = dilated.dump();
-  io::write_zip(
-      "test", path("constraint.keras"),
-      {{"config.json", {dilated_text.begin(), dilated_text.end()}}, *find_entry(entries, "model.weights.h5")});
-  EXPECT_NE(message_of([&] { load_model(path("constraint.keras")); }).find("kiln has no constraints"),
-            std::string::npos);
+  // An option kiln lacks is refused rather than ignored; a constraint kiln has loads.
+  auto with_constraint = [&](const std::string& class_name, const std::string& file) {
+    nlohmann::json constrained = config;
+    constrained["config"]["layers"][1]["config"]["kernel_constraint"] = nlohmann::json{
+        {"module", "keras.constraints"}, {"class_name", class_name}, {"config", nlohmann::json::object()}};
+    const std::string text = constrained.dump();
+    io::write_zip("test", path(file),
+                  {{"config.json", {text.begin(), text.end()}}, *find_entry(entries, "model.weights.h5")});
+  };
+  with_constraint("MinMaxNorm", "constraint.keras");
+  const std::string constraint_message = message_of([&] { load_model(path("constraint.keras")); });
+  EXPECT_NE(constraint_message.find("is the constraint MinMaxNorm, which kiln does not have; expected one of MaxNorm, "
+                                    "NonNeg, UnitNorm"),
+            std::string::npos)
+      << constraint_message;
+  with_constraint("NonNeg", "nonneg.keras");
+  const Model nonneg = load_model(path("nonneg.keras"));
+  EXPECT_EQ(nonneg.layers()[0]->get_config().at("kernel_constraint").at("class_name"), "NonNeg");
 
   // A missing entry.
   io::write_zip("test", path("noweights.keras"), {*find_entry(entries, "config.json")});

@@ -4,6 +4,7 @@
 #include "kiln/autograd.h"
 #include "kiln/callbacks.h"
 #include "kiln/config.h"
+#include "kiln/constraints.h"
 #include "kiln/datasets/cifar10.h"
 #include "kiln/device.h"
 #include "kiln/distribute.h"

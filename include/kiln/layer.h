@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "kiln/constraints.h"
 #include "kiln/initializers.h"
 #include "kiln/mixed_precision.h"
 #include "kiln/registry.h"
@@ -37,18 +38,22 @@ struct WeightOptions {
   /// False for a weight the layer reads in its stored dtype even under a mixed policy (Keras'
   /// autocast=False: BatchNormalization's gamma and beta, used by its float32 math).
   bool autocast = true;
+  /// A projection applied to the weight after each optimizer update (Keras' kernel_constraint);
+  /// may be null.
+  std::shared_ptr<const Constraint> constraint = nullptr;
 };
 
 /// One weight of a layer, by its Keras name ("kernel", "bias", "moving_mean").
 struct LayerWeight {
-  std::string name;                                ///< Keras' name within the layer
-  Tensor value;                                    ///< the tensor (undefined in a dry build)
-  bool trainable = true;                           ///< see WeightOptions::trainable
-  std::shared_ptr<const Regularizer> regularizer;  ///< see WeightOptions::regularizer
-  Shape shape;                                     ///< its shape
-  bool in_weights = true;                          ///< see WeightOptions::in_weights
-  bool autocast = true;                            ///< see WeightOptions::autocast
-  bool frozen = false;                             ///< a trainable weight frozen by Layer::set_weight_trainable
+  std::string name;                                        ///< Keras' name within the layer
+  Tensor value;                                            ///< the tensor (undefined in a dry build)
+  bool trainable = true;                                   ///< see WeightOptions::trainable
+  std::shared_ptr<const Regularizer> regularizer;          ///< see WeightOptions::regularizer
+  Shape shape;                                             ///< its shape
+  bool in_weights = true;                                  ///< see WeightOptions::in_weights
+  bool autocast = true;                                    ///< see WeightOptions::autocast
+  bool frozen = false;                                     ///< a trainable weight frozen by Layer::set_weight_trainable
+  std::shared_ptr<const Constraint> constraint = nullptr;  ///< see WeightOptions::constraint
 };
 
 /// Base of every layer. A subclass implements class_name(), compute_output_shape(), call() and,
@@ -111,6 +116,9 @@ class Layer : public std::enable_shared_from_this<Layer> {
   void set_weight(const std::string& name, const Tensor& value);
   /// The regularization penalties of the weights, from their current values (Keras' layer.losses).
   std::vector<Tensor> losses() const;
+  /// Projects every trained weight that has a constraint (Keras' kernel_constraint) in place; fit
+  /// calls it after each optimizer update, as Keras' optimizer does.
+  void apply_constraints();
 
   /// Trains weight `weight_name` (a trainable one) at `multiplier` times the optimizer's learning
   /// rate (a kiln extension, as PyTorch's parameter groups or Caffe's lr_mult: e.g. a larger rate for

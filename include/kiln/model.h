@@ -201,6 +201,9 @@ class Model {
 
   /// Every trainable weight, layer by layer (none of a frozen layer); a shared layer's once.
   std::vector<Tensor> trainable_weights() const;
+  /// Projects every layer's constrained weights (Layer::apply_constraints). fit does this after each
+  /// update, as Keras' optimizer does; a training loop of one's own calls it after optimizer->step().
+  void apply_constraints();
   /// Every other weight (moving statistics, a frozen layer's weights), layer by layer.
   std::vector<Tensor> non_trainable_weights() const;
   /// Number of scalars of every weight, trainable or not (Keras' count_params).

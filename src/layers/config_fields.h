@@ -7,6 +7,7 @@
 #include <string>
 
 #include "io/json_fields.h"
+#include "kiln/constraints.h"
 #include "kiln/registry.h"
 #include "kiln/regularizers.h"
 
@@ -16,6 +17,10 @@ namespace kiln::layers {
 Config regularizer_config(const std::shared_ptr<const Regularizer>& r);
 /// The regularizer in field `key` (absent or null: none).
 std::shared_ptr<const Regularizer> regularizer_field(const io::JsonFields& f, const std::string& key);
+/// A constraint as {"class_name", "config"}, or null.
+Config constraint_config(const std::shared_ptr<const Constraint>& c);
+/// The constraint in field `key` (absent or null: none).
+std::shared_ptr<const Constraint> constraint_field(const io::JsonFields& f, const std::string& key);
 /// The number `v` as Keras writes it in an error ("0.5", "1e-07").
 std::string number_text(double v);
 /// [a, b].
@@ -37,6 +42,8 @@ void put_kernel_bias_fields(Config& config, const Options& o) {
   config["bias_initializer"] = o.bias_initializer;
   config["kernel_regularizer"] = regularizer_config(o.kernel_regularizer);
   config["bias_regularizer"] = regularizer_config(o.bias_regularizer);
+  config["kernel_constraint"] = constraint_config(o.kernel_constraint);
+  config["bias_constraint"] = constraint_config(o.bias_constraint);
 }
 
 /// Reads the fields put_kernel_bias_fields writes into `o`; absent ones keep Keras' defaults.
@@ -46,6 +53,8 @@ Options with_kernel_bias_fields(const io::JsonFields& f, Options o) {
   o.bias_initializer = string_or(f, "bias_initializer", "zeros");
   o.kernel_regularizer = regularizer_field(f, "kernel_regularizer");
   o.bias_regularizer = regularizer_field(f, "bias_regularizer");
+  o.kernel_constraint = constraint_field(f, "kernel_constraint");
+  o.bias_constraint = constraint_field(f, "bias_constraint");
   return o;
 }
 

@@ -39,10 +39,11 @@ Shape Conv2D::compute_output_shape(const Shape& in) const {
 
 void Conv2D::create_weights(const Shape& in) {
   add_weight("kernel", {kernel_size_[0], kernel_size_[1], in[2], filters_},
-             *initializers::get(options_.kernel_initializer), {.regularizer = options_.kernel_regularizer});
+             *initializers::get(options_.kernel_initializer),
+             {.regularizer = options_.kernel_regularizer, .constraint = options_.kernel_constraint});
   if (options_.use_bias)
     add_weight("bias", {filters_}, *initializers::get(options_.bias_initializer),
-               {.regularizer = options_.bias_regularizer});
+               {.regularizer = options_.bias_regularizer, .constraint = options_.bias_constraint});
 }
 
 Tensor Conv2D::call(const Tensor& x, bool) {

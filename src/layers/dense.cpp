@@ -30,10 +30,10 @@ Shape Dense::compute_output_shape(const Shape& input_shape) const {
 
 void Dense::create_weights(const Shape& input_shape) {
   add_weight("kernel", {input_shape[0], units_}, *initializers::get(options_.kernel_initializer),
-             {.regularizer = options_.kernel_regularizer});
+             {.regularizer = options_.kernel_regularizer, .constraint = options_.kernel_constraint});
   if (options_.use_bias)
     add_weight("bias", {units_}, *initializers::get(options_.bias_initializer),
-               {.regularizer = options_.bias_regularizer});
+               {.regularizer = options_.bias_regularizer, .constraint = options_.bias_constraint});
 }
 
 Tensor Dense::call(const Tensor& x, bool) {

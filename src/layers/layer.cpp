@@ -145,6 +145,7 @@ Tensor& Layer::add_weight(const std::string& weight_name, const Shape& shape, co
                            "= false");
   LayerWeight w{weight_name, Tensor(),           options.trainable, std::move(options.regularizer),
                 shape,       options.in_weights, options.autocast};
+  w.constraint = std::move(options.constraint);
   if (!dry_build_) {
     if (!build_generator_)
       throw Error(name_, "add_weight('" + weight_name + "') called outside build; expected it in create_weights()");
@@ -216,6 +217,12 @@ void Layer::set_name(std::string name) {
   name_ = std::move(name);
   for (auto& w : weights_)
     if (w.value.defined()) w.value.impl()->variable_path = name_ + "/" + w.name;
+}
+
+void Layer::apply_constraints() {
+  NoGradGuard no_grad;
+  for (auto& w : weights_)
+    if (w.constraint && trained(w) && w.value.defined()) w.value.copy_((*w.constraint)(w.value));
 }
 
 void Layer::declare(std::vector<int64_t> input_shape, const std::string& dtype) {

@@ -211,6 +211,10 @@ std::vector<Tensor> Model::trainable_weights() const {
   return out;
 }
 
+void Model::apply_constraints() {
+  for (const auto& layer : layers_) layer->apply_constraints();
+}
+
 std::vector<Tensor> Model::non_trainable_weights() const {
   std::vector<Tensor> out;
   for (const auto& layer : layers_)

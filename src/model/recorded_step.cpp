@@ -90,7 +90,10 @@ bool RecordedTrainingStep::run(int64_t step) {
   const int64_t counted = sums.samples();
   const auto ran = recorded_->run(step, [&](const Tensors& xb, const Tensors& yb) {
     work_.body(xb, yb);
-    if (update_) update_->queue(recorded_->counter());
+    if (update_) {
+      update_->queue(recorded_->counter());
+      work_.apply_constraints();  // after the update, as the eager step (without one: eager_update)
+    }
     check_storage();  // on the host: nothing reads the device
   });
   if (ran == RecordedBatches::Ran::Failed) {
@@ -113,6 +116,7 @@ void RecordedTrainingStep::eager_update() {
   std::vector<Tensor> params = work_.params();
   for (std::size_t i = 0; i < params.size(); ++i) params[i].impl()->grad = grads_[i];
   work_.optimizer().step(params);
+  work_.apply_constraints();
 }
 
 void RecordedTrainingStep::settle() {

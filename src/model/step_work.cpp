@@ -44,6 +44,7 @@ void TrainingWork::eager(int64_t step, const Tensors& xb, const Tensors& yb) {
   }
   const Tensor loss = forward_backward(xb, yb, check_numerics_ ? &where : nullptr);
   optimizer().step(params_);
+  apply_constraints();
   if (check_each_step_) {
     const double v = loss.item();
     if (!std::isfinite(v)) throw_non_finite_loss(v, epoch_, step + 1, step + 1);
@@ -60,6 +61,7 @@ void TrainingWork::replicated(int64_t step, const Tensors& xb, const Tensors& yb
   // Every rank gets the same summed gradients, so the update is the same everywhere.
   const double v = replica_->all_reduce_gradients(params_, loss, step, epoch_);
   optimizer().step(params_);
+  apply_constraints();
   if (check_each_step_ && !std::isfinite(v)) throw_non_finite_loss(v, epoch_, step + 1, step + 1);
 }
 

@@ -43,6 +43,8 @@ class TrainingWork final : public StepWork {
   Model& model() { return model_; }
   /// Its optimizer.
   Optimizer& optimizer() { return *model_.optimizer(); }
+  /// Projects the weights with constraints (Layer::apply_constraints), after each update.
+  void apply_constraints() { model_.apply_constraints(); }
   /// The weights it updates (the model's trainable weights when the work was made).
   const std::vector<Tensor>& params() const { return params_; }
   /// The sums the steps add to.

@@ -103,8 +103,24 @@ def layer_zoo(rng):
     return model, x, y, 3, True
 
 
+def muon_constraints(rng):
+    # Muon's variables (a momentum per variable, a velocity only where it steps with AdamW) and
+    # weight constraints in the config.
+    model = keras.Sequential([
+        keras.Input((6, 6, 2)),
+        layers.Conv2D(4, (3, 3), kernel_constraint=keras.constraints.UnitNorm(axis=[0, 1, 2])),
+        layers.Flatten(),
+        layers.Dense(8, activation="relu", kernel_constraint=keras.constraints.MaxNorm(1.5)),
+        layers.Dense(3, bias_constraint=keras.constraints.NonNeg())])
+    model.compile(optimizer=keras.optimizers.Muon(learning_rate=0.02, exclude_layers=["dense_1"]),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x = rng.random((6, 6, 6, 2), dtype=np.float32)
+    y = rng.integers(0, 3, size=6).astype(np.int32)
+    return model, x, y, 3, True
+
+
 CASES = {"house_price": house_price, "cifar10": cifar10, "batchnorm_dropout": batchnorm_dropout,
-         "residual": residual, "layer_zoo": layer_zoo}
+         "residual": residual, "layer_zoo": layer_zoo, "muon_constraints": muon_constraints}
 
 
 def rel_diff(a, b):

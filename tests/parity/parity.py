@@ -307,6 +307,13 @@ CASES = {
             learning_rate=0.02, adam_weight_decay=None, weight_decay=0.01, exclude_layers=["dense_1"],
             adam_lr_ratio=0.1, momentum=0.9, ns_steps=3, nesterov=False, rms_rate=None),
         loss=lambda: scce(True), batch=8, data=lambda rng, _: (normal(rng, 160, 8), classes(rng, 160, 4), None)),
+    "constraints": dict(
+        model=lambda: sequential((8,), [
+            ("Dense", (16,), dict(activation="relu", kernel_constraint=keras.constraints.UnitNorm())),
+            ("Dense", (4,), dict(kernel_constraint=keras.constraints.MaxNorm(0.5),
+                                 bias_constraint=keras.constraints.NonNeg()))]),
+        optimizer=lambda: keras.optimizers.SGD(learning_rate=0.1, momentum=0.9), loss=lambda: scce(True), batch=8,
+        data=lambda rng, _: (normal(rng, 160, 8), classes(rng, 160, 4), None)),
     "opt_cosine_warmup": dict(
         model=lambda: sequential((8,), [("Dense", (16,), dict(activation="relu")), ("Dense", (4,), {})]),
         optimizer=lambda: keras.optimizers.Adam(learning_rate=keras.optimizers.schedules.CosineDecay(

@@ -343,6 +343,15 @@ const std::map<std::string, Case>& cases() {
                           SparseCategoricalCrossentropy({.from_logits = true}));
         },
         8}},
+      {"constraints",
+       {[] {
+          return compiled(
+              {Dense(16, {.activation = "relu", .kernel_constraint = constraints::unit_norm(), .input_shape = {8}}),
+               Dense(4, {.kernel_constraint = constraints::max_norm(0.5), .bias_constraint = constraints::non_neg()})},
+              optimizers::SGD({.learning_rate = 0.1, .momentum = 0.9}),
+              SparseCategoricalCrossentropy({.from_logits = true}));
+        },
+        8}},
       {"opt_cosine_warmup",
        {[] {
           return compiled({Dense(16, {.activation = "relu", .input_shape = {8}}), Dense(4)},
@@ -452,6 +461,7 @@ std::vector<double> train_steps(Model& model, const std::vector<Tensor>& x, cons
     for (Tensor& p : params) p.zero_grad();
     loss.backward();
     model.optimizer()->step(params);
+    model.apply_constraints();  // as fit does after each update
     losses.push_back(loss.item());
   }
   return losses;

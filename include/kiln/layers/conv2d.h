@@ -21,6 +21,8 @@ struct Conv2DOptions {
   std::string bias_initializer = "zeros";                           ///< any registered initializer
   std::shared_ptr<const Regularizer> kernel_regularizer = nullptr;  ///< e.g. regularizers::l2(1e-4)
   std::shared_ptr<const Regularizer> bias_regularizer = nullptr;    ///< e.g. regularizers::l2(1e-4)
+  std::shared_ptr<const Constraint> kernel_constraint = nullptr;    ///< e.g. constraints::unit_norm({0, 1, 2})
+  std::shared_ptr<const Constraint> bias_constraint = nullptr;      ///< e.g. constraints::non_neg()
   std::vector<int64_t> input_shape = {};                            ///< per-sample (H, W, C), e.g. {32, 32, 3}
   std::string dtype = "";  ///< dtype policy (Keras' dtype=): "" takes the global one
 };

@@ -16,7 +16,7 @@ inline constexpr const char* kKerasVersion = "3.15.1";
 
 /// kiln's model config (the JSON parse_model_config reads) for Keras' `config.json` object.
 /// Unknown classes, custom objects, dtype policies other than float32 and options kiln does not
-/// have (a dilation rate, a constraint) are refused naming the layer and the field; `source`
+/// have (a dilation rate, a constraint kiln lacks) are refused naming the layer and the field; `source`
 /// names the file in errors.
 nlohmann::json kiln_config_from_keras(const nlohmann::json& keras, const std::string& source);
 

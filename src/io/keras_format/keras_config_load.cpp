@@ -9,6 +9,7 @@
 #include "io/keras_format/keras_config.h"
 #include "io/keras_format/keras_objects.h"
 #include "io/model_config.h"
+#include "kiln/constraints.h"
 #include "kiln/error.h"
 #include "kiln/initializers.h"
 #include "kiln/losses.h"
@@ -64,7 +65,8 @@ void check_dtype(const json& dtype, const std::string& where) {
 }
 
 // Removes Keras' wrappers from a layer's (or optimizer's, loss's) config values: initializers
-// become kiln's names, regularizers and schedules {"class_name", "config"}, others are refused.
+// become kiln's names, regularizers, constraints and schedules {"class_name", "config"}, others are
+// refused.
 json unwrap_value(const std::string& key, const json& v, const std::string& where) {
   if (!is_wrapped(v)) return v;
   const std::string class_name = v["class_name"].get<std::string>();
@@ -75,9 +77,9 @@ json unwrap_value(const std::string& key, const json& v, const std::string& wher
                       ", which kiln does not have; expected one of " + names_of(initializer_registry().names()));
     return name;
   }
-  if (key.ends_with("_constraint"))
-    fail(where,
-         "\"" + key + "\" is a " + class_name.substr(0, 60) + " constraint; kiln has no constraints (expected null)");
+  if (key.ends_with("_constraint") && !constraint_registry().contains(class_name))
+    fail(where, "\"" + key + "\" is the constraint " + class_name.substr(0, 60) +
+                    ", which kiln does not have; expected one of " + names_of(constraint_registry().names()));
   json config = json::object();
   if (v["config"].is_object())
     for (const auto& [k, x] : v["config"].items()) config[k] = unwrap_value(k, x, where);

@@ -22,7 +22,8 @@ json batch_shape(const Shape& sample) {
   return s;
 }
 
-// kiln's layer config -> Keras' layer config: wrappers around initializers and regularizers.
+// kiln's layer config -> Keras' layer config: wrappers around initializers, regularizers and
+// constraints.
 json keras_layer_config(const json& kiln_layer) {
   json config = {{"name", kiln_layer["name"]}, {"trainable", true}, {"dtype", float32_policy()}};
   for (const auto& [key, value] : kiln_layer["config"].items()) {
@@ -35,6 +36,8 @@ json keras_layer_config(const json& kiln_layer) {
       config[key] = wrap("keras.initializers", camel_case(value.get<std::string>()), json::object());
     } else if (key.ends_with("_regularizer") && value.is_object()) {
       config[key] = wrap("keras.regularizers", value["class_name"], value["config"]);
+    } else if (key.ends_with("_constraint") && value.is_object()) {
+      config[key] = wrap("keras.constraints", value["class_name"], value["config"]);
     } else {
       config[key] = value;
     }

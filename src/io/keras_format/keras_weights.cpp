@@ -39,12 +39,13 @@ std::vector<LayerGroup> layer_groups(const Model& model) {
 
 // Where each of the optimizer's slots goes among "optimizer/vars": Keras creates the EMA averages
 // first (one per trainable variable), then each add_optimizer_variables call of the optimizer's
-// build: Adam and AdamW make momentum and velocity together (interleaved per variable), the others
-// one slot name per call.
+// build: Adam and AdamW make momentum and velocity together (interleaved per variable), Muon a
+// momentum per variable followed by a velocity for the variables it steps with AdamW (the others
+// have none in the file; kiln keeps zeros), the others one slot name per call.
 struct SlotPlace {
   std::size_t param, slot;
 };
-std::vector<SlotPlace> keras_slot_order(const Optimizer& opt, std::size_t params) {
+std::vector<SlotPlace> keras_slot_order(const Optimizer& opt, const std::vector<Tensor>& params) {
   const std::vector<std::string> names = opt.slot_names();
   std::vector<std::vector<std::size_t>> groups;
   std::vector<std::size_t> rule;
@@ -54,15 +55,26 @@ std::vector<SlotPlace> keras_slot_order(const Optimizer& opt, std::size_t params
     else
       rule.push_back(s);
   }
-  const bool together = opt.class_name() == "Adam" || opt.class_name() == "AdamW";
-  if (together && !rule.empty()) {
-    groups.push_back(rule);
-  } else {
-    for (std::size_t s : rule) groups.push_back({s});
-  }
   std::vector<SlotPlace> order;
-  for (const auto& group : groups)
-    for (std::size_t p = 0; p < params; ++p)
+  for (const auto& group : groups)  // the averages
+    if (names[group.front()] == "average")
+      for (std::size_t p = 0; p < params.size(); ++p) order.push_back({p, group.front()});
+  if (const auto* muon = dynamic_cast<const optimizers::Muon*>(&opt)) {
+    for (std::size_t p = 0; p < params.size(); ++p) {
+      order.push_back({p, 0});                                        // momentum
+      if (!muon->uses_muon_step(params[p])) order.push_back({p, 1});  // velocity
+    }
+    return order;
+  }
+  const bool together = opt.class_name() == "Adam" || opt.class_name() == "AdamW";
+  std::vector<std::vector<std::size_t>> rule_groups;
+  if (together && !rule.empty()) {
+    rule_groups.push_back(rule);
+  } else {
+    for (std::size_t s : rule) rule_groups.push_back({s});
+  }
+  for (const auto& group : rule_groups)
+    for (std::size_t p = 0; p < params.size(); ++p)
       for (std::size_t s : group) order.push_back({p, s});
   return order;
 }
@@ -125,7 +137,7 @@ std::vector<uint8_t> weights_h5(const Model& model, bool with_optimizer) {
       h5.floats("optimizer/vars/" + std::to_string(i++), {}, &lr);
     }
     const auto& slots = opt->slots();
-    for (const SlotPlace& place : keras_slot_order(rule, slots.size())) {
+    for (const SlotPlace& place : keras_slot_order(rule, model.trainable_weights())) {
       const Tensor& t = slots[place.param][place.slot];
       const std::vector<float> values = t.cpu().to_vector<float>();
       h5.floats("optimizer/vars/" + std::to_string(i++), t.shape().dims(), values.data());
@@ -187,7 +199,7 @@ bool read_optimizer_state(Model& model, const H5Reader& h5, const std::string& o
   const std::size_t own = scaling ? kLossScaleVariables : 0;  // the inner optimizer's variables start here
   const bool has_lr = has_learning_rate_variable(rule);
   const std::size_t base = own + (has_lr ? 2 : 1);
-  const std::vector<SlotPlace> order = keras_slot_order(rule, params.size());
+  const std::vector<SlotPlace> order = keras_slot_order(rule, params);
   const std::size_t count = h5.children("optimizer/vars").size();
   if (count != base && count != base + order.size())
     throw Error(op, h5.group_where("optimizer/vars") + " holds " + std::to_string(count) + " variables; expected " +
@@ -233,6 +245,10 @@ bool read_optimizer_state(Model& model, const H5Reader& h5, const std::string& o
                               (names[place.slot] == "velocity" ? " >= 0 (a running mean of squared gradients)" : ""));
       slots[place.param][place.slot] = Tensor::from_vector(values, shape).to(model.device());
     }
+    // Slots the file does not hold (a Muon-stepped weight's velocity) start at zero.
+    for (std::size_t p = 0; p < params.size(); ++p)
+      for (Tensor& slot : slots[p])
+        if (!slot.defined()) slot = Tensor::zeros(params[p].shape(), params[p].dtype(), model.device());
   }
   if (lr) opt->set_learning_rate(*lr);
   opt->restore(std::move(slots), iterations);
