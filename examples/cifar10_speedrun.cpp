@@ -11,6 +11,13 @@
 // augmentation averaging mirrored and 1-pixel-translated views. The time of a run counts, as the
 // peer does, from the images on the device to the final test accuracy: normalizing, whitening,
 // training and the augmented evaluation; building the model is reported apart.
+//
+// `--optimizer muon` follows airbench94_muon instead: batch 2000 for 8 epochs, Muon (Keras' rule,
+// extended to convolution kernels; 3 Newton-Schulz steps, momentum 0.6, no RMS scaling) on the
+// 3x3 kernels, which a UnitNorm constraint keeps at unit-norm filters as the peer renormalizes
+// them, AdamW (Muon's own, at a fraction of its rate) on the offsets, the whitening bias and the
+// head, whose kernel starts at unit deviation and whose logits are divided by 256; both rates fall
+// linearly to 0, and no weight average.
 #include <kiln/datasets/cifar10.h>
 #include <kiln/kiln.h>
 
@@ -21,7 +28,9 @@
 #include <cstdio>
 #include <functional>
 #include <iostream>
+#include <memory>
 #include <numeric>
+#include <optional>
 #include <vector>
 
 #include "dtype_policy_option.h"
@@ -60,12 +69,38 @@ struct Recipe {
   int64_t lookahead_period = 5;
   bool lookahead = true;
   int64_t whitening_images = 5000;
+  // airbench94_muon's choices (--optimizer muon).
+  bool muon = false;
+  double adam_lr_ratio = 0.05;     // AdamW's rate over Muon's, for the weights Muon does not step
+  bool unit_norm_filters = false;  // a UnitNorm constraint on the 3x3 kernels
+  bool unit_head = false;          // the head's kernel drawn at unit deviation
 };
+
+// airbench94_muon's recipe in Keras' conventions: its rate of 0.24 for Muon's orthogonal step
+// needs no conversion (the step does not scale with the loss).
+Recipe muon_recipe() {
+  Recipe r;
+  r.muon = true;
+  r.epochs = 8;
+  r.batch_size = 2000;
+  r.learning_rate = 0.24;
+  r.momentum = 0.6;
+  r.lookahead = false;
+  r.logit_scale = 1.0 / 256;
+  r.offset_learning_rate_multiplier = 1.0;
+  r.unit_norm_filters = true;
+  r.unit_head = true;
+  return r;
+}
 
 // Conv2D 3x3 'same' without bias (BatchNormalization follows), then max pooling when asked, then
 // BatchNormalization without scale and GELU.
 kiln::SymbolicTensor conv_bn_gelu(const kiln::SymbolicTensor& x, int64_t filters, bool pool, const Recipe& recipe) {
-  kiln::SymbolicTensor h = layers::Conv2D(filters, {3, 3}, {.padding = "same", .use_bias = false})(x);
+  kiln::SymbolicTensor h = layers::Conv2D(
+      filters, {3, 3},
+      {.padding = "same",
+       .use_bias = false,
+       .kernel_constraint = recipe.unit_norm_filters ? kiln::constraints::unit_norm({0, 1, 2}) : nullptr})(x);
   if (pool) h = layers::MaxPooling2D({2, 2})(h);
   h = layers::BatchNormalization({.momentum = recipe.batchnorm_momentum, .epsilon = 1e-12, .scale = false})(h);
   return layers::Activation("gelu")(h);
@@ -74,15 +109,17 @@ kiln::SymbolicTensor conv_bn_gelu(const kiln::SymbolicTensor& x, int64_t filters
 // The weights drawn as the peer draws them: PyTorch's default U(-1/sqrt(fan_in), 1/sqrt(fan_in))
 // (Keras' VarianceScaling(1/3, "fan_in", "uniform")), and each 3x3 convolution's first min(C, F)
 // filters the identity (Identity, PyTorch's dirac_), so a block starts close to passing its input.
-void draw_weights_as_the_peer(kiln::Model& model, const kiln::Layer& whitening) {
+void draw_weights_as_the_peer(kiln::Model& model, const kiln::Layer& whitening, const Recipe& recipe) {
   namespace initializers = kiln::initializers;
   const initializers::VarianceScaling uniform(1.0 / 3, "fan_in", "uniform");
+  const initializers::RandomUniform unit_uniform(-std::sqrt(3.0), std::sqrt(3.0));  // deviation 1
   for (const auto& layer : model.layers()) {
     const std::string kind = layer->class_name();
     if ((kind != "Conv2D" && kind != "Dense") || layer.get() == &whitening) continue;
     const kiln::Tensor old = layer->named_weights().front().second;
     const kiln::Shape& shape = old.shape();
-    kiln::Tensor kernel = uniform(shape, model.generator(), old.device());
+    kiln::Tensor kernel = kind == "Dense" && recipe.unit_head ? unit_uniform(shape, model.generator(), old.device())
+                                                              : uniform(shape, model.generator(), old.device());
     if (kind == "Conv2D") {
       const int64_t kh = shape[0], kw = shape[1], c = shape[2], f = shape[3], same = std::min(c, f);
       const kiln::Tensor identity = initializers::Identity()(shape, model.generator(), old.device());
@@ -113,10 +150,10 @@ Network make_network(const Recipe& recipe, const kiln::Tensor& whitening_kernel)
   h = layers::MaxPooling2D({3, 3})(h);
   h = layers::Flatten()(h);
   // The logits in float32 under a mixed policy (Keras' advice for a model's last layers).
-  h = layers::Dense(10, {.use_bias = false, .dtype = "float32"})(h);
+  h = layers::Dense(10, {.use_bias = false, .dtype = "float32"})(h);  // named "dense": Muon leaves it to AdamW
   h = layers::Rescaling(recipe.logit_scale, {.dtype = "float32"})(h);
   Network net{kiln::Model(input, h, "speedrun"), whitening};
-  draw_weights_as_the_peer(net.model, *net.whitening);
+  draw_weights_as_the_peer(net.model, *net.whitening, recipe);
   // The whitening kernel stays as computed; its bias trains (the peer trains it for the first three
   // epochs only, which would need a new optimizer here, so kiln trains it throughout).
   net.whitening->set_weight("kernel", whitening_kernel.to(net.model.device()));
@@ -176,6 +213,60 @@ Accuracies evaluate(kiln::Model& model, const kiln::Tensor& images, const kiln::
   return {accuracy(plain, y), accuracy(augmented, y)};
 }
 
+// The optimizer of `recipe` over a run of `total_steps`.
+std::unique_ptr<kiln::Optimizer> make_optimizer(const Recipe& recipe, int64_t total_steps) {
+  const double lr = recipe.learning_rate;
+  if (recipe.muon) {
+    // airbench94_muon: every rate falls linearly to 0 over the run. Its SGD's coupled decay of the
+    // offsets and the head, 2e-6 per example through momentum 0.85, is 0.0267 of the weight per
+    // step at the start; AdamW's decoupled decay takes it at Muon's rate.
+    auto linear = [=](int64_t step) {
+      return lr * std::max(0.0, 1.0 - static_cast<double>(step) / static_cast<double>(total_steps));
+    };
+    const double per_step_decay = 2e-6 * static_cast<double>(recipe.batch_size) / (1.0 - 0.85);
+    return std::make_unique<kiln::optimizers::Muon>(
+        kiln::optimizers::MuonOptions{.learning_rate = std::function<double(int64_t)>(linear),
+                                      .adam_weight_decay = per_step_decay / lr,
+                                      .weight_decay = std::nullopt,
+                                      .exclude_layers = {"dense"},
+                                      .adam_lr_ratio = recipe.adam_lr_ratio,
+                                      .momentum = recipe.momentum,
+                                      .ns_steps = 3,
+                                      .nesterov = true,
+                                      .rms_rate = std::nullopt,
+                                      .orthogonalize_conv_kernels = true});
+  }
+  const auto warmup_steps = static_cast<int64_t>(recipe.warmup_fraction * static_cast<double>(total_steps));
+  const double final_factor = recipe.final_factor;
+  auto schedule = [=](int64_t step) {
+    if (step < warmup_steps) {
+      const double f = static_cast<double>(step) / static_cast<double>(warmup_steps);
+      return lr * (0.2 * (1 - f) + f);
+    }
+    const double f =
+        std::min(1.0, static_cast<double>(step - warmup_steps) / static_cast<double>(total_steps - warmup_steps));
+    return lr * ((1 - f) + final_factor * f);
+  };
+  // Lookahead through Keras' weight average: momentum 1 (the average stays) between its overwrites
+  // of the weights every `period` steps, d there.
+  const int64_t period = recipe.lookahead_period;
+  auto lookahead = [=](int64_t step) {
+    if ((step + 1) % period != 0) return 1.0;
+    return std::pow(0.95, 5) *
+           std::pow(std::min(1.0, static_cast<double>(step + 1) / static_cast<double>(total_steps)), 3);
+  };
+  kiln::optimizers::SGDOptions sgd{.learning_rate = std::function<double(int64_t)>(schedule),
+                                   .momentum = recipe.momentum,
+                                   .nesterov = true,
+                                   .weight_decay = recipe.weight_decay};
+  if (recipe.lookahead) {
+    sgd.use_ema = true;
+    sgd.ema_momentum = std::function<double(int64_t)>(lookahead);
+    sgd.ema_overwrite_frequency = period;
+  }
+  return std::make_unique<kiln::optimizers::SGD>(sgd);
+}
+
 double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
@@ -194,14 +285,21 @@ double std_of(const std::vector<double>& v) {
 
 int main(int argc, char** argv) {
   CLI::App app{"kiln CIFAR-10 speedrun: airbench94's method with kiln's public API"};
-  Recipe recipe;
+  std::string optimizer = "sgd";
+  std::optional<int> epochs;
+  std::optional<double> learning_rate, adam_lr_ratio;
   std::string data_dir = "build/cifar10", device_name = "auto", dtype_policy = "mixed_float16";
   int runs = 1;
   int64_t limit = 0;
   uint64_t seed = 0;
   app.add_option("--data", data_dir, "folder with cifar-10-batches-bin/ (official binary format)");
   app.add_option("--runs", runs, "independent training runs (each from new weights)")->check(CLI::PositiveNumber);
-  app.add_option("--epochs", recipe.epochs, "training epochs")->check(CLI::PositiveNumber);
+  app.add_option("--optimizer", optimizer, "sgd (airbench94's recipe) or muon (airbench94_muon's)")
+      ->check(CLI::IsMember({"sgd", "muon"}));
+  app.add_option("--epochs", epochs, "training epochs (the recipe's by default)")->check(CLI::PositiveNumber);
+  app.add_option("--learning-rate", learning_rate, "the recipe's peak learning rate, changed")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--adam-lr-ratio", adam_lr_ratio, "muon: AdamW's rate over Muon's")->check(CLI::PositiveNumber);
   app.add_option("--seed", seed, "seed of the first run (run i uses seed + i)");
   bool no_lookahead = false;
   app.add_flag("--no-lookahead", no_lookahead, "train without the lookahead weight average (for comparison)");
@@ -209,7 +307,11 @@ int main(int argc, char** argv) {
   app.add_option("--device", device_name, "cpu, gpu, gpu:N or auto (the first usable GPU, else the CPU)");
   examples::add_dtype_policy_option(app, dtype_policy);
   CLI11_PARSE(app, argc, argv);
-  recipe.lookahead = !no_lookahead;
+  Recipe recipe = optimizer == "muon" ? muon_recipe() : Recipe{};
+  if (no_lookahead) recipe.lookahead = false;
+  if (epochs) recipe.epochs = *epochs;
+  if (learning_rate) recipe.learning_rate = *learning_rate;
+  if (adam_lr_ratio) recipe.adam_lr_ratio = *adam_lr_ratio;
 
   try {
     if (device_name != "auto") kiln::set_default_device(kiln::Device::parse(device_name));
@@ -220,8 +322,9 @@ int main(int argc, char** argv) {
     const kiln::Tensor train_u8 = data.train.images.to(device), test_u8 = data.test.images.to(device);
     const kiln::Tensor train_labels = data.train.labels.to(device);
     kiln::mixed_precision::set_global_policy(dtype_policy);
-    std::printf("CIFAR-10 speedrun on %s: %d epochs at batch %lld, dtype policy %s\n", device.str().c_str(),
-                recipe.epochs, static_cast<long long>(recipe.batch_size), dtype_policy.c_str());
+    std::printf("CIFAR-10 speedrun on %s: %s, %d epochs at batch %lld, learning rate %g, dtype policy %s\n",
+                device.str().c_str(), optimizer.c_str(), recipe.epochs, static_cast<long long>(recipe.batch_size),
+                recipe.learning_rate, dtype_policy.c_str());
     std::printf("run  build_s  whiten_s  train_s  eval_s  total_s  accuracy  tta_accuracy\n");
 
     std::vector<double> accuracies, times;
@@ -237,35 +340,7 @@ int main(int argc, char** argv) {
       Network net = make_network(recipe, kernel);
       const int64_t steps_per_epoch = (x_train.size(0) + recipe.batch_size - 1) / recipe.batch_size;
       const int64_t total_steps = steps_per_epoch * recipe.epochs;
-      const auto warmup_steps = static_cast<int64_t>(recipe.warmup_fraction * static_cast<double>(total_steps));
-      const double lr = recipe.learning_rate, final_factor = recipe.final_factor;
-      auto schedule = [=](int64_t step) {
-        if (step < warmup_steps) {
-          const double f = static_cast<double>(step) / static_cast<double>(warmup_steps);
-          return lr * (0.2 * (1 - f) + f);
-        }
-        const double f =
-            std::min(1.0, static_cast<double>(step - warmup_steps) / static_cast<double>(total_steps - warmup_steps));
-        return lr * ((1 - f) + final_factor * f);
-      };
-      // Lookahead through Keras' weight average: momentum 1 (the average stays) between its
-      // overwrites of the weights every `period` steps, d there.
-      const int64_t period = recipe.lookahead_period;
-      auto lookahead = [=](int64_t step) {
-        if ((step + 1) % period != 0) return 1.0;
-        return std::pow(0.95, 5) *
-               std::pow(std::min(1.0, static_cast<double>(step + 1) / static_cast<double>(total_steps)), 3);
-      };
-      kiln::optimizers::SGDOptions sgd{.learning_rate = std::function<double(int64_t)>(schedule),
-                                       .momentum = recipe.momentum,
-                                       .nesterov = true,
-                                       .weight_decay = recipe.weight_decay};
-      if (recipe.lookahead) {
-        sgd.use_ema = true;
-        sgd.ema_momentum = std::function<double(int64_t)>(lookahead);
-        sgd.ema_overwrite_frequency = period;
-      }
-      net.model.compile(kiln::optimizers::SGD(sgd),
+      net.model.compile(*make_optimizer(recipe, total_steps),
                         kiln::losses::SparseCategoricalCrossentropy(
                             {.from_logits = true, .label_smoothing = recipe.label_smoothing}));
       const double build_s = seconds_since(build_start);
