@@ -18,7 +18,6 @@ namespace {
 
 // The norms of w [2, 3, 4] over `axes` (a subset of {0, 1, 2}), broadcast back to every element.
 std::vector<double> slice_norms(const std::vector<double>& w, const std::vector<int64_t>& axes) {
-  const int64_t dims[3] = {2, 3, 4};
   auto reduced = [&](int64_t d) { return std::find(axes.begin(), axes.end(), d) != axes.end(); };
   std::vector<double> out(w.size());
   for (int64_t i = 0; i < 24; ++i) {
@@ -32,7 +31,6 @@ std::vector<double> slice_norms(const std::vector<double>& w, const std::vector<
       if (same) s += w[static_cast<std::size_t>(j)] * w[static_cast<std::size_t>(j)];
     }
     out[static_cast<std::size_t>(i)] = std::sqrt(s);
-    (void)dims;
   }
   return out;
 }

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <regex>
 #include <string>
 #include <utility>
 #include <vector>
@@ -22,6 +23,13 @@ class LossScaleUpdate;
 namespace backend {
 struct UpdateRule;
 }
+
+/// Where one slot tensor stands in Keras' list of optimizer variables: parameter `param`'s slot
+/// `slot` (an index into slot_names()).
+struct SlotPlace {
+  std::size_t param = 0;  ///< the parameter's index
+  std::size_t slot = 0;   ///< the slot's index in slot_names()
+};
 
 /// Base of every optimizer: keeps per-parameter slots and the iteration count. A user's optimizer
 /// overrides update() (one parameter at a time); the built-in ones derive from
@@ -81,6 +89,11 @@ class Optimizer {
   const std::vector<std::vector<Tensor>>& slots() const { return slots_; }
   /// Restores slots and the iteration count (from a checkpoint).
   void restore(std::vector<std::vector<Tensor>> slots, int64_t iterations);
+  /// The slots of `params` in the order Keras' build() creates its optimizer variables (.keras
+  /// files): the moving averages ("average") first, then each other slot name over every
+  /// parameter. Adam (both slots per parameter) and Muon (a velocity only where it steps with
+  /// AdamW) override it; slots missing from the order start at zero when loaded.
+  virtual std::vector<SlotPlace> keras_variable_order(const std::vector<Tensor>& params) const;
 
  protected:
   /// Updates one parameter; `step` counts from 1. The default throws: override it, or apply().
@@ -91,6 +104,9 @@ class Optimizer {
   virtual void apply(const std::vector<Tensor>& params, std::vector<std::vector<Tensor>>& slots, int64_t iteration);
   /// The value slot `slot` starts with (Adagrad's initial accumulator); 0 by default.
   virtual double initial_slot_value(std::size_t slot) const;
+  /// The moving averages' places ("average" over every parameter; none without one), which Keras
+  /// creates before the rule's slots.
+  std::vector<SlotPlace> average_places(const std::vector<Tensor>& params) const;
 
  private:
   // Loss scaling drives the optimizer it wraps: its slots' initial values and its update.
@@ -249,6 +265,8 @@ class Adam : public KerasOptimizer {
   /// Rebuilds from get_config().
   static Adam from_config(const Config& config);
   std::vector<std::string> rule_slot_names() const override { return {"momentum", "velocity"}; }
+  /// Keras' Adam builds momentum and velocity together: both per parameter, in turn.
+  std::vector<SlotPlace> keras_variable_order(const std::vector<Tensor>& params) const override;
   std::unique_ptr<Optimizer> clone() const override { return std::make_unique<Adam>(options_); }
   CommonOptions common() const override { return common_options(options_); }
   void describe(backend::UpdateRule& rule) const override;
@@ -428,6 +446,8 @@ class Muon : public KerasOptimizer {
   /// Rebuilds from get_config().
   static Muon from_config(const Config& config);
   std::vector<std::string> rule_slot_names() const override { return {"momentum", "velocity"}; }
+  /// Keras' Muon: a momentum per parameter, each followed by a velocity where it steps with AdamW.
+  std::vector<SlotPlace> keras_variable_order(const std::vector<Tensor>& params) const override;
   std::unique_ptr<Optimizer> clone() const override { return std::make_unique<Muon>(options_); }
   CommonOptions common() const override;
   /// The AdamW step's rule (its per-step values are the ones both steps read).
@@ -445,6 +465,7 @@ class Muon : public KerasOptimizer {
 
  private:
   MuonOptions options_;
+  std::vector<std::regex> excluded_;  // exclude_layers, compiled once
 };
 
 /// Options of LossScaleOptimizer, with Keras' defaults.

@@ -193,8 +193,8 @@ Config BatchNormalization::get_config() const {
           {"gamma_initializer", o.gamma_initializer},
           {"moving_mean_initializer", o.moving_mean_initializer},
           {"moving_variance_initializer", o.moving_variance_initializer},
-          {"beta_regularizer", regularizer_config(o.beta_regularizer)},
-          {"gamma_regularizer", regularizer_config(o.gamma_regularizer)}};
+          {"beta_regularizer", object_config(o.beta_regularizer)},
+          {"gamma_regularizer", object_config(o.gamma_regularizer)}};
 }
 
 BatchNormalization BatchNormalization::from_config(const Config& config) {
@@ -212,8 +212,8 @@ BatchNormalization BatchNormalization::from_config(const Config& config) {
   o.gamma_initializer = string_or(f, "gamma_initializer", o.gamma_initializer);
   o.moving_mean_initializer = string_or(f, "moving_mean_initializer", o.moving_mean_initializer);
   o.moving_variance_initializer = string_or(f, "moving_variance_initializer", o.moving_variance_initializer);
-  o.beta_regularizer = regularizer_field(f, "beta_regularizer");
-  o.gamma_regularizer = regularizer_field(f, "gamma_regularizer");
+  o.beta_regularizer = object_field(f, "beta_regularizer", regularizer_registry());
+  o.gamma_regularizer = object_field(f, "gamma_regularizer", regularizer_registry());
   return BatchNormalization(o);
 }
 

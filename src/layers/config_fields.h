@@ -1,4 +1,5 @@
-// Config fields shared by layer classes: regularizers as {"class_name", "config"} objects, window
+// Config fields shared by layer classes: regularizers and constraints as {"class_name", "config"}
+// objects, window
 // pairs as two-element lists, and reading a layer's config with checked fields.
 #pragma once
 
@@ -13,14 +14,21 @@
 
 namespace kiln::layers {
 
-/// {"class_name": ..., "config": ...} of `r`, or null for none.
-Config regularizer_config(const std::shared_ptr<const Regularizer>& r);
-/// The regularizer in field `key` (absent or null: none).
-std::shared_ptr<const Regularizer> regularizer_field(const io::JsonFields& f, const std::string& key);
-/// A constraint as {"class_name", "config"}, or null.
-Config constraint_config(const std::shared_ptr<const Constraint>& c);
-/// The constraint in field `key` (absent or null: none).
-std::shared_ptr<const Constraint> constraint_field(const io::JsonFields& f, const std::string& key);
+/// {"class_name": ..., "config": ...} of a registered object (a regularizer, a constraint), or null
+/// for none.
+template <typename T>
+Config object_config(const std::shared_ptr<const T>& object) {
+  if (!object) return nullptr;
+  return {{"class_name", object->class_name()}, {"config", object->get_config()}};
+}
+/// The object in field `key`, made by `registry` from its class name and config (absent or null: none).
+template <typename T>
+std::shared_ptr<const T> object_field(const io::JsonFields& f, const std::string& key,
+                                      Registry<std::shared_ptr<const T>>& registry) {
+  if (!f.has(key)) return nullptr;
+  const io::JsonFields o(f.at(key), f.where() + " " + key, "from_config");
+  return registry.make(o.string("class_name"), o.has("config") ? o.at("config") : Config::object());
+}
 /// The number `v` as Keras writes it in an error ("0.5", "1e-07").
 std::string number_text(double v);
 /// [a, b].
@@ -40,10 +48,10 @@ template <typename Options>
 void put_kernel_bias_fields(Config& config, const Options& o) {
   config["kernel_initializer"] = o.kernel_initializer;
   config["bias_initializer"] = o.bias_initializer;
-  config["kernel_regularizer"] = regularizer_config(o.kernel_regularizer);
-  config["bias_regularizer"] = regularizer_config(o.bias_regularizer);
-  config["kernel_constraint"] = constraint_config(o.kernel_constraint);
-  config["bias_constraint"] = constraint_config(o.bias_constraint);
+  config["kernel_regularizer"] = object_config(o.kernel_regularizer);
+  config["bias_regularizer"] = object_config(o.bias_regularizer);
+  config["kernel_constraint"] = object_config(o.kernel_constraint);
+  config["bias_constraint"] = object_config(o.bias_constraint);
 }
 
 /// Reads the fields put_kernel_bias_fields writes into `o`; absent ones keep Keras' defaults.
@@ -51,10 +59,10 @@ template <typename Options>
 Options with_kernel_bias_fields(const io::JsonFields& f, Options o) {
   o.kernel_initializer = string_or(f, "kernel_initializer", "glorot_uniform");
   o.bias_initializer = string_or(f, "bias_initializer", "zeros");
-  o.kernel_regularizer = regularizer_field(f, "kernel_regularizer");
-  o.bias_regularizer = regularizer_field(f, "bias_regularizer");
-  o.kernel_constraint = constraint_field(f, "kernel_constraint");
-  o.bias_constraint = constraint_field(f, "bias_constraint");
+  o.kernel_regularizer = object_field(f, "kernel_regularizer", regularizer_registry());
+  o.bias_regularizer = object_field(f, "bias_regularizer", regularizer_registry());
+  o.kernel_constraint = object_field(f, "kernel_constraint", constraint_registry());
+  o.bias_constraint = object_field(f, "bias_constraint", constraint_registry());
   return o;
 }
 

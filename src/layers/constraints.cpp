@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <numeric>
 
 #include "io/json_fields.h"
 #include "kiln/autograd.h"
@@ -47,11 +46,7 @@ Tensor scale_slices(const std::string& op, const Tensor& w, const std::vector<in
     if (std::find(axis.begin(), axis.end(), d) == axis.end()) order.push_back(d);
   int64_t reduced = 1;
   for (int64_t a : axis) reduced *= w.size(a);
-  const bool moved = order != [&] {
-    std::vector<int64_t> identity(static_cast<std::size_t>(rank));
-    std::iota(identity.begin(), identity.end(), 0);
-    return identity;
-  }();
+  const bool moved = !std::is_sorted(order.begin(), order.end());  // sorted: already in place
   const Tensor front = moved ? permute(w, order) : w;
   const Tensor matrix = reshape(front, Shape{reduced, w.numel() / reduced});
   const Tensor norms = sqrt(sum(square(matrix), 0));

@@ -10,6 +10,7 @@
 #include "kiln/error.h"
 #include "kiln/optimizers.h"
 #include "optimizers/device_update.h"
+#include "optimizers/option_fields.h"
 
 namespace kiln::optimizers {
 
@@ -24,12 +25,6 @@ std::string shown(double value) {
 void check_positive(const std::string& op, const char* option, const std::optional<double>& value) {
   if (value && !(std::isfinite(*value) && *value > 0))
     throw Error(op, std::string(option) + " is " + shown(*value) + "; expected a positive number (or none)");
-}
-
-Config optional_json(const std::optional<double>& v) { return v ? Config(*v) : Config(nullptr); }
-
-std::optional<double> optional_number(const io::JsonFields& f, const std::string& key) {
-  return f.has(key) ? std::optional<double>(f.number(key)) : std::nullopt;
 }
 
 }  // namespace
@@ -73,7 +68,7 @@ CommonOptions KerasOptimizer::common_from_config(const std::string& op, const Co
   const io::JsonFields f(config, "the " + op + " config", "from_config");
   if (f.has("learning_rate"))
     d.learning_rate = LearningRate::from_config(f.at("learning_rate"), "the " + op + " config: learning_rate");
-  if (config.contains("weight_decay")) d.weight_decay = optional_number(f, "weight_decay");
+  d.weight_decay = optional_number_or(config, f, "weight_decay", d.weight_decay);
   d.clipnorm = optional_number(f, "clipnorm");
   d.clipvalue = optional_number(f, "clipvalue");
   d.global_clipnorm = optional_number(f, "global_clipnorm");

@@ -53,8 +53,6 @@ void check_decay(const char* option, const std::optional<double>& value) {
     throw Error(kOp, std::string(option) + " is " + std::to_string(*value) + "; expected a number >= 0 (or none)");
 }
 
-Config optional_json(const std::optional<double>& v) { return v ? Config(*v) : Config(nullptr); }
-
 }  // namespace
 
 Muon::Muon(MuonOptions options) : options_(std::move(options)) {
@@ -82,7 +80,7 @@ Muon::Muon(MuonOptions options) : options_(std::move(options)) {
     throw Error(kOp, "rms_rate is " + std::to_string(*options_.rms_rate) + "; expected a positive number (or none)");
   for (const std::string& pattern : options_.exclude_layers) {
     try {
-      (void)std::regex(pattern);
+      excluded_.emplace_back(pattern);
     } catch (const std::regex_error& e) {
       throw Error(kOp, "exclude_layers entry '" + pattern + "' is not a regular expression (" + e.what() +
                            "); expected a pattern searched in variable paths such as \"dense_1/kernel\"");
@@ -114,9 +112,18 @@ bool Muon::uses_muon_step(const Tensor& param) const {
     std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char ch) { return std::tolower(ch); });
     if (lower.find("embedding") != std::string::npos) return false;
   }
-  for (const std::string& pattern : options_.exclude_layers)
-    if (std::regex_search(path, std::regex(pattern))) return false;
+  for (const std::regex& pattern : excluded_)
+    if (std::regex_search(path, pattern)) return false;
   return true;
+}
+
+std::vector<SlotPlace> Muon::keras_variable_order(const std::vector<Tensor>& params) const {
+  std::vector<SlotPlace> order = average_places(params);
+  for (std::size_t p = 0; p < params.size(); ++p) {
+    order.push_back({p, 0});                                  // momentum
+    if (!uses_muon_step(params[p])) order.push_back({p, 1});  // velocity
+  }
+  return order;
 }
 
 void Muon::queue_update(const std::vector<Tensor>& params, const std::vector<std::vector<Tensor>>& slots,
@@ -206,11 +213,8 @@ Muon Muon::from_config(const Config& config) {
   if (f.has("ns_steps")) o.ns_steps = f.integer("ns_steps", 0, INT64_MAX);
   if (f.has("nesterov")) o.nesterov = f.boolean("nesterov");
   if (f.has("exclude_embeddings")) o.exclude_embeddings = f.boolean("exclude_embeddings");
-  if (config.contains("adam_weight_decay"))
-    o.adam_weight_decay =
-        f.has("adam_weight_decay") ? std::optional<double>(f.number("adam_weight_decay")) : std::nullopt;
-  if (config.contains("rms_rate"))
-    o.rms_rate = f.has("rms_rate") ? std::optional<double>(f.number("rms_rate")) : std::nullopt;
+  o.adam_weight_decay = optional_number_or(config, f, "adam_weight_decay", o.adam_weight_decay);
+  o.rms_rate = optional_number_or(config, f, "rms_rate", o.rms_rate);
   if (f.has("orthogonalize_conv_kernels")) o.orthogonalize_conv_kernels = f.boolean("orthogonalize_conv_kernels");
   return Muon(o);
 }

@@ -74,6 +74,24 @@ std::unique_ptr<optimizers::DeviceUpdate> Optimizer::make_device_update(const st
   return nullptr;
 }
 
+std::vector<SlotPlace> Optimizer::average_places(const std::vector<Tensor>& params) const {
+  const std::vector<std::string> names = slot_names();
+  std::vector<SlotPlace> order;
+  for (std::size_t s = 0; s < names.size(); ++s)
+    if (names[s] == "average")
+      for (std::size_t p = 0; p < params.size(); ++p) order.push_back({p, s});
+  return order;
+}
+
+std::vector<SlotPlace> Optimizer::keras_variable_order(const std::vector<Tensor>& params) const {
+  const std::vector<std::string> names = slot_names();
+  std::vector<SlotPlace> order = average_places(params);
+  for (std::size_t s = 0; s < names.size(); ++s)
+    if (names[s] != "average")
+      for (std::size_t p = 0; p < params.size(); ++p) order.push_back({p, s});
+  return order;
+}
+
 Registry<std::unique_ptr<Optimizer>>& optimizer_registry() {
   static Registry<std::unique_ptr<Optimizer>> registry("optimizer");
   return registry;

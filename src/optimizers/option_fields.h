@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cmath>
+#include <optional>
 #include <string>
 
 #include "io/json_fields.h"
@@ -14,6 +15,20 @@ namespace kiln::optimizers {
 /// The number at `key`, or `fallback` when it is absent or null.
 inline double number_or(const io::JsonFields& f, const std::string& key, double fallback) {
   return f.has(key) ? f.number(key) : fallback;
+}
+
+/// A value that may be none as JSON: the number or null.
+inline Config optional_json(const std::optional<double>& v) { return v ? Config(*v) : Config(nullptr); }
+
+/// The number at `key`, none when it is absent or null.
+inline std::optional<double> optional_number(const io::JsonFields& f, const std::string& key) {
+  return f.has(key) ? std::optional<double>(f.number(key)) : std::nullopt;
+}
+
+/// The number at `key` (none when null); `fallback` when the key is absent.
+inline std::optional<double> optional_number_or(const Config& config, const io::JsonFields& f, const std::string& key,
+                                                std::optional<double> fallback) {
+  return config.contains(key) ? optional_number(f, key) : fallback;
 }
 
 /// Throws "[op] option is value; expected a finite number" unless `value` is finite.

@@ -82,6 +82,15 @@ void Adam::describe(backend::UpdateRule& rule) const {
   describe_common(rule);
 }
 
+std::vector<SlotPlace> Adam::keras_variable_order(const std::vector<Tensor>& params) const {
+  std::vector<SlotPlace> order = average_places(params);
+  for (std::size_t p = 0; p < params.size(); ++p) {
+    order.push_back({p, 0});  // momentum
+    order.push_back({p, 1});  // velocity
+  }
+  return order;
+}
+
 Config Adam::get_config() const {
   Config config = common_config(common());
   config["beta_1"] = options_.beta_1;

@@ -37,48 +37,6 @@ std::vector<LayerGroup> layer_groups(const Model& model) {
   return out;
 }
 
-// Where each of the optimizer's slots goes among "optimizer/vars": Keras creates the EMA averages
-// first (one per trainable variable), then each add_optimizer_variables call of the optimizer's
-// build: Adam and AdamW make momentum and velocity together (interleaved per variable), Muon a
-// momentum per variable followed by a velocity for the variables it steps with AdamW (the others
-// have none in the file; kiln keeps zeros), the others one slot name per call.
-struct SlotPlace {
-  std::size_t param, slot;
-};
-std::vector<SlotPlace> keras_slot_order(const Optimizer& opt, const std::vector<Tensor>& params) {
-  const std::vector<std::string> names = opt.slot_names();
-  std::vector<std::vector<std::size_t>> groups;
-  std::vector<std::size_t> rule;
-  for (std::size_t s = 0; s < names.size(); ++s) {
-    if (names[s] == "average")
-      groups.insert(groups.begin(), {s});
-    else
-      rule.push_back(s);
-  }
-  std::vector<SlotPlace> order;
-  for (const auto& group : groups)  // the averages
-    if (names[group.front()] == "average")
-      for (std::size_t p = 0; p < params.size(); ++p) order.push_back({p, group.front()});
-  if (const auto* muon = dynamic_cast<const optimizers::Muon*>(&opt)) {
-    for (std::size_t p = 0; p < params.size(); ++p) {
-      order.push_back({p, 0});                                        // momentum
-      if (!muon->uses_muon_step(params[p])) order.push_back({p, 1});  // velocity
-    }
-    return order;
-  }
-  const bool together = opt.class_name() == "Adam" || opt.class_name() == "AdamW";
-  std::vector<std::vector<std::size_t>> rule_groups;
-  if (together && !rule.empty()) {
-    rule_groups.push_back(rule);
-  } else {
-    for (std::size_t s : rule) rule_groups.push_back({s});
-  }
-  for (const auto& group : rule_groups)
-    for (std::size_t p = 0; p < params.size(); ++p)
-      for (std::size_t s : group) order.push_back({p, s});
-  return order;
-}
-
 // A layer's variables as Keras saves them: trainable ones, then the others (Layer.save_own_variables);
 // state Keras keeps outside the layer's weights (a random stream's counter) is not in the file.
 std::vector<const LayerWeight*> keras_variables(const Layer& layer) {
@@ -137,7 +95,7 @@ std::vector<uint8_t> weights_h5(const Model& model, bool with_optimizer) {
       h5.floats("optimizer/vars/" + std::to_string(i++), {}, &lr);
     }
     const auto& slots = opt->slots();
-    for (const SlotPlace& place : keras_slot_order(rule, model.trainable_weights())) {
+    for (const SlotPlace& place : rule.keras_variable_order(model.trainable_weights())) {
       const Tensor& t = slots[place.param][place.slot];
       const std::vector<float> values = t.cpu().to_vector<float>();
       h5.floats("optimizer/vars/" + std::to_string(i++), t.shape().dims(), values.data());
@@ -199,7 +157,7 @@ bool read_optimizer_state(Model& model, const H5Reader& h5, const std::string& o
   const std::size_t own = scaling ? kLossScaleVariables : 0;  // the inner optimizer's variables start here
   const bool has_lr = has_learning_rate_variable(rule);
   const std::size_t base = own + (has_lr ? 2 : 1);
-  const std::vector<SlotPlace> order = keras_slot_order(rule, params);
+  const std::vector<SlotPlace> order = rule.keras_variable_order(params);
   const std::size_t count = h5.children("optimizer/vars").size();
   if (count != base && count != base + order.size())
     throw Error(op, h5.group_where("optimizer/vars") + " holds " + std::to_string(count) + " variables; expected " +
