@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "backend/cpu/cpu_backend.h"
 #include "kiln/kiln.h"
 
 namespace {
@@ -26,6 +27,17 @@ std::vector<double> reference(bool ta, bool tb, int64_t m, int64_t n, int64_t k,
     }
   return c;
 }
+
+class Avx512Products {  // sets whether products use the AVX-512 copy; restores it when a test ends
+ public:
+  explicit Avx512Products(bool on) : saved_(kiln::backend::gemm_avx512_enabled()) {
+    kiln::backend::set_gemm_avx512(on);
+  }
+  ~Avx512Products() { kiln::backend::set_gemm_avx512(saved_); }
+
+ private:
+  bool saved_;
+};
 
 class ThreadCount {  // restores the thread count when a test ends
  public:
@@ -84,4 +96,44 @@ TEST(CpuGemm, SplitResultDoesNotDependOnTheThreadCount) {
     cpu().gemm(kiln::DType::Float32, false, false, 10, 64, 7200, 1.0, a.data(), b.data(), 0.0, c3.data());
   }
   EXPECT_EQ(c2, c3);
+}
+
+TEST(CpuGemm, BothInstructionSetCopiesMatchTheDefinition) {
+  // The product compiled at the library's level and its AVX-512 copy (where this CPU has it), in
+  // float32 and float64, at the shapes of convolution layers (im2col rows x kernel, and the two
+  // gradients' transposed forms) and of a dense layer.
+  struct Case {
+    int64_t m, n, k;
+  };
+  const Case cases[] = {{2048, 64, 576}, {576, 64, 2048}, {1024, 16, 144}, {10, 64, 7200}, {37, 29, 53}};
+  std::mt19937 rng(9);
+  std::uniform_real_distribution<double> dist(-1.0, 1.0);
+  for (const bool avx512 : {false, true}) {
+    const Avx512Products products(avx512);
+    if (avx512 && !kiln::backend::gemm_avx512_enabled()) continue;  // not on this CPU
+    for (const Case& t : cases)
+      for (const bool ta : {false, true})
+        for (const bool tb : {false, true}) {
+          std::vector<double> a(static_cast<std::size_t>(t.m * t.k)), b(static_cast<std::size_t>(t.k * t.n)),
+              c(static_cast<std::size_t>(t.m * t.n));
+          for (auto* v : {&a, &b, &c})
+            for (double& x : *v) x = dist(rng);
+          const auto want = reference(ta, tb, t.m, t.n, t.k, 0.5, a, b, 2.0, c);
+          std::vector<double> c64 = c;
+          cpu().gemm(kiln::DType::Float64, ta, tb, t.m, t.n, t.k, 0.5, a.data(), b.data(), 2.0, c64.data());
+          const std::vector<float> a32(a.begin(), a.end()), b32(b.begin(), b.end());
+          std::vector<float> c32(c.begin(), c.end());
+          cpu().gemm(kiln::DType::Float32, ta, tb, t.m, t.n, t.k, 0.5, a32.data(), b32.data(), 2.0, c32.data());
+          double worst64 = 0, worst32 = 0;
+          for (std::size_t i = 0; i < c.size(); ++i) {
+            worst64 = std::max(worst64, std::abs(c64[i] - want[i]));
+            worst32 = std::max(worst32, std::abs(static_cast<double>(c32[i]) - want[i]));
+          }
+          // Sums of k products of |x| <= 1 in another order: a few ulps of k.
+          EXPECT_LT(worst64, 1e-15 * static_cast<double>(t.k) * 8)
+              << "avx512=" << avx512 << " m=" << t.m << " n=" << t.n << " k=" << t.k << " ta=" << ta << " tb=" << tb;
+          EXPECT_LT(worst32, 6e-8 * static_cast<double>(t.k) * 8)
+              << "avx512=" << avx512 << " m=" << t.m << " n=" << t.n << " k=" << t.k << " ta=" << ta << " tb=" << tb;
+        }
+  }
 }

@@ -38,6 +38,22 @@ template <typename T>
 void gemm_serial(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda,
                  const T* b, int64_t ldb, T beta, T* c, int64_t ldc);
 
+/// Whether gemm_serial may run its AVX-512 copy (cpu_gemm_avx512.cpp): compiled into this build
+/// and supported by this CPU and OS.
+bool gemm_avx512_available();
+
+/// gemm_serial's product compiled for AVX-512; call only where gemm_avx512_available().
+template <typename T>
+void gemm_serial_avx512(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda,
+                        const T* b, int64_t ldb, T beta, T* c, int64_t ldc);
+
+/// Whether gemm_serial runs the AVX-512 copy now (by default wherever it is available).
+bool gemm_avx512_enabled();
+
+/// Turns the AVX-512 copy off, or back on where it is available: for the tests and benchmarks that
+/// compare it with the library's own level. Returns whether it is on afterwards.
+bool set_gemm_avx512(bool enabled);
+
 /// The same on contiguous operands (lda = k, or m when transposed; ldb = n, or k; ldc = n), split
 /// across the thread pool in blocks fixed by the shape: what gemm() runs.
 template <typename T>

@@ -1,49 +1,44 @@
 // CPU matrix product: Eigen's single-threaded kernel on blocks of the product that kiln's thread pool
-// runs in parallel (gemm_parallel), and the dense layer's fused forms: the bias and ReLU applied in one
-// pass over the product. 16-bit operands are staged into float (cpu_staging.h), multiplied by the
-// float32 path and rounded once.
-#include <Eigen/Core>
+// runs in parallel (gemm_parallel), that kernel compiled for AVX-512 where the CPU has it
+// (cpu_gemm_avx512.cpp; bench/README.md has the measurement), and the dense layer's fused forms:
+// the bias and ReLU applied in one pass over the product. 16-bit operands are staged into float
+// (cpu_staging.h), multiplied by the float32 path and rounded once.
 #include <algorithm>
+#include <atomic>
 #include <vector>
 
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/cpu_bias_act.h"
+#include "backend/cpu/cpu_gemm_eigen.h"
 #include "backend/cpu/cpu_staging.h"
 
 namespace kiln::backend {
 
 namespace {
 
-template <typename T>
-using RowMajor = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+struct LibraryLevel {};  // the tag of this file's copy of eigen_gemm
 
-template <typename T>
-using Strided = Eigen::Map<const RowMajor<T>, 0, Eigen::OuterStride<>>;
-template <typename T>
-using StridedOut = Eigen::Map<RowMajor<T>, 0, Eigen::OuterStride<>>;
+std::atomic<bool>& avx512_on() {
+  static std::atomic<bool> on{gemm_avx512_available()};
+  return on;
+}
 
 }  // namespace
+
+bool gemm_avx512_enabled() { return avx512_on().load(std::memory_order_relaxed); }
+
+bool set_gemm_avx512(bool enabled) {
+  avx512_on().store(enabled && gemm_avx512_available());
+  return gemm_avx512_enabled();
+}
 
 template <typename T>
 void gemm_serial(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda, const T* b,
                  int64_t ldb, T beta, T* c, int64_t ldc) {
-  // A is stored [m, k] (or [k, m] when transposed); B is [k, n] (or [n, k]).
-  Strided<T> A(a, ta ? k : m, ta ? m : k, Eigen::OuterStride<>(lda));
-  Strided<T> B(b, tb ? n : k, tb ? k : n, Eigen::OuterStride<>(ldb));
-  StridedOut<T> C(c, m, n, Eigen::OuterStride<>(ldc));
-  if (beta == T(0))
-    C.setZero();
-  else if (beta != T(1))
-    C *= beta;
-  if (k == 0) return;
-  if (!ta && !tb)
-    C.noalias() += alpha * A * B;
-  else if (ta && !tb)
-    C.noalias() += alpha * A.transpose() * B;
-  else if (!ta && tb)
-    C.noalias() += alpha * A * B.transpose();
+  if (gemm_avx512_enabled())
+    gemm_serial_avx512<T>(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
   else
-    C.noalias() += alpha * A.transpose() * B.transpose();
+    eigen_gemm<LibraryLevel, T>(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 template void gemm_serial<float>(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*,
                                  int64_t, float, float*, int64_t);
