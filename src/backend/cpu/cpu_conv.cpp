@@ -24,6 +24,7 @@ namespace {
 constexpr int64_t kChunkRows = 2048;                     // patch rows a chunk aims for
 constexpr int64_t kPatchBufferElems = int64_t(4) << 20;  // per-thread buffer cap (16 MiB of float)
 constexpr int64_t kMaxFilterPartials = 64;               // filter-gradient partial sums, at most
+constexpr int64_t kMaxTransposedFilters = 64;            // filter sums kept [F, K] up to this F
 
 struct Chunks {
   int64_t images;  // images per chunk
@@ -59,65 +60,74 @@ void chunk_gemm(const Chunks& ch, bool ta, bool tb, int64_t m, int64_t n, int64_
     gemm_parallel<T>(ta, tb, m, n, k, T(1), a, b, beta, c);
 }
 
+// Rows in output order: the window arithmetic is done once per output row and column, not
+// recovered from the row index by divisions (which cost more than copying a few-channel row).
 template <typename T>
 void im2col(const Conv2dGeometry& g, const T* x, int64_t n0, int64_t n_count, T* patches) {
   const int64_t K = g.KH * g.KW * g.C, row_cells = g.KW * g.C;
-  const int64_t rows = n_count * g.OH * g.OW;
-  for (int64_t row = 0; row < rows; ++row) {
-    const int64_t n = n0 + row / (g.OH * g.OW);
-    const int64_t oh = (row / g.OW) % g.OH, ow = row % g.OW;
-    const int64_t ih0 = window::window_start(oh, g.stride_h, g.pad_top);
-    const int64_t iw0 = window::window_start(ow, g.stride_w, g.pad_left);
-    const auto hs = window::window_span(oh, g.stride_h, g.pad_top, g.KH, g.H);
-    const auto ws = window::window_span(ow, g.stride_w, g.pad_left, g.KW, g.W);
-    const bool columns_inside = ws.size() == g.KW;
-    T* dst = patches + row * K;
-    // Every tap is written: the input's cell where the tap is inside it, 0 in the padding.
-    for (int64_t kh = 0; kh < g.KH; ++kh) {
-      const int64_t ih = ih0 + kh;
-      T* cells = dst + kh * row_cells;
-      if (ih < hs.begin || ih >= hs.end) {
-        std::fill(cells, cells + row_cells, T(0));
-      } else if (columns_inside) {  // the window's row is KW*C contiguous input values
-        const T* src = x + ((n * g.H + ih) * g.W + iw0) * g.C;
-        for (int64_t j = 0; j < row_cells; ++j) cells[j] = src[j];
-      } else {
-        for (int64_t kw = 0; kw < g.KW; ++kw) {
-          const int64_t iw = iw0 + kw;
-          T* cell = cells + kw * g.C;
-          if (iw < ws.begin || iw >= ws.end)
-            std::fill(cell, cell + g.C, T(0));
-          else
-            std::copy_n(x + ((n * g.H + ih) * g.W + iw) * g.C, g.C, cell);
-        }
-      }
-    }
-  }
-}
-
-// Adds patch gradients back onto the image gradient of images [n0, n0 + n_count).
-template <typename T>
-void col2im_add(const Conv2dGeometry& g, const T* dpatches, int64_t n0, int64_t n_count, T* dx) {
-  const int64_t K = g.KH * g.KW * g.C;
-  for (int64_t i = 0; i < n_count; ++i) {
-    const int64_t n = n0 + i;
+  T* dst = patches;
+  for (int64_t n = n0; n < n0 + n_count; ++n)
     for (int64_t oh = 0; oh < g.OH; ++oh) {
       const int64_t ih0 = window::window_start(oh, g.stride_h, g.pad_top);
       const auto hs = window::window_span(oh, g.stride_h, g.pad_top, g.KH, g.H);
-      for (int64_t ow = 0; ow < g.OW; ++ow) {
+      for (int64_t ow = 0; ow < g.OW; ++ow, dst += K) {
         const int64_t iw0 = window::window_start(ow, g.stride_w, g.pad_left);
         const auto ws = window::window_span(ow, g.stride_w, g.pad_left, g.KW, g.W);
-        const T* src = dpatches + ((i * g.OH + oh) * g.OW + ow) * K;
-        // Taps in the padding have no input cell to add to.
-        for (int64_t ih = hs.begin; ih < hs.end; ++ih)
-          for (int64_t iw = ws.begin; iw < ws.end; ++iw) {
-            const T* cell = src + ((ih - ih0) * g.KW + (iw - iw0)) * g.C;
-            T* out = dx + ((n * g.H + ih) * g.W + iw) * g.C;
-            for (int64_t c = 0; c < g.C; ++c) out[c] += cell[c];
+        const bool columns_inside = ws.size() == g.KW;
+        // Every tap is written: the input's cell where the tap is inside it, 0 in the padding.
+        for (int64_t kh = 0; kh < g.KH; ++kh) {
+          const int64_t ih = ih0 + kh;
+          T* cells = dst + kh * row_cells;
+          if (ih < hs.begin || ih >= hs.end) {
+            std::fill(cells, cells + row_cells, T(0));
+          } else if (columns_inside) {  // the window's row is KW*C contiguous input values
+            const T* src = x + ((n * g.H + ih) * g.W + iw0) * g.C;
+            for (int64_t j = 0; j < row_cells; ++j) cells[j] = src[j];
+          } else {
+            for (int64_t kw = 0; kw < g.KW; ++kw) {
+              const int64_t iw = iw0 + kw;
+              T* cell = cells + kw * g.C;
+              if (iw < ws.begin || iw >= ws.end)
+                std::fill(cell, cell + g.C, T(0));
+              else
+                std::copy_n(x + ((n * g.H + ih) * g.W + iw) * g.C, g.C, cell);
+            }
           }
+        }
       }
     }
-  }
+}
+
+// Sets the image gradient of images [n0, n0 + n_count) to the sum of their patch gradients. The
+// images are zeroed here, just before the adds, so that they are still in this thread's cache.
+template <typename T>
+void col2im(const Conv2dGeometry& g, const T* dpatches, int64_t n0, int64_t n_count, T* dx) {
+  const int64_t K = g.KH * g.KW * g.C, row_cells = g.KW * g.C;
+  std::fill(dx + n0 * g.H * g.W * g.C, dx + (n0 + n_count) * g.H * g.W * g.C, T(0));
+  const T* src = dpatches;
+  for (int64_t n = n0; n < n0 + n_count; ++n)
+    for (int64_t oh = 0; oh < g.OH; ++oh) {
+      const int64_t ih0 = window::window_start(oh, g.stride_h, g.pad_top);
+      const auto hs = window::window_span(oh, g.stride_h, g.pad_top, g.KH, g.H);
+      for (int64_t ow = 0; ow < g.OW; ++ow, src += K) {
+        const int64_t iw0 = window::window_start(ow, g.stride_w, g.pad_left);
+        const auto ws = window::window_span(ow, g.stride_w, g.pad_left, g.KW, g.W);
+        // Taps in the padding have no input cell to add to.
+        for (int64_t ih = hs.begin; ih < hs.end; ++ih) {
+          const T* cells = src + (ih - ih0) * row_cells;
+          if (ws.size() == g.KW) {  // the window's row is KW*C contiguous input values
+            T* out = dx + ((n * g.H + ih) * g.W + iw0) * g.C;
+            for (int64_t j = 0; j < row_cells; ++j) out[j] += cells[j];
+          } else {
+            for (int64_t iw = ws.begin; iw < ws.end; ++iw) {
+              const T* cell = cells + (iw - iw0) * g.C;
+              T* out = dx + ((n * g.H + ih) * g.W + iw) * g.C;
+              for (int64_t c = 0; c < g.C; ++c) out[c] += cell[c];
+            }
+          }
+        }
+      }
+    }
 }
 
 template <typename T>
@@ -135,17 +145,16 @@ void conv2d_forward_typed(const Conv2dGeometry& g, const void* x, const void* w,
 }
 
 template <typename T>
-void conv2d_backward_data_typed(Backend& backend, const Conv2dGeometry& g, const void* dy, const void* w, void* dx) {
+void conv2d_backward_data_typed(const Conv2dGeometry& g, const void* dy, const void* w, void* dx) {
   const int64_t K = g.KH * g.KW * g.C, rows_per_image = g.OH * g.OW;
   const Chunks ch = chunks_of(g);
-  backend.fill(dtype_of<T>(), dx, g.N * g.H * g.W * g.C, 0.0);
   // Chunks hold whole images, so their scatter-adds never touch the same element.
   parallel_for(ch.count, ch.count, [&](int64_t c, int64_t) {
     T* dpatches = thread_buffer<T>(ch.images * rows_per_image * K, 0);
     const int64_t n0 = c * ch.images, count = std::min(ch.images, g.N - n0);
     chunk_gemm<T>(ch, false, true, count * rows_per_image, K, g.F,
                   static_cast<const T*>(dy) + n0 * rows_per_image * g.F, static_cast<const T*>(w), T(0), dpatches);
-    col2im_add(g, dpatches, n0, count, static_cast<T*>(dx));
+    col2im(g, dpatches, n0, count, static_cast<T*>(dx));
   });
 }
 
@@ -157,7 +166,11 @@ void conv2d_backward_filter_typed(const Conv2dGeometry& g, const void* x, const 
   // Chunks are grouped into at most kMaxFilterPartials runs of consecutive chunks, fixed by the
   // shape; each run sums its chunks' gradients, in order, into its own partial, and the partials
   // are added in run order: the result does not depend on the thread count. A partial holds the
-  // filter sums [K, F], then the bias sums [F].
+  // filter sums, then the bias sums [F]. Layers of few filters keep the filter sums transposed,
+  // [F, K]: Eigen's kernel then runs along the longer side K (the patches' columns) in its wide
+  // register panels instead of along F (bench/README.md has the measurement; from 128 filters on
+  // the gain is small, and the product's split across threads can undo it).
+  const bool transposed = K >= g.F && g.F <= kMaxTransposedFilters;
   const int64_t part = KF + g.F;
   const int64_t runs = std::min(ch.count, kMaxFilterPartials);
   std::vector<T> partial(static_cast<std::size_t>(runs * part), T(0));
@@ -181,7 +194,10 @@ void conv2d_backward_filter_typed(const Conv2dGeometry& g, const void* x, const 
         grad = dz;
       }
       im2col(g, static_cast<const T*>(x), n0, count, patches);
-      chunk_gemm<T>(ch, true, false, K, g.F, rows, patches, grad, T(1), mine);
+      if (transposed)
+        chunk_gemm<T>(ch, true, false, g.F, K, rows, grad, patches, T(1), mine);
+      else
+        chunk_gemm<T>(ch, true, false, K, g.F, rows, patches, grad, T(1), mine);
       if (db)
         for (int64_t r = 0; r < rows; ++r)
           for (int64_t f = 0; f < g.F; ++f) mine[KF + f] += grad[r * g.F + f];
@@ -191,8 +207,10 @@ void conv2d_backward_filter_typed(const Conv2dGeometry& g, const void* x, const 
   T* out_w = static_cast<T*>(dw);
   T* out_b = static_cast<T*>(db);
   for (int64_t i = 0; i < (db ? part : KF); ++i) {
+    // Output element i is filter sum (i / F, i % F): at (i % F) * K + i / F in a transposed partial.
+    const int64_t at = (transposed && i < KF) ? (i % g.F) * K + i / g.F : i;
     T s = T(0);
-    for (int64_t r = 0; r < runs; ++r) s += partial[static_cast<std::size_t>(r * part + i)];
+    for (int64_t r = 0; r < runs; ++r) s += partial[static_cast<std::size_t>(r * part + at)];
     if (i < KF)
       out_w[i] = s;
     else
@@ -227,10 +245,10 @@ void CpuBackend::conv2d_backward_data(DType dtype, const Conv2dGeometry& g, cons
       const std::vector<float> dys = widened<T>(dy, g.N * g.OH * g.OW * g.F),
                                ws = widened<T>(w, g.KH * g.KW * g.C * g.F);
       std::vector<float> dxs(static_cast<std::size_t>(nx));
-      conv2d_backward_data_typed<float>(*this, g, dys.data(), ws.data(), dxs.data());
+      conv2d_backward_data_typed<float>(g, dys.data(), ws.data(), dxs.data());
       store_rounded<T>(dxs.data(), dx, nx);
     } else {
-      conv2d_backward_data_typed<T>(*this, g, dy, w, dx);
+      conv2d_backward_data_typed<T>(g, dy, w, dx);
     }
   });
 }
