@@ -21,7 +21,13 @@ namespace kiln::backend {
 
 namespace {
 
-constexpr int64_t kChunkRows = 2048;                     // patch rows a chunk aims for
+// Patch rows a chunk aims for: the forward pass and data gradient, and the filter gradient, whose
+// chunks are also the depth of its products and each add a [K, F] product to a partial sum, so it
+// wants them deeper. Smaller chunks keep a chunk's patches in cache between the unrolling and the
+// product and give every thread chunks of its own at small batches, where one chunk would unroll
+// on one thread (bench/README.md has the measurement that chose these sizes).
+constexpr int64_t kChunkRows = 512;
+constexpr int64_t kFilterChunkRows = 1024;
 constexpr int64_t kPatchBufferElems = int64_t(4) << 20;  // per-thread buffer cap (16 MiB of float)
 constexpr int64_t kMaxFilterPartials = 64;               // filter-gradient partial sums, at most
 constexpr int64_t kMaxTransposedFilters = 64;            // filter sums kept [F, K] up to this F
@@ -31,9 +37,9 @@ struct Chunks {
   int64_t count;   // number of chunks
 };
 
-Chunks chunks_of(const Conv2dGeometry& g) {
+Chunks chunks_of(const Conv2dGeometry& g, int64_t chunk_rows) {
   const int64_t rows_per_image = std::max<int64_t>(g.OH * g.OW, 1), K = g.KH * g.KW * g.C;
-  int64_t images = std::max<int64_t>(kChunkRows / rows_per_image, 1);
+  int64_t images = std::max<int64_t>(chunk_rows / rows_per_image, 1);
   images = std::min(images, std::max<int64_t>(kPatchBufferElems / (rows_per_image * K), 1));
   images = std::clamp<int64_t>(images, 1, std::max<int64_t>(g.N, 1));
   return {images, (g.N + images - 1) / images};
@@ -133,7 +139,7 @@ void col2im(const Conv2dGeometry& g, const T* dpatches, int64_t n0, int64_t n_co
 template <typename T>
 void conv2d_forward_typed(const Conv2dGeometry& g, const void* x, const void* w, const void* bias, bool relu, void* y) {
   const int64_t K = g.KH * g.KW * g.C, rows_per_image = g.OH * g.OW;
-  const Chunks ch = chunks_of(g);
+  const Chunks ch = chunks_of(g, kChunkRows);
   parallel_for(ch.count, ch.count, [&](int64_t c, int64_t) {
     T* patches = thread_buffer<T>(ch.images * rows_per_image * K, 0);
     const int64_t n0 = c * ch.images, count = std::min(ch.images, g.N - n0), rows = count * rows_per_image;
@@ -147,7 +153,7 @@ void conv2d_forward_typed(const Conv2dGeometry& g, const void* x, const void* w,
 template <typename T>
 void conv2d_backward_data_typed(const Conv2dGeometry& g, const void* dy, const void* w, void* dx) {
   const int64_t K = g.KH * g.KW * g.C, rows_per_image = g.OH * g.OW;
-  const Chunks ch = chunks_of(g);
+  const Chunks ch = chunks_of(g, kChunkRows);
   // Chunks hold whole images, so their scatter-adds never touch the same element.
   parallel_for(ch.count, ch.count, [&](int64_t c, int64_t) {
     T* dpatches = thread_buffer<T>(ch.images * rows_per_image * K, 0);
@@ -162,7 +168,7 @@ template <typename T>
 void conv2d_backward_filter_typed(const Conv2dGeometry& g, const void* x, const void* dy, const void* relu_y, void* dw,
                                   void* db) {
   const int64_t K = g.KH * g.KW * g.C, KF = K * g.F, rows_per_image = g.OH * g.OW;
-  const Chunks ch = chunks_of(g);
+  const Chunks ch = chunks_of(g, kFilterChunkRows);
   // Chunks are grouped into at most kMaxFilterPartials runs of consecutive chunks, fixed by the
   // shape; each run sums its chunks' gradients, in order, into its own partial, and the partials
   // are added in run order: the result does not depend on the thread count. A partial holds the
@@ -206,16 +212,20 @@ void conv2d_backward_filter_typed(const Conv2dGeometry& g, const void* x, const 
   parallel_chunks(runs, ChunkFn(run));
   T* out_w = static_cast<T*>(dw);
   T* out_b = static_cast<T*>(db);
-  for (int64_t i = 0; i < (db ? part : KF); ++i) {
-    // Output element i is filter sum (i / F, i % F): at (i % F) * K + i / F in a transposed partial.
-    const int64_t at = (transposed && i < KF) ? (i % g.F) * K + i / g.F : i;
-    T s = T(0);
-    for (int64_t r = 0; r < runs; ++r) s += partial[static_cast<std::size_t>(r * part + at)];
-    if (i < KF)
-      out_w[i] = s;
-    else
-      out_b[i - KF] = s;
-  }
+  // Each output element adds its partials in run order, whichever thread adds them.
+  const int64_t outputs = db ? part : KF;
+  parallel_for_work(outputs, outputs * runs, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      // Output element i is filter sum (i / F, i % F): at (i % F) * K + i / F in a transposed partial.
+      const int64_t at = (transposed && i < KF) ? (i % g.F) * K + i / g.F : i;
+      T s = T(0);
+      for (int64_t r = 0; r < runs; ++r) s += partial[static_cast<std::size_t>(r * part + at)];
+      if (i < KF)
+        out_w[i] = s;
+      else
+        out_b[i - KF] = s;
+    }
+  });
 }
 
 }  // namespace
