@@ -223,65 +223,84 @@ std::pair<int64_t, int64_t> tf_axis(int64_t in, int64_t k, int64_t s, bool same)
 }
 }  // namespace
 
-TEST(CudaBackend, ConvolutionMatchesCpu) {
-  REQUIRE_GPU();
-  struct Case {
-    int64_t N, H, W, C, KH, KW, F, s;
-    bool same;
-  };
-  const Case cases[] = {
-      {4, 32, 32, 3, 3, 3, 32, 1, false},  // the CIFAR-10 seed's layer
-      {2, 9, 9, 5, 3, 3, 7, 1, true},      // symmetric "same": cuDNN pads
-      {2, 8, 8, 4, 2, 2, 6, 1, true},      // even kernel: asymmetric padding, padded by us
-      {3, 10, 12, 3, 3, 3, 8, 2, true},    // stride 2 on even input: asymmetric
-      {2, 6, 7, 2, 3, 3, 4, 2, false},     // valid, stride 2: the last input row is unused
-      {2, 9, 9, 8, 3, 3, 12, 1, true},     // K = 72: filter gradient by cuDNN, not the direct kernel
-      {2, 7, 7, 3, 3, 3, 70, 1, false},    // F = 70: likewise
-      {3, 5, 5, 1, 1, 1, 1, 1, false},     // one channel, one filter, 1x1 kernel
-  };
-  long fused_zeros = 0, fused_outputs = 0;
-  for (const Case& t : cases) {
-    const auto [OH, pt] = tf_axis(t.H, t.KH, t.s, t.same);
-    const auto [OW, pl] = tf_axis(t.W, t.KW, t.s, t.same);
-    const backend::Conv2dGeometry g{t.N, t.H, t.W, t.C, t.KH, t.KW, t.F, OH, OW, t.s, t.s, pt, pl};
-    const auto x = random_vec(t.N * t.H * t.W * t.C), w = random_vec(t.KH * t.KW * t.C * t.F);
-    const auto dy = random_vec(t.N * OH * OW * t.F), bias = random_vec(t.F);
-    // Without bias or ReLU, then with both fused (forward, and the filter and bias gradients with the
-    // ReLU backward applied on the fly from the forward output).
-    for (const bool fused : {false, true}) {
-      const void* b_cpu = fused ? bias.data() : nullptr;
-      std::vector<float> y(dy.size()), dx(x.size()), dw(w.size()), db(bias.size());
-      cpu().conv2d_forward(DType::Float32, g, x.data(), w.data(), b_cpu, fused, y.data());
-      cpu().conv2d_backward_data(DType::Float32, g, dy.data(), w.data(), dx.data());
-      cpu().conv2d_backward_filter(DType::Float32, g, x.data(), dy.data(), fused ? y.data() : nullptr, dw.data(),
-                                   fused ? db.data() : nullptr);
-      DevBuf gx(x), gw(w), gdy(dy), gb(bias), gy(y.size() * 4), gdx(dx.size() * 4), gdw(dw.size() * 4),
-          gdb(db.size() * 4);
-      gpu().conv2d_forward(DType::Float32, g, gx.ptr, gw.ptr, fused ? gb.ptr : nullptr, fused, gy.ptr);
-      gpu().conv2d_backward_data(DType::Float32, g, gdy.ptr, gw.ptr, gdx.ptr);
-      // The GPU's ReLU mask is its own forward output; compare it on the CPU's, so that an output
-      // that rounds to the other side of 0 cannot flip one gradient term.
-      DevBuf gy_cpu(y);
-      gpu().conv2d_backward_filter(DType::Float32, g, gx.ptr, gdy.ptr, fused ? gy_cpu.ptr : nullptr, gdw.ptr,
-                                   fused ? gdb.ptr : nullptr);
-      // Tolerance: sums of KH*KW*C (forward), KH*KW*F (data) and N*OH*OW (filter, bias) products of
-      // |x| <= 2 in another order, FMA math only (no TF32): 4e-6 per term.
-      const std::string name = std::string(fused ? "fused " : "") + "conv case H=" + std::to_string(t.H) +
-                               " C=" + std::to_string(t.C) + " K=" + std::to_string(t.KH) + " F=" + std::to_string(t.F);
-      expect_close(y, gy.get<float>(), 1e-4, 4e-6 * (t.KH * t.KW * t.C + 1), name + " forward");
-      expect_close(dx, gdx.get<float>(), 1e-4, 4e-6 * t.KH * t.KW * t.F, name + " backward_data");
-      expect_close(dw, gdw.get<float>(), 1e-4, 4e-6 * t.N * OH * OW, name + " backward_filter");
-      if (fused) expect_close(db, gdb.get<float>(), 1e-4, 4e-6 * t.N * OH * OW, name + " bias gradient");
-      if (fused) {
-        fused_zeros += std::count(y.begin(), y.end(), 0.f);
-        fused_outputs += static_cast<long>(y.size());
-      }
+namespace {
+struct ConvCase {
+  int64_t N, H, W, C, KH, KW, F, s;
+  bool same;
+};
+
+// Forward, data and filter gradients of `t` on the GPU against the CPU, without bias or ReLU and
+// with both fused (forward, and the filter and bias gradients with the ReLU backward applied on
+// the fly from the forward output). Adds the fused outputs' zeros and count.
+void expect_convolution_matches_cpu(const ConvCase& t, long& fused_zeros, long& fused_outputs) {
+  const auto [OH, pt] = tf_axis(t.H, t.KH, t.s, t.same);
+  const auto [OW, pl] = tf_axis(t.W, t.KW, t.s, t.same);
+  const backend::Conv2dGeometry g{t.N, t.H, t.W, t.C, t.KH, t.KW, t.F, OH, OW, t.s, t.s, pt, pl};
+  const auto x = random_vec(t.N * t.H * t.W * t.C), w = random_vec(t.KH * t.KW * t.C * t.F);
+  const auto dy = random_vec(t.N * OH * OW * t.F), bias = random_vec(t.F);
+  for (const bool fused : {false, true}) {
+    const void* b_cpu = fused ? bias.data() : nullptr;
+    std::vector<float> y(dy.size()), dx(x.size()), dw(w.size()), db(bias.size());
+    cpu().conv2d_forward(DType::Float32, g, x.data(), w.data(), b_cpu, fused, y.data());
+    cpu().conv2d_backward_data(DType::Float32, g, dy.data(), w.data(), dx.data());
+    cpu().conv2d_backward_filter(DType::Float32, g, x.data(), dy.data(), fused ? y.data() : nullptr, dw.data(),
+                                 fused ? db.data() : nullptr);
+    DevBuf gx(x), gw(w), gdy(dy), gb(bias), gy(y.size() * 4), gdx(dx.size() * 4), gdw(dw.size() * 4),
+        gdb(db.size() * 4);
+    gpu().conv2d_forward(DType::Float32, g, gx.ptr, gw.ptr, fused ? gb.ptr : nullptr, fused, gy.ptr);
+    gpu().conv2d_backward_data(DType::Float32, g, gdy.ptr, gw.ptr, gdx.ptr);
+    // The GPU's ReLU mask is its own forward output; compare it on the CPU's, so that an output
+    // that rounds to the other side of 0 cannot flip one gradient term.
+    DevBuf gy_cpu(y);
+    gpu().conv2d_backward_filter(DType::Float32, g, gx.ptr, gdy.ptr, fused ? gy_cpu.ptr : nullptr, gdw.ptr,
+                                 fused ? gdb.ptr : nullptr);
+    // Tolerance: sums of KH*KW*C (forward), KH*KW*F (data) and N*OH*OW (filter, bias) products of
+    // |x| <= 2 in another order, FMA math only (no TF32): 4e-6 per term.
+    const std::string name = std::string(fused ? "fused " : "") + "conv case H=" + std::to_string(t.H) +
+                             " C=" + std::to_string(t.C) + " K=" + std::to_string(t.KH) + " F=" + std::to_string(t.F);
+    expect_close(y, gy.get<float>(), 1e-4, 4e-6 * (t.KH * t.KW * t.C + 1), name + " forward");
+    expect_close(dx, gdx.get<float>(), 1e-4, 4e-6 * t.KH * t.KW * t.F, name + " backward_data");
+    expect_close(dw, gdw.get<float>(), 1e-4, 4e-6 * t.N * OH * OW, name + " backward_filter");
+    if (fused) {
+      expect_close(db, gdb.get<float>(), 1e-4, 4e-6 * t.N * OH * OW, name + " bias gradient");
+      fused_zeros += std::count(y.begin(), y.end(), 0.f);
+      fused_outputs += static_cast<long>(y.size());
     }
   }
+}
+}  // namespace
+
+TEST(CudaBackend, ConvolutionMatchesCpu) {
+  REQUIRE_GPU();
+  const ConvCase cases[] = {
+      {4, 32, 32, 3, 3, 3, 32, 1, false},   // the CIFAR-10 seed's layer
+      {2, 9, 9, 5, 3, 3, 7, 1, true},       // symmetric "same": cuDNN pads
+      {2, 8, 8, 4, 2, 2, 6, 1, true},       // even kernel: asymmetric padding, padded by us
+      {3, 10, 12, 3, 3, 3, 8, 2, true},     // stride 2 on even input: asymmetric
+      {2, 6, 7, 2, 3, 3, 4, 2, false},      // valid, stride 2: the last input row is unused
+      {2, 9, 9, 8, 3, 3, 12, 1, true},      // K = 72: filter gradient by cuDNN, not the direct kernel
+      {2, 7, 7, 3, 3, 3, 70, 1, false},     // F = 70: likewise
+      {3, 5, 5, 1, 1, 1, 1, 1, false},      // one channel, one filter, 1x1 kernel
+      {4, 16, 16, 64, 3, 3, 128, 1, true},  // an inner layer of a VGG: cuDNN's larger engines
+      {4, 16, 16, 32, 3, 3, 64, 2, true},   // a strided inner layer (ResNet's downsampling)
+  };
+  long fused_zeros = 0, fused_outputs = 0;
+  for (const ConvCase& t : cases) expect_convolution_matches_cpu(t, fused_zeros, fused_outputs);
   // The ReLU really cut: some outputs are 0 (their gradients masked), not all (a one-filter case
   // may be all negative by chance, so this is over all cases).
   EXPECT_GT(fused_zeros, 0);
   EXPECT_LT(fused_zeros, fused_outputs);
+}
+
+TEST(CudaBackend, LegacyApiConvolutionMatchesCpu) {
+  REQUIRE_GPU();
+  // KILN_CUDNN_LEGACY=1 sends float32 plans made while it is set to cuDNN's legacy API (the path
+  // every other type takes): geometries no other test uses, so their plans are made here.
+  const ScopedEnv legacy("KILN_CUDNN_LEGACY", "1");
+  long fused_zeros = 0, fused_outputs = 0;
+  for (const ConvCase& t : {ConvCase{3, 11, 11, 6, 3, 3, 9, 1, true}, ConvCase{2, 13, 13, 10, 2, 2, 5, 2, true}})
+    expect_convolution_matches_cpu(t, fused_zeros, fused_outputs);
+  EXPECT_GT(fused_zeros, 0);
 }
 
 TEST(CudaBackend, FusedConvolutionIsDeterministic) {

@@ -1,42 +1,13 @@
 // Device discovery: never throws, always explains itself, and KILN_DEVICE=cpu hides the GPUs.
 #include <gtest/gtest.h>
 
-#include <cstdlib>
-#include <optional>
 #include <string>
 
 #include "kiln/kiln.h"
+#include "test_support.h"
 
 using namespace kiln;
-
-namespace {
-
-// Sets an environment variable for a scope and restores the previous value.
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const char* value) : name_(name) {
-    if (const char* old = std::getenv(name)) old_ = old;
-    set(name, value);
-  }
-  ~ScopedEnv() { set(name_, old_ ? old_->c_str() : nullptr); }
-
- private:
-  // value nullptr: unset. (Windows has no setenv; _putenv_s with "" removes the variable.)
-  static void set(const char* name, const char* value) {
-#ifdef _WIN32
-    _putenv_s(name, value ? value : "");
-#else
-    if (value)
-      setenv(name, value, 1);
-    else
-      unsetenv(name);
-#endif
-  }
-  const char* name_;
-  std::optional<std::string> old_;
-};
-
-}  // namespace
+using kiln::testing::ScopedEnv;
 
 TEST(Devices, DiscoveryNeverThrows) {
   EXPECT_NO_THROW(config::list_physical_devices());

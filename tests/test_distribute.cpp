@@ -15,30 +15,9 @@
 
 using namespace kiln;
 using kiln::testing::message_of;
+using kiln::testing::ScopedEnv;
 
 namespace {
-
-// Sets (or with nullptr unsets) an environment variable for the test's scope.
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const char* value) : name_(name) { set(value); }
-  ~ScopedEnv() { set(nullptr); }
-  ScopedEnv(const ScopedEnv&) = delete;
-  ScopedEnv& operator=(const ScopedEnv&) = delete;
-
- private:
-  void set(const char* value) {
-#ifdef _WIN32
-    _putenv_s(name_, value ? value : "");
-#else
-    if (value)
-      setenv(name_, value, 1);
-    else
-      unsetenv(name_);
-#endif
-  }
-  const char* name_;
-};
 
 // A strategy of `replicas` replicas that has no communicator: enough for the checks made before
 // any collective.

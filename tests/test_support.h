@@ -1,5 +1,5 @@
 // Helpers shared by the test files: skipping without a GPU or without symbolic links, reading an
-// error's message, scoped process-wide modes and float comparisons.
+// error's message, scoped process-wide modes and environment variables, and float comparisons.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -13,9 +13,11 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <functional>
+#include <optional>
 #include <string>
 #include <system_error>
 #include <vector>
@@ -40,6 +42,34 @@
   } while (0)
 
 namespace kiln::testing {
+
+/// Sets (or with nullptr unsets) an environment variable for a scope and restores the previous
+/// value.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const char* value) : name_(name) {
+    if (const char* old = std::getenv(name)) old_ = old;
+    set(name, value);
+  }
+  ~ScopedEnv() { set(name_, old_ ? old_->c_str() : nullptr); }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+
+ private:
+  // Windows has no setenv; _putenv_s with "" removes the variable.
+  static void set(const char* name, const char* value) {
+#ifdef _WIN32
+    _putenv_s(name, value ? value : "");
+#else
+    if (value)
+      setenv(name, value, 1);
+    else
+      unsetenv(name);
+#endif
+  }
+  const char* name_;
+  std::optional<std::string> old_;
+};
 
 /// Why a symbolic link cannot be made in `dir` ("" when one can), found by making one.
 inline std::string symlinks_unavailable(const std::filesystem::path& dir) {

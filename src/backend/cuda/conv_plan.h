@@ -5,7 +5,9 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 
+#include "backend/cuda/conv_engine.h"
 #include "kiln/dtype.h"
 
 namespace kiln::backend {
@@ -25,6 +27,13 @@ struct ConvPlan {
   /// by a kernel of ours to [N, HP, WP, C] and cuDNN runs without padding.
   bool explicit_pad = false;
   int64_t HP = 0, WP = 0;
+  int64_t pad_h = 0, pad_w = 0;  // the padding cuDNN applies (0 with explicit_pad)
+
+  /// True when the plan runs through cuDNN's graph API (float32; conv_engine.h), one engine per
+  /// direction, made and chosen at the direction's first call; else the legacy API below.
+  bool graph = false;
+  std::unique_ptr<ConvEngine> engines[3];  // indexed by ConvDirection
+
   cudnnTensorDescriptor_t x = nullptr, y = nullptr;
   cudnnFilterDescriptor_t w = nullptr;  // KRSC: [F, KH, KW, C], our HWIO kernel transposed
   cudnnConvolutionDescriptor_t conv = nullptr;

@@ -55,4 +55,21 @@ class CudaAllocator final : public Allocator {
   MemoryStats stats_;
 };
 
+/// A scratch block from the caching allocator, given back (stream-ordered) at scope exit.
+class Scratch {
+ public:
+  Scratch(CudaAllocator& a, std::size_t bytes) : a_(a), bytes_(bytes), ptr_(bytes ? a.allocate(bytes) : nullptr) {}
+  ~Scratch() {
+    if (ptr_) a_.deallocate(ptr_, bytes_);
+  }
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+  void* get() const { return ptr_; }
+
+ private:
+  CudaAllocator& a_;
+  std::size_t bytes_;
+  void* ptr_;
+};
+
 }  // namespace kiln::backend

@@ -45,28 +45,14 @@ class CudaBackend final : public Backend {
   cudaStream_t stream() const { return stream_; }
 
  private:
-  /// A scratch block from the caching allocator, given back (stream-ordered) at scope exit.
-  class Scratch {
-   public:
-    Scratch(CudaAllocator& a, std::size_t bytes) : a_(a), bytes_(bytes), ptr_(bytes ? a.allocate(bytes) : nullptr) {}
-    ~Scratch() {
-      if (ptr_) a_.deallocate(ptr_, bytes_);
-    }
-    Scratch(const Scratch&) = delete;
-    Scratch& operator=(const Scratch&) = delete;
-    void* get() const { return ptr_; }
-
-   private:
-    CudaAllocator& a_;
-    std::size_t bytes_;
-    void* ptr_;
-  };
-
   // dtype, TF32 and determinism (a plan made for one mode is never reused for another), then the
   // geometry.
   using ConvKey = std::tuple<int, bool, bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
                              int64_t, int64_t, int64_t, int64_t, int64_t>;
   ConvPlan& conv_plan(DType dtype, const Conv2dGeometry& g);
+  // conv2d_forward through a graph-API plan (float32): the engine's convolution, then our bias/ReLU.
+  void graph_forward(ConvPlan& p, const Conv2dGeometry& g, const void* x, const void* w, const void* bias, bool relu,
+                     void* y);
   void refuse_while_recording(const char* op);
   void release() noexcept;
 

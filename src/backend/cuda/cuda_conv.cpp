@@ -1,6 +1,12 @@
 // 2-D convolution through cuDNN, NHWC. Our kernel layout [KH, KW, C, F] (TensorFlow's HWIO) is a
 // [KH*KW*C, F] matrix; cuDNN's NHWC filter layout [F, KH, KW, C] is its transpose, so each call
-// transposes the (small) kernel with one kernel of ours. Algorithms are chosen once per geometry
+// transposes the (small) kernel with one kernel of ours.
+// float32 runs through cuDNN's graph API (conv_engine.h): its legacy API offers float32 NHWC only
+// two implicit-GEMM algorithms, the graph API every engine cuDNN has, under the same rules as below
+// (timed choice, direct sums before FFT/Winograd, FMA unless TF32 is enabled, determinism on
+// request); its forward pass leaves bias and ReLU to our kernel. KILN_CUDNN_LEGACY=1 sends float32
+// back to the legacy API (for comparison). Every other type uses the legacy API, as follows.
+// Algorithms are chosen once per geometry
 // and direction: cuDNN times each one on that geometry (cudnnFind*, run twice at the first, eager
 // call, the second run's timings deciding: fit warms up before it records a step) and the fastest
 // one that sums products directly in float32 (no FFT or Winograd transform, no tensor-core math:
@@ -228,6 +234,9 @@ ConvPlan& CudaBackend::conv_plan(DType dtype, const Conv2dGeometry& g) {
   p.HP = direct ? g.H : (g.OH - 1) * g.stride_h + g.KH;
   p.WP = direct ? g.W : (g.OW - 1) * g.stride_w + g.KW;
   const int pad_h = direct ? as_int(g.pad_top, g) : 0, pad_w = direct ? as_int(g.pad_left, g) : 0;
+  p.pad_h = pad_h;
+  p.pad_w = pad_w;
+  p.graph = p.type == CUDNN_DATA_FLOAT && !env_is("KILN_CUDNN_LEGACY", "1");
 
   KILN_CUDNN_CHECK(cudnnCreateTensorDescriptor(&p.x));
   KILN_CUDNN_CHECK(cudnnCreateTensorDescriptor(&p.y));
@@ -260,6 +269,35 @@ ConvPlan& CudaBackend::conv_plan(DType dtype, const Conv2dGeometry& g) {
 }
 
 namespace {
+
+// The plan's graph-API engine for direction `d`, made and chosen at its first call: timed on x, w
+// and y (the direction's output among them is overwritten) where measuring is allowed.
+ConvEngine& ready_engine(std::mutex& mutex, cudnnHandle_t cudnn, cudaStream_t stream, CudaAllocator& allocator,
+                         ConvPlan& p, ConvDirection d, const Conv2dGeometry& g, const void* x, const void* w,
+                         const void* y) {
+  const std::lock_guard lock(mutex);
+  std::unique_ptr<ConvEngine>& engine = p.engines[static_cast<int>(d)];
+  if (!engine) {
+    const ConvEngineShape shape{.N = g.N,
+                                .H = p.HP,
+                                .W = p.WP,
+                                .C = g.C,
+                                .F = g.F,
+                                .KH = g.KH,
+                                .KW = g.KW,
+                                .OH = g.OH,
+                                .OW = g.OW,
+                                .stride_h = g.stride_h,
+                                .stride_w = g.stride_w,
+                                .pad_h = p.pad_h,
+                                .pad_w = p.pad_w};
+    auto made = std::make_unique<ConvEngine>(cudnn, d, shape);
+    made->choose(cudnn, stream, allocator, may_measure(stream), EnginePolicy{p.tf32, p.deterministic}, kMaxWorkspace, x,
+                 w, y, geometry_str(g));
+    engine = std::move(made);
+  }
+  return *engine;
+}
 
 // y = relu(conv + bias) in cuDNN's fused call, with the algorithm chosen for the plain forward pass.
 // Returns false, having run nothing, where cuDNN does not offer the fusion for this geometry (it
@@ -303,6 +341,25 @@ bool fused_forward(cudnnHandle_t cudnn, ConvPlan& p, const Scalars& s, const voi
 
 }  // namespace
 
+void CudaBackend::graph_forward(ConvPlan& p, const Conv2dGeometry& g, const void* x, const void* w, const void* bias,
+                                bool relu, void* y) {
+  const std::size_t es = dtype_size(p.dtype);
+  const int64_t K = g.KH * g.KW * g.C;
+  Scratch wt(allocator_, static_cast<std::size_t>(K * g.F) * es);
+  kernels::transpose(p.dtype, w, wt.get(), K, g.F, stream_);
+  Scratch xp(allocator_, p.explicit_pad ? static_cast<std::size_t>(g.N * p.HP * p.WP * g.C) * es : 0);
+  const void* input = x;
+  if (p.explicit_pad) {
+    kernels::pad_nhwc(p.dtype, x, xp.get(), g.N, g.H, g.W, g.C, p.HP, p.WP, g.pad_top, g.pad_left, stream_);
+    input = xp.get();
+  }
+  const ConvEngine& engine =
+      ready_engine(conv_mutex_, cudnn_, stream_, allocator_, p, ConvDirection::Forward, g, input, wt.get(), y);
+  Scratch ws(allocator_, engine.workspace_size());
+  engine.run(cudnn_, input, wt.get(), y, ws.get());
+  kernels::bias_relu(p.dtype, y, bias, relu, g.N * g.OH * g.OW, g.F, stream_);
+}
+
 void CudaBackend::conv2d_forward(DType dtype, const Conv2dGeometry& g, const void* x, const void* w, const void* bias,
                                  bool relu, void* y) {
   if (g.N * g.OH * g.OW * g.F == 0) return;
@@ -315,6 +372,11 @@ void CudaBackend::conv2d_forward(DType dtype, const Conv2dGeometry& g, const voi
   }
   std::unique_lock lock(conv_mutex_);
   ConvPlan& p = conv_plan(dtype, g);
+  if (p.graph) {
+    lock.unlock();
+    graph_forward(p, g, x, w, bias, relu, y);
+    return;
+  }
   if (!p.have_fwd) {
     using Perf = cudnnConvolutionFwdAlgoPerf_t;
     int max = 0;
@@ -366,7 +428,8 @@ void CudaBackend::conv2d_backward_data(DType dtype, const Conv2dGeometry& g, con
   }
   std::unique_lock lock(conv_mutex_);
   ConvPlan& p = conv_plan(dtype, g);
-  if (!p.have_bwd_data) {
+  const bool graph = p.graph;
+  if (!graph && !p.have_bwd_data) {
     using Perf = cudnnConvolutionBwdDataAlgoPerf_t;
     int max = 0;
     KILN_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithmMaxCount(cudnn_, &max));
@@ -396,11 +459,18 @@ void CudaBackend::conv2d_backward_data(DType dtype, const Conv2dGeometry& g, con
   Scratch wt(allocator_, static_cast<std::size_t>(K * g.F) * es);
   kernels::transpose(dtype, w, wt.get(), K, g.F, stream_);
   Scratch dxp(allocator_, p.explicit_pad ? static_cast<std::size_t>(g.N * p.HP * p.WP * g.C) * es : 0);
-  Scratch ws(allocator_, p.bwd_data_ws);
-  const Scalars s;
-  KILN_CUDNN_CHECK(cudnnConvolutionBackwardData(cudnn_, s.one(p.type), p.w, wt.get(), p.y, dy, p.conv, p.bwd_data,
-                                                ws.get(), p.bwd_data_ws, s.zero(p.type), p.x,
-                                                p.explicit_pad ? dxp.get() : dx));
+  void* out = p.explicit_pad ? dxp.get() : dx;
+  if (graph) {
+    const ConvEngine& engine =
+        ready_engine(conv_mutex_, cudnn_, stream_, allocator_, p, ConvDirection::BackwardData, g, out, wt.get(), dy);
+    Scratch ws(allocator_, engine.workspace_size());
+    engine.run(cudnn_, out, wt.get(), dy, ws.get());
+  } else {
+    Scratch ws(allocator_, p.bwd_data_ws);
+    const Scalars s;
+    KILN_CUDNN_CHECK(cudnnConvolutionBackwardData(cudnn_, s.one(p.type), p.w, wt.get(), p.y, dy, p.conv, p.bwd_data,
+                                                  ws.get(), p.bwd_data_ws, s.zero(p.type), p.x, out));
+  }
   if (p.explicit_pad)
     kernels::crop_nhwc(dtype, dxp.get(), dx, g.N, g.H, g.W, g.C, p.HP, p.WP, g.pad_top, g.pad_left, stream_);
 }
@@ -436,7 +506,8 @@ void CudaBackend::conv2d_backward_filter(DType dtype, const Conv2dGeometry& g, c
   if (db) column_sums(*this, dtype, dy, db, R, g.F);
   std::unique_lock lock(conv_mutex_);
   ConvPlan& p = conv_plan(dtype, g);
-  if (!p.have_bwd_filter) {
+  const bool graph = p.graph;
+  if (!graph && !p.have_bwd_filter) {
     using Perf = cudnnConvolutionBwdFilterAlgoPerf_t;
     int max = 0;
     KILN_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithmMaxCount(cudnn_, &max));
@@ -469,10 +540,17 @@ void CudaBackend::conv2d_backward_filter(DType dtype, const Conv2dGeometry& g, c
     input = xp.get();
   }
   Scratch dwt(allocator_, static_cast<std::size_t>(K * g.F) * es);
-  Scratch ws(allocator_, p.bwd_filter_ws);
-  const Scalars s;
-  KILN_CUDNN_CHECK(cudnnConvolutionBackwardFilter(cudnn_, s.one(p.type), p.x, input, p.y, dy, p.conv, p.bwd_filter,
-                                                  ws.get(), p.bwd_filter_ws, s.zero(p.type), p.w, dwt.get()));
+  if (graph) {
+    const ConvEngine& engine = ready_engine(conv_mutex_, cudnn_, stream_, allocator_, p, ConvDirection::BackwardFilter,
+                                            g, input, dwt.get(), dy);
+    Scratch ws(allocator_, engine.workspace_size());
+    engine.run(cudnn_, input, dwt.get(), dy, ws.get());
+  } else {
+    Scratch ws(allocator_, p.bwd_filter_ws);
+    const Scalars s;
+    KILN_CUDNN_CHECK(cudnnConvolutionBackwardFilter(cudnn_, s.one(p.type), p.x, input, p.y, dy, p.conv, p.bwd_filter,
+                                                    ws.get(), p.bwd_filter_ws, s.zero(p.type), p.w, dwt.get()));
+  }
   kernels::transpose(dtype, dwt.get(), dw, g.F, K, stream_);
 }
 
