@@ -28,6 +28,19 @@ std::vector<double> reference(bool ta, bool tb, int64_t m, int64_t n, int64_t k,
   return c;
 }
 
+// A, B and C of an m x n x k product, uniform in [-1, 1].
+struct Operands {
+  std::vector<double> a, b, c;
+};
+Operands random_operands(int64_t m, int64_t n, int64_t k, std::mt19937& rng) {
+  std::uniform_real_distribution<double> dist(-1.0, 1.0);
+  Operands o{std::vector<double>(static_cast<std::size_t>(m * k)), std::vector<double>(static_cast<std::size_t>(k * n)),
+             std::vector<double>(static_cast<std::size_t>(m * n))};
+  for (auto* v : {&o.a, &o.b, &o.c})
+    for (double& x : *v) x = dist(rng);
+  return o;
+}
+
 class Avx512Products {  // sets whether products use the AVX-512 copy; restores it when a test ends
  public:
   explicit Avx512Products(bool on) : saved_(kiln::backend::gemm_avx512_enabled()) {
@@ -61,14 +74,10 @@ TEST(CpuGemm, SkinnyProductsSplitAcrossThreadsMatchTheDefinition) {
   const Case cases[] = {{10, 64, 7200}, {128, 64, 7200}, {10, 7200, 64},
                         {7200, 64, 10}, {3, 5, 100003},  {200, 200, 200}};
   std::mt19937 rng(5);
-  std::uniform_real_distribution<double> dist(-1.0, 1.0);
   for (const Case& t : cases)
     for (const bool ta : {false, true})
       for (const bool tb : {false, true}) {
-        std::vector<double> a(static_cast<std::size_t>(t.m * t.k)), b(static_cast<std::size_t>(t.k * t.n)),
-            c(static_cast<std::size_t>(t.m * t.n));
-        for (auto* v : {&a, &b, &c})
-          for (double& x : *v) x = dist(rng);
+        auto [a, b, c] = random_operands(t.m, t.n, t.k, rng);
         const auto want = reference(ta, tb, t.m, t.n, t.k, 0.5, a, b, 2.0, c);
         cpu().gemm(kiln::DType::Float64, ta, tb, t.m, t.n, t.k, 0.5, a.data(), b.data(), 2.0, c.data());
         double worst = 0;
@@ -107,17 +116,13 @@ TEST(CpuGemm, BothInstructionSetCopiesMatchTheDefinition) {
   };
   const Case cases[] = {{2048, 64, 576}, {576, 64, 2048}, {1024, 16, 144}, {10, 64, 7200}, {37, 29, 53}};
   std::mt19937 rng(9);
-  std::uniform_real_distribution<double> dist(-1.0, 1.0);
   for (const bool avx512 : {false, true}) {
     const Avx512Products products(avx512);
     if (avx512 && !kiln::backend::gemm_avx512_enabled()) continue;  // not on this CPU
     for (const Case& t : cases)
       for (const bool ta : {false, true})
         for (const bool tb : {false, true}) {
-          std::vector<double> a(static_cast<std::size_t>(t.m * t.k)), b(static_cast<std::size_t>(t.k * t.n)),
-              c(static_cast<std::size_t>(t.m * t.n));
-          for (auto* v : {&a, &b, &c})
-            for (double& x : *v) x = dist(rng);
+          const auto [a, b, c] = random_operands(t.m, t.n, t.k, rng);
           const auto want = reference(ta, tb, t.m, t.n, t.k, 0.5, a, b, 2.0, c);
           std::vector<double> c64 = c;
           cpu().gemm(kiln::DType::Float64, ta, tb, t.m, t.n, t.k, 0.5, a.data(), b.data(), 2.0, c64.data());
