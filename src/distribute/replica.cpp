@@ -89,7 +89,7 @@ void Replica::check(Strategy& strategy, Device device, int64_t batch_size) {
 }
 
 Replica::Replica(Strategy& strategy, Model& model, model::Batches& batches, const FitOptions& options)
-    : comm_(strategy.communicator()), model_(model), batches_(batches) {
+    : comm_(strategy.communicator()), context_(comm_), model_(model), batches_(batches) {
   const auto* mw = dynamic_cast<const MultiWorkerMirroredStrategy*>(&strategy);
   const MultiWorkerMirroredStrategyOptions defaults;
   bucket_bytes_ = mw ? mw->options().bucket_bytes : defaults.bucket_bytes;
@@ -168,6 +168,12 @@ void Replica::broadcast_state() {
     throw Error("fit",
                 "rank 0's random generator state does not parse here; expected every rank to run the same "
                 "build of kiln");
+}
+
+void Replica::begin_step(int64_t step) {
+  const auto [begin, end] = batches_.shard_range(step);
+  const int64_t batch_first = step * batches_.batch_size();
+  context_.set_shard({.first_row = begin - batch_first, .rows = end - begin, .global_rows = batches_.rows(step)});
 }
 
 void Replica::make_buckets(const std::vector<Tensor>& params) {

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "distribute/communicator.h"
+#include "distribute/replica_context.h"
 #include "kiln/distribute.h"
 #include "kiln/model.h"
 #include "model/step_runner.h"
@@ -39,6 +40,9 @@ class Replica {
   int agree_on_first_epoch(int first_epoch);
   /// Copies rank 0's weights and random generator to every rank.
   void broadcast_state();
+  /// Tells the layers (ReplicaContext) where this rank's shard of batch `step` lies; before the
+  /// step's forward pass.
+  void begin_step(int64_t step);
   /// Sums every rank's gradient of its share of the global batch's mean loss into every rank's
   /// params' grads (averages BatchNormalization's moving statistics, and keeps the random layers'
   /// counters equal); returns the global
@@ -70,6 +74,8 @@ class Replica {
   void make_buckets(const std::vector<Tensor>& params);
 
   Communicator& comm_;
+  ReplicaContext context_;
+  ScopedReplicaContext context_scope_{&context_};  // the layers see context_ during fit
   Model& model_;
   model::Batches& batches_;
   int64_t bucket_bytes_;

@@ -52,6 +52,7 @@ void TrainingWork::eager(int64_t step, const Tensors& xb, const Tensors& yb) {
 }
 
 void TrainingWork::replicated(int64_t step, const Tensors& xb, const Tensors& yb, const std::string* where) {
+  replica_->begin_step(step);
   // A shard can be empty (a last batch of fewer rows than replicas): it adds no gradient.
   Tensor loss;
   if (xb.front().size(0) > 0)
