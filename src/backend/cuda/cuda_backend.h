@@ -50,9 +50,10 @@ class CudaBackend final : public Backend {
   using ConvKey = std::tuple<int, bool, bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
                              int64_t, int64_t, int64_t, int64_t, int64_t>;
   ConvPlan& conv_plan(DType dtype, const Conv2dGeometry& g);
-  // conv2d_forward through a graph-API plan (float32): the engine's convolution, then our bias/ReLU.
-  void graph_forward(ConvPlan& p, const Conv2dGeometry& g, const void* x, const void* w, const void* bias, bool relu,
-                     void* y);
+  // conv2d_forward through a graph-API plan (float32) on cuDNN's operands (the padded input, the
+  // transposed kernel): the engine's convolution, then our bias/ReLU.
+  void graph_forward(ConvPlan& p, const Conv2dGeometry& g, const void* input, const void* kernel, const void* bias,
+                     bool relu, void* y);
   void refuse_while_recording(const char* op);
   void release() noexcept;
 

@@ -339,24 +339,32 @@ bool fused_forward(cudnnHandle_t cudnn, ConvPlan& p, const Scalars& s, const voi
   return true;
 }
 
+// The forward pass's operands as cuDNN takes them: the kernel transposed to [F, KH, KW, C], and
+// the input padded where cuDNN's symmetric padding cannot say kiln's (ConvPlan::explicit_pad).
+struct ForwardOperands {
+  ForwardOperands(CudaAllocator& allocator, cudaStream_t stream, const ConvPlan& p, const Conv2dGeometry& g,
+                  const void* x, const void* w)
+      : kernel(allocator, static_cast<std::size_t>(g.KH * g.KW * g.C * g.F) * dtype_size(p.dtype)),
+        padded(allocator, p.explicit_pad ? static_cast<std::size_t>(g.N * p.HP * p.WP * g.C) * dtype_size(p.dtype) : 0),
+        input(x) {
+    kernels::transpose(p.dtype, w, kernel.get(), g.KH * g.KW * g.C, g.F, stream);
+    if (p.explicit_pad) {
+      kernels::pad_nhwc(p.dtype, x, padded.get(), g.N, g.H, g.W, g.C, p.HP, p.WP, g.pad_top, g.pad_left, stream);
+      input = padded.get();
+    }
+  }
+  Scratch kernel, padded;
+  const void* input;
+};
+
 }  // namespace
 
-void CudaBackend::graph_forward(ConvPlan& p, const Conv2dGeometry& g, const void* x, const void* w, const void* bias,
-                                bool relu, void* y) {
-  const std::size_t es = dtype_size(p.dtype);
-  const int64_t K = g.KH * g.KW * g.C;
-  Scratch wt(allocator_, static_cast<std::size_t>(K * g.F) * es);
-  kernels::transpose(p.dtype, w, wt.get(), K, g.F, stream_);
-  Scratch xp(allocator_, p.explicit_pad ? static_cast<std::size_t>(g.N * p.HP * p.WP * g.C) * es : 0);
-  const void* input = x;
-  if (p.explicit_pad) {
-    kernels::pad_nhwc(p.dtype, x, xp.get(), g.N, g.H, g.W, g.C, p.HP, p.WP, g.pad_top, g.pad_left, stream_);
-    input = xp.get();
-  }
+void CudaBackend::graph_forward(ConvPlan& p, const Conv2dGeometry& g, const void* input, const void* kernel,
+                                const void* bias, bool relu, void* y) {
   const ConvEngine& engine =
-      ready_engine(conv_mutex_, cudnn_, stream_, allocator_, p, ConvDirection::Forward, g, input, wt.get(), y);
+      ready_engine(conv_mutex_, cudnn_, stream_, allocator_, p, ConvDirection::Forward, g, input, kernel, y);
   Scratch ws(allocator_, engine.workspace_size());
-  engine.run(cudnn_, input, wt.get(), y, ws.get());
+  engine.run(cudnn_, input, kernel, y, ws.get());
   kernels::bias_relu(p.dtype, y, bias, relu, g.N * g.OH * g.OW, g.F, stream_);
 }
 
@@ -372,9 +380,10 @@ void CudaBackend::conv2d_forward(DType dtype, const Conv2dGeometry& g, const voi
   }
   std::unique_lock lock(conv_mutex_);
   ConvPlan& p = conv_plan(dtype, g);
+  const ForwardOperands in(allocator_, stream_, p, g, x, w);
   if (p.graph) {
     lock.unlock();
-    graph_forward(p, g, x, w, bias, relu, y);
+    graph_forward(p, g, in.input, in.kernel.get(), bias, relu, y);
     return;
   }
   if (!p.have_fwd) {
@@ -401,21 +410,11 @@ void CudaBackend::conv2d_forward(DType dtype, const Conv2dGeometry& g, const voi
   }
   // The first fused call tells whether cuDNN fuses this geometry; the plan keeps the answer.
   if (!(bias && relu && !p.fused_tried)) lock.unlock();
-  const std::size_t es = dtype_size(dtype);
-  const int64_t K = g.KH * g.KW * g.C;
-  Scratch wt(allocator_, static_cast<std::size_t>(K * g.F) * es);
-  kernels::transpose(dtype, w, wt.get(), K, g.F, stream_);
-  Scratch xp(allocator_, p.explicit_pad ? static_cast<std::size_t>(g.N * p.HP * p.WP * g.C) * es : 0);
-  const void* input = x;
-  if (p.explicit_pad) {
-    kernels::pad_nhwc(dtype, x, xp.get(), g.N, g.H, g.W, g.C, p.HP, p.WP, g.pad_top, g.pad_left, stream_);
-    input = xp.get();
-  }
   Scratch ws(allocator_, p.fwd_ws);
   const Scalars s;
-  if (bias && relu && fused_forward(cudnn_, p, s, input, wt.get(), ws.get(), bias, y)) return;
-  KILN_CUDNN_CHECK(cudnnConvolutionForward(cudnn_, s.one(p.type), p.x, input, p.w, wt.get(), p.conv, p.fwd, ws.get(),
-                                           p.fwd_ws, s.zero(p.type), p.y, y));
+  if (bias && relu && fused_forward(cudnn_, p, s, in.input, in.kernel.get(), ws.get(), bias, y)) return;
+  KILN_CUDNN_CHECK(cudnnConvolutionForward(cudnn_, s.one(p.type), p.x, in.input, p.w, in.kernel.get(), p.conv, p.fwd,
+                                           ws.get(), p.fwd_ws, s.zero(p.type), p.y, y));
   kernels::bias_relu(dtype, y, bias, relu, g.N * g.OH * g.OW, g.F, stream_);
 }
 
