@@ -76,7 +76,7 @@ int run(int argc, char** argv) {
   int64_t batch_size = 128, samples = 10240, steps = 0;
   int epochs = 5;
   uint64_t seed = 0;
-  bool tf32 = false, determinism = false, no_cuda_graphs = false;
+  bool tf32 = false, determinism = false, no_cuda_graphs = false, strategy = false;
 
   CLI::App app{"Trains one model of the zoo with model.fit on random CIFAR-10-shaped data; prints images/s as JSON"};
   app.add_option("--model", model_name, "the zoo model")->required()->check(CLI::IsMember(zoo::model_names()));
@@ -97,6 +97,9 @@ int run(int argc, char** argv) {
   app.add_flag("--op-determinism", determinism,
                "kiln::config::enable_op_determinism: on a GPU, deterministic convolution algorithms only");
   app.add_flag("--no-cuda-graphs", no_cuda_graphs, "on a GPU, run every step eagerly instead of replaying a recording");
+  app.add_flag("--strategy", strategy,
+               "train data-parallel under kiln::distribute::MultiWorkerMirroredStrategy (run under mpirun -np P; "
+               "--batch-size is the global batch; --device gpu takes each process's worker_device(); rank 0 prints)");
   app.add_option("--json", json_path, "also write the result as JSON to this file");
   CLI11_PARSE(app, argc, argv);
   if (steps > 0) samples = steps * batch_size;
@@ -104,13 +107,15 @@ int run(int argc, char** argv) {
   kiln::set_num_threads(threads);
   kiln::config::enable_tensor_float_32_execution(tf32);
   kiln::config::enable_op_determinism(determinism);
+  std::shared_ptr<kiln::distribute::MultiWorkerMirroredStrategy> replicas;
+  if (strategy) replicas = std::make_shared<kiln::distribute::MultiWorkerMirroredStrategy>();
   kiln::Device device = kiln::Device::cpu();
   if (device_name == "gpu") {
     if (kiln::test::gpu_device_name().empty()) {
       std::cerr << "bench_zoo: no usable GPU: " << kiln::gpu_verdict().summary << "\n";
       return 2;  // zoo.py reads this as "skipped"
     }
-    device = kiln::Device::gpu();
+    device = replicas ? replicas->worker_device() : kiln::Device::gpu();
   }
   kiln::set_default_device(device);
   kiln::utils::set_random_seed(seed);
@@ -128,7 +133,8 @@ int run(int argc, char** argv) {
               .epochs = 1 + epochs,
               .verbose = 0,
               .callbacks = {clock},
-              .cuda_graphs = !no_cuda_graphs});
+              .cuda_graphs = !no_cuda_graphs,
+              .strategy = replicas});
   const std::vector<double>& epoch_s = clock->seconds();
   if (epoch_s.size() != static_cast<std::size_t>(epochs) + 1)
     throw kiln::Error("bench_zoo", "fit ran " + std::to_string(epoch_s.size()) + " epochs; expected " +
@@ -155,7 +161,9 @@ int run(int argc, char** argv) {
                         {"tf32", tf32 && device.is_cuda()},
                         {"op_determinism", determinism},
                         {"recorded", execution.recorded},
+                        {"replicas", replicas ? replicas->num_replicas_in_sync() : 0},
                         {"execution", execution.reason}};
+  if (replicas && !replicas->is_chief()) return 0;  // the chief reports for all
   return bench::report(std::move(out), device, json_path, "bench_zoo");
 }
 

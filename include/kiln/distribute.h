@@ -10,6 +10,12 @@
 #include <memory>
 #include <string>
 
+#include "kiln/device.h"
+
+namespace kiln::backend {
+class DeviceCollectives;
+}  // namespace kiln::backend
+
 namespace kiln::distribute {
 
 class Communicator;
@@ -33,6 +39,9 @@ class Strategy {
   virtual std::string name() const = 0;
   /// Collectives used by fit (kiln's internals: src/distribute/communicator.h).
   virtual Communicator& communicator() = 0;
+  /// The replicas' collectives on GPU `device` (kiln's internals: NCCL), formed at the first call;
+  /// throws kiln::Error where the strategy or the build has none.
+  virtual backend::DeviceCollectives& device_collectives(Device device);
 };
 
 /// Options of MultiWorkerMirroredStrategy.
@@ -50,11 +59,12 @@ struct MultiWorkerMirroredStrategyOptions {
   bool check_replicas = false;
 };
 
-/// One process per CPU node, bootstrapped by MPI (mpirun -np N, mpirun --hostfile, Slurm's srun):
-/// Keras' MultiWorkerMirroredStrategy. The first strategy made initializes MPI unless the program
-/// did (then MPI is finalized at exit); every strategy works on its own duplicate of
-/// MPI_COMM_WORLD. Every process must call fit with the same data, model and options. CPU models
-/// only for now: GPU all-reduce (NCCL) is not yet supported.
+/// One process per GPU or per CPU node, bootstrapped by MPI (mpirun -np N, mpirun --hostfile,
+/// Slurm's srun): Keras' MultiWorkerMirroredStrategy. The first strategy made initializes MPI
+/// unless the program did (then MPI is finalized at exit); every strategy works on its own
+/// duplicate of MPI_COMM_WORLD. Every process must call fit with the same data, model and options.
+/// A model on the CPU sums gradients through MPI; a model on a GPU (worker_device()) through NCCL,
+/// on the GPU, inside the recorded step.
 class MultiWorkerMirroredStrategy final : public Strategy {
  public:
   /// Joins MPI_COMM_WORLD; throws kiln::Error when kiln was built without MPI or a timeout or
@@ -73,12 +83,20 @@ class MultiWorkerMirroredStrategy final : public Strategy {
   std::string name() const override { return "MultiWorkerMirroredStrategy"; }
   /// The MPI collectives (kiln's internals).
   Communicator& communicator() override { return *communicator_; }
+  /// The NCCL group of the processes' GPUs (kiln's internals), formed at the first fit on a GPU.
+  backend::DeviceCollectives& device_collectives(Device device) override;
+  /// The device this process should train on: GPU (local rank modulo the GPUs of its host), where
+  /// the host has GPUs, so that the processes of one host take one GPU each; else the CPU.
+  ///   model.to(strategy->worker_device());
+  Device worker_device() const;
   /// The options in force (timeout_seconds after the environment override).
   const MultiWorkerMirroredStrategyOptions& options() const { return options_; }
 
  private:
   MultiWorkerMirroredStrategyOptions options_;
   std::unique_ptr<Communicator> communicator_;
+  std::unique_ptr<backend::DeviceCollectives> device_collectives_;
+  Device collectives_device_ = Device::cpu();
 };
 
 }  // namespace kiln::distribute

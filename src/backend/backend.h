@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <string>
 
 #include "backend/allocator.h"
 #include "backend/optimizer_update.h"
@@ -106,6 +107,23 @@ class CapturedWork {
   virtual void launch() = 0;
 };
 
+/// A group of processes, one device each, that combine device buffers (NCCL on GPUs): made by
+/// Backend::join_collectives. Its calls queue on the device's stream, in order with the kernels,
+/// and may be recorded.
+class DeviceCollectives {
+ public:
+  virtual ~DeviceCollectives() = default;
+  /// Queues the in-place sum (or maximum: `max`) over the group of `n` elements of `dtype` at
+  /// `data` (float32, float64 or int64).
+  virtual void all_reduce(DType dtype, void* data, int64_t n, bool max) = 0;
+  /// Queues a copy of `bytes` bytes at `data` from rank `root` to every rank.
+  virtual void broadcast(void* data, std::size_t bytes, int root) = 0;
+  /// Waits up to `timeout_seconds` for everything queued on the device's stream so far: true when
+  /// it completed, false when not (the group is then aborted, so that no kernel waits for a peer
+  /// forever, and unusable). Throws kiln::Error when the library reports a failure.
+  virtual bool wait(double timeout_seconds) = 0;
+};
+
 /// A device's kernels: the functions of backend/backend_ops.h, documented there.
 class Backend {
  public:
@@ -126,6 +144,14 @@ inline void Backend::begin_capture() {
 }
 inline std::unique_ptr<CapturedWork> Backend::end_capture() {
   throw Error("capture", "no recording is under way; expected begin_capture() first");
+}
+inline std::string Backend::make_collectives_key() {
+  throw Error("collectives", "this device has no collectives across processes; expected a CUDA device");
+}
+inline std::unique_ptr<DeviceCollectives> Backend::join_collectives(const std::string& key, int rank, int size,
+                                                                    double timeout_seconds) {
+  (void)key, (void)rank, (void)size, (void)timeout_seconds;
+  return nullptr;  // never reached: make_collectives_key threw
 }
 
 /// The backend of `device`: the one place that dispatches on the device type.

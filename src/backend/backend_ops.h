@@ -267,5 +267,16 @@ KILN_BACKEND_HOOK(void, set_tensor_float_32, (bool enabled))
 /// is under way.
 KILN_BACKEND_HOOK(void, set_op_determinism, (bool enabled))
 
+// ---- collectives across processes (a data-parallel fit on GPUs: NCCL) ----
+// Why here: only the backend knows its stream, and the collectives must queue on it between the
+// step's kernels (and be recorded with them).
+/// A new group's key (NCCL's unique id), made by one process and sent to the others (MPI); throws
+/// kiln::Error naming what is missing where this device has no collectives.
+KILN_BACKEND_HOOK(std::string, make_collectives_key, ())
+/// Joins the group of `key` as `rank` of `size` processes, waiting up to `timeout_seconds` for
+/// the others; throws kiln::Error when they do not come or the library fails.
+KILN_BACKEND_HOOK(std::unique_ptr<DeviceCollectives>, join_collectives,
+                  (const std::string& key, int rank, int size, double timeout_seconds))
+
 #undef KILN_BACKEND_OP
 #undef KILN_BACKEND_HOOK

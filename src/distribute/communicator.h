@@ -25,6 +25,8 @@ class Communicator {
   virtual int rank() const = 0;
   /// Number of ranks.
   virtual int size() const = 0;
+  /// This process's rank among the ranks of its host.
+  virtual int local_rank() const = 0;
   /// Seconds wait() allows a round of collectives.
   virtual double timeout_seconds() const = 0;
   /// Starts combining `count` elements at `data` across ranks, in place.

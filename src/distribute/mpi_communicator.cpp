@@ -97,6 +97,10 @@ class MpiCommunicator final : public Communicator {
     check(MPI_Comm_dup(MPI_COMM_WORLD, &comm_), "MPI_Comm_dup");
     check(MPI_Comm_rank(comm_, &rank_), "MPI_Comm_rank");
     check(MPI_Comm_size(comm_, &size_), "MPI_Comm_size");
+    MPI_Comm host = MPI_COMM_NULL;
+    check(MPI_Comm_split_type(comm_, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &host), "MPI_Comm_split_type");
+    check(MPI_Comm_rank(host, &local_rank_), "MPI_Comm_rank");
+    MPI_Comm_free(&host);
     arrived_.resize(static_cast<std::size_t>(size_));
   }
   ~MpiCommunicator() override {
@@ -110,6 +114,7 @@ class MpiCommunicator final : public Communicator {
 
   int rank() const override { return rank_; }
   int size() const override { return size_; }
+  int local_rank() const override { return local_rank_; }
   double timeout_seconds() const override { return timeout_; }
 
   void start_all_reduce(void* data, int64_t count, Elem elem, ReduceOp op) override {
@@ -205,7 +210,7 @@ class MpiCommunicator final : public Communicator {
   }
 
   MPI_Comm comm_ = MPI_COMM_NULL;
-  int rank_ = 0, size_ = 1;
+  int rank_ = 0, size_ = 1, local_rank_ = 0;
   double timeout_;
   std::vector<MPI_Request> ops_, tokens_;
   std::vector<int> recv_from_;

@@ -76,10 +76,7 @@ class RestoreOnly final : public Callback {
 
 }  // namespace
 
-void Replica::check(Strategy& strategy, Device device, int64_t batch_size) {
-  if (!device.is_cpu())
-    throw Error("fit", strategy.name() + " is not yet supported on GPUs (the model is on " + device.str() +
-                           "); NCCL path pending; expected a model on the CPU (model.to(kiln::Device::cpu()))");
+void Replica::check(Strategy& strategy, int64_t batch_size) {
   const int p = strategy.num_replicas_in_sync();
   if (batch_size < p)
     throw Error("fit", "batch_size " + std::to_string(batch_size) + " is smaller than the " + std::to_string(p) +
@@ -103,6 +100,7 @@ Replica::Replica(Strategy& strategy, Model& model, model::Batches& batches, cons
       {"shuffle", options.shuffle ? 1 : 0},
       {"model parameters", model.count_params()},
       {"validation samples", options.validation_data ? options.validation_data->x.front().size(0) : -1},
+      {"a model on a GPU (1) or the CPU (0)", model.device().is_cpu() ? 0 : 1},
   };
   std::vector<std::vector<int64_t>> gathered(fields.size(), std::vector<int64_t>(static_cast<std::size_t>(size())));
   for (std::size_t i = 0; i < fields.size(); ++i) comm_.start_all_gather(&fields[i].second, gathered[i].data());
@@ -123,6 +121,11 @@ Replica::Replica(Strategy& strategy, Model& model, model::Batches& batches, cons
       if (w.name == layers::kStreamCounter && w.value.dtype() == DType::Int64) counters_.push_back(w.value);
   }
   batches_.set_shard(comm_.rank(), comm_.size());
+  if (!model.device().is_cpu()) {
+    device_group_ = &strategy.device_collectives(model.device());
+    device_sum_ = std::make_unique<DeviceGradientSum>(*device_group_, statistics_, counters_, size());
+    context_.set_device_group(device_group_);
+  }
 }
 
 std::vector<std::shared_ptr<Callback>> Replica::callbacks(const std::vector<std::shared_ptr<Callback>>& given) const {
@@ -155,8 +158,12 @@ void Replica::broadcast_state() {
   for (const auto& layer : model_.layers())
     for (const auto& w : layer->all_weights()) {
       Tensor t = w.value;
-      comm_.start_broadcast(t.raw_data(), static_cast<int64_t>(t.nbytes()), 0);
+      if (device_group_)
+        device_group_->broadcast(t.raw_data(), t.nbytes(), 0);
+      else
+        comm_.start_broadcast(t.raw_data(), static_cast<int64_t>(t.nbytes()), 0);
     }
+  synchronize("the broadcast of rank 0's weights");
   std::string state = model_.generator().state();
   int64_t length = static_cast<int64_t>(state.size());
   comm_.start_broadcast(&length, sizeof length, 0);
@@ -171,6 +178,7 @@ void Replica::broadcast_state() {
 }
 
 void Replica::begin_step(int64_t step) {
+  step_ = step;
   const auto [begin, end] = batches_.shard_range(step);
   const int64_t batch_first = step * batches_.batch_size();
   context_.set_shard({.first_row = begin - batch_first, .rows = end - begin, .global_rows = batches_.rows(step)});
@@ -191,7 +199,41 @@ void Replica::make_buckets(const std::vector<Tensor>& params) {
   }
 }
 
-double Replica::all_reduce_gradients(std::vector<Tensor>& params, const Tensor& loss, int64_t step, int epoch) {
+int Replica::ranks_with_rows() const {
+  // Shard r of n rows has n * (r + 1) / P - n * r / P rows: every rank knows them all.
+  const int64_t n = batches_.rows(step_);
+  int ranks = 0;
+  for (int64_t r = 0; r < size(); ++r) ranks += n * (r + 1) / size() > n * r / size() ? 1 : 0;
+  return ranks;
+}
+
+void Replica::all_reduce_gradients_on_device(std::vector<Tensor>& params) {
+  if (!device_sum_)
+    throw Error("fit", "the gradient sum of a CPU model was asked to run on a device; expected a model on a GPU");
+  const auto [begin, end] = batches_.shard_range(step_);
+  device_sum_->run(params, end - begin, batches_.rows(step_), ranks_with_rows());
+}
+
+void Replica::synchronize(const std::string& what) {
+  if (device_group_ && !device_group_->wait(comm_.timeout_seconds())) device_deadline_missed(what);
+}
+
+void Replica::device_deadline_missed(const std::string& what) {
+  // The GPU group cannot say who is missing; a round of the host collectives can.
+  barrier(what);
+  throw Error("fit", "every rank reached " + what + " but the GPU collectives did not complete within " +
+                         std::to_string(comm_.timeout_seconds()) +
+                         " s; expected the GPUs of every rank to reach each other (NCCL_DEBUG=INFO says more)");
+}
+
+std::optional<double> Replica::all_reduce_gradients(std::vector<Tensor>& params, const Tensor& loss, int64_t step,
+                                                    int epoch) {
+  if (device_sum_) {
+    (void)loss, (void)epoch;
+    step_ = step;
+    all_reduce_gradients_on_device(params);
+    return std::nullopt;
+  }
   if (buckets_.empty()) make_buckets(params);
   const auto [begin, end] = batches_.shard_range(step);
   const int64_t rows = end - begin, global = batches_.rows(step);
@@ -296,7 +338,10 @@ void Replica::check_replicas(int epoch) {
   // and the frozen ones.
   uint64_t h = 0xcbf29ce484222325ULL;
   for (const auto& layer : model_.layers())
-    for (const auto& w : layer->all_weights()) h = fnv1a(w.value.raw_data(), w.value.nbytes(), h);
+    for (const auto& w : layer->all_weights()) {
+      const Tensor host = w.value.to(Device::cpu());
+      h = fnv1a(host.raw_data(), host.nbytes(), h);
+    }
   int64_t mine = 0;
   std::memcpy(&mine, &h, sizeof mine);
   std::vector<int64_t> all(static_cast<std::size_t>(size()));

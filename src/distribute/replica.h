@@ -6,11 +6,13 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "distribute/communicator.h"
+#include "distribute/device_gradient_sum.h"
 #include "distribute/replica_context.h"
 #include "kiln/distribute.h"
 #include "kiln/model.h"
@@ -21,9 +23,8 @@ namespace kiln::distribute {
 /// This process's part in a data-parallel fit.
 class Replica {
  public:
-  /// Throws for what no strategy can run yet (a model on a GPU) and a batch_size smaller than the
-  /// number of replicas; cheap, before any data is moved.
-  static void check(Strategy& strategy, Device device, int64_t batch_size);
+  /// Throws for a batch_size smaller than the number of replicas; cheap, before any data is moved.
+  static void check(Strategy& strategy, int64_t batch_size);
   /// Checks that every rank runs the same fit (samples, batch size, epochs, weights' sizes) and
   /// shards `batches` (fit's training batches, which must outlive this object).
   Replica(Strategy& strategy, Model& model, model::Batches& batches, const FitOptions& options);
@@ -45,9 +46,18 @@ class Replica {
   void begin_step(int64_t step);
   /// Sums every rank's gradient of its share of the global batch's mean loss into every rank's
   /// params' grads (averages BatchNormalization's moving statistics, and keeps the random layers'
-  /// counters equal); returns the global
-  /// batch's loss. `loss` is undefined when this rank's shard of batch `step` is empty.
-  double all_reduce_gradients(std::vector<Tensor>& params, const Tensor& loss, int64_t step, int epoch);
+  /// counters equal). `loss` is undefined when this rank's shard of batch `step` is empty. A CPU
+  /// model's sum is done on return, and the global batch's loss is returned; a GPU model's is
+  /// queued on the device (nothing is read back, nullopt).
+  std::optional<double> all_reduce_gradients(std::vector<Tensor>& params, const Tensor& loss, int64_t step, int epoch);
+  /// Whether the model trains on a GPU (its sums then queue on the device).
+  bool on_device() const { return device_sum_ != nullptr; }
+  /// The device part of all_reduce_gradients for the step begun last (a recorded step's body).
+  void all_reduce_gradients_on_device(std::vector<Tensor>& params);
+  /// On a GPU: waits for the work queued so far, up to the collectives' deadline, and throws naming
+  /// the ranks that did not join `what` when it does not complete (nothing waits for a dead peer
+  /// forever). Call it before reading anything back from the device. Nothing on the CPU.
+  void synchronize(const std::string& what);
   /// Makes `logs` (means over this rank's `samples`) the means over every rank's samples.
   void reduce_logs(std::vector<std::pair<std::string, double>>& logs, int64_t samples, const std::string& what);
   /// The validation logs over every rank's shard of (x, y) (inputs and prepared targets).
@@ -72,6 +82,9 @@ class Replica {
     std::vector<unsigned char> bytes;
   };
   void make_buckets(const std::vector<Tensor>& params);
+  // Ranks whose shard of the step begun last has rows.
+  int ranks_with_rows() const;
+  [[noreturn]] void device_deadline_missed(const std::string& what);
 
   Communicator& comm_;
   ReplicaContext context_;
@@ -85,6 +98,9 @@ class Replica {
   std::vector<int64_t> counter_values_;
   std::vector<Bucket> buckets_;  // made at the first step
   std::vector<double> meta_;     // loss share, ranks with rows, one "has a gradient" flag per param
+  int64_t step_ = 0;             // the step begun last
+  backend::DeviceCollectives* device_group_ = nullptr;  // a GPU model's collectives (NCCL)
+  std::unique_ptr<DeviceGradientSum> device_sum_;       // a GPU model's gradient sum
 };
 
 }  // namespace kiln::distribute

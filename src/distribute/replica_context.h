@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <string>
 
+#include "backend/backend.h"
 #include "kiln/tensor.h"
 
 namespace kiln::distribute {
@@ -29,18 +30,22 @@ class ReplicaContext {
 
   /// `host` carries CPU tensors' collectives (MPI).
   explicit ReplicaContext(Communicator& host) : host_(host) {}
+  /// `group` carries GPU tensors' collectives (NCCL), queued on the device's stream.
+  void set_device_group(backend::DeviceCollectives* group) { device_group_ = group; }
   /// Number of replicas training together.
   int replicas() const;
   /// The shard of the step being run (set by Replica before each step's forward pass).
   const ShardPosition& shard() const { return shard_; }
   void set_shard(const ShardPosition& shard) { shard_ = shard; }
-  /// Sums `t` (float32 or float64, contiguous) in place over the replicas; every replica must call
-  /// it in the same order with the same shape. `what` names the sum in a timeout's message
+  /// Sums `t` (float32 or float64) in place over the replicas; every replica must call it in the
+  /// same order with the same shape. A CPU tensor's sum is done on return; a GPU tensor's is queued
+  /// on its device's stream (and recorded with the step). `what` names the sum in a timeout's message
   /// ("the batch moments of batch_normalization").
   void all_reduce_sum(Tensor& t, const std::string& what);
 
  private:
   Communicator& host_;
+  backend::DeviceCollectives* device_group_ = nullptr;
   ShardPosition shard_;
 };
 

@@ -84,7 +84,7 @@ History Model::fit(const std::vector<Tensor>& x_in, const std::vector<Tensor>& y
   build_for(x_in, "fit");
   require_compiled("fit");  // a Sequential model learns its outputs when built
   if (opt.validation_data) check_validation_data(*opt.validation_data, *this);
-  if (opt.strategy) distribute::Replica::check(*opt.strategy, device_, opt.batch_size);
+  if (opt.strategy) distribute::Replica::check(*opt.strategy, opt.batch_size);
 
   // Data goes to the model's device once; batches are gathered there.
   std::vector<Tensor> y_ready = prepare_targets(y_in, "fit");
@@ -144,8 +144,10 @@ History Model::fit(const std::vector<Tensor>& x_in, const std::vector<Tensor>& y
     sums.reset();
     int64_t last_checked = 0;
     for (int64_t s = 0; s < steps; ++s) {
+      work.begin_step(s);
       schedule.run(s);
       if (bar.wants_update(s + 1)) {
+        if (replica) replica->synchronize("step " + std::to_string(s + 1) + " of epoch " + std::to_string(e + 1));
         const auto values = sums.results();
         if (!check_each_step && !std::isfinite(values.back().second))
           model::throw_non_finite_loss(values.back().second, e + 1, last_checked + 1, s + 1);
@@ -153,6 +155,7 @@ History Model::fit(const std::vector<Tensor>& x_in, const std::vector<Tensor>& y
         bar.update(s + 1, values);
       }
     }
+    if (replica) replica->synchronize("the last step of epoch " + std::to_string(e + 1));
     schedule.finish_pass();
     // Loss scaling counts skipped steps on the device; one read per epoch makes iterations() exact
     // for the callbacks (a checkpoint, a schedule's learning rate).

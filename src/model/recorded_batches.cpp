@@ -7,18 +7,24 @@
 namespace kiln::model {
 
 std::unique_ptr<RecordedBatches> RecordedBatches::make(const std::vector<Tensor>& x, const std::vector<Tensor>& y,
-                                                       int64_t batch_size) {
+                                                       int64_t batch_size, int64_t shard_first, int64_t shard_rows) {
   auto& be = backend::get(x.front().device());
   if (!be.can_capture() || batch_size < 1 || x.front().size(0) < batch_size) return nullptr;
-  return std::unique_ptr<RecordedBatches>(new RecordedBatches(be, x, y, batch_size));
+  if (shard_rows < 0) shard_rows = batch_size - shard_first;
+  if (shard_first < 0 || shard_rows < 1 || shard_first + shard_rows > batch_size)
+    throw Error("recorded_batches",
+                "the shard [" + std::to_string(shard_first) + ", " + std::to_string(shard_first + shard_rows) +
+                    ") is not a non-empty part of a batch of " + std::to_string(batch_size) + " rows");
+  return std::unique_ptr<RecordedBatches>(new RecordedBatches(be, x, y, batch_size, shard_first, shard_rows));
 }
 
 RecordedBatches::RecordedBatches(backend::Backend& be, const std::vector<Tensor>& x, const std::vector<Tensor>& y,
-                                 int64_t batch_size)
+                                 int64_t batch_size, int64_t shard_first, int64_t shard_rows)
     : be_(be), x_(x), y_(y), batch_size_(batch_size) {
   const Device device = x.front().device();
   order_ = Tensor::zeros({x.front().size(0)}, DType::Int32, device);
   batch_ = Tensor::zeros({batch_size}, DType::Int32, device);
+  shard_ = batch_.slice_rows(shard_first, shard_first + shard_rows);
   index_ = static_cast<int64_t*>(be_.allocator().allocate(sizeof(int64_t)));  // no int64 tensors
 }
 
@@ -53,7 +59,7 @@ RecordedBatches::Ran RecordedBatches::run(int64_t step, const Body& body) {
       const auto rows_of = [&](const std::vector<Tensor>& all) {
         std::vector<Tensor> out;
         out.reserve(all.size());
-        for (const Tensor& t : all) out.push_back(take_rows(t, batch_));
+        for (const Tensor& t : all) out.push_back(take_rows(t, shard_));
         return out;
       };
       body(rows_of(x_), rows_of(y_));

@@ -29,9 +29,11 @@ class RecordedBatches {
   };
 
   /// nullptr when the device of x cannot record or x holds no full batch. x and y are the whole
-  /// dataset on the device; they are read at their current addresses by every replay.
+  /// dataset on the device; they are read at their current addresses by every replay. The body
+  /// gets rows [shard_first, shard_first + shard_rows) of each full batch (a data-parallel fit's
+  /// shard; shard_rows -1: the whole batch).
   static std::unique_ptr<RecordedBatches> make(const std::vector<Tensor>& x, const std::vector<Tensor>& y,
-                                               int64_t batch_size);
+                                               int64_t batch_size, int64_t shard_first = 0, int64_t shard_rows = -1);
   ~RecordedBatches();
   RecordedBatches(const RecordedBatches&) = delete;
   RecordedBatches& operator=(const RecordedBatches&) = delete;
@@ -49,7 +51,8 @@ class RecordedBatches {
   const std::string& failure() const { return failure_; }
 
  private:
-  RecordedBatches(backend::Backend& be, const std::vector<Tensor>& x, const std::vector<Tensor>& y, int64_t batch_size);
+  RecordedBatches(backend::Backend& be, const std::vector<Tensor>& x, const std::vector<Tensor>& y, int64_t batch_size,
+                  int64_t shard_first, int64_t shard_rows);
 
   backend::Backend& be_;
   std::vector<Tensor> x_, y_;
@@ -57,6 +60,7 @@ class RecordedBatches {
   Tensor order_;                  // int32 [n]: the sample order
   int64_t* index_ = nullptr;      // device int64: the full batch the next run works on
   Tensor batch_;                  // int32 [batch_size]: the rows of that batch
+  Tensor shard_;                  // the part of batch_ the body gets
   int64_t index_on_device_ = -1;  // what index_ holds once the queued work has run (-1: unknown)
   std::unique_ptr<backend::CapturedWork> graph_;
   std::string failure_;

@@ -30,7 +30,8 @@ RecordingPlan training_plan(const FitOptions& options, Device device, const Batc
 std::unique_ptr<RecordedTrainingStep> RecordedTrainingStep::make(const Batches& batches, TrainingWork& work,
                                                                  std::string& note) {
   note.clear();
-  auto recorded = RecordedBatches::make(batches.x(), batches.y(), batches.batch_size());
+  const auto [first, last] = batches.full_shard();
+  auto recorded = RecordedBatches::make(batches.x(), batches.y(), batches.batch_size(), first, last - first);
   if (!recorded) {
     note = "the device " + batches.x().front().device().str() + " cannot record this data's full batches";
     return nullptr;
@@ -100,7 +101,10 @@ bool RecordedTrainingStep::run(int64_t step) {
     sums.add_samples(counted - sums.samples());  // the recorded body may have counted the batch
     return false;
   }
-  if (ran == RecordedBatches::Ran::Replayed) sums.add_samples(batches_.rows(step));
+  if (ran == RecordedBatches::Ran::Replayed) {
+    const auto [begin, end] = batches_.shard_range(step);
+    sums.add_samples(end - begin);
+  }
   if (ran == RecordedBatches::Ran::Recorded)
     for (const Tensor& p : work_.params()) grads_.push_back(p.grad());
   if (update_)

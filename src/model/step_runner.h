@@ -48,6 +48,10 @@ class Batches {
   int64_t rows(int64_t step) const;
   /// Positions [begin, end) in the pass's order of this shard of batch `step` (all of it unsharded).
   std::pair<int64_t, int64_t> shard_range(int64_t step) const;
+  /// Rows [first, last) of any full batch that this shard takes ([0, batch_size) unsharded).
+  std::pair<int64_t, int64_t> full_shard() const {
+    return {batch_size_ * rank_ / replicas_, batch_size_ * (rank_ + 1) / replicas_};
+  }
   /// This shard of batch `step` on the device: views of x and y in order, gathered rows in a set order.
   std::pair<Tensors, Tensors> batch(int64_t step) const;
 

@@ -2,6 +2,7 @@
 #include "model/step_work.h"
 
 #include <cmath>
+#include <optional>
 #include <string>
 
 #include "distribute/replica.h"
@@ -33,7 +34,15 @@ Tensor TrainingWork::forward_backward(const Tensors& xb, const Tensors& yb, cons
   return loss.total;
 }
 
-void TrainingWork::body(const Tensors& xb, const Tensors& yb) { forward_backward(xb, yb, nullptr); }
+void TrainingWork::begin_step(int64_t step) {
+  if (replica_) replica_->begin_step(step);
+}
+
+void TrainingWork::body(const Tensors& xb, const Tensors& yb) {
+  forward_backward(xb, yb, nullptr);
+  // Recorded steps run on a GPU only, where the replicas' sum is device work too.
+  if (replica_) replica_->all_reduce_gradients_on_device(params_);
+}
 
 void TrainingWork::eager(int64_t step, const Tensors& xb, const Tensors& yb) {
   const std::string where =
@@ -52,7 +61,6 @@ void TrainingWork::eager(int64_t step, const Tensors& xb, const Tensors& yb) {
 }
 
 void TrainingWork::replicated(int64_t step, const Tensors& xb, const Tensors& yb, const std::string* where) {
-  replica_->begin_step(step);
   // A shard can be empty (a last batch of fewer rows than replicas): it adds no gradient.
   Tensor loss;
   if (xb.front().size(0) > 0)
@@ -60,10 +68,10 @@ void TrainingWork::replicated(int64_t step, const Tensors& xb, const Tensors& yb
   else
     zero_grads();
   // Every rank gets the same summed gradients, so the update is the same everywhere.
-  const double v = replica_->all_reduce_gradients(params_, loss, step, epoch_);
+  const std::optional<double> v = replica_->all_reduce_gradients(params_, loss, step, epoch_);
   optimizer().step(params_);
   apply_constraints();
-  if (check_each_step_ && !std::isfinite(v)) throw_non_finite_loss(v, epoch_, step + 1, step + 1);
+  if (check_each_step_ && v && !std::isfinite(*v)) throw_non_finite_loss(*v, epoch_, step + 1, step + 1);
 }
 
 void EvaluationWork::body(const Tensors& xb, const Tensors& yb) {

@@ -30,7 +30,11 @@ class TrainingWork final : public StepWork {
   /// the global loss); null for one process.
   void set_replica(distribute::Replica* replica) { replica_ = replica; }
 
-  /// Zero the gradients, forward, loss, backward, sums; no update.
+  /// Before batch `step` runs (eagerly or recorded): under a strategy, tells the layers where this
+  /// rank's shard lies in the global batch.
+  void begin_step(int64_t step);
+  /// Zero the gradients, forward, loss, backward, sums (under a strategy on a GPU: the gradient
+  /// sum over the replicas); no update.
   void body(const Tensors& xb, const Tensors& yb) override;
   /// body() with the checks asked for, then the optimizer's step().
   void eager(int64_t step, const Tensors& xb, const Tensors& yb) override;

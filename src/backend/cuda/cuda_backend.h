@@ -38,6 +38,11 @@ class CudaBackend final : public Backend {
   std::unique_ptr<CapturedWork> end_capture() override;
   void abort_capture() noexcept override;
 
+  // Collectives across processes (nccl_collectives.cpp).
+  std::string make_collectives_key() override;
+  std::unique_ptr<DeviceCollectives> join_collectives(const std::string& key, int rank, int size,
+                                                      double timeout_seconds) override;
+
   void set_tensor_float_32(bool enabled) override;
   void set_op_determinism(bool enabled) override;
 
