@@ -73,7 +73,7 @@ std::pair<kiln::Tensor, kiln::Tensor> synthetic_data(int64_t n, uint64_t seed) {
 int run(int argc, char** argv) {
   std::string model_name, device_name = "cpu", precision = "float32", json_path;
   int threads = static_cast<int>(std::thread::hardware_concurrency());
-  int64_t batch_size = 128, samples = 10240, steps = 0;
+  int64_t batch_size = 128, samples = 10240, steps = 0, bucket_bytes = int64_t{4} << 20;
   int epochs = 5;
   uint64_t seed = 0;
   bool tf32 = false, determinism = false, no_cuda_graphs = false, strategy = false;
@@ -100,6 +100,10 @@ int run(int argc, char** argv) {
   app.add_flag("--strategy", strategy,
                "train data-parallel under kiln::distribute::MultiWorkerMirroredStrategy (run under mpirun -np P; "
                "--batch-size is the global batch; --device gpu takes each process's worker_device(); rank 0 prints)");
+  app.add_option("--bucket-bytes", bucket_bytes,
+                 "with --strategy: bytes of gradient per all-reduce bucket (one bucket larger than the model: the "
+                 "sum starts only when backward has finished)")
+      ->check(CLI::PositiveNumber);
   app.add_option("--json", json_path, "also write the result as JSON to this file");
   CLI11_PARSE(app, argc, argv);
   if (steps > 0) samples = steps * batch_size;
@@ -108,7 +112,9 @@ int run(int argc, char** argv) {
   kiln::config::enable_tensor_float_32_execution(tf32);
   kiln::config::enable_op_determinism(determinism);
   std::shared_ptr<kiln::distribute::MultiWorkerMirroredStrategy> replicas;
-  if (strategy) replicas = std::make_shared<kiln::distribute::MultiWorkerMirroredStrategy>();
+  if (strategy)
+    replicas = std::make_shared<kiln::distribute::MultiWorkerMirroredStrategy>(
+        kiln::distribute::MultiWorkerMirroredStrategyOptions{.bucket_bytes = bucket_bytes});
   kiln::Device device = kiln::Device::cpu();
   if (device_name == "gpu") {
     if (kiln::test::gpu_device_name().empty()) {
@@ -162,6 +168,7 @@ int run(int argc, char** argv) {
                         {"op_determinism", determinism},
                         {"recorded", execution.recorded},
                         {"replicas", replicas ? replicas->num_replicas_in_sync() : 0},
+                        {"bucket_bytes", replicas ? bucket_bytes : 0},
                         {"execution", execution.reason}};
   if (replicas && !replicas->is_chief()) return 0;  // the chief reports for all
   return bench::report(std::move(out), device, json_path, "bench_zoo");

@@ -75,7 +75,33 @@ std::vector<Node*> topological_order(Node* root) {
 
 void accumulate(Tensor& slot, const Tensor& g) { slot = slot.defined() ? add(slot, g) : g; }
 
+thread_local LeafReady leaf_ready;
+
+// How many rules of the pass may still add to each leaf's gradient (only when a hook listens).
+class PendingLeaves {
+ public:
+  explicit PendingLeaves(const std::vector<Node*>& order) {
+    if (!leaf_ready) return;
+    for (const Node* node : order)
+      for (const Tensor& in : node->inputs)
+        if (in.defined() && !in.impl()->grad_fn) ++pending_[in.impl().get()];
+  }
+  // `node`'s rule ran (or was skipped: nothing flowed to it): its leaves may be complete.
+  void done(const Node& node) {
+    if (!leaf_ready) return;
+    for (const Tensor& in : node.inputs)
+      if (in.defined() && !in.impl()->grad_fn && --pending_[in.impl().get()] == 0) leaf_ready(in);
+  }
+
+ private:
+  std::unordered_map<const TensorImpl*, int> pending_;
+};
+
 }  // namespace
+
+ScopedLeafReady::ScopedLeafReady(LeafReady hook) : previous_(std::move(leaf_ready)) { leaf_ready = std::move(hook); }
+
+ScopedLeafReady::~ScopedLeafReady() { leaf_ready = std::move(previous_); }
 
 void run_backward(const Tensor& root) {
   if (!root.defined()) throw Error("backward", "called on an undefined tensor");
@@ -95,9 +121,14 @@ void run_backward(const Tensor& root) {
   }
   std::unordered_map<Node*, Tensor> grads;
   grads[root_impl.grad_fn.get()] = seed;
-  for (Node* node : topological_order(root_impl.grad_fn.get())) {
+  const std::vector<Node*> order = topological_order(root_impl.grad_fn.get());
+  PendingLeaves leaves(order);
+  for (Node* node : order) {
     auto it = grads.find(node);
-    if (it == grads.end()) continue;
+    if (it == grads.end()) {
+      leaves.done(*node);
+      continue;
+    }
     const Tensor grad_output = it->second;
     grads.erase(it);  // free activations' gradients as soon as they are consumed
     std::vector<Tensor> input_grads = node->backward(grad_output);
@@ -113,6 +144,7 @@ void run_backward(const Tensor& root) {
       else
         accumulate(in.impl()->grad, g);
     }
+    leaves.done(*node);
   }
 }
 

@@ -35,6 +35,9 @@ class Communicator {
   virtual void start_broadcast(void* data, int64_t bytes, int root) = 0;
   /// Starts gathering every rank's `value` into out[0..size()).
   virtual void start_all_gather(const int64_t* value, int64_t* out) = 0;
+  /// Lets the collectives started so far advance without waiting for them (MPI advances
+  /// non-blocking collectives only inside its calls); cheap, and never throws for a late rank.
+  virtual void progress() {}
   /// Completes everything started since the last wait(). Throws kiln::Error("fit", ...) naming the
   /// ranks that did not join `what` ("the gradient all-reduce of epoch 2, step 12") within
   /// timeout_seconds(); the communicator is unusable afterwards and says so on every later call.

@@ -140,6 +140,12 @@ class MpiCommunicator final : public Communicator {
     ops_.push_back(r);
   }
 
+  void progress() override {
+    if (ops_.empty() || !broken_.empty()) return;
+    int done = 0;
+    MPI_Testall(static_cast<int>(ops_.size()), ops_.data(), &done, MPI_STATUSES_IGNORE);
+  }
+
   void wait(const std::string& what) override {
     if (!broken_.empty()) unusable(what);
     std::vector<MPI_Request> all = ops_;

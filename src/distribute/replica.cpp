@@ -1,6 +1,7 @@
-// Replica: fit's data-parallel side (see replica.h). Gradients are summed after backward, in
-// buckets of about bucket_bytes, the parameters taken last layer first (the order backward
-// finishes them), each bucket's all-reduce started once it is packed.
+// Replica: fit's data-parallel side (see replica.h). Gradients are summed in buckets of about
+// bucket_bytes, the parameters taken last layer first (the order backward finishes them); on the
+// CPU each bucket's all-reduce starts as soon as backward has completed its gradients, on a GPU
+// after backward, on the device (device_gradient_sum.h).
 #include "distribute/replica.h"
 
 #include <algorithm>
@@ -197,6 +198,50 @@ void Replica::make_buckets(const std::vector<Tensor>& params) {
     buckets_.back().entries.push_back(e);
     buckets_.back().bytes.resize(buckets_.back().bytes.size() + static_cast<std::size_t>(bytes));
   }
+  bucket_of_param_.assign(params.size(), 0);
+  for (std::size_t b = 0; b < buckets_.size(); ++b)
+    for (const Entry& e : buckets_[b].entries)
+      if (!e.statistic) bucket_of_param_[e.param] = b;
+  for (std::size_t i = 0; i < params.size(); ++i) param_of_impl_[params[i].impl().get()] = i;
+}
+
+void Replica::start_bucket(Bucket& b, const std::vector<Tensor>& params, int64_t rows, double scale) {
+  std::size_t at = 0;
+  for (const Entry& e : b.entries) {
+    // A rank without rows did not update its statistics: it adds zeros and is not counted.
+    const Tensor src = e.statistic ? (rows > 0 ? e.tensor : Tensor()) : params[e.param].grad();
+    const double s = e.statistic ? 1.0 : scale;
+    const int64_t n = e.tensor.numel();
+    if (b.dtype == DType::Float64)
+      pack<double>(src, s, n, b.bytes.data() + at);
+    else
+      pack<float>(src, s, n, b.bytes.data() + at);
+    at += e.tensor.nbytes();
+  }
+  const int64_t count = static_cast<int64_t>(b.bytes.size() / dtype_size(b.dtype));
+  comm_.start_all_reduce(b.bytes.data(), count, elem_of(b.dtype), ReduceOp::Sum);
+}
+
+void Replica::start_ready_buckets(const std::vector<Tensor>& params) {
+  const auto [begin, end] = batches_.shard_range(step_);
+  const double scale = static_cast<double>(end - begin) / static_cast<double>(batches_.rows(step_));
+  for (; next_bucket_ < buckets_.size() && buckets_[next_bucket_].pending == 0; ++next_bucket_)
+    start_bucket(buckets_[next_bucket_], params, end - begin, scale);
+}
+
+autograd::LeafReady Replica::gradient_ready_hook(const std::vector<Tensor>& params) {
+  if (buckets_.empty()) make_buckets(params);
+  for (Bucket& b : buckets_)
+    b.pending = static_cast<int>(
+        std::count_if(b.entries.begin(), b.entries.end(), [](const Entry& e) { return !e.statistic; }));
+  next_bucket_ = 0;
+  return [this, &params](const Tensor& leaf) {
+    const auto it = param_of_impl_.find(leaf.impl().get());
+    if (it == param_of_impl_.end()) return;  // an input that requires grad, not a parameter
+    --buckets_[bucket_of_param_[it->second]].pending;
+    start_ready_buckets(params);
+    comm_.progress();
+  };
 }
 
 int Replica::ranks_with_rows() const {
@@ -239,6 +284,10 @@ std::optional<double> Replica::all_reduce_gradients(std::vector<Tensor>& params,
   const int64_t rows = end - begin, global = batches_.rows(step);
   // This rank's mean loss covers rows of the global batch's `global`: its share of the global mean.
   const double scale = static_cast<double>(rows) / static_cast<double>(global);
+  // The buckets backward did not start (a parameter without a gradient, an empty shard, no hook),
+  // in order, then the step's other sums: the same order on every rank.
+  for (; next_bucket_ < buckets_.size(); ++next_bucket_) start_bucket(buckets_[next_bucket_], params, rows, scale);
+  next_bucket_ = 0;
   meta_.assign(2 + params.size(), 0.0);
   meta_[0] = loss.defined() ? loss.item() * scale : 0.0;
   meta_[1] = rows > 0 ? 1.0 : 0.0;
@@ -250,22 +299,6 @@ std::optional<double> Replica::all_reduce_gradients(std::vector<Tensor>& params,
   if (!counters_.empty())
     comm_.start_all_reduce(counter_values_.data(), static_cast<int64_t>(counter_values_.size()), Elem::Int64,
                            ReduceOp::Max);
-  for (Bucket& b : buckets_) {
-    std::size_t at = 0;
-    for (const Entry& e : b.entries) {
-      // A rank without rows did not update its statistics: it adds zeros and is not counted.
-      const Tensor src = e.statistic ? (rows > 0 ? e.tensor : Tensor()) : params[e.param].grad();
-      const double s = e.statistic ? 1.0 : scale;
-      const int64_t n = e.tensor.numel();
-      if (b.dtype == DType::Float64)
-        pack<double>(src, s, n, b.bytes.data() + at);
-      else
-        pack<float>(src, s, n, b.bytes.data() + at);
-      at += e.tensor.nbytes();
-    }
-    const int64_t count = static_cast<int64_t>(b.bytes.size() / dtype_size(b.dtype));
-    comm_.start_all_reduce(b.bytes.data(), count, elem_of(b.dtype), ReduceOp::Sum);
-  }
   comm_.wait("the gradient all-reduce of epoch " + std::to_string(epoch) + ", step " + std::to_string(step + 1));
   const double ranks_with_rows = meta_[1];
   for (std::size_t i = 0; i < counters_.size(); ++i) {

@@ -8,9 +8,11 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
+#include "autograd/backward.h"
 #include "distribute/communicator.h"
 #include "distribute/device_gradient_sum.h"
 #include "distribute/replica_context.h"
@@ -44,6 +46,10 @@ class Replica {
   /// Tells the layers (ReplicaContext) where this rank's shard of batch `step` lies; before the
   /// step's forward pass.
   void begin_step(int64_t step);
+  /// For the backward pass of the step begun last (a CPU model): starts each bucket's all-reduce
+  /// as soon as backward has completed its gradients, so that the sums travel while backward goes
+  /// on. Buckets start in one order on every rank (a bucket waits for the ones before it).
+  autograd::LeafReady gradient_ready_hook(const std::vector<Tensor>& params);
   /// Sums every rank's gradient of its share of the global batch's mean loss into every rank's
   /// params' grads (averages BatchNormalization's moving statistics, and keeps the random layers'
   /// counters equal). `loss` is undefined when this rank's shard of batch `step` is empty. A CPU
@@ -80,8 +86,13 @@ class Replica {
     DType dtype;
     std::vector<Entry> entries;
     std::vector<unsigned char> bytes;
+    int pending = 0;  // gradients of the step backward has not completed yet
   };
   void make_buckets(const std::vector<Tensor>& params);
+  // Packs bucket `b` (gradients scaled by the shard's share) and starts its all-reduce.
+  void start_bucket(Bucket& b, const std::vector<Tensor>& params, int64_t rows, double scale);
+  // Starts every bucket from next_bucket_ on whose gradients are complete, in order.
+  void start_ready_buckets(const std::vector<Tensor>& params);
   // Ranks whose shard of the step begun last has rows.
   int ranks_with_rows() const;
   [[noreturn]] void device_deadline_missed(const std::string& what);
@@ -97,8 +108,11 @@ class Replica {
   std::vector<Tensor> counters_;    // random layers' stream counters (Dropout, random image layers)
   std::vector<int64_t> counter_values_;
   std::vector<Bucket> buckets_;  // made at the first step
-  std::vector<double> meta_;     // loss share, ranks with rows, one "has a gradient" flag per param
-  int64_t step_ = 0;             // the step begun last
+  std::size_t next_bucket_ = 0;  // the first bucket of the step not started yet
+  std::vector<std::size_t> bucket_of_param_;
+  std::unordered_map<const void*, std::size_t> param_of_impl_;  // a parameter's TensorImpl -> its index
+  std::vector<double> meta_;  // loss share, ranks with rows, one "has a gradient" flag per param
+  int64_t step_ = 0;          // the step begun last
   backend::DeviceCollectives* device_group_ = nullptr;  // a GPU model's collectives (NCCL)
   std::unique_ptr<DeviceGradientSum> device_sum_;       // a GPU model's gradient sum
 };

@@ -5,6 +5,7 @@
 #include <optional>
 #include <string>
 
+#include "autograd/backward.h"
 #include "distribute/replica.h"
 #include "kiln/optimizers.h"
 #include "model/graph.h"
@@ -63,10 +64,14 @@ void TrainingWork::eager(int64_t step, const Tensors& xb, const Tensors& yb) {
 void TrainingWork::replicated(int64_t step, const Tensors& xb, const Tensors& yb, const std::string* where) {
   // A shard can be empty (a last batch of fewer rows than replicas): it adds no gradient.
   Tensor loss;
-  if (xb.front().size(0) > 0)
+  if (xb.front().size(0) > 0) {
+    // On the CPU the sums start while backward still runs.
+    const autograd::ScopedLeafReady ready(replica_->on_device() ? autograd::LeafReady()
+                                                                : replica_->gradient_ready_hook(params_));
     loss = forward_backward(xb, yb, where);
-  else
+  } else {
     zero_grads();
+  }
   // Every rank gets the same summed gradients, so the update is the same everywhere.
   const std::optional<double> v = replica_->all_reduce_gradients(params_, loss, step, epoch_);
   optimizer().step(params_);

@@ -52,6 +52,7 @@ void expect_history_near(const History& got, const History& want) {
 struct Case {
   int64_t samples, batch_size;
   std::string optimizer;
+  std::shared_ptr<distribute::MultiWorkerMirroredStrategy> strategy = mpi_test::strategy();
 };
 
 // P ranks at global batch B against this process alone at batch B, from the same seed.
@@ -63,7 +64,7 @@ void expect_equal_to_one_process(const Case& c) {
   Sequential spread = classifier(42, c.optimizer);
   const History h = spread.fit(
       x, y,
-      {.batch_size = c.batch_size, .epochs = 3, .verbose = 0, .validation_data = {{xv, yv}}, .strategy = strategy()});
+      {.batch_size = c.batch_size, .epochs = 3, .verbose = 0, .validation_data = {{xv, yv}}, .strategy = c.strategy});
   Sequential alone = classifier(42, c.optimizer);
   const History h1 =
       alone.fit(x, y, {.batch_size = c.batch_size, .epochs = 3, .verbose = 0, .validation_data = {{xv, yv}}});
@@ -85,6 +86,16 @@ TEST(Fit, TwoRanksEqualOneProcess) {
   expect_equal_to_one_process({.samples = 50, .batch_size = 15, .optimizer = "adam"});  // shards of 7 and 8
   expect_equal_to_one_process(
       {.samples = 49, .batch_size = 16, .optimizer = "adam"});  // last batch of 1: one empty shard
+}
+
+// Buckets of one gradient each: every bucket's all-reduce starts while backward goes on (as soon as
+// its gradient is complete), in the same order on both ranks, and the result is the same.
+TEST(Fit, SmallBucketsStartedDuringBackwardEqualOneProcess) {
+  ASSERT_EQ(ranks(), 2) << "run under mpirun -np 2";
+  const auto small = std::make_shared<distribute::MultiWorkerMirroredStrategy>(
+      distribute::MultiWorkerMirroredStrategyOptions{.bucket_bytes = 16});
+  expect_equal_to_one_process({.samples = 64, .batch_size = 16, .optimizer = "adam", .strategy = small});
+  expect_equal_to_one_process({.samples = 49, .batch_size = 16, .optimizer = "sgd", .strategy = small});
 }
 
 namespace {
