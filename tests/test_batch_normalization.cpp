@@ -309,6 +309,42 @@ TEST(BatchNormalization, FusedSixteenBitInputEqualsFloat32RoundedOnce) {
   }
 }
 
+// synchronized_batch_norm as the only replica (the sum leaves its tensor as is): gradients in
+// float64, and the numbers of fused_batch_norm.
+TEST(BatchNormalization, SynchronizedGradientsMatchCentralDifferences) {
+  const auto one = [](const Tensor& x) { return ReplicaSum{.count = x.numel() / x.size(-1), .sum = [](Tensor&) {}}; };
+  const auto op = [&](In in) { return synchronized_batch_norm(in[0], in[1], in[2], 1e-3, one(in[0])).y; };
+  EXPECT_TRUE(gradcheck(op, {random_input({6, 4}, 41, -2, 3), random_input({4}, 42), random_input({4}, 43)}));
+  EXPECT_TRUE(gradcheck(op, {random_input({2, 3, 2, 3}, 44), random_input({3}, 45), random_input({3}, 46)}));
+  const auto bare = [&](In in) { return synchronized_batch_norm(in[0], Tensor(), Tensor(), 1e-3, one(in[0])).y; };
+  EXPECT_TRUE(gradcheck(bare, {random_input({5, 2, 3}, 47)}));
+}
+
+// As the only replica it computes what fused_batch_norm does: the statistics the same way, y and the
+// gradients by another arrangement of the same formulas (float64's rounding apart).
+TEST(BatchNormalization, SynchronizedAsTheOnlyReplicaEqualsFused) {
+  const Tensor x0 = channel_data({4, 10, 3}, 48).astype(DType::Float64);
+  Generator gen(49);
+  const Tensor r = Tensor::uniform(x0.shape(), 0.5, 1.5, gen, DType::Float64);
+  const Tensor gamma0 = Tensor::uniform({3}, 0.5, 2, gen, DType::Float64);
+  const Tensor beta0 = Tensor::uniform({3}, -1, 1, gen, DType::Float64);
+  int sums = 0;
+  const auto run = [&](bool synchronized) {
+    Tensor x = x0.detach(), gamma = gamma0.detach(), beta = beta0.detach();
+    for (Tensor* t : {&x, &gamma, &beta}) t->set_requires_grad(true);
+    FusedBatchNorm f =
+        synchronized ? synchronized_batch_norm(x, gamma, beta, 1e-3, {.count = 40, .sum = [&](Tensor&) { ++sums; }})
+                     : fused_batch_norm(x, gamma, beta, 1e-3);
+    sum(mul(f.y, r)).backward();
+    return std::vector<std::vector<double>>{doubles(f.y),      doubles(f.mean),       doubles(f.variance),
+                                            doubles(x.grad()), doubles(gamma.grad()), doubles(beta.grad())};
+  };
+  const auto fused = run(false), synchronized = run(true);
+  EXPECT_EQ(sums, 3) << "two sums over the replicas in the forward pass, one in the backward";
+  const char* names[] = {"y", "mean", "variance", "dx", "dgamma", "dbeta"};
+  for (std::size_t i = 0; i < fused.size(); ++i) expect_near(synchronized[i], fused[i], 1e-12, names[i]);
+}
+
 TEST(BatchNormalizationErrors, FusedBatchNormNamesWhatIsWrong) {
   EXPECT_EQ(message_of([] {
               fused_batch_norm(Tensor::zeros({0, 3}), Tensor(), Tensor(), 1e-3);
@@ -326,6 +362,23 @@ TEST(BatchNormalizationErrors, FusedBatchNormNamesWhatIsWrong) {
               fused_batch_norm(Tensor::zeros({2, 3}), Tensor(), Tensor(), -1);
             }),
             "[fused_batch_norm] epsilon is -1; expected a finite number >= 0");
+}
+
+TEST(BatchNormalizationErrors, SynchronizedBatchNormNamesWhatIsWrong) {
+  EXPECT_EQ(message_of([] {
+              synchronized_batch_norm(Tensor::zeros({2, 3}), Tensor(), Tensor(), 1e-3, {.count = 2, .sum = nullptr});
+            }),
+            "[synchronized_batch_norm] no sum over the replicas; expected a function that sums a tensor in place");
+  EXPECT_EQ(
+      message_of([] {
+        synchronized_batch_norm(Tensor::zeros({4, 3}), Tensor(), Tensor(), 1e-3, {.count = 3, .sum = [](Tensor&) {}});
+      }),
+      "[synchronized_batch_norm] count 3 is smaller than this shard's 4 values per channel; expected the "
+      "values per channel over every replica");
+  EXPECT_EQ(message_of([] {
+              synchronized_batch_norm(Tensor::zeros({0, 3}), Tensor(), Tensor(), 1e-3, {.count = 2, .sum = nullptr});
+            }),
+            "[synchronized_batch_norm] input is [0, 3]; expected a non-empty tensor [..., C]");
 }
 
 // The layer wires its weights into the ops checked above: its float32 gradients agree with the
@@ -435,8 +488,34 @@ TEST(BatchNormalization, ConfigIsKerasAndRoundTrips) {
   const auto back = layers::BatchNormalization::from_config(c);
   EXPECT_EQ(back.get_config(), c);
   EXPECT_TRUE(layer_registry().contains("BatchNormalization"));
+  EXPECT_EQ(c.at("synchronized"), false);
+  const Config synced = layers::BatchNormalization({.synchronized = true}).get_config();
+  EXPECT_EQ(synced.at("synchronized"), true);
+  EXPECT_TRUE(layers::BatchNormalization::from_config(synced).options().synchronized);
+  EXPECT_EQ(layers::BatchNormalization::from_config(synced).get_config(), synced);
   // Keras' own fields that kiln leaves at their defaults are accepted.
   EXPECT_NO_THROW(layers::BatchNormalization::from_config({{"synchronized", false}, {"renorm", false}}));
+}
+
+// Without a strategy there is one replica: synchronized changes nothing (as in Keras), bit for bit.
+TEST(BatchNormalization, SynchronizedWithoutAStrategyTrainsBitForBitAsDefault) {
+  const Tensor x = channel_data({32, 4}, 50);
+  Generator gen(51);
+  const Tensor y = Tensor::uniform({32, 1}, -1, 1, gen);
+  std::vector<std::vector<float>> weights[2];
+  std::vector<double> losses[2];
+  for (int synchronized = 0; synchronized < 2; ++synchronized) {
+    utils::set_random_seed(52);
+    Sequential model({layers::Dense(6, {.input_shape = {4}}),
+                      layers::BatchNormalization({.momentum = 0.5, .synchronized = synchronized == 1}),
+                      layers::Dense(1)});
+    model.compile("adam", "mean_squared_error");
+    losses[synchronized] = model.fit(x, y, {.batch_size = 8, .epochs = 2, .verbose = 0}).history.at("loss");
+    for (const auto& group : {model.trainable_weights(), model.non_trainable_weights()})
+      for (const Tensor& w : group) weights[synchronized].push_back(floats(w));
+  }
+  EXPECT_EQ(weights[1], weights[0]);
+  EXPECT_EQ(losses[1], losses[0]);
 }
 
 TEST(BatchNormalization, PositiveLastAxisWorksLikeMinusOne) {

@@ -1,7 +1,8 @@
 // BatchNormalization over the last axis, and its ops: moments and batch_normalization (Keras' ops of
 // the same names, composed of existing ops so that autograd gives their backward; the inference path)
 // and fused_batch_norm (the training path: the backend's batch_norm_forward and batch_norm_backward,
-// whose formulas are those of the composition).
+// whose formulas are those of the composition), and synchronized_batch_norm (the training path of a
+// synchronized layer in a data-parallel fit: ops and sums over the replicas, on any device).
 //
 // Shape letters: C channels (the last axis), R rows (every other axis of the batch, flattened).
 #include "kiln/layers/batch_normalization.h"
@@ -10,6 +11,7 @@
 #include <limits>
 #include <sstream>
 
+#include "distribute/replica_context.h"
 #include "kiln/autograd.h"
 #include "kiln/error.h"
 #include "kiln/ops.h"
@@ -24,6 +26,25 @@ void check_channels(const std::string& op, const std::string& what, const Tensor
   if (!t.defined() || t.ndim() != 1 || t.size(0) != C)
     throw Error(op, what + " is " + (t.defined() ? t.shape().str() : std::string("undefined")) + "; expected [" +
                         std::to_string(C) + "], one value per channel of the input's last axis");
+}
+
+// The checks of the training ops' operands; returns the statistics dtype.
+DType check_training_input(const std::string& op, const Tensor& x, const Tensor& scale, const Tensor& offset,
+                           double epsilon) {
+  ops::check_floating(op, x);
+  if (x.ndim() < 1 || x.numel() == 0)
+    throw Error(op, "input is " + x.shape().str() + "; expected a non-empty tensor [..., C]");
+  if (!std::isfinite(epsilon) || epsilon < 0)
+    throw Error(op, "epsilon is " + layers::number_text(epsilon) + "; expected a finite number >= 0");
+  const DType stats = x.dtype() == DType::Float64 ? DType::Float64 : DType::Float32;
+  for (const auto& [t, role] : {std::pair{&scale, "scale"}, std::pair{&offset, "offset"}}) {
+    if (!t->defined()) continue;
+    check_channels(op, role, *t, x.size(-1));
+    if (t->dtype() != stats || t->device() != x.device())
+      throw Error(op, std::string(role) + " is " + dtype_name(t->dtype()) + " on " + t->device().str() + "; expected " +
+                          dtype_name(stats) + " on " + x.device().str() + " for " + dtype_name(x.dtype()) + " input");
+  }
+  return stats;
 }
 
 }  // namespace
@@ -64,20 +85,8 @@ Tensor batch_normalization(const Tensor& x, const Tensor& mean, const Tensor& va
 
 FusedBatchNorm fused_batch_norm(const Tensor& x, const Tensor& scale, const Tensor& offset, double epsilon) {
   const std::string op = "fused_batch_norm";
-  ops::check_floating(op, x);
-  if (x.ndim() < 1 || x.numel() == 0)
-    throw Error(op, "input is " + x.shape().str() + "; expected a non-empty tensor [..., C]");
-  if (!std::isfinite(epsilon) || epsilon < 0)
-    throw Error(op, "epsilon is " + layers::number_text(epsilon) + "; expected a finite number >= 0");
+  const DType stats = check_training_input(op, x, scale, offset, epsilon);
   const int64_t C = x.size(-1), R = x.numel() / C;
-  const DType stats = x.dtype() == DType::Float64 ? DType::Float64 : DType::Float32;
-  for (const auto& [t, role] : {std::pair{&scale, "scale"}, std::pair{&offset, "offset"}}) {
-    if (!t->defined()) continue;
-    check_channels(op, role, *t, C);
-    if (t->dtype() != stats || t->device() != x.device())
-      throw Error(op, std::string(role) + " is " + dtype_name(t->dtype()) + " on " + t->device().str() + "; expected " +
-                          dtype_name(stats) + " on " + x.device().str() + " for " + dtype_name(x.dtype()) + " input");
-  }
   const auto data = [](const Tensor& t) -> const void* { return t.defined() ? t.raw_data() : nullptr; };
   FusedBatchNorm out{make_tensor(x.shape(), x.dtype(), x.device()), make_tensor({C}, stats, x.device()),
                      make_tensor({C}, stats, x.device())};
@@ -99,6 +108,65 @@ FusedBatchNorm fused_batch_norm(const Tensor& x, const Tensor& scale, const Tens
   return out;
 }
 
+FusedBatchNorm synchronized_batch_norm(const Tensor& x, const Tensor& scale, const Tensor& offset, double epsilon,
+                                       const ReplicaSum& replicas) {
+  const std::string op = "synchronized_batch_norm";
+  const DType stats = check_training_input(op, x, scale, offset, epsilon);
+  const int64_t C = x.size(-1), R = x.numel() / C, N = replicas.count;
+  if (!replicas.sum) throw Error(op, "no sum over the replicas; expected a function that sums a tensor in place");
+  if (!(std::isfinite(replicas.share) && replicas.share > 0))
+    throw Error(op, "share is " + layers::number_text(replicas.share) + "; expected a positive number");
+  if (N < R)
+    throw Error(op, "count " + std::to_string(N) + " is smaller than this shard's " + std::to_string(R) +
+                        " values per channel; expected the values per channel over every replica");
+  // The statistics dtype throughout, as fused_batch_norm's (a 16-bit x is normalized in float32).
+  const auto to = [](const Tensor& t, DType dt) { return t.dtype() == dt ? t : cast(t, dt); };
+  const double inv_count = 1.0 / static_cast<double>(N);
+  Tensor y, xhat, invstd;
+  FusedBatchNorm out;
+  {
+    NoGradGuard no_grad;  // the op records its own backward below
+    const Tensor rows = reshape(to(x.detach(), stats), {R, C});
+    Tensor sums = sum(rows, 0);
+    replicas.sum(sums);
+    out.mean = mul(sums, inv_count);
+    const Tensor deviations = sub(rows, out.mean);
+    Tensor squares = sum(square(deviations), 0);
+    replicas.sum(squares);
+    out.variance = mul(squares, inv_count);
+    invstd = div(Tensor::ones({C}, stats, x.device()), sqrt(add(out.variance, epsilon)));
+    xhat = mul(deviations, invstd);  // [R, C]
+    y = scale.defined() ? mul(xhat, scale.detach()) : xhat;
+    if (offset.defined()) y = add(y, offset.detach());
+    y = reshape(to(y, x.dtype()), x.shape());
+  }
+  const Tensor scale_saved = scale.defined() ? scale.detach() : Tensor();
+  const bool want_scale = scale.defined(), want_offset = offset.defined();
+  const Shape shape = x.shape();
+  const DType dtype = x.dtype();
+  const ReplicaSum sum_over = replicas;
+  const double share = replicas.share;
+  out.y = autograd::record(op, y, {x, scale, offset}, [=](const Tensor& g) -> std::vector<Tensor> {
+    NoGradGuard no_grad;
+    const Tensor dy = reshape(to(g, stats), {R, C});
+    // This shard's reductions are the gradients of its own loss in scale and offset; weighted by
+    // the share of that loss in the replicas' total and summed over the replicas, they carry the
+    // total's gradient through the global mean and variance into every shard's dx.
+    const Tensor dy_sum = sum(dy, 0), dy_xhat_sum = sum(mul(dy, xhat), 0);
+    Tensor totals = mul(concatenate({dy_sum, dy_xhat_sum}, 0), share);  // [2C]: one sum over the replicas
+    sum_over.sum(totals);
+    // dx = scale * invstd * (dy - (mean(dY) + xhat * mean(dY * xhat)) / share): dY the total's gradient,
+    // the means over the global batch; divided by the share, dx is again of this replica's loss.
+    const double per_value = inv_count / share;
+    const Tensor mean_dy = mul(slice(totals, {0}, {C}), per_value);
+    const Tensor mean_dy_xhat = mul(slice(totals, {C}, {C}), per_value);
+    const Tensor k = scale_saved.defined() ? mul(scale_saved, invstd) : invstd;
+    const Tensor dx = mul(sub(sub(dy, mean_dy), mul(xhat, mean_dy_xhat)), k);
+    return {reshape(to(dx, dtype), shape), want_scale ? dy_xhat_sum : Tensor(), want_offset ? dy_sum : Tensor()};
+  });
+  return out;
+}
+
 }  // namespace kiln
 
 namespace kiln::layers {
@@ -106,6 +174,34 @@ namespace kiln::layers {
 namespace {
 
 const RegisterLayer<BatchNormalization> registered("BatchNormalization");
+
+// Layer `name`'s training statistics over the global batch of the replicas of the fit in progress.
+FusedBatchNorm synchronized(const std::string& name, const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                            double epsilon, distribute::ReplicaContext& replicas) {
+  // Every replica must take part in the sums: one whose shard is empty runs no forward pass, so
+  // the others refuse the step before their first sum (and it is left waiting, until fit's deadline).
+  const distribute::ShardPosition& shard = replicas.shard();
+  const int P = replicas.replicas();
+  if (shard.global_rows < P)
+    throw Error(name, "synchronized: the batch of this step has " + std::to_string(shard.global_rows) + " rows for " +
+                          std::to_string(P) +
+                          " replicas, so a replica's shard is empty and it cannot join the batch statistics; "
+                          "expected every batch to have at least one row per replica (a batch_size that leaves "
+                          "a last batch of 0 or at least " +
+                          std::to_string(P) + " rows) or synchronized=false");
+  if (x.size(0) != shard.rows)
+    throw Error(name, "synchronized: input " + x.shape().str() + " has " + std::to_string(x.size(0)) +
+                          " rows but this replica's shard of the batch has " + std::to_string(shard.rows) +
+                          "; expected the layer to see the batch's rows on the first axis");
+  // fit differentiates this replica's mean loss over its rows, and weights it by its rows' share
+  // of the global batch in the sum of the gradients.
+  const int64_t per_row = x.numel() / (x.size(0) * x.size(-1));
+  const std::string what = "the batch statistics of " + name;
+  return synchronized_batch_norm(x, gamma, beta, epsilon,
+                                 {.count = shard.global_rows * per_row,
+                                  .sum = [&replicas, what](Tensor& t) { replicas.all_reduce_sum(t, what); },
+                                  .share = static_cast<double>(shard.rows) / static_cast<double>(shard.global_rows)});
+}
 
 }  // namespace
 
@@ -170,7 +266,10 @@ Tensor BatchNormalization::call(const Tensor& x_in, bool training) {
   const Tensor gamma = options_.scale ? weight("gamma") : Tensor();
   const Tensor beta = options_.center ? weight("beta") : Tensor();
   if (!batch_statistics) return batch_normalization(x, moving_mean, moving_variance, beta, gamma, options_.epsilon);
-  const auto [y, mean, variance] = fused_batch_norm(x, gamma, beta, options_.epsilon);
+  distribute::ReplicaContext* replicas = options_.synchronized ? distribute::ReplicaContext::current() : nullptr;
+  const auto [y, mean, variance] = replicas && replicas->replicas() > 1
+                                       ? synchronized(name_, x, gamma, beta, options_.epsilon, *replicas)
+                                       : fused_batch_norm(x, gamma, beta, options_.epsilon);
   {
     // In place and on the device (copy_ into the weights' own storage): a recorded step replays the
     // update, and no value is read back to the host.
@@ -194,7 +293,8 @@ Config BatchNormalization::get_config() const {
           {"moving_mean_initializer", o.moving_mean_initializer},
           {"moving_variance_initializer", o.moving_variance_initializer},
           {"beta_regularizer", object_config(o.beta_regularizer)},
-          {"gamma_regularizer", object_config(o.gamma_regularizer)}};
+          {"gamma_regularizer", object_config(o.gamma_regularizer)},
+          {"synchronized", o.synchronized}};
 }
 
 BatchNormalization BatchNormalization::from_config(const Config& config) {
@@ -208,6 +308,7 @@ BatchNormalization BatchNormalization::from_config(const Config& config) {
   if (f.has("epsilon")) o.epsilon = f.number("epsilon");
   if (f.has("center")) o.center = f.boolean("center");
   if (f.has("scale")) o.scale = f.boolean("scale");
+  if (f.has("synchronized")) o.synchronized = f.boolean("synchronized");
   o.beta_initializer = string_or(f, "beta_initializer", o.beta_initializer);
   o.gamma_initializer = string_or(f, "gamma_initializer", o.gamma_initializer);
   o.moving_mean_initializer = string_or(f, "moving_mean_initializer", o.moving_mean_initializer);

@@ -3,6 +3,7 @@
 /// ops.batch_normalization over the last axis, and fused_batch_norm, which training runs).
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -40,6 +41,31 @@ struct FusedBatchNorm {
 /// too), scale and offset; the returned statistics are not.
 FusedBatchNorm fused_batch_norm(const Tensor& x, const Tensor& scale, const Tensor& offset, double epsilon);
 
+/// The replicas that synchronized_batch_norm normalizes over, seen from one of them.
+struct ReplicaSum {
+  /// Values per channel over every replica's x (the global batch's rows times x's middle axes).
+  int64_t count = 0;
+  /// Sums a [C] or [2C] tensor of the statistics dtype in place over the replicas (on x's device);
+  /// every replica calls it in the same order: twice in the forward pass, once in the backward.
+  std::function<void(Tensor&)> sum;
+  /// The weight of this replica's loss in the sum of the replicas' losses that is differentiated
+  /// (a data-parallel fit's: its rows over the global batch's); the backward's dy is the gradient
+  /// of this replica's own loss. Positive.
+  double share = 1.0;
+};
+
+/// fused_batch_norm over the global batch of data-parallel replicas (Keras'
+/// BatchNormalization(synchronized=True)): each replica holds a shard x of it, and the mean and the
+/// biased variance are those of every shard together, in two passes (the global mean from the
+/// summed sums, then the summed squared deviations from it). Its backward sums the per-channel
+/// reductions (sum dy and sum dy * xhat, weighted by `share`) over the replicas too, so dx is the
+/// exact gradient of the global normalization; dx, dscale and doffset are those of this replica's
+/// own loss (a data-parallel fit weights them by the share and sums them over the replicas). With
+/// one replica (`sum` leaving its tensor as is, `count` x's values per channel, `share` 1) it
+/// computes what fused_batch_norm does.
+FusedBatchNorm synchronized_batch_norm(const Tensor& x, const Tensor& scale, const Tensor& offset, double epsilon,
+                                       const ReplicaSum& replicas);
+
 }  // namespace kiln
 
 namespace kiln::layers {
@@ -61,6 +87,11 @@ struct BatchNormalizationOptions {
   std::shared_ptr<const Regularizer> gamma_regularizer = nullptr;  ///< e.g. regularizers::l2(1e-4)
   std::vector<int64_t> input_shape = {};                           ///< per-sample input shape
   std::string dtype = "";  ///< dtype policy (Keras' dtype=): "" takes the global one
+  /// In a data-parallel fit (a strategy of several replicas), normalizes with the statistics of the
+  /// global batch, every replica's shard together, instead of each replica's own (Keras'
+  /// synchronized); without a strategy it changes nothing. Every replica must then get rows in
+  /// every batch: a last batch of fewer rows than replicas is refused.
+  bool synchronized = false;
 };
 
 /// Batch normalization (Keras' BatchNormalization) over the last axis of [N, ..., C].
@@ -71,7 +102,8 @@ struct BatchNormalizationOptions {
 /// and the moving statistics are updated in place on the device with the same batch statistics
 /// (Keras puts the biased variance into moving_variance). In inference, and while the layer is
 /// frozen (set_trainable(false), as Keras 3 does), the moving statistics normalize instead and stay
-/// unchanged.
+/// unchanged. With `synchronized` in a data-parallel fit, the batch statistics (and so the moving
+/// ones) are those of the global batch (synchronized_batch_norm).
 class BatchNormalization : public Layer {
  public:
   /// A layer with `options` (Keras' defaults when none are given).
