@@ -54,12 +54,14 @@ struct AxisSpecs {
 
 template <typename T>
 __global__ void random_image_transforms_kernel(AxisSpecs specs, int64_t n, uint64_t seed, const int64_t* counter,
-                                               uint64_t draw, T* t) {
+                                               uint64_t draw, int64_t first, T* t) {
   const int64_t step = *counter;
   KILN_FOR_EACH(k, n) {
-    const philox::Words w = philox::stream_block(seed, step, draw, static_cast<uint64_t>(k / 2));
-    const int first = static_cast<int>((2 * k) % philox::kPerBlock);
-    const uint32_t w0 = w.v[first], w1 = w.v[first + 1];
+    // Sample k draws as sample s = first + k of the whole batch: elements 2s and 2s + 1.
+    const int64_t s = first + k;
+    const philox::Words w = philox::stream_block(seed, step, draw, static_cast<uint64_t>(s / 2));
+    const int word = static_cast<int>((2 * s) % philox::kPerBlock);
+    const uint32_t w0 = w.v[word], w1 = w.v[word + 1];
     image::axis_transform<T>(specs.axis[0], w0, w0, t + 4 * k, t + 4 * k + 1);
     image::axis_transform<T>(specs.axis[1], w0, w1, t + 4 * k + 2, t + 4 * k + 3);
   }
@@ -118,7 +120,7 @@ void CudaBackend::image_transform_backward(DType dtype, const ImageTransformGeom
 }
 
 void CudaBackend::random_image_transforms(DType dtype, const ImageAxisSpec* axes, int64_t n, uint64_t seed,
-                                          const int64_t* counter, uint64_t draw, void* t) {
+                                          const int64_t* counter, uint64_t draw, int64_t first, void* t) {
   DeviceGuard guard(device_);
   if (n <= 0) return;
   const AxisSpecs specs{{axes[0], axes[1]}};
@@ -126,10 +128,10 @@ void CudaBackend::random_image_transforms(DType dtype, const ImageAxisSpec* axes
     using T = decltype(tag);
     if constexpr (kernels::is_half_v<T>) {  // float32's transforms, each number rounded once
       Scratch ts(allocator_, static_cast<std::size_t>(4 * n) * sizeof(float));
-      random_image_transforms(DType::Float32, axes, n, seed, counter, draw, ts.get());
+      random_image_transforms(DType::Float32, axes, n, seed, counter, draw, first, ts.get());
       cast(DType::Float32, ts.get(), dtype, t, 4 * n);
     } else {
-      random_image_transforms_kernel<<<grid_for(n), kBlock, 0, stream_>>>(specs, n, seed, counter, draw,
+      random_image_transforms_kernel<<<grid_for(n), kBlock, 0, stream_>>>(specs, n, seed, counter, draw, first,
                                                                           static_cast<T*>(t));
     }
   });

@@ -5,7 +5,10 @@
 // float16 and bfloat16 draw float32's numbers: a uniform is float32's rounded toward zero (so it
 // stays below 1, as philox::to_uniform rounds down), and dropout decides keep on the same integer
 // word, scales in float and rounds once, so its mask is float32's.
-// Shape letters: n elements; j the block index (elements 4j .. 4j + 3).
+// Shape letters: n elements; j the block index (elements 4j .. 4j + 3); first the stream element of
+// x[0] (a data-parallel replica's shard starts inside the global batch's draw). first is passed by
+// value, so a recorded step keeps the one it was recorded with: a shard's start is the same at
+// every step of one batch size (layers/random_stream.h).
 #include <type_traits>
 
 #include "backend/cuda/check.h"
@@ -50,17 +53,22 @@ __global__ void philox_uniform_kernel(T* y, int64_t n, uint64_t seed, const int6
   }
 }
 
+// x[i] is element first + i of the stream (a replica's shard of a larger x); one thread per stream
+// block from the one holding element first, so a first not a multiple of 4 splits blocks at the ends.
 template <typename T>
 __global__ void dropout_kernel(const T* x, T* y, int64_t n, uint64_t seed, const int64_t* counter, uint64_t draw,
-                               uint64_t threshold, accumulate_t<T> scale) {
+                               int64_t first, uint64_t threshold, accumulate_t<T> scale) {
   const int64_t step = *counter;
-  const int64_t blocks = (n + philox::kPerBlock - 1) / philox::kPerBlock;
-  KILN_FOR_EACH(j, blocks) {
+  const int64_t j_first = first / philox::kPerBlock;
+  const int64_t blocks = (first + n + philox::kPerBlock - 1) / philox::kPerBlock - j_first;
+  KILN_FOR_EACH(b, blocks) {
+    const int64_t j = j_first + b;
     const philox::Words w = philox::stream_block(seed, step, draw, static_cast<uint64_t>(j));
-    const int64_t i0 = j * philox::kPerBlock;
+    const int64_t i0 = j * philox::kPerBlock - first;  // x's index of the block's word 0
 #pragma unroll
     for (int k = 0; k < 4; ++k)
-      if (i0 + k < n) y[i0 + k] = store_value<T>(philox::dropout_of(load_value(x[i0 + k]), w.v[k], threshold, scale));
+      if (i0 + k >= 0 && i0 + k < n)
+        y[i0 + k] = store_value<T>(philox::dropout_of(load_value(x[i0 + k]), w.v[k], threshold, scale));
   }
 }
 
@@ -82,14 +90,14 @@ void CudaBackend::philox_uniform(DType dtype, void* y, int64_t n, uint64_t seed,
 }
 
 void CudaBackend::dropout(DType dtype, const void* x, void* y, int64_t n, double rate, uint64_t seed,
-                          const int64_t* counter, uint64_t draw) {
+                          const int64_t* counter, uint64_t draw, int64_t first) {
   DeviceGuard guard(device_);
   if (n <= 0) return;
-  const int64_t blocks = (n + philox::kPerBlock - 1) / philox::kPerBlock;
+  const int64_t blocks = (first + n + philox::kPerBlock - 1) / philox::kPerBlock - first / philox::kPerBlock;
   kernels::with_cuda_compute_type(dtype, "dropout", [&](auto tag) {
     using T = decltype(tag);
     dropout_kernel<<<grid_for(blocks), kBlock, 0, stream_>>>(static_cast<const T*>(x), static_cast<T*>(y), n, seed,
-                                                             counter, draw, philox::keep_threshold(rate),
+                                                             counter, draw, first, philox::keep_threshold(rate),
                                                              philox::keep_scale<accumulate_t<T>>(rate));
   });
   KILN_LAUNCH_CHECK("dropout_kernel");

@@ -153,15 +153,32 @@ TEST(CudaDropoutOp, MasksAreBitIdenticalToCpu) {
     DevBuf counter(std::vector<int64_t>{step});
     std::vector<float> y(n);
     std::vector<double> yd(n);
-    cpu().dropout(DType::Float32, x.data(), y.data(), n, rate, 11, &step, 2);
-    cpu().dropout(DType::Float64, xd.data(), yd.data(), n, rate, 11, &step, 2);
+    cpu().dropout(DType::Float32, x.data(), y.data(), n, rate, 11, &step, 2, 0);
+    cpu().dropout(DType::Float64, xd.data(), yd.data(), n, rate, 11, &step, 2, 0);
     DevBuf gx(x), gy(n * sizeof(float)), gxd(xd);
-    gpu().dropout(DType::Float32, gx.ptr, gy.ptr, n, rate, 11, counter.as<int64_t>(), 2);
-    gpu().dropout(DType::Float64, gxd.ptr, gxd.ptr, n, rate, 11, counter.as<int64_t>(), 2);  // in place
+    gpu().dropout(DType::Float32, gx.ptr, gy.ptr, n, rate, 11, counter.as<int64_t>(), 2, 0);
+    gpu().dropout(DType::Float64, gxd.ptr, gxd.ptr, n, rate, 11, counter.as<int64_t>(), 2, 0);  // in place
     // Tolerance: exact (the same integer mask; x times the same scale, one rounding). NaN stays NaN.
     const std::string what = "dropout rate " + std::to_string(rate);
     expect_close(y, gy.get<float>(), 0, 0, what);
     expect_close(yd, gxd.get<double>(), 0, 0, what + " float64 in place");
+  }
+}
+
+TEST(CudaDropoutOp, FromAnElementOffsetMatchesCpu) {
+  REQUIRE_GPU();
+  // A replica's shard: x is elements first.. of a larger tensor. Offsets inside a Philox block
+  // (not multiples of 4) split blocks at both ends; the CPU's draw is checked against slices of the
+  // whole draw in test_dropout.cpp.
+  const int64_t n = 10007, step = 31;
+  const auto x = with_nans(random_vec(n), 16);
+  DevBuf counter(std::vector<int64_t>{step}), gx(x), gy(n * sizeof(float));
+  for (const int64_t first : {int64_t{1}, int64_t{3}, int64_t{4}, int64_t{5003}}) {
+    std::vector<float> y(n);
+    cpu().dropout(DType::Float32, x.data(), y.data(), n, 0.4, 11, &step, 2, first);
+    gpu().dropout(DType::Float32, gx.ptr, gy.ptr, n, 0.4, 11, counter.as<int64_t>(), 2, first);
+    // Tolerance: exact (the same integer mask, one rounding).
+    expect_close(y, gy.get<float>(), 0, 0, "dropout from element " + std::to_string(first));
   }
 }
 
@@ -172,16 +189,16 @@ TEST(CudaDropoutOp, ReadsTheCounterOnTheDeviceAlsoInARecordedStep) {
   const auto x = random_vec(n, 0.5, 1.5);
   const auto cpu_dropout = [&](int64_t step) {
     std::vector<float> y(n);
-    cpu().dropout(DType::Float32, x.data(), y.data(), n, rate, 5, &step, 1);
+    cpu().dropout(DType::Float32, x.data(), y.data(), n, rate, 5, &step, 1, 0);
     return y;
   };
   DevBuf gx(x), gy(n * sizeof(float)), counter(std::vector<int64_t>{10});
   gpu().advance_counter(counter.as<int64_t>());  // the value changes on the device only
-  gpu().dropout(DType::Float32, gx.ptr, gy.ptr, n, rate, 5, counter.as<int64_t>(), 1);
+  gpu().dropout(DType::Float32, gx.ptr, gy.ptr, n, rate, 5, counter.as<int64_t>(), 1, 0);
   EXPECT_EQ(gy.get<float>(), cpu_dropout(11));
   // Recorded once, replayed three times: each replay reads the counter the previous one advanced.
   gpu().begin_capture();
-  gpu().dropout(DType::Float32, gx.ptr, gy.ptr, n, rate, 5, counter.as<int64_t>(), 1);
+  gpu().dropout(DType::Float32, gx.ptr, gy.ptr, n, rate, 5, counter.as<int64_t>(), 1, 0);
   gpu().advance_counter(counter.as<int64_t>());
   auto graph = gpu().end_capture();
   for (int64_t step = 11; step < 14; ++step) {

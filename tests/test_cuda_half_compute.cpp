@@ -430,18 +430,18 @@ TEST(CudaHalfCompute, PhiloxUniformAndDropoutMatchCpuAndFloat32Masks) {
       const std::vector<float> xf = values_of(dtype, random_bits(dtype, n, 0.5, 2.0));  // no zeros
       const Bits x = to_bits(dtype, xf);
       Bits y(n);
-      cpu().dropout(dtype, x.data(), y.data(), n, rate, 11, &step, 2);
+      cpu().dropout(dtype, x.data(), y.data(), n, rate, 11, &step, 2, 0);
       HalfBuf gx(x, 0), gy(n, 0);
       DevBuf gxf(xf), gyf(n * sizeof(float));
-      gpu().dropout(dtype, gx.ptr(), gy.ptr(), n, rate, 11, counter.as<int64_t>(), 2);
-      gpu().dropout(DType::Float32, gxf.ptr, gyf.ptr, n, rate, 11, counter.as<int64_t>(), 2);
+      gpu().dropout(dtype, gx.ptr(), gy.ptr(), n, rate, 11, counter.as<int64_t>(), 2, 0);
+      gpu().dropout(DType::Float32, gxf.ptr, gyf.ptr, n, rate, 11, counter.as<int64_t>(), 2, 0);
       const Bits got = gy.get(n);
       const std::string what = "dropout rate " + std::to_string(rate);
       expect_equal(dtype, y, got, what);
       // float32's output rounded once is the 16-bit output: the same mask, the same product.
       expect_equal(dtype, to_bits(dtype, gyf.get<float>()), got, what + " vs float32");
       HalfBuf in_place(x, 0);
-      gpu().dropout(dtype, in_place.ptr(), in_place.ptr(), n, rate, 11, counter.as<int64_t>(), 2);
+      gpu().dropout(dtype, in_place.ptr(), in_place.ptr(), n, rate, 11, counter.as<int64_t>(), 2, 0);
       expect_equal(dtype, got, in_place.get(n), what + " in place");
     }
   }
@@ -463,9 +463,9 @@ TEST(CudaHalfCompute, ImageTransformsMatchCpuExactly) {
   DevBuf counter(std::vector<int64_t>{step});
   for (const DType dtype : kHalfTypes) {
     Bits t(4 * N);
-    cpu().random_image_transforms(dtype, axes, N, 21, &step, 4, t.data());
+    cpu().random_image_transforms(dtype, axes, N, 21, &step, 4, 0, t.data());
     HalfBuf gt(4 * N, 0);
-    gpu().random_image_transforms(dtype, axes, N, 21, counter.as<int64_t>(), 4, gt.ptr());
+    gpu().random_image_transforms(dtype, axes, N, 21, counter.as<int64_t>(), 4, 0, gt.ptr());
     expect_equal(dtype, t, gt.get(4 * N), "random_image_transforms");
     for (const bool bilinear : {false, true})
       for (const backend::ImageFill fill : {backend::ImageFill::Constant, backend::ImageFill::Reflect}) {

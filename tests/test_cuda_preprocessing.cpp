@@ -79,14 +79,30 @@ TEST(CudaImageTransform, RandomTransformsAreBitIdenticalToCpu) {
     for (int64_t step : {int64_t{0}, int64_t{7}, int64_t{1} << 40}) {
       std::vector<float> t(4 * n);
       std::vector<double> td(4 * n);
-      cpu().random_image_transforms(DType::Float32, axes.data(), n, 99, &step, 4, t.data());
-      cpu().random_image_transforms(DType::Float64, axes.data(), n, 99, &step, 4, td.data());
+      cpu().random_image_transforms(DType::Float32, axes.data(), n, 99, &step, 4, 0, t.data());
+      cpu().random_image_transforms(DType::Float64, axes.data(), n, 99, &step, 4, 0, td.data());
       const DevBuf counter(std::vector<int64_t>{step}), gt(t.size() * sizeof(float)), gtd(td.size() * sizeof(double));
-      gpu().random_image_transforms(DType::Float32, axes.data(), n, 99, counter.as<int64_t>(), 4, gt.ptr);
-      gpu().random_image_transforms(DType::Float64, axes.data(), n, 99, counter.as<int64_t>(), 4, gtd.ptr);
+      gpu().random_image_transforms(DType::Float32, axes.data(), n, 99, counter.as<int64_t>(), 4, 0, gt.ptr);
+      gpu().random_image_transforms(DType::Float64, axes.data(), n, 99, counter.as<int64_t>(), 4, 0, gtd.ptr);
       EXPECT_EQ(gt.get<float>(), t) << "step " << step;
       EXPECT_EQ(gtd.get<double>(), td) << "step " << step;
     }
+}
+
+TEST(CudaImageTransform, RandomTransformsFromASampleOffsetMatchCpu) {
+  REQUIRE_GPU();
+  // A replica's shard: samples first.. of a larger batch (an odd first starts inside a Philox block).
+  const std::array<backend::ImageAxisSpec, 2> axes = {
+      backend::ImageAxisSpec{.kind = backend::ImageAxisKind::Shift, .lo = -0.2, .hi = 0.3, .size = 32},
+      backend::ImageAxisSpec{.kind = backend::ImageAxisKind::Flip, .size = 30}};
+  const int64_t n = 501, step = 7;
+  const DevBuf counter(std::vector<int64_t>{step}), gt(4 * n * sizeof(float));
+  for (const int64_t first : {int64_t{1}, int64_t{2}, int64_t{500}}) {
+    std::vector<float> t(4 * n);
+    cpu().random_image_transforms(DType::Float32, axes.data(), n, 99, &step, 4, first, t.data());
+    gpu().random_image_transforms(DType::Float32, axes.data(), n, 99, counter.as<int64_t>(), 4, first, gt.ptr);
+    EXPECT_EQ(gt.get<float>(), t) << "from sample " << first;
+  }
 }
 
 namespace {

@@ -460,7 +460,7 @@ TEST_F(HalfCompute, ImageTransformsRoundOnce) {
     expect_kernel_rounds_once(
         {}, {Tensor::zeros({9, 4}, dt)},
         [&](DType d, const Inputs&, const Outputs& out) {
-          cpu().random_image_transforms(d, axes.data(), 9, 11, static_cast<const int64_t*>(counter.raw_data()), 2,
+          cpu().random_image_transforms(d, axes.data(), 9, 11, static_cast<const int64_t*>(counter.raw_data()), 2, 0,
                                         out[0]);
         },
         "random_image_transforms");

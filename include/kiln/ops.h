@@ -209,7 +209,10 @@ Tensor random_uniform_philox(const Shape& shape, uint64_t seed, const Tensor& st
 /// integers). Kept elements are x times 1 / (1 - rate) in x's precision; dropped ones are x * 0, so
 /// a NaN stays NaN. The gradient is dy * keep / (1 - rate), with the mask of the forward.
 /// `step_counter` is a one-element int64 tensor on x's device; 0 <= rate < 1, and rate 0 returns x.
-Tensor dropout(const Tensor& x, double rate, uint64_t seed, const Tensor& step_counter, uint64_t draw);
+/// With `first`, x[i] takes element first + i's number instead: x is a slice, from element first,
+/// of a larger tensor (a replica's shard of a global batch), and gets that tensor's mask there.
+Tensor dropout(const Tensor& x, double rate, uint64_t seed, const Tensor& step_counter, uint64_t draw,
+               int64_t first = 0);
 
 // ---- operators ----
 /// add(a, b).

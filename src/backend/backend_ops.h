@@ -158,11 +158,13 @@ KILN_BACKEND_OP(void, avg_pool2d_backward, (DType dtype, const Pool2dGeometry& g
 /// y[i] = the uniform [0, 1) number of element i of stream (seed, *counter, draw), as `dtype`.
 KILN_BACKEND_OP(void, philox_uniform,
                 (DType dtype, void* y, int64_t n, uint64_t seed, const int64_t* counter, uint64_t draw))
-/// y = x * keep / (1 - rate), keep = (u >= rate) for u element i's number of stream (seed, *counter,
-/// draw). Run on dy it gives the backward, dx. y may alias x; 0 <= rate < 1.
+/// y = x * keep / (1 - rate), keep = (u >= rate) for u element first + i's number of stream (seed,
+/// *counter, draw): y is elements first.. of the draw over a larger x whose element first is x[0]
+/// (a replica's shard of a global batch). Run on dy it gives the backward, dx. y may alias x;
+/// 0 <= rate < 1; first >= 0.
 KILN_BACKEND_OP(void, dropout,
                 (DType dtype, const void* x, void* y, int64_t n, double rate, uint64_t seed, const int64_t* counter,
-                 uint64_t draw))
+                 uint64_t draw, int64_t first))
 
 // ---- optimizer updates (Keras' rules) ----
 /// momentum == 0: w -= lr g. Else v = m v - lr g; w += v (nesterov: w += m v - lr g).
@@ -229,10 +231,11 @@ KILN_BACKEND_OP(void, image_transform,
 KILN_BACKEND_OP(void, image_transform_backward,
                 (DType dtype, const ImageTransformGeometry& g, const void* dy, const void* t, void* dx))
 /// t [n, 4] = each sample's (ay, by, ax, bx) made by axes[0] (height) and axes[1] (width), two
-/// specs in host memory; sample k's numbers are elements 2k and 2k + 1 of stream (seed, *counter, draw).
+/// specs in host memory; sample k's numbers are elements 2s and 2s + 1, s = first + k, of stream
+/// (seed, *counter, draw): t is rows first.. of the transforms of a larger batch. first >= 0.
 KILN_BACKEND_OP(void, random_image_transforms,
                 (DType dtype, const ImageAxisSpec* axes, int64_t n, uint64_t seed, const int64_t* counter,
-                 uint64_t draw, void* t))
+                 uint64_t draw, int64_t first, void* t))
 
 // ---- recording (CUDA graphs) ----
 // Why here: per-op host overhead and launches bound a small-batch step on a GPU; recording the

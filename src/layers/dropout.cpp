@@ -36,7 +36,10 @@ Tensor Dropout::call(const Tensor& x, bool training) {
   if (!training || rate_ == 0.0) return x;
   Tensor& counter = weight(kStreamCounter);
   const uint64_t key = stream_key(options_.seed);
-  Tensor y = dropout(x, rate_, key, counter, /*draw=*/0);
+  // In a data-parallel fit, this shard's elements draw as those rows of the global batch would.
+  const int64_t rows = x.ndim() > 0 ? x.size(0) : 0;
+  const int64_t first = rows > 0 ? shard_draw_offset(rows, x.numel() / rows) : 0;
+  Tensor y = dropout(x, rate_, key, counter, /*draw=*/0, first);
   // On the device and in place: a recorded step replays this increment too, so each replay draws
   // the mask the next eager step would have drawn. The op copied the counter for its backward.
   backend::get(counter.device()).advance_counter(static_cast<int64_t*>(counter.raw_data()));

@@ -34,7 +34,9 @@ Tensor resample_images(const Tensor& x, Tensor& counter, uint64_t key, uint64_t 
   if (counter.device() != x.device())
     throw Error("resample_images", "the layer's state is on " + counter.device().str() + " and its input on " +
                                        x.device().str() + "; expected both on one device (move the model with .to())");
-  const Tensor t = random_image_transforms(axes, x.size(0), key, counter, draw, x.dtype());
+  // In a data-parallel fit, this shard's samples draw as those samples of the global batch would.
+  const int64_t n = x.size(0);
+  const Tensor t = random_image_transforms(axes, n, key, counter, draw, x.dtype(), shard_draw_offset(n, 1));
   Tensor y = image_transform(x, t, size, interpolation, fill_mode, fill_value);
   // After the draw in stream order; the transforms are a tensor of their own, so the backward
   // sees this step's map whatever the counter does next.

@@ -1,6 +1,6 @@
 // The random stream a layer owns (Dropout, the random image layers): its saved counter, where the
-// counter starts, and the Philox key of a layer without a seed. One place, so every random layer
-// draws and saves the same way.
+// counter starts, the Philox key of a layer without a seed, and where a replica's shard starts in
+// the draw. One place, so every random layer draws and saves the same way.
 #pragma once
 
 #include <cstdint>
@@ -36,5 +36,16 @@ class CounterStart : public Initializer {
  private:
   bool seeded_;
 };
+
+/// Where this process's draw starts in the draw of the whole global batch, in the draw's items, for
+/// an input whose first axis has `leading` entries here, each drawing `per_entry` items (Dropout:
+/// the numbers of an entry's elements; the random image layers: 1 sample). During a data-parallel
+/// fit (distribute::ReplicaContext) that is the shard's first row times the entries per row, so a
+/// shard's rows get exactly what one process gives those rows of the global batch (the counters
+/// advance once per step on every process, as in one process); outside one, 0. A first axis that
+/// is not a whole number of entries per shard row is no batch axis: one process draws it whole
+/// too, so 0 as well. A recorded (CUDA-graph) step bakes the offset into its kernels' arguments:
+/// it is the same at every step of one batch size on one process, so replays stay right.
+int64_t shard_draw_offset(int64_t leading, int64_t per_entry);
 
 }  // namespace kiln::layers

@@ -96,7 +96,7 @@ Tensor image_transform(const Tensor& x, const Tensor& transforms, std::array<int
 }
 
 Tensor random_image_transforms(const std::array<backend::ImageAxisSpec, 2>& axes, int64_t n, uint64_t seed,
-                               const Tensor& step_counter, uint64_t draw, DType dtype) {
+                               const Tensor& step_counter, uint64_t draw, DType dtype, int64_t first) {
   const std::string op = "random_image_transforms";
   if (!is_floating(dtype))
     throw Error(op, "dtype " + dtype_name(dtype) +
@@ -105,11 +105,12 @@ Tensor random_image_transforms(const std::array<backend::ImageAxisSpec, 2>& axes
     throw Error(op, "step_counter is not one int64 element; expected the layer's seed_generator_state");
   if (draw > backend::philox::kMaxDraw)
     throw Error(op, "draw " + std::to_string(draw) + " is out of range; expected draw < 2^32");
-  if (n < 0 || 2 * n > backend::philox::kMaxElements)
-    throw Error(op, std::to_string(n) + " samples; expected 0 to 2^33");
+  if (n < 0 || first < 0 || 2 * (first + n) > backend::philox::kMaxElements)
+    throw Error(op, std::to_string(n) + " samples from sample " + std::to_string(first) +
+                        "; expected 0 to 2^33 samples in all");
   Tensor t = make_tensor({n, 4}, dtype, step_counter.device());
-  ops::backend_of(t).random_image_transforms(dtype, axes.data(), n, seed,
-                                             static_cast<const int64_t*>(step_counter.raw_data()), draw, t.raw_data());
+  ops::backend_of(t).random_image_transforms(
+      dtype, axes.data(), n, seed, static_cast<const int64_t*>(step_counter.raw_data()), draw, first, t.raw_data());
   return t;
 }
 

@@ -41,11 +41,13 @@ Tensor random_uniform_philox(const Shape& shape, uint64_t seed, const Tensor& st
   return y;
 }
 
-Tensor dropout(const Tensor& x, double rate, uint64_t seed, const Tensor& step_counter, uint64_t draw) {
+Tensor dropout(const Tensor& x, double rate, uint64_t seed, const Tensor& step_counter, uint64_t draw, int64_t first) {
   const std::string op = "dropout";
   ops::check_floating(op, x);
   if (!(rate >= 0.0 && rate < 1.0)) throw Error(op, "rate " + std::to_string(rate) + "; expected 0 <= rate < 1");
-  checked_counter(op, step_counter, x.device(), draw, x.numel());
+  if (first < 0 || first > backend::philox::kMaxElements)
+    throw Error(op, "first element " + std::to_string(first) + "; expected 0 to 2^34");
+  checked_counter(op, step_counter, x.device(), draw, first + x.numel());
   if (rate == 0.0) return x;
   // The backward regenerates the mask instead of saving it: n elements fewer held until backward
   // for one Philox call per four elements, in a pass that is bound by memory anyway. It reads a
@@ -55,11 +57,11 @@ Tensor dropout(const Tensor& x, double rate, uint64_t seed, const Tensor& step_c
   const Tensor counter = tracked ? step_counter.clone() : step_counter;
   Tensor y = make_tensor(x.shape(), x.dtype(), x.device());
   ops::backend_of(x).dropout(x.dtype(), x.raw_data(), y.raw_data(), x.numel(), rate, seed,
-                             static_cast<const int64_t*>(counter.raw_data()), draw);
-  return autograd::record(op, y, {x}, [rate, seed, counter, draw](const Tensor& dy) -> std::vector<Tensor> {
+                             static_cast<const int64_t*>(counter.raw_data()), draw, first);
+  return autograd::record(op, y, {x}, [rate, seed, counter, draw, first](const Tensor& dy) -> std::vector<Tensor> {
     Tensor dx = make_tensor(dy.shape(), dy.dtype(), dy.device());
     ops::backend_of(dy).dropout(dy.dtype(), dy.raw_data(), dx.raw_data(), dy.numel(), rate, seed,
-                                static_cast<const int64_t*>(counter.raw_data()), draw);
+                                static_cast<const int64_t*>(counter.raw_data()), draw, first);
     return {dx};
   });
 }

@@ -41,12 +41,14 @@ void image_transform_backward_typed(const ImageTransformGeometry& g, const void*
 
 template <typename T>
 void random_image_transforms_typed(const ImageAxisSpec* axes, int64_t n, uint64_t seed, int64_t step, uint64_t draw,
-                                   T* ts) {
+                                   int64_t first, T* ts) {
   for (int64_t k = 0; k < n; ++k) {
-    // Sample k's two numbers, elements 2k and 2k + 1: words (2k mod 4) and (2k mod 4) + 1 of block k / 2.
-    const philox::Words w = philox::stream_block(seed, step, draw, static_cast<uint64_t>(k / 2));
-    const int first = static_cast<int>((2 * k) % philox::kPerBlock);
-    const uint32_t w0 = w.v[first], w1 = w.v[first + 1];
+    // Sample k's two numbers, elements 2s and 2s + 1 for s = first + k: words (2s mod 4) and
+    // (2s mod 4) + 1 of block s / 2.
+    const int64_t s = first + k;
+    const philox::Words w = philox::stream_block(seed, step, draw, static_cast<uint64_t>(s / 2));
+    const int word = static_cast<int>((2 * s) % philox::kPerBlock);
+    const uint32_t w0 = w.v[word], w1 = w.v[word + 1];
     image::axis_transform<T>(axes[0], w0, w0, ts + 4 * k, ts + 4 * k + 1);
     image::axis_transform<T>(axes[1], w0, w1, ts + 4 * k + 2, ts + 4 * k + 3);
   }
@@ -86,15 +88,15 @@ void CpuBackend::image_transform_backward(DType dtype, const ImageTransformGeome
 }
 
 void CpuBackend::random_image_transforms(DType dtype, const ImageAxisSpec* axes, int64_t n, uint64_t seed,
-                                         const int64_t* counter, uint64_t draw, void* t) {
+                                         const int64_t* counter, uint64_t draw, int64_t first, void* t) {
   with_cpu_compute_type(dtype, "random_image_transforms", [&](auto tag) {
     using T = decltype(tag);
     if constexpr (is_cpu_half_v<T>) {
       std::vector<float> ts(static_cast<std::size_t>(4 * n));
-      random_image_transforms_typed<float>(axes, n, seed, *counter, draw, ts.data());
+      random_image_transforms_typed<float>(axes, n, seed, *counter, draw, first, ts.data());
       store_rounded<T>(ts.data(), t, 4 * n);
     } else {
-      random_image_transforms_typed<T>(axes, n, seed, *counter, draw, static_cast<T*>(t));
+      random_image_transforms_typed<T>(axes, n, seed, *counter, draw, first, static_cast<T*>(t));
     }
   });
 }

@@ -12,15 +12,17 @@ namespace kiln::backend {
 
 namespace {
 
-// Calls f(i, word) for every element i < n with its stream word, the blocks split across threads.
+// Calls f(i, word) for every element i < n with the word of stream element first + i, the blocks
+// (of the stream, from the one holding element first) split across threads.
 template <typename F>
-void for_each_word(int64_t n, uint64_t seed, int64_t step, uint64_t draw, F&& f) {
-  const int64_t blocks = (n + philox::kPerBlock - 1) / philox::kPerBlock;
-  parallel_for_work(blocks, n, [&](int64_t j0, int64_t j1) {
-    for (int64_t j = j0; j < j1; ++j) {
+void for_each_word(int64_t n, uint64_t seed, int64_t step, uint64_t draw, int64_t first, F&& f) {
+  const int64_t j_first = first / philox::kPerBlock;
+  const int64_t blocks = (first + n + philox::kPerBlock - 1) / philox::kPerBlock - j_first;
+  parallel_for_work(blocks, n, [&](int64_t b0, int64_t b1) {
+    for (int64_t j = j_first + b0; j < j_first + b1; ++j) {
       const philox::Words w = philox::stream_block(seed, step, draw, static_cast<uint64_t>(j));
-      const int64_t i0 = j * philox::kPerBlock, len = std::min(philox::kPerBlock, n - i0);
-      for (int64_t k = 0; k < len; ++k) f(i0 + k, w.v[k]);
+      const int64_t e0 = std::max(j * philox::kPerBlock, first), e1 = std::min((j + 1) * philox::kPerBlock, first + n);
+      for (int64_t e = e0; e < e1; ++e) f(e - first, w.v[e - j * philox::kPerBlock]);
     }
   });
 }
@@ -44,15 +46,15 @@ void CpuBackend::philox_uniform(DType dtype, void* y, int64_t n, uint64_t seed, 
     using T = decltype(tag);
     T* ys = static_cast<T*>(y);
     if constexpr (is_cpu_half_v<T>)
-      for_each_word(n, seed, *counter, draw,
+      for_each_word(n, seed, *counter, draw, 0,
                     [&](int64_t i, uint32_t w) { ys[i] = uniform_toward_zero<T>(philox::to_uniform<float>(w)); });
     else
-      for_each_word(n, seed, *counter, draw, [&](int64_t i, uint32_t w) { ys[i] = philox::to_uniform<T>(w); });
+      for_each_word(n, seed, *counter, draw, 0, [&](int64_t i, uint32_t w) { ys[i] = philox::to_uniform<T>(w); });
   });
 }
 
 void CpuBackend::dropout(DType dtype, const void* x, void* y, int64_t n, double rate, uint64_t seed,
-                         const int64_t* counter, uint64_t draw) {
+                         const int64_t* counter, uint64_t draw, int64_t first) {
   with_cpu_compute_type(dtype, "dropout", [&](auto tag) {
     using T = decltype(tag);
     using A = accumulate_t<T>;
@@ -60,7 +62,7 @@ void CpuBackend::dropout(DType dtype, const void* x, void* y, int64_t n, double 
     T* ys = static_cast<T*>(y);
     const uint64_t threshold = philox::keep_threshold(rate);
     const A scale = philox::keep_scale<A>(rate);
-    for_each_word(n, seed, *counter, draw, [&](int64_t i, uint32_t w) {
+    for_each_word(n, seed, *counter, draw, first, [&](int64_t i, uint32_t w) {
       ys[i] = convert_element<T>(philox::dropout_of(convert_element<A>(xs[i]), w, threshold, scale));
     });
   });
