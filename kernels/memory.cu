@@ -87,6 +87,29 @@ __global__ void crop_kernel(const T* dxp, T* dx, int64_t N, int64_t H, int64_t W
   }
 }
 
+// Up to kMaxCopies parts of scaled_copy_multi per launch (the argument block stays under 4 KiB).
+constexpr int kMaxCopies = 48;
+
+template <typename T>
+struct ScaledCopyBatch {
+  const T* src[kMaxCopies];
+  T* dst[kMaxCopies];
+  T scale[kMaxCopies];
+  int64_t end[kMaxCopies];  // running element counts: part k covers [end[k-1], end[k])
+  int count;
+};
+
+template <typename T>
+__global__ void scaled_copy_multi_kernel(ScaledCopyBatch<T> b) {
+  const int64_t total = b.end[b.count - 1];
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
+    int k = 0;
+    while (i >= b.end[k]) ++k;
+    const int64_t j = i - (k ? b.end[k - 1] : 0);
+    b.dst[k][j] = !b.src[k] ? T(0) : b.scale[k] == T(1) ? b.src[k][j] : b.scale[k] * b.src[k][j];
+  }
+}
+
 __global__ void probe_kernel_impl() {}
 
 // Uploads larger than this go straight from the caller's buffer and wait for the copy.
@@ -101,6 +124,29 @@ void CudaBackend::copy(void* dst, const void* src, std::size_t bytes) {
   if (!bytes || dst == src) return;
   DeviceGuard guard(device_);
   KILN_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_));
+}
+
+void CudaBackend::scaled_copy_multi(DType dtype, const ScaledCopy* copies, int count) {
+  DeviceGuard guard(device_);
+  with_float_type(dtype, "scaled_copy_multi", [&](auto tag) {
+    using T = decltype(tag);
+    for (int first = 0; first < count;) {
+      ScaledCopyBatch<T> b{};
+      int64_t total = 0;
+      for (; first < count && b.count < kMaxCopies; ++first) {
+        const ScaledCopy& c = copies[first];
+        if (c.n <= 0) continue;
+        b.src[b.count] = static_cast<const T*>(c.src);
+        b.dst[b.count] = static_cast<T*>(c.dst);
+        b.scale[b.count] = static_cast<T>(c.scale);
+        total += c.n;
+        b.end[b.count++] = total;
+      }
+      if (!b.count) continue;
+      scaled_copy_multi_kernel<<<grid_for(total), kBlock, 0, stream_>>>(b);
+      KILN_LAUNCH_CHECK("scaled_copy_multi_kernel");
+    }
+  });
 }
 
 void CudaBackend::copy_to_host(void* host_dst, const void* src, std::size_t bytes) {

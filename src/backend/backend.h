@@ -107,6 +107,15 @@ class CapturedWork {
   virtual void launch() = 0;
 };
 
+/// One part of Backend::scaled_copy_multi: dst[0..n) = scale * src[0..n) (scale 1: an exact copy),
+/// or zeros when src is null.
+struct ScaledCopy {
+  const void* src = nullptr;
+  void* dst = nullptr;
+  int64_t n = 0;
+  double scale = 1.0;
+};
+
 /// A group of processes, one device each, that combine device buffers (NCCL on GPUs): made by
 /// Backend::join_collectives. Its calls queue on the device's stream, in order with the kernels,
 /// and may be recorded.

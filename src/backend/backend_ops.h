@@ -26,6 +26,9 @@ KILN_BACKEND_OP(void, copy_to_host, (void* host_dst, const void* src, std::size_
 KILN_BACKEND_OP(void, copy_from_host, (void* dst, const void* host_src, std::size_t bytes))
 /// dst[i] = value for i < n, as `dtype`.
 KILN_BACKEND_OP(void, fill, (DType dtype, void* dst, int64_t n, double value))
+/// Every part of `copies` (float types), in as few launches as the device allows: a data-parallel
+/// fit packs its gradients into one buffer, and its averaged statistics back, with one call each.
+KILN_BACKEND_OP(void, scaled_copy_multi, (DType dtype, const ScaledCopy* copies, int count))
 /// dst[i] = (to) src[i].
 KILN_BACKEND_OP(void, cast, (DType from, const void* src, DType to, void* dst, int64_t n))
 /// Waits for all queued work.

@@ -51,33 +51,36 @@ void DeviceGradientSum::run(std::vector<Tensor>& params, int64_t rows, int64_t g
   auto& be = backend::get(flats_.front().buffer.device());
   // This replica's mean loss covers `rows` of `global_rows`: its share of the global mean.
   const double scale = global_rows > 0 ? static_cast<double>(rows) / static_cast<double>(global_rows) : 0.0;
+  // One multi-part copy per buffer each way: a kernel per gradient would cost more than the sum
+  // itself on one GPU (bench/README.md).
+  std::vector<backend::ScaledCopy> copies;
   for (Flat& f : flats_) {
+    copies.clear();
     for (Slot& s : f.slots) {
-      const int64_t n = s.view.numel();
-      const bool statistic = s.statistic.defined();
       // A replica without rows did not update its statistics: it adds zeros and is not counted.
+      const bool statistic = s.statistic.defined();
       const Tensor src = statistic ? (rows > 0 ? s.statistic : Tensor()) : params[s.param].grad();
-      if (!src.defined() || (!statistic && scale == 0.0))
-        be.fill(f.dtype, s.view.raw_data(), n, 0.0);
-      else if (statistic || scale == 1.0)
-        be.copy(s.view.raw_data(), src.raw_data(), s.view.nbytes());
-      else
-        be.affine(f.dtype, src.raw_data(), scale, 0.0, s.view.raw_data(), n);
+      copies.push_back(
+          {src.defined() ? src.raw_data() : nullptr, s.view.raw_data(), s.view.numel(), statistic ? 1.0 : scale});
     }
+    be.scaled_copy_multi(f.dtype, copies.data(), static_cast<int>(copies.size()));
     group_.all_reduce(f.dtype, f.buffer.raw_data(), f.buffer.numel(), /*max=*/false);
   }
   // A replica with an empty shard did not advance its random layers' counters: take the furthest.
   if (ranks_with_rows < replicas_)
     for (Tensor& c : counters_) group_.all_reduce(DType::Int64, c.raw_data(), c.numel(), /*max=*/true);
-  for (Flat& f : flats_)
+  for (Flat& f : flats_) {
+    copies.clear();
     for (Slot& s : f.slots) {
       if (s.statistic.defined()) {
         Tensor dst = s.statistic;  // in place: a recorded step needs every weight's storage kept
-        be.affine(f.dtype, s.view.raw_data(), 1.0 / ranks_with_rows, 0.0, dst.raw_data(), s.view.numel());
+        copies.push_back({s.view.raw_data(), dst.raw_data(), s.view.numel(), 1.0 / ranks_with_rows});
       } else if (has_grad_[s.param]) {
         params[s.param].impl()->grad = s.view;
       }
     }
+    be.scaled_copy_multi(f.dtype, copies.data(), static_cast<int>(copies.size()));
+  }
 }
 
 }  // namespace kiln::distribute

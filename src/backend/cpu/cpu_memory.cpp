@@ -1,4 +1,5 @@
 // CPU memory: aligned allocation with statistics, copies, fills, casts and row gathers.
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -135,6 +136,24 @@ void cast_typed(const void* src, void* dst, int64_t n) {
 
 void CpuBackend::fill(DType dtype, void* dst, int64_t n, double value) {
   with_cpu_type(dtype, [&](auto tag) { fill_typed<decltype(tag)>(dst, n, value); });
+}
+
+void CpuBackend::scaled_copy_multi(DType dtype, const ScaledCopy* copies, int count) {
+  with_float_type(dtype, "scaled_copy_multi", [&](auto tag) {
+    using T = decltype(tag);
+    for (int k = 0; k < count; ++k) {
+      const ScaledCopy& c = copies[k];
+      const T* src = static_cast<const T*>(c.src);
+      T* dst = static_cast<T*>(c.dst);
+      const T scale = static_cast<T>(c.scale);
+      if (!src)
+        std::fill(dst, dst + c.n, T(0));
+      else if (scale == T(1))
+        copy(dst, src, static_cast<std::size_t>(c.n) * sizeof(T));
+      else
+        for (int64_t i = 0; i < c.n; ++i) dst[i] = scale * src[i];
+    }
+  });
 }
 
 void CpuBackend::cast(DType from, const void* src, DType to, void* dst, int64_t n) {
