@@ -11,6 +11,7 @@
 #include "kiln/autograd.h"
 #include "kiln/callbacks.h"
 #include "kiln/error.h"
+#include "kiln/layers/batch_normalization.h"
 #include "layers/random_stream.h"
 #include "model/log_sums.h"
 #include "model/step_work.h"
@@ -114,6 +115,19 @@ Replica::Replica(Strategy& strategy, Model& model, model::Batches& batches, cons
                              "rank to call fit with the same data, model and options (each trains on its shard of "
                              "every global batch)");
 
+  // A synchronized BatchNormalization needs rows on every replica at every step: a last batch of
+  // fewer rows than replicas is refused here, on every rank alike, before any step.
+  const int64_t last = batches.samples() % options.batch_size;
+  for (const auto& layer : model.layers())
+    if (const auto* bn = dynamic_cast<const layers::BatchNormalization*>(layer.get());
+        bn && bn->options().synchronized && bn->trainable() && last > 0 && last < size())
+      throw Error("fit", bn->name() + " is synchronized, and the last batch of " + std::to_string(last) +
+                             " rows leaves some of the " + std::to_string(size()) +
+                             " replicas without rows; expected every batch to give each replica a row (drop the "
+                             "last " +
+                             std::to_string(last) + " samples, or choose a batch_size that divides the " +
+                             std::to_string(batches.samples()) + " samples or leaves at least " +
+                             std::to_string(size()) + ")");
   for (const auto& layer : model.layers()) {
     if (layer->class_name() == "BatchNormalization" && layer->trainable())
       for (const auto& w : layer->all_weights())
