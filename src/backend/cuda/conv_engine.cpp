@@ -72,6 +72,7 @@ bool env_is(const char* name, const char* value) {
 
 struct Notes {
   bool tensor_core = false, lower_precision = false, transform = false, nondeterministic = false;
+  bool runtime_compiled = false;  // its kernels are compiled when its plan is finalized (NVRTC)
   std::string text;
 };
 
@@ -109,6 +110,15 @@ Notes notes_of(cudnnBackendDescriptor_t engine) {
         break;
     }
   }
+  cudnnBackendBehaviorNote_t behavior[CUDNN_BEHAVIOR_NOTE_TYPE_COUNT];
+  if (cudnnBackendGetAttribute(engine, CUDNN_ATTR_ENGINE_BEHAVIOR_NOTE, CUDNN_TYPE_BEHAVIOR_NOTE,
+                               CUDNN_BEHAVIOR_NOTE_TYPE_COUNT, &count, behavior) != CUDNN_STATUS_SUCCESS)
+    count = 0;
+  for (int64_t i = 0; i < count; ++i)
+    if (behavior[i] == CUDNN_BEHAVIOR_NOTE_RUNTIME_COMPILATION) {
+      n.runtime_compiled = true;
+      n.text += " runtime-compiled";
+    }
   return n;
 }
 
@@ -156,9 +166,10 @@ std::vector<int64_t> config_key(cudnnBackendDescriptor_t cfg, int64_t engine) {
 }
 
 // Finalizes a plan for `cfg` when its engine passes the policy, its workspace fits and no earlier
-// candidate has the same configuration.
+// candidate has the same configuration. `compiled_ok`: whether an engine compiled at run time may
+// be one (finalizing its plan compiles its kernels, up to seconds each).
 void add_candidate(std::vector<Candidate>& out, cudnnHandle_t handle, cudnnBackendDescriptor_t cfg, const char* source,
-                   const EnginePolicy& policy, std::size_t max_workspace) {
+                   const EnginePolicy& policy, std::size_t max_workspace, bool compiled_ok = true) {
   BackendDescriptor engine(CUDNN_BACKEND_ENGINE_DESCRIPTOR);
   cudnnBackendDescriptor_t engine_d = engine.get();
   int64_t got = 0;
@@ -167,7 +178,7 @@ void add_candidate(std::vector<Candidate>& out, cudnnHandle_t handle, cudnnBacke
     return;
   Candidate c;
   c.notes = notes_of(engine.get());
-  if (!allowed(c.notes, policy)) return;
+  if (!allowed(c.notes, policy) || (c.notes.runtime_compiled && !compiled_ok)) return;
   cudnnBackendGetAttribute(engine.get(), CUDNN_ATTR_ENGINE_GLOBAL_INDEX, CUDNN_TYPE_INT64, 1, &got, &c.engine);
   c.key = config_key(cfg, c.engine);
   if (std::any_of(out.begin(), out.end(), [&](const Candidate& earlier) { return earlier.key == c.key; })) return;
@@ -225,7 +236,10 @@ void add_engines(std::vector<Candidate>& out, cudnnHandle_t handle, cudnnBackend
     const cudnnBackendDescriptor_t engine_d = engine.get();
     cfg.set(CUDNN_ATTR_ENGINECFG_ENGINE, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &engine_d);
     if (cfg.finalize() != CUDNN_STATUS_SUCCESS) continue;
-    add_candidate(out, handle, cfg.get(), "engine", policy, max_workspace);
+    // The sweep adds only engines whose kernels are built already: finalizing a runtime-compiled
+    // engine's plan compiles its kernels, which can take seconds per engine (the heuristic and
+    // fallback lists may still propose one).
+    add_candidate(out, handle, cfg.get(), "engine", policy, max_workspace, /*compiled_ok=*/false);
   }
 }
 
