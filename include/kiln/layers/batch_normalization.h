@@ -90,7 +90,7 @@ struct BatchNormalizationOptions {
   /// In a data-parallel fit (a strategy of several replicas), normalizes with the statistics of the
   /// global batch, every replica's shard together, instead of each replica's own (Keras'
   /// synchronized); without a strategy it changes nothing. Every replica must then get rows in
-  /// every batch: a last batch of fewer rows than replicas is refused.
+  /// every batch: fit refuses, before any step, a last batch of fewer rows than replicas.
   bool synchronized = false;
 };
 
