@@ -142,7 +142,7 @@ FusedBatchNorm synchronized_batch_norm(const Tensor& x, const Tensor& scale, con
   }
   const Tensor scale_saved = scale.defined() ? scale.detach() : Tensor();
   const bool want_scale = scale.defined(), want_offset = offset.defined();
-  const Shape shape = x.shape();
+  const Shape& shape = x.shape();  // the lambda below copies it
   const DType dtype = x.dtype();
   const ReplicaSum sum_over = replicas;
   const double share = replicas.share;
