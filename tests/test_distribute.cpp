@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "backend/backend.h"
 #include "distribute/replica.h"
 #include "kiln/kiln.h"
 #include "test_support.h"
@@ -164,6 +165,35 @@ TEST(DistributeGpu, OneReplicaOnAGpuTrainsBitForBitAsFitWithoutStrategy) {
       EXPECT_EQ(all_weights(spread), all_weights(plain));
       EXPECT_EQ(hs.history, h.history);
     }
+}
+
+// A group whose work misses its deadline is aborted, so that no kernel waits for a peer forever,
+// and then refuses every call, saying why. One rank is enough to make the device late: a queue of
+// large products.
+TEST(DistributeGpu, AGroupPastItsDeadlineIsAbortedAndSaysSo) {
+  REQUIRE_GPU();
+  backend::Backend& be = backend::get(Device::gpu(0));
+  std::unique_ptr<backend::DeviceCollectives> group;
+  try {
+    group = be.join_collectives(be.make_collectives_key(), 0, 1, 60);
+  } catch (const Error& e) {
+    GTEST_SKIP() << "no NCCL: " << e.what();
+  }
+  Tensor t = Tensor::ones({1000}, DType::Float32, Device::gpu(0));
+  group->all_reduce(DType::Float32, t.raw_data(), t.numel(), /*max=*/false);
+  ASSERT_TRUE(group->wait(60));
+  EXPECT_EQ(t.to_vector<float>(), std::vector<float>(1000, 1.f)) << "a sum over one rank";
+  Generator gen(1);
+  const Tensor a = Tensor::uniform({4096, 4096}, -0.01, 0.01, gen, DType::Float32, Device::gpu(0));
+  Tensor b = a;
+  for (int i = 0; i < 20; ++i) b = matmul(b, a);  // tens of milliseconds queued
+  EXPECT_FALSE(group->wait(0.0));
+  EXPECT_EQ(message_of([&] { group->all_reduce(DType::Float32, t.raw_data(), t.numel(), false); }),
+            "[collectives] the group was aborted after a collective missed its deadline; expected a new job");
+  EXPECT_EQ(message_of([&] { (void)group->wait(60); }),
+            "[collectives] the group was aborted after a collective missed its deadline; expected a new job");
+  be.synchronize();
+  group.reset();  // an aborted group is freed once
 }
 
 // The random layers' counters ride along the device sum (kept equal when a shard is empty) and

@@ -109,9 +109,7 @@ class NcclCollectives final : public DeviceCollectives {
   }
   ~NcclCollectives() override {
     DeviceGuard guard(device_);
-    if (aborted_) {
-      nccl().abort(comm_);  // again: a no-op on an aborted group, frees it
-    } else {
+    if (comm_) {  // an aborted group was freed by ncclCommAbort
       cudaStreamSynchronize(stream_);
       nccl().destroy(comm_);
     }
@@ -150,9 +148,10 @@ class NcclCollectives final : public DeviceCollectives {
       if (nccl().async_error(comm_, &state) == ncclSuccess && state != ncclSuccess && state != ncclInProgress)
         fail(state, "a collective");
       if (std::chrono::steady_clock::now() > deadline) {
-        // Kernels waiting for a peer that never comes would block the stream forever: abort them.
-        aborted_ = true;
+        // Kernels waiting for a peer that never comes would block the stream forever: abort them
+        // (ncclCommAbort also frees the group).
         nccl().abort(comm_);
+        comm_ = nullptr;
         return false;
       }
       if (polls > 1000) std::this_thread::sleep_for(std::chrono::microseconds(polls > 10000 ? 1000 : 50));
@@ -161,7 +160,7 @@ class NcclCollectives final : public DeviceCollectives {
 
  private:
   void usable() const {
-    if (aborted_) throw Error(kOp, "the group was aborted after a collective missed its deadline; expected a new job");
+    if (!comm_) throw Error(kOp, "the group was aborted after a collective missed its deadline; expected a new job");
   }
   // A non-blocking group may still be enqueuing the call: it must finish before the next one.
   void queued(const char* call) {
@@ -171,9 +170,8 @@ class NcclCollectives final : public DeviceCollectives {
 
   int device_;
   cudaStream_t stream_;
-  ncclComm_t comm_;
+  ncclComm_t comm_;  // null once aborted
   cudaEvent_t done_ = nullptr;
-  bool aborted_ = false;
 };
 
 #endif  // KILN_CUDA_NCCL
