@@ -193,10 +193,16 @@ void Replica::broadcast_state() {
 }
 
 void Replica::begin_step(int64_t step) {
-  step_ = step;
   const auto [begin, end] = batches_.shard_range(step);
-  const int64_t batch_first = step * batches_.batch_size();
-  context_.set_shard({.first_row = begin - batch_first, .rows = end - begin, .global_rows = batches_.rows(step)});
+  const int64_t n = batches_.rows(step), batch_first = step * batches_.batch_size();
+  share_.rows = end - begin;
+  share_.global_rows = n;
+  // This rank's mean loss covers `rows` of the global batch: its share of the global mean.
+  share_.scale = static_cast<double>(share_.rows) / static_cast<double>(n);
+  // Shard r of n rows has n * (r + 1) / P - n * r / P rows: every rank knows them all.
+  share_.ranks_with_rows = 0;
+  for (int64_t r = 0; r < size(); ++r) share_.ranks_with_rows += n * (r + 1) / size() > n * r / size() ? 1 : 0;
+  context_.set_shard({.first_row = begin - batch_first, .rows = share_.rows, .global_rows = n});
 }
 
 void Replica::make_buckets(const std::vector<Tensor>& params) {
@@ -237,10 +243,8 @@ void Replica::start_bucket(Bucket& b, const std::vector<Tensor>& params, int64_t
 }
 
 void Replica::start_ready_buckets(const std::vector<Tensor>& params) {
-  const auto [begin, end] = batches_.shard_range(step_);
-  const double scale = static_cast<double>(end - begin) / static_cast<double>(batches_.rows(step_));
   for (; next_bucket_ < buckets_.size() && buckets_[next_bucket_].pending == 0; ++next_bucket_)
-    start_bucket(buckets_[next_bucket_], params, end - begin, scale);
+    start_bucket(buckets_[next_bucket_], params, share_.rows, share_.scale);
 }
 
 autograd::LeafReady Replica::gradient_ready_hook(const std::vector<Tensor>& params) {
@@ -258,19 +262,10 @@ autograd::LeafReady Replica::gradient_ready_hook(const std::vector<Tensor>& para
   };
 }
 
-int Replica::ranks_with_rows() const {
-  // Shard r of n rows has n * (r + 1) / P - n * r / P rows: every rank knows them all.
-  const int64_t n = batches_.rows(step_);
-  int ranks = 0;
-  for (int64_t r = 0; r < size(); ++r) ranks += n * (r + 1) / size() > n * r / size() ? 1 : 0;
-  return ranks;
-}
-
 void Replica::all_reduce_gradients_on_device(std::vector<Tensor>& params) {
   if (!device_sum_)
     throw Error("fit", "the gradient sum of a CPU model was asked to run on a device; expected a model on a GPU");
-  const auto [begin, end] = batches_.shard_range(step_);
-  device_sum_->run(params, end - begin, batches_.rows(step_), ranks_with_rows());
+  device_sum_->run(params, share_.rows, share_.global_rows, share_.ranks_with_rows);
 }
 
 void Replica::synchronize(const std::string& what) {
@@ -288,24 +283,20 @@ void Replica::device_deadline_missed(const std::string& what) {
 std::optional<double> Replica::all_reduce_gradients(std::vector<Tensor>& params, const Tensor& loss, int64_t step,
                                                     int epoch) {
   if (device_sum_) {
-    (void)loss, (void)epoch;
-    step_ = step;
+    (void)loss, (void)epoch, (void)step;
     all_reduce_gradients_on_device(params);
     return std::nullopt;
   }
   if (buckets_.empty()) make_buckets(params);
-  const auto [begin, end] = batches_.shard_range(step);
-  const int64_t rows = end - begin, global = batches_.rows(step);
-  // This rank's mean loss covers rows of the global batch's `global`: its share of the global mean.
-  const double scale = static_cast<double>(rows) / static_cast<double>(global);
+  const int64_t rows = share_.rows;
+  const double scale = share_.scale;
   // The buckets backward did not start (a parameter without a gradient, an empty shard, no hook),
   // in order, then the step's other sums: the same order on every rank.
   for (; next_bucket_ < buckets_.size(); ++next_bucket_) start_bucket(buckets_[next_bucket_], params, rows, scale);
   next_bucket_ = 0;
-  meta_.assign(2 + params.size(), 0.0);
+  meta_.assign(1 + params.size(), 0.0);
   meta_[0] = loss.defined() ? loss.item() * scale : 0.0;
-  meta_[1] = rows > 0 ? 1.0 : 0.0;
-  for (std::size_t i = 0; i < params.size(); ++i) meta_[2 + i] = params[i].grad().defined() ? 1.0 : 0.0;
+  for (std::size_t i = 0; i < params.size(); ++i) meta_[1 + i] = params[i].grad().defined() ? 1.0 : 0.0;
   comm_.start_all_reduce(meta_.data(), static_cast<int64_t>(meta_.size()), Elem::Float64, ReduceOp::Sum);
   // A rank with an empty shard did not advance its random layers' counters: take the furthest.
   counter_values_.clear();
@@ -314,7 +305,7 @@ std::optional<double> Replica::all_reduce_gradients(std::vector<Tensor>& params,
     comm_.start_all_reduce(counter_values_.data(), static_cast<int64_t>(counter_values_.size()), Elem::Int64,
                            ReduceOp::Max);
   comm_.wait("the gradient all-reduce of epoch " + std::to_string(epoch) + ", step " + std::to_string(step + 1));
-  const double ranks_with_rows = meta_[1];
+  const double ranks_with_rows = share_.ranks_with_rows;
   for (std::size_t i = 0; i < counters_.size(); ++i) {
     Tensor c = counters_[i];
     *c.data<int64_t>() = counter_values_[i];
@@ -329,7 +320,7 @@ std::optional<double> Replica::all_reduce_gradients(std::vector<Tensor>& params,
           average(t.data<double>(), b.bytes.data() + at, n, ranks_with_rows);
         else
           average(t.data<float>(), b.bytes.data() + at, n, ranks_with_rows);
-      } else if (meta_[2 + e.param] > 0) {
+      } else if (meta_[1 + e.param] > 0) {
         // A fresh gradient tensor: the old one may share storage with backward's intermediates.
         Tensor g = Tensor::empty(e.tensor.shape(), e.tensor.dtype(), e.tensor.device());
         std::memcpy(g.raw_data(), b.bytes.data() + at, e.tensor.nbytes());

@@ -43,8 +43,8 @@ class Replica {
   int agree_on_first_epoch(int first_epoch);
   /// Copies rank 0's weights and random generator to every rank.
   void broadcast_state();
-  /// Tells the layers (ReplicaContext) where this rank's shard of batch `step` lies; before the
-  /// step's forward pass.
+  /// Tells the layers (ReplicaContext) where this rank's shard of batch `step` lies and derives
+  /// its share of the step; before the step's forward pass, eager or recorded.
   void begin_step(int64_t step);
   /// For the backward pass of the step begun last (a CPU model): starts each bucket's all-reduce
   /// as soon as backward has completed its gradients, so that the sums travel while backward goes
@@ -52,9 +52,9 @@ class Replica {
   autograd::LeafReady gradient_ready_hook(const std::vector<Tensor>& params);
   /// Sums every rank's gradient of its share of the global batch's mean loss into every rank's
   /// params' grads (averages BatchNormalization's moving statistics, and keeps the random layers'
-  /// counters equal). `loss` is undefined when this rank's shard of batch `step` is empty. A CPU
-  /// model's sum is done on return, and the global batch's loss is returned; a GPU model's is
-  /// queued on the device (nothing is read back, nullopt).
+  /// counters equal) for batch `step`, begun with begin_step(step). `loss` is undefined when this
+  /// rank's shard is empty. A CPU model's sum is done on return, and the global batch's loss is
+  /// returned; a GPU model's is queued on the device (nothing is read back, nullopt).
   std::optional<double> all_reduce_gradients(std::vector<Tensor>& params, const Tensor& loss, int64_t step, int epoch);
   /// Whether the model trains on a GPU (its sums then queue on the device).
   bool on_device() const { return device_sum_ != nullptr; }
@@ -93,8 +93,6 @@ class Replica {
   void start_bucket(Bucket& b, const std::vector<Tensor>& params, int64_t rows, double scale);
   // Starts every bucket from next_bucket_ on whose gradients are complete, in order.
   void start_ready_buckets(const std::vector<Tensor>& params);
-  // Ranks whose shard of the step begun last has rows.
-  int ranks_with_rows() const;
   [[noreturn]] void device_deadline_missed(const std::string& what);
 
   Communicator& comm_;
@@ -111,8 +109,13 @@ class Replica {
   std::size_t next_bucket_ = 0;  // the first bucket of the step not started yet
   std::vector<std::size_t> bucket_of_param_;
   std::unordered_map<const void*, std::size_t> param_of_impl_;  // a parameter's TensorImpl -> its index
-  std::vector<double> meta_;  // loss share, ranks with rows, one "has a gradient" flag per param
-  int64_t step_ = 0;          // the step begun last
+  std::vector<double> meta_;                                    // loss share, one "has a gradient" flag per param
+  // This rank's part of the step begun last, derived once (every rank knows every shard's rows).
+  struct Share {
+    int64_t rows = 0, global_rows = 0;
+    double scale = 0.0;       // rows / global_rows: the share of the global mean loss
+    int ranks_with_rows = 0;  // the ranks the moving statistics average over
+  } share_;
   backend::DeviceCollectives* device_group_ = nullptr;  // a GPU model's collectives (NCCL)
   std::unique_ptr<DeviceGradientSum> device_sum_;       // a GPU model's gradient sum
 };
