@@ -28,10 +28,12 @@ class Pretend : public distribute::Strategy {
   int num_replicas_in_sync() const override { return replicas_; }
   int rank() const override { return 0; }
   std::string name() const override { return "Pretend"; }
+  const distribute::StrategyOptions& options() const override { return options_; }
   distribute::Communicator& communicator() override { throw Error("Pretend", "no communicator"); }
 
  private:
   int replicas_;
+  distribute::StrategyOptions options_;
 };
 
 Sequential classifier(bool batch_norm) {

@@ -88,12 +88,13 @@ struct FitOptions {
   /// recording is kept across epochs). False keeps every step eager. Ignored on the CPU and with
   /// check_numerics.
   bool cuda_graphs = true;
-  /// Trains data-parallel over the strategy's replicas (distribute::MultiWorkerMirroredStrategy:
-  /// one process each, launched by mpirun or srun, every one calling fit with the same data and
-  /// options). batch_size is then the global batch: each replica computes its shard of every global
-  /// batch of the shuffle one process would make, the gradients are summed so every replica applies
-  /// the update of the whole batch, and the logs, History and validation are over all replicas.
-  /// Only replica 0 prints and writes checkpoints. Null (the default): this process alone.
+  /// Trains data-parallel over the strategy's replicas: distribute::MultiWorkerMirroredStrategy
+  /// (one process each, launched by mpirun or srun, every one calling fit with the same data and
+  /// options) or distribute::MirroredStrategy (one process, one replica per local GPU, this model
+  /// being replica 0). batch_size is then the global batch: each replica computes its shard of every
+  /// global batch of the shuffle one process would make, the gradients are summed so every replica
+  /// applies the update of the whole batch, and the logs, History and validation are over all
+  /// replicas. Only replica 0 prints and writes checkpoints. Null (the default): this process alone.
   std::shared_ptr<distribute::Strategy> strategy = nullptr;
 };
 

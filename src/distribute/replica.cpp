@@ -12,6 +12,7 @@
 #include "kiln/callbacks.h"
 #include "kiln/error.h"
 #include "kiln/layers/batch_normalization.h"
+#include "kiln/optimizers.h"
 #include "layers/random_stream.h"
 #include "model/log_sums.h"
 #include "model/step_work.h"
@@ -88,12 +89,13 @@ void Replica::check(Strategy& strategy, int64_t batch_size) {
 }
 
 Replica::Replica(Strategy& strategy, Model& model, model::Batches& batches, const FitOptions& options)
-    : comm_(strategy.communicator()), context_(comm_), model_(model), batches_(batches) {
-  const auto* mw = dynamic_cast<const MultiWorkerMirroredStrategy*>(&strategy);
-  const MultiWorkerMirroredStrategyOptions defaults;
-  bucket_bytes_ = mw ? mw->options().bucket_bytes : defaults.bucket_bytes;
-  check_replicas_ = mw ? mw->options().check_replicas : defaults.check_replicas;
-
+    : comm_(strategy.communicator()),
+      context_(comm_),
+      model_(model),
+      batches_(batches),
+      bucket_bytes_(strategy.options().bucket_bytes),
+      check_replicas_(strategy.options().check_replicas),
+      chief_decides_(strategy.callbacks_on_chief_only()) {
   // Everything the ranks must agree on, gathered in one round and named when it differs.
   const std::vector<std::pair<std::string, int64_t>> fields = {
       {"training samples", batches.samples()},
@@ -146,6 +148,7 @@ Replica::Replica(Strategy& strategy, Model& model, model::Batches& batches, cons
 std::vector<std::shared_ptr<Callback>> Replica::callbacks(const std::vector<std::shared_ptr<Callback>>& given) const {
   if (chief()) return given;
   std::vector<std::shared_ptr<Callback>> out;
+  if (chief_decides_) return out;
   for (const auto& cb : given) {
     if (dynamic_cast<callbacks::ModelCheckpoint*>(cb.get()) || dynamic_cast<callbacks::CSVLogger*>(cb.get())) continue;
     if (dynamic_cast<callbacks::BackupAndRestore*>(cb.get()))
@@ -157,6 +160,12 @@ std::vector<std::shared_ptr<Callback>> Replica::callbacks(const std::vector<std:
 }
 
 int Replica::agree_on_first_epoch(int first_epoch) {
+  if (chief_decides_) {  // only the chief ran the callbacks that may resume
+    int64_t chosen = first_epoch;
+    comm_.start_broadcast(&chosen, sizeof chosen, 0);
+    comm_.wait("the choice of the first epoch");
+    return static_cast<int>(chosen);
+  }
   const int64_t mine = first_epoch;
   std::vector<int64_t> all(static_cast<std::size_t>(size()));
   comm_.start_all_gather(&mine, all.data());
@@ -173,11 +182,9 @@ void Replica::broadcast_state() {
   for (const auto& layer : model_.layers())
     for (const auto& w : layer->all_weights()) {
       Tensor t = w.value;
-      if (device_group_)
-        device_group_->broadcast(t.raw_data(), t.nbytes(), 0);
-      else
-        comm_.start_broadcast(t.raw_data(), static_cast<int64_t>(t.nbytes()), 0);
+      broadcast_tensor(t);
     }
+  comm_.wait("the broadcast of rank 0's weights");
   synchronize("the broadcast of rank 0's weights");
   std::string state = model_.generator().state();
   int64_t length = static_cast<int64_t>(state.size());
@@ -190,6 +197,68 @@ void Replica::broadcast_state() {
     throw Error("fit",
                 "rank 0's random generator state does not parse here; expected every rank to run the same "
                 "build of kiln");
+  broadcast_optimizer_state();
+}
+
+void Replica::broadcast_tensor(Tensor& t) {
+  if (device_group_ && !t.device().is_cpu())
+    device_group_->broadcast(t.raw_data(), t.nbytes(), 0);
+  else
+    comm_.start_broadcast(t.raw_data(), static_cast<int64_t>(t.nbytes()), 0);
+}
+
+void Replica::broadcast_optimizer_state() {
+  const std::string what = "the broadcast of rank 0's optimizer state";
+  Optimizer& opt = *model_.optimizer();
+  opt.synchronize();  // loss scaling's count settled first
+  const std::vector<Tensor> params = model_.trainable_weights();
+  int64_t header[2] = {static_cast<int64_t>(opt.slots().size()), opt.iterations()};
+  comm_.start_broadcast(header, sizeof header, 0);
+  comm_.wait(what);
+  std::vector<std::vector<Tensor>> slots;
+  if (header[0] > 0 && static_cast<std::size_t>(header[0]) == opt.slots().size()) {
+    slots = opt.slots();
+  } else if (header[0] > 0) {
+    if (static_cast<std::size_t>(header[0]) != params.size())
+      throw Error("fit", "rank 0's optimizer holds slots for " + std::to_string(header[0]) +
+                             " weights, the model has " + std::to_string(params.size()) +
+                             " trainable weights; expected the same model on every rank");
+    const std::size_t per_param = opt.slot_names().size();
+    for (const Tensor& p : params) {
+      slots.emplace_back();
+      for (std::size_t s = 0; s < per_param; ++s)
+        slots.back().push_back(Tensor::zeros(p.shape(), p.dtype(), p.device()));
+    }
+  }
+  for (auto& group : slots)
+    for (Tensor& t : group) broadcast_tensor(t);
+  comm_.wait(what);
+  synchronize(what);
+  opt.restore(std::move(slots), header[1]);
+  auto variables = opt.state_variables();
+  for (auto& [name, value] : variables) {
+    value = value.to(Device::cpu()).clone();
+    comm_.start_broadcast(value.raw_data(), static_cast<int64_t>(value.nbytes()), 0);
+  }
+  comm_.wait(what);
+  opt.restore_state_variables(variables);
+}
+
+void Replica::begin_epoch(int epoch) {
+  if (!chief_decides_) return;
+  // The chief's callbacks may have set a fixed learning rate (LearningRateScheduler,
+  // ReduceLROnPlateau); the other replicas take it. A schedule gives every replica the same rate.
+  Optimizer& opt = *model_.optimizer();
+  double rate[2] = {0.0, 0.0};  // whether the chief's optimizer has a learning rate, and the rate
+  if (chief()) try {
+      rate[1] = opt.learning_rate();
+      rate[0] = 1.0;
+    } catch (const Error&) {
+      // an optimizer without a learning rate: nothing to follow
+    }
+  comm_.start_broadcast(rate, sizeof rate, 0);
+  comm_.wait("the start of epoch " + std::to_string(epoch + 1));
+  if (!chief() && rate[0] != 0.0 && opt.learning_rate() != rate[1]) opt.set_learning_rate(rate[1]);
 }
 
 void Replica::begin_step(int64_t step) {

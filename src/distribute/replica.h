@@ -37,12 +37,18 @@ class Replica {
   int size() const { return comm_.size(); }
 
   /// The callbacks this rank runs: all on the chief; elsewhere the same without the file writers
-  /// (ModelCheckpoint and CSVLogger dropped, BackupAndRestore reduced to restoring).
+  /// (ModelCheckpoint and CSVLogger dropped, BackupAndRestore reduced to restoring), or none where
+  /// the chief decides for every replica (Strategy::callbacks_on_chief_only).
   std::vector<std::shared_ptr<Callback>> callbacks(const std::vector<std::shared_ptr<Callback>>& given) const;
-  /// The epoch every rank starts at; throws when the ranks disagree (a backup not every rank sees).
+  /// The epoch every rank starts at: the chief's where it decides, else every rank's own, and then
+  /// throws when the ranks disagree (a backup not every rank sees).
   int agree_on_first_epoch(int first_epoch);
-  /// Copies rank 0's weights and random generator to every rank.
+  /// Copies rank 0's weights, random generator and optimizer state (slots, iterations, state
+  /// variables) to every rank.
   void broadcast_state();
+  /// After the chief's on_epoch_begin callbacks (`epoch` 0-based): where the chief decides, every
+  /// replica takes its fixed learning rate.
+  void begin_epoch(int epoch);
   /// Tells the layers (ReplicaContext) where this rank's shard of batch `step` lies and derives
   /// its share of the step; before the step's forward pass, eager or recorded.
   void begin_step(int64_t step);
@@ -94,6 +100,10 @@ class Replica {
   // Starts every bucket from next_bucket_ on whose gradients are complete, in order.
   void start_ready_buckets(const std::vector<Tensor>& params);
   [[noreturn]] void device_deadline_missed(const std::string& what);
+  // Starts copying rank 0's `t` here: through the GPU group for a device tensor, else the
+  // communicator (complete after comm_.wait and synchronize).
+  void broadcast_tensor(Tensor& t);
+  void broadcast_optimizer_state();
 
   Communicator& comm_;
   ReplicaContext context_;
@@ -102,6 +112,7 @@ class Replica {
   model::Batches& batches_;
   int64_t bucket_bytes_;
   bool check_replicas_;
+  bool chief_decides_;              // only the chief runs callbacks (Strategy::callbacks_on_chief_only)
   std::vector<Tensor> statistics_;  // BatchNormalization's moving statistics (trainable layers)
   std::vector<Tensor> counters_;    // random layers' stream counters (Dropout, random image layers)
   std::vector<int64_t> counter_values_;

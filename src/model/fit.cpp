@@ -3,11 +3,13 @@
 // CUDA device the full batches replay one recorded step (model/recorded_step.h) after eager
 // warm-up steps, and so do the validation pass's (evaluate's recording, kept across epochs:
 // model/recorded_evaluation.h). Under FitOptions::strategy, distribute/replica.h shards the
-// batches, sums the gradients and makes the logs global.
+// batches, sums the gradients and makes the logs global; a MirroredStrategy first spreads the fit
+// over threads, one per replica (distribute/mirrored_fit.h).
 #include <cmath>
 #include <iostream>
 #include <optional>
 
+#include "distribute/mirrored_fit.h"
 #include "distribute/replica.h"
 #include "kiln/error.h"
 #include "kiln/model.h"
@@ -85,6 +87,9 @@ History Model::fit(const std::vector<Tensor>& x_in, const std::vector<Tensor>& y
   require_compiled("fit");  // a Sequential model learns its outputs when built
   if (opt.validation_data) check_validation_data(*opt.validation_data, *this);
   if (opt.strategy) distribute::Replica::check(*opt.strategy, opt.batch_size);
+  // Replicas in this process: each runs this fit on its own thread, under a strategy of its own.
+  if (auto* mirrored = dynamic_cast<distribute::MirroredStrategy*>(opt.strategy.get()))
+    return distribute::fit_mirrored(*mirrored, *this, x_in, y_in, opt);
 
   // Data goes to the model's device once; batches are gathered there.
   std::vector<Tensor> y_ready = prepare_targets(y_in, "fit");
@@ -136,6 +141,7 @@ History Model::fit(const std::vector<Tensor>& x_in, const std::vector<Tensor>& y
 
   for (int e = first_epoch; e < opt.epochs; ++e) {
     for (const auto& cb : callbacks) cb->on_epoch_begin(*this, e);
+    if (replica) replica->begin_epoch(e);
     if (verbose) std::cout << model::epoch_header(e + 1, opt.epochs) << '\n';
     if (opt.shuffle) batches.set_order(generator_.permutation(n));
     work.set_epoch(e + 1);
