@@ -76,7 +76,7 @@ int run(int argc, char** argv) {
   int64_t batch_size = 128, samples = 10240, steps = 0, bucket_bytes = int64_t{4} << 20;
   int epochs = 5;
   uint64_t seed = 0;
-  bool tf32 = false, determinism = false, no_cuda_graphs = false, strategy = false;
+  bool tf32 = false, determinism = false, no_cuda_graphs = false, strategy = false, mirrored = false;
 
   CLI::App app{"Trains one model of the zoo with model.fit on random CIFAR-10-shaped data; prints images/s as JSON"};
   app.add_option("--model", model_name, "the zoo model")->required()->check(CLI::IsMember(zoo::model_names()));
@@ -100,6 +100,9 @@ int run(int argc, char** argv) {
   app.add_flag("--strategy", strategy,
                "train data-parallel under kiln::distribute::MultiWorkerMirroredStrategy (run under mpirun -np P; "
                "--batch-size is the global batch; --device gpu takes each process's worker_device(); rank 0 prints)");
+  app.add_flag("--mirrored", mirrored,
+               "train data-parallel under kiln::distribute::MirroredStrategy over every GPU of the machine (with "
+               "--device gpu; --batch-size is the global batch)");
   app.add_option("--bucket-bytes", bucket_bytes,
                  "with --strategy: bytes of gradient per all-reduce bucket (one bucket larger than the model: the "
                  "sum starts only when backward has finished)")
@@ -111,17 +114,21 @@ int run(int argc, char** argv) {
   kiln::set_num_threads(threads);
   kiln::config::enable_tensor_float_32_execution(tf32);
   kiln::config::enable_op_determinism(determinism);
-  std::shared_ptr<kiln::distribute::MultiWorkerMirroredStrategy> replicas;
+  if (strategy && mirrored) throw kiln::Error("bench_zoo", "--strategy and --mirrored exclude each other");
+  if (mirrored && device_name != "gpu") throw kiln::Error("bench_zoo", "--mirrored needs --device gpu");
+  std::shared_ptr<kiln::distribute::MultiWorkerMirroredStrategy> workers;
   if (strategy)
-    replicas = std::make_shared<kiln::distribute::MultiWorkerMirroredStrategy>(
+    workers = std::make_shared<kiln::distribute::MultiWorkerMirroredStrategy>(
         kiln::distribute::MultiWorkerMirroredStrategyOptions{.bucket_bytes = bucket_bytes});
+  std::shared_ptr<kiln::distribute::Strategy> replicas = workers;
   kiln::Device device = kiln::Device::cpu();
   if (device_name == "gpu") {
     if (kiln::test::gpu_device_name().empty()) {
       std::cerr << "bench_zoo: no usable GPU: " << kiln::gpu_verdict().summary << "\n";
       return 2;  // zoo.py reads this as "skipped"
     }
-    device = replicas ? replicas->worker_device() : kiln::Device::gpu();
+    device = workers ? workers->worker_device() : kiln::Device::gpu();
+    if (mirrored) replicas = std::make_shared<kiln::distribute::MirroredStrategy>();
   }
   kiln::set_default_device(device);
   kiln::utils::set_random_seed(seed);
@@ -167,6 +174,7 @@ int run(int argc, char** argv) {
                         {"tf32", tf32 && device.is_cuda()},
                         {"op_determinism", determinism},
                         {"recorded", execution.recorded},
+                        {"strategy", replicas ? replicas->name() : ""},
                         {"replicas", replicas ? replicas->num_replicas_in_sync() : 0},
                         {"bucket_bytes", replicas ? bucket_bytes : 0},
                         {"execution", execution.reason}};
