@@ -4,8 +4,9 @@
 // knobs), in NHWC and NCHW, forward, data gradient and filter gradient. Each is timed (median of
 // 10 after 3 warm-up runs, CUDA events) and its result compared with the legacy API's algorithm 0
 // in the same layout (max |difference| / max |reference|). One line per candidate, tab-separated.
-// Usage: bench_cudnn_engines [N H W C F K stride pad]... (defaults: vgg's and ResNet-20's inner
-// layers).
+// Usage: bench_cudnn_engines [--transforms] [N H W C F K stride pad]... (defaults: vgg's and
+// ResNet-20's inner layers). --transforms keeps only the graph API's FFT and Winograd engines (and
+// algorithm 0, the reference), and lists those whose plan cuDNN refuses for the layout.
 #include <cuda_runtime.h>
 #include <cudnn.h>
 
@@ -20,6 +21,8 @@
 #include "backend/cuda/conv_engine.h"
 
 namespace {
+
+bool transforms_only = false;
 
 void check(cudnnStatus_t s, const char* what) {
   if (s != CUDNN_STATUS_SUCCESS) {
@@ -117,11 +120,19 @@ double relative_error(const float* out, const float* ref, std::size_t count) {
   return scale > 0 ? diff / scale : diff;
 }
 
-std::string notes_of(cudnnBackendDescriptor_t engine) {
+std::string notes_of(cudnnBackendDescriptor_t engine, bool* transform = nullptr) {
   cudnnBackendNumericalNote_t notes[CUDNN_NUMERICAL_NOTE_TYPE_COUNT];
   int64_t count = 0;
   cudnnBackendGetAttribute(engine, CUDNN_ATTR_ENGINE_NUMERICAL_NOTE, CUDNN_TYPE_NUMERICAL_NOTE,
                            CUDNN_NUMERICAL_NOTE_TYPE_COUNT, &count, notes);
+  if (transform) {
+    *transform = false;
+    for (int64_t i = 0; i < count; ++i)
+      *transform = *transform || notes[i] == CUDNN_NUMERICAL_NOTE_FFT || notes[i] == CUDNN_NUMERICAL_NOTE_WINOGRAD ||
+                   notes[i] == CUDNN_NUMERICAL_NOTE_WINOGRAD_TILE_4x4 ||
+                   notes[i] == CUDNN_NUMERICAL_NOTE_WINOGRAD_TILE_6x6 ||
+                   notes[i] == CUDNN_NUMERICAL_NOTE_WINOGRAD_TILE_13x13;
+  }
   static const char* names[] = {"tensor_core", "down_convert", "reduced_reduction", "fft",        "nondeterministic",
                                 "winograd",    "winograd4x4",  "winograd6x6",       "winograd13", "strict_nan"};
   std::string s;
@@ -159,7 +170,7 @@ void legacy(const Problem& p) {
   check(cudnnSetConvolutionMathType(conv, CUDNN_FMA_MATH), "math");
   const float one = 1.f, zero = 0.f;
   Buffers& b = p.b;
-  for (int algo = 0; algo < 8; ++algo) {
+  for (int algo = 0; algo < (transforms_only ? 1 : 8); ++algo) {
     std::size_t ws = 0;
     cudnnStatus_t s = p.dir == Direction::Forward
                           ? cudnnGetConvolutionForwardWorkspaceSize(p.handle, x, w, conv, y,
@@ -205,19 +216,28 @@ void legacy(const Problem& p) {
 
 void try_config(const Problem& p, cudnnBackendDescriptor_t cfg, const char* source, const int64_t uids[3],
                 void* ptrs[3]) {
-  Desc plan(CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR);
-  plan.set(CUDNN_ATTR_EXECUTION_PLAN_HANDLE, CUDNN_TYPE_HANDLE, 1, &p.handle);
-  plan.set(CUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &cfg);
-  if (plan.finalize() != CUDNN_STATUS_SUCCESS) return;
   int64_t ws = 0, got = 0;
-  check(cudnnBackendGetAttribute(plan.d, CUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE, CUDNN_TYPE_INT64, 1, &got, &ws),
-        "ws");
-  if (ws > (int64_t(1) << 30)) return;
   Desc engine(CUDNN_BACKEND_ENGINE_DESCRIPTOR);
   check(cudnnBackendGetAttribute(cfg, CUDNN_ATTR_ENGINECFG_ENGINE, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &got, &engine.d),
         "engine");
   int64_t index = -1;
   cudnnBackendGetAttribute(engine.d, CUDNN_ATTR_ENGINE_GLOBAL_INDEX, CUDNN_TYPE_INT64, 1, &got, &index);
+  bool transform = false;
+  const std::string notes = notes_of(engine.d, &transform);
+  if (transforms_only && !transform) return;
+  Desc plan(CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR);
+  plan.set(CUDNN_ATTR_EXECUTION_PLAN_HANDLE, CUDNN_TYPE_HANDLE, 1, &p.handle);
+  plan.set(CUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &cfg);
+  const cudnnStatus_t finalized = plan.finalize();
+  if (finalized != CUDNN_STATUS_SUCCESS) {
+    if (transforms_only)
+      std::printf("%s\t%s\t%s\tengine %lld\t%s\trefused: %s\n", name(p.dir), p.nhwc ? "NHWC" : "NCHW", source,
+                  static_cast<long long>(index), notes.c_str(), cudnnGetErrorString(finalized));
+    return;
+  }
+  check(cudnnBackendGetAttribute(plan.d, CUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE, CUDNN_TYPE_INT64, 1, &got, &ws),
+        "ws");
+  if (ws > (int64_t(1) << 30)) return;
   void* space = nullptr;
   if (ws) check(cudaMalloc(&space, static_cast<std::size_t>(ws)), "ws");
   Desc pack(CUDNN_BACKEND_VARIANT_PACK_DESCRIPTOR);
@@ -229,7 +249,7 @@ void try_config(const Problem& p, cudnnBackendDescriptor_t cfg, const char* sour
   if (ms >= 0) {
     const double err = relative_error(p.out(), p.b.ref, p.out_count());
     std::printf("%s\t%s\t%s\tengine %lld\t%s\t%.1f MB\t%.4f ms\t%.2e\n", name(p.dir), p.nhwc ? "NHWC" : "NCHW", source,
-                static_cast<long long>(index), notes_of(engine.d).c_str(), static_cast<double>(ws) / (1 << 20),
+                static_cast<long long>(index), notes.c_str(), static_cast<double>(ws) / (1 << 20),
                 static_cast<double>(ms), err);
   }
   if (space) cudaFree(space);
@@ -306,12 +326,17 @@ void graph(const Problem& p) {
 
 int main(int argc, char** argv) {
   std::vector<Geometry> geometries;
-  if (argc > 1) {
-    if ((argc - 1) % 8 != 0) {
-      std::fprintf(stderr, "usage: %s [N H W C F K stride pad]...\n", argv[0]);
+  int first = 1;
+  if (argc > 1 && std::string(argv[1]) == "--transforms") {
+    transforms_only = true;
+    first = 2;
+  }
+  if (argc > first) {
+    if ((argc - first) % 8 != 0) {
+      std::fprintf(stderr, "usage: %s [--transforms] [N H W C F K stride pad]...\n", argv[0]);
       return 2;
     }
-    for (int i = 1; i + 7 < argc; i += 8) {
+    for (int i = first; i + 7 < argc; i += 8) {
       int64_t v[8];
       for (int j = 0; j < 8; ++j) v[j] = std::atoll(argv[i + j]);
       geometries.push_back({v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]});

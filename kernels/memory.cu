@@ -1,6 +1,7 @@
 // The memory family: copies, fill, cast, row gather, the step counter; and the layout helpers of
-// the cuDNN convolution: 2-D transpose (HWIO <-> KRSC filters) and NHWC zero padding / cropping
-// (for TensorFlow's asymmetric "same" padding, which cuDNN's symmetric padding cannot express).
+// the cuDNN convolution: 2-D transposes (HWIO <-> KRSC filters, NHWC <-> NCHW for NCHW-only
+// engines) and NHWC zero padding / cropping (for TensorFlow's asymmetric "same" padding, which
+// cuDNN's symmetric padding cannot express).
 // Shape letters: N batch, H/W height/width, C channels, HP/WP padded height/width.
 #include <cstring>
 #include <mutex>
@@ -49,19 +50,25 @@ __global__ void select_batch_kernel(const int32_t* perm, const int64_t* index, i
 
 __global__ void advance_counter_kernel(int64_t* counter) { ++*counter; }
 
-// 32x32 tiles through shared memory so both the read and the write are coalesced.
+// 32x32 tiles through shared memory so both the read and the write are coalesced; grid z walks
+// the matrices of a batch (more than 65535 of them in turns).
 template <typename T>
-__global__ void transpose_kernel(const T* in, T* out, int64_t rows, int64_t cols) {
+__global__ void transpose_kernel(const T* in, T* out, int64_t batch, int64_t rows, int64_t cols) {
   __shared__ T tile[32][33];
   const int64_t c0 = int64_t(blockIdx.x) * 32, r0 = int64_t(blockIdx.y) * 32;
-  for (int j = threadIdx.y; j < 32; j += blockDim.y) {
-    const int64_t r = r0 + j, c = c0 + threadIdx.x;
-    if (r < rows && c < cols) tile[j][threadIdx.x] = in[r * cols + c];
-  }
-  __syncthreads();
-  for (int j = threadIdx.y; j < 32; j += blockDim.y) {
-    const int64_t c = c0 + j, r = r0 + threadIdx.x;
-    if (r < rows && c < cols) out[c * rows + r] = tile[threadIdx.x][j];
+  for (int64_t b = blockIdx.z; b < batch; b += gridDim.z) {
+    const T* from = in + b * rows * cols;
+    T* to = out + b * rows * cols;
+    for (int j = threadIdx.y; j < 32; j += blockDim.y) {
+      const int64_t r = r0 + j, c = c0 + threadIdx.x;
+      if (r < rows && c < cols) tile[j][threadIdx.x] = from[r * cols + c];
+    }
+    __syncthreads();
+    for (int j = threadIdx.y; j < 32; j += blockDim.y) {
+      const int64_t c = c0 + j, r = r0 + threadIdx.x;
+      if (r < rows && c < cols) to[c * rows + r] = tile[threadIdx.x][j];
+    }
+    __syncthreads();  // the tile is refilled for the next matrix
   }
 }
 
@@ -241,11 +248,17 @@ void CudaBackend::advance_counter(int64_t* counter) {
 namespace kernels {
 
 void transpose(DType dtype, const void* in, void* out, int64_t rows, int64_t cols, cudaStream_t s) {
-  if (rows <= 0 || cols <= 0) return;
+  transpose_batch(dtype, in, out, 1, rows, cols, s);
+}
+
+void transpose_batch(DType dtype, const void* in, void* out, int64_t batch, int64_t rows, int64_t cols,
+                     cudaStream_t s) {
+  if (batch <= 0 || rows <= 0 || cols <= 0) return;
   with_cuda_compute_type(dtype, "transpose", [&](auto tag) {
     using T = decltype(tag);
-    const dim3 grid(static_cast<unsigned>((cols + 31) / 32), static_cast<unsigned>((rows + 31) / 32));
-    transpose_kernel<<<grid, dim3(32, 8), 0, s>>>(static_cast<const T*>(in), static_cast<T*>(out), rows, cols);
+    const dim3 grid(static_cast<unsigned>((cols + 31) / 32), static_cast<unsigned>((rows + 31) / 32),
+                    static_cast<unsigned>(batch < 65535 ? batch : 65535));
+    transpose_kernel<<<grid, dim3(32, 8), 0, s>>>(static_cast<const T*>(in), static_cast<T*>(out), batch, rows, cols);
   });
   KILN_LAUNCH_CHECK("transpose_kernel");
 }

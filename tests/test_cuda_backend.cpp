@@ -303,6 +303,21 @@ TEST(CudaBackend, LegacyApiConvolutionMatchesCpu) {
   EXPECT_GT(fused_zeros, 0);
 }
 
+TEST(CudaBackend, NchwRouteConvolutionMatchesCpu) {
+  REQUIRE_GPU();
+  // KILN_CUDNN_LAYOUT=nchw makes float32 plans made while it is set choose among NCHW engines only,
+  // run on copies of the NHWC operands transposed there and back: the route cuDNN's FFT and
+  // Winograd engines take. Geometries no other test uses, so their plans are made here: a 3x3
+  // stride-1 layer (Winograd's case), one with height != width and C != F (a transposition that
+  // mixed them up would show), and an asymmetric strided one (padded by us, then NCHW).
+  const ScopedEnv nchw("KILN_CUDNN_LAYOUT", "nchw");
+  long fused_zeros = 0, fused_outputs = 0;
+  for (const ConvCase& t : {ConvCase{4, 12, 12, 32, 3, 3, 48, 1, true}, ConvCase{3, 7, 9, 12, 3, 3, 20, 1, true},
+                            ConvCase{2, 10, 10, 16, 3, 3, 24, 2, true}})
+    expect_convolution_matches_cpu(t, fused_zeros, fused_outputs);
+  EXPECT_GT(fused_zeros, 0);
+}
+
 TEST(CudaBackend, FusedConvolutionIsDeterministic) {
   REQUIRE_GPU();
   // The seed's layer at a batch large enough for many row slices: two runs give the same bits.

@@ -2,6 +2,9 @@
 // the operation graph, the engine configuration chosen for it, and its execution plan. cuDNN's
 // legacy convolution API offers float32 NHWC only its two implicit-GEMM algorithms; the graph API
 // reaches every engine cuDNN has for the geometry (bench/README.md has the survey that chose it).
+// cuDNN's FFT and Winograd engines for float32 take NCHW tensors only: an engine may also run in
+// NCHW on copies of the NHWC operands, transposed there and back, when that is faster, transposes
+// included.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -16,6 +19,9 @@ namespace kiln::backend {
 class CudaAllocator;
 
 enum class ConvDirection { Forward, BackwardData, BackwardFilter };
+
+/// The layout an engine runs in: kiln's NHWC, or NCHW on transposed copies of the operands.
+enum class ConvLayout { Nhwc, Nchw };
 
 /// Each direction's cuDNN operation and the names of its attributes (x, w, y: the forward pass's
 /// tensors, whichever is the output), indexed by ConvDirection.
@@ -73,6 +79,11 @@ struct EnginePolicy {
   bool deterministic = false;
 };
 
+/// The operation graph of one direction in one layout, with the descriptors it refers to.
+struct ConvGraph {
+  BackendDescriptor x, w, y, conv, op, graph;
+};
+
 /// One direction of one geometry: built once, its engine chosen once, then run on any buffers.
 class ConvEngine {
  public:
@@ -81,27 +92,34 @@ class ConvEngine {
 
   /// Chooses the engine configuration among cuDNN's heuristic and fallback lists and its engines'
   /// default configurations, keeping those `policy` allows and whose workspace fits
-  /// `max_workspace`: with `measure`, each runs on x, w and y (the direction's output among them is
-  /// overwritten) on `stream` and the fastest wins; else cuDNN's heuristic ranking decides. Engines
-  /// that sum products directly come first; FFT and Winograd ones serve only where no such engine
-  /// exists. Throws kiln::Error naming `geometry` when no engine qualifies. KILN_CUDNN_LOG=1
-  /// prints every candidate.
+  /// `max_workspace`. With `measure`, each runs on x, w and y (the direction's output among them is
+  /// overwritten) on `stream` and the fastest wins, NCHW FFT and Winograd engines competing with
+  /// their transposes counted; an FFT or Winograd engine faster than every direct one wins only
+  /// while its result stays within conv_accuracy.h's bound of the fastest direct engine's. Without
+  /// `measure`, cuDNN's heuristic ranking of the NHWC engines decides, direct sums first.
+  /// KILN_CUDNN_LAYOUT=nhwc leaves the NCHW route out, =nchw takes only it (any NCHW engine; for
+  /// comparisons and tests). Throws kiln::Error naming `geometry` when no engine qualifies.
+  /// KILN_CUDNN_LOG=1 prints every candidate.
   void choose(cudnnHandle_t handle, cudaStream_t stream, CudaAllocator& allocator, bool measure,
               const EnginePolicy& policy, std::size_t max_workspace, const void* x, const void* w, const void* y,
               const std::string& geometry);
 
   bool chosen() const { return plan_.get() != nullptr; }
+  /// The scratch bytes run() takes: the engine's workspace, and the NCHW copies where it runs in NCHW.
   std::size_t workspace_size() const { return workspace_; }
+  ConvLayout layout() const { return layout_; }
 
-  /// Runs the chosen plan on the handle's stream: reads two of x, w, y and writes the third.
+  /// Runs the chosen plan on the handle's stream: reads two of x, w, y (NHWC, the filter KRSC) and
+  /// writes the third.
   void run(cudnnHandle_t handle, const void* x, const void* w, const void* y, void* workspace) const;
 
  private:
   ConvDirection direction_;
-  // The descriptors the operation graph refers to, kept alive with it.
-  BackendDescriptor x_, w_, y_, conv_, op_, graph_;
+  ConvEngineShape shape_;
+  ConvGraph nhwc_, nchw_;  // nchw_ is made by choose() where the NCHW route may serve
   BackendDescriptor plan_;
-  std::size_t workspace_ = 0;
+  ConvLayout layout_ = ConvLayout::Nhwc;
+  std::size_t engine_workspace_ = 0, workspace_ = 0;
 };
 
 }  // namespace kiln::backend

@@ -3,9 +3,11 @@
 // transposes the (small) kernel with one kernel of ours.
 // float32 runs through cuDNN's graph API (conv_engine.h): its legacy API offers float32 NHWC only
 // two implicit-GEMM algorithms, the graph API every engine cuDNN has, under the same rules as below
-// (timed choice, direct sums before FFT/Winograd, FMA unless TF32 is enabled, determinism on
-// request); its forward pass leaves bias and ReLU to our kernel. KILN_CUDNN_LEGACY=1 sends float32
-// back to the legacy API (for comparison). Every other type uses the legacy API, as follows.
+// (timed choice, FMA unless TF32 is enabled, determinism on request), except that its FFT and
+// Winograd engines (NCHW only, run between transposes) may win the timing where their result stays
+// within a measured bound of the direct engine's; its forward pass leaves bias and ReLU to our
+// kernel. KILN_CUDNN_LEGACY=1 sends float32 back to the legacy API (for comparison). Every other
+// type uses the legacy API, as follows.
 // Algorithms are chosen once per geometry
 // and direction: cuDNN times each one on that geometry (cudnnFind*, run twice at the first, eager
 // call, the second run's timings deciding: fit warms up before it records a step) and the fastest

@@ -27,6 +27,8 @@ namespace kernels {
 // ---- memory.cu ----
 /// out[c, r] = in[r, c] for in [rows, cols].
 void transpose(DType dtype, const void* in, void* out, int64_t rows, int64_t cols, cudaStream_t s);
+/// out[b, c, r] = in[b, r, c] for in [batch, rows, cols]: NHWC [N, H*W, C] <-> NCHW [N, C, H*W].
+void transpose_batch(DType dtype, const void* in, void* out, int64_t batch, int64_t rows, int64_t cols, cudaStream_t s);
 /// xp [N, HP, WP, C] = x [N, H, W, C] placed at (top, left), zeros elsewhere (rows past HP dropped).
 void pad_nhwc(DType dtype, const void* x, void* xp, int64_t N, int64_t H, int64_t W, int64_t C, int64_t HP, int64_t WP,
               int64_t top, int64_t left, cudaStream_t s);
