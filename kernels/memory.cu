@@ -51,25 +51,27 @@ __global__ void select_batch_kernel(const int32_t* perm, const int64_t* index, i
 __global__ void advance_counter_kernel(int64_t* counter) { ++*counter; }
 
 // 32x32 tiles through shared memory so both the read and the write are coalesced; grid z walks
-// the matrices of a batch (more than 65535 of them in turns).
+// the matrices of a batch and grid y their row tiles, each in turns past the grid's limit of 65535
+// (an image of more than 2M pixels has more row tiles).
 template <typename T>
 __global__ void transpose_kernel(const T* in, T* out, int64_t batch, int64_t rows, int64_t cols) {
   __shared__ T tile[32][33];
-  const int64_t c0 = int64_t(blockIdx.x) * 32, r0 = int64_t(blockIdx.y) * 32;
-  for (int64_t b = blockIdx.z; b < batch; b += gridDim.z) {
-    const T* from = in + b * rows * cols;
-    T* to = out + b * rows * cols;
-    for (int j = threadIdx.y; j < 32; j += blockDim.y) {
-      const int64_t r = r0 + j, c = c0 + threadIdx.x;
-      if (r < rows && c < cols) tile[j][threadIdx.x] = from[r * cols + c];
+  const int64_t c0 = int64_t(blockIdx.x) * 32;
+  for (int64_t b = blockIdx.z; b < batch; b += gridDim.z)
+    for (int64_t r0 = int64_t(blockIdx.y) * 32; r0 < rows; r0 += int64_t(gridDim.y) * 32) {
+      const T* from = in + b * rows * cols;
+      T* to = out + b * rows * cols;
+      for (int j = threadIdx.y; j < 32; j += blockDim.y) {
+        const int64_t r = r0 + j, c = c0 + threadIdx.x;
+        if (r < rows && c < cols) tile[j][threadIdx.x] = from[r * cols + c];
+      }
+      __syncthreads();
+      for (int j = threadIdx.y; j < 32; j += blockDim.y) {
+        const int64_t c = c0 + j, r = r0 + threadIdx.x;
+        if (r < rows && c < cols) to[c * rows + r] = tile[threadIdx.x][j];
+      }
+      __syncthreads();  // the tile is refilled for the next tile
     }
-    __syncthreads();
-    for (int j = threadIdx.y; j < 32; j += blockDim.y) {
-      const int64_t c = c0 + j, r = r0 + threadIdx.x;
-      if (r < rows && c < cols) to[c * rows + r] = tile[threadIdx.x][j];
-    }
-    __syncthreads();  // the tile is refilled for the next matrix
-  }
 }
 
 template <typename T>
@@ -256,7 +258,9 @@ void transpose_batch(DType dtype, const void* in, void* out, int64_t batch, int6
   if (batch <= 0 || rows <= 0 || cols <= 0) return;
   with_cuda_compute_type(dtype, "transpose", [&](auto tag) {
     using T = decltype(tag);
-    const dim3 grid(static_cast<unsigned>((cols + 31) / 32), static_cast<unsigned>((rows + 31) / 32),
+    const int64_t row_tiles = (rows + 31) / 32;
+    const dim3 grid(static_cast<unsigned>((cols + 31) / 32),
+                    static_cast<unsigned>(row_tiles < 65535 ? row_tiles : 65535),
                     static_cast<unsigned>(batch < 65535 ? batch : 65535));
     transpose_kernel<<<grid, dim3(32, 8), 0, s>>>(static_cast<const T*>(in), static_cast<T*>(out), batch, rows, cols);
   });

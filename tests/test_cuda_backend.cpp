@@ -309,11 +309,12 @@ TEST(CudaBackend, NchwRouteConvolutionMatchesCpu) {
   // run on copies of the NHWC operands transposed there and back: the route cuDNN's FFT and
   // Winograd engines take. Geometries no other test uses, so their plans are made here: a 3x3
   // stride-1 layer (Winograd's case), one with height != width and C != F (a transposition that
-  // mixed them up would show), and an asymmetric strided one (padded by us, then NCHW).
+  // mixed them up would show), an asymmetric strided one (padded by us, then NCHW), and an image of
+  // more than 65535 x 32 pixels (its transposes have more row tiles than a grid's y dimension).
   const ScopedEnv nchw("KILN_CUDNN_LAYOUT", "nchw");
   long fused_zeros = 0, fused_outputs = 0;
   for (const ConvCase& t : {ConvCase{4, 12, 12, 32, 3, 3, 48, 1, true}, ConvCase{3, 7, 9, 12, 3, 3, 20, 1, true},
-                            ConvCase{2, 10, 10, 16, 3, 3, 24, 2, true}})
+                            ConvCase{2, 10, 10, 16, 3, 3, 24, 2, true}, ConvCase{1, 1500, 1450, 2, 3, 3, 2, 1, true}})
     expect_convolution_matches_cpu(t, fused_zeros, fused_outputs);
   EXPECT_GT(fused_zeros, 0);
 }
