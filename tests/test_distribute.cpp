@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "data_parallel_support.h"
 #include "distribute/replica.h"
 #include "kiln/kiln.h"
 #include "test_support.h"
@@ -36,37 +37,12 @@ class Pretend : public distribute::Strategy {
   distribute::StrategyOptions options_;
 };
 
-Sequential classifier(bool batch_norm) {
-  utils::set_random_seed(21);
-  std::vector<LayerRef> layers = {layers::Dense(8, {.activation = "relu", .input_shape = {4}})};
-  if (batch_norm) layers.emplace_back(layers::BatchNormalization());
-  layers.emplace_back(layers::Dense(3));
-  Sequential model(layers);
-  model.compile(optimizers::Adam({.learning_rate = 0.01}), losses::SparseCategoricalCrossentropy({.from_logits = true}),
-                {"accuracy"});
-  return model;
+// The classifier these tests train, with or without BatchNormalization.
+Sequential classifier(bool with_batch_norm) {
+  return data_parallel_test::classifier(21, "adam", with_batch_norm ? data_parallel_test::batch_norm : nullptr);
 }
 
-std::pair<Tensor, Tensor> data(int64_t n) {
-  Generator gen(3);
-  std::vector<float> x;
-  std::vector<int32_t> y;
-  for (int64_t i = 0; i < n; ++i) {
-    for (int j = 0; j < 4; ++j) x.push_back(static_cast<float>(gen.normal()));
-    y.push_back(static_cast<int32_t>(gen.below(3)));
-  }
-  return {Tensor::from_vector(x, {n, 4}), Tensor::from_vector(y, {n})};
-}
-
-std::vector<float> all_weights(const Model& model) {
-  std::vector<float> out;
-  for (const auto& layer : model.layers())
-    for (const Tensor& w : layer->weights()) {
-      const auto v = w.to_vector<float>();
-      out.insert(out.end(), v.begin(), v.end());
-    }
-  return out;
-}
+std::pair<Tensor, Tensor> data(int64_t n) { return data_parallel_test::data(n, 3); }
 
 }  // namespace
 
@@ -83,7 +59,7 @@ TEST(Distribute, OneReplicaTrainsBitForBitAsFitWithoutStrategy) {
     Sequential spread = classifier(batch_norm);
     const History hs = spread.fit(
         x, y, {.batch_size = 16, .epochs = 3, .verbose = 0, .validation_data = {{xv, yv}}, .strategy = strategy});
-    EXPECT_EQ(all_weights(spread), all_weights(plain));
+    EXPECT_EQ(data_parallel_test::flat_weights(spread), data_parallel_test::flat_weights(plain));
     EXPECT_EQ(hs.history, h.history);
     EXPECT_EQ(hs.epoch, h.epoch);
   }
@@ -164,7 +140,7 @@ TEST(DistributeGpu, OneReplicaOnAGpuTrainsBitForBitAsFitWithoutStrategy) {
       with_strategy.strategy = strategy;
       const History hs = spread.fit(x, y, with_strategy);
       EXPECT_EQ(spread.last_fit_execution().recorded, graphs) << spread.last_fit_execution().reason;
-      EXPECT_EQ(all_weights(spread), all_weights(plain));
+      EXPECT_EQ(data_parallel_test::flat_weights(spread), data_parallel_test::flat_weights(plain));
       EXPECT_EQ(hs.history, h.history);
     }
 }
@@ -219,7 +195,7 @@ TEST(DistributeGpu, DropoutUnderOneReplicaOnAGpuTrainsAsWithoutStrategy) {
   Sequential spread = model();
   spread.fit(x, y, {.batch_size = 8, .epochs = 2, .verbose = 0, .strategy = strategy});
   EXPECT_TRUE(spread.last_fit_execution().recorded) << spread.last_fit_execution().reason;
-  EXPECT_EQ(all_weights(spread), all_weights(plain));
+  EXPECT_EQ(data_parallel_test::flat_weights(spread), data_parallel_test::flat_weights(plain));
 }
 
 TEST(Distribute, GlobalBatchMustCoverEveryReplica) {
@@ -235,10 +211,10 @@ TEST(Distribute, FitChecksTheStrategyBeforeTraining) {
   const auto xy = data(8);
   const Tensor x = xy.first, y = xy.second;
   Sequential model = classifier(false);
-  const auto before = all_weights(model);
+  const auto before = data_parallel_test::flat_weights(model);
   EXPECT_EQ(
       message_of([&] { model.fit(x, y, {.batch_size = 2, .verbose = 0, .strategy = std::make_shared<Pretend>(3)}); }),
       "[fit] batch_size 2 is smaller than the 3 replicas of Pretend; expected the global batch, at least one "
       "sample per replica (batch_size >= 3)");
-  EXPECT_EQ(all_weights(model), before);
+  EXPECT_EQ(data_parallel_test::flat_weights(model), before);
 }

@@ -15,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include "data_parallel_support.h"
 #include "distribute/replica_context.h"
 #include "distribute/thread_communicator.h"
 #include "kiln/kiln.h"
@@ -22,71 +23,11 @@
 
 using namespace kiln;
 using kiln::testing::message_of;
+using namespace kiln::data_parallel_test;
 
 namespace {
 
 constexpr double kTolerance = 1e-6;
-
-// A new layer between the classifier's two Dense layers (each model gets its own).
-using MakeLayer = std::function<LayerRef()>;
-
-Sequential classifier(uint64_t seed, const std::string& optimizer, const MakeLayer& middle = nullptr) {
-  utils::set_random_seed(seed);
-  std::vector<LayerRef> layers = {layers::Dense(8, {.activation = "relu", .input_shape = {4}})};
-  if (middle) layers.push_back(middle());
-  layers.emplace_back(layers::Dense(3));
-  Sequential model(layers);
-  if (optimizer == "sgd")
-    model.compile(optimizers::SGD({.learning_rate = 0.1, .momentum = 0.9}),
-                  losses::SparseCategoricalCrossentropy({.from_logits = true}), {"accuracy"});
-  else
-    model.compile(optimizers::Adam({.learning_rate = 0.01}),
-                  losses::SparseCategoricalCrossentropy({.from_logits = true}), {"accuracy"});
-  return model;
-}
-
-std::pair<Tensor, Tensor> data(int64_t n, uint64_t seed = 7) {
-  Generator gen(seed);
-  std::vector<float> x;
-  std::vector<int32_t> y;
-  for (int64_t i = 0; i < n; ++i) {
-    float s = 0;
-    for (int j = 0; j < 4; ++j) {
-      const auto v = static_cast<float>(gen.normal());
-      x.push_back(v);
-      s += v;
-    }
-    y.push_back(s > 0.5f ? 2 : (s > -0.5f ? 1 : 0));
-  }
-  return {Tensor::from_vector(x, {n, 4}), Tensor::from_vector(y, {n})};
-}
-
-std::vector<float> flat_weights(const Model& model) {
-  std::vector<float> out;
-  for (const auto& layer : model.layers())
-    for (const Tensor& w : layer->weights()) {
-      const auto v = w.to_vector<float>();
-      out.insert(out.end(), v.begin(), v.end());
-    }
-  return out;
-}
-
-// max |a - b| / max |b|, as the tests of MPI's ranks measure it.
-double max_relative_difference(const std::vector<float>& a, const std::vector<float>& b) {
-  return kiln::testing::relative_error(a, b);
-}
-
-void expect_history_near(const History& got, const History& want) {
-  EXPECT_EQ(got.epoch, want.epoch);
-  ASSERT_EQ(got.history.size(), want.history.size());
-  for (const auto& [name, values] : want.history) {
-    ASSERT_TRUE(got.history.contains(name)) << name;
-    const auto& mine = got.history.at(name);
-    ASSERT_EQ(mine.size(), values.size()) << name;
-    for (std::size_t e = 0; e < values.size(); ++e)
-      EXPECT_NEAR(mine[e], values[e], kTolerance * std::max(1.0, std::fabs(values[e]))) << name << " epoch " << e;
-  }
-}
 
 std::shared_ptr<distribute::MirroredStrategy> cpu_replicas(int n, distribute::MirroredStrategyOptions options = {
                                                                       .check_replicas = true}) {
@@ -122,7 +63,7 @@ void expect_equal_to_one_process(const Case& c, const MakeLayer& middle = nullpt
   EXPECT_LE(max_relative_difference(flat_weights(spread), flat_weights(alone)), kTolerance);
   EXPECT_GT(max_relative_difference(flat_weights(alone), flat_weights(classifier(42, c.optimizer, middle))), 1e-3)
       << "training moved the weights";
-  expect_history_near(h, h1);
+  expect_history_near(h, h1, kTolerance);
 }
 
 }  // namespace
@@ -391,9 +332,9 @@ TEST(MirroredStrategyGpu, OneGpuTrainsBitForBitAsFitWithoutStrategy) {
   const auto [x, y] = data(50);
   const auto [xv, yv] = data(13, 11);
   for (const bool graphs : {false, true})
-    for (const bool batch_norm : {false, true}) {
-      SCOPED_TRACE(std::string(graphs ? "recorded" : "eager") + (batch_norm ? ", BatchNormalization" : ""));
-      const MakeLayer middle = batch_norm ? MakeLayer([] { return layers::BatchNormalization(); }) : nullptr;
+    for (const bool with_bn : {false, true}) {
+      SCOPED_TRACE(std::string(graphs ? "recorded" : "eager") + (with_bn ? ", BatchNormalization" : ""));
+      const MakeLayer middle = with_bn ? MakeLayer(batch_norm) : nullptr;
       const FitOptions options{
           .batch_size = 16, .epochs = 3, .verbose = 0, .validation_data = {{xv, yv}}, .cuda_graphs = graphs};
       Sequential plain = classifier(4, "adam", middle);
@@ -435,10 +376,10 @@ TEST(MirroredStrategyGpu, EveryGpuEqualsOneGpu) {
   const auto every = std::make_shared<distribute::MirroredStrategy>();
   if (every->num_replicas_in_sync() < 2) GTEST_SKIP() << "one GPU here; the test needs two or more";
   const auto [x, y] = data(64);
-  for (const bool batch_norm : {false, true}) {
-    SCOPED_TRACE(batch_norm ? "synchronized BatchNormalization" : "Dense only");
+  for (const bool with_bn : {false, true}) {
+    SCOPED_TRACE(with_bn ? "synchronized BatchNormalization" : "Dense only");
     const MakeLayer middle =
-        batch_norm ? MakeLayer([] { return layers::BatchNormalization({.synchronized = true}); }) : nullptr;
+        with_bn ? MakeLayer([] { return layers::BatchNormalization({.synchronized = true}); }) : nullptr;
     Sequential alone = classifier(6, "adam", middle);
     alone.to(Device::gpu(0));
     const History h1 = alone.fit(x, y, {.batch_size = 16, .epochs = 3, .verbose = 0});
@@ -446,6 +387,6 @@ TEST(MirroredStrategyGpu, EveryGpuEqualsOneGpu) {
     spread.to(Device::gpu(0));
     const History h = spread.fit(x, y, {.batch_size = 16, .epochs = 3, .verbose = 0, .strategy = every});
     EXPECT_LE(max_relative_difference(flat_weights(spread), flat_weights(alone)), kTolerance);
-    expect_history_near(h, h1);
+    expect_history_near(h, h1, kTolerance);
   }
 }

@@ -1,5 +1,5 @@
-// Helpers of the tests that run under mpirun: this process's rank, gathering what each rank saw,
-// the models and data the tests train, and comparing weights.
+// Helpers of the tests that run under mpirun: this process's rank, gathering what each rank saw;
+// the models, data and comparisons come from data_parallel_support.h.
 #pragma once
 
 #include <cstdint>
@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "data_parallel_support.h"
 #include "kiln/kiln.h"
 
 namespace kiln::mpi_test {
@@ -23,14 +24,11 @@ void barrier();
 /// A directory every rank shares (made by rank 0, named by rank 0's pid), empty.
 std::string shared_dir(const std::string& name);
 
-/// A small classifier: Dense(8, relu) -> Dense(3), optionally with BatchNormalization between,
-/// compiled with `optimizer`, SparseCategoricalCrossentropy(from_logits) and accuracy; built from seed.
-Sequential classifier(uint64_t seed, const std::string& optimizer = "sgd", bool batch_norm = false);
-/// n samples of 4 features and labels in 0..2 (deterministic).
-std::pair<Tensor, Tensor> data(int64_t n, uint64_t seed = 7);
-/// Every trainable and non-trainable weight, flattened, in layer order.
-std::vector<float> flat_weights(const Model& model);
-/// max |a - b| / max |b|.
-double max_relative_difference(const std::vector<float>& a, const std::vector<float>& b);
+using data_parallel_test::batch_norm;
+using data_parallel_test::classifier;
+using data_parallel_test::data;
+using data_parallel_test::expect_history_near;
+using data_parallel_test::flat_weights;
+using data_parallel_test::max_relative_difference;
 
 }  // namespace kiln::mpi_test

@@ -37,18 +37,6 @@ void expect_identical_across_ranks(const std::vector<float>& weights) {
         << "rank " << r << "'s weights differ from rank 0's";
 }
 
-void expect_history_near(const History& got, const History& want) {
-  EXPECT_EQ(got.epoch, want.epoch);
-  ASSERT_EQ(got.history.size(), want.history.size());
-  for (const auto& [name, values] : want.history) {
-    ASSERT_TRUE(got.history.contains(name)) << name;
-    const auto& mine = got.history.at(name);
-    ASSERT_EQ(mine.size(), values.size()) << name;
-    for (std::size_t e = 0; e < values.size(); ++e)
-      EXPECT_NEAR(mine[e], values[e], kTolerance * std::max(1.0, std::fabs(values[e]))) << name << " epoch " << e;
-  }
-}
-
 struct Case {
   int64_t samples, batch_size;
   std::string optimizer;
@@ -73,7 +61,7 @@ void expect_equal_to_one_process(const Case& c) {
   if (rank() == 0) std::cout << "  max relative difference of the weights from one process: " << d << '\n';
   EXPECT_GT(max_relative_difference(flat_weights(alone), flat_weights(classifier(42, c.optimizer))), 1e-3)
       << "training moved the weights";
-  expect_history_near(h, h1);
+  expect_history_near(h, h1, kTolerance);
   expect_identical_across_ranks(flat_weights(spread));
 }
 
@@ -171,7 +159,7 @@ TEST(Fit, BatchNormalizationReplicasStayIdentical) {
   const auto checked = std::make_shared<distribute::MultiWorkerMirroredStrategy>(
       distribute::MultiWorkerMirroredStrategyOptions{.check_replicas = true});
   const auto [x, y] = data(50);
-  Sequential model = classifier(3, "adam", /*batch_norm=*/true);
+  Sequential model = classifier(3, "adam", batch_norm);
   const auto before = flat_weights(model);
   model.fit(x, y, {.batch_size = 10, .epochs = 3, .verbose = 0, .strategy = checked});
   expect_identical_across_ranks(flat_weights(model));
