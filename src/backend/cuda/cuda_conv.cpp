@@ -50,7 +50,24 @@ namespace kiln::backend {
 
 namespace {
 
-constexpr std::size_t kMaxWorkspace = std::size_t(512) << 20;
+// The largest scratch an algorithm may take: 1 GiB, where the Winograd engines of 3x3 layers at
+// large batches fit (bench/README.md; TensorFlow's default limit is 4 GiB).
+// KILN_CUDNN_WORKSPACE_MB (a positive number of MiB) overrides it; an unusable value is an error
+// naming it, not a silent default.
+std::size_t max_workspace() {
+  static const std::size_t bytes = [] {
+    constexpr std::size_t kDefaultMiB = 1024;
+    const char* text = std::getenv("KILN_CUDNN_WORKSPACE_MB");
+    if (!text || !*text) return kDefaultMiB << 20;
+    char* end = nullptr;
+    const long long mib = std::strtoll(text, &end, 10);
+    if (*end != '\0' || mib <= 0 || mib > (1LL << 20))
+      throw Error("conv2d", std::string("KILN_CUDNN_WORKSPACE_MB is \"") + text +
+                                "\"; expected a positive whole number of MiB (e.g. 1024, the default)");
+    return static_cast<std::size_t>(mib) << 20;
+  }();
+  return bytes;
+}
 
 std::string geometry_str(const Conv2dGeometry& g) {
   auto s = [](int64_t v) { return std::to_string(v); };
@@ -101,7 +118,7 @@ template <typename Perf>
 const Perf* pick(const std::vector<Perf>& perf, cudnnDataType_t type, bool tf32, bool deterministic) {
   for (int pass = 0; pass < 2; ++pass)
     for (const Perf& p : perf) {
-      if (p.status != CUDNN_STATUS_SUCCESS || p.memory > kMaxWorkspace) continue;
+      if (p.status != CUDNN_STATUS_SUCCESS || p.memory > max_workspace()) continue;
       if ((deterministic || type == CUDNN_DATA_HALF || type == CUDNN_DATA_BFLOAT16) &&
           p.determinism != CUDNN_DETERMINISTIC)
         continue;
@@ -294,8 +311,8 @@ ConvEngine& ready_engine(std::mutex& mutex, cudnnHandle_t cudnn, cudaStream_t st
                                 .pad_h = p.pad_h,
                                 .pad_w = p.pad_w};
     auto made = std::make_unique<ConvEngine>(cudnn, d, shape);
-    made->choose(cudnn, stream, allocator, may_measure(stream), EnginePolicy{p.tf32, p.deterministic}, kMaxWorkspace, x,
-                 w, y, geometry_str(g));
+    made->choose(cudnn, stream, allocator, may_measure(stream), EnginePolicy{p.tf32, p.deterministic}, max_workspace(),
+                 x, w, y, geometry_str(g));
     engine = std::move(made);
   }
   return *engine;
