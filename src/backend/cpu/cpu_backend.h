@@ -15,8 +15,11 @@ namespace kiln::backend {
 class CpuAllocator final : public Allocator {
  public:
   void* allocate(std::size_t bytes) override;
+  /// Keeps a large block for the next request of its size (cpu_memory.cpp says why and how much).
   void deallocate(void* ptr, std::size_t bytes) override;
   MemoryStats stats() const override;
+  /// Returns the kept blocks to the C library.
+  void empty_cache() override;
 
  private:
   MemoryStats stats_;

@@ -1,4 +1,12 @@
 // CPU memory: aligned allocation with statistics, copies, fills, casts and row gathers.
+//
+// Large blocks are kept for reuse when freed. The C library returns them to the system (blocks over
+// its mmap threshold, and trimmed arenas), and the next step's tensors of the same sizes then fault
+// in fresh pages that the kernel zeroes first: in a CPU training step that was several percent of
+// the time (bench/README.md). A training step asks for the same sizes at every step, so a freed
+// block of a size is the next request's of that size. Small blocks go straight to the C library,
+// whose bins reuse them without faults. Under AddressSanitizer nothing is kept, so that a use after
+// free still reaches it.
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -6,6 +14,8 @@
 #include <limits>
 #include <mutex>
 #include <string>
+#include <unordered_map>
+#include <vector>
 
 #if defined(__linux__)
 #include <sys/sysinfo.h>
@@ -20,6 +30,39 @@ namespace kiln::backend {
 namespace {
 std::mutex stats_mutex;
 constexpr std::size_t kAlignment = 64;  // a cache line; also what AVX-512 loads like
+
+#if defined(__SANITIZE_ADDRESS__)
+#define KILN_CPU_ADDRESS_SANITIZER 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define KILN_CPU_ADDRESS_SANITIZER 1
+#endif
+#endif
+#ifdef KILN_CPU_ADDRESS_SANITIZER
+constexpr std::size_t kSmallestKept = std::numeric_limits<std::size_t>::max();  // keep nothing
+#else
+constexpr std::size_t kSmallestKept = std::size_t(256) << 10;  // beyond the C library's bins
+#endif
+constexpr std::size_t kPage = 4096;                      // kept sizes are whole pages: more reuse
+constexpr std::size_t kMostKept = std::size_t(2) << 30;  // bytes kept at most; more are freed
+
+// Freed large blocks by (page-rounded) size, under stats_mutex. Never destroyed: tensors may be
+// freed by other static objects' destructors at exit.
+struct KeptBlocks {
+  std::unordered_map<std::size_t, std::vector<void*>> by_size;
+  std::size_t bytes = 0;
+};
+KeptBlocks& kept() {
+  static auto* blocks = new KeptBlocks;
+  return *blocks;
+}
+
+// The size a request is served at: 64-byte multiples, whole pages for the sizes kept.
+std::size_t block_size(std::size_t bytes) {
+  const std::size_t rounded = (bytes + kAlignment - 1) / kAlignment * kAlignment;
+  if (rounded < kSmallestKept) return rounded ? rounded : kAlignment;
+  return (rounded + kPage - 1) / kPage * kPage;
+}
 
 std::string mib(std::size_t bytes) {
   char buf[32];
@@ -80,23 +123,62 @@ void* CpuAllocator::allocate(std::size_t bytes) {
   // with its size, rather than in the C library, which under overcommit may hand out address space
   // that faults when touched, and under a sanitizer aborts.
   const HostMemory& m = host_memory();
-  const bool impossible = bytes > std::numeric_limits<std::size_t>::max() - kAlignment ||
-                          (m.ram && bytes > m.ram && bytes - m.ram > m.swap);
-  const std::size_t rounded = (bytes + kAlignment - 1) / kAlignment * kAlignment;
-  void* p = impossible ? nullptr : aligned_block(kAlignment, rounded ? rounded : kAlignment);
+  const bool impossible =
+      bytes > std::numeric_limits<std::size_t>::max() - kPage || (m.ram && bytes > m.ram && bytes - m.ram > m.swap);
+  const std::size_t size = impossible ? 0 : block_size(bytes);
+  void* p = nullptr;
+  if (size >= kSmallestKept) {
+    std::lock_guard lock(stats_mutex);
+    KeptBlocks& k = kept();
+    if (auto it = k.by_size.find(size); it != k.by_size.end() && !it->second.empty()) {
+      p = it->second.back();
+      it->second.pop_back();
+      k.bytes -= size;
+    }
+  }
+  if (!p && !impossible) p = aligned_block(kAlignment, size);
+  if (!p && !impossible) {  // the kept blocks go back first, then one more try
+    empty_cache();
+    p = aligned_block(kAlignment, size);
+  }
   std::lock_guard lock(stats_mutex);
   if (!p) throw_out_of_memory(bytes, stats_.in_use, m);
   stats_.in_use += bytes;
   stats_.peak = std::max(stats_.peak, stats_.in_use);
   ++stats_.allocations;
+  stats_.cached = kept().bytes;
   return p;
 }
 
 void CpuAllocator::deallocate(void* ptr, std::size_t bytes) {
-  free_aligned_block(ptr);
-  std::lock_guard lock(stats_mutex);
-  stats_.in_use -= bytes;
-  --stats_.allocations;
+  const std::size_t size = block_size(bytes);
+  bool keep = false;
+  {
+    std::lock_guard lock(stats_mutex);
+    stats_.in_use -= bytes;
+    --stats_.allocations;
+    KeptBlocks& k = kept();
+    keep = size >= kSmallestKept && k.bytes + size <= kMostKept;
+    if (keep) {
+      k.by_size[size].push_back(ptr);
+      k.bytes += size;
+    }
+    stats_.cached = k.bytes;
+  }
+  if (!keep) free_aligned_block(ptr);
+}
+
+void CpuAllocator::empty_cache() {
+  std::vector<void*> blocks;
+  {
+    std::lock_guard lock(stats_mutex);
+    KeptBlocks& k = kept();
+    for (auto& [size, list] : k.by_size) blocks.insert(blocks.end(), list.begin(), list.end());
+    k.by_size.clear();
+    k.bytes = 0;
+    stats_.cached = 0;
+  }
+  for (void* p : blocks) free_aligned_block(p);
 }
 
 MemoryStats CpuAllocator::stats() const {
