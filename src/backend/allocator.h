@@ -8,7 +8,7 @@
 namespace kiln::backend {
 
 /// Hands out device memory. The CUDA one caches blocks, so steady-state training allocates nothing
-/// from the driver.
+/// from the driver; the CPU one keeps freed large blocks, so a step's tensors fault in no fresh pages.
 class Allocator {
  public:
   virtual ~Allocator() = default;
