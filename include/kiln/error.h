@@ -14,6 +14,8 @@ class Error : public std::runtime_error {
   Error(const std::string& op, const std::string& message);
   /// The op or component that raised the error (e.g. "dense").
   const std::string& op() const { return op_; }
+  /// The message without its "[op] " prefix (to say it again under another op).
+  std::string message() const { return std::string(what()).substr(op_.size() + 3); }
 
  private:
   std::string op_;

@@ -39,9 +39,6 @@ class LocalReplica final : public Strategy {
   DeviceGroup device_group_;
 };
 
-// The message of `e` without its "[op] " prefix.
-std::string message_of(const Error& e) { return std::string(e.what()).substr(e.op().size() + 3); }
-
 // A copy of `model` on `device`, compiled alike: its layers rebuilt from the model's config (its
 // weights, optimizer state and generator come from replica 0 when fit starts).
 Model replica_copy(const Model& model, Device device) {
@@ -49,7 +46,7 @@ Model replica_copy(const Model& model, Device device) {
   try {
     config = io::model_config_json(model, -1);
   } catch (const Error& e) {
-    throw Error("fit", "MirroredStrategy copies the model to each replica from its config, and " + message_of(e) +
+    throw Error("fit", "MirroredStrategy copies the model to each replica from its config, and " + e.message() +
                            "; expected layers that have a config (as save() needs)");
   }
   const io::ModelConfig parsed = io::parse_model_config(config, "the model's config");
@@ -88,15 +85,11 @@ History fit_mirrored(MirroredStrategy& strategy, Model& model, const std::vector
       group.abandon(r, std::current_exception());
     }
   };
-  // The other replicas print nothing and run no callbacks: replica 0's decisions reach them.
-  FitOptions others = options;
-  others.verbose = 0;
-  others.callbacks.clear();
   std::vector<std::thread> threads;
   History history;
   try {
     for (int r = 1; r < n; ++r)
-      threads.emplace_back([&, r] { run(r, copies[static_cast<std::size_t>(r - 1)], others, nullptr); });
+      threads.emplace_back([&, r] { run(r, copies[static_cast<std::size_t>(r - 1)], options, nullptr); });
     run(0, model, options, &history);
   } catch (...) {  // a thread could not start: the started ones stop at their first collective
     group.abandon(0, std::current_exception());

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "kiln/error.h"
+#include "layers/config_fields.h"
 
 namespace kiln::distribute {
 
@@ -82,12 +83,6 @@ MPI_Datatype mpi_type(Elem elem) {
       return MPI_INT64_T;
   }
   return MPI_BYTE;
-}
-
-std::string seconds_text(double s) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%g", s);
-  return buf;
 }
 
 class MpiCommunicator final : public Communicator {
@@ -195,7 +190,7 @@ class MpiCommunicator final : public Communicator {
       MPI_Test(&tokens_[2 * i], &got, MPI_STATUS_IGNORE);
       if (!got) absent.push_back(recv_from_[i]);
     }
-    const std::string t = seconds_text(timeout_);
+    const std::string t = layers::number_text(timeout_);
     if (absent.empty()) {
       broken_ = "every rank joined " + what + " but it did not complete within " + t + " s";
       throw Error("fit", broken_ + "; expected the ranks to reach each other (check the network between the hosts)");

@@ -1,13 +1,13 @@
 // What the strategies share (strategy_support.h): options' checks, the environment's timeout, the
 // GPU group's forming.
 #include <cmath>
-#include <cstdio>
 #include <cstdlib>
 #include <exception>
 #include <string>
 
 #include "distribute/strategy_support.h"
 #include "kiln/error.h"
+#include "layers/config_fields.h"
 
 namespace kiln::distribute {
 
@@ -25,12 +25,6 @@ double timeout_from_environment(const std::string& op, double fallback) {
   return v;
 }
 
-std::string number_text(double v) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%g", v);
-  return buf;
-}
-
 }  // namespace
 
 bool built_with_mpi() {
@@ -43,8 +37,8 @@ bool built_with_mpi() {
 
 StrategyOptions checked_options(const std::string& op, StrategyOptions options) {
   if (!std::isfinite(options.timeout_seconds) || options.timeout_seconds <= 0)
-    throw Error(
-        op, "timeout_seconds is " + number_text(options.timeout_seconds) + "; expected a positive number of seconds");
+    throw Error(op, "timeout_seconds is " + layers::number_text(options.timeout_seconds) +
+                        "; expected a positive number of seconds");
   if (options.bucket_bytes <= 0)
     throw Error(op, "bucket_bytes is " + std::to_string(options.bucket_bytes) +
                         "; expected a positive size (e.g. 4 MiB, the default)");

@@ -3,10 +3,10 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cstdio>
 #include <cstring>
 
 #include "kiln/error.h"
+#include "layers/config_fields.h"
 
 namespace kiln::distribute {
 
@@ -46,12 +46,6 @@ std::string error_text(const std::exception_ptr& error) {
   } catch (...) {
     return "an exception that is not a std::exception";
   }
-}
-
-std::string seconds_text(double seconds) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%g", seconds);
-  return buf;
 }
 
 class ThreadCommunicator final : public Communicator {
@@ -128,7 +122,7 @@ void ThreadGroup::run_round(int rank, std::vector<Op>& ops, const std::string& w
     if (!posted_[static_cast<std::size_t>(r)]) missing += (missing.empty() ? "" : ", ") + std::to_string(r);
   posted_[static_cast<std::size_t>(rank)] = nullptr;  // the caller's `ops` die with the throw
   if (woken) throw Error("fit", broken_ + (round_ != round ? "" : " (during " + what + ")"));
-  broken_ = "replica(s) " + missing + " did not join " + what + " within " + seconds_text(timeout_seconds_) +
+  broken_ = "replica(s) " + missing + " did not join " + what + " within " + layers::number_text(timeout_seconds_) +
             " s; expected every replica to reach it (one may be stuck or slowed down: the timeout is "
             "StrategyOptions::timeout_seconds or KILN_COLLECTIVE_TIMEOUT)";
   arrived_.notify_all();

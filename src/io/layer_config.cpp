@@ -52,7 +52,7 @@ std::shared_ptr<Layer> layer_from_json(const json& j, const std::string& where) 
   } catch (const Error& e) {
     if (e.op() == "load_model") throw;
     // The class's own check, with the file's context; a config field's error needs no op tag.
-    top.fail(e.op() == "from_config" ? std::string(e.what()).substr(e.op().size() + 3) : std::string(e.what()));
+    top.fail(e.op() == "from_config" ? e.message() : std::string(e.what()));
   } catch (const std::exception& e) {  // a user's from_config reading the JSON itself
     top.fail(class_name + "::from_config failed: " + e.what());
   }
@@ -63,7 +63,7 @@ std::shared_ptr<Layer> layer_from_json(const json& j, const std::string& where) 
   try {
     layer->set_dtype_policy(dtype_policy);
   } catch (const Error& e) {
-    f.fail(std::string(e.what()).substr(e.op().size() + 3));
+    f.fail(e.message());
   }
   return layer;
 }

@@ -49,7 +49,7 @@ auto class_from_json(const json& j, const std::string& where, const Table& table
   } catch (const Error& e) {
     if (e.op() == "load_model") throw;
     // The class's own check, with the file's context; a config field's error needs no op tag.
-    top.fail(e.op() == "from_config" ? std::string(e.what()).substr(e.op().size() + 3) : std::string(e.what()));
+    top.fail(e.op() == "from_config" ? e.message() : std::string(e.what()));
   } catch (const std::exception& e) {
     top.fail(class_name + "::from_config failed: " + e.what());
   }
@@ -239,7 +239,7 @@ ModelConfig parse_model_config(std::string_view text, const std::string& source)
       for (const auto& m : list) try {
           metrics::canonical_name(m);
         } catch (const Error& e) {
-          c.fail(std::string(e.what()).substr(e.op().size() + 3));
+          c.fail(e.message());
         }
     const JsonFields s(top.at("optimizer_state"), source + ": optimizer_state");
     cfg.iterations = s.integer("iterations", 0, INT64_MAX);

@@ -47,9 +47,6 @@ void check_options(const FitOptions& opt) {
                              "kiln::callbacks::ModelCheckpoint>(path))");
 }
 
-// The message of `e` without its "[op] " prefix.
-std::string message_of(const Error& e) { return std::string(e.what()).substr(e.op().size() + 3); }
-
 // Validation data is checked before the first epoch rather than at its end.
 void check_validation_data(const ValidationData& data, const Model& model) {
   model::check_xy("fit", data.x, data.y, "validation_data: ");
@@ -69,7 +66,7 @@ void check_validation_data(const ValidationData& data, const Model& model) {
   try {
     for (std::size_t i = 0; i < outputs.size(); ++i) model.losses()[i]->prepare_targets(data.y[i], outputs[i], "fit");
   } catch (const Error& e) {
-    throw Error("fit", "validation_data: " + message_of(e));
+    throw Error("fit", "validation_data: " + e.message());
   }
 }
 

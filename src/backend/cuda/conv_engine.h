@@ -107,7 +107,6 @@ class ConvEngine {
   bool chosen() const { return plan_.get() != nullptr; }
   /// The scratch bytes run() takes: the engine's workspace, and the NCHW copies where it runs in NCHW.
   std::size_t workspace_size() const { return workspace_; }
-  ConvLayout layout() const { return layout_; }
 
   /// Runs the chosen plan on the handle's stream: reads two of x, w, y (NHWC, the filter KRSC) and
   /// writes the third.
