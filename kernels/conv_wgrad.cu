@@ -266,8 +266,9 @@ __global__ void __launch_bounds__(kBlock, sizeof(T) == 4 ? 2 : 1)
 }  // namespace
 
 bool conv_wgrad_direct_fits(DType dtype, const Conv2dGeometry& g) {
-  // float32 and float64 only: float16 and bfloat16 filter gradients go to cuDNN, whose tensor cores
-  // sum 16-bit products in float (this kernel would stage and multiply them as its own type).
+  // float32 and float64 only: float16 and bfloat16 filter gradients go to conv_wgrad_mma.cu's
+  // tensor-core kernel or to cuDNN, which sum 16-bit products in float (this kernel would stage and
+  // multiply them as its own type, on the FMA units).
   if (dtype != DType::Float32 && dtype != DType::Float64) return false;
   return shape_of(g, dtype_size(dtype), false).tile_rows > 0;
 }

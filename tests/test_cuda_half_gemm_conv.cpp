@@ -125,6 +125,11 @@ const ConvCase kConvCases[] = {
     {2, 9, 9, 64, 1, 1, 8, 2, false},    // 1x1, stride 2
     {2, 10, 12, 3, 3, 3, 16, 2, true},   // 3 channels with asymmetric padding
     {2, 8, 8, 12, 3, 3, 8, 1, true},     // 12 channels: not whole 16-byte vectors of 16-bit values
+    // The filter gradient's tensor-core kernel (KH*KW*C + 1 of at most 32, F of at most 64) over
+    // several slices of rows: dz in 16-byte loads (F a multiple of 8), then one value at a time.
+    {4, 16, 16, 3, 3, 3, 32, 1, true},
+    {3, 15, 15, 3, 3, 3, 24, 1, true},
+    {2, 8, 8, 16, 1, 1, 32, 2, false},  // a 1x1 projection shortcut: one 16-channel run per window
 };
 
 backend::Conv2dGeometry geometry(const ConvCase& t) {
@@ -372,53 +377,56 @@ TEST(CudaHalfGemmConv, ConvBackwardFilterWithAndWithoutReluInBothModes) {
 TEST(CudaHalfGemmConv, DeterministicRerunsAndRecordedReplayGiveTheSameBits) {
   REQUIRE_GPU();
   const Determinism mode(true);
-  const ConvCase tc{4, 16, 16, 16, 3, 3, 32, 1, true};
-  const backend::Conv2dGeometry g = geometry(tc);
-  const int64_t nx = g.N * g.H * g.W * g.C, nw = g.KH * g.KW * g.C * g.F, ny = g.N * g.OH * g.OW * g.F;
-  const int64_t m = 64, k = 128, n = 32;
-  for (const DType t : kHalfTypes) {
-    const Bits x = random16(t, nx), w = random16(t, nw), bias = random16(t, g.F), dy = random16(t, ny);
-    const Bits dx_in = random16(t, m * k), dw_in = random16(t, k * n), db_in = random16(t, n), dz = random16(t, m * n);
-    DevBuf gx(x), gw(w), gb(bias), gdy(dy), ga(dx_in), gbw(dw_in), gbb(db_in), gdz(dz);
-    // Outputs of three runs: two eager, one recorded and replayed (all allocated before recording).
-    struct Outputs {
-      DevBuf y, dx, dw, db, dense_y, dense_dw, dense_db;
-    };
-    const auto outputs = [&] {
-      return std::unique_ptr<Outputs>(new Outputs{DevBuf(bytes16(ny)), DevBuf(bytes16(nx)), DevBuf(bytes16(nw)),
-                                                  DevBuf(bytes16(g.F)), DevBuf(bytes16(m * n)), DevBuf(bytes16(k * n)),
-                                                  DevBuf(bytes16(n))});
-    };
-    const std::unique_ptr<Outputs> runs[3] = {outputs(), outputs(), outputs()};
-    backend::Backend& be = gpu();
-    const auto step = [&](Outputs& o) {
-      be.conv2d_forward(t, g, gx.ptr, gw.ptr, gb.ptr, true, o.y.ptr);
-      be.conv2d_backward_data(t, g, gdy.ptr, gw.ptr, o.dx.ptr);
-      be.conv2d_backward_filter(t, g, gx.ptr, gdy.ptr, o.y.ptr, o.dw.ptr, o.db.ptr);
-      be.gemm_bias_act(t, m, n, k, ga.ptr, gbw.ptr, gbb.ptr, true, o.dense_y.ptr);
-      be.gemm_wgrad_bias(t, m, n, k, ga.ptr, gdz.ptr, o.dense_dw.ptr, o.dense_db.ptr);
-    };
-    step(*runs[0]);
-    step(*runs[1]);
-    be.begin_capture();
-    try {
-      step(*runs[2]);
-    } catch (...) {
-      be.abort_capture();
-      throw;
-    }
-    const auto graph = be.end_capture();
-    graph->launch();
-    for (int r = 1; r < 3; ++r) {
-      const std::string what = std::string(dtype_name(t)) + (r == 1 ? " rerun" : " replay");
-      const Outputs &a = *runs[0], &b = *runs[r];
-      EXPECT_EQ(a.y.get<uint16_t>(), b.y.get<uint16_t>()) << what << " forward";
-      EXPECT_EQ(a.dx.get<uint16_t>(), b.dx.get<uint16_t>()) << what << " backward data";
-      EXPECT_EQ(a.dw.get<uint16_t>(), b.dw.get<uint16_t>()) << what << " backward filter";
-      EXPECT_EQ(a.db.get<uint16_t>(), b.db.get<uint16_t>()) << what << " bias gradient";
-      EXPECT_EQ(a.dense_y.get<uint16_t>(), b.dense_y.get<uint16_t>()) << what << " dense forward";
-      EXPECT_EQ(a.dense_dw.get<uint16_t>(), b.dense_dw.get<uint16_t>()) << what << " dense dw";
-      EXPECT_EQ(a.dense_db.get<uint16_t>(), b.dense_db.get<uint16_t>()) << what << " dense db";
+  // 16 channels: cuDNN's filter gradient; 3 channels: the tensor-core kernel's.
+  for (const ConvCase& tc : {ConvCase{4, 16, 16, 16, 3, 3, 32, 1, true}, ConvCase{4, 16, 16, 3, 3, 3, 32, 1, true}}) {
+    const backend::Conv2dGeometry g = geometry(tc);
+    const int64_t nx = g.N * g.H * g.W * g.C, nw = g.KH * g.KW * g.C * g.F, ny = g.N * g.OH * g.OW * g.F;
+    const int64_t m = 64, k = 128, n = 32;
+    for (const DType t : kHalfTypes) {
+      const Bits x = random16(t, nx), w = random16(t, nw), bias = random16(t, g.F), dy = random16(t, ny);
+      const Bits dx_in = random16(t, m * k), dw_in = random16(t, k * n), db_in = random16(t, n),
+                 dz = random16(t, m * n);
+      DevBuf gx(x), gw(w), gb(bias), gdy(dy), ga(dx_in), gbw(dw_in), gbb(db_in), gdz(dz);
+      // Outputs of three runs: two eager, one recorded and replayed (all allocated before recording).
+      struct Outputs {
+        DevBuf y, dx, dw, db, dense_y, dense_dw, dense_db;
+      };
+      const auto outputs = [&] {
+        return std::unique_ptr<Outputs>(new Outputs{DevBuf(bytes16(ny)), DevBuf(bytes16(nx)), DevBuf(bytes16(nw)),
+                                                    DevBuf(bytes16(g.F)), DevBuf(bytes16(m * n)),
+                                                    DevBuf(bytes16(k * n)), DevBuf(bytes16(n))});
+      };
+      const std::unique_ptr<Outputs> runs[3] = {outputs(), outputs(), outputs()};
+      backend::Backend& be = gpu();
+      const auto step = [&](Outputs& o) {
+        be.conv2d_forward(t, g, gx.ptr, gw.ptr, gb.ptr, true, o.y.ptr);
+        be.conv2d_backward_data(t, g, gdy.ptr, gw.ptr, o.dx.ptr);
+        be.conv2d_backward_filter(t, g, gx.ptr, gdy.ptr, o.y.ptr, o.dw.ptr, o.db.ptr);
+        be.gemm_bias_act(t, m, n, k, ga.ptr, gbw.ptr, gbb.ptr, true, o.dense_y.ptr);
+        be.gemm_wgrad_bias(t, m, n, k, ga.ptr, gdz.ptr, o.dense_dw.ptr, o.dense_db.ptr);
+      };
+      step(*runs[0]);
+      step(*runs[1]);
+      be.begin_capture();
+      try {
+        step(*runs[2]);
+      } catch (...) {
+        be.abort_capture();
+        throw;
+      }
+      const auto graph = be.end_capture();
+      graph->launch();
+      for (int r = 1; r < 3; ++r) {
+        const std::string what = name_of(tc) + " " + dtype_name(t) + (r == 1 ? " rerun" : " replay");
+        const Outputs &a = *runs[0], &b = *runs[r];
+        EXPECT_EQ(a.y.get<uint16_t>(), b.y.get<uint16_t>()) << what << " forward";
+        EXPECT_EQ(a.dx.get<uint16_t>(), b.dx.get<uint16_t>()) << what << " backward data";
+        EXPECT_EQ(a.dw.get<uint16_t>(), b.dw.get<uint16_t>()) << what << " backward filter";
+        EXPECT_EQ(a.db.get<uint16_t>(), b.db.get<uint16_t>()) << what << " bias gradient";
+        EXPECT_EQ(a.dense_y.get<uint16_t>(), b.dense_y.get<uint16_t>()) << what << " dense forward";
+        EXPECT_EQ(a.dense_dw.get<uint16_t>(), b.dense_dw.get<uint16_t>()) << what << " dense dw";
+        EXPECT_EQ(a.dense_db.get<uint16_t>(), b.dense_db.get<uint16_t>()) << what << " dense db";
+      }
     }
   }
 }

@@ -503,16 +503,31 @@ void CudaBackend::conv2d_backward_filter(DType dtype, const Conv2dGeometry& g, c
     if (db) fill(dtype, db, g.F, 0.0);
     return;
   }
-  if (kernels::conv_wgrad_direct_fits(dtype, g)) {
-    // Few filter sums: our direct kernel beats cuDNN's deterministic algorithm and takes the bias
-    // sum and the ReLU backward along (kernels/conv_wgrad.cu).
-    const int64_t blocks = kernels::conv_wgrad_blocks(dtype, g);
-    const std::size_t es = dtype_size(dtype);
-    Scratch partial_w(allocator_, static_cast<std::size_t>(blocks * K * g.F) * es);
-    Scratch partial_b(allocator_, db ? static_cast<std::size_t>(blocks * g.F) * es : 0);
-    kernels::conv_wgrad_partial(dtype, g, x, dy, relu_y, partial_w.get(), db ? partial_b.get() : nullptr, stream_);
-    sum_rows(dtype, partial_w.get(), dw, blocks, K * g.F, false);
-    if (db) sum_rows(dtype, partial_b.get(), db, blocks, g.F, false);
+  const bool direct = kernels::conv_wgrad_direct_fits(dtype, g), mma = kernels::conv_wgrad_mma_fits(dtype, g);
+  if (direct || mma) {
+    // Few filter sums: our kernels beat cuDNN's (float32: its deterministic algorithm; 16-bit: its
+    // three passes) and take the bias sum and the ReLU backward along (kernels/conv_wgrad.cu,
+    // kernels/conv_wgrad_mma.cu). Their partials are in the compute type (float for the 16-bit
+    // types), summed there and rounded once into dw and db.
+    const DType acc = dtype == DType::Float64 ? DType::Float64 : DType::Float32;
+    const int64_t blocks = direct ? kernels::conv_wgrad_blocks(dtype, g) : kernels::conv_wgrad_mma_blocks(g);
+    const std::size_t as = dtype_size(acc);
+    Scratch partial_w(allocator_, static_cast<std::size_t>(blocks * K * g.F) * as);
+    Scratch partial_b(allocator_, db ? static_cast<std::size_t>(blocks * g.F) * as : 0);
+    void* pb = db ? partial_b.get() : nullptr;
+    if (direct)
+      kernels::conv_wgrad_partial(dtype, g, x, dy, relu_y, partial_w.get(), pb, stream_);
+    else
+      kernels::conv_wgrad_mma_partial(dtype, g, x, dy, relu_y, static_cast<float*>(partial_w.get()),
+                                      static_cast<float*>(pb), stream_);
+    const auto sum_into = [&](const Scratch& partial, void* out, int64_t cols) {
+      if (acc == dtype) return sum_rows(dtype, partial.get(), out, blocks, cols, false);
+      Scratch sum(allocator_, static_cast<std::size_t>(cols) * as);
+      sum_rows(acc, partial.get(), sum.get(), blocks, cols, false);
+      cast(acc, sum.get(), dtype, out, cols);
+    };
+    sum_into(partial_w, dw, K * g.F);
+    if (db) sum_into(partial_b, db, g.F);
     return;
   }
   // cuDNN's path needs the pre-activation gradient written out (the ReLU backward, 16-bit too).

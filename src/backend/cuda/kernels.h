@@ -63,5 +63,17 @@ int64_t conv_wgrad_blocks(DType dtype, const Conv2dGeometry& g);
 void conv_wgrad_partial(DType dtype, const Conv2dGeometry& g, const void* x, const void* dy, const void* relu_y,
                         void* partial_w, void* partial_b, cudaStream_t s);
 
+// ---- conv_wgrad_mma.cu ----
+/// Whether the tensor-core filter-and-bias gradient kernel serves this dtype, geometry and the
+/// current device (float16 or bfloat16, KH*KW*C + 1 of at most 32, F of at most 64, compute
+/// capability 8.0 or newer).
+bool conv_wgrad_mma_fits(DType dtype, const Conv2dGeometry& g);
+/// The number of partial sums it writes (row slices of the N*OH*OW output pixels).
+int64_t conv_wgrad_mma_blocks(const Conv2dGeometry& g);
+/// As conv_wgrad_partial, for float16 and bfloat16 inputs, with float partials (products summed in
+/// float on tensor cores).
+void conv_wgrad_mma_partial(DType dtype, const Conv2dGeometry& g, const void* x, const void* dy, const void* relu_y,
+                            float* partial_w, float* partial_b, cudaStream_t s);
+
 }  // namespace kernels
 }  // namespace kiln::backend
