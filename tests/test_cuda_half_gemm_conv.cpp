@@ -129,7 +129,9 @@ const ConvCase kConvCases[] = {
     // several slices of rows: dz in 16-byte loads (F a multiple of 8), then one value at a time.
     {4, 16, 16, 3, 3, 3, 32, 1, true},
     {3, 15, 15, 3, 3, 3, 24, 1, true},
-    {2, 8, 8, 16, 1, 1, 32, 2, false},  // a 1x1 projection shortcut: one 16-channel run per window
+    {2, 8, 8, 16, 1, 1, 32, 2, false},   // a 1x1 projection shortcut: one 16-channel run per window
+    {2, 9, 9, 1, 3, 3, 8, 1, true},      // one channel: 16 patch columns, 16 filter columns
+    {2, 11, 11, 1, 5, 5, 40, 1, false},  // 5x5 of one channel, 40 filters: 32 and 48 columns
 };
 
 backend::Conv2dGeometry geometry(const ConvCase& t) {
