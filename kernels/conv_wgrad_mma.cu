@@ -8,15 +8,15 @@
 // output where this kernel makes one; the float32 twin (conv_wgrad.cu) computes on the FMA units,
 // slower than cuDNN's tensor cores for 16-bit inputs.
 // How: each block takes a slice of rows. Per tile of kTileRows rows it stages the patches [rows, KP]
-// and dz [rows, FP] in shared memory as 16-bit values (exact: dz is dy times 0 or 1), with a column
-// of ones at k = K for the bias and zeros up to KP and FP (multiples of 16). Staging is what the
-// kernel's time goes to (the products are a few tensor-core instructions per tile), so it moves
-// whole runs: a window's kernel row is KW*C consecutive values of x in NHWC, and dz eight filters
-// at a time (one 16-byte load of dy and of relu_y). Warp w multiplies its
-// 16 rows of the tile, patch^T [KP, 16] x dz [16, FP], into (KP/16) x (FP/16) float accumulator
-// fragments (wmma, 16x16x16, products summed in float). At the end the warps' sums are added in
-// warp order and each block writes one float partial; sum_rows adds the slices in a fixed order:
-// results are deterministic.
+// and dz [rows, FP] in shared memory as 16-bit values (exact: dz is dy times 0 or 1); the patch
+// columns past the taps (ones at k = K for the bias, zeros up to KP, a multiple of 16) are written
+// once, and dz's columns past F are zeros. Staging is what the kernel's time goes to (the products
+// are a few tensor-core instructions per tile), so it moves whole runs: a window's kernel row is
+// KW*C consecutive values of x in NHWC, and dz goes eight filters at a time (one 16-byte load of dy
+// and of relu_y). Warp w multiplies its 16 rows of the tile, patch^T [KP, 16] x dz [16, FP], into
+// (KP/16) x (FP/16) float accumulator fragments (wmma, 16x16x16, products summed in float). At the
+// end the warps' sums are added in warp order and each block writes one float partial; sum_rows
+// adds the slices in a fixed order: results are deterministic.
 // Needs compute capability 8.0 (bfloat16 tensor cores); conv_wgrad_mma_fits says no below it.
 // Shape letters: N batch, H/W input, C channels, KH/KW kernel, F filters, OH/OW output, R rows.
 #include <mma.h>
@@ -51,7 +51,7 @@ int64_t rows_per_slice(const Conv2dGeometry& g) {
 }
 
 // Shared memory of a block: the two staged tiles, whose bytes the warps' final sum [KP, FP] in float
-// reuses, then the tap and row tables.
+// reuses, then the row tables.
 __host__ __device__ constexpr std::size_t tiles_bytes(int KP, int FP) {
   const std::size_t staged = std::size_t(kTileRows) * (KP + FP) * 2, sum = std::size_t(KP) * FP * sizeof(float);
   return staged > sum ? staged : sum;
