@@ -27,6 +27,7 @@
 #include "backend/cuda/kernels.h"
 #include "backend/dtype_dispatch.h"
 #include "backend/elementwise_math.h"
+#include "conv_wgrad_rows.cuh"
 #include "device_math.cuh"
 
 namespace kiln::backend::kernels {
@@ -83,13 +84,7 @@ WgradShape shape_of(const Conv2dGeometry& g, std::size_t element, bool async) {
 // Rows per block: a multiple of every tile size, so slices do not depend on the staging path.
 constexpr int64_t kSliceGrain = 128;
 
-int64_t rows_per_slice(const Conv2dGeometry& g) {
-  const int64_t R = g.N * g.OH * g.OW;
-  int64_t slices = (R + kSliceGrain - 1) / kSliceGrain;
-  slices = slices < 1 ? 1 : (slices > kMaxSlices ? kMaxSlices : slices);
-  const int64_t rows = (R + slices - 1) / slices;
-  return (rows + kSliceGrain - 1) / kSliceGrain * kSliceGrain;
-}
+int64_t rows_per_slice(const Conv2dGeometry& g) { return wgrad_rows_per_slice(g, kSliceGrain, kMaxSlices); }
 
 // Eight consecutive shared-memory values (16-byte aligned) in two or four vector loads.
 __device__ inline void load8(const float* p, float (&v)[kTile]) {
@@ -149,7 +144,7 @@ __global__ void __launch_bounds__(kBlock, sizeof(T) == 4 ? 2 : 1)
 #pragma unroll
     for (int j = 0; j < kTile; ++j) acc[i][j] = T(0);
 
-  const int64_t R = g.N * g.OH * g.OW, OHW = g.OH * g.OW;
+  const int64_t R = g.N * g.OH * g.OW;
   const int64_t r0 = blockIdx.x * rows_per_slice, r1 = R < r0 + rows_per_slice ? R : r0 + rows_per_slice;
   // Async: queues the copies of the dy (and relu_y) rows [t, t + TR) into buffer `buf`, as one
   // commit group (an empty group past the slice's end keeps the group count per tile fixed).
@@ -168,13 +163,7 @@ __global__ void __launch_bounds__(kBlock, sizeof(T) == 4 ? 2 : 1)
   for (int64_t t0 = r0; t0 < r1; t0 += TR, buf ^= 1) {
     const int rows = static_cast<int>(r1 - t0 < TR ? r1 - t0 : TR);
     if (kAsync) issue(t0 + TR, buf ^ 1);  // the buffer the last tile used: every thread is past it
-    for (int rr = threadIdx.x; rr < rows; rr += blockDim.x) {
-      const int64_t r = t0 + rr, n = r / OHW, rem = r - n * OHW, oh = rem / g.OW, ow = rem - oh * g.OW;
-      const int64_t ih0 = oh * g.stride_h - g.pad_top, iw0 = ow * g.stride_w - g.pad_left;
-      row_h[rr] = static_cast<int>(ih0);
-      row_w[rr] = static_cast<int>(iw0);
-      rbase[rr] = ((n * g.H + ih0) * g.W + iw0) * g.C;
-    }
+    wgrad_window_origins(g, t0, rows, row_h, row_w, rbase);
     __syncthreads();
     // Each thread stages kInFlight values per round: all loads of a round are issued before any
     // store, so their latencies overlap (one at a time, staging was latency-bound).

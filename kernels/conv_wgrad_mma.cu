@@ -27,6 +27,7 @@
 #include "backend/cuda/check.h"
 #include "backend/cuda/kernels.h"
 #include "backend/elementwise_math.h"
+#include "conv_wgrad_rows.cuh"
 #include "device_math.cuh"
 
 namespace kiln::backend::kernels {
@@ -42,13 +43,7 @@ constexpr int64_t kMaxSlices = 1024;
 
 int round16(int64_t v) { return static_cast<int>((v + kFrag - 1) / kFrag * kFrag); }
 
-int64_t rows_per_slice(const Conv2dGeometry& g) {
-  const int64_t R = g.N * g.OH * g.OW;
-  int64_t slices = (R + kSliceGrain - 1) / kSliceGrain;
-  slices = slices < 1 ? 1 : (slices > kMaxSlices ? kMaxSlices : slices);
-  const int64_t rows = (R + slices - 1) / slices;
-  return (rows + kSliceGrain - 1) / kSliceGrain * kSliceGrain;
-}
+int64_t rows_per_slice(const Conv2dGeometry& g) { return wgrad_rows_per_slice(g, kSliceGrain, kMaxSlices); }
 
 // Shared memory of a block: the two staged tiles, whose bytes the warps' final sum [KP, FP] in float
 // reuses, then the row tables.
@@ -90,17 +85,11 @@ __global__ void __launch_bounds__(kBlock)
 
   const int warp = threadIdx.x / 32, C = static_cast<int>(g.C), KW = static_cast<int>(g.KW);
   const int run = KW * C;  // one kernel row of a window: KW*C consecutive values of x in NHWC
-  const int64_t R = g.N * g.OH * g.OW, OHW = g.OH * g.OW;
+  const int64_t R = g.N * g.OH * g.OW;
   const int64_t r0 = blockIdx.x * rows_per_slice, r1 = R < r0 + rows_per_slice ? R : r0 + rows_per_slice;
   for (int64_t t0 = r0; t0 < r1; t0 += kTileRows) {
     const int rows = static_cast<int>(r1 - t0 < kTileRows ? r1 - t0 : kTileRows);
-    for (int rr = threadIdx.x; rr < kTileRows; rr += blockDim.x) {
-      const int64_t r = t0 + rr, n = r / OHW, rem = r - n * OHW, oh = rem / g.OW, ow = rem - oh * g.OW;
-      const int64_t ih0 = oh * g.stride_h - g.pad_top, iw0 = ow * g.stride_w - g.pad_left;
-      row_h[rr] = static_cast<int>(ih0);
-      row_w[rr] = static_cast<int>(iw0);
-      rbase[rr] = ((n * g.H + ih0) * g.W + iw0) * g.C;
-    }
+    wgrad_window_origins(g, t0, kTileRows, row_h, row_w, rbase);
     __syncthreads();
     // Patches, one kernel row (kh) of one window per item: taps outside the input and rows past the
     // slice's end are 0 (their dz is 0 too, but a stale inf or NaN times 0 would not be).
