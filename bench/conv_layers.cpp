@@ -5,6 +5,7 @@
 // and shape (median milliseconds of --repeats calls after a warm-up call) and the per-model sums.
 // Usage: bench_conv_layers [--model vgg|resnet20|all] [--batch-size N] [--threads T] [--repeats R]
 //                          [--avx512 0|1]   (0: the products at the library's own level, not AVX-512)
+//                          [--winograd 0|1] (0: every layer by im2col + GEMM, not Winograd's F(2x2, 3x3))
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -16,6 +17,7 @@
 
 #include "backend/backend.h"
 #include "backend/cpu/cpu_backend.h"
+#include "backend/cpu/cpu_winograd.h"
 #include "kiln/kiln.h"
 
 namespace {
@@ -63,7 +65,7 @@ double median_ms(int repeats, const std::function<void()>& call) {
 int main(int argc, char** argv) {
   std::string model = "all";
   int64_t batch = 32;
-  int threads = 2, repeats = 9, avx512 = 1;
+  int threads = 2, repeats = 9, avx512 = 1, winograd = 1;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i], value = argv[i + 1];
     if (flag == "--model")
@@ -76,11 +78,15 @@ int main(int argc, char** argv) {
       repeats = std::atoi(value.c_str());
     else if (flag == "--avx512")
       avx512 = std::atoi(value.c_str());
+    else if (flag == "--winograd")
+      winograd = std::atoi(value.c_str());
     else
       return std::fprintf(stderr, "unknown flag %s\n", flag.c_str()), 2;
   }
   kiln::set_num_threads(threads);
   std::printf("AVX-512 products: %s\n", be::set_gemm_avx512(avx512 != 0) ? "on" : "off");
+  be::set_conv_winograd(winograd != 0);
+  std::printf("Winograd F(2x2, 3x3): %s\n", be::conv_winograd_enabled() ? "on" : "off");
   be::Backend& cpu = be::get(kiln::Device::cpu());
   std::printf("%-9s %-22s %5s %9s %9s %9s %9s %9s\n", "model", "layer", "count", "fwd", "bwd_data", "bwd_filt",
               "bn_fwd", "bn_bwd");

@@ -9,8 +9,11 @@
 #include "backend/backend.h"
 #include "backend/cpu/cpu_backend.h"
 #include "kiln/kiln.h"
+#include "test_support.h"
 
 namespace {
+
+using kiln::testing::ThreadCount;
 
 using kiln::backend::cpu;
 
@@ -50,15 +53,6 @@ class Avx512Products {  // sets whether products use the AVX-512 copy; restores 
 
  private:
   bool saved_;
-};
-
-class ThreadCount {  // restores the thread count when a test ends
- public:
-  explicit ThreadCount(int t) : saved_(kiln::get_num_threads()) { kiln::set_num_threads(t); }
-  ~ThreadCount() { kiln::set_num_threads(saved_); }
-
- private:
-  int saved_;
 };
 
 }  // namespace

@@ -129,6 +129,20 @@ TEST_P(ConvGradcheck, FusedBiasAndRelu) {
   }
 }
 
+// 3x3 stride-1 layers of 64 channels and filters compute their forward pass and data gradient by
+// Winograd's F(2x2, 3x3) on the CPU (the filter gradient stays im2col + GEMM, checked above): the
+// input's gradient, plain and fused with a bias and ReLU, in both paddings. The kernel is held
+// constant: its 36,864 entries would take a minute of finite differences.
+TEST(WinogradConvGradcheck, InputOfAThreeByThreeLayerOfManyChannels) {
+  auto x = random_input({1, 3, 4, 64}, 42);
+  const Tensor k = random_input({3, 3, 64, 64}, 43).detach(), b = random_input({64}, 44).detach();
+  for (const Padding padding : {Padding::Same, Padding::Valid}) {
+    SCOPED_TRACE(padding == Padding::Same ? "same" : "valid");
+    EXPECT_TRUE(gradcheck([k, padding](In v) { return conv2d(v[0], k, {1, 1}, padding); }, {x}));
+    EXPECT_TRUE(gradcheck([k, b, padding](In v) { return conv2d(v[0], k, b, "relu", {1, 1}, padding); }, {x}));
+  }
+}
+
 TEST(ConvFused, EqualsTheComposedOps) {
   // Same float64 values as conv2d, then add, then relu: the fused op changes where the work runs,
   // not the arithmetic of the forward pass.

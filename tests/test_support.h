@@ -110,6 +110,18 @@ class ModeSetting {
   bool before_;
 };
 
+/// Sets the process-wide thread count for one scope and restores the previous count on exit.
+class ThreadCount {
+ public:
+  explicit ThreadCount(int threads) : saved_(get_num_threads()) { set_num_threads(threads); }
+  ~ThreadCount() { set_num_threads(saved_); }
+  ThreadCount(const ThreadCount&) = delete;
+  ThreadCount& operator=(const ThreadCount&) = delete;
+
+ private:
+  int saved_;
+};
+
 /// max |a - b| / max |b|: the error relative to the largest reference value (`b`). Sizes must match.
 inline double relative_error(const std::vector<float>& a, const std::vector<float>& b) {
   EXPECT_EQ(a.size(), b.size());

@@ -20,20 +20,14 @@
 #include "backend/backend.h"
 #include "backend/cpu/thread_pool.h"
 #include "kiln/kiln.h"
+#include "test_support.h"
 
 namespace {
 
+using kiln::testing::ThreadCount;
+
 using kiln::backend::ChunkFn;
 using kiln::backend::parallel_chunks;
-
-class ThreadCount {  // sets the thread count for a test and restores it when the test ends
- public:
-  explicit ThreadCount(int t) : saved_(kiln::get_num_threads()) { kiln::set_num_threads(t); }
-  ~ThreadCount() { kiln::set_num_threads(saved_); }
-
- private:
-  int saved_;
-};
 
 // The threads that ran the chunks of one loop of `chunks` chunks, each taking `work`.
 std::set<std::thread::id> threads_running(int64_t chunks, std::chrono::microseconds work) {

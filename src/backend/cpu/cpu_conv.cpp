@@ -1,9 +1,9 @@
 // CPU 2-D convolution, NHWC, by im2col + GEMM (Eigen); bench/README.md has the measurement that
-// chose it over Eigen's tensor contraction with extracted patches. Patches are unrolled into rows
-// [OH*OW per image, KH*KW*C] whose column order matches the kernel layout [KH, KW, C, F], so the
-// forward pass is a GEMM whose output is already NHWC.
-// The batch is split into chunks of whole images (a size fixed by the geometry, not by the thread
-// count) that the thread pool runs; a chunk unrolls into its thread's buffer and runs a
+// chose it over Eigen's tensor contraction with extracted patches. 3x3 stride-1 layers of enough
+// channels take Winograd's F(2x2, 3x3) instead, in all three passes (cpu_winograd.h). Patches are unrolled
+// into rows [OH*OW per image, KH*KW*C] whose column order matches the kernel layout [KH, KW, C, F], so the forward pass
+// is a GEMM whose output is already NHWC. The batch is split into chunks of whole images (a size fixed by the geometry,
+// not by the thread count) that the thread pool runs; a chunk unrolls into its thread's buffer and runs a
 // single-threaded GEMM. Splitting this way also splits the filter gradient's long reduction over
 // N*OH*OW, which a single GEMM would leave to one thread's block.
 // 16-bit tensors are staged into float (cpu_staging.h), run through the float32 path and rounded
@@ -15,6 +15,8 @@
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/cpu_bias_act.h"
 #include "backend/cpu/cpu_staging.h"
+#include "backend/cpu/cpu_thread_buffer.h"
+#include "backend/cpu/cpu_winograd.h"
 #include "backend/window.h"
 
 namespace kiln::backend {
@@ -43,16 +45,6 @@ Chunks chunks_of(const Conv2dGeometry& g, int64_t chunk_rows) {
   images = std::min(images, std::max<int64_t>(kPatchBufferElems / (rows_per_image * K), 1));
   images = std::clamp<int64_t>(images, 1, std::max<int64_t>(g.N, 1));
   return {images, (g.N + images - 1) / images};
-}
-
-// A buffer of at least `n` elements owned by the calling thread, kept for its next call: chunks run
-// on whichever thread claims them, and allocating per chunk would cost a page fault per page.
-template <typename T>
-T* thread_buffer(int64_t n, int slot) {
-  thread_local std::vector<T> buffers[2];
-  std::vector<T>& b = buffers[slot];
-  if (b.size() < static_cast<std::size_t>(n)) b.resize(static_cast<std::size_t>(n));
-  return b.data();
 }
 
 // C = op(A) op(B) + beta C for one chunk, contiguous operands: single-threaded where chunks run in
@@ -138,6 +130,11 @@ void col2im(const Conv2dGeometry& g, const T* dpatches, int64_t n0, int64_t n_co
 
 template <typename T>
 void conv2d_forward_typed(const Conv2dGeometry& g, const void* x, const void* w, const void* bias, bool relu, void* y) {
+  if (winograd_fits(g)) {
+    winograd_conv2d_forward<T>(g, static_cast<const T*>(x), static_cast<const T*>(w), static_cast<const T*>(bias), relu,
+                               static_cast<T*>(y));
+    return;
+  }
   const int64_t K = g.KH * g.KW * g.C, rows_per_image = g.OH * g.OW;
   const Chunks ch = chunks_of(g, kChunkRows);
   parallel_for(ch.count, ch.count, [&](int64_t c, int64_t) {
@@ -152,6 +149,10 @@ void conv2d_forward_typed(const Conv2dGeometry& g, const void* x, const void* w,
 
 template <typename T>
 void conv2d_backward_data_typed(const Conv2dGeometry& g, const void* dy, const void* w, void* dx) {
+  if (winograd_fits(g)) {
+    winograd_conv2d_backward_data<T>(g, static_cast<const T*>(dy), static_cast<const T*>(w), static_cast<T*>(dx));
+    return;
+  }
   const int64_t K = g.KH * g.KW * g.C, rows_per_image = g.OH * g.OW;
   const Chunks ch = chunks_of(g, kChunkRows);
   // Chunks hold whole images, so their scatter-adds never touch the same element.
@@ -167,6 +168,11 @@ void conv2d_backward_data_typed(const Conv2dGeometry& g, const void* dy, const v
 template <typename T>
 void conv2d_backward_filter_typed(const Conv2dGeometry& g, const void* x, const void* dy, const void* relu_y, void* dw,
                                   void* db) {
+  if (winograd_fits(g)) {
+    winograd_conv2d_backward_filter<T>(g, static_cast<const T*>(x), static_cast<const T*>(dy),
+                                       static_cast<const T*>(relu_y), static_cast<T*>(dw), static_cast<T*>(db));
+    return;
+  }
   const int64_t K = g.KH * g.KW * g.C, KF = K * g.F, rows_per_image = g.OH * g.OW;
   const Chunks ch = chunks_of(g, kFilterChunkRows);
   // Chunks are grouped into at most kMaxFilterPartials runs of consecutive chunks, fixed by the
