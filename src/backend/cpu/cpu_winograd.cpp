@@ -35,6 +35,8 @@ constexpr int64_t kMinChannels = 64;
 // A chunk's V and M together aim at this many bytes: they stay in a core's L2 cache between the
 // transforms and the products.
 constexpr int64_t kChunkBytes = int64_t(1) << 20;
+// The filter gradient's chunks are also the depth of its products, each added to a partial sum of
+// [16, C, F], so it wants them deeper (bench/README.md has the measurement).
 constexpr int64_t kFilterChunkBytes = int64_t(1) << 23;
 constexpr int64_t kMinChunkTiles = 16, kMaxChunkTiles = 1024;
 // The filter gradient's partial sums ([16, C, F] per run of chunks) take at most this many bytes
@@ -212,11 +214,10 @@ void run_tiles(const Conv2dGeometry& g, const T* x, const T* u, const T* bias, b
   });
 }
 
-// The filter-gradient partial sums of a fused ReLU's backward input: dz = dy * relu'(y) where relu_y
-// is given (unary_backward's rule, the derivative taken first so that the loop vectorises), else dy.
-// z[xi][t][f] = (A dz A^T)[xi] for the chunk's tiles, dz's 2x2 pixels of tile t (0 outside the
-// output); the pixels' dz are added to `bias_sums` in tile order. A's rows are (1, 0), (1, 1),
-// (1, -1), (0, -1).
+// The filter gradient's transform of the output gradient: z[xi][t][f] = (A dz A^T)[xi] for the
+// chunk's tiles, dz tile t's 2x2 pixels (0 outside the output), dz = dy * relu'(y) where relu_y (the
+// fused ReLU's output) is given, by unary_backward's rule, else dy. The pixels' dz are added to
+// `bias_sums` (unless null) in tile order. A's rows are (1, 0), (1, 1), (1, -1), (0, -1).
 template <typename T>
 void output_gradient_transform(const Conv2dGeometry& g, const Tiling& tl, const T* dy, const T* relu_y, const T* zeros,
                                int64_t t0, int64_t count, T* z, T* bias_sums) {
