@@ -5,7 +5,7 @@
 // and shape (median milliseconds of --repeats calls after a warm-up call) and the per-model sums.
 // Usage: bench_conv_layers [--model vgg|resnet20|all] [--batch-size N] [--threads T] [--repeats R]
 //                          [--avx512 0|1]   (0: the products at the library's own level, not AVX-512)
-//                          [--winograd 0|1] (0: every layer by im2col + GEMM, not Winograd's F(2x2, 3x3))
+//                          [--winograd 0|1] (0: every layer by im2col + GEMM, not Winograd's F(4x4, 3x3))
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -86,7 +86,7 @@ int main(int argc, char** argv) {
   kiln::set_num_threads(threads);
   std::printf("AVX-512 products: %s\n", be::set_gemm_avx512(avx512 != 0) ? "on" : "off");
   be::set_conv_winograd(winograd != 0);
-  std::printf("Winograd F(2x2, 3x3): %s\n", be::conv_winograd_enabled() ? "on" : "off");
+  std::printf("Winograd F(4x4, 3x3): %s\n", be::conv_winograd_enabled() ? "on" : "off");
   be::Backend& cpu = be::get(kiln::Device::cpu());
   std::printf("%-9s %-22s %5s %9s %9s %9s %9s %9s\n", "model", "layer", "count", "fwd", "bwd_data", "bwd_filt",
               "bn_fwd", "bn_bwd");

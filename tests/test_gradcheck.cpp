@@ -129,18 +129,27 @@ TEST_P(ConvGradcheck, FusedBiasAndRelu) {
   }
 }
 
-// 3x3 stride-1 layers of 64 channels and filters compute their forward pass and data gradient by
-// Winograd's F(2x2, 3x3) on the CPU (the filter gradient stays im2col + GEMM, checked above): the
-// input's gradient, plain and fused with a bias and ReLU, in both paddings. The kernel is held
-// constant: its 36,864 entries would take a minute of finite differences.
-TEST(WinogradConvGradcheck, InputOfAThreeByThreeLayerOfManyChannels) {
-  auto x = random_input({1, 3, 4, 64}, 42);
-  const Tensor k = random_input({3, 3, 64, 64}, 43).detach(), b = random_input({64}, 44).detach();
+// 3x3 stride-1 layers of 32 channels and filters or more compute all three passes by Winograd's
+// F(4x4, 3x3) on the CPU: the input's gradient, plain and fused with a bias and ReLU, in both
+// paddings, and the kernel's and bias's at one padding. tests/test_cpu_winograd.cpp checks every
+// pass against the definition in long double.
+TEST(WinogradConvGradcheck, ThreeByThreeLayerOfManyChannels) {
+  auto x = random_input({1, 5, 4, 32}, 42), k = random_input({3, 3, 32, 32}, 43), b = random_input({32}, 44);
+  const Tensor k_const = k.detach(), b_const = b.detach(), x_const = x.detach();
   for (const Padding padding : {Padding::Same, Padding::Valid}) {
     SCOPED_TRACE(padding == Padding::Same ? "same" : "valid");
-    EXPECT_TRUE(gradcheck([k, padding](In v) { return conv2d(v[0], k, {1, 1}, padding); }, {x}));
-    EXPECT_TRUE(gradcheck([k, b, padding](In v) { return conv2d(v[0], k, b, "relu", {1, 1}, padding); }, {x}));
+    EXPECT_TRUE(gradcheck([k_const, padding](In v) { return conv2d(v[0], k_const, {1, 1}, padding); }, {x}));
+    EXPECT_TRUE(gradcheck(
+        [k_const, b_const, padding](In v) {
+          return conv2d(v[0], k_const, b_const, "relu", {1, 1}, padding);
+        },
+        {x}));
   }
+  EXPECT_TRUE(gradcheck(
+      [x_const](In v) {
+        return conv2d(x_const, v[0], v[1], "relu", {1, 1}, Padding::Same);
+      },
+      {k, b}));
 }
 
 TEST(ConvFused, EqualsTheComposedOps) {

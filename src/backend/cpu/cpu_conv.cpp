@@ -1,6 +1,6 @@
 // CPU 2-D convolution, NHWC, by im2col + GEMM (Eigen); bench/README.md has the measurement that
 // chose it over Eigen's tensor contraction with extracted patches. 3x3 stride-1 layers of enough
-// channels take Winograd's F(2x2, 3x3) instead, in all three passes (cpu_winograd.h). Patches are unrolled
+// channels take Winograd's F(4x4, 3x3) instead, in all three passes (cpu_winograd.h). Patches are unrolled
 // into rows [OH*OW per image, KH*KW*C] whose column order matches the kernel layout [KH, KW, C, F], so the forward pass
 // is a GEMM whose output is already NHWC. The batch is split into chunks of whole images (a size fixed by the geometry,
 // not by the thread count) that the thread pool runs; a chunk unrolls into its thread's buffer and runs a

@@ -1,18 +1,17 @@
-// Winograd F(2x2, 3x3) on NHWC tensors. Each output tile of 2x2 pixels reads a 4x4 input tile; with
-// B, G and A the algorithm's transforms, the tile's outputs are A^T [(G g G^T) . (B^T d B)] A. The 16
-// elementwise products, summed over input channels, are 16 matrix products [tiles, C] x [C, F] of
+// Winograd F(4x4, 3x3) on NHWC tensors. Each output tile of 4x4 pixels reads a 6x6 input tile; with
+// B, G and A the algorithm's transforms, the tile's outputs are A^T [(G g G^T) . (B^T d B)] A. The 36
+// elementwise products, summed over input channels, are 36 matrix products [tiles, C] x [C, F] of
 // one chunk of tiles at a time:
-//   1. filter: U[xi] = (G g G^T)[xi] for every channel pair, once per call, [16][C][F];
-//   2. input:  V[xi] = (B^T d B)[xi] for every tile and channel of the chunk, [16][tiles][C];
-//   3. product: M[xi] = V[xi] U[xi], [16][tiles][F];
+//   1. filter: U[xi] = (G g G^T)[xi] for every channel pair, once per call, [36][C][F];
+//   2. input:  V[xi] = (B^T d B)[xi] for every tile and channel of the chunk, [36][tiles][C];
+//   3. product: M[xi] = V[xi] U[xi], [36][tiles][F];
 //   4. output: y = A^T M A for every tile, then the bias and ReLU, on the pixels inside the image.
 // The filter gradient is the adjoint of the same map: with Z = A dz A^T the transformed output
 // gradient of a tile (dz = dy, times the ReLU's derivative when fused), dg = G^T [sum over tiles of
-// V . Z] G, the sums over tiles being 16 products [C, tiles] x [tiles, F].
+// V . Z] G, the sums over tiles being 36 products [C, tiles] x [tiles, F].
 // A chunk's tiles are a fixed range of the batch's tiles (by the geometry, not the thread count), so
-// the result does not depend on the thread count. The transforms use only additions and halvings,
-// so a zero-weight structure is kept exactly; an infinite input can give NaN where the direct sum
-// would give an infinity (an inf - inf inside a transform), as cuDNN's Winograd and FFT engines do.
+// the result does not depend on the thread count. An infinite input can give NaN where the direct
+// sum would give an infinity (an inf - inf inside a transform), as cuDNN's Winograd and FFT engines do.
 #include "backend/cpu/cpu_winograd.h"
 
 #include <algorithm>
@@ -31,24 +30,28 @@ std::atomic<bool> winograd_on{true};
 
 // Below this many channels or filters the products are too thin to repay the transforms
 // (bench/README.md has the measurement per layer).
-constexpr int64_t kMinChannels = 64;
+constexpr int64_t kMinChannels = 32;
 // A chunk's V and M together aim at this many bytes: they stay in a core's L2 cache between the
 // transforms and the products.
 constexpr int64_t kChunkBytes = int64_t(1) << 20;
 // The filter gradient's chunks are also the depth of its products, each added to a partial sum of
-// [16, C, F], so it wants them deeper (bench/README.md has the measurement).
+// [36, C, F], so it wants them deeper (bench/README.md has the measurement). Where that partial
+// stays in a core's L2 cache (up to kCachedPartialBytes), shallower chunks cost little, and a small
+// layer gets at least kMinFilterChunks of them, for the threads to share.
 constexpr int64_t kFilterChunkBytes = int64_t(1) << 23;
+constexpr int64_t kCachedPartialBytes = int64_t(1) << 20;
+constexpr int64_t kMinFilterChunks = 8;
 constexpr int64_t kMinChunkTiles = 16, kMaxChunkTiles = 1024;
-// The filter gradient's partial sums ([16, C, F] per run of chunks) take at most this many bytes
-// and runs, whichever is fewer; each run is one thread's share of the batch.
+// The filter gradient's partial sums ([36, C, F] per run of chunks) take at most this many bytes
+// and runs, whichever is fewer; a run is the share of the batch a thread claims.
 constexpr int64_t kFilterPartialBytes = int64_t(32) << 20;
 constexpr int64_t kMaxFilterRuns = 64;
 // Channels transformed together, staged in a local array so that the compiler can vectorise the
 // transform without proving that its loads and stores do not overlap.
 constexpr int64_t kBlock = 32;
 
-// Elements between two of a chunk's 16 planes in V or M: the plane's size and 64 bytes more. A
-// transform reads or writes all 16 planes at once; with planes a multiple of 4 KiB apart, all 16
+// Elements between two of a chunk's 36 planes in V or M: the plane's size and 64 bytes more. A
+// transform reads or writes all its planes at once; with planes a multiple of 4 KiB apart, all the
 // streams would fall in the same set of the L1 cache and evict one another.
 template <typename T>
 int64_t plane_stride(int64_t count, int64_t width) {
@@ -62,125 +65,189 @@ struct Tiling {
   int64_t chunks;
 };
 
+// The one-dimensional transforms of F(4, 3) on the points 0, 1, -1, 2, -2 and infinity, applied
+// along both axes of a tile (the algorithm is separable). Each reads its values at in[0], in[si],
+// in[2 si], ... and writes out[0], out[so], ... F(4, 3) takes 2.25 multiplications per output
+// against F(2, 3)'s 4, for larger transforms and float32 rounding errors about ten times
+// im2col's, where F(2, 3)'s are about equal (bench/README.md has the measurements that chose it).
+struct F43 {
+  static constexpr int kM = 4;  // outputs per tile side
+  static constexpr int kA = 6;  // inputs per tile side, kM + 2
+  // B^T: rows (4, 0, -5, 0, 1, 0), (0, -4, -4, 1, 1, 0), (0, 4, -4, -1, 1, 0), (0, -2, -1, 2, 1, 0),
+  // (0, 2, -1, -2, 1, 0), (0, 4, 0, -5, 0, 1).
+  template <typename T>
+  static void input(const T* d, int si, T* o, int so) {
+    const T d0 = d[0], d1 = d[si], d2 = d[2 * si], d3 = d[3 * si], d4 = d[4 * si], d5 = d[5 * si];
+    const T a = d4 - T(4) * d2, b = d3 - T(4) * d1, c = d4 - d2, e = T(2) * (d3 - d1);
+    o[0] = T(4) * d0 - T(5) * d2 + d4;
+    o[so] = a + b;
+    o[2 * so] = a - b;
+    o[3 * so] = c + e;
+    o[4 * so] = c - e;
+    o[5 * so] = T(4) * d1 - T(5) * d3 + d5;
+  }
+  // A^T: rows (1, 1, 1, 1, 1, 0), (0, 1, -1, 2, -2, 0), (0, 1, 1, 4, 4, 0), (0, 1, -1, 8, -8, 1).
+  template <typename T>
+  static void output(const T* m, int si, T* o, int so) {
+    const T a = m[si] + m[2 * si], b = m[si] - m[2 * si], c = m[3 * si] + m[4 * si], e = m[3 * si] - m[4 * si];
+    o[0] = m[0] + a + c;
+    o[so] = b + T(2) * e;
+    o[2 * so] = a + T(4) * c;
+    o[3 * so] = b + T(8) * e + m[5 * si];
+  }
+  // G: rows (1/4, 0, 0), (-1/6, -1/6, -1/6), (-1/6, 1/6, -1/6), (1/24, 1/12, 1/6), (1/24, -1/12, 1/6),
+  // (0, 0, 1).
+  template <typename T>
+  static void filter(const T* g, int si, T* o, int so) {
+    const T g0 = g[0], g1 = g[si], g2 = g[2 * si];
+    o[0] = g0 / T(4);
+    o[so] = -(g0 + g1 + g2) / T(6);
+    o[2 * so] = -(g0 - g1 + g2) / T(6);
+    o[3 * so] = g0 / T(24) + g1 / T(12) + g2 / T(6);
+    o[4 * so] = g0 / T(24) - g1 / T(12) + g2 / T(6);
+    o[5 * so] = g2;
+  }
+  // A: rows (1, 0, 0, 0), (1, 1, 1, 1), (1, -1, 1, -1), (1, 2, 4, 8), (1, -2, 4, -8), (0, 0, 0, 1).
+  template <typename T>
+  static void output_gradient(const T* dz, int si, T* o, int so) {
+    const T z0 = dz[0], z1 = dz[si], z2 = dz[2 * si], z3 = dz[3 * si];
+    o[0] = z0;
+    o[so] = z0 + z1 + z2 + z3;
+    o[2 * so] = z0 - z1 + z2 - z3;
+    o[3 * so] = z0 + T(2) * z1 + T(4) * z2 + T(8) * z3;
+    o[4 * so] = z0 - T(2) * z1 + T(4) * z2 - T(8) * z3;
+    o[5 * so] = z3;
+  }
+  // G^T: rows (1/4, -1/6, -1/6, 1/24, 1/24, 0), (0, -1/6, 1/6, 1/12, -1/12, 0),
+  // (0, -1/6, -1/6, 1/6, 1/6, 1).
+  template <typename T>
+  static void filter_gradient(const T* s, int si, T* o, int so) {
+    const T s0 = s[0], s1 = s[si], s2 = s[2 * si], s3 = s[3 * si], s4 = s[4 * si], s5 = s[5 * si];
+    o[0] = s0 / T(4) - (s1 + s2) / T(6) + (s3 + s4) / T(24);
+    o[so] = (s2 - s1) / T(6) + (s3 - s4) / T(12);
+    o[2 * so] = (s3 + s4 - s1 - s2) / T(6) + s5;
+  }
+};
+
+// out = L in L^T for each of b channels at once, in (kIn x kIn) and out (kOut x kOut) row-major
+// with one row of kBlock channels per element, L the one-dimensional map `map`. Each pass is a loop
+// over the channels of a few loads and stores, which the compiler vectorises.
+template <int kIn, int kOut, typename T, typename Map>
+void separable(const T (*in)[kBlock], T (*out)[kBlock], int64_t b, Map map) {
+  T mid[kOut * kIn][kBlock];
+  for (int j = 0; j < kIn; ++j)  // down each column
+    for (int64_t k = 0; k < b; ++k) {
+      T from[kIn], to[kOut];
+      for (int i = 0; i < kIn; ++i) from[i] = in[i * kIn + j][k];
+      map(from, 1, to, 1);
+      for (int i = 0; i < kOut; ++i) mid[i * kIn + j][k] = to[i];
+    }
+  for (int i = 0; i < kOut; ++i)  // along each row
+    for (int64_t k = 0; k < b; ++k) {
+      T from[kIn], to[kOut];
+      for (int j = 0; j < kIn; ++j) from[j] = mid[i * kIn + j][k];
+      map(from, 1, to, 1);
+      for (int j = 0; j < kOut; ++j) out[i * kOut + j][k] = to[j];
+    }
+}
+
 template <typename T>
-Tiling tiling_of(const Conv2dGeometry& g, int64_t chunk_bytes = kChunkBytes) {
+Tiling tiling_of(const Conv2dGeometry& g, int64_t chunk_bytes = kChunkBytes, int64_t min_chunks = 1) {
   Tiling t{};
-  t.rows = (g.OH + 1) / 2;
-  t.cols = (g.OW + 1) / 2;
+  t.rows = (g.OH + F43::kM - 1) / F43::kM;
+  t.cols = (g.OW + F43::kM - 1) / F43::kM;
   t.total = g.N * t.rows * t.cols;
-  const int64_t bytes_per_tile = 16 * (g.C + g.F) * static_cast<int64_t>(sizeof(T));
-  t.per_chunk = std::clamp<int64_t>(chunk_bytes / bytes_per_tile, kMinChunkTiles, kMaxChunkTiles);
+  const int64_t bytes_per_tile = F43::kA * F43::kA * (g.C + g.F) * static_cast<int64_t>(sizeof(T));
+  t.per_chunk = std::min(chunk_bytes / bytes_per_tile, (t.total + min_chunks - 1) / min_chunks);
+  t.per_chunk = std::clamp<int64_t>(t.per_chunk, kMinChunkTiles, kMaxChunkTiles);
   t.per_chunk = std::min(t.per_chunk, std::max<int64_t>(t.total, 1));
   t.chunks = (t.total + t.per_chunk - 1) / t.per_chunk;
   return t;
 }
 
+// Tile `tile`'s image and the origin of its outputs.
+struct TilePlace {
+  int64_t n, oh, ow;
+};
+TilePlace place_of(const Tiling& tl, int64_t tile) {
+  const int64_t per_image = tl.rows * tl.cols, in_image = tile % per_image;
+  return {tile / per_image, in_image / tl.cols * F43::kM, in_image % tl.cols * F43::kM};
+}
+
 // u[xi][ci][co] = (G g G^T)[xi], g the 3x3 filter from input channel ci to output channel co:
 // w[kh][kw][ci][co] as stored ([3, 3, C, F]), or, `turned` (the data gradient, whose input is dy),
-// w[2 - kh][2 - kw][co][ci]. G's rows are (1, 0, 0), (1/2, 1/2, 1/2), (1/2, -1/2, 1/2), (0, 0, 1).
+// w[2 - kh][2 - kw][co][ci].
 template <typename T>
 std::vector<T> transformed_filter(const T* w, int64_t cin, int64_t cout, bool turned) {
+  constexpr int kA = F43::kA;
   const int64_t plane = cin * cout;
-  std::vector<T> u(static_cast<std::size_t>(16 * plane));
-  const T half = T(0.5);
-  parallel_for_work(cin, 16 * plane, [&](int64_t c0, int64_t c1) {
+  std::vector<T> u(static_cast<std::size_t>(kA * kA * plane));
+  parallel_for_work(cin, kA * kA * plane, [&](int64_t c0, int64_t c1) {
     for (int64_t ci = c0; ci < c1; ++ci)
       for (int64_t co = 0; co < cout; ++co) {
-        T g[3][3];
+        T g[9];
         for (int kh = 0; kh < 3; ++kh)
           for (int kw = 0; kw < 3; ++kw)
-            g[kh][kw] = turned ? w[((2 - kh) * 3 + (2 - kw)) * plane + co * cin + ci]
-                               : w[(kh * 3 + kw) * plane + ci * cout + co];
-        T t[4][3];  // G g
-        for (int j = 0; j < 3; ++j) {
-          t[0][j] = g[0][j];
-          t[1][j] = half * (g[0][j] + g[1][j] + g[2][j]);
-          t[2][j] = half * (g[0][j] - g[1][j] + g[2][j]);
-          t[3][j] = g[2][j];
-        }
+            g[kh * 3 + kw] = turned ? w[((2 - kh) * 3 + (2 - kw)) * plane + co * cin + ci]
+                                    : w[(kh * 3 + kw) * plane + ci * cout + co];
+        T mid[kA * 3], t[kA * kA];  // G g, then (G g) G^T
+        for (int j = 0; j < 3; ++j) F43::filter(g + j, 3, mid + j, 3);
+        for (int i = 0; i < kA; ++i) F43::filter(mid + i * 3, 1, t + i * kA, 1);
         T* out = u.data() + ci * cout + co;
-        for (int i = 0; i < 4; ++i) {  // (G g) G^T
-          out[(i * 4 + 0) * plane] = t[i][0];
-          out[(i * 4 + 1) * plane] = half * (t[i][0] + t[i][1] + t[i][2]);
-          out[(i * 4 + 2) * plane] = half * (t[i][0] - t[i][1] + t[i][2]);
-          out[(i * 4 + 3) * plane] = t[i][2];
-        }
+        for (int xi = 0; xi < kA * kA; ++xi) out[xi * plane] = t[xi];
       }
   });
   return u;
 }
 
-// v[xi][t][c] = (B^T d B)[xi] for the chunk's tiles [t0, t0 + count), d tile t's 4x4 inputs of
-// channel c (0 in the padding). B^T's rows are (1, 0, -1, 0), (0, 1, 1, 0), (0, -1, 1, 0), (0, 1, 0, -1).
+// v[xi][t][c] = (B^T d B)[xi] for the chunk's tiles [t0, t0 + count), d tile t's kA x kA inputs of
+// channel c (0 in the padding).
 template <typename T>
 void input_transform(const Conv2dGeometry& g, const Tiling& tl, const T* x, const T* zeros, int64_t t0, int64_t count,
                      T* v) {
-  const int64_t plane = plane_stride<T>(count, g.C), per_image = tl.rows * tl.cols;
+  constexpr int kA = F43::kA, kP = kA * kA;
+  const int64_t plane = plane_stride<T>(count, g.C);
   for (int64_t t = 0; t < count; ++t) {
-    const int64_t tile = t0 + t, n = tile / per_image, th = (tile % per_image) / tl.cols, tw = tile % tl.cols;
-    const T* d[16];
-    for (int i = 0; i < 4; ++i)
-      for (int j = 0; j < 4; ++j) {
-        const int64_t ih = 2 * th - g.pad_top + i, iw = 2 * tw - g.pad_left + j;
+    const TilePlace at = place_of(tl, t0 + t);
+    const T* d[kP];
+    for (int i = 0; i < kA; ++i)
+      for (int j = 0; j < kA; ++j) {
+        const int64_t ih = at.oh - g.pad_top + i, iw = at.ow - g.pad_left + j;
         const bool inside = ih >= 0 && ih < g.H && iw >= 0 && iw < g.W;
-        d[i * 4 + j] = inside ? x + ((n * g.H + ih) * g.W + iw) * g.C : zeros;
+        d[i * kA + j] = inside ? x + ((at.n * g.H + ih) * g.W + iw) * g.C : zeros;
       }
     T* out = v + t * g.C;
     for (int64_t c0 = 0; c0 < g.C; c0 += kBlock) {
       const int64_t b = std::min(kBlock, g.C - c0);
-      T in[16][kBlock];
-      for (int p = 0; p < 16; ++p) std::copy_n(d[p] + c0, b, in[p]);
-      for (int64_t k = 0; k < b; ++k) {
-        T r[16];  // B^T d
-        for (int j = 0; j < 4; ++j) {
-          r[0 + j] = in[0 + j][k] - in[8 + j][k];
-          r[4 + j] = in[4 + j][k] + in[8 + j][k];
-          r[8 + j] = in[8 + j][k] - in[4 + j][k];
-          r[12 + j] = in[4 + j][k] - in[12 + j][k];
-        }
-        T* o = out + c0 + k;
-        for (int i = 0; i < 4; ++i) {  // (B^T d) B
-          o[(i * 4 + 0) * plane] = r[i * 4 + 0] - r[i * 4 + 2];
-          o[(i * 4 + 1) * plane] = r[i * 4 + 1] + r[i * 4 + 2];
-          o[(i * 4 + 2) * plane] = r[i * 4 + 2] - r[i * 4 + 1];
-          o[(i * 4 + 3) * plane] = r[i * 4 + 1] - r[i * 4 + 3];
-        }
-      }
+      T in[kP][kBlock], r[kP][kBlock];
+      for (int p = 0; p < kP; ++p) std::copy_n(d[p] + c0, b, in[p]);
+      separable<kA, kA>(in, r, b, [](const T* i, int si, T* o, int so) { F43::input(i, si, o, so); });
+      for (int xi = 0; xi < kP; ++xi) std::copy_n(r[xi], b, out + xi * plane + c0);
     }
   }
 }
 
-// y's 2x2 pixels of each tile = A^T m A, then the bias and ReLU, where they are inside the output.
-// A^T's rows are (1, 1, 1, 0), (0, 1, -1, -1).
+// y's kM x kM pixels of each tile = A^T m A, then the bias and ReLU, where they are inside the output.
 template <typename T>
 void output_transform(const Conv2dGeometry& g, const Tiling& tl, const T* m, int64_t t0, int64_t count, const T* bias,
                       bool relu, T* y) {
-  const int64_t plane = plane_stride<T>(count, g.F), per_image = tl.rows * tl.cols;
+  constexpr int kM = F43::kM, kP = F43::kA * F43::kA;
+  const int64_t plane = plane_stride<T>(count, g.F);
   for (int64_t t = 0; t < count; ++t) {
-    const int64_t tile = t0 + t, n = tile / per_image, th = (tile % per_image) / tl.cols, tw = tile % tl.cols;
-    T* px[4];  // the tile's output pixels, null outside the output
-    for (int q = 0; q < 4; ++q) {
-      const int64_t oh = 2 * th + q / 2, ow = 2 * tw + q % 2;
-      px[q] = (oh < g.OH && ow < g.OW) ? y + ((n * g.OH + oh) * g.OW + ow) * g.F : nullptr;
+    const TilePlace at = place_of(tl, t0 + t);
+    T* px[kM * kM];  // the tile's output pixels, null outside the output
+    for (int q = 0; q < kM * kM; ++q) {
+      const int64_t oh = at.oh + q / kM, ow = at.ow + q % kM;
+      px[q] = (oh < g.OH && ow < g.OW) ? y + ((at.n * g.OH + oh) * g.OW + ow) * g.F : nullptr;
     }
     const T* src = m + t * g.F;
     for (int64_t f0 = 0; f0 < g.F; f0 += kBlock) {
       const int64_t b = std::min(kBlock, g.F - f0);
-      T in[16][kBlock];
-      for (int p = 0; p < 16; ++p) std::copy_n(src + p * plane + f0, b, in[p]);
-      T out[4][kBlock];
-      for (int64_t k = 0; k < b; ++k) {
-        T r[2][4];  // A^T m
-        for (int j = 0; j < 4; ++j) {
-          r[0][j] = in[0 + j][k] + in[4 + j][k] + in[8 + j][k];
-          r[1][j] = in[4 + j][k] - in[8 + j][k] - in[12 + j][k];
-        }
-        for (int i = 0; i < 2; ++i) {  // (A^T m) A
-          out[i * 2 + 0][k] = r[i][0] + r[i][1] + r[i][2];
-          out[i * 2 + 1][k] = r[i][1] - r[i][2] - r[i][3];
-        }
-      }
-      for (int q = 0; q < 4; ++q)
+      T in[kP][kBlock];
+      for (int p = 0; p < kP; ++p) std::copy_n(src + p * plane + f0, b, in[p]);
+      T out[kM * kM][kBlock];
+      separable<F43::kA, kM>(in, out, b, [](const T* i, int si, T* o, int so) { F43::output(i, si, o, so); });
+      for (int q = 0; q < kM * kM; ++q)
         if (px[q]) {
           std::copy_n(out[q], b, px[q] + f0);
           bias_act_rows(px[q] + f0, bias ? bias + f0 : nullptr, relu, 1, b);
@@ -189,18 +256,19 @@ void output_transform(const Conv2dGeometry& g, const Tiling& tl, const T* m, int
   }
 }
 
-// The forward pass of `g` with the transformed filter `u` ([16][C][F]).
+// The forward pass of `g` with the transformed filter `u` ([kA * kA][C][F]).
 template <typename T>
 void run_tiles(const Conv2dGeometry& g, const T* x, const T* u, const T* bias, bool relu, T* y) {
+  constexpr int kP = F43::kA * F43::kA;
   const Tiling tl = tiling_of<T>(g);
   const std::vector<T> zeros(static_cast<std::size_t>(g.C), T(0));
   parallel_for(tl.chunks, tl.chunks, [&](int64_t c, int64_t) {
     const int64_t t0 = c * tl.per_chunk, count = std::min(tl.per_chunk, tl.total - t0);
     const int64_t v_plane = plane_stride<T>(count, g.C), m_plane = plane_stride<T>(count, g.F);
-    T* v = thread_buffer<T>(16 * plane_stride<T>(tl.per_chunk, g.C), 0);
-    T* m = thread_buffer<T>(16 * plane_stride<T>(tl.per_chunk, g.F), 1);
+    T* v = thread_buffer<T>(kP * plane_stride<T>(tl.per_chunk, g.C), 0);
+    T* m = thread_buffer<T>(kP * plane_stride<T>(tl.per_chunk, g.F), 1);
     input_transform(g, tl, x, zeros.data(), t0, count, v);
-    for (int xi = 0; xi < 16; ++xi) {
+    for (int xi = 0; xi < kP; ++xi) {
       const T* a = v + xi * v_plane;
       const T* b = u + xi * g.C * g.F;
       T* c_out = m + xi * m_plane;
@@ -215,71 +283,40 @@ void run_tiles(const Conv2dGeometry& g, const T* x, const T* u, const T* bias, b
 }
 
 // The filter gradient's transform of the output gradient: z[xi][t][f] = (A dz A^T)[xi] for the
-// chunk's tiles, dz tile t's 2x2 pixels (0 outside the output), dz = dy * relu'(y) where relu_y (the
-// fused ReLU's output) is given, by unary_backward's rule, else dy. The pixels' dz are added to
-// `bias_sums` (unless null) in tile order. A's rows are (1, 0), (1, 1), (1, -1), (0, -1).
+// chunk's tiles, dz tile t's kM x kM pixels (0 outside the output), dz = dy * relu'(y) where relu_y
+// (the fused ReLU's output) is given, by unary_backward's rule, else dy. The pixels' dz are added to
+// `bias_sums` (unless null) in tile order.
 template <typename T>
 void output_gradient_transform(const Conv2dGeometry& g, const Tiling& tl, const T* dy, const T* relu_y, const T* zeros,
                                int64_t t0, int64_t count, T* z, T* bias_sums) {
-  const int64_t plane = plane_stride<T>(count, g.F), per_image = tl.rows * tl.cols;
+  constexpr int kM = F43::kM, kQ = kM * kM, kP = F43::kA * F43::kA;
+  const int64_t plane = plane_stride<T>(count, g.F);
   for (int64_t t = 0; t < count; ++t) {
-    const int64_t tile = t0 + t, n = tile / per_image, th = (tile % per_image) / tl.cols, tw = tile % tl.cols;
-    const T* d[4];  // the tile's dy pixels, zeros outside the output
-    const T* y[4];  // and their outputs, for the ReLU's derivative
-    for (int q = 0; q < 4; ++q) {
-      const int64_t oh = 2 * th + q / 2, ow = 2 * tw + q % 2;
+    const TilePlace at = place_of(tl, t0 + t);
+    const T* d[kQ];  // the tile's dy pixels, zeros outside the output
+    const T* y[kQ];  // and their outputs, for the ReLU's derivative
+    for (int q = 0; q < kQ; ++q) {
+      const int64_t oh = at.oh + q / kM, ow = at.ow + q % kM;
       const bool inside = oh < g.OH && ow < g.OW;
-      const int64_t at = ((n * g.OH + oh) * g.OW + ow) * g.F;
-      d[q] = inside ? dy + at : zeros;
-      y[q] = inside && relu_y ? relu_y + at : zeros;
+      const int64_t pixel = ((at.n * g.OH + oh) * g.OW + ow) * g.F;
+      d[q] = inside ? dy + pixel : zeros;
+      y[q] = inside && relu_y ? relu_y + pixel : zeros;
     }
     T* out = z + t * g.F;
     for (int64_t f0 = 0; f0 < g.F; f0 += kBlock) {
       const int64_t b = std::min(kBlock, g.F - f0);
-      T in[4][kBlock];
-      for (int q = 0; q < 4; ++q) {
+      T in[kQ][kBlock];
+      for (int q = 0; q < kQ; ++q) {
         std::copy_n(d[q] + f0, b, in[q]);
         if (relu_y)
           for (int64_t k = 0; k < b; ++k) in[q][k] *= math::derivative<UnaryOp::Relu>(y[q][f0 + k], y[q][f0 + k]);
         if (bias_sums)
           for (int64_t k = 0; k < b; ++k) bias_sums[f0 + k] += in[q][k];
       }
-      for (int64_t k = 0; k < b; ++k) {
-        T r[4][2];  // A dz
-        for (int j = 0; j < 2; ++j) {
-          r[0][j] = in[j][k];
-          r[1][j] = in[j][k] + in[2 + j][k];
-          r[2][j] = in[j][k] - in[2 + j][k];
-          r[3][j] = -in[2 + j][k];
-        }
-        T* o = out + f0 + k;
-        for (int i = 0; i < 4; ++i) {  // (A dz) A^T
-          o[(i * 4 + 0) * plane] = r[i][0];
-          o[(i * 4 + 1) * plane] = r[i][0] + r[i][1];
-          o[(i * 4 + 2) * plane] = r[i][0] - r[i][1];
-          o[(i * 4 + 3) * plane] = -r[i][1];
-        }
-      }
+      T r[kP][kBlock];
+      separable<kM, F43::kA>(in, r, b, [](const T* i, int si, T* o, int so) { F43::output_gradient(i, si, o, so); });
+      for (int xi = 0; xi < kP; ++xi) std::copy_n(r[xi], b, out + xi * plane + f0);
     }
-  }
-}
-
-// The 3x3 filter gradient of one channel pair, (G^T s G), from its 16 summed products s; tap (kh,
-// kw) goes to dw[(kh * 3 + kw) * stride]. G^T's rows are (1, 1/2, 1/2, 0), (0, 1/2, -1/2, 0),
-// (0, 1/2, 1/2, 1).
-template <typename T>
-void filter_from_sums(const T (&s)[16], int64_t stride, T* dw) {
-  const T half = T(0.5);
-  T q[3][4];  // G^T s
-  for (int j = 0; j < 4; ++j) {
-    q[0][j] = s[j] + half * (s[4 + j] + s[8 + j]);
-    q[1][j] = half * (s[4 + j] - s[8 + j]);
-    q[2][j] = half * (s[4 + j] + s[8 + j]) + s[12 + j];
-  }
-  for (int kh = 0; kh < 3; ++kh) {  // (G^T s) G
-    dw[(kh * 3 + 0) * stride] = q[kh][0] + half * (q[kh][1] + q[kh][2]);
-    dw[(kh * 3 + 1) * stride] = half * (q[kh][1] - q[kh][2]);
-    dw[(kh * 3 + 2) * stride] = half * (q[kh][1] + q[kh][2]) + q[kh][3];
   }
 }
 
@@ -294,14 +331,16 @@ bool winograd_fits(const Conv2dGeometry& g) {
          g.pad_top <= 2 && g.pad_left >= 0 && g.pad_left <= 2 && std::min(g.C, g.F) >= kMinChannels;
 }
 
+namespace {
+
 template <typename T>
-void winograd_conv2d_forward(const Conv2dGeometry& g, const T* x, const T* w, const T* bias, bool relu, T* y) {
+void forward(const Conv2dGeometry& g, const T* x, const T* w, const T* bias, bool relu, T* y) {
   const std::vector<T> u = transformed_filter(w, g.C, g.F, false);
   run_tiles(g, x, u.data(), bias, relu, y);
 }
 
 template <typename T>
-void winograd_conv2d_backward_data(const Conv2dGeometry& g, const T* dy, const T* w, T* dx) {
+void backward_data(const Conv2dGeometry& g, const T* dy, const T* w, T* dx) {
   // dx[ih] = sum over kh of dy[ih - kh + pad] w[kh] = sum over kh' of dy[ih + kh' - (2 - pad)] w[2 - kh']:
   // a forward pass over dy (F channels, OH x OW) with the turned filter and padding 2 - pad, whose
   // output is H x W with C channels.
@@ -311,27 +350,29 @@ void winograd_conv2d_backward_data(const Conv2dGeometry& g, const T* dy, const T
 }
 
 template <typename T>
-void winograd_conv2d_backward_filter(const Conv2dGeometry& g, const T* x, const T* dy, const T* relu_y, T* dw, T* db) {
-  const Tiling tl = tiling_of<T>(g, kFilterChunkBytes);
-  const int64_t pairs = g.C * g.F, part = 16 * pairs + g.F;  // a partial: the 16 sums, then the bias sums
+void backward_filter(const Conv2dGeometry& g, const T* x, const T* dy, const T* relu_y, T* dw, T* db) {
+  constexpr int kP = F43::kA * F43::kA;
+  const int64_t pairs = g.C * g.F, part = kP * pairs + g.F;  // a partial: the kP sums, then the bias sums
+  const int64_t part_bytes = part * static_cast<int64_t>(sizeof(T));
+  const Tiling tl = tiling_of<T>(g, kFilterChunkBytes, part_bytes <= kCachedPartialBytes ? kMinFilterChunks : 1);
   // Chunks are grouped into runs of consecutive chunks fixed by the shape; each run adds its chunks'
   // products, in order, into its own partial, and the partials are added in run order, so the
   // result does not depend on the thread count. The partials' memory is bounded.
-  const int64_t runs = std::clamp<int64_t>(kFilterPartialBytes / (part * static_cast<int64_t>(sizeof(T))), 1,
+  const int64_t runs = std::clamp<int64_t>(kFilterPartialBytes / part_bytes, 1,
                                            std::min(std::max<int64_t>(tl.chunks, 1), kMaxFilterRuns));
   std::vector<T> partial(static_cast<std::size_t>(runs * part), T(0));
   const std::vector<T> zeros(static_cast<std::size_t>(std::max(g.C, g.F)), T(0));
   auto run = [&](int64_t r) {
     const int64_t c0 = r * tl.chunks / runs, c1 = (r + 1) * tl.chunks / runs;
     T* sums = partial.data() + r * part;
-    T* v = thread_buffer<T>(16 * plane_stride<T>(tl.per_chunk, g.C), 0);
-    T* z = thread_buffer<T>(16 * plane_stride<T>(tl.per_chunk, g.F), 1);
+    T* v = thread_buffer<T>(kP * plane_stride<T>(tl.per_chunk, g.C), 0);
+    T* z = thread_buffer<T>(kP * plane_stride<T>(tl.per_chunk, g.F), 1);
     for (int64_t c = c0; c < c1; ++c) {
       const int64_t t0 = c * tl.per_chunk, count = std::min(tl.per_chunk, tl.total - t0);
       const int64_t v_plane = plane_stride<T>(count, g.C), z_plane = plane_stride<T>(count, g.F);
       input_transform(g, tl, x, zeros.data(), t0, count, v);
-      output_gradient_transform(g, tl, dy, relu_y, zeros.data(), t0, count, z, db ? sums + 16 * pairs : nullptr);
-      for (int xi = 0; xi < 16; ++xi) {
+      output_gradient_transform(g, tl, dy, relu_y, zeros.data(), t0, count, z, db ? sums + kP * pairs : nullptr);
+      for (int xi = 0; xi < kP; ++xi) {
         const T* a = v + xi * v_plane;
         const T* b = z + xi * z_plane;
         T* c_out = sums + xi * pairs;
@@ -343,23 +384,43 @@ void winograd_conv2d_backward_filter(const Conv2dGeometry& g, const T* x, const 
     }
   };
   parallel_chunks(runs, ChunkFn(run));
-  // Each output adds its partials in run order, whichever thread adds them.
-  parallel_for_work(pairs, pairs * runs * 16, [&](int64_t i0, int64_t i1) {
-    T s[16];
+  // Each output adds its partials in run order, whichever thread adds them; then dw = G^T s G.
+  parallel_for_work(pairs, pairs * runs * kP, [&](int64_t i0, int64_t i1) {
+    T s[kP], taps[9];
     for (int64_t i = i0; i < i1; ++i) {
-      for (int xi = 0; xi < 16; ++xi) {
+      for (int xi = 0; xi < kP; ++xi) {
         s[xi] = T(0);
         for (int64_t r = 0; r < runs; ++r) s[xi] += partial[static_cast<std::size_t>(r * part + xi * pairs + i)];
       }
-      filter_from_sums(s, pairs, dw + i);
+      T mid[3 * F43::kA];  // G^T s, then (G^T s) G
+      for (int j = 0; j < F43::kA; ++j) F43::filter_gradient(s + j, F43::kA, mid + j, F43::kA);
+      for (int i = 0; i < 3; ++i) F43::filter_gradient(mid + i * F43::kA, 1, taps + i * 3, 1);
+      for (int tap = 0; tap < 9; ++tap) dw[tap * pairs + i] = taps[tap];
     }
   });
   if (db)
     for (int64_t f = 0; f < g.F; ++f) {
       T s = T(0);
-      for (int64_t r = 0; r < runs; ++r) s += partial[static_cast<std::size_t>(r * part + 16 * pairs + f)];
+      for (int64_t r = 0; r < runs; ++r) s += partial[static_cast<std::size_t>(r * part + kP * pairs + f)];
       db[f] = s;
     }
+}
+
+}  // namespace
+
+template <typename T>
+void winograd_conv2d_forward(const Conv2dGeometry& g, const T* x, const T* w, const T* bias, bool relu, T* y) {
+  forward(g, x, w, bias, relu, y);
+}
+
+template <typename T>
+void winograd_conv2d_backward_data(const Conv2dGeometry& g, const T* dy, const T* w, T* dx) {
+  backward_data(g, dy, w, dx);
+}
+
+template <typename T>
+void winograd_conv2d_backward_filter(const Conv2dGeometry& g, const T* x, const T* dy, const T* relu_y, T* dw, T* db) {
+  backward_filter(g, x, dy, relu_y, dw, db);
 }
 
 template void winograd_conv2d_forward<float>(const Conv2dGeometry&, const float*, const float*, const float*, bool,

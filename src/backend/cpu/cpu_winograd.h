@@ -1,6 +1,6 @@
-// CPU 3x3 stride-1 convolutions by Winograd's minimal filtering F(2x2, 3x3) (Lavin and Gray, "Fast
-// Algorithms for Convolutional Neural Networks", 2016): 16 multiplications per 2x2 outputs and
-// channel pair instead of 36, in 16 matrix products over tiles. The forward pass and the data
+// CPU 3x3 stride-1 convolutions by Winograd's minimal filtering F(4x4, 3x3) (Lavin and Gray, "Fast
+// Algorithms for Convolutional Neural Networks", 2016): 36 multiplications per 4x4 outputs and
+// channel pair instead of 144, in 36 matrix products over tiles. The forward pass and the data
 // gradient (a forward pass of dy with the filter turned by 180 degrees and its channels swapped)
 // take it, and the filter gradient its adjoint. cpu_conv.cpp decides where it runs.
 #pragma once
