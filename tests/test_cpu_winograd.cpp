@@ -115,7 +115,7 @@ class WinogradSwitch {  // sets whether the backend may choose Winograd; restore
   bool saved_;
 };
 
-// Odd and even sizes (a last tile half outside the output), one-pixel outputs, each padding the
+// Odd and even sizes (last tiles partly outside the output), one-pixel outputs, each padding the
 // backend accepts, more filters than channels and the reverse, and a batch of several chunks.
 const Conv2dGeometry kCases[] = {
     geometry(2, 6, 6, 32, 32, 1), geometry(1, 7, 5, 32, 40, 1),   geometry(2, 9, 6, 64, 72, 1),
@@ -216,7 +216,7 @@ TEST(CpuWinograd, ResultDoesNotDependOnTheThreadCount) {
   // one chunk (its products split across threads).
   const WinogradSwitch on(true);
   std::mt19937 rng(13);
-  for (const Conv2dGeometry& g : {geometry(3, 16, 16, 64, 64, 1), geometry(1, 6, 6, 64, 80, 1)}) {
+  for (const Conv2dGeometry& g : {geometry(8, 16, 16, 64, 64, 1), geometry(1, 6, 6, 64, 80, 1)}) {
     const auto x64 = uniform(g.N * g.H * g.W * g.C, rng), w64 = uniform(9 * g.C * g.F, rng);
     const std::vector<float> x(x64.begin(), x64.end()), w(w64.begin(), w64.end());
     std::vector<float> dy(static_cast<std::size_t>(g.N * g.OH * g.OW * g.F));
