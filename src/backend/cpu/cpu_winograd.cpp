@@ -331,16 +331,14 @@ bool winograd_fits(const Conv2dGeometry& g) {
          g.pad_top <= 2 && g.pad_left >= 0 && g.pad_left <= 2 && std::min(g.C, g.F) >= kMinChannels;
 }
 
-namespace {
-
 template <typename T>
-void forward(const Conv2dGeometry& g, const T* x, const T* w, const T* bias, bool relu, T* y) {
+void winograd_conv2d_forward(const Conv2dGeometry& g, const T* x, const T* w, const T* bias, bool relu, T* y) {
   const std::vector<T> u = transformed_filter(w, g.C, g.F, false);
   run_tiles(g, x, u.data(), bias, relu, y);
 }
 
 template <typename T>
-void backward_data(const Conv2dGeometry& g, const T* dy, const T* w, T* dx) {
+void winograd_conv2d_backward_data(const Conv2dGeometry& g, const T* dy, const T* w, T* dx) {
   // dx[ih] = sum over kh of dy[ih - kh + pad] w[kh] = sum over kh' of dy[ih + kh' - (2 - pad)] w[2 - kh']:
   // a forward pass over dy (F channels, OH x OW) with the turned filter and padding 2 - pad, whose
   // output is H x W with C channels.
@@ -350,7 +348,7 @@ void backward_data(const Conv2dGeometry& g, const T* dy, const T* w, T* dx) {
 }
 
 template <typename T>
-void backward_filter(const Conv2dGeometry& g, const T* x, const T* dy, const T* relu_y, T* dw, T* db) {
+void winograd_conv2d_backward_filter(const Conv2dGeometry& g, const T* x, const T* dy, const T* relu_y, T* dw, T* db) {
   constexpr int kP = F43::kA * F43::kA;
   const int64_t pairs = g.C * g.F, part = kP * pairs + g.F;  // a partial: the kP sums, then the bias sums
   const int64_t part_bytes = part * static_cast<int64_t>(sizeof(T));
@@ -404,23 +402,6 @@ void backward_filter(const Conv2dGeometry& g, const T* x, const T* dy, const T* 
       for (int64_t r = 0; r < runs; ++r) s += partial[static_cast<std::size_t>(r * part + kP * pairs + f)];
       db[f] = s;
     }
-}
-
-}  // namespace
-
-template <typename T>
-void winograd_conv2d_forward(const Conv2dGeometry& g, const T* x, const T* w, const T* bias, bool relu, T* y) {
-  forward(g, x, w, bias, relu, y);
-}
-
-template <typename T>
-void winograd_conv2d_backward_data(const Conv2dGeometry& g, const T* dy, const T* w, T* dx) {
-  backward_data(g, dy, w, dx);
-}
-
-template <typename T>
-void winograd_conv2d_backward_filter(const Conv2dGeometry& g, const T* x, const T* dy, const T* relu_y, T* dw, T* db) {
-  backward_filter(g, x, dy, relu_y, dw, db);
 }
 
 template void winograd_conv2d_forward<float>(const Conv2dGeometry&, const float*, const float*, const float*, bool,
