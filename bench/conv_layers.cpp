@@ -107,12 +107,12 @@ int main(int argc, char** argv) {
     ms[2] = median_ms(repeats,
                       [&] { cpu.conv2d_backward_filter(F32, g, x.data(), dy.data(), nullptr, dw.data(), nullptr); });
     ms[3] = median_ms(repeats, [&] {
-      cpu.batch_norm_forward(F32, y.data(), gamma.data(), gamma.data(), 1e-3, dy.data(), stats.data(),
+      cpu.batch_norm_forward(F32, y.data(), gamma.data(), gamma.data(), 1e-3, false, dy.data(), stats.data(),
                              stats.data() + l.F, batch * OH * OH, l.F);
     });
     ms[4] = median_ms(repeats, [&] {
-      cpu.batch_norm_backward(F32, y.data(), dy.data(), stats.data(), stats.data() + l.F, gamma.data(), 1e-3, y.data(),
-                              dg.data(), dbeta.data(), batch * OH * OH, l.F);
+      cpu.batch_norm_backward(F32, y.data(), dy.data(), nullptr, stats.data(), stats.data() + l.F, gamma.data(), 1e-3,
+                              y.data(), dg.data(), dbeta.data(), batch * OH * OH, l.F);
     });
     char name[64];
     std::snprintf(name, sizeof(name), "%ldx%ldx%ld>%ld k%ld s%ld", static_cast<long>(l.H), static_cast<long>(l.H),

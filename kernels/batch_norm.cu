@@ -6,7 +6,8 @@
 // full-size passes. Column sums are tiled as sum_rows' (reduce.cu): 32-column tiles by row slices, the
 // slices' partial sums added in slice order by the coefficient kernels, no atomics, so every result
 // is the same run to run. float16 and bfloat16 are read into float (accumulate_t), the statistics'
-// type; y and dx are rounded once.
+// type; y and dx are rounded once. A ReLU after the normalization runs in the same passes: on y
+// before it is rounded, and on dy wherever the backward reads it (relu's own backward's product).
 // Shape letters: R rows (N*H*W), C channels, S row slices.
 #include <algorithm>
 #include <cmath>
@@ -15,6 +16,7 @@
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/kernels.h"
 #include "backend/dtype_dispatch.h"
+#include "backend/elementwise_math.h"
 #include "device_math.cuh"
 #include "map.cuh"
 
@@ -28,14 +30,22 @@ using kernels::store_value;
 // What a column-sum pass adds up per element: x; (x - mean)^2; dy and dy * (x - mean).
 enum class SumTerm { X, SquaredDeviation, Gradient };
 
+// dy taken back through a ReLU of output y (when `relu`), as relu's own backward computes it:
+// dy * (y <= 0 ? 0 : 1), exact.
+template <typename A>
+__device__ A through_relu(A dy, bool relu, A y) {
+  return relu ? dy * math::derivative<UnaryOp::Relu>(y, y) : dy;
+}
+
 template <SumTerm term>
 constexpr int kTerms = term == SumTerm::Gradient ? 2 : 1;
 
 // Block (32, 32) over a 32-column tile (blockIdx.x) and one slice of rows_per_slice rows
 // (blockIdx.y); partial[(s * K + k) * C + c] receives slice s's sum of term k of column c.
+// relu_y: see through_relu (the Gradient term only).
 template <typename T, SumTerm term>
-__global__ void batch_norm_sums_kernel(const T* x, const T* dy, const accumulate_t<T>* mean, accumulate_t<T>* partial,
-                                       int64_t R, int64_t C, int64_t rows_per_slice) {
+__global__ void batch_norm_sums_kernel(const T* x, const T* dy, const T* relu_y, const accumulate_t<T>* mean,
+                                       accumulate_t<T>* partial, int64_t R, int64_t C, int64_t rows_per_slice) {
   using A = accumulate_t<T>;
   constexpr int K = kTerms<term>;
   __shared__ A part[K][32][33];
@@ -53,7 +63,8 @@ __global__ void batch_norm_sums_kernel(const T* x, const T* dy, const accumulate
       } else if constexpr (term == SumTerm::SquaredDeviation) {
         acc[0] += (v - m) * (v - m);
       } else {
-        const A g = load_value(dy[r * C + c]);
+        const A y = relu_y ? load_value(relu_y[r * C + c]) : A(0);
+        const A g = through_relu(load_value(dy[r * C + c]), relu_y != nullptr, y);
         acc[0] += g;
         acc[K - 1] += g * (v - m);
       }
@@ -130,12 +141,17 @@ __global__ void batch_norm_backward_coef_kernel(const A* partial, int64_t S, con
   if (dbeta) dbeta[c] = sum_dy;
 }
 
-// The elementwise passes: out = rule(c, x, dy) at every element, c its channel.
-template <typename A>
+// The elementwise passes: out = rule(c, x, dy) at every element, c its channel. With Relu the
+// normalized value goes through a ReLU before it is rounded: relu(round(v)) == round(relu(v)), as
+// rounding keeps the sign and sends 0 to 0.
+template <typename A, bool Relu>
 struct NormalizeRule {
   const A* coef;
   int64_t C;
-  __device__ A operator()(int64_t c, A x, A) const { return x * coef[c] + coef[C + c]; }
+  __device__ A operator()(int64_t c, A x, A) const {
+    const A v = x * coef[c] + coef[C + c];
+    return Relu ? math::apply_unary<UnaryOp::Relu>(v) : v;
+  }
 };
 template <typename A>
 struct InputGradientRule {
@@ -149,9 +165,10 @@ struct InputGradientRule {
 
 // A thread per element, or per pair of adjacent elements (Pairs: 16-bit T, even C, 4-byte aligned
 // arrays: one 4-byte load per array, both elements in one row). Index is 32-bit where the element
-// count allows: the channel is the index modulo C, cheaper in 32 bits.
+// count allows: the channel is the index modulo C, cheaper in 32 bits. dy (when given) is taken
+// through the ReLU of output relu_y (when given) before the rule sees it.
 template <typename T, typename Index, bool Pairs, typename Rule>
-__global__ void batch_norm_map_kernel(Rule rule, const T* x, const T* dy, T* out, Index n, Index C) {
+__global__ void batch_norm_map_kernel(Rule rule, const T* x, const T* dy, const T* relu_y, T* out, Index n, Index C) {
   using A = accumulate_t<T>;
   constexpr Index step = Pairs ? 2 : 1;
   for (Index i = (Index(blockIdx.x) * blockDim.x + threadIdx.x) * step; i < n;
@@ -160,37 +177,44 @@ __global__ void batch_norm_map_kernel(Rule rule, const T* x, const T* dy, T* out
     if constexpr (Pairs) {
       using Pair = typename kernels::PairOf<T>::type;
       const Pair xv = *reinterpret_cast<const Pair*>(x + i);
-      Pair g{};
+      Pair g{}, m{};
       if (dy) g = *reinterpret_cast<const Pair*>(dy + i);
+      if (relu_y) m = *reinterpret_cast<const Pair*>(relu_y + i);
+      const A m0 = load_value(m.x), m1 = load_value(m.y);
+      const A g0 = dy ? through_relu(load_value(g.x), relu_y != nullptr, m0) : A(0);
+      const A g1 = dy ? through_relu(load_value(g.y), relu_y != nullptr, m1) : A(0);
       Pair o;
-      o.x = store_value<T>(rule(c, load_value(xv.x), dy ? load_value(g.x) : A(0)));
-      o.y = store_value<T>(rule(c + 1, load_value(xv.y), dy ? load_value(g.y) : A(0)));
+      o.x = store_value<T>(rule(c, load_value(xv.x), g0));
+      o.y = store_value<T>(rule(c + 1, load_value(xv.y), g1));
       *reinterpret_cast<Pair*>(out + i) = o;
     } else {
-      out[i] = store_value<T>(rule(c, load_value(x[i]), dy ? load_value(dy[i]) : A(0)));
+      const A m = relu_y ? load_value(relu_y[i]) : A(0);
+      const A g = dy ? through_relu(load_value(dy[i]), relu_y != nullptr, m) : A(0);
+      out[i] = store_value<T>(rule(c, load_value(x[i]), g));
     }
   }
 }
 
 template <typename T, typename Rule>
-void launch_batch_norm_map(const Rule& rule, const T* x, const T* dy, T* out, int64_t n, int64_t C, cudaStream_t s) {
+void launch_batch_norm_map(const Rule& rule, const T* x, const T* dy, const T* relu_y, T* out, int64_t n, int64_t C,
+                           cudaStream_t s) {
   // 32-bit indices while i plus a whole grid's stride cannot wrap.
   const bool narrow = n < (int64_t(1) << 31);
   if constexpr (kernels::is_half_v<T>) {
-    if (C % 2 == 0 && kernels::pair_aligned({x, dy, out})) {
+    if (C % 2 == 0 && kernels::pair_aligned({x, dy, relu_y, out})) {
       if (narrow)
         batch_norm_map_kernel<T, uint32_t, true>
-            <<<grid_for(n / 2), kBlock, 0, s>>>(rule, x, dy, out, uint32_t(n), uint32_t(C));
+            <<<grid_for(n / 2), kBlock, 0, s>>>(rule, x, dy, relu_y, out, uint32_t(n), uint32_t(C));
       else
-        batch_norm_map_kernel<T, int64_t, true><<<grid_for(n / 2), kBlock, 0, s>>>(rule, x, dy, out, n, C);
+        batch_norm_map_kernel<T, int64_t, true><<<grid_for(n / 2), kBlock, 0, s>>>(rule, x, dy, relu_y, out, n, C);
       return;
     }
   }
   if (narrow)
     batch_norm_map_kernel<T, uint32_t, false>
-        <<<grid_for(n), kBlock, 0, s>>>(rule, x, dy, out, uint32_t(n), uint32_t(C));
+        <<<grid_for(n), kBlock, 0, s>>>(rule, x, dy, relu_y, out, uint32_t(n), uint32_t(C));
   else
-    batch_norm_map_kernel<T, int64_t, false><<<grid_for(n), kBlock, 0, s>>>(rule, x, dy, out, n, C);
+    batch_norm_map_kernel<T, int64_t, false><<<grid_for(n), kBlock, 0, s>>>(rule, x, dy, relu_y, out, n, C);
 }
 
 // Row slices of at least kSliceRows rows, at most kMaxSlices and about 4 * kMaxSlices blocks in
@@ -209,7 +233,7 @@ int64_t slices_for(int64_t R, int64_t C) {
 // the backend's entries
 
 void CudaBackend::batch_norm_forward(DType dtype, const void* x, const void* gamma, const void* beta, double epsilon,
-                                     void* y, void* mean, void* variance, int64_t rows, int64_t C) {
+                                     bool relu, void* y, void* mean, void* variance, int64_t rows, int64_t C) {
   DeviceGuard guard(device_);
   if (rows <= 0 || C <= 0) return;
   const int64_t S = slices_for(rows, C);
@@ -227,19 +251,23 @@ void CudaBackend::batch_norm_forward(DType dtype, const void* x, const void* gam
     auto* mu = static_cast<A*>(mean);
     const T* xs = static_cast<const T*>(x);
     batch_norm_sums_kernel<T, SumTerm::X>
-        <<<grid, dim3(32, 32), 0, stream_>>>(xs, nullptr, nullptr, p, rows, C, per_slice);
+        <<<grid, dim3(32, 32), 0, stream_>>>(xs, nullptr, nullptr, nullptr, p, rows, C, per_slice);
     batch_norm_mean_kernel<<<channel_blocks(C), kBlock, 0, stream_>>>(p, S, mu, rows, C);
     batch_norm_sums_kernel<T, SumTerm::SquaredDeviation>
-        <<<grid, dim3(32, 32), 0, stream_>>>(xs, nullptr, mu, p, rows, C, per_slice);
+        <<<grid, dim3(32, 32), 0, stream_>>>(xs, nullptr, nullptr, mu, p, rows, C, per_slice);
     batch_norm_variance_kernel<<<channel_blocks(C), kBlock, 0, stream_>>>(
         p, S, mu, static_cast<const A*>(gamma), static_cast<const A*>(beta), static_cast<A>(epsilon),
         static_cast<A*>(variance), k, rows, C);
-    launch_batch_norm_map<T>(NormalizeRule<A>{k, C}, xs, nullptr, static_cast<T*>(y), rows * C, C, stream_);
+    T* ys = static_cast<T*>(y);
+    if (relu)
+      launch_batch_norm_map<T>(NormalizeRule<A, true>{k, C}, xs, nullptr, nullptr, ys, rows * C, C, stream_);
+    else
+      launch_batch_norm_map<T>(NormalizeRule<A, false>{k, C}, xs, nullptr, nullptr, ys, rows * C, C, stream_);
   });
   KILN_LAUNCH_CHECK("batch_norm_kernel");
 }
 
-void CudaBackend::batch_norm_backward(DType dtype, const void* x, const void* dy, const void* mean,
+void CudaBackend::batch_norm_backward(DType dtype, const void* x, const void* dy, const void* relu_y, const void* mean,
                                       const void* variance, const void* gamma, double epsilon, void* dx, void* dgamma,
                                       void* dbeta, int64_t rows, int64_t C) {
   DeviceGuard guard(device_);
@@ -257,12 +285,13 @@ void CudaBackend::batch_norm_backward(DType dtype, const void* x, const void* dy
     const auto* mu = static_cast<const A*>(mean);
     const T* xs = static_cast<const T*>(x);
     const T* dys = static_cast<const T*>(dy);
+    const T* masks = static_cast<const T*>(relu_y);
     batch_norm_sums_kernel<T, SumTerm::Gradient>
-        <<<grid, dim3(32, 32), 0, stream_>>>(xs, dys, mu, p, rows, C, per_slice);
+        <<<grid, dim3(32, 32), 0, stream_>>>(xs, dys, masks, mu, p, rows, C, per_slice);
     batch_norm_backward_coef_kernel<<<channel_blocks(C), kBlock, 0, stream_>>>(
         p, S, static_cast<const A*>(variance), static_cast<const A*>(gamma), static_cast<A>(epsilon), k,
         static_cast<A*>(dgamma), static_cast<A*>(dbeta), rows, C);
-    launch_batch_norm_map<T>(InputGradientRule<A>{k, mu, C}, xs, dys, static_cast<T*>(dx), rows * C, C, stream_);
+    launch_batch_norm_map<T>(InputGradientRule<A>{k, mu, C}, xs, dys, masks, static_cast<T*>(dx), rows * C, C, stream_);
   });
   KILN_LAUNCH_CHECK("batch_norm_backward_kernel");
 }

@@ -86,17 +86,20 @@ KILN_BACKEND_OP(void, gemm_wgrad_bias,
 // The per-channel arrays (gamma, beta, mean, variance and the gradients dgamma, dbeta) are of the
 // statistics dtype: float64 for float64 x, float32 for every other floating x.
 /// mean[c] and the biased variance[c] of column c, then y = x * inv + (beta - mean * inv) with
-/// inv = gamma / sqrt(variance + epsilon), y of x's dtype. A null gamma stands for ones and a null
-/// beta for zeros.
+/// inv = gamma / sqrt(variance + epsilon), y of x's dtype; with `relu`, y = relu of that, in the same
+/// pass (equal to relu applied after, bit for bit). A null gamma stands for ones and a null beta for
+/// zeros.
 KILN_BACKEND_OP(void, batch_norm_forward,
-                (DType dtype, const void* x, const void* gamma, const void* beta, double epsilon, void* y, void* mean,
-                 void* variance, int64_t rows, int64_t C))
+                (DType dtype, const void* x, const void* gamma, const void* beta, double epsilon, bool relu, void* y,
+                 void* mean, void* variance, int64_t rows, int64_t C))
 /// The gradients of batch_norm_forward's y (through the batch statistics too) given dy: dx of x's
 /// dtype, dgamma = sum_r dy * (x - mean) / sqrt(variance + epsilon), dbeta = sum_r dy; a null gamma
-/// stands for ones, a null dgamma or dbeta is not written.
+/// stands for ones, a null dgamma or dbeta is not written. `relu_y`, when not null, is the output of
+/// a forward pass with `relu`: dy is first taken through the ReLU (dy * (relu_y <= 0 ? 0 : 1), as
+/// relu's own backward does), in the same passes.
 KILN_BACKEND_OP(void, batch_norm_backward,
-                (DType dtype, const void* x, const void* dy, const void* mean, const void* variance, const void* gamma,
-                 double epsilon, void* dx, void* dgamma, void* dbeta, int64_t rows, int64_t C))
+                (DType dtype, const void* x, const void* dy, const void* relu_y, const void* mean, const void* variance,
+                 const void* gamma, double epsilon, void* dx, void* dgamma, void* dbeta, int64_t rows, int64_t C))
 
 // ---- softmax family over the last axis of [rows, cols] ----
 /// y = softmax(x), or log_softmax(x) when `log`.

@@ -83,26 +83,27 @@ Tensor batch_normalization(const Tensor& x, const Tensor& mean, const Tensor& va
   return add(mul(x, inv), shift);
 }
 
-FusedBatchNorm fused_batch_norm(const Tensor& x, const Tensor& scale, const Tensor& offset, double epsilon) {
-  const std::string op = "fused_batch_norm";
+FusedBatchNorm fused_batch_norm(const Tensor& x, const Tensor& scale, const Tensor& offset, double epsilon, bool relu) {
+  const std::string op = relu ? "fused_batch_norm_relu" : "fused_batch_norm";
   const DType stats = check_training_input(op, x, scale, offset, epsilon);
   const int64_t C = x.size(-1), R = x.numel() / C;
   const auto data = [](const Tensor& t) -> const void* { return t.defined() ? t.raw_data() : nullptr; };
   FusedBatchNorm out{make_tensor(x.shape(), x.dtype(), x.device()), make_tensor({C}, stats, x.device()),
                      make_tensor({C}, stats, x.device())};
-  ops::backend_of(x).batch_norm_forward(x.dtype(), x.raw_data(), data(scale), data(offset), epsilon, out.y.raw_data(),
-                                        out.mean.raw_data(), out.variance.raw_data(), R, C);
+  ops::backend_of(x).batch_norm_forward(x.dtype(), x.raw_data(), data(scale), data(offset), epsilon, relu,
+                                        out.y.raw_data(), out.mean.raw_data(), out.variance.raw_data(), R, C);
+  // The ReLU's backward needs where y > 0: y is kept, detached (no cycle), as relu's own backward keeps it.
   const Tensor x_saved = x.detach(), mean = out.mean, variance = out.variance,
-               scale_saved = scale.defined() ? scale.detach() : Tensor();
+               scale_saved = scale.defined() ? scale.detach() : Tensor(), relu_y = relu ? out.y.detach() : Tensor();
   const bool want_scale = scale.defined(), want_offset = offset.defined();
   out.y = autograd::record(op, out.y, {x, scale, offset}, [=](const Tensor& g) -> std::vector<Tensor> {
     Tensor dx = make_tensor(x_saved.shape(), x_saved.dtype(), x_saved.device());
     Tensor dscale = want_scale ? make_tensor({C}, stats, x_saved.device()) : Tensor();
     Tensor doffset = want_offset ? make_tensor({C}, stats, x_saved.device()) : Tensor();
     const auto out_data = [](Tensor& t) -> void* { return t.defined() ? t.raw_data() : nullptr; };
-    ops::backend_of(g).batch_norm_backward(x_saved.dtype(), x_saved.raw_data(), g.raw_data(), mean.raw_data(),
-                                           variance.raw_data(), data(scale_saved), epsilon, dx.raw_data(),
-                                           out_data(dscale), out_data(doffset), R, C);
+    ops::backend_of(g).batch_norm_backward(x_saved.dtype(), x_saved.raw_data(), g.raw_data(), data(relu_y),
+                                           mean.raw_data(), variance.raw_data(), data(scale_saved), epsilon,
+                                           dx.raw_data(), out_data(dscale), out_data(doffset), R, C);
     return {dx, dscale, doffset};
   });
   return out;
@@ -269,7 +270,7 @@ Tensor BatchNormalization::call(const Tensor& x_in, bool training) {
   distribute::ReplicaContext* replicas = options_.synchronized ? distribute::ReplicaContext::current() : nullptr;
   const auto [y, mean, variance] = replicas && replicas->replicas() > 1
                                        ? synchronized(name_, x, gamma, beta, options_.epsilon, *replicas)
-                                       : fused_batch_norm(x, gamma, beta, options_.epsilon);
+                                       : fused_batch_norm(x, gamma, beta, options_.epsilon, then_relu());
   {
     // In place and on the device (copy_ into the weights' own storage): a recorded step replays the
     // update, and no value is read back to the host.
@@ -279,6 +280,10 @@ Tensor BatchNormalization::call(const Tensor& x_in, bool training) {
     moving_variance.copy_(add(mul(moving_variance, m), mul(variance.detach(), 1.0 - m)));
   }
   return y;
+}
+
+bool BatchNormalization::can_fuse_relu(bool training) const {
+  return training && trainable() && !options_.synchronized;
 }
 
 Config BatchNormalization::get_config() const {

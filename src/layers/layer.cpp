@@ -74,7 +74,16 @@ void Layer::set_dtype_policy(const std::string& policy_name) {
   dtype_policy_ = std::move(policy);
 }
 
-Tensor Layer::call_with_policy(const std::vector<Tensor>& inputs, bool training) {
+Tensor Layer::call_with_policy(const std::vector<Tensor>& inputs, bool training, bool then_relu) {
+  if (then_relu && !can_fuse_relu(training))
+    throw Error(name_, std::string("cannot apply a ReLU in its own call ") +
+                           (training ? "in training" : "in inference") +
+                           "; expected then_relu only where can_fuse_relu says so");
+  struct RestoreThenRelu {
+    bool& flag;
+    ~RestoreThenRelu() { flag = false; }
+  } restore{then_relu_};
+  then_relu_ = then_relu;
   const DType compute = dtype_policy_.compute_dtype();
   // Keras casts a layer's floating inputs to its compute dtype: a float32 layer after bfloat16 ones
   // (a model's head under a mixed policy) computes in float32. Outside mixed policies only 16-bit

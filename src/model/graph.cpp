@@ -128,6 +128,19 @@ void Graph::finish() {
     call_number_.push_back(calls[nodes_[n].layer.get()]++);
   }
   for (int v : outputs_) last_reader_[static_cast<std::size_t>(v)] = static_cast<int>(nodes_.size());
+  relu_next_.assign(nodes_.size(), false);
+  for (std::size_t k = 0; k + 1 < nodes_.size(); ++k) {
+    const Node& next = nodes_[k + 1];
+    const int v = nodes_[k].output;
+    relu_next_[k] = next.layer->is_relu() && next.inputs == std::vector<int>{v} &&
+                    last_reader_[static_cast<std::size_t>(v)] == static_cast<int>(k + 1);
+  }
+}
+
+bool Graph::fuses_relu_next(std::size_t k, bool training) const {
+  // The policies are compared on each run: set_dtype_policy may change them until the layers are built.
+  return relu_next_[k] && nodes_[k].layer->can_fuse_relu(training) &&
+         nodes_[k].layer->dtype_policy() == nodes_[k + 1].layer->dtype_policy();
 }
 
 std::vector<Shape> Graph::input_shapes() const { return {shapes_.begin(), shapes_.begin() + input_count()}; }
@@ -190,13 +203,15 @@ std::vector<Tensor> Graph::run(const std::vector<Tensor>& inputs, bool training,
     const Node& n = nodes_[k];
     args.clear();
     for (int v : n.inputs) args.push_back(values[static_cast<std::size_t>(v)]);
-    Tensor out = n.layer->call_with_policy(args, training);
+    const bool with_relu = !after_node && fuses_relu_next(k, training);
+    Tensor out = n.layer->call_with_policy(args, training, with_relu);
     if (after_node) after_node(n, out);
-    values[static_cast<std::size_t>(n.output)] = std::move(out);
     // Memory: a value no later call reads goes (autograd keeps what backward needs).
     for (int v : n.inputs)
       if (last_reader_[static_cast<std::size_t>(v)] == static_cast<int>(k))
         values[static_cast<std::size_t>(v)] = Tensor();
+    if (with_relu) ++k;  // out is the ReLU node's output; the value between them is never made
+    values[static_cast<std::size_t>(nodes_[k].output)] = std::move(out);
   }
   std::vector<Tensor> out;
   for (int v : outputs_) out.push_back(values[static_cast<std::size_t>(v)]);

@@ -60,7 +60,9 @@ class Graph {
   void build(Generator& gen, Device device) const;
   /// Runs the calls on batches `inputs` (one per input, on the model's device). `after_node`, when
   /// given, sees each node's output as it is made (check_numerics). Values are released after their
-  /// last reader.
+  /// last reader. A call followed by a ReLU layer that is the only reader of its output runs with the
+  /// ReLU inside (Layer::can_fuse_relu: the same values in fewer passes), unless `after_node` is
+  /// given (it sees every node's own output).
   std::vector<Tensor> run(const std::vector<Tensor>& inputs, bool training,
                           const std::function<void(const Node&, const Tensor&)>& after_node = {}) const;
 
@@ -71,8 +73,12 @@ class Graph {
   std::vector<int> outputs_;
   std::vector<int> last_reader_;  // per value: the last node that reads it (-1: none; outputs stay)
   std::vector<int> call_number_;  // per node: how many earlier nodes call the same layer
+  // Per node: the next node is a ReLU layer of the same dtype policy that alone reads this node's
+  // output (which is not a model output either), so the two may run as one call.
+  std::vector<bool> relu_next_;
 
-  void finish();  // fills last_reader_ and call_number_
+  void finish();  // fills last_reader_, call_number_ and relu_next_
+  bool fuses_relu_next(std::size_t k, bool training) const;
 };
 
 /// Keras' default layer name for `class_name`: MaxPooling2D -> max_pooling2d.

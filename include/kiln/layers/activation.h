@@ -26,6 +26,7 @@ class Activation : public Layer {
   static Activation from_config(const Config& config);
   Shape compute_output_shape(const Shape& input_shape) const override { return input_shape; }
   Tensor call(const Tensor& x, bool training) override;
+  bool is_relu() const override { return activation_ == "relu"; }
   /// The activation's name, as given.
   const std::string& activation() const { return activation_; }
 
