@@ -6,6 +6,7 @@
 // Usage: bench_conv_layers [--model vgg|resnet20|all] [--batch-size N] [--threads T] [--repeats R]
 //                          [--avx512 0|1]   (0: the products at the library's own level, not AVX-512)
 //                          [--winograd 0|1] (0: every layer by im2col + GEMM, not Winograd's F(4x4, 3x3))
+//                          [--bn-relu 0|1] (1, the default: BatchNormalization with the ReLU inside, as models run it)
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -65,7 +66,7 @@ double median_ms(int repeats, const std::function<void()>& call) {
 int main(int argc, char** argv) {
   std::string model = "all";
   int64_t batch = 32;
-  int threads = 2, repeats = 9, avx512 = 1, winograd = 1;
+  int threads = 2, repeats = 9, avx512 = 1, winograd = 1, bn_relu = 1;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i], value = argv[i + 1];
     if (flag == "--model")
@@ -80,6 +81,8 @@ int main(int argc, char** argv) {
       avx512 = std::atoi(value.c_str());
     else if (flag == "--winograd")
       winograd = std::atoi(value.c_str());
+    else if (flag == "--bn-relu")
+      bn_relu = std::atoi(value.c_str());
     else
       return std::fprintf(stderr, "unknown flag %s\n", flag.c_str()), 2;
   }
@@ -87,6 +90,7 @@ int main(int argc, char** argv) {
   std::printf("AVX-512 products: %s\n", be::set_gemm_avx512(avx512 != 0) ? "on" : "off");
   be::set_conv_winograd(winograd != 0);
   std::printf("Winograd F(4x4, 3x3): %s\n", be::conv_winograd_enabled() ? "on" : "off");
+  std::printf("BatchNormalization with the ReLU inside: %s\n", bn_relu ? "on" : "off");
   be::Backend& cpu = be::get(kiln::Device::cpu());
   std::printf("%-9s %-22s %5s %9s %9s %9s %9s %9s\n", "model", "layer", "count", "fwd", "bwd_data", "bwd_filt",
               "bn_fwd", "bn_bwd");
@@ -98,7 +102,8 @@ int main(int argc, char** argv) {
     const be::Conv2dGeometry g{batch, l.H, l.H, l.C, l.K, l.K, l.F, OH, OH, l.stride, l.stride, pad, pad};
     const int64_t nx = batch * l.H * l.H * l.C, ny = batch * OH * OH * l.F, nw = l.K * l.K * l.C * l.F;
     std::vector<float> x = random_floats(nx), w = random_floats(nw), y(ny), dy = random_floats(ny), dx(nx), dw(nw);
-    std::vector<float> stats = random_floats(4 * l.F), gamma = random_floats(l.F), dg(l.F), dbeta(l.F);
+    std::vector<float> stats = random_floats(4 * l.F), gamma = random_floats(l.F), dg(l.F), dbeta(l.F), bn_y(ny),
+                       bn_dx(ny);
     for (int64_t c = 0; c < l.F; ++c) stats[l.F + c] = std::abs(stats[l.F + c]) + 0.5f;
     double ms[5];
     ms[0] = median_ms(repeats, [&] { cpu.conv2d_forward(F32, g, x.data(), w.data(), nullptr, false, y.data()); });
@@ -107,12 +112,13 @@ int main(int argc, char** argv) {
     ms[2] = median_ms(repeats,
                       [&] { cpu.conv2d_backward_filter(F32, g, x.data(), dy.data(), nullptr, dw.data(), nullptr); });
     ms[3] = median_ms(repeats, [&] {
-      cpu.batch_norm_forward(F32, y.data(), gamma.data(), gamma.data(), 1e-3, false, dy.data(), stats.data(),
+      cpu.batch_norm_forward(F32, y.data(), gamma.data(), gamma.data(), 1e-3, bn_relu != 0, bn_y.data(), stats.data(),
                              stats.data() + l.F, batch * OH * OH, l.F);
     });
     ms[4] = median_ms(repeats, [&] {
-      cpu.batch_norm_backward(F32, y.data(), dy.data(), nullptr, stats.data(), stats.data() + l.F, gamma.data(), 1e-3,
-                              y.data(), dg.data(), dbeta.data(), batch * OH * OH, l.F);
+      cpu.batch_norm_backward(F32, y.data(), dy.data(), bn_relu ? bn_y.data() : nullptr, stats.data(),
+                              stats.data() + l.F, gamma.data(), 1e-3, bn_dx.data(), dg.data(), dbeta.data(),
+                              batch * OH * OH, l.F);
     });
     char name[64];
     std::snprintf(name, sizeof(name), "%ldx%ldx%ld>%ld k%ld s%ld", static_cast<long>(l.H), static_cast<long>(l.H),

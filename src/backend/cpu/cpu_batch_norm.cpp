@@ -3,7 +3,7 @@
 // a third; the backward in one reducing pass and one elementwise pass. Sums run in fixed blocks of
 // rows added in block order, so no result depends on the thread count. 16-bit x is read into float,
 // the statistics' type, and y and dx are rounded once. A ReLU after the normalization runs in the
-// same passes (its forward on y before rounding, its backward on dy as it is read).
+// forward pass (on y before rounding); its backward runs first, by relu's own kernel.
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -107,53 +107,46 @@ void CpuBackend::batch_norm_forward(DType dtype, const void* x, const void* gamm
 void CpuBackend::batch_norm_backward(DType dtype, const void* x, const void* dy, const void* relu_y, const void* mean,
                                      const void* variance, const void* gamma, double epsilon, void* dx, void* dgamma,
                                      void* dbeta, int64_t rows, int64_t C) {
+  // Through the ReLU first, into dx, by relu's own backward (vectorized: folded into the passes
+  // below, GCC left them scalar), which the passes then read in place of dy.
+  if (relu_y) {
+    unary_backward(UnaryFn(UnaryOp::Relu), dtype, relu_y, relu_y, dy, dx, rows * C);
+    dy = dx;
+  }
   with_cpu_compute_type(dtype, "batch_norm_backward", [&](auto tag) {
     using T = decltype(tag);
     using A = accumulate_t<T>;
     const T* xs = static_cast<const T*>(x);
     const T* dys = static_cast<const T*>(dy);
-    const T* relu_ys = static_cast<const T*>(relu_y);
     const A* mu = static_cast<const A*>(mean);
     const A* var = static_cast<const A*>(variance);
-    const auto passes = [&](auto through_relu) {
-      // dy, through the ReLU when the forward pass applied one: relu's backward's product, exact.
-      const auto grad = [&](int64_t i) {
-        const A g = convert_element<A>(dys[i]);
-        if constexpr (through_relu) {
-          const A y = convert_element<A>(relu_ys[i]);
-          return g * math::derivative<UnaryOp::Relu>(y, y);
-        } else {
-          return g;
+    // sums[c]: sum of dy; sums[C + c]: sum of dy * (x - mean).
+    const std::vector<A> sums = column_sums<A, 2>(rows, C, [&](int64_t r, int64_t c) {
+      const A g = convert_element<A>(dys[r * C + c]);
+      return std::array<A, 2>{g, g * (convert_element<A>(xs[r * C + c]) - mu[c])};
+    });
+    // dx = k1 * dy + k2 * (x - mean) + k3 per channel: the gradient through y's direct path and
+    // through the batch mean and variance.
+    std::vector<A> k1(static_cast<std::size_t>(C)), k2(static_cast<std::size_t>(C)), k3(static_cast<std::size_t>(C));
+    const A count = static_cast<A>(rows);
+    for (int64_t c = 0; c < C; ++c) {
+      const A invstd = A(1) / std::sqrt(var[c] + static_cast<A>(epsilon));
+      const A g = gamma ? static_cast<const A*>(gamma)[c] : A(1);
+      k1[c] = g * invstd;
+      k2[c] = -k1[c] * invstd * invstd * sums[C + c] / count;
+      k3[c] = -k1[c] * sums[c] / count;
+      if (dgamma) static_cast<A*>(dgamma)[c] = sums[C + c] * invstd;
+      if (dbeta) static_cast<A*>(dbeta)[c] = sums[c];
+    }
+    T* dxs = static_cast<T*>(dx);
+    parallel_for_work(rows, rows * C, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r)
+        for (int64_t c = 0; c < C; ++c) {
+          const int64_t i = r * C + c;
+          dxs[i] = convert_element<T>(k1[c] * convert_element<A>(dys[i]) + k2[c] * (convert_element<A>(xs[i]) - mu[c]) +
+                                      k3[c]);
         }
-      };
-      // sums[c]: sum of dy; sums[C + c]: sum of dy * (x - mean).
-      const std::vector<A> sums = column_sums<A, 2>(rows, C, [&](int64_t r, int64_t c) {
-        const A g = grad(r * C + c);
-        return std::array<A, 2>{g, g * (convert_element<A>(xs[r * C + c]) - mu[c])};
-      });
-      // dx = k1 * dy + k2 * (x - mean) + k3 per channel: the gradient through y's direct path and
-      // through the batch mean and variance.
-      std::vector<A> k1(static_cast<std::size_t>(C)), k2(static_cast<std::size_t>(C)), k3(static_cast<std::size_t>(C));
-      const A count = static_cast<A>(rows);
-      for (int64_t c = 0; c < C; ++c) {
-        const A invstd = A(1) / std::sqrt(var[c] + static_cast<A>(epsilon));
-        const A g = gamma ? static_cast<const A*>(gamma)[c] : A(1);
-        k1[c] = g * invstd;
-        k2[c] = -k1[c] * invstd * invstd * sums[C + c] / count;
-        k3[c] = -k1[c] * sums[c] / count;
-        if (dgamma) static_cast<A*>(dgamma)[c] = sums[C + c] * invstd;
-        if (dbeta) static_cast<A*>(dbeta)[c] = sums[c];
-      }
-      T* dxs = static_cast<T*>(dx);
-      parallel_for_work(rows, rows * C, [&](int64_t r0, int64_t r1) {
-        for (int64_t r = r0; r < r1; ++r)
-          for (int64_t c = 0; c < C; ++c) {
-            const int64_t i = r * C + c;
-            dxs[i] = convert_element<T>(k1[c] * grad(i) + k2[c] * (convert_element<A>(xs[i]) - mu[c]) + k3[c]);
-          }
-      });
-    };
-    relu_y ? passes(std::true_type{}) : passes(std::false_type{});
+    });
   });
 }
 
