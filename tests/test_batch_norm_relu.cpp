@@ -123,10 +123,10 @@ std::vector<std::vector<double>> trained(bool apart, Device device) {
 }
 
 void expect_fused_training_equals_apart(Device device) {
+  const kiln::testing::RestoreGlobalPolicy restore;
   for (const char* policy : {"float32", "mixed_bfloat16"}) {
     mixed_precision::set_global_policy(policy);
     const auto apart = trained(true, device), fused = trained(false, device);
-    mixed_precision::set_global_policy("float32");
     ASSERT_EQ(fused.size(), apart.size());
     for (std::size_t i = 0; i < apart.size(); ++i)
       EXPECT_EQ(fused[i], apart[i]) << (i == 0 ? "losses" : "weight " + std::to_string(i - 1)) << " under " << policy

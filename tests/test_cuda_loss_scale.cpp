@@ -45,10 +45,6 @@ ScaledRun train(bool graphs) {
   return out;
 }
 
-struct PolicyGuard {
-  ~PolicyGuard() { mixed_precision::set_global_policy("float32"); }
-};
-
 }  // namespace
 
 TEST(CudaLossScale, RecordedStepSkipsOnTheDeviceAndEqualsEager) {
@@ -69,7 +65,7 @@ TEST(CudaLossScale, RecordedStepSkipsOnTheDeviceAndEqualsEager) {
 }
 
 TEST(CudaLossScale, MixedFloat16ModelRecordedEqualsEager) {
-  PolicyGuard guard;
+  kiln::testing::RestoreGlobalPolicy guard;
   EXPECT_RECORDED_STEP_EQUALS_EAGER([] {
     mixed_precision::set_global_policy("mixed_float16");
     Sequential model({layers::Dense(16, {.activation = "relu", .input_shape = {6}}), layers::Dense(4)});

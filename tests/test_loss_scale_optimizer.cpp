@@ -63,11 +63,6 @@ std::vector<std::vector<uint32_t>> slot_bits(const Optimizer& opt) {
 
 const float kInf = std::numeric_limits<float>::infinity();
 
-// Restores the global dtype policy when a test ends.
-struct PolicyGuard {
-  ~PolicyGuard() { mixed_precision::set_global_policy("float32"); }
-};
-
 Sequential small_model() {
   return Sequential({layers::Dense(8, {.activation = "relu", .input_shape = {5}}), layers::Dense(3)});
 }
@@ -369,7 +364,7 @@ TEST(LossScaleOptimizer, LoadRefusesMissingOrBadState) {
 }
 
 TEST(LossScaleOptimizer, CompileWrapsTheOptimizerOfAMixedFloat16Model) {
-  PolicyGuard guard;
+  kiln::testing::RestoreGlobalPolicy guard;
   {
     Sequential plain = small_model();
     plain.compile("adam", "mse");

@@ -25,6 +25,7 @@
 #include "kiln/config.h"
 #include "kiln/device.h"
 #include "kiln/error.h"
+#include "kiln/mixed_precision.h"
 
 /// Skips the current test, with the verdict's one-line reason, when no GPU is usable.
 #define REQUIRE_GPU()                                                            \
@@ -42,6 +43,15 @@
   } while (0)
 
 namespace kiln::testing {
+
+/// Puts the global dtype policy back to "float32", the default, when the scope ends (a test that
+/// sets another one, even if it fails on the way).
+struct RestoreGlobalPolicy {
+  RestoreGlobalPolicy() = default;
+  RestoreGlobalPolicy(const RestoreGlobalPolicy&) = delete;
+  RestoreGlobalPolicy& operator=(const RestoreGlobalPolicy&) = delete;
+  ~RestoreGlobalPolicy() { mixed_precision::set_global_policy("float32"); }
+};
 
 /// Sets (or with nullptr unsets) an environment variable for a scope and restores the previous
 /// value.
