@@ -96,7 +96,7 @@ KILN_BACKEND_OP(void, batch_norm_forward,
 /// dtype, dgamma = sum_r dy * (x - mean) / sqrt(variance + epsilon), dbeta = sum_r dy; a null gamma
 /// stands for ones, a null dgamma or dbeta is not written. `relu_y`, when not null, is the output of
 /// a forward pass with `relu`: dy is first taken through the ReLU (dy * (relu_y <= 0 ? 0 : 1), as
-/// relu's own backward does), in the same passes.
+/// relu's own backward does).
 KILN_BACKEND_OP(void, batch_norm_backward,
                 (DType dtype, const void* x, const void* dy, const void* relu_y, const void* mean, const void* variance,
                  const void* gamma, double epsilon, void* dx, void* dgamma, void* dbeta, int64_t rows, int64_t C))

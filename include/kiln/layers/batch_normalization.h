@@ -38,10 +38,9 @@ struct FusedBatchNorm {
 /// x [..., C] of any floating dtype. The statistics, `scale` and `offset` are float64 for float64 x
 /// and float32 otherwise (a 16-bit x is normalized in float32, each output rounded once); an
 /// undefined `scale` or `offset` stands for none. y is differentiable in x (through the statistics
-/// too), scale and offset; the returned statistics are not. With `relu`, y is relu of that, forward
-/// and backward in the same passes: equal to relu(fused_batch_norm(...).y) bit for bit, with two
-/// fewer passes over the batch each way (a model fuses BatchNormalization then Activation("relu")
-/// this way in training).
+/// too), scale and offset; the returned statistics are not. With `relu`, y is relu of that, equal
+/// to relu(fused_batch_norm(...).y) bit for bit and its gradients too, in fewer passes over the
+/// batch (a model runs BatchNormalization then Activation("relu") this way in training).
 FusedBatchNorm fused_batch_norm(const Tensor& x, const Tensor& scale, const Tensor& offset, double epsilon,
                                 bool relu = false);
 
