@@ -79,11 +79,16 @@ Tensor Layer::call_with_policy(const std::vector<Tensor>& inputs, bool training,
     throw Error(name_, std::string("cannot apply a ReLU in its own call ") +
                            (training ? "in training" : "in inference") +
                            "; expected then_relu only where can_fuse_relu says so");
-  struct RestoreThenRelu {
+  // Written only for a fused call (training): calls without it write nothing, so concurrent
+  // predicts on one model stay free of data races.
+  struct ThenReluScope {
     bool& flag;
-    ~RestoreThenRelu() { flag = false; }
-  } restore{then_relu_};
-  then_relu_ = then_relu;
+    bool set;
+    ~ThenReluScope() {
+      if (set) flag = false;
+    }
+  } scope{then_relu_, then_relu};
+  if (then_relu) then_relu_ = true;
   const DType compute = dtype_policy_.compute_dtype();
   // Keras casts a layer's floating inputs to its compute dtype: a float32 layer after bfloat16 ones
   // (a model's head under a mixed policy) computes in float32. Outside mixed policies only 16-bit
