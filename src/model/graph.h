@@ -73,8 +73,9 @@ class Graph {
   std::vector<int> outputs_;
   std::vector<int> last_reader_;  // per value: the last node that reads it (-1: none; outputs stay)
   std::vector<int> call_number_;  // per node: how many earlier nodes call the same layer
-  // Per node: the next node is a ReLU layer of the same dtype policy that alone reads this node's
-  // output (which is not a model output either), so the two may run as one call.
+  // Per node: the next node is a ReLU layer that alone reads this node's output (which is not a
+  // model output either), so the two may run as one call; fuses_relu_next() adds what can change
+  // after the graph is made (the mode, the layers' dtype policies).
   std::vector<bool> relu_next_;
 
   void finish();  // fills last_reader_, call_number_ and relu_next_
