@@ -6,20 +6,24 @@
 // Usage: bench_conv_layers [--model vgg|resnet20|all] [--batch-size N] [--threads T] [--repeats R]
 //                          [--avx512 0|1]   (0: the products at the library's own level, not AVX-512)
 //                          [--winograd 0|1] (0: every layer by im2col + GEMM, not Winograd's F(4x4, 3x3))
-//                          [--bn-relu 0|1] (1, the default: BatchNormalization with the ReLU inside, as models run it)
+//                          [--bn-activation relu|gelu|silu|none] (relu, the default: BatchNormalization with
+//                          the ReLU inside, as models run vgg's and resnet20's; none: the normalization alone)
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "backend/backend.h"
+#include "backend/batch_norm_math.h"
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/cpu_winograd.h"
 #include "kiln/kiln.h"
+#include "layers/activation_op.h"
 
 namespace {
 
@@ -66,7 +70,8 @@ double median_ms(int repeats, const std::function<void()>& call) {
 int main(int argc, char** argv) {
   std::string model = "all";
   int64_t batch = 32;
-  int threads = 2, repeats = 9, avx512 = 1, winograd = 1, bn_relu = 1;
+  int threads = 2, repeats = 9, avx512 = 1, winograd = 1;
+  std::string bn_activation = "relu";
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i], value = argv[i + 1];
     if (flag == "--model")
@@ -81,8 +86,8 @@ int main(int argc, char** argv) {
       avx512 = std::atoi(value.c_str());
     else if (flag == "--winograd")
       winograd = std::atoi(value.c_str());
-    else if (flag == "--bn-relu")
-      bn_relu = std::atoi(value.c_str());
+    else if (flag == "--bn-activation")
+      bn_activation = value;
     else
       return std::fprintf(stderr, "unknown flag %s\n", flag.c_str()), 2;
   }
@@ -90,7 +95,12 @@ int main(int argc, char** argv) {
   std::printf("AVX-512 products: %s\n", be::set_gemm_avx512(avx512 != 0) ? "on" : "off");
   be::set_conv_winograd(winograd != 0);
   std::printf("Winograd F(4x4, 3x3): %s\n", be::conv_winograd_enabled() ? "on" : "off");
-  std::printf("BatchNormalization with the ReLU inside: %s\n", bn_relu ? "on" : "off");
+  // The activation the normalization applies in its own passes ("none": the normalization alone).
+  const std::optional<be::UnaryFn> activation =
+      bn_activation == "none" ? std::nullopt : kiln::activations::elementwise_op(bn_activation);
+  if (bn_activation != "none" && !(activation && be::batch_norm_fuses(activation->op)))
+    return std::fprintf(stderr, "--bn-activation %s: expected relu, gelu, silu or none\n", bn_activation.c_str()), 2;
+  std::printf("BatchNormalization with the activation inside: %s\n", bn_activation.c_str());
   be::Backend& cpu = be::get(kiln::Device::cpu());
   std::printf("%-9s %-22s %5s %9s %9s %9s %9s %9s\n", "model", "layer", "count", "fwd", "bwd_data", "bwd_filt",
               "bn_fwd", "bn_bwd");
@@ -112,13 +122,13 @@ int main(int argc, char** argv) {
     ms[2] = median_ms(repeats,
                       [&] { cpu.conv2d_backward_filter(F32, g, x.data(), dy.data(), nullptr, dw.data(), nullptr); });
     ms[3] = median_ms(repeats, [&] {
-      cpu.batch_norm_forward(F32, y.data(), gamma.data(), gamma.data(), 1e-3, bn_relu != 0, bn_y.data(), stats.data(),
+      cpu.batch_norm_forward(F32, y.data(), gamma.data(), gamma.data(), 1e-3, activation, bn_y.data(), stats.data(),
                              stats.data() + l.F, batch * OH * OH, l.F);
     });
     ms[4] = median_ms(repeats, [&] {
-      cpu.batch_norm_backward(F32, y.data(), dy.data(), bn_relu ? bn_y.data() : nullptr, stats.data(),
-                              stats.data() + l.F, gamma.data(), 1e-3, bn_dx.data(), dg.data(), dbeta.data(),
-                              batch * OH * OH, l.F);
+      cpu.batch_norm_backward(F32, y.data(), dy.data(), activation, bn_y.data(), stats.data(), stats.data() + l.F,
+                              gamma.data(), gamma.data(), 1e-3, bn_dx.data(), dg.data(), dbeta.data(), batch * OH * OH,
+                              l.F);
     });
     char name[64];
     std::snprintf(name, sizeof(name), "%ldx%ldx%ld>%ld k%ld s%ld", static_cast<long>(l.H), static_cast<long>(l.H),

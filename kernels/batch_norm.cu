@@ -6,12 +6,16 @@
 // full-size passes. Column sums are tiled as sum_rows' (reduce.cu): 32-column tiles by row slices, the
 // slices' partial sums added in slice order by the coefficient kernels, no atomics, so every result
 // is the same run to run. float16 and bfloat16 are read into float (accumulate_t), the statistics'
-// type; y and dx are rounded once. A ReLU after the normalization runs in the same passes: on y
-// before it is rounded, and on dy wherever the backward reads it (relu's own backward's product).
+// type; y and dx are rounded once. An activation after the normalization runs in the same passes: on
+// the normalized value in the forward's elementwise pass, and in the backward's sums pass, which
+// recomputes the activation's input from x, takes dy through it and writes that (dy') to dx for the
+// input-gradient pass to read: three passes over the batch fewer than the layers apart.
 // Shape letters: R rows (N*H*W), C channels, S row slices.
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 
+#include "backend/batch_norm_math.h"
 #include "backend/cuda/check.h"
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/kernels.h"
@@ -30,22 +34,37 @@ using kernels::store_value;
 // What a column-sum pass adds up per element: x; (x - mean)^2; dy and dy * (x - mean).
 enum class SumTerm { X, SquaredDeviation, Gradient };
 
-// dy taken back through a ReLU of output y (when `relu`), as relu's own backward computes it:
-// dy * (y <= 0 ? 0 : 1), exact.
-template <typename A>
-__device__ A through_relu(A dy, bool relu, A y) {
-  return relu ? dy * math::derivative<UnaryOp::Relu>(y, y) : dy;
+// v as the layers apart store it: rounded to T.
+template <typename T, typename A>
+__device__ A rounded_to(A v) {
+  return load_value(store_value<T>(v));
 }
+
+// The backward of an activation Act fused after the normalization, for the Gradient sums: from x,
+// its input z recomputed as the forward computed it (the statistics, gamma and beta; null ones are
+// ones and zeros) and rounded to T, then dy' = dy * Act'(z, y) rounded to T, as the activation's
+// own backward stores it; dy' is written to dz for the input-gradient pass.
+template <typename T>
+struct ThroughActivation {
+  using A = accumulate_t<T>;
+  const T* y;
+  T* dz;
+  const A* variance;
+  const A* gamma;
+  const A* beta;
+  A epsilon, param;
+};
 
 template <SumTerm term>
 constexpr int kTerms = term == SumTerm::Gradient ? 2 : 1;
 
 // Block (32, 32) over a 32-column tile (blockIdx.x) and one slice of rows_per_slice rows
 // (blockIdx.y); partial[(s * K + k) * C + c] receives slice s's sum of term k of column c.
-// relu_y: see through_relu (the Gradient term only).
-template <typename T, SumTerm term>
-__global__ void batch_norm_sums_kernel(const T* x, const T* dy, const T* relu_y, const accumulate_t<T>* mean,
+// Act (the Gradient term only): dy is first taken through that activation (ThroughActivation).
+template <typename T, SumTerm term, typename Act = NoActivation>
+__global__ void batch_norm_sums_kernel(const T* x, const T* dy, const accumulate_t<T>* mean, ThroughActivation<T> act,
                                        accumulate_t<T>* partial, int64_t R, int64_t C, int64_t rows_per_slice) {
+  constexpr bool activated = !std::is_same_v<Act, NoActivation>;
   using A = accumulate_t<T>;
   constexpr int K = kTerms<term>;
   __shared__ A part[K][32][33];
@@ -55,6 +74,10 @@ __global__ void batch_norm_sums_kernel(const T* x, const T* dy, const T* relu_y,
   A acc[K] = {};
   if (c < C) {
     const A m = term == SumTerm::X ? A(0) : mean[c];
+    NormalizeCoefficients<A> k{};
+    if constexpr (activated)
+      k = normalize_coefficients(m, act.variance[c], act.gamma ? act.gamma[c] : A(1), act.beta ? act.beta[c] : A(0),
+                                 act.epsilon);
 #pragma unroll 4
     for (int64_t r = r0 + threadIdx.y; r < r1; r += 32) {
       const A v = load_value(x[r * C + c]);
@@ -63,8 +86,12 @@ __global__ void batch_norm_sums_kernel(const T* x, const T* dy, const T* relu_y,
       } else if constexpr (term == SumTerm::SquaredDeviation) {
         acc[0] += (v - m) * (v - m);
       } else {
-        const A y = relu_y ? load_value(relu_y[r * C + c]) : A(0);
-        const A g = through_relu(load_value(dy[r * C + c]), relu_y != nullptr, y);
+        A g = load_value(dy[r * C + c]);
+        if constexpr (activated) {
+          const A z = rounded_to<T>(normalized(v, k));
+          g = rounded_to<T>(g * math::derivative<Act::value>(z, load_value(act.y[r * C + c]), act.param));
+          act.dz[r * C + c] = store_value<T>(g);
+        }
         acc[0] += g;
         acc[K - 1] += g * (v - m);
       }
@@ -106,8 +133,7 @@ __global__ void batch_norm_mean_kernel(const A* partial, int64_t S, A* mean, int
   if (lane == 0) mean[c] = total / A(R);
 }
 
-// variance, and y = x * coef[c] + coef[C + c]: coef[c] = gamma / sqrt(variance + epsilon),
-// coef[C + c] = beta - mean * coef[c] (tf.nn.batch_normalization's form).
+// variance, and y = x * coef[c] + coef[C + c] (normalize_coefficients: scale, shift).
 template <typename A>
 __global__ void batch_norm_variance_kernel(const A* partial, int64_t S, const A* mean, const A* gamma, const A* beta,
                                            A epsilon, A* variance, A* coef, int64_t R, int64_t C) {
@@ -117,9 +143,10 @@ __global__ void batch_norm_variance_kernel(const A* partial, int64_t S, const A*
   const A v = slice_total(partial, S, 1, 0, C, c, lane) / A(R);
   if (lane != 0) return;
   variance[c] = v;
-  const A inv = (gamma ? gamma[c] : A(1)) / sqrt(v + epsilon);
-  coef[c] = inv;
-  coef[C + c] = (beta ? beta[c] : A(0)) - mean[c] * inv;
+  const NormalizeCoefficients<A> k =
+      normalize_coefficients(mean[c], v, gamma ? gamma[c] : A(1), beta ? beta[c] : A(0), epsilon);
+  coef[c] = k.scale;
+  coef[C + c] = k.shift;
 }
 
 // dx = coef[c] * dy + coef[C + c] * (x - mean) + coef[2C + c]; dgamma and dbeta when wanted.
@@ -141,16 +168,20 @@ __global__ void batch_norm_backward_coef_kernel(const A* partial, int64_t S, con
   if (dbeta) dbeta[c] = sum_dy;
 }
 
-// The elementwise passes: out = rule(c, x, dy) at every element, c its channel. With Relu the
-// normalized value goes through a ReLU before it is rounded: relu(round(v)) == round(relu(v)), as
-// rounding keeps the sign and sends 0 to 0.
-template <typename A, bool Relu>
+// The elementwise passes: out = rule(c, x, dy) at every element, c its channel. With an activation
+// Act, the normalized value is rounded to T and goes through it, as the layers apart compute it.
+template <typename T, typename Act>
 struct NormalizeRule {
+  using A = accumulate_t<T>;
   const A* coef;
   int64_t C;
+  A param;
   __device__ A operator()(int64_t c, A x, A) const {
-    const A v = x * coef[c] + coef[C + c];
-    return Relu ? math::apply_unary<UnaryOp::Relu>(v) : v;
+    const A z = normalized(x, NormalizeCoefficients<A>{coef[c], coef[C + c]});
+    if constexpr (std::is_same_v<Act, NoActivation>)
+      return z;
+    else
+      return math::apply_unary<Act::value>(rounded_to<T>(z), param);
   }
 };
 template <typename A>
@@ -165,10 +196,10 @@ struct InputGradientRule {
 
 // A thread per element, or per pair of adjacent elements (Pairs: 16-bit T, even C, 4-byte aligned
 // arrays: one 4-byte load per array, both elements in one row). Index is 32-bit where the element
-// count allows: the channel is the index modulo C, cheaper in 32 bits. dy (when given) is taken
-// through the ReLU of output relu_y (when given) before the rule sees it.
+// count allows: the channel is the index modulo C, cheaper in 32 bits. dy may be out (each element
+// is read before it is written, by the same thread).
 template <typename T, typename Index, bool Pairs, typename Rule>
-__global__ void batch_norm_map_kernel(Rule rule, const T* x, const T* dy, const T* relu_y, T* out, Index n, Index C) {
+__global__ void batch_norm_map_kernel(Rule rule, const T* x, const T* dy, T* out, Index n, Index C) {
   using A = accumulate_t<T>;
   constexpr Index step = Pairs ? 2 : 1;
   for (Index i = (Index(blockIdx.x) * blockDim.x + threadIdx.x) * step; i < n;
@@ -177,44 +208,37 @@ __global__ void batch_norm_map_kernel(Rule rule, const T* x, const T* dy, const 
     if constexpr (Pairs) {
       using Pair = typename kernels::PairOf<T>::type;
       const Pair xv = *reinterpret_cast<const Pair*>(x + i);
-      Pair g{}, m{};
+      Pair g{};
       if (dy) g = *reinterpret_cast<const Pair*>(dy + i);
-      if (relu_y) m = *reinterpret_cast<const Pair*>(relu_y + i);
-      const A m0 = load_value(m.x), m1 = load_value(m.y);
-      const A g0 = dy ? through_relu(load_value(g.x), relu_y != nullptr, m0) : A(0);
-      const A g1 = dy ? through_relu(load_value(g.y), relu_y != nullptr, m1) : A(0);
       Pair o;
-      o.x = store_value<T>(rule(c, load_value(xv.x), g0));
-      o.y = store_value<T>(rule(c + 1, load_value(xv.y), g1));
+      o.x = store_value<T>(rule(c, load_value(xv.x), dy ? load_value(g.x) : A(0)));
+      o.y = store_value<T>(rule(c + 1, load_value(xv.y), dy ? load_value(g.y) : A(0)));
       *reinterpret_cast<Pair*>(out + i) = o;
     } else {
-      const A m = relu_y ? load_value(relu_y[i]) : A(0);
-      const A g = dy ? through_relu(load_value(dy[i]), relu_y != nullptr, m) : A(0);
-      out[i] = store_value<T>(rule(c, load_value(x[i]), g));
+      out[i] = store_value<T>(rule(c, load_value(x[i]), dy ? load_value(dy[i]) : A(0)));
     }
   }
 }
 
 template <typename T, typename Rule>
-void launch_batch_norm_map(const Rule& rule, const T* x, const T* dy, const T* relu_y, T* out, int64_t n, int64_t C,
-                           cudaStream_t s) {
+void launch_batch_norm_map(const Rule& rule, const T* x, const T* dy, T* out, int64_t n, int64_t C, cudaStream_t s) {
   // 32-bit indices while i plus a whole grid's stride cannot wrap.
   const bool narrow = n < (int64_t(1) << 31);
   if constexpr (kernels::is_half_v<T>) {
-    if (C % 2 == 0 && kernels::pair_aligned({x, dy, relu_y, out})) {
+    if (C % 2 == 0 && kernels::pair_aligned({x, dy, out})) {
       if (narrow)
         batch_norm_map_kernel<T, uint32_t, true>
-            <<<grid_for(n / 2), kBlock, 0, s>>>(rule, x, dy, relu_y, out, uint32_t(n), uint32_t(C));
+            <<<grid_for(n / 2), kBlock, 0, s>>>(rule, x, dy, out, uint32_t(n), uint32_t(C));
       else
-        batch_norm_map_kernel<T, int64_t, true><<<grid_for(n / 2), kBlock, 0, s>>>(rule, x, dy, relu_y, out, n, C);
+        batch_norm_map_kernel<T, int64_t, true><<<grid_for(n / 2), kBlock, 0, s>>>(rule, x, dy, out, n, C);
       return;
     }
   }
   if (narrow)
     batch_norm_map_kernel<T, uint32_t, false>
-        <<<grid_for(n), kBlock, 0, s>>>(rule, x, dy, relu_y, out, uint32_t(n), uint32_t(C));
+        <<<grid_for(n), kBlock, 0, s>>>(rule, x, dy, out, uint32_t(n), uint32_t(C));
   else
-    batch_norm_map_kernel<T, int64_t, false><<<grid_for(n), kBlock, 0, s>>>(rule, x, dy, relu_y, out, n, C);
+    batch_norm_map_kernel<T, int64_t, false><<<grid_for(n), kBlock, 0, s>>>(rule, x, dy, out, n, C);
 }
 
 // Row slices of at least kSliceRows rows, at most kMaxSlices and about 4 * kMaxSlices blocks in
@@ -233,7 +257,8 @@ int64_t slices_for(int64_t R, int64_t C) {
 // the backend's entries
 
 void CudaBackend::batch_norm_forward(DType dtype, const void* x, const void* gamma, const void* beta, double epsilon,
-                                     bool relu, void* y, void* mean, void* variance, int64_t rows, int64_t C) {
+                                     const std::optional<UnaryFn>& activation, void* y, void* mean, void* variance,
+                                     int64_t rows, int64_t C) {
   DeviceGuard guard(device_);
   if (rows <= 0 || C <= 0) return;
   const int64_t S = slices_for(rows, C);
@@ -251,25 +276,26 @@ void CudaBackend::batch_norm_forward(DType dtype, const void* x, const void* gam
     auto* mu = static_cast<A*>(mean);
     const T* xs = static_cast<const T*>(x);
     batch_norm_sums_kernel<T, SumTerm::X>
-        <<<grid, dim3(32, 32), 0, stream_>>>(xs, nullptr, nullptr, nullptr, p, rows, C, per_slice);
+        <<<grid, dim3(32, 32), 0, stream_>>>(xs, nullptr, nullptr, {}, p, rows, C, per_slice);
     batch_norm_mean_kernel<<<channel_blocks(C), kBlock, 0, stream_>>>(p, S, mu, rows, C);
     batch_norm_sums_kernel<T, SumTerm::SquaredDeviation>
-        <<<grid, dim3(32, 32), 0, stream_>>>(xs, nullptr, nullptr, mu, p, rows, C, per_slice);
+        <<<grid, dim3(32, 32), 0, stream_>>>(xs, nullptr, mu, {}, p, rows, C, per_slice);
     batch_norm_variance_kernel<<<channel_blocks(C), kBlock, 0, stream_>>>(
         p, S, mu, static_cast<const A*>(gamma), static_cast<const A*>(beta), static_cast<A>(epsilon),
         static_cast<A*>(variance), k, rows, C);
-    T* ys = static_cast<T*>(y);
-    if (relu)
-      launch_batch_norm_map<T>(NormalizeRule<A, true>{k, C}, xs, nullptr, nullptr, ys, rows * C, C, stream_);
-    else
-      launch_batch_norm_map<T>(NormalizeRule<A, false>{k, C}, xs, nullptr, nullptr, ys, rows * C, C, stream_);
+    const A param = activation ? static_cast<A>(activation->param) : A(0);
+    with_batch_norm_activation(activation, [&](auto act) {
+      launch_batch_norm_map<T>(NormalizeRule<T, decltype(act)>{k, C, param}, xs, nullptr, static_cast<T*>(y), rows * C,
+                               C, stream_);
+    });
   });
   KILN_LAUNCH_CHECK("batch_norm_kernel");
 }
 
-void CudaBackend::batch_norm_backward(DType dtype, const void* x, const void* dy, const void* relu_y, const void* mean,
-                                      const void* variance, const void* gamma, double epsilon, void* dx, void* dgamma,
-                                      void* dbeta, int64_t rows, int64_t C) {
+void CudaBackend::batch_norm_backward(DType dtype, const void* x, const void* dy,
+                                      const std::optional<UnaryFn>& activation, const void* y, const void* mean,
+                                      const void* variance, const void* gamma, const void* beta, double epsilon,
+                                      void* dx, void* dgamma, void* dbeta, int64_t rows, int64_t C) {
   DeviceGuard guard(device_);
   if (rows <= 0 || C <= 0) return;
   const int64_t S = slices_for(rows, C);
@@ -283,15 +309,26 @@ void CudaBackend::batch_norm_backward(DType dtype, const void* x, const void* dy
     auto* p = static_cast<A*>(partial.get());
     auto* k = static_cast<A*>(coef.get());
     const auto* mu = static_cast<const A*>(mean);
+    const auto* var = static_cast<const A*>(variance);
     const T* xs = static_cast<const T*>(x);
-    const T* dys = static_cast<const T*>(dy);
-    const T* masks = static_cast<const T*>(relu_y);
-    batch_norm_sums_kernel<T, SumTerm::Gradient>
-        <<<grid, dim3(32, 32), 0, stream_>>>(xs, dys, masks, mu, p, rows, C, per_slice);
+    T* dxs = static_cast<T*>(dx);
+    const ThroughActivation<T> through{static_cast<const T*>(y),
+                                       dxs,
+                                       var,
+                                       static_cast<const A*>(gamma),
+                                       static_cast<const A*>(beta),
+                                       static_cast<A>(epsilon),
+                                       activation ? static_cast<A>(activation->param) : A(0)};
+    with_batch_norm_activation(activation, [&](auto act) {
+      batch_norm_sums_kernel<T, SumTerm::Gradient, decltype(act)>
+          <<<grid, dim3(32, 32), 0, stream_>>>(xs, static_cast<const T*>(dy), mu, through, p, rows, C, per_slice);
+    });
     batch_norm_backward_coef_kernel<<<channel_blocks(C), kBlock, 0, stream_>>>(
-        p, S, static_cast<const A*>(variance), static_cast<const A*>(gamma), static_cast<A>(epsilon), k,
-        static_cast<A*>(dgamma), static_cast<A*>(dbeta), rows, C);
-    launch_batch_norm_map<T>(InputGradientRule<A>{k, mu, C}, xs, dys, masks, static_cast<T*>(dx), rows * C, C, stream_);
+        p, S, var, static_cast<const A*>(gamma), static_cast<A>(epsilon), k, static_cast<A*>(dgamma),
+        static_cast<A*>(dbeta), rows, C);
+    // With an activation the sums pass wrote dy' to dx: the input gradient reads it there.
+    const T* dys = activation ? dxs : static_cast<const T*>(dy);
+    launch_batch_norm_map<T>(InputGradientRule<A>{k, mu, C}, xs, dys, dxs, rows * C, C, stream_);
   });
   KILN_LAUNCH_CHECK("batch_norm_backward_kernel");
 }

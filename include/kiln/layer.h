@@ -156,20 +156,21 @@ class Layer : public std::enable_shared_from_this<Layer> {
   /// Runs the layer as a model does: under a mixed policy, floating inputs are cast to the compute
   /// dtype and, while call_inputs() runs, weight() returns the trainable floating weights cast to
   /// it (differentiably, so gradients reach the float32 weights); otherwise call_inputs() as is.
-  /// With `then_relu` (only where can_fuse_relu(training) says so; throws otherwise), returns relu
-  /// of the output, computed in the layer's own passes.
-  Tensor call_with_policy(const std::vector<Tensor>& inputs, bool training, bool then_relu = false);
-  /// Whether a call in mode `training` can apply a ReLU to its output in its own passes, bit for
-  /// bit as a ReLU layer after it would: a model then runs this layer and a following
-  /// Activation("relu") as one call. False unless a layer says otherwise (BatchNormalization in
-  /// training does).
-  virtual bool can_fuse_relu(bool training) const {
-    (void)training;
+  /// With `then_activation` (a registered activation's name, only where
+  /// can_fuse_activation(then_activation, training) says so; throws otherwise), returns that
+  /// activation of the output, computed in the layer's own passes.
+  Tensor call_with_policy(const std::vector<Tensor>& inputs, bool training, const std::string& then_activation = "");
+  /// Whether a call in mode `training` can apply `activation` (a registered activation's name) to
+  /// its output in its own passes, bit for bit as an Activation layer after it would: a model then
+  /// runs this layer and a following Activation layer as one call. False unless a layer says
+  /// otherwise (BatchNormalization in training does, for the activations fused_batch_norm applies).
+  virtual bool can_fuse_activation(const std::string& activation, bool training) const {
+    (void)activation, (void)training;
     return false;
   }
-  /// Whether the layer computes relu(x) and nothing else (Activation("relu")), which the layer
-  /// before it may then fuse (can_fuse_relu).
-  virtual bool is_relu() const { return false; }
+  /// The registered activation that the layer applies, doing nothing else (Activation("gelu"):
+  /// "gelu"), which the layer before it may then fuse (can_fuse_activation); "" for other layers.
+  virtual std::string pure_activation() const { return ""; }
 
   /// Moves the weights to `device`.
   void to(Device device);
@@ -198,8 +199,9 @@ class Layer : public std::enable_shared_from_this<Layer> {
   Tensor& weight(const std::string& name);
   /// The weight called `name` (throws when there is none).
   const Tensor& weight(const std::string& name) const;
-  /// True while call_with_policy runs a call with then_relu: call() returns relu of its output.
-  bool then_relu() const { return then_relu_; }
+  /// The activation that call() applies to its output while call_with_policy runs a call with
+  /// then_activation ("" otherwise).
+  const std::string& then_activation() const { return then_activation_; }
 
   std::vector<int64_t> input_shape_;  ///< declared per-sample input shape (empty when none)
   std::string name_;                  ///< instance name
@@ -210,7 +212,7 @@ class Layer : public std::enable_shared_from_this<Layer> {
   // The compute-dtype copies of the trainable weights, by index in weights_, while
   // call_with_policy() runs a mixed-policy call (empty otherwise).
   std::vector<Tensor> autocast_;
-  bool then_relu_ = false;  // see then_relu()
+  std::string then_activation_;  // see then_activation()
   bool built_ = false;
   bool trainable_ = true;
   // The bookkeeping entry of weight `weight_name` (throws naming the layer when there is none).

@@ -85,21 +85,26 @@ KILN_BACKEND_OP(void, gemm_wgrad_bias,
 // ---- batch normalization in training over x [rows, C] (a channels-last batch, flattened) ----
 // The per-channel arrays (gamma, beta, mean, variance and the gradients dgamma, dbeta) are of the
 // statistics dtype: float64 for float64 x, float32 for every other floating x.
-/// mean[c] and the biased variance[c] of column c, then y = x * inv + (beta - mean * inv) with
-/// inv = gamma / sqrt(variance + epsilon), y of x's dtype; with `relu`, y = relu of that, in the same
-/// pass (equal to relu applied after, bit for bit). A null gamma stands for ones and a null beta for
-/// zeros.
+/// mean[c] and the biased variance[c] of column c, then y = x * scale + shift per channel
+/// (normalize_coefficients in batch_norm_math.h), y of x's dtype. With `activation` (an op that
+/// batch_norm_fuses() lists), y = activation(z) in the same pass, z the normalized value rounded to
+/// x's dtype first: equal bit for bit to the activation applied after. A null gamma stands for ones
+/// and a null beta for zeros.
 KILN_BACKEND_OP(void, batch_norm_forward,
-                (DType dtype, const void* x, const void* gamma, const void* beta, double epsilon, bool relu, void* y,
-                 void* mean, void* variance, int64_t rows, int64_t C))
+                (DType dtype, const void* x, const void* gamma, const void* beta, double epsilon,
+                 const std::optional<UnaryFn>& activation, void* y, void* mean, void* variance, int64_t rows,
+                 int64_t C))
 /// The gradients of batch_norm_forward's y (through the batch statistics too) given dy: dx of x's
-/// dtype, dgamma = sum_r dy * (x - mean) / sqrt(variance + epsilon), dbeta = sum_r dy; a null gamma
-/// stands for ones, a null dgamma or dbeta is not written. `relu_y`, when not null, is the output of
-/// a forward pass with `relu`: dy is first taken through the ReLU (dy * (relu_y <= 0 ? 0 : 1), as
-/// relu's own backward does).
+/// dtype, dgamma = sum_r dy' * (x - mean) / sqrt(variance + epsilon), dbeta = sum_r dy'; a null gamma
+/// stands for ones, a null dgamma or dbeta is not written. dy' is dy, or, with `activation` (as the
+/// forward pass had it), dy taken back through the activation as its own backward would take it:
+/// the activation's input recomputed from x, mean, variance, gamma and beta (a null beta: zeros),
+/// `y` the forward's output (the derivative of some activations reads it), the product rounded to
+/// x's dtype. dx may serve as scratch for dy' in between.
 KILN_BACKEND_OP(void, batch_norm_backward,
-                (DType dtype, const void* x, const void* dy, const void* relu_y, const void* mean, const void* variance,
-                 const void* gamma, double epsilon, void* dx, void* dgamma, void* dbeta, int64_t rows, int64_t C))
+                (DType dtype, const void* x, const void* dy, const std::optional<UnaryFn>& activation, const void* y,
+                 const void* mean, const void* variance, const void* gamma, const void* beta, double epsilon, void* dx,
+                 void* dgamma, void* dbeta, int64_t rows, int64_t C))
 
 // ---- softmax family over the last axis of [rows, cols] ----
 /// y = softmax(x), or log_softmax(x) when `log`.

@@ -11,10 +11,13 @@
 #include <limits>
 #include <sstream>
 
+#include "backend/batch_norm_math.h"
 #include "distribute/replica_context.h"
+#include "kiln/activations.h"
 #include "kiln/autograd.h"
 #include "kiln/error.h"
 #include "kiln/ops.h"
+#include "layers/activation_op.h"
 #include "layers/config_fields.h"
 #include "ops/op_util.h"
 
@@ -83,27 +86,44 @@ Tensor batch_normalization(const Tensor& x, const Tensor& mean, const Tensor& va
   return add(mul(x, inv), shift);
 }
 
-FusedBatchNorm fused_batch_norm(const Tensor& x, const Tensor& scale, const Tensor& offset, double epsilon, bool relu) {
-  const std::string op = relu ? "fused_batch_norm_relu" : "fused_batch_norm";
+bool fused_batch_norm_applies(const std::string& activation) {
+  const std::optional<backend::UnaryFn> fn = activations::elementwise_op(activation);
+  return fn && backend::batch_norm_fuses(fn->op);
+}
+
+FusedBatchNorm fused_batch_norm(const Tensor& x, const Tensor& scale, const Tensor& offset, double epsilon,
+                                const std::string& activation) {
+  const bool activated = !activation.empty() && activation != "linear";
+  const std::string op = activated ? "fused_batch_norm_" + activation : "fused_batch_norm";
+  if (activated && !fused_batch_norm_applies(activation)) {
+    std::string applied;
+    for (const std::string& name : activation_registry().names())
+      if (fused_batch_norm_applies(name)) applied += name + ", ";
+    throw Error("fused_batch_norm", "activation '" + activation + "' is not applied in the normalization's passes; " +
+                                        "expected " + applied + "linear or none (apply others after it)");
+  }
+  const std::optional<backend::UnaryFn> fn = activated ? activations::elementwise_op(activation) : std::nullopt;
   const DType stats = check_training_input(op, x, scale, offset, epsilon);
   const int64_t C = x.size(-1), R = x.numel() / C;
   const auto data = [](const Tensor& t) -> const void* { return t.defined() ? t.raw_data() : nullptr; };
   FusedBatchNorm out{make_tensor(x.shape(), x.dtype(), x.device()), make_tensor({C}, stats, x.device()),
                      make_tensor({C}, stats, x.device())};
-  ops::backend_of(x).batch_norm_forward(x.dtype(), x.raw_data(), data(scale), data(offset), epsilon, relu,
+  ops::backend_of(x).batch_norm_forward(x.dtype(), x.raw_data(), data(scale), data(offset), epsilon, fn,
                                         out.y.raw_data(), out.mean.raw_data(), out.variance.raw_data(), R, C);
-  // The ReLU's backward needs where y > 0: y is kept, detached (no cycle), as relu's own backward keeps it.
-  const Tensor x_saved = x.detach(), mean = out.mean, variance = out.variance,
-               scale_saved = scale.defined() ? scale.detach() : Tensor(), relu_y = relu ? out.y.detach() : Tensor();
+  // An activation's backward recomputes its input from x and needs offset; some read y too, kept
+  // detached (no cycle) as an activation's own backward keeps it.
+  const auto saved = [](const Tensor& t) { return t.defined() ? t.detach() : Tensor(); };
+  const Tensor x_saved = x.detach(), mean = out.mean, variance = out.variance, scale_saved = saved(scale),
+               offset_saved = fn ? saved(offset) : Tensor(), y_saved = fn ? out.y.detach() : Tensor();
   const bool want_scale = scale.defined(), want_offset = offset.defined();
   out.y = autograd::record(op, out.y, {x, scale, offset}, [=](const Tensor& g) -> std::vector<Tensor> {
     Tensor dx = make_tensor(x_saved.shape(), x_saved.dtype(), x_saved.device());
     Tensor dscale = want_scale ? make_tensor({C}, stats, x_saved.device()) : Tensor();
     Tensor doffset = want_offset ? make_tensor({C}, stats, x_saved.device()) : Tensor();
     const auto out_data = [](Tensor& t) -> void* { return t.defined() ? t.raw_data() : nullptr; };
-    ops::backend_of(g).batch_norm_backward(x_saved.dtype(), x_saved.raw_data(), g.raw_data(), data(relu_y),
-                                           mean.raw_data(), variance.raw_data(), data(scale_saved), epsilon,
-                                           dx.raw_data(), out_data(dscale), out_data(doffset), R, C);
+    ops::backend_of(g).batch_norm_backward(x_saved.dtype(), x_saved.raw_data(), g.raw_data(), fn, data(y_saved),
+                                           mean.raw_data(), variance.raw_data(), data(scale_saved), data(offset_saved),
+                                           epsilon, dx.raw_data(), out_data(dscale), out_data(doffset), R, C);
     return {dx, dscale, doffset};
   });
   return out;
@@ -270,7 +290,7 @@ Tensor BatchNormalization::call(const Tensor& x_in, bool training) {
   distribute::ReplicaContext* replicas = options_.synchronized ? distribute::ReplicaContext::current() : nullptr;
   const auto [y, mean, variance] = replicas && replicas->replicas() > 1
                                        ? synchronized(name_, x, gamma, beta, options_.epsilon, *replicas)
-                                       : fused_batch_norm(x, gamma, beta, options_.epsilon, then_relu());
+                                       : fused_batch_norm(x, gamma, beta, options_.epsilon, then_activation());
   {
     // In place and on the device (copy_ into the weights' own storage): a recorded step replays the
     // update, and no value is read back to the host.
@@ -282,8 +302,8 @@ Tensor BatchNormalization::call(const Tensor& x_in, bool training) {
   return y;
 }
 
-bool BatchNormalization::can_fuse_relu(bool training) const {
-  return training && trainable() && !options_.synchronized;
+bool BatchNormalization::can_fuse_activation(const std::string& activation, bool training) const {
+  return training && trainable() && !options_.synchronized && fused_batch_norm_applies(activation);
 }
 
 Config BatchNormalization::get_config() const {

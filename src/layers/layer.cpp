@@ -74,21 +74,21 @@ void Layer::set_dtype_policy(const std::string& policy_name) {
   dtype_policy_ = std::move(policy);
 }
 
-Tensor Layer::call_with_policy(const std::vector<Tensor>& inputs, bool training, bool then_relu) {
-  if (then_relu && !can_fuse_relu(training))
-    throw Error(name_, std::string("cannot apply a ReLU in its own call ") +
+Tensor Layer::call_with_policy(const std::vector<Tensor>& inputs, bool training, const std::string& then_activation) {
+  if (!then_activation.empty() && !can_fuse_activation(then_activation, training))
+    throw Error(name_, "cannot apply activation '" + then_activation + "' in its own call " +
                            (training ? "in training" : "in inference") +
-                           "; expected then_relu only where can_fuse_relu says so");
+                           "; expected then_activation only where can_fuse_activation says so");
   // Written only for a fused call (training): calls without it write nothing, so concurrent
   // predicts on one model stay free of data races.
-  struct ThenReluScope {
-    bool& flag;
+  struct ThenActivationScope {
+    std::string& name;
     bool set;
-    ~ThenReluScope() {
-      if (set) flag = false;
+    ~ThenActivationScope() {
+      if (set) name.clear();
     }
-  } scope{then_relu_, then_relu};
-  if (then_relu) then_relu_ = true;
+  } scope{then_activation_, !then_activation.empty()};
+  if (scope.set) then_activation_ = then_activation;
   const DType compute = dtype_policy_.compute_dtype();
   // Keras casts a layer's floating inputs to its compute dtype: a float32 layer after bfloat16 ones
   // (a model's head under a mixed policy) computes in float32. Outside mixed policies only 16-bit

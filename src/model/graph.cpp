@@ -32,6 +32,8 @@ std::string snake_case(const std::string& class_name) {
 
 namespace {
 
+const std::string kNoActivation;  // what fused_activation() returns for none
+
 // Keras' automatic names: dense, dense_1, dense_2, ... skipping names already taken.
 std::string unique_name(const std::string& name, std::set<std::string>& taken) {
   std::string out = name;
@@ -128,19 +130,21 @@ void Graph::finish() {
     call_number_.push_back(calls[nodes_[n].layer.get()]++);
   }
   for (int v : outputs_) last_reader_[static_cast<std::size_t>(v)] = static_cast<int>(nodes_.size());
-  relu_next_.assign(nodes_.size(), false);
+  activation_next_.assign(nodes_.size(), "");
   for (std::size_t k = 0; k + 1 < nodes_.size(); ++k) {
     const Node& next = nodes_[k + 1];
     const int v = nodes_[k].output;
-    relu_next_[k] = next.layer->is_relu() && next.inputs == std::vector<int>{v} &&
-                    last_reader_[static_cast<std::size_t>(v)] == static_cast<int>(k + 1);
+    if (next.inputs == std::vector<int>{v} && last_reader_[static_cast<std::size_t>(v)] == static_cast<int>(k + 1))
+      activation_next_[k] = next.layer->pure_activation();
   }
 }
 
-bool Graph::fuses_relu_next(std::size_t k, bool training) const {
+const std::string& Graph::fused_activation(std::size_t k, bool training) const {
+  const std::string& next = activation_next_[k];
   // The policies are compared on each run: set_dtype_policy may change them until the layers are built.
-  return relu_next_[k] && nodes_[k].layer->can_fuse_relu(training) &&
-         nodes_[k].layer->dtype_policy() == nodes_[k + 1].layer->dtype_policy();
+  const bool fused = !next.empty() && nodes_[k].layer->can_fuse_activation(next, training) &&
+                     nodes_[k].layer->dtype_policy() == nodes_[k + 1].layer->dtype_policy();
+  return fused ? next : kNoActivation;
 }
 
 std::vector<Shape> Graph::input_shapes() const { return {shapes_.begin(), shapes_.begin() + input_count()}; }
@@ -203,14 +207,14 @@ std::vector<Tensor> Graph::run(const std::vector<Tensor>& inputs, bool training,
     const Node& n = nodes_[k];
     args.clear();
     for (int v : n.inputs) args.push_back(values[static_cast<std::size_t>(v)]);
-    const bool with_relu = !after_node && fuses_relu_next(k, training);
-    Tensor out = n.layer->call_with_policy(args, training, with_relu);
+    const std::string& activation = after_node ? kNoActivation : fused_activation(k, training);
+    Tensor out = n.layer->call_with_policy(args, training, activation);
     if (after_node) after_node(n, out);
     // Memory: a value no later call reads goes (autograd keeps what backward needs).
     for (int v : n.inputs)
       if (last_reader_[static_cast<std::size_t>(v)] == static_cast<int>(k))
         values[static_cast<std::size_t>(v)] = Tensor();
-    if (with_relu) ++k;  // out is the ReLU node's output; the value between them is never made
+    if (!activation.empty()) ++k;  // out is the activation node's output; the value between is never made
     values[static_cast<std::size_t>(nodes_[k].output)] = std::move(out);
   }
   std::vector<Tensor> out;

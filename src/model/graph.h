@@ -60,9 +60,9 @@ class Graph {
   void build(Generator& gen, Device device) const;
   /// Runs the calls on batches `inputs` (one per input, on the model's device). `after_node`, when
   /// given, sees each node's output as it is made (check_numerics). Values are released after their
-  /// last reader. A call followed by a ReLU layer that is the only reader of its output runs with the
-  /// ReLU inside (Layer::can_fuse_relu: the same values in fewer passes), unless `after_node` is
-  /// given (it sees every node's own output).
+  /// last reader. A call followed by an Activation layer that is the only reader of its output runs
+  /// with the activation inside where the layer can (Layer::can_fuse_activation: the same values in
+  /// fewer passes), unless `after_node` is given (it sees every node's own output).
   std::vector<Tensor> run(const std::vector<Tensor>& inputs, bool training,
                           const std::function<void(const Node&, const Tensor&)>& after_node = {}) const;
 
@@ -73,13 +73,15 @@ class Graph {
   std::vector<int> outputs_;
   std::vector<int> last_reader_;  // per value: the last node that reads it (-1: none; outputs stay)
   std::vector<int> call_number_;  // per node: how many earlier nodes call the same layer
-  // Per node: the next node is a ReLU layer that alone reads this node's output (which is not a
-  // model output either), so the two may run as one call; fuses_relu_next() adds what can change
-  // after the graph is made (the mode, the layers' dtype policies).
-  std::vector<bool> relu_next_;
+  // Per node: the activation of the next node when that is an activation layer that alone reads
+  // this node's output (which is not a model output either), so the two may run as one call; ""
+  // otherwise. fused_activation() adds what can change after the graph is made (the mode, the
+  // layers' dtype policies).
+  std::vector<std::string> activation_next_;
 
-  void finish();  // fills last_reader_, call_number_ and relu_next_
-  bool fuses_relu_next(std::size_t k, bool training) const;
+  void finish();  // fills last_reader_, call_number_ and activation_next_
+  // The activation that node k applies in its own call in this run ("" when none).
+  const std::string& fused_activation(std::size_t k, bool training) const;
 };
 
 /// Keras' default layer name for `class_name`: MaxPooling2D -> max_pooling2d.

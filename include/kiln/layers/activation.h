@@ -26,9 +26,10 @@ class Activation : public Layer {
   static Activation from_config(const Config& config);
   Shape compute_output_shape(const Shape& input_shape) const override { return input_shape; }
   Tensor call(const Tensor& x, bool training) override;
-  /// True for "relu": a BatchNormalization before it then applies the ReLU itself in training and
-  /// this layer's call() does not run (a subclass that overrides call() should return false).
-  bool is_relu() const override { return activation_ == "relu"; }
+  /// The activation's name: a layer before it that can fuse it (BatchNormalization in training, for
+  /// relu, gelu and silu) then applies it itself and this layer's call() does not run (a subclass
+  /// that overrides call() should return "").
+  std::string pure_activation() const override { return activation_; }
   /// The activation's name, as given.
   const std::string& activation() const { return activation_; }
 

@@ -38,11 +38,15 @@ struct FusedBatchNorm {
 /// x [..., C] of any floating dtype. The statistics, `scale` and `offset` are float64 for float64 x
 /// and float32 otherwise (a 16-bit x is normalized in float32, each output rounded once); an
 /// undefined `scale` or `offset` stands for none. y is differentiable in x (through the statistics
-/// too), scale and offset; the returned statistics are not. With `relu`, y is relu of that, equal
-/// to relu(fused_batch_norm(...).y) bit for bit and its gradients too, in fewer passes over the
-/// batch (a model runs BatchNormalization then Activation("relu") this way in training).
+/// too), scale and offset; the returned statistics are not. With `activation` ("relu", "gelu",
+/// "silu" or "swish": the activations' names; "" or "linear" for none), y is that activation of the
+/// normalized batch, equal bit for bit to the activation applied to fused_batch_norm(...).y, and its
+/// gradients too, in three fewer passes over the batch (a model runs a BatchNormalization and the
+/// Activation layer after it this way in training). fused_batch_norm_applies() says which.
 FusedBatchNorm fused_batch_norm(const Tensor& x, const Tensor& scale, const Tensor& offset, double epsilon,
-                                bool relu = false);
+                                const std::string& activation = "");
+/// Whether fused_batch_norm applies the activation called `activation` in its own passes.
+bool fused_batch_norm_applies(const std::string& activation);
 
 /// The replicas that synchronized_batch_norm normalizes over, seen from one of them.
 struct ReplicaSum {
@@ -117,8 +121,9 @@ class BatchNormalization : public Layer {
   static BatchNormalization from_config(const Config& config);
   Shape compute_output_shape(const Shape& input_shape) const override;
   Tensor call(const Tensor& x, bool training) override;
-  /// True in training (batch statistics) unless frozen or synchronized: fused_batch_norm with relu.
-  bool can_fuse_relu(bool training) const override;
+  /// True in training (batch statistics) unless frozen or synchronized, for the activations that
+  /// fused_batch_norm applies.
+  bool can_fuse_activation(const std::string& activation, bool training) const override;
   /// The options it was made with.
   const BatchNormalizationOptions& options() const { return options_; }
 

@@ -2,13 +2,16 @@
 // the mean squared deviation from it: no cancellation when the mean is large), the normalization in
 // a third; the backward in one reducing pass and one elementwise pass. Sums run in fixed blocks of
 // rows added in block order, so no result depends on the thread count. 16-bit x is read into float,
-// the statistics' type, and y and dx are rounded once. A ReLU after the normalization runs in the
-// forward pass (on y before rounding); its backward runs first, by relu's own kernel.
+// the statistics' type, and y and dx are rounded once. An activation after the normalization runs in
+// the forward pass; its backward in a pass of its own first (folded into the passes below, GCC left
+// them scalar), which recomputes the activation's input from x.
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <type_traits>
 #include <vector>
 
+#include "backend/batch_norm_math.h"
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/cpu_half.h"
 #include "backend/elementwise_math.h"
@@ -59,10 +62,22 @@ std::vector<A> column_sums(int64_t rows, int64_t C, Term term) {
   return sums;
 }
 
+// The per-channel coefficients of batch_norm_forward's y (null gamma: ones, null beta: zeros).
+template <typename A>
+std::vector<NormalizeCoefficients<A>> coefficients(const A* mean, const A* variance, const void* gamma,
+                                                   const void* beta, double epsilon, int64_t C) {
+  std::vector<NormalizeCoefficients<A>> k(static_cast<std::size_t>(C));
+  for (int64_t c = 0; c < C; ++c)
+    k[c] = normalize_coefficients(mean[c], variance[c], gamma ? static_cast<const A*>(gamma)[c] : A(1),
+                                  beta ? static_cast<const A*>(beta)[c] : A(0), static_cast<A>(epsilon));
+  return k;
+}
+
 }  // namespace
 
 void CpuBackend::batch_norm_forward(DType dtype, const void* x, const void* gamma, const void* beta, double epsilon,
-                                    bool relu, void* y, void* mean, void* variance, int64_t rows, int64_t C) {
+                                    const std::optional<UnaryFn>& activation, void* y, void* mean, void* variance,
+                                    int64_t rows, int64_t C) {
   with_cpu_compute_type(dtype, "batch_norm", [&](auto tag) {
     using T = decltype(tag);
     using A = accumulate_t<T>;
@@ -81,38 +96,56 @@ void CpuBackend::batch_norm_forward(DType dtype, const void* x, const void* gamm
       const A d = at(r, c) - mu[c];
       return std::array<A, 1>{d * d};
     });
-    std::vector<A> inv(static_cast<std::size_t>(C)), shift(static_cast<std::size_t>(C));
-    for (int64_t c = 0; c < C; ++c) {
-      var[c] = inv_count * squares[c];
-      const A g = gamma ? static_cast<const A*>(gamma)[c] : A(1);
-      const A b = beta ? static_cast<const A*>(beta)[c] : A(0);
-      inv[c] = g / std::sqrt(var[c] + static_cast<A>(epsilon));
-      shift[c] = b - mu[c] * inv[c];
-    }
+    for (int64_t c = 0; c < C; ++c) var[c] = inv_count * squares[c];
+    const std::vector<NormalizeCoefficients<A>> k = coefficients(mu, var, gamma, beta, epsilon, C);
     T* ys = static_cast<T*>(y);
-    // relu(round(v)) == round(relu(v)): rounding keeps the sign and sends 0 to 0.
-    const auto normalize = [&](auto with_relu) {
+    const A param = activation ? static_cast<A>(activation->param) : A(0);
+    with_batch_norm_activation(activation, [&](auto act) {
       parallel_for_work(rows, rows * C, [&](int64_t r0, int64_t r1) {
         for (int64_t r = r0; r < r1; ++r)
           for (int64_t c = 0; c < C; ++c) {
-            const A v = at(r, c) * inv[c] + shift[c];
-            ys[r * C + c] = convert_element<T>(with_relu ? math::apply_unary<UnaryOp::Relu>(v) : v);
+            const A z = normalized(at(r, c), k[c]);
+            if constexpr (std::is_same_v<decltype(act), NoActivation>)
+              ys[r * C + c] = convert_element<T>(z);
+            else  // the activation of z as the layers apart see it: rounded to T
+              ys[r * C + c] = convert_element<T>(
+                  math::apply_unary<decltype(act)::value>(convert_element<A>(convert_element<T>(z)), param));
           }
       });
-    };
-    relu ? normalize(std::true_type{}) : normalize(std::false_type{});
+    });
   });
 }
 
-void CpuBackend::batch_norm_backward(DType dtype, const void* x, const void* dy, const void* relu_y, const void* mean,
-                                     const void* variance, const void* gamma, double epsilon, void* dx, void* dgamma,
-                                     void* dbeta, int64_t rows, int64_t C) {
-  // Through the ReLU first, into dx, by relu's own backward (vectorized: folded into the passes
-  // below, GCC left them scalar), which the passes then read in place of dy.
-  if (relu_y) {
-    unary_backward(UnaryFn(UnaryOp::Relu), dtype, relu_y, relu_y, dy, dx, rows * C);
-    dy = dx;
-  }
+void CpuBackend::batch_norm_backward(DType dtype, const void* x, const void* dy,
+                                     const std::optional<UnaryFn>& activation, const void* y, const void* mean,
+                                     const void* variance, const void* gamma, const void* beta, double epsilon,
+                                     void* dx, void* dgamma, void* dbeta, int64_t rows, int64_t C) {
+  // Through the activation first, into dx, which the passes below then read in place of dy: its
+  // input z recomputed and rounded as the forward had it, the derivative before the product (as
+  // unary_backward writes it, so that ReLU's loop vectorises).
+  with_batch_norm_activation(activation, [&](auto act) {
+    if constexpr (!std::is_same_v<decltype(act), NoActivation>) {
+      with_cpu_compute_type(dtype, "batch_norm_backward", [&](auto tag) {
+        using T = decltype(tag);
+        using A = accumulate_t<T>;
+        const T *xs = static_cast<const T*>(x), *ys = static_cast<const T*>(y), *dys = static_cast<const T*>(dy);
+        T* dzs = static_cast<T*>(dx);
+        const std::vector<NormalizeCoefficients<A>> k =
+            coefficients(static_cast<const A*>(mean), static_cast<const A*>(variance), gamma, beta, epsilon, C);
+        const A param = static_cast<A>(activation->param);
+        parallel_for_work(rows, rows * C, [&](int64_t r0, int64_t r1) {
+          for (int64_t r = r0; r < r1; ++r)
+            for (int64_t c = 0; c < C; ++c) {
+              const int64_t i = r * C + c;
+              const A z = convert_element<A>(convert_element<T>(normalized(convert_element<A>(xs[i]), k[c])));
+              const A d = math::derivative<decltype(act)::value>(z, convert_element<A>(ys[i]), param);
+              dzs[i] = convert_element<T>(convert_element<A>(dys[i]) * d);
+            }
+        });
+      });
+      dy = dx;
+    }
+  });
   with_cpu_compute_type(dtype, "batch_norm_backward", [&](auto tag) {
     using T = decltype(tag);
     using A = accumulate_t<T>;

@@ -1,0 +1,62 @@
+// What batch normalization's kernels share between the devices: the per-channel coefficients of
+// the normalization, and the activations its passes can apply to their output. The backward of a
+// fused activation recomputes the activation's input from x and these coefficients, so the forward
+// and the backward must compute them alike: here, once, for the CPU and the GPU.
+#pragma once
+
+#include <optional>
+#include <type_traits>
+
+#include "backend/backend.h"
+#include "backend/elementwise_math.h"
+#include "backend/host_device.h"
+#include "kiln/error.h"
+
+namespace kiln::backend {
+
+/// y = x * scale + shift for one channel: scale = gamma / sqrt(variance + epsilon), shift = beta -
+/// mean * scale (tf.nn.batch_normalization's form).
+template <typename A>
+struct NormalizeCoefficients {
+  A scale, shift;
+};
+
+template <typename A>
+KILN_HOST_DEVICE inline NormalizeCoefficients<A> normalize_coefficients(A mean, A variance, A gamma, A beta,
+                                                                        A epsilon) {
+  const A scale = gamma / math::sqrt_of(variance + epsilon);
+  return {scale, beta - mean * scale};
+}
+
+template <typename A>
+KILN_HOST_DEVICE inline A normalized(A x, NormalizeCoefficients<A> k) {
+  return x * k.scale + k.shift;
+}
+
+/// The normalization alone: no activation after it.
+struct NoActivation {};
+
+/// Whether batch_norm_forward and batch_norm_backward apply `op` in their own passes.
+inline bool batch_norm_fuses(UnaryOp op) { return op == UnaryOp::Relu || op == UnaryOp::Gelu || op == UnaryOp::Silu; }
+
+/// Calls f(NoActivation{}) when there is no activation, else f(std::integral_constant<UnaryOp, op>{})
+/// with the activation's op as a compile-time constant (one kernel per op, as the elementwise ops
+/// have). Throws for an op batch_norm_fuses() does not list.
+template <typename F>
+void with_batch_norm_activation(const std::optional<UnaryFn>& activation, F&& f) {
+  if (!activation) return f(NoActivation{});
+  switch (activation->op) {
+    case UnaryOp::Relu:
+      return f(std::integral_constant<UnaryOp, UnaryOp::Relu>{});
+    case UnaryOp::Gelu:
+      return f(std::integral_constant<UnaryOp, UnaryOp::Gelu>{});
+    case UnaryOp::Silu:
+      return f(std::integral_constant<UnaryOp, UnaryOp::Silu>{});
+    default:
+      throw Error("batch_norm",
+                  "this activation is not applied by the normalization's passes; expected one that "
+                  "batch_norm_fuses() lists");
+  }
+}
+
+}  // namespace kiln::backend
