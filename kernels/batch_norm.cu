@@ -61,9 +61,12 @@ constexpr int kTerms = term == SumTerm::Gradient ? 2 : 1;
 // Block (32, 32) over a 32-column tile (blockIdx.x) and one slice of rows_per_slice rows
 // (blockIdx.y); partial[(s * K + k) * C + c] receives slice s's sum of term k of column c.
 // Act (the Gradient term only): dy is first taken through that activation (ThroughActivation).
+// The launch bound keeps 1024 threads launchable when an activation's derivative (float64 GELU's
+// erfc and exp) would want more than 64 registers a thread.
 template <typename T, SumTerm term, typename Act = NoActivation>
-__global__ void batch_norm_sums_kernel(const T* x, const T* dy, const accumulate_t<T>* mean, ThroughActivation<T> act,
-                                       accumulate_t<T>* partial, int64_t R, int64_t C, int64_t rows_per_slice) {
+__global__ void __launch_bounds__(32 * 32)
+    batch_norm_sums_kernel(const T* x, const T* dy, const accumulate_t<T>* mean, ThroughActivation<T> act,
+                           accumulate_t<T>* partial, int64_t R, int64_t C, int64_t rows_per_slice) {
   constexpr bool activated = !std::is_same_v<Act, NoActivation>;
   using A = accumulate_t<T>;
   constexpr int K = kTerms<term>;
