@@ -9,7 +9,9 @@
 // type; y and dx are rounded once. An activation after the normalization runs in the same passes: on
 // the normalized value in the forward's elementwise pass, and in the backward's sums pass, which
 // recomputes the activation's input from x, takes dy through it and writes that (dy') to dx for the
-// input-gradient pass to read: three passes over the batch fewer than the layers apart.
+// input-gradient pass to read. Against the layers apart: the normalized value is never written and
+// read back (two passes forward), and the activation's own backward pass (reading its input, dy and
+// its output, writing dy') becomes one write more in the sums pass.
 // Shape letters: R rows (N*H*W), C channels, S row slices.
 #include <algorithm>
 #include <cmath>

@@ -41,8 +41,9 @@ struct FusedBatchNorm {
 /// too), scale and offset; the returned statistics are not. With `activation` ("relu", "gelu",
 /// "silu" or "swish": the activations' names; "" or "linear" for none), y is that activation of the
 /// normalized batch, equal bit for bit to the activation applied to fused_batch_norm(...).y, and its
-/// gradients too, in three fewer passes over the batch (a model runs a BatchNormalization and the
-/// Activation layer after it this way in training). fused_batch_norm_applies() says which.
+/// gradients too, in fewer passes over the batch: the normalized value is never written (a model
+/// runs a BatchNormalization and the Activation layer after it this way in training). fused_batch_norm_applies() says
+/// which.
 FusedBatchNorm fused_batch_norm(const Tensor& x, const Tensor& scale, const Tensor& offset, double epsilon,
                                 const std::string& activation = "");
 /// Whether fused_batch_norm applies the activation called `activation` in its own passes.
