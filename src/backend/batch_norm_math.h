@@ -36,27 +36,38 @@ KILN_HOST_DEVICE inline A normalized(A x, NormalizeCoefficients<A> k) {
 /// The normalization alone: no activation after it.
 struct NoActivation {};
 
-/// Whether batch_norm_forward and batch_norm_backward apply `op` in their own passes.
-inline bool batch_norm_fuses(UnaryOp op) { return op == UnaryOp::Relu || op == UnaryOp::Gelu || op == UnaryOp::Silu; }
+/// Calls f(std::integral_constant<UnaryOp, op>{}) for an op that batch_norm_forward and
+/// batch_norm_backward apply in their own passes (the op a compile-time constant: one kernel per op,
+/// as the elementwise ops have) and returns true; returns false for any other op. The one list of
+/// those ops.
+template <typename F>
+bool visit_batch_norm_activation(UnaryOp op, F&& f) {
+  switch (op) {
+    case UnaryOp::Relu:
+      return f(std::integral_constant<UnaryOp, UnaryOp::Relu>{}), true;
+    case UnaryOp::Gelu:
+      return f(std::integral_constant<UnaryOp, UnaryOp::Gelu>{}), true;
+    case UnaryOp::Silu:
+      return f(std::integral_constant<UnaryOp, UnaryOp::Silu>{}), true;
+    default:
+      return false;
+  }
+}
 
-/// Calls f(NoActivation{}) when there is no activation, else f(std::integral_constant<UnaryOp, op>{})
-/// with the activation's op as a compile-time constant (one kernel per op, as the elementwise ops
-/// have). Throws for an op batch_norm_fuses() does not list.
+/// Whether batch_norm_forward and batch_norm_backward apply `op` in their own passes.
+inline bool batch_norm_fuses(UnaryOp op) {
+  return visit_batch_norm_activation(op, [](auto) {});
+}
+
+/// Calls f(NoActivation{}) when there is no activation, else as visit_batch_norm_activation does.
+/// Throws for an op batch_norm_fuses() refuses.
 template <typename F>
 void with_batch_norm_activation(const std::optional<UnaryFn>& activation, F&& f) {
   if (!activation) return f(NoActivation{});
-  switch (activation->op) {
-    case UnaryOp::Relu:
-      return f(std::integral_constant<UnaryOp, UnaryOp::Relu>{});
-    case UnaryOp::Gelu:
-      return f(std::integral_constant<UnaryOp, UnaryOp::Gelu>{});
-    case UnaryOp::Silu:
-      return f(std::integral_constant<UnaryOp, UnaryOp::Silu>{});
-    default:
-      throw Error("batch_norm",
-                  "this activation is not applied by the normalization's passes; expected one that "
-                  "batch_norm_fuses() lists");
-  }
+  if (!visit_batch_norm_activation(activation->op, f))
+    throw Error("batch_norm",
+                "this activation is not applied by the normalization's passes; expected one that "
+                "batch_norm_fuses() accepts");
 }
 
 }  // namespace kiln::backend

@@ -1,6 +1,8 @@
 // The activation table: every activation a layer's `activation` option accepts, by Keras name.
 #include "kiln/activations.h"
 
+#include <map>
+
 #include "kiln/error.h"
 #include "kiln/ops.h"
 #include "layers/activation_op.h"
@@ -32,17 +34,35 @@ Tensor keeping_logits(const Tensor& x, Tensor y) {
   return y;
 }
 
+// The elementwise op behind each built-in activation, by name, filled as they register below.
+std::map<std::string, UnaryFn>& elementwise_ops() {
+  static std::map<std::string, UnaryFn> ops;
+  return ops;
+}
+
+// Registers a built-in activation that is one elementwise op: its function and that op (which
+// ops applying an activation in their own passes, such as fused_batch_norm, run), in one place.
+struct RegisterElementwise {
+  RegisterElementwise(const std::string& name, UnaryFn op, const ActivationFn& fn) {
+    const RegisterActivation registered(name, fn);
+    elementwise_ops().emplace(name, op);
+  }
+};
+
 const RegisterActivation linear("linear", [](const Tensor& x) { return x; });
-const RegisterActivation relu_act("relu", [](const Tensor& x) { return relu(x); });
-const RegisterActivation sigmoid_act("sigmoid", [](const Tensor& x) { return keeping_logits(x, sigmoid(x)); });
 const RegisterActivation softmax_act("softmax", [](const Tensor& x) { return keeping_logits(x, softmax(x)); });
-const RegisterActivation tanh_act("tanh", [](const Tensor& x) { return tanh(x); });
+const RegisterElementwise relu_act("relu", UnaryOp::Relu, [](const Tensor& x) { return relu(x); });
+const RegisterElementwise sigmoid_act("sigmoid", UnaryOp::Sigmoid,
+                                      [](const Tensor& x) { return keeping_logits(x, sigmoid(x)); });
+const RegisterElementwise tanh_act("tanh", UnaryOp::Tanh, [](const Tensor& x) { return tanh(x); });
 // Keras' default gelu is the exact (erf) one; swish is Keras' alias of silu.
-const RegisterActivation gelu_act("gelu", [](const Tensor& x) { return gelu(x, false); });
-const RegisterActivation silu_act("silu", [](const Tensor& x) { return silu(x); });
-const RegisterActivation swish_act("swish", [](const Tensor& x) { return silu(x); });
-const RegisterActivation elu_act("elu", [](const Tensor& x) { return elu(x, kEluAlpha); });
-const RegisterActivation leaky_relu_act("leaky_relu", [](const Tensor& x) { return leaky_relu(x, kLeakyReluSlope); });
+const RegisterElementwise gelu_act("gelu", UnaryOp::Gelu, [](const Tensor& x) { return gelu(x, false); });
+const RegisterElementwise silu_act("silu", UnaryOp::Silu, [](const Tensor& x) { return silu(x); });
+const RegisterElementwise swish_act("swish", UnaryOp::Silu, [](const Tensor& x) { return silu(x); });
+const RegisterElementwise elu_act("elu", UnaryFn(UnaryOp::Elu, kEluAlpha),
+                                  [](const Tensor& x) { return elu(x, kEluAlpha); });
+const RegisterElementwise leaky_relu_act("leaky_relu", UnaryFn(UnaryOp::LeakyRelu, kLeakyReluSlope),
+                                         [](const Tensor& x) { return leaky_relu(x, kLeakyReluSlope); });
 
 }  // namespace
 
@@ -52,15 +72,9 @@ void activations::check(const std::string& name, const std::string& op) {
 }
 
 std::optional<UnaryFn> activations::elementwise_op(const std::string& name) {
-  // The ops of the functions registered above, with the same parameters.
-  if (name == "relu") return UnaryFn(UnaryOp::Relu);
-  if (name == "sigmoid") return UnaryFn(UnaryOp::Sigmoid);
-  if (name == "tanh") return UnaryFn(UnaryOp::Tanh);
-  if (name == "gelu") return UnaryFn(UnaryOp::Gelu);
-  if (name == "silu" || name == "swish") return UnaryFn(UnaryOp::Silu);
-  if (name == "elu") return UnaryFn(UnaryOp::Elu, kEluAlpha);
-  if (name == "leaky_relu") return UnaryFn(UnaryOp::LeakyRelu, kLeakyReluSlope);
-  return std::nullopt;
+  const auto it = elementwise_ops().find(name);
+  if (it == elementwise_ops().end()) return std::nullopt;
+  return it->second;
 }
 
 Tensor activations::apply(const std::string& name, const Tensor& x) {

@@ -95,14 +95,14 @@ FusedBatchNorm fused_batch_norm(const Tensor& x, const Tensor& scale, const Tens
                                 const std::string& activation) {
   const bool activated = !activation.empty() && activation != "linear";
   const std::string op = activated ? "fused_batch_norm_" + activation : "fused_batch_norm";
-  if (activated && !fused_batch_norm_applies(activation)) {
+  const std::optional<backend::UnaryFn> fn = activated ? activations::elementwise_op(activation) : std::nullopt;
+  if (activated && !(fn && backend::batch_norm_fuses(fn->op))) {
     std::string applied;
     for (const std::string& name : activation_registry().names())
       if (fused_batch_norm_applies(name)) applied += name + ", ";
     throw Error("fused_batch_norm", "activation '" + activation + "' is not applied in the normalization's passes; " +
                                         "expected " + applied + "linear or none (apply others after it)");
   }
-  const std::optional<backend::UnaryFn> fn = activated ? activations::elementwise_op(activation) : std::nullopt;
   const DType stats = check_training_input(op, x, scale, offset, epsilon);
   const int64_t C = x.size(-1), R = x.numel() / C;
   const auto data = [](const Tensor& t) -> const void* { return t.defined() ? t.raw_data() : nullptr; };
