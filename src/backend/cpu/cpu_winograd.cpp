@@ -40,7 +40,7 @@ constexpr int64_t kChunkBytes = int64_t(1) << 20;
 // layer gets at least kMinFilterChunks of them, for the threads to share.
 constexpr int64_t kFilterChunkBytes = int64_t(1) << 23;
 constexpr int64_t kCachedPartialBytes = int64_t(1) << 20;
-constexpr int64_t kMinFilterChunks = 8;
+constexpr int64_t kMinFilterChunks = 4;
 constexpr int64_t kMinChunkTiles = 16, kMaxChunkTiles = 1024;
 // The filter gradient's partial sums ([36, C, F] per run of chunks) take at most this many bytes
 // and runs, whichever is fewer; a run is the share of the batch a thread claims.
@@ -176,25 +176,30 @@ TilePlace place_of(const Tiling& tl, int64_t tile) {
 
 // u[xi][ci][co] = (G g G^T)[xi], g the 3x3 filter from input channel ci to output channel co:
 // w[kh][kw][ci][co] as stored ([3, 3, C, F]), or, `turned` (the data gradient, whose input is dy),
-// w[2 - kh][2 - kw][co][ci].
+// w[2 - kh][2 - kw][co][ci]. A turned filter is first copied out in the stored order, so that both
+// transform blocks of consecutive output channels, which the compiler vectorises.
 template <typename T>
 std::vector<T> transformed_filter(const T* w, int64_t cin, int64_t cout, bool turned) {
   constexpr int kA = F43::kA;
   const int64_t plane = cin * cout;
+  std::vector<T> stored;
+  if (turned) {
+    stored.resize(static_cast<std::size_t>(9 * plane));
+    for (int tap = 0; tap < 9; ++tap)
+      for (int64_t co = 0; co < cout; ++co)
+        for (int64_t ci = 0; ci < cin; ++ci)
+          stored[static_cast<std::size_t>(tap * plane + ci * cout + co)] = w[(8 - tap) * plane + co * cin + ci];
+    w = stored.data();
+  }
   std::vector<T> u(static_cast<std::size_t>(kA * kA * plane));
   parallel_for_work(cin, kA * kA * plane, [&](int64_t c0, int64_t c1) {
     for (int64_t ci = c0; ci < c1; ++ci)
-      for (int64_t co = 0; co < cout; ++co) {
-        T g[9];
-        for (int kh = 0; kh < 3; ++kh)
-          for (int kw = 0; kw < 3; ++kw)
-            g[kh * 3 + kw] = turned ? w[((2 - kh) * 3 + (2 - kw)) * plane + co * cin + ci]
-                                    : w[(kh * 3 + kw) * plane + ci * cout + co];
-        T mid[kA * 3], t[kA * kA];  // G g, then (G g) G^T
-        for (int j = 0; j < 3; ++j) F43::filter(g + j, 3, mid + j, 3);
-        for (int i = 0; i < kA; ++i) F43::filter(mid + i * 3, 1, t + i * kA, 1);
-        T* out = u.data() + ci * cout + co;
-        for (int xi = 0; xi < kA * kA; ++xi) out[xi * plane] = t[xi];
+      for (int64_t co0 = 0; co0 < cout; co0 += kBlock) {
+        const int64_t b = std::min(kBlock, cout - co0);
+        T g[9][kBlock], t[kA * kA][kBlock];
+        for (int tap = 0; tap < 9; ++tap) std::copy_n(w + tap * plane + ci * cout + co0, b, g[tap]);
+        separable<3, kA>(g, t, b, [](const T* i, int si, T* o, int so) { F43::filter(i, si, o, so); });
+        for (int xi = 0; xi < kA * kA; ++xi) std::copy_n(t[xi], b, u.data() + xi * plane + ci * cout + co0);
       }
   });
   return u;
@@ -382,18 +387,22 @@ void winograd_conv2d_backward_filter(const Conv2dGeometry& g, const T* x, const 
     }
   };
   parallel_chunks(runs, ChunkFn(run));
-  // Each output adds its partials in run order, whichever thread adds them; then dw = G^T s G.
-  parallel_for_work(pairs, pairs * runs * kP, [&](int64_t i0, int64_t i1) {
-    T s[kP], taps[9];
-    for (int64_t i = i0; i < i1; ++i) {
+  // Each output adds its partials in run order, whichever thread adds them; then dw = G^T s G, for
+  // blocks of consecutive channel pairs at once.
+  const int64_t blocks = (pairs + kBlock - 1) / kBlock;
+  parallel_for_work(blocks, pairs * runs * kP, [&](int64_t b0, int64_t b1) {
+    for (int64_t blk = b0; blk < b1; ++blk) {
+      const int64_t i0 = blk * kBlock, b = std::min(kBlock, pairs - i0);
+      T s[kP][kBlock], taps[9][kBlock];
       for (int xi = 0; xi < kP; ++xi) {
-        s[xi] = T(0);
-        for (int64_t r = 0; r < runs; ++r) s[xi] += partial[static_cast<std::size_t>(r * part + xi * pairs + i)];
+        std::fill_n(s[xi], b, T(0));
+        for (int64_t r = 0; r < runs; ++r) {
+          const T* from = partial.data() + r * part + xi * pairs + i0;
+          for (int64_t k = 0; k < b; ++k) s[xi][k] += from[k];
+        }
       }
-      T mid[3 * F43::kA];  // G^T s, then (G^T s) G
-      for (int j = 0; j < F43::kA; ++j) F43::filter_gradient(s + j, F43::kA, mid + j, F43::kA);
-      for (int i = 0; i < 3; ++i) F43::filter_gradient(mid + i * F43::kA, 1, taps + i * 3, 1);
-      for (int tap = 0; tap < 9; ++tap) dw[tap * pairs + i] = taps[tap];
+      separable<F43::kA, 3>(s, taps, b, [](const T* i, int si, T* o, int so) { F43::filter_gradient(i, si, o, so); });
+      for (int tap = 0; tap < 9; ++tap) std::copy_n(taps[tap], b, dw + tap * pairs + i0);
     }
   });
   if (db)
