@@ -6,6 +6,7 @@
 // Usage: bench_conv_layers [--model vgg|resnet20|all] [--batch-size N] [--threads T] [--repeats R]
 //                          [--avx512 0|1]   (0: the products at the library's own level, not AVX-512)
 //                          [--winograd 0|1] (0: every layer by im2col + GEMM, not Winograd's F(4x4, 3x3))
+//                          [--direct 0|1]   (0: few-channel layers by im2col + GEMM, not direct summation)
 //                          [--bn-activation relu|gelu|silu|none] (relu, the default: BatchNormalization with
 //                          the ReLU inside, as models run vgg's and resnet20's; none: the normalization alone)
 #include <algorithm>
@@ -21,6 +22,7 @@
 #include "backend/backend.h"
 #include "backend/batch_norm_math.h"
 #include "backend/cpu/cpu_backend.h"
+#include "backend/cpu/cpu_direct_conv.h"
 #include "backend/cpu/cpu_winograd.h"
 #include "kiln/kiln.h"
 #include "layers/activation_op.h"
@@ -70,7 +72,7 @@ double median_ms(int repeats, const std::function<void()>& call) {
 int main(int argc, char** argv) {
   std::string model = "all";
   int64_t batch = 32;
-  int threads = 2, repeats = 9, avx512 = 1, winograd = 1;
+  int threads = 2, repeats = 9, avx512 = 1, winograd = 1, direct = 1;
   std::string bn_activation = "relu";
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i], value = argv[i + 1];
@@ -86,6 +88,8 @@ int main(int argc, char** argv) {
       avx512 = std::atoi(value.c_str());
     else if (flag == "--winograd")
       winograd = std::atoi(value.c_str());
+    else if (flag == "--direct")
+      direct = std::atoi(value.c_str());
     else if (flag == "--bn-activation")
       bn_activation = value;
     else
@@ -95,6 +99,8 @@ int main(int argc, char** argv) {
   std::printf("AVX-512 products: %s\n", be::set_gemm_avx512(avx512 != 0) ? "on" : "off");
   be::set_conv_winograd(winograd != 0);
   std::printf("Winograd F(4x4, 3x3): %s\n", be::conv_winograd_enabled() ? "on" : "off");
+  be::set_conv_direct(direct != 0);
+  std::printf("direct summation for few channels: %s\n", direct != 0 ? "on" : "off");
   // The activation the normalization applies in its own passes ("none": the normalization alone).
   const std::optional<be::UnaryFn> activation =
       bn_activation == "none" ? std::nullopt : kiln::activations::elementwise_op(bn_activation);

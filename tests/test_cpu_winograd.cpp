@@ -9,12 +9,15 @@
 
 #include "backend/backend.h"
 #include "backend/cpu/cpu_winograd.h"
+#include "conv_reference.h"
 #include "kiln/kiln.h"
 #include "test_support.h"
 
 namespace {
 
 using kiln::testing::ThreadCount;
+using kiln::testing::uniform_values;
+using kiln::testing::worst_difference;
 
 using kiln::backend::Conv2dGeometry;
 using kiln::backend::cpu;
@@ -22,88 +25,6 @@ using kiln::backend::cpu;
 // A 3x3 stride-1 geometry: padding 0 ('valid'), 1 ('same') or 2.
 Conv2dGeometry geometry(int64_t n, int64_t h, int64_t w, int64_t c, int64_t f, int64_t pad) {
   return {n, h, w, c, 3, 3, f, h + 2 * pad - 2, w + 2 * pad - 2, 1, 1, pad, pad};
-}
-
-std::vector<double> uniform(int64_t count, std::mt19937& rng) {
-  std::uniform_real_distribution<double> dist(-1.0, 1.0);
-  std::vector<double> v(static_cast<std::size_t>(count));
-  for (double& x : v) x = dist(rng);
-  return v;
-}
-
-// y[n, oh, ow, f] = sum over kh, kw, c of x[n, oh + kh - pad, ow + kw - pad, c] w[kh, kw, c, f].
-std::vector<double> forward_reference(const Conv2dGeometry& g, const std::vector<double>& x,
-                                      const std::vector<double>& w) {
-  std::vector<double> y(static_cast<std::size_t>(g.N * g.OH * g.OW * g.F));
-  for (int64_t n = 0; n < g.N; ++n)
-    for (int64_t oh = 0; oh < g.OH; ++oh)
-      for (int64_t ow = 0; ow < g.OW; ++ow)
-        for (int64_t f = 0; f < g.F; ++f) {
-          long double s = 0;
-          for (int64_t kh = 0; kh < 3; ++kh)
-            for (int64_t kw = 0; kw < 3; ++kw) {
-              const int64_t ih = oh + kh - g.pad_top, iw = ow + kw - g.pad_left;
-              if (ih < 0 || ih >= g.H || iw < 0 || iw >= g.W) continue;
-              for (int64_t c = 0; c < g.C; ++c)
-                s += static_cast<long double>(x[((n * g.H + ih) * g.W + iw) * g.C + c]) *
-                     w[((kh * 3 + kw) * g.C + c) * g.F + f];
-            }
-          y[((n * g.OH + oh) * g.OW + ow) * g.F + f] = static_cast<double>(s);
-        }
-  return y;
-}
-
-// dx = the gradient of sum(y * dy) with respect to x: each output's dy spread back over its window.
-std::vector<double> data_gradient_reference(const Conv2dGeometry& g, const std::vector<double>& dy,
-                                            const std::vector<double>& w) {
-  std::vector<long double> dx(static_cast<std::size_t>(g.N * g.H * g.W * g.C), 0.0L);
-  for (int64_t n = 0; n < g.N; ++n)
-    for (int64_t oh = 0; oh < g.OH; ++oh)
-      for (int64_t ow = 0; ow < g.OW; ++ow)
-        for (int64_t kh = 0; kh < 3; ++kh)
-          for (int64_t kw = 0; kw < 3; ++kw) {
-            const int64_t ih = oh + kh - g.pad_top, iw = ow + kw - g.pad_left;
-            if (ih < 0 || ih >= g.H || iw < 0 || iw >= g.W) continue;
-            for (int64_t c = 0; c < g.C; ++c)
-              for (int64_t f = 0; f < g.F; ++f)
-                dx[((n * g.H + ih) * g.W + iw) * g.C + c] +=
-                    static_cast<long double>(dy[((n * g.OH + oh) * g.OW + ow) * g.F + f]) *
-                    w[((kh * 3 + kw) * g.C + c) * g.F + f];
-          }
-  return {dx.begin(), dx.end()};
-}
-
-// dw = the gradient of sum(y * dz) with respect to w, db = the sum of dz over pixels; dz = dy, or
-// dy where relu_y > 0 and 0 elsewhere (relu_y holds no NaN here).
-struct FilterGradients {
-  std::vector<double> dw, db;
-};
-FilterGradients filter_gradient_reference(const Conv2dGeometry& g, const std::vector<double>& x,
-                                          const std::vector<double>& dy, const std::vector<double>* relu_y) {
-  std::vector<long double> dw(static_cast<std::size_t>(9 * g.C * g.F), 0.0L), db(static_cast<std::size_t>(g.F), 0.0L);
-  for (int64_t n = 0; n < g.N; ++n)
-    for (int64_t oh = 0; oh < g.OH; ++oh)
-      for (int64_t ow = 0; ow < g.OW; ++ow)
-        for (int64_t f = 0; f < g.F; ++f) {
-          const std::size_t o = static_cast<std::size_t>(((n * g.OH + oh) * g.OW + ow) * g.F + f);
-          const double dz = relu_y && (*relu_y)[o] <= 0 ? 0.0 : dy[o];
-          db[static_cast<std::size_t>(f)] += dz;
-          for (int64_t kh = 0; kh < 3; ++kh)
-            for (int64_t kw = 0; kw < 3; ++kw) {
-              const int64_t ih = oh + kh - g.pad_top, iw = ow + kw - g.pad_left;
-              if (ih < 0 || ih >= g.H || iw < 0 || iw >= g.W) continue;
-              for (int64_t c = 0; c < g.C; ++c)
-                dw[static_cast<std::size_t>(((kh * 3 + kw) * g.C + c) * g.F + f)] +=
-                    static_cast<long double>(x[((n * g.H + ih) * g.W + iw) * g.C + c]) * dz;
-            }
-        }
-  return {{dw.begin(), dw.end()}, {db.begin(), db.end()}};
-}
-
-double worst_difference(const std::vector<double>& a, const std::vector<double>& b) {
-  double worst = 0;
-  for (std::size_t i = 0; i < a.size(); ++i) worst = std::max(worst, std::abs(a[i] - b[i]));
-  return worst;
 }
 
 class WinogradSwitch {  // sets whether the backend may choose Winograd; restores it when a test ends
@@ -131,15 +52,16 @@ TEST(CpuWinograd, ForwardAndGradientsMatchTheDefinitionInFloat64) {
     SCOPED_TRACE("N=" + std::to_string(g.N) + " H=" + std::to_string(g.H) + " W=" + std::to_string(g.W) +
                  " C=" + std::to_string(g.C) + " F=" + std::to_string(g.F) + " pad=" + std::to_string(g.pad_top));
     ASSERT_TRUE(kiln::backend::winograd_fits(g));
-    const auto x = uniform(g.N * g.H * g.W * g.C, rng), w = uniform(9 * g.C * g.F, rng), bias = uniform(g.F, rng);
-    const auto dy = uniform(g.N * g.OH * g.OW * g.F, rng);
+    const auto x = uniform_values(g.N * g.H * g.W * g.C, rng), w = uniform_values(9 * g.C * g.F, rng),
+               bias = uniform_values(g.F, rng);
+    const auto dy = uniform_values(g.N * g.OH * g.OW * g.F, rng);
     // Sums of 9C products of values in [-1, 1], taken through F(4x4, 3x3)'s transforms, which grow
     // the terms (rows of B^T and A^T add up to 10 and 18 in absolute value): a few hundred ulps of
     // 9C, 1e-16 x 9C x 324; the errors measured stay under a twentieth of it. A wrong tap or tile is
     // off by a whole product, about 1e-1.
     const double bound = 1e-16 * 9.0 * static_cast<double>(std::max(g.C, g.F)) * 4 * 9 * 9;
 
-    const auto want_y = forward_reference(g, x, w);
+    const auto want_y = kiln::testing::conv_forward_reference(g, x, w);
     std::vector<double> y(want_y.size(), -7.0);
     cpu().conv2d_forward(kiln::DType::Float64, g, x.data(), w.data(), nullptr, false, y.data());
     EXPECT_LT(worst_difference(y, want_y), bound) << "forward";
@@ -150,7 +72,7 @@ TEST(CpuWinograd, ForwardAndGradientsMatchTheDefinitionInFloat64) {
     cpu().conv2d_forward(kiln::DType::Float64, g, x.data(), w.data(), bias.data(), true, y.data());
     EXPECT_LT(worst_difference(y, want_fused), bound) << "forward with bias and ReLU";
 
-    const auto want_dx = data_gradient_reference(g, dy, w);
+    const auto want_dx = kiln::testing::conv_data_gradient_reference(g, dy, w);
     std::vector<double> dx(want_dx.size(), -7.0);  // every element must be written
     cpu().conv2d_backward_data(kiln::DType::Float64, g, dy.data(), w.data(), dx.data());
     EXPECT_LT(worst_difference(dx, want_dx), bound) << "data gradient";
@@ -161,7 +83,7 @@ TEST(CpuWinograd, ForwardAndGradientsMatchTheDefinitionInFloat64) {
     for (const bool relu : {false, true}) {
       SCOPED_TRACE(relu ? "fused ReLU" : "no ReLU");
       const std::vector<double>* relu_y = relu ? &want_fused : nullptr;
-      const auto want = filter_gradient_reference(g, x, dy, relu_y);
+      const auto want = kiln::testing::conv_filter_gradient_reference(g, x, dy, relu_y);
       std::vector<double> dw(want.dw.size(), -7.0), db(want.db.size(), -7.0);
       cpu().conv2d_backward_filter(kiln::DType::Float64, g, x.data(), dy.data(), relu ? want_fused.data() : nullptr,
                                    dw.data(), db.data());
@@ -176,8 +98,8 @@ TEST(CpuWinograd, Float32AgreesWithIm2colAndGemm) {
   for (const Conv2dGeometry& g : kCases) {
     SCOPED_TRACE("N=" + std::to_string(g.N) + " H=" + std::to_string(g.H) + " C=" + std::to_string(g.C) +
                  " F=" + std::to_string(g.F) + " pad=" + std::to_string(g.pad_top));
-    const auto x64 = uniform(g.N * g.H * g.W * g.C, rng), w64 = uniform(9 * g.C * g.F, rng);
-    const auto dy64 = uniform(g.N * g.OH * g.OW * g.F, rng);
+    const auto x64 = uniform_values(g.N * g.H * g.W * g.C, rng), w64 = uniform_values(9 * g.C * g.F, rng);
+    const auto dy64 = uniform_values(g.N * g.OH * g.OW * g.F, rng);
     const std::vector<float> x(x64.begin(), x64.end()), w(w64.begin(), w64.end()), dy(dy64.begin(), dy64.end());
     std::vector<float> y[2], dx[2], dw[2], db[2];
     for (const bool winograd : {false, true}) {
@@ -196,18 +118,12 @@ TEST(CpuWinograd, Float32AgreesWithIm2colAndGemm) {
     // im2col's (the transforms' growth, see above): 6e-8 x 9C x 36; the differences measured stay
     // under a quarter of it.
     const double bound = 6e-8 * 9.0 * static_cast<double>(std::max(g.C, g.F)) * 4 * 9;
-    double worst_y = 0, worst_dx = 0;
-    for (std::size_t i = 0; i < y[0].size(); ++i) worst_y = std::max(worst_y, double(std::abs(y[0][i] - y[1][i])));
-    for (std::size_t i = 0; i < dx[0].size(); ++i) worst_dx = std::max(worst_dx, double(std::abs(dx[0][i] - dx[1][i])));
-    EXPECT_LT(worst_y, bound) << "forward";
-    EXPECT_LT(worst_dx, bound) << "data gradient";
+    EXPECT_LT(worst_difference(y[0], y[1]), bound) << "forward";
+    EXPECT_LT(worst_difference(dx[0], dx[1]), bound) << "data gradient";
     // Sums over N*OH*OW pixels, likewise.
     const double filter_bound = 6e-8 * static_cast<double>(g.N * g.OH * g.OW) * 4 * 9;
-    double worst_dw = 0, worst_db = 0;
-    for (std::size_t i = 0; i < dw[0].size(); ++i) worst_dw = std::max(worst_dw, double(std::abs(dw[0][i] - dw[1][i])));
-    for (std::size_t i = 0; i < db[0].size(); ++i) worst_db = std::max(worst_db, double(std::abs(db[0][i] - db[1][i])));
-    EXPECT_LT(worst_dw, filter_bound) << "filter gradient";
-    EXPECT_LT(worst_db, filter_bound) << "bias gradient";
+    EXPECT_LT(worst_difference(dw[0], dw[1]), filter_bound) << "filter gradient";
+    EXPECT_LT(worst_difference(db[0], db[1]), filter_bound) << "bias gradient";
   }
 }
 
@@ -217,7 +133,7 @@ TEST(CpuWinograd, ResultDoesNotDependOnTheThreadCount) {
   const WinogradSwitch on(true);
   std::mt19937 rng(13);
   for (const Conv2dGeometry& g : {geometry(8, 16, 16, 64, 64, 1), geometry(1, 6, 6, 64, 80, 1)}) {
-    const auto x64 = uniform(g.N * g.H * g.W * g.C, rng), w64 = uniform(9 * g.C * g.F, rng);
+    const auto x64 = uniform_values(g.N * g.H * g.W * g.C, rng), w64 = uniform_values(9 * g.C * g.F, rng);
     const std::vector<float> x(x64.begin(), x64.end()), w(w64.begin(), w64.end());
     std::vector<float> dy(static_cast<std::size_t>(g.N * g.OH * g.OW * g.F));
     for (std::size_t i = 0; i < dy.size(); ++i) dy[i] = x[i % x.size()] * 0.5f;

@@ -1,6 +1,7 @@
 // CPU 2-D convolution, NHWC, by im2col + GEMM (Eigen); bench/README.md has the measurement that
 // chose it over Eigen's tensor contraction with extracted patches. 3x3 stride-1 layers of enough
-// channels take Winograd's F(4x4, 3x3) instead, in all three passes (cpu_winograd.h). Patches are unrolled
+// channels take Winograd's F(4x4, 3x3) instead, in all three passes (cpu_winograd.h), and float32
+// stride-1 layers of few channels direct summation (cpu_direct_conv.h). Patches are unrolled
 // into rows [OH*OW per image, KH*KW*C] whose column order matches the kernel layout [KH, KW, C, F], so the forward pass
 // is a GEMM whose output is already NHWC. The batch is split into chunks of whole images (a size fixed by the geometry,
 // not by the thread count) that the thread pool runs; a chunk unrolls into its thread's buffer and runs a
@@ -10,10 +11,12 @@
 // once, so their scatter-adds and filter sums stay in float until the end.
 // Shape letters: N batch, H/W input size, C channels, KH/KW kernel, F filters, OH/OW output.
 #include <algorithm>
+#include <type_traits>
 #include <vector>
 
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/cpu_bias_act.h"
+#include "backend/cpu/cpu_direct_conv.h"
 #include "backend/cpu/cpu_staging.h"
 #include "backend/cpu/cpu_thread_buffer.h"
 #include "backend/cpu/cpu_winograd.h"
@@ -130,6 +133,13 @@ void col2im(const Conv2dGeometry& g, const T* dpatches, int64_t n0, int64_t n_co
 
 template <typename T>
 void conv2d_forward_typed(const Conv2dGeometry& g, const void* x, const void* w, const void* bias, bool relu, void* y) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (direct_conv_fits(g)) {
+      direct_conv2d_forward(g, static_cast<const float*>(x), static_cast<const float*>(w),
+                            static_cast<const float*>(bias), relu, static_cast<float*>(y));
+      return;
+    }
+  }
   if (winograd_fits(g)) {
     winograd_conv2d_forward<T>(g, static_cast<const T*>(x), static_cast<const T*>(w), static_cast<const T*>(bias), relu,
                                static_cast<T*>(y));
@@ -149,6 +159,13 @@ void conv2d_forward_typed(const Conv2dGeometry& g, const void* x, const void* w,
 
 template <typename T>
 void conv2d_backward_data_typed(const Conv2dGeometry& g, const void* dy, const void* w, void* dx) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (direct_conv_data_fits(g)) {
+      direct_conv2d_backward_data(g, static_cast<const float*>(dy), static_cast<const float*>(w),
+                                  static_cast<float*>(dx));
+      return;
+    }
+  }
   if (winograd_fits(g)) {
     winograd_conv2d_backward_data<T>(g, static_cast<const T*>(dy), static_cast<const T*>(w), static_cast<T*>(dx));
     return;
@@ -168,6 +185,14 @@ void conv2d_backward_data_typed(const Conv2dGeometry& g, const void* dy, const v
 template <typename T>
 void conv2d_backward_filter_typed(const Conv2dGeometry& g, const void* x, const void* dy, const void* relu_y, void* dw,
                                   void* db) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (direct_conv_fits(g)) {
+      direct_conv2d_backward_filter(g, static_cast<const float*>(x), static_cast<const float*>(dy),
+                                    static_cast<const float*>(relu_y), static_cast<float*>(dw),
+                                    static_cast<float*>(db));
+      return;
+    }
+  }
   if (winograd_fits(g)) {
     winograd_conv2d_backward_filter<T>(g, static_cast<const T*>(x), static_cast<const T*>(dy),
                                        static_cast<const T*>(relu_y), static_cast<T*>(dw), static_cast<T*>(db));

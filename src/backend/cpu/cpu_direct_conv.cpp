@@ -1,0 +1,311 @@
+// Direct convolution on NHWC float32 tensors, stride 1 (see cpu_direct_conv.h for why). The batch is
+// cut into bands of output rows of one image (a size fixed by the geometry, not the thread count).
+// A band's input rows are first copied into a zero-padded buffer, so that the summing loops need no
+// bounds checks. The forward pass sums, for a block of up to kPixels output pixels of one row, all
+// 8 or 16 filters in 8-lane registers (one FMA per tap, channel and lane group). The data gradient
+// is the forward pass of dy with the filter turned by 180 degrees and its channels swapped. The
+// filter gradient keeps a block of kChannels input channels' sums for one tap in registers while
+// the band's pixels stream past; each run of bands adds into its own partial sum, and the partials
+// are added in run order.
+#include "backend/cpu/cpu_direct_conv.h"
+
+#include <algorithm>
+#include <atomic>
+#include <vector>
+
+#include "backend/cpu/cpu_backend.h"
+#include "backend/cpu/cpu_bias_act.h"
+#include "backend/cpu/cpu_thread_buffer.h"
+
+#if defined(__AVX2__) && defined(__FMA__)
+#define KILN_DIRECT_CONV 1
+#include <immintrin.h>
+#endif
+
+namespace kiln::backend {
+
+namespace {
+
+std::atomic<bool> direct_on{true};
+
+// The data gradient's geometry: a forward pass over dy (F channels, OH x OW) with the turned filter,
+// whose output is the input's H x W x C.
+Conv2dGeometry data_geometry(const Conv2dGeometry& g) {
+  return {g.N, g.OH, g.OW, g.F, g.KH, g.KW, g.C, g.H, g.W, 1, 1, g.KH - 1 - g.pad_top, g.KW - 1 - g.pad_left};
+}
+
+#ifdef KILN_DIRECT_CONV
+
+constexpr int64_t kMaxChannels = 16;  // input channels summed per output pixel, at most
+constexpr int64_t kBandPixels = 512;  // output pixels a band aims for
+constexpr int64_t kMaxRuns = 16;      // filter-gradient partial sums, at most
+
+bool paddings_fit(int64_t in, int64_t out, int64_t k, int64_t pad_front) {
+  const int64_t pad_back = out + k - 1 - in - pad_front;
+  return pad_front >= 0 && pad_front < k && pad_back >= 0 && pad_back < k;
+}
+
+bool geometry_fits(const Conv2dGeometry& g) {
+  return direct_on.load(std::memory_order_relaxed) && g.stride_h == 1 && g.stride_w == 1 && g.C >= 1 &&
+         g.C <= kMaxChannels && (g.F == 8 || g.F == 16) && g.OH >= 1 && g.OW >= 1 &&
+         paddings_fit(g.H, g.OH, g.KH, g.pad_top) && paddings_fit(g.W, g.OW, g.KW, g.pad_left);
+}
+
+struct Bands {
+  int64_t rows;   // output rows per band (the last band of an image may have fewer)
+  int64_t per;    // bands per image
+  int64_t count;  // bands of the batch
+};
+
+Bands bands_of(const Conv2dGeometry& g) {
+  const int64_t rows = std::clamp<int64_t>(kBandPixels / g.OW, 1, g.OH);
+  const int64_t per = (g.OH + rows - 1) / rows;
+  return {rows, per, g.N * per};
+}
+
+// Copies the input rows that output rows [oh0, oh0 + rows) of image n read into `xp`, (rows + KH -
+// 1) x (OW + KW - 1) pixels of C channels, zeros where the window reaches into the padding.
+void pad_band(const Conv2dGeometry& g, const float* x, int64_t n, int64_t oh0, int64_t rows, float* xp) {
+  const int64_t wp = g.OW + g.KW - 1, row_len = wp * g.C;
+  const int64_t copy_cols = std::min(g.W, wp - g.pad_left);
+  for (int64_t r = 0; r < rows + g.KH - 1; ++r) {
+    float* dst = xp + r * row_len;
+    const int64_t ih = oh0 - g.pad_top + r;
+    if (ih < 0 || ih >= g.H) {
+      std::fill_n(dst, row_len, 0.0F);
+      continue;
+    }
+    std::fill_n(dst, g.pad_left * g.C, 0.0F);
+    std::copy_n(x + (n * g.H + ih) * g.W * g.C, copy_cols * g.C, dst + g.pad_left * g.C);
+    std::fill(dst + (g.pad_left + copy_cols) * g.C, dst + row_len, 0.0F);
+  }
+}
+
+constexpr int kPixels = 6;    // output pixels summed together in the forward pass
+constexpr int kChannels = 4;  // input channels summed together in the filter gradient
+
+// y's kP pixels from `in` (the padded band at the block's first window), kV groups of 8 filters.
+template <int kP, int kV>
+void forward_block(const Conv2dGeometry& g, const float* in, int64_t in_row, const float* w, const float* bias,
+                   bool relu, float* out) {
+  __m256 acc[kP][kV];
+  for (auto& pixel : acc)
+    for (auto& a : pixel) a = _mm256_setzero_ps();
+  const int64_t C = g.C, F = g.F;
+  for (int64_t kh = 0; kh < g.KH; ++kh)
+    for (int64_t kw = 0; kw < g.KW; ++kw) {
+      const float* src = in + kh * in_row + kw * C;
+      const float* taps = w + (kh * g.KW + kw) * C * F;
+      for (int64_t c = 0; c < C; ++c) {
+        __m256 wv[kV];
+        for (int v = 0; v < kV; ++v) wv[v] = _mm256_loadu_ps(taps + c * F + 8 * v);
+        for (int p = 0; p < kP; ++p) {
+          const __m256 s = _mm256_set1_ps(src[p * C + c]);
+          for (int v = 0; v < kV; ++v) acc[p][v] = _mm256_fmadd_ps(s, wv[v], acc[p][v]);
+        }
+      }
+    }
+  for (int p = 0; p < kP; ++p)
+    for (int v = 0; v < kV; ++v) _mm256_storeu_ps(out + p * F + 8 * v, acc[p][v]);
+  bias_act_rows(out, bias, relu, kP, F);
+}
+
+template <int kV>
+void forward_row(const Conv2dGeometry& g, const float* in, int64_t in_row, const float* w, const float* bias, bool relu,
+                 float* out) {
+  int64_t ow = 0;
+  for (; ow + kPixels <= g.OW; ow += kPixels)
+    forward_block<kPixels, kV>(g, in + ow * g.C, in_row, w, bias, relu, out + ow * g.F);
+  const float* rest_in = in + ow * g.C;
+  float* rest_out = out + ow * g.F;
+  switch (g.OW - ow) {
+    case 1:
+      forward_block<1, kV>(g, rest_in, in_row, w, bias, relu, rest_out);
+      break;
+    case 2:
+      forward_block<2, kV>(g, rest_in, in_row, w, bias, relu, rest_out);
+      break;
+    case 3:
+      forward_block<3, kV>(g, rest_in, in_row, w, bias, relu, rest_out);
+      break;
+    case 4:
+      forward_block<4, kV>(g, rest_in, in_row, w, bias, relu, rest_out);
+      break;
+    case 5:
+      forward_block<5, kV>(g, rest_in, in_row, w, bias, relu, rest_out);
+      break;
+    default:
+      break;
+  }
+  static_assert(kPixels == 6, "the remainder's cases cover 1 to kPixels - 1 pixels");
+}
+
+void forward(const Conv2dGeometry& g, const float* x, const float* w, const float* bias, bool relu, float* y) {
+  const Bands b = bands_of(g);
+  const int64_t in_row = (g.OW + g.KW - 1) * g.C;
+  parallel_for(b.count, b.count, [&](int64_t band, int64_t) {
+    const int64_t n = band / b.per, oh0 = band % b.per * b.rows, rows = std::min(b.rows, g.OH - oh0);
+    float* xp = thread_buffer<float>((b.rows + g.KH - 1) * in_row, 0);
+    pad_band(g, x, n, oh0, rows, xp);
+    for (int64_t r = 0; r < rows; ++r) {
+      float* out = y + ((n * g.OH + oh0 + r) * g.OW) * g.F;
+      if (g.F == 16)
+        forward_row<2>(g, xp + r * in_row, in_row, w, bias, relu, out);
+      else
+        forward_row<1>(g, xp + r * in_row, in_row, w, bias, relu, out);
+    }
+  });
+}
+
+// Adds, for one tap and input channels [c0, c0 + kC), the band's products of input and output
+// gradient into sums[kC][F] (kV groups of 8 filters).
+template <int kC, int kV>
+void filter_block(const Conv2dGeometry& g, const float* xp, int64_t in_row, const float* dz, int64_t rows, int64_t kh,
+                  int64_t kw, int64_t c0, float* sums) {
+  __m256 acc[kC][kV];
+  for (int c = 0; c < kC; ++c)
+    for (int v = 0; v < kV; ++v) acc[c][v] = _mm256_loadu_ps(sums + c * g.F + 8 * v);
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* src = xp + (r + kh) * in_row + kw * g.C + c0;
+    const float* grad = dz + r * g.OW * g.F;
+    for (int64_t ow = 0; ow < g.OW; ++ow) {
+      __m256 d[kV];
+      for (int v = 0; v < kV; ++v) d[v] = _mm256_loadu_ps(grad + ow * g.F + 8 * v);
+      for (int c = 0; c < kC; ++c) {
+        const __m256 s = _mm256_set1_ps(src[ow * g.C + c]);
+        for (int v = 0; v < kV; ++v) acc[c][v] = _mm256_fmadd_ps(s, d[v], acc[c][v]);
+      }
+    }
+  }
+  for (int c = 0; c < kC; ++c)
+    for (int v = 0; v < kV; ++v) _mm256_storeu_ps(sums + c * g.F + 8 * v, acc[c][v]);
+}
+
+template <int kV>
+void filter_band(const Conv2dGeometry& g, const float* xp, int64_t in_row, const float* dz, int64_t rows,
+                 float* partial) {
+  for (int64_t kh = 0; kh < g.KH; ++kh)
+    for (int64_t kw = 0; kw < g.KW; ++kw) {
+      float* tap = partial + (kh * g.KW + kw) * g.C * g.F;
+      int64_t c0 = 0;
+      for (; c0 + kChannels <= g.C; c0 += kChannels)
+        filter_block<kChannels, kV>(g, xp, in_row, dz, rows, kh, kw, c0, tap + c0 * g.F);
+      switch (g.C - c0) {
+        case 1:
+          filter_block<1, kV>(g, xp, in_row, dz, rows, kh, kw, c0, tap + c0 * g.F);
+          break;
+        case 2:
+          filter_block<2, kV>(g, xp, in_row, dz, rows, kh, kw, c0, tap + c0 * g.F);
+          break;
+        case 3:
+          filter_block<3, kV>(g, xp, in_row, dz, rows, kh, kw, c0, tap + c0 * g.F);
+          break;
+        default:
+          break;
+      }
+      static_assert(kChannels == 4, "the remainder's cases cover 1 to kChannels - 1 channels");
+    }
+}
+
+void backward_filter(const Conv2dGeometry& g, const float* x, const float* dy, const float* relu_y, float* dw,
+                     float* db) {
+  const Bands b = bands_of(g);
+  const int64_t in_row = (g.OW + g.KW - 1) * g.C, taps = g.KH * g.KW * g.C * g.F, part = taps + g.F;
+  const int64_t runs = std::min(b.count, kMaxRuns);
+  std::vector<float> partial(static_cast<std::size_t>(runs * part), 0.0F);
+  auto run = [&](int64_t r) {
+    float* mine = partial.data() + r * part;
+    float* xp = thread_buffer<float>((b.rows + g.KH - 1) * in_row, 0);
+    for (int64_t band = r * b.count / runs; band < (r + 1) * b.count / runs; ++band) {
+      const int64_t n = band / b.per, oh0 = band % b.per * b.rows, rows = std::min(b.rows, g.OH - oh0);
+      const int64_t pixels = rows * g.OW;
+      const float* grad = dy + (n * g.OH + oh0) * g.OW * g.F;
+      if (relu_y) {
+        // unary_backward's ReLU rule, the derivative taken first so that the loop vectorises.
+        float* dz = thread_buffer<float>(b.rows * g.OW * g.F, 1);
+        const float* y = relu_y + (n * g.OH + oh0) * g.OW * g.F;
+        for (int64_t i = 0; i < pixels * g.F; ++i) dz[i] = grad[i] * math::derivative<UnaryOp::Relu>(y[i], y[i]);
+        grad = dz;
+      }
+      if (db)
+        for (int64_t p = 0; p < pixels; ++p)
+          for (int64_t f = 0; f < g.F; ++f) mine[taps + f] += grad[p * g.F + f];
+      pad_band(g, x, n, oh0, rows, xp);
+      if (g.F == 16)
+        filter_band<2>(g, xp, in_row, grad, rows, mine);
+      else
+        filter_band<1>(g, xp, in_row, grad, rows, mine);
+    }
+  };
+  parallel_chunks(runs, ChunkFn(run));
+  for (int64_t i = 0; i < part; ++i) {
+    float s = 0.0F;
+    for (int64_t r = 0; r < runs; ++r) s += partial[static_cast<std::size_t>(r * part + i)];
+    if (i < taps)
+      dw[i] = s;
+    else if (db)
+      db[i - taps] = s;
+  }
+}
+
+#else
+
+[[noreturn]] void not_compiled() {
+  throw Error("conv2d", "the direct convolution is not compiled into this build; expected a call only where it fits");
+}
+
+#endif  // KILN_DIRECT_CONV
+
+}  // namespace
+
+bool direct_conv_fits(const Conv2dGeometry& g) {
+#ifdef KILN_DIRECT_CONV
+  return geometry_fits(g);
+#else
+  (void)g;
+  return false;
+#endif
+}
+
+bool direct_conv_data_fits(const Conv2dGeometry& g) { return direct_conv_fits(data_geometry(g)); }
+
+bool set_conv_direct(bool enabled) { return direct_on.exchange(enabled, std::memory_order_relaxed); }
+
+void direct_conv2d_forward(const Conv2dGeometry& g, const float* x, const float* w, const float* bias, bool relu,
+                           float* y) {
+#ifdef KILN_DIRECT_CONV
+  forward(g, x, w, bias, relu, y);
+#else
+  (void)g, (void)x, (void)w, (void)bias, (void)relu, (void)y;
+  not_compiled();
+#endif
+}
+
+void direct_conv2d_backward_data(const Conv2dGeometry& g, const float* dy, const float* w, float* dx) {
+#ifdef KILN_DIRECT_CONV
+  // dx[ih] = sum over kh of dy[ih + pad - kh] w[kh] = sum over kh' of dy[ih + kh' - (KH - 1 - pad)] w[KH - 1 - kh']:
+  // the forward pass of data_geometry(g) with w'[kh'][kw'][f][c] = w[KH - 1 - kh'][KW - 1 - kw'][c][f].
+  const int64_t taps = g.KH * g.KW, pairs = g.C * g.F;
+  std::vector<float> turned(static_cast<std::size_t>(taps * pairs));
+  for (int64_t t = 0; t < taps; ++t)
+    for (int64_t c = 0; c < g.C; ++c)
+      for (int64_t f = 0; f < g.F; ++f)
+        turned[static_cast<std::size_t>(t * pairs + f * g.C + c)] = w[(taps - 1 - t) * pairs + c * g.F + f];
+  forward(data_geometry(g), dy, turned.data(), nullptr, false, dx);
+#else
+  (void)g, (void)dy, (void)w, (void)dx;
+  not_compiled();
+#endif
+}
+
+void direct_conv2d_backward_filter(const Conv2dGeometry& g, const float* x, const float* dy, const float* relu_y,
+                                   float* dw, float* db) {
+#ifdef KILN_DIRECT_CONV
+  backward_filter(g, x, dy, relu_y, dw, db);
+#else
+  (void)g, (void)x, (void)dy, (void)relu_y, (void)dw, (void)db;
+  not_compiled();
+#endif
+}
+
+}  // namespace kiln::backend
