@@ -50,6 +50,18 @@ constexpr int64_t kMaxFilterRuns = 64;
 // transform without proving that its loads and stores do not overlap.
 constexpr int64_t kBlock = 32;
 
+// Copies b <= kBlock elements. A whole block is copied by a loop of fixed length, which the compiler
+// turns into vector moves; std::copy_n of a length known only at run time becomes `rep movs`, whose
+// start-up cost exceeds a block's copy (bench/README.md has the measurement).
+template <typename T>
+void copy_block(const T* from, int64_t b, T* to) {
+  if (b == kBlock) {
+    for (int64_t k = 0; k < kBlock; ++k) to[k] = from[k];
+  } else {
+    std::copy_n(from, b, to);
+  }
+}
+
 // Elements between two of a chunk's 36 planes in V or M: the plane's size and 64 bytes more. A
 // transform reads or writes all its planes at once; with planes a multiple of 4 KiB apart, all the
 // streams would fall in the same set of the L1 cache and evict one another.
@@ -197,9 +209,9 @@ std::vector<T> transformed_filter(const T* w, int64_t cin, int64_t cout, bool tu
       for (int64_t co0 = 0; co0 < cout; co0 += kBlock) {
         const int64_t b = std::min(kBlock, cout - co0);
         T g[9][kBlock], t[kA * kA][kBlock];
-        for (int tap = 0; tap < 9; ++tap) std::copy_n(w + tap * plane + ci * cout + co0, b, g[tap]);
+        for (int tap = 0; tap < 9; ++tap) copy_block(w + tap * plane + ci * cout + co0, b, g[tap]);
         separable<3, kA>(g, t, b, [](const T* i, int si, T* o, int so) { F43::filter(i, si, o, so); });
-        for (int xi = 0; xi < kA * kA; ++xi) std::copy_n(t[xi], b, u.data() + xi * plane + ci * cout + co0);
+        for (int xi = 0; xi < kA * kA; ++xi) copy_block(t[xi], b, u.data() + xi * plane + ci * cout + co0);
       }
   });
   return u;
@@ -225,9 +237,9 @@ void input_transform(const Conv2dGeometry& g, const Tiling& tl, const T* x, cons
     for (int64_t c0 = 0; c0 < g.C; c0 += kBlock) {
       const int64_t b = std::min(kBlock, g.C - c0);
       T in[kP][kBlock], r[kP][kBlock];
-      for (int p = 0; p < kP; ++p) std::copy_n(d[p] + c0, b, in[p]);
+      for (int p = 0; p < kP; ++p) copy_block(d[p] + c0, b, in[p]);
       separable<kA, kA>(in, r, b, [](const T* i, int si, T* o, int so) { F43::input(i, si, o, so); });
-      for (int xi = 0; xi < kP; ++xi) std::copy_n(r[xi], b, out + xi * plane + c0);
+      for (int xi = 0; xi < kP; ++xi) copy_block(r[xi], b, out + xi * plane + c0);
     }
   }
 }
@@ -249,12 +261,12 @@ void output_transform(const Conv2dGeometry& g, const Tiling& tl, const T* m, int
     for (int64_t f0 = 0; f0 < g.F; f0 += kBlock) {
       const int64_t b = std::min(kBlock, g.F - f0);
       T in[kP][kBlock];
-      for (int p = 0; p < kP; ++p) std::copy_n(src + p * plane + f0, b, in[p]);
+      for (int p = 0; p < kP; ++p) copy_block(src + p * plane + f0, b, in[p]);
       T out[kM * kM][kBlock];
       separable<F43::kA, kM>(in, out, b, [](const T* i, int si, T* o, int so) { F43::output(i, si, o, so); });
       for (int q = 0; q < kM * kM; ++q)
         if (px[q]) {
-          std::copy_n(out[q], b, px[q] + f0);
+          copy_block(out[q], b, px[q] + f0);
           bias_act_rows(px[q] + f0, bias ? bias + f0 : nullptr, relu, 1, b);
         }
     }
@@ -312,7 +324,7 @@ void output_gradient_transform(const Conv2dGeometry& g, const Tiling& tl, const 
       const int64_t b = std::min(kBlock, g.F - f0);
       T in[kQ][kBlock];
       for (int q = 0; q < kQ; ++q) {
-        std::copy_n(d[q] + f0, b, in[q]);
+        copy_block(d[q] + f0, b, in[q]);
         if (relu_y)
           for (int64_t k = 0; k < b; ++k) in[q][k] *= math::derivative<UnaryOp::Relu>(y[q][f0 + k], y[q][f0 + k]);
         if (bias_sums)
@@ -320,7 +332,7 @@ void output_gradient_transform(const Conv2dGeometry& g, const Tiling& tl, const 
       }
       T r[kP][kBlock];
       separable<kM, F43::kA>(in, r, b, [](const T* i, int si, T* o, int so) { F43::output_gradient(i, si, o, so); });
-      for (int xi = 0; xi < kP; ++xi) std::copy_n(r[xi], b, out + xi * plane + f0);
+      for (int xi = 0; xi < kP; ++xi) copy_block(r[xi], b, out + xi * plane + f0);
     }
   }
 }
@@ -402,7 +414,7 @@ void winograd_conv2d_backward_filter(const Conv2dGeometry& g, const T* x, const 
         }
       }
       separable<F43::kA, 3>(s, taps, b, [](const T* i, int si, T* o, int so) { F43::filter_gradient(i, si, o, so); });
-      for (int tap = 0; tap < 9; ++tap) std::copy_n(taps[tap], b, dw + tap * pairs + i0);
+      for (int tap = 0; tap < 9; ++tap) copy_block(taps[tap], b, dw + tap * pairs + i0);
     }
   });
   if (db)
