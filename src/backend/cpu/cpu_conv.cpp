@@ -210,10 +210,12 @@ void conv2d_backward_filter_typed(const Conv2dGeometry& g, const void* x, const 
   const bool transposed = K >= g.F && g.F <= kMaxTransposedFilters;
   const int64_t part = KF + g.F;
   const int64_t runs = std::min(ch.count, kMaxFilterPartials);
-  std::vector<T> partial(static_cast<std::size_t>(runs * part), T(0));
+  // Each run zeroes its own partial, in parallel and in the cache of the thread that fills it.
+  T* partial = thread_buffer<T>(runs * part, 2);
   auto run = [&](int64_t r) {
     const int64_t c0 = r * ch.count / runs, c1 = (r + 1) * ch.count / runs;
-    T* mine = partial.data() + r * part;
+    T* mine = partial + r * part;
+    std::fill_n(mine, part, T(0));
     T* patches = thread_buffer<T>(ch.images * rows_per_image * K, 0);
     T* dz = relu_y ? thread_buffer<T>(ch.images * rows_per_image * g.F, 1) : nullptr;
     for (int64_t c = c0; c < c1; ++c) {
@@ -250,7 +252,7 @@ void conv2d_backward_filter_typed(const Conv2dGeometry& g, const void* x, const 
       // Output element i is filter sum (i / F, i % F): at (i % F) * K + i / F in a transposed partial.
       const int64_t at = (transposed && i < KF) ? (i % g.F) * K + i / g.F : i;
       T s = T(0);
-      for (int64_t r = 0; r < runs; ++r) s += partial[static_cast<std::size_t>(r * part + at)];
+      for (int64_t r = 0; r < runs; ++r) s += partial[r * part + at];
       if (i < KF)
         out_w[i] = s;
       else

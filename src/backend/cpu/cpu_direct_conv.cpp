@@ -212,9 +212,10 @@ void backward_filter(const Conv2dGeometry& g, const float* x, const float* dy, c
   const Bands b = bands_of(g);
   const int64_t in_row = (g.OW + g.KW - 1) * g.C, taps = g.KH * g.KW * g.C * g.F, part = taps + g.F;
   const int64_t runs = std::min(b.count, kMaxRuns);
-  std::vector<float> partial(static_cast<std::size_t>(runs * part), 0.0F);
+  float* partial = thread_buffer<float>(runs * part, 2);  // each run zeroes its own
   auto run = [&](int64_t r) {
-    float* mine = partial.data() + r * part;
+    float* mine = partial + r * part;
+    std::fill_n(mine, part, 0.0F);
     float* xp = thread_buffer<float>((b.rows + g.KH - 1) * in_row, 0);
     for (int64_t band = r * b.count / runs; band < (r + 1) * b.count / runs; ++band) {
       const int64_t n = band / b.per, oh0 = band % b.per * b.rows, rows = std::min(b.rows, g.OH - oh0);
@@ -240,7 +241,7 @@ void backward_filter(const Conv2dGeometry& g, const float* x, const float* dy, c
   parallel_chunks(runs, ChunkFn(run));
   for (int64_t i = 0; i < part; ++i) {
     float s = 0.0F;
-    for (int64_t r = 0; r < runs; ++r) s += partial[static_cast<std::size_t>(r * part + i)];
+    for (int64_t r = 0; r < runs; ++r) s += partial[r * part + i];
     if (i < taps)
       dw[i] = s;
     else if (db)

@@ -191,19 +191,18 @@ TilePlace place_of(const Tiling& tl, int64_t tile) {
 // w[2 - kh][2 - kw][co][ci]. A turned filter is first copied out in the stored order, so that both
 // transform blocks of consecutive output channels, which the compiler vectorises.
 template <typename T>
-std::vector<T> transformed_filter(const T* w, int64_t cin, int64_t cout, bool turned) {
+const T* transformed_filter(const T* w, int64_t cin, int64_t cout, bool turned) {
   constexpr int kA = F43::kA;
   const int64_t plane = cin * cout;
-  std::vector<T> stored;
   if (turned) {
-    stored.resize(static_cast<std::size_t>(9 * plane));
+    T* stored = thread_buffer<T>(9 * plane, 3);
     for (int tap = 0; tap < 9; ++tap)
       for (int64_t co = 0; co < cout; ++co)
         for (int64_t ci = 0; ci < cin; ++ci)
-          stored[static_cast<std::size_t>(tap * plane + ci * cout + co)] = w[(8 - tap) * plane + co * cin + ci];
-    w = stored.data();
+          stored[tap * plane + ci * cout + co] = w[(8 - tap) * plane + co * cin + ci];
+    w = stored;
   }
-  std::vector<T> u(static_cast<std::size_t>(kA * kA * plane));
+  T* u = thread_buffer<T>(kA * kA * plane, 2);  // every element is written below
   parallel_for_work(cin, kA * kA * plane, [&](int64_t c0, int64_t c1) {
     for (int64_t ci = c0; ci < c1; ++ci)
       for (int64_t co0 = 0; co0 < cout; co0 += kBlock) {
@@ -211,7 +210,7 @@ std::vector<T> transformed_filter(const T* w, int64_t cin, int64_t cout, bool tu
         T g[9][kBlock], t[kA * kA][kBlock];
         for (int tap = 0; tap < 9; ++tap) copy_block(w + tap * plane + ci * cout + co0, b, g[tap]);
         separable<3, kA>(g, t, b, [](const T* i, int si, T* o, int so) { F43::filter(i, si, o, so); });
-        for (int xi = 0; xi < kA * kA; ++xi) copy_block(t[xi], b, u.data() + xi * plane + ci * cout + co0);
+        for (int xi = 0; xi < kA * kA; ++xi) copy_block(t[xi], b, u + xi * plane + ci * cout + co0);
       }
   });
   return u;
@@ -350,8 +349,7 @@ bool winograd_fits(const Conv2dGeometry& g) {
 
 template <typename T>
 void winograd_conv2d_forward(const Conv2dGeometry& g, const T* x, const T* w, const T* bias, bool relu, T* y) {
-  const std::vector<T> u = transformed_filter(w, g.C, g.F, false);
-  run_tiles(g, x, u.data(), bias, relu, y);
+  run_tiles(g, x, transformed_filter(w, g.C, g.F, false), bias, relu, y);
 }
 
 template <typename T>
@@ -360,8 +358,7 @@ void winograd_conv2d_backward_data(const Conv2dGeometry& g, const T* dy, const T
   // a forward pass over dy (F channels, OH x OW) with the turned filter and padding 2 - pad, whose
   // output is H x W with C channels.
   const Conv2dGeometry d{g.N, g.OH, g.OW, g.F, 3, 3, g.C, g.H, g.W, 1, 1, 2 - g.pad_top, 2 - g.pad_left};
-  const std::vector<T> u = transformed_filter(w, g.F, g.C, true);
-  run_tiles(d, dy, u.data(), static_cast<const T*>(nullptr), false, dx);
+  run_tiles(d, dy, transformed_filter(w, g.F, g.C, true), static_cast<const T*>(nullptr), false, dx);
 }
 
 template <typename T>
@@ -375,11 +372,13 @@ void winograd_conv2d_backward_filter(const Conv2dGeometry& g, const T* x, const 
   // result does not depend on the thread count. The partials' memory is bounded.
   const int64_t runs = std::clamp<int64_t>(kFilterPartialBytes / part_bytes, 1,
                                            std::min(std::max<int64_t>(tl.chunks, 1), kMaxFilterRuns));
-  std::vector<T> partial(static_cast<std::size_t>(runs * part), T(0));
+  // Each run zeroes its own partial, in parallel and in the cache of the thread that fills it.
+  T* partial = thread_buffer<T>(runs * part, 2);
   const std::vector<T> zeros(static_cast<std::size_t>(std::max(g.C, g.F)), T(0));
   auto run = [&](int64_t r) {
     const int64_t c0 = r * tl.chunks / runs, c1 = (r + 1) * tl.chunks / runs;
-    T* sums = partial.data() + r * part;
+    T* sums = partial + r * part;
+    std::fill_n(sums, part, T(0));
     T* v = thread_buffer<T>(kP * plane_stride<T>(tl.per_chunk, g.C), 0);
     T* z = thread_buffer<T>(kP * plane_stride<T>(tl.per_chunk, g.F), 1);
     for (int64_t c = c0; c < c1; ++c) {
@@ -409,7 +408,7 @@ void winograd_conv2d_backward_filter(const Conv2dGeometry& g, const T* x, const 
       for (int xi = 0; xi < kP; ++xi) {
         std::fill_n(s[xi], b, T(0));
         for (int64_t r = 0; r < runs; ++r) {
-          const T* from = partial.data() + r * part + xi * pairs + i0;
+          const T* from = partial + r * part + xi * pairs + i0;
           for (int64_t k = 0; k < b; ++k) s[xi][k] += from[k];
         }
       }
@@ -420,7 +419,7 @@ void winograd_conv2d_backward_filter(const Conv2dGeometry& g, const T* x, const 
   if (db)
     for (int64_t f = 0; f < g.F; ++f) {
       T s = T(0);
-      for (int64_t r = 0; r < runs; ++r) s += partial[static_cast<std::size_t>(r * part + kP * pairs + f)];
+      for (int64_t r = 0; r < runs; ++r) s += partial[r * part + kP * pairs + f];
       db[f] = s;
     }
 }
