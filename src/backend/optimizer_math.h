@@ -75,10 +75,13 @@ KILN_HOST_DEVICE inline T clip_scalar_of(const RuleConstants<T>& r, T own, T tot
 }
 
 /// Element i of tensor `t`: clip, weight decay, the rule (at t's multiple of the learning rate),
-/// the moving average.
-template <typename T>
-KILN_HOST_DEVICE inline void update_element(const RuleConstants<T>& r, const StepConstants<T>& s, T clip_scalar,
-                                            const UpdateTensor& t, int64_t i) {
+/// the moving average. `Rule` is RuleConstants<T> or a type derived from it whose static constexpr
+/// members (kind, clip, ...) hide the runtime ones, and `Tensor` likewise UpdateTensor or one whose
+/// constexpr `average` is null: the CPU's loops fix a common rule's switches at compile time that
+/// way (cpu_optimizer.cpp), so that they hold no branch and vectorise, with the formulas unchanged.
+template <typename T, typename Rule, typename Tensor>
+KILN_HOST_DEVICE inline void update_element(const Rule& r, const StepConstants<T>& s, T clip_scalar, const Tensor& t,
+                                            int64_t i) {
   T* ws = static_cast<T*>(t.w);
   T w = ws[i];
   if (t.g != nullptr) {

@@ -1,10 +1,64 @@
 // CPU optimizer updates, written exactly as Keras writes them so the rounding matches.
 #include <cmath>
+#include <cstddef>
+#include <type_traits>
 
 #include "backend/cpu/cpu_backend.h"
 #include "backend/optimizer_math.h"
 
 namespace kiln::backend {
+
+namespace {
+
+// A rule whose switches are compile-time constants hiding RuleConstants' runtime ones: the element
+// loop then holds no branch on them and vectorises (the generic loop, which tests them for every
+// element, ran scalar: bench/README.md has the measurement). No clipping.
+template <typename T, UpdateKind K, bool kMomentum, bool kNesterov, bool kDecay>
+struct FixedRule : math::RuleConstants<T> {
+  static constexpr UpdateKind kind = K;
+  static constexpr ClipKind clip = ClipKind::None;
+  static constexpr bool has_momentum = kMomentum, nesterov = kNesterov, decay = kDecay;
+};
+
+// A tensor without a moving average of its weights, known at compile time.
+struct TensorWithoutAverage : UpdateTensor {
+  static constexpr std::nullptr_t average = nullptr;
+};
+
+// Calls body(rule): `r` as a FixedRule where it is SGD (plain, momentum or nesterov) or Adam without
+// clipping, the common rules; else `r` itself.
+template <typename T, typename Body>
+void with_fixed_rule(const math::RuleConstants<T>& r, Body&& body) {
+  using std::bool_constant;
+  const auto fixed = [&](auto kind, auto momentum, auto nesterov) {
+    if (r.decay)
+      body(FixedRule<T, decltype(kind)::value, decltype(momentum)::value, decltype(nesterov)::value, true>{r});
+    else
+      body(FixedRule<T, decltype(kind)::value, decltype(momentum)::value, decltype(nesterov)::value, false>{r});
+  };
+  using Kind = UpdateKind;
+  if (r.clip != ClipKind::None)
+    body(r);
+  else if (r.kind == Kind::Adam)
+    fixed(std::integral_constant<Kind, Kind::Adam>{}, bool_constant<false>{}, bool_constant<false>{});
+  else if (r.kind == Kind::Sgd && !r.has_momentum)
+    fixed(std::integral_constant<Kind, Kind::Sgd>{}, bool_constant<false>{}, bool_constant<false>{});
+  else if (r.kind == Kind::Sgd && r.nesterov)
+    fixed(std::integral_constant<Kind, Kind::Sgd>{}, bool_constant<true>{}, bool_constant<true>{});
+  else if (r.kind == Kind::Sgd)
+    fixed(std::integral_constant<Kind, Kind::Sgd>{}, bool_constant<true>{}, bool_constant<false>{});
+  else
+    body(r);
+}
+
+// Elements [i0, i1) of `t`; the arguments are copies, so that no store through the tensors' pointers
+// can be taken to change them and the loop keeps them in registers.
+template <typename T, typename Rule, typename Tensor>
+void update_range(const Rule r, const math::StepConstants<T> s, const T clip, const Tensor t, int64_t i0, int64_t i1) {
+  for (int64_t i = i0; i < i1; ++i) math::update_element(r, s, clip, t, i);
+}
+
+}  // namespace
 
 void CpuBackend::sgd_step(DType dtype, void* w, const void* g, void* v, int64_t n, double lr, double momentum,
                           bool nesterov) {
@@ -106,8 +160,13 @@ void CpuBackend::optimizer_update(DType dtype, const UpdateRule& rule, const Upd
       const T clip = sums != nullptr
                          ? math::clip_scalar_of(r, sums[k], r.clip == ClipKind::GlobalNorm ? sums[count] : T(0))
                          : T(1);
-      parallel_for_work(t.n, t.n, [&](int64_t i0, int64_t i1) {
-        for (int64_t i = i0; i < i1; ++i) math::update_element(r, s, clip, t, i);
+      with_fixed_rule(r, [&](const auto& rule) {
+        parallel_for_work(t.n, t.n, [&](int64_t i0, int64_t i1) {
+          if (t.average == nullptr)
+            update_range(rule, s, clip, TensorWithoutAverage{t}, i0, i1);
+          else
+            update_range(rule, s, clip, t, i0, i1);
+        });
       });
     }
   });
