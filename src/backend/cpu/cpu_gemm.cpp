@@ -56,6 +56,10 @@ constexpr int64_t kSkinny = 128;
 constexpr int64_t kMinOutputBlock = 64;
 // At most this many output blocks: enough to balance 16 threads.
 constexpr int64_t kMaxOutputBlocks = 64;
+// An output with this many blocks along its longer axis is split along it even when the depth is
+// longer: the depth split's partial products ([m, n] each) cost more to write and add than the
+// blocks' repacking of the other operand (bench/README.md has the measurement).
+constexpr int64_t kEnoughOutputBlocks = 8;
 // Depth chunks of a split over k: at least this deep, at most kMaxDepthChunks of them.
 constexpr int64_t kMinDepthChunk = 128, kMaxDepthChunks = 64;
 
@@ -63,16 +67,18 @@ constexpr int64_t kMinDepthChunk = 128, kMaxDepthChunks = 64;
 
 // A product split into independent Eigen products run by the thread pool, with the split fixed by
 // the shape so that the result does not depend on the thread count. Mostly the output is cut along
-// its longer axis: disjoint blocks of C, no reduction. Skinny products with a long depth (a dense
-// layer at a small batch: [10, 7200] x [7200, 64]) have too little output for that: they are cut
-// along the depth instead, and the per-chunk products summed in chunk order. Eigen's own threading
-// (OpenMP) split the output only, which a 10 x 64 output barely has (0.5 ms for this product on 8
-// and 16 threads), and its barriers stalled on a shared machine (thread_pool.h).
+// its longer axis: disjoint blocks of C, no reduction. Skinny products with a long depth and a
+// short output (a dense layer at a small batch: [10, 7200] x [7200, 64]) have too little output for
+// that: they are cut along the depth instead, and the per-chunk products summed in chunk order.
+// Eigen's own threading (OpenMP) split the output only, which a 10 x 64 output barely has (0.5 ms
+// for this product on 8 and 16 threads), and its barriers stalled on a shared machine
+// (thread_pool.h).
 template <typename T>
 void gemm_parallel(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, const T* a, const T* b, T beta, T* c) {
   const int64_t lda = ta ? m : k, ldb = tb ? k : n, macs = m * n * k;
   if (macs < 2 * kMacsPerThread) return gemm_serial<T>(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, n);
-  if (std::max(m, n) >= k || std::min(m, n) > kSkinny) {  // disjoint blocks of C along its longer axis
+  if (std::max(m, n) >= k || std::min(m, n) > kSkinny ||
+      std::max(m, n) / kMinOutputBlock >= kEnoughOutputBlocks) {  // disjoint blocks of C along its longer axis
     const bool rows = m >= n;
     const int64_t len = rows ? m : n;
     const int64_t blocks = std::min({macs / kMacsPerThread, len / kMinOutputBlock, kMaxOutputBlocks});
