@@ -1,5 +1,6 @@
-// 2-D convolution by its definition, summed in long double, for the tests of the CPU's convolution
-// algorithms (Winograd, direct summation): NHWC tensors, filters [KH, KW, C, F], stride 1.
+// 2-D convolution by its definition, summed in long double, and the CPU backend's three passes in
+// float32, for the tests of the CPU's convolution algorithms (Winograd, direct summation): NHWC
+// tensors, filters [KH, KW, C, F], stride 1.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -10,6 +11,7 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "test_support.h"
 
 namespace kiln::testing {
 
@@ -71,6 +73,39 @@ inline ConvFilterGradients conv_filter_gradient_reference(const backend::Conv2dG
   for_each_conv_product(
       g, [&](std::size_t xi, std::size_t wi, std::size_t yi) { dw[wi] += static_cast<long double>(x[xi]) * dz(yi); });
   return {{dw.begin(), dw.end()}, {db.begin(), db.end()}};
+}
+
+/// The CPU backend's passes of `g` in float32: y = conv(x, w), relu'd when `relu`; dx for dy; dw
+/// and db for dy, through the fused ReLU (y as its output) when `relu`.
+struct ConvPasses {
+  std::vector<float> y, dx, dw, db;
+};
+inline ConvPasses cpu_conv_passes(const backend::Conv2dGeometry& g, const std::vector<float>& x,
+                                  const std::vector<float>& w, const std::vector<float>& dy, bool relu) {
+  ConvPasses p{std::vector<float>(dy.size()), std::vector<float>(x.size()), std::vector<float>(w.size()),
+               std::vector<float>(static_cast<std::size_t>(g.F))};
+  backend::Backend& cpu = backend::cpu();
+  cpu.conv2d_forward(DType::Float32, g, x.data(), w.data(), nullptr, relu, p.y.data());
+  cpu.conv2d_backward_data(DType::Float32, g, dy.data(), w.data(), p.dx.data());
+  cpu.conv2d_backward_filter(DType::Float32, g, x.data(), dy.data(), relu ? p.y.data() : nullptr, p.dw.data(),
+                             p.db.data());
+  return p;
+}
+
+/// Expects cpu_conv_passes (with the fused ReLU) to give the same bits on 1, 2 and 3 threads.
+inline void expect_conv_passes_independent_of_threads(const backend::Conv2dGeometry& g, const std::vector<float>& x,
+                                                      const std::vector<float>& w, const std::vector<float>& dy) {
+  ConvPasses by_threads[3];
+  for (int t = 1; t <= 3; ++t) {
+    const ThreadCount threads(t);
+    by_threads[t - 1] = cpu_conv_passes(g, x, w, dy, true);
+  }
+  for (std::size_t i = 1; i < 3; ++i) {
+    EXPECT_EQ(by_threads[0].y, by_threads[i].y) << i + 1 << " threads";
+    EXPECT_EQ(by_threads[0].dx, by_threads[i].dx) << i + 1 << " threads";
+    EXPECT_EQ(by_threads[0].dw, by_threads[i].dw) << i + 1 << " threads";
+    EXPECT_EQ(by_threads[0].db, by_threads[i].db) << i + 1 << " threads";
+  }
 }
 
 /// max |a - b| over the elements of two vectors of the same size.

@@ -17,7 +17,7 @@ namespace {
 
 using kiln::backend::Conv2dGeometry;
 using kiln::backend::cpu;
-using kiln::testing::ThreadCount;
+using kiln::testing::ConvPasses;
 using kiln::testing::uniform_values;
 using kiln::testing::worst_difference;
 
@@ -124,25 +124,7 @@ TEST(CpuDirectConv, ResultDoesNotDependOnTheThreadCount) {
     const auto x = to_float(uniform_values(g.N * g.H * g.W * g.C, rng));
     const auto w = to_float(uniform_values(g.KH * g.KW * g.C * g.F, rng));
     const auto dy = to_float(uniform_values(g.N * g.OH * g.OW * g.F, rng));
-    std::vector<float> y[3], dx[3], dw[3], db[3];
-    for (int t = 1; t <= 3; ++t) {
-      const ThreadCount threads(t);
-      const auto i = static_cast<std::size_t>(t - 1);
-      y[i].resize(dy.size());
-      dx[i].resize(x.size());
-      dw[i].resize(w.size());
-      db[i].resize(static_cast<std::size_t>(g.F));
-      cpu().conv2d_forward(kiln::DType::Float32, g, x.data(), w.data(), nullptr, true, y[i].data());
-      cpu().conv2d_backward_data(kiln::DType::Float32, g, dy.data(), w.data(), dx[i].data());
-      cpu().conv2d_backward_filter(kiln::DType::Float32, g, x.data(), dy.data(), y[i].data(), dw[i].data(),
-                                   db[i].data());
-    }
-    for (std::size_t i = 1; i < 3; ++i) {
-      EXPECT_EQ(y[0], y[i]);
-      EXPECT_EQ(dx[0], dx[i]);
-      EXPECT_EQ(dw[0], dw[i]);
-      EXPECT_EQ(db[0], db[i]);
-    }
+    kiln::testing::expect_conv_passes_independent_of_threads(g, x, w, dy);
   }
 }
 
@@ -153,23 +135,18 @@ TEST(CpuDirectConv, AgreesWithIm2colAndGemm) {
   const auto x = to_float(uniform_values(g.N * g.H * g.W * g.C, rng));
   const auto w = to_float(uniform_values(g.KH * g.KW * g.C * g.F, rng));
   const auto dy = to_float(uniform_values(g.N * g.OH * g.OW * g.F, rng));
-  std::vector<float> y[2], dx[2], dw[2], db[2];
+  ConvPasses by_path[2];
   for (const bool direct : {false, true}) {
     const DirectSwitch choice(direct);
     ASSERT_EQ(kiln::backend::direct_conv_fits(g), direct);
-    const auto i = static_cast<std::size_t>(direct);
-    y[i].resize(dy.size());
-    dx[i].resize(x.size());
-    dw[i].resize(w.size());
-    db[i].resize(static_cast<std::size_t>(g.F));
-    cpu().conv2d_forward(kiln::DType::Float32, g, x.data(), w.data(), nullptr, false, y[i].data());
-    cpu().conv2d_backward_data(kiln::DType::Float32, g, dy.data(), w.data(), dx[i].data());
-    cpu().conv2d_backward_filter(kiln::DType::Float32, g, x.data(), dy.data(), nullptr, dw[i].data(), db[i].data());
+    by_path[static_cast<std::size_t>(direct)] = kiln::testing::cpu_conv_passes(g, x, w, dy, false);
   }
-  EXPECT_LT(worst_difference(y[0], y[1]), 6e-8 * 8 * 144) << "forward";
-  EXPECT_LT(worst_difference(dx[0], dx[1]), 6e-8 * 8 * 144) << "data gradient";
-  EXPECT_LT(worst_difference(dw[0], dw[1]), 6e-8 * 8 * 1024) << "filter gradient";
-  EXPECT_LT(worst_difference(db[0], db[1]), 6e-8 * 8 * 1024) << "bias gradient";
+  const auto& [y, dx, dw, db] = by_path[0];
+  const ConvPasses& direct = by_path[1];
+  EXPECT_LT(worst_difference(direct.y, y), 6e-8 * 8 * 144) << "forward";
+  EXPECT_LT(worst_difference(direct.dx, dx), 6e-8 * 8 * 144) << "data gradient";
+  EXPECT_LT(worst_difference(direct.dw, dw), 6e-8 * 8 * 1024) << "filter gradient";
+  EXPECT_LT(worst_difference(direct.db, db), 6e-8 * 8 * 1024) << "bias gradient";
 }
 
 TEST(CpuDirectConv, OnlyStrideOneLayersOfFewChannelsTakeIt) {

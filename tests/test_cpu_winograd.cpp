@@ -15,7 +15,7 @@
 
 namespace {
 
-using kiln::testing::ThreadCount;
+using kiln::testing::ConvPasses;
 using kiln::testing::uniform_values;
 using kiln::testing::worst_difference;
 
@@ -101,29 +101,24 @@ TEST(CpuWinograd, Float32AgreesWithIm2colAndGemm) {
     const auto x64 = uniform_values(g.N * g.H * g.W * g.C, rng), w64 = uniform_values(9 * g.C * g.F, rng);
     const auto dy64 = uniform_values(g.N * g.OH * g.OW * g.F, rng);
     const std::vector<float> x(x64.begin(), x64.end()), w(w64.begin(), w64.end()), dy(dy64.begin(), dy64.end());
-    std::vector<float> y[2], dx[2], dw[2], db[2];
+    ConvPasses by_path[2];
     for (const bool winograd : {false, true}) {
       const WinogradSwitch choice(winograd);
       ASSERT_EQ(kiln::backend::winograd_fits(g), winograd);
-      const auto i = static_cast<std::size_t>(winograd);
-      y[i].assign(static_cast<std::size_t>(g.N * g.OH * g.OW * g.F), 0.f);
-      dx[i].assign(x.size(), 0.f);
-      dw[i].assign(w.size(), 0.f);
-      db[i].assign(static_cast<std::size_t>(g.F), 0.f);
-      cpu().conv2d_forward(kiln::DType::Float32, g, x.data(), w.data(), nullptr, false, y[i].data());
-      cpu().conv2d_backward_data(kiln::DType::Float32, g, dy.data(), w.data(), dx[i].data());
-      cpu().conv2d_backward_filter(kiln::DType::Float32, g, x.data(), dy.data(), nullptr, dw[i].data(), db[i].data());
+      by_path[static_cast<std::size_t>(winograd)] = kiln::testing::cpu_conv_passes(g, x, w, dy, false);
     }
+    const auto& [y, dx, dw, db] = by_path[0];
+    const ConvPasses& winograd = by_path[1];
     // float32 sums of up to 9C products in [-1, 1] in two ways, Winograd's rounding about ten times
     // im2col's (the transforms' growth, see above): 6e-8 x 9C x 36; the differences measured stay
     // under a quarter of it.
     const double bound = 6e-8 * 9.0 * static_cast<double>(std::max(g.C, g.F)) * 4 * 9;
-    EXPECT_LT(worst_difference(y[0], y[1]), bound) << "forward";
-    EXPECT_LT(worst_difference(dx[0], dx[1]), bound) << "data gradient";
+    EXPECT_LT(worst_difference(winograd.y, y), bound) << "forward";
+    EXPECT_LT(worst_difference(winograd.dx, dx), bound) << "data gradient";
     // Sums over N*OH*OW pixels, likewise.
     const double filter_bound = 6e-8 * static_cast<double>(g.N * g.OH * g.OW) * 4 * 9;
-    EXPECT_LT(worst_difference(dw[0], dw[1]), filter_bound) << "filter gradient";
-    EXPECT_LT(worst_difference(db[0], db[1]), filter_bound) << "bias gradient";
+    EXPECT_LT(worst_difference(winograd.dw, dw), filter_bound) << "filter gradient";
+    EXPECT_LT(worst_difference(winograd.db, db), filter_bound) << "bias gradient";
   }
 }
 
@@ -137,25 +132,7 @@ TEST(CpuWinograd, ResultDoesNotDependOnTheThreadCount) {
     const std::vector<float> x(x64.begin(), x64.end()), w(w64.begin(), w64.end());
     std::vector<float> dy(static_cast<std::size_t>(g.N * g.OH * g.OW * g.F));
     for (std::size_t i = 0; i < dy.size(); ++i) dy[i] = x[i % x.size()] * 0.5f;
-    std::vector<float> y[3], dx[3], dw[3], db[3];
-    for (int t = 1; t <= 3; ++t) {
-      const ThreadCount threads(t);
-      const auto i = static_cast<std::size_t>(t - 1);
-      y[i].resize(dy.size());
-      dx[i].resize(x.size());
-      dw[i].resize(w.size());
-      db[i].resize(static_cast<std::size_t>(g.F));
-      cpu().conv2d_forward(kiln::DType::Float32, g, x.data(), w.data(), nullptr, false, y[i].data());
-      cpu().conv2d_backward_data(kiln::DType::Float32, g, dy.data(), w.data(), dx[i].data());
-      cpu().conv2d_backward_filter(kiln::DType::Float32, g, x.data(), dy.data(), y[i].data(), dw[i].data(),
-                                   db[i].data());
-    }
-    for (std::size_t i = 1; i < 3; ++i) {
-      EXPECT_EQ(y[0], y[i]);
-      EXPECT_EQ(dx[0], dx[i]);
-      EXPECT_EQ(dw[0], dw[i]);
-      EXPECT_EQ(db[0], db[i]);
-    }
+    kiln::testing::expect_conv_passes_independent_of_threads(g, x, w, dy);
   }
 }
 

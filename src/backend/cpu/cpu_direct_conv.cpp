@@ -110,34 +110,25 @@ void forward_block(const Conv2dGeometry& g, const float* in, int64_t in_row, con
   bias_act_rows(out, bias, relu, kP, F);
 }
 
+// The last `rest` (< kP) pixels of a row, by the block of that width.
+template <int kP, int kV>
+void forward_rest(int64_t rest, const Conv2dGeometry& g, const float* in, int64_t in_row, const float* w,
+                  const float* bias, bool relu, float* out) {
+  if constexpr (kP > 1) {
+    if (rest == kP - 1)
+      forward_block<kP - 1, kV>(g, in, in_row, w, bias, relu, out);
+    else
+      forward_rest<kP - 1, kV>(rest, g, in, in_row, w, bias, relu, out);
+  }
+}
+
 template <int kV>
 void forward_row(const Conv2dGeometry& g, const float* in, int64_t in_row, const float* w, const float* bias, bool relu,
                  float* out) {
   int64_t ow = 0;
   for (; ow + kPixels <= g.OW; ow += kPixels)
     forward_block<kPixels, kV>(g, in + ow * g.C, in_row, w, bias, relu, out + ow * g.F);
-  const float* rest_in = in + ow * g.C;
-  float* rest_out = out + ow * g.F;
-  switch (g.OW - ow) {
-    case 1:
-      forward_block<1, kV>(g, rest_in, in_row, w, bias, relu, rest_out);
-      break;
-    case 2:
-      forward_block<2, kV>(g, rest_in, in_row, w, bias, relu, rest_out);
-      break;
-    case 3:
-      forward_block<3, kV>(g, rest_in, in_row, w, bias, relu, rest_out);
-      break;
-    case 4:
-      forward_block<4, kV>(g, rest_in, in_row, w, bias, relu, rest_out);
-      break;
-    case 5:
-      forward_block<5, kV>(g, rest_in, in_row, w, bias, relu, rest_out);
-      break;
-    default:
-      break;
-  }
-  static_assert(kPixels == 6, "the remainder's cases cover 1 to kPixels - 1 pixels");
+  forward_rest<kPixels, kV>(g.OW - ow, g, in + ow * g.C, in_row, w, bias, relu, out + ow * g.F);
 }
 
 void forward(const Conv2dGeometry& g, const float* x, const float* w, const float* bias, bool relu, float* y) {
@@ -181,6 +172,18 @@ void filter_block(const Conv2dGeometry& g, const float* xp, int64_t in_row, cons
     for (int v = 0; v < kV; ++v) _mm256_storeu_ps(sums + c * g.F + 8 * v, acc[c][v]);
 }
 
+// The band's sums for input channels [c0, c0 + rest) (rest < kC), by the block of that width.
+template <int kC, int kV>
+void filter_rest(int64_t rest, const Conv2dGeometry& g, const float* xp, int64_t in_row, const float* dz, int64_t rows,
+                 int64_t kh, int64_t kw, int64_t c0, float* sums) {
+  if constexpr (kC > 1) {
+    if (rest == kC - 1)
+      filter_block<kC - 1, kV>(g, xp, in_row, dz, rows, kh, kw, c0, sums);
+    else
+      filter_rest<kC - 1, kV>(rest, g, xp, in_row, dz, rows, kh, kw, c0, sums);
+  }
+}
+
 template <int kV>
 void filter_band(const Conv2dGeometry& g, const float* xp, int64_t in_row, const float* dz, int64_t rows,
                  float* partial) {
@@ -190,20 +193,7 @@ void filter_band(const Conv2dGeometry& g, const float* xp, int64_t in_row, const
       int64_t c0 = 0;
       for (; c0 + kChannels <= g.C; c0 += kChannels)
         filter_block<kChannels, kV>(g, xp, in_row, dz, rows, kh, kw, c0, tap + c0 * g.F);
-      switch (g.C - c0) {
-        case 1:
-          filter_block<1, kV>(g, xp, in_row, dz, rows, kh, kw, c0, tap + c0 * g.F);
-          break;
-        case 2:
-          filter_block<2, kV>(g, xp, in_row, dz, rows, kh, kw, c0, tap + c0 * g.F);
-          break;
-        case 3:
-          filter_block<3, kV>(g, xp, in_row, dz, rows, kh, kw, c0, tap + c0 * g.F);
-          break;
-        default:
-          break;
-      }
-      static_assert(kChannels == 4, "the remainder's cases cover 1 to kChannels - 1 channels");
+      filter_rest<kChannels, kV>(g.C - c0, g, xp, in_row, dz, rows, kh, kw, c0, tap + c0 * g.F);
     }
 }
 

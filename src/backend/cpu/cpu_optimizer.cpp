@@ -37,15 +37,14 @@ void with_fixed_rule(const math::RuleConstants<T>& r, Body&& body) {
       body(FixedRule<T, decltype(kind)::value, decltype(momentum)::value, decltype(nesterov)::value, false>{r});
   };
   using Kind = UpdateKind;
-  if (r.clip != ClipKind::None)
-    body(r);
-  else if (r.kind == Kind::Adam)
+  const bool unclipped = r.clip == ClipKind::None;
+  if (unclipped && r.kind == Kind::Adam)
     fixed(std::integral_constant<Kind, Kind::Adam>{}, bool_constant<false>{}, bool_constant<false>{});
-  else if (r.kind == Kind::Sgd && !r.has_momentum)
+  else if (unclipped && r.kind == Kind::Sgd && !r.has_momentum)
     fixed(std::integral_constant<Kind, Kind::Sgd>{}, bool_constant<false>{}, bool_constant<false>{});
-  else if (r.kind == Kind::Sgd && r.nesterov)
+  else if (unclipped && r.kind == Kind::Sgd && r.nesterov)
     fixed(std::integral_constant<Kind, Kind::Sgd>{}, bool_constant<true>{}, bool_constant<true>{});
-  else if (r.kind == Kind::Sgd)
+  else if (unclipped && r.kind == Kind::Sgd)
     fixed(std::integral_constant<Kind, Kind::Sgd>{}, bool_constant<true>{}, bool_constant<false>{});
   else
     body(r);
