@@ -61,6 +61,8 @@ const Conv2dGeometry kCases[] = {
 }  // namespace
 
 TEST(CpuDirectConv, ForwardAndGradientsMatchTheDefinition) {
+  if (!kiln::backend::direct_conv_available())
+    GTEST_SKIP() << "the direct convolution is not in this build (no AVX2 and FMA)";
   const DirectSwitch on(true);
   std::mt19937 rng(21);
   for (const Conv2dGeometry& g : kCases) {
@@ -115,6 +117,8 @@ TEST(CpuDirectConv, ForwardAndGradientsMatchTheDefinition) {
 }
 
 TEST(CpuDirectConv, ResultDoesNotDependOnTheThreadCount) {
+  if (!kiln::backend::direct_conv_available())
+    GTEST_SKIP() << "the direct convolution is not in this build (no AVX2 and FMA)";
   const DirectSwitch on(true);
   std::mt19937 rng(22);
   // More bands than partial sums (batch 40 of 2 bands each), and one image of several bands.
@@ -129,6 +133,8 @@ TEST(CpuDirectConv, ResultDoesNotDependOnTheThreadCount) {
 }
 
 TEST(CpuDirectConv, AgreesWithIm2colAndGemm) {
+  if (!kiln::backend::direct_conv_available())
+    GTEST_SKIP() << "the direct convolution is not in this build (no AVX2 and FMA)";
   // The path the backend took before: the same float32 values, summed in another order.
   std::mt19937 rng(23);
   const Conv2dGeometry g = geometry(4, 16, 16, 16, 16, 3, 3, 16, 16, 1, 1);
@@ -152,6 +158,11 @@ TEST(CpuDirectConv, AgreesWithIm2colAndGemm) {
 TEST(CpuDirectConv, OnlyStrideOneLayersOfFewChannelsTakeIt) {
   const DirectSwitch on(true);
   const Conv2dGeometry same = geometry(8, 32, 32, 16, 16, 3, 3, 32, 32, 1, 1);
+  if (!kiln::backend::direct_conv_available()) {  // a build without AVX2 and FMA keeps im2col + GEMM
+    EXPECT_FALSE(kiln::backend::direct_conv_fits(same));
+    EXPECT_FALSE(kiln::backend::direct_conv_data_fits(same));
+    return;
+  }
   EXPECT_TRUE(kiln::backend::direct_conv_fits(same));
   Conv2dGeometry g = same;
   g.stride_h = g.stride_w = 2;

@@ -249,6 +249,14 @@ void backward_filter(const Conv2dGeometry& g, const float* x, const float* dy, c
 
 }  // namespace
 
+bool direct_conv_available() {
+#ifdef KILN_DIRECT_CONV
+  return true;
+#else
+  return false;
+#endif
+}
+
 bool direct_conv_fits(const Conv2dGeometry& g) {
 #ifdef KILN_DIRECT_CONV
   return geometry_fits(g);

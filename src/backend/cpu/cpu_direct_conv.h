@@ -10,6 +10,10 @@
 
 namespace kiln::backend {
 
+/// Whether this build has the direct path: x86-64 code of AVX2 and FMA (the default level, not
+/// x86-64-v2 builds such as MinGW's).
+bool direct_conv_available();
+
 /// Whether the forward pass and the filter gradient of `g` run by direct summation in this build: a
 /// stride of 1, paddings on every side from 0 to the window's size less one, 8 or 16 filters, at
 /// most 16 channels, float32, and not turned off by set_conv_direct. The data gradient runs by it
