@@ -16,6 +16,7 @@
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/cpu_bias_act.h"
 #include "backend/cpu/cpu_thread_buffer.h"
+#include "backend/cpu/cpu_turned_filter.h"
 
 #if defined(__AVX2__) && defined(__FMA__)
 #define KILN_DIRECT_CONV 1
@@ -284,12 +285,8 @@ void direct_conv2d_backward_data(const Conv2dGeometry& g, const float* dy, const
 #ifdef KILN_DIRECT_CONV
   // dx[ih] = sum over kh of dy[ih + pad - kh] w[kh] = sum over kh' of dy[ih + kh' - (KH - 1 - pad)] w[KH - 1 - kh']:
   // the forward pass of data_geometry(g) with w'[kh'][kw'][f][c] = w[KH - 1 - kh'][KW - 1 - kw'][c][f].
-  const int64_t taps = g.KH * g.KW, pairs = g.C * g.F;
-  std::vector<float> turned(static_cast<std::size_t>(taps * pairs));
-  for (int64_t t = 0; t < taps; ++t)
-    for (int64_t c = 0; c < g.C; ++c)
-      for (int64_t f = 0; f < g.F; ++f)
-        turned[static_cast<std::size_t>(t * pairs + f * g.C + c)] = w[(taps - 1 - t) * pairs + c * g.F + f];
+  std::vector<float> turned(static_cast<std::size_t>(g.KH * g.KW * g.C * g.F));
+  turned_filter(w, g.KH * g.KW, g.C, g.F, turned.data());
   forward(data_geometry(g), dy, turned.data(), nullptr, false, dx);
 #else
   (void)g, (void)dy, (void)w, (void)dx;

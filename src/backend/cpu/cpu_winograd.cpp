@@ -21,6 +21,7 @@
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/cpu_bias_act.h"
 #include "backend/cpu/cpu_thread_buffer.h"
+#include "backend/cpu/cpu_turned_filter.h"
 
 namespace kiln::backend {
 
@@ -196,10 +197,7 @@ const T* transformed_filter(const T* w, int64_t cin, int64_t cout, bool turned) 
   const int64_t plane = cin * cout;
   if (turned) {
     T* stored = thread_buffer<T>(9 * plane, 3);
-    for (int tap = 0; tap < 9; ++tap)
-      for (int64_t co = 0; co < cout; ++co)
-        for (int64_t ci = 0; ci < cin; ++ci)
-          stored[tap * plane + ci * cout + co] = w[(8 - tap) * plane + co * cin + ci];
+    turned_filter(w, 9, cout, cin, stored);  // w holds [3, 3, cout, cin]: the forward pass's C and F
     w = stored;
   }
   T* u = thread_buffer<T>(kA * kA * plane, 2);  // every element is written below
