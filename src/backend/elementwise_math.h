@@ -2,7 +2,9 @@
 // backends: the CPU backend calls it from its loops, the CUDA backend from its kernels (nvcc sees
 // the functions as __host__ __device__). One definition keeps the two devices' formulas term for
 // term the same, which is what lets GPU results be compared with the CPU's to a few ulps.
-// Functions are the precise ones on both sides (never fast-math intrinsics).
+// Functions are the precise ones on both sides (never fast-math intrinsics); the CPU's float32
+// loops of exp, sigmoid, silu, elu, tanh and gelu's tanh form take the same formulas with Eigen's
+// packet exp, expm1 and tanh (cpu/cpu_vector_math.h: within 5 ulp, against libm's 1-2).
 #pragma once
 
 #include <cmath>

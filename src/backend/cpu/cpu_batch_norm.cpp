@@ -14,6 +14,7 @@
 #include "backend/batch_norm_math.h"
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/cpu_half.h"
+#include "backend/cpu/cpu_vector_math.h"
 #include "backend/elementwise_math.h"
 
 namespace kiln::backend {
@@ -73,6 +74,26 @@ std::vector<NormalizeCoefficients<A>> coefficients(const A* mean, const A* varia
   return k;
 }
 
+// For elements [r0 * C, r1 * C) in blocks of kStage: z[j] = z_of(i, c) for element i = i0 + j of
+// channel c, then f(z, i0, count). The fused activation's packet forms (cpu_vector_math.h) take
+// these blocks, so that the fused layer's values stay those of the activation layer apart, which
+// runs the same forms.
+constexpr int64_t kStage = 256;
+template <typename ZOf, typename F>
+void by_float_blocks(int64_t r0, int64_t r1, int64_t C, ZOf z_of, F f) {
+  float z[kStage];
+  const int64_t end = r1 * C;
+  int64_t c = 0;
+  for (int64_t i0 = r0 * C; i0 < end; i0 += kStage) {
+    const int64_t count = std::min(kStage, end - i0);
+    for (int64_t j = 0; j < count; ++j) {
+      z[j] = z_of(i0 + j, c);
+      if (++c == C) c = 0;
+    }
+    f(z, i0, count);
+  }
+}
+
 }  // namespace
 
 void CpuBackend::batch_norm_forward(DType dtype, const void* x, const void* gamma, const void* beta, double epsilon,
@@ -100,6 +121,18 @@ void CpuBackend::batch_norm_forward(DType dtype, const void* x, const void* gamm
     const std::vector<NormalizeCoefficients<A>> k = coefficients(mu, var, gamma, beta, epsilon, C);
     T* ys = static_cast<T*>(y);
     const A param = activation ? static_cast<A>(activation->param) : A(0);
+    if constexpr (std::is_same_v<A, float>)
+      if (activation && cpu_vector::applies(activation->op))
+        return parallel_for_work(rows, rows * C, [&](int64_t r0, int64_t r1) {
+          const auto z_of = [&](int64_t i, int64_t c) {
+            return convert_element<A>(convert_element<T>(normalized(convert_element<A>(xs[i]), k[c])));
+          };
+          by_float_blocks(r0, r1, C, z_of, [&](const float* z, int64_t i0, int64_t count) {
+            float out[kStage];
+            cpu_vector::apply(activation->op, param, z, out, count);
+            for (int64_t j = 0; j < count; ++j) ys[i0 + j] = convert_element<T>(out[j]);
+          });
+        });
     with_batch_norm_activation(activation, [&](auto act) {
       parallel_for_work(rows, rows * C, [&](int64_t r0, int64_t r1) {
         for (int64_t r = r0; r < r1; ++r)
@@ -133,11 +166,24 @@ void CpuBackend::batch_norm_backward(DType dtype, const void* x, const void* dy,
         const std::vector<NormalizeCoefficients<A>> k =
             coefficients(static_cast<const A*>(mean), static_cast<const A*>(variance), gamma, beta, epsilon, C);
         const A param = static_cast<A>(activation->param);
+        const auto z_of = [&](int64_t i, int64_t c) {
+          return convert_element<A>(convert_element<T>(normalized(convert_element<A>(xs[i]), k[c])));
+        };
+        if constexpr (std::is_same_v<A, float>)
+          if (cpu_vector::differentiates(activation->op))
+            return parallel_for_work(rows, rows * C, [&](int64_t r0, int64_t r1) {
+              by_float_blocks(r0, r1, C, z_of, [&](const float* z, int64_t i0, int64_t count) {
+                float g[kStage], out[kStage];
+                for (int64_t j = 0; j < count; ++j) g[j] = convert_element<A>(dys[i0 + j]);
+                cpu_vector::derivative_times(activation->op, param, z, g, out, count);
+                for (int64_t j = 0; j < count; ++j) dzs[i0 + j] = convert_element<T>(out[j]);
+              });
+            });
         parallel_for_work(rows, rows * C, [&](int64_t r0, int64_t r1) {
           for (int64_t r = r0; r < r1; ++r)
             for (int64_t c = 0; c < C; ++c) {
               const int64_t i = r * C + c;
-              const A z = convert_element<A>(convert_element<T>(normalized(convert_element<A>(xs[i]), k[c])));
+              const A z = z_of(i, c);
               const A d = math::derivative<decltype(act)::value>(z, convert_element<A>(ys[i]), param);
               dzs[i] = convert_element<T>(convert_element<A>(dys[i]) * d);
             }

@@ -1,13 +1,15 @@
 // CPU elementwise kernels: unary functions and their derivatives, broadcasting binary ops; the
 // per-element math is backend/elementwise_math.h, shared with the CUDA kernels. Elements of a 16-bit
 // type are read into float (accumulate_t), computed on as the float32 kernel does, and rounded once
-// when stored; for float and double the conversions are no-ops.
+// when stored; for float and double the conversions are no-ops. In float, the functions made of exp,
+// expm1 or tanh run through cpu_vector_math.h's packet forms instead of one libm call per element.
 #include <algorithm>
 #include <cmath>
 #include <type_traits>
 
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/cpu_half.h"
+#include "backend/cpu/cpu_vector_math.h"
 #include "backend/elementwise_math.h"
 
 namespace kiln::backend {
@@ -47,6 +49,35 @@ void binary_typed(const T* a, int64_t na, const T* b, int64_t nb, T* out, int64_
   }
 }
 
+// Runs f(x, out, count), or f(x, dy, out, count) for a derivative, over [i0, i1) in float: on the
+// elements themselves where T is float, else on float copies of blocks of them, rounded to T once
+// when stored (as the scalar loops do).
+template <typename T, typename F>
+void in_float(int64_t i0, int64_t i1, F&& f, T* out, const T* x, const T* dy = nullptr) {
+  constexpr bool kWithDy = !std::is_invocable_v<F, const float*, float*, int64_t>;
+  if constexpr (std::is_same_v<T, float>) {
+    if constexpr (kWithDy)
+      f(x + i0, dy + i0, out + i0, i1 - i0);
+    else
+      f(x + i0, out + i0, i1 - i0);
+  } else {
+    constexpr int64_t kStage = 256;
+    const auto widen = [](T v) { return convert_element<float>(v); };
+    for (int64_t b0 = i0; b0 < i1; b0 += kStage) {
+      const int64_t count = std::min(kStage, i1 - b0);
+      float xs[kStage], dys[kStage], ys[kStage];
+      std::transform(x + b0, x + b0 + count, xs, widen);
+      if constexpr (kWithDy) {
+        std::transform(dy + b0, dy + b0 + count, dys, widen);
+        f(xs, dys, ys, count);
+      } else {
+        f(xs, ys, count);
+      }
+      std::transform(ys, ys + count, out + b0, [](float v) { return convert_element<T>(v); });
+    }
+  }
+}
+
 }  // namespace
 
 void CpuBackend::unary(UnaryFn fn, DType dtype, const void* x, void* y, int64_t n) {
@@ -56,6 +87,13 @@ void CpuBackend::unary(UnaryFn fn, DType dtype, const void* x, void* y, int64_t 
     T* ys = static_cast<T*>(y);
     using A = accumulate_t<T>;
     const A p = static_cast<A>(fn.param);
+    if constexpr (std::is_same_v<A, float>)
+      if (cpu_vector::applies(fn.op))
+        return parallel_for_work(n, n, [&](int64_t i0, int64_t i1) {
+          in_float(
+              i0, i1, [&](const float* a, float* b, int64_t count) { cpu_vector::apply(fn.op, p, a, b, count); }, ys,
+              xs);
+        });
     with_unary_op(fn.op, [&](auto op_c) {
       parallel_for_work(n, n, [&](int64_t i0, int64_t i1) {
         for (int64_t i = i0; i < i1; ++i)
@@ -75,6 +113,16 @@ void CpuBackend::unary_backward(UnaryFn fn, DType dtype, const void* x, const vo
     T* dxs = static_cast<T*>(dx);
     using A = accumulate_t<T>;
     const A p = static_cast<A>(fn.param);
+    if constexpr (std::is_same_v<A, float>)
+      if (cpu_vector::differentiates(fn.op))
+        return parallel_for_work(n, n, [&](int64_t i0, int64_t i1) {
+          in_float(
+              i0, i1,
+              [&](const float* a, const float* g, float* b, int64_t count) {
+                cpu_vector::derivative_times(fn.op, p, a, g, b, count);
+              },
+              dxs, xs, dys);
+        });
     with_unary_op(fn.op, [&](auto op_c) {
       parallel_for_work(n, n, [&](int64_t i0, int64_t i1) {
         // The derivative first, then the product: written as one expression, GCC turns ReLU's
