@@ -34,7 +34,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-MODELS = ["seed", "conv4", "vgg", "resnet20", "mlp", "wide"]
+MODELS = ["seed", "conv4", "vgg", "resnet20", "mlp", "wide", "allconv", "lenet5"]
 PRECISIONS = ["float32", "mixed_bfloat16", "mixed_float16"]
 # Run kinds of a row: kiln's first, then PyTorch's. label: the table's column.
 GPU_RUNS = ["kiln", "kiln-det", "eager", "compile", "max-autotune"]

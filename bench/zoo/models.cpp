@@ -71,10 +71,41 @@ std::unique_ptr<kiln::Model> wide() {
       "wide");
 }
 
+// All-CNN-C (Springenberg et al. 2014, "Striving for simplicity"): no pooling layers, 3x3
+// convolutions at 96 and 192 filters with stride-2 ones in place of pooling, a 'valid' 3x3, two 1x1
+// convolutions and a global average for the logits. ReLU throughout; no dropout.
+std::unique_ptr<kiln::Model> allconv() {
+  auto conv = [](int64_t filters, int64_t k, int64_t stride, const std::string& padding, const std::string& act,
+                 std::vector<int64_t> input = {}) {
+    return layers::Conv2D(filters, {k, k},
+                          {.strides = {stride, stride}, .padding = padding, .activation = act, .input_shape = input});
+  };
+  return std::make_unique<kiln::Sequential>(
+      std::vector<kiln::LayerRef>{
+          conv(96, 3, 1, "same", "relu", kInput), conv(96, 3, 1, "same", "relu"), conv(96, 3, 2, "same", "relu"),
+          conv(192, 3, 1, "same", "relu"), conv(192, 3, 1, "same", "relu"), conv(192, 3, 2, "same", "relu"),
+          conv(192, 3, 1, "valid", "relu"), conv(192, 1, 1, "valid", "relu"), conv(10, 1, 1, "valid", "linear"),
+          layers::GlobalAveragePooling2D({.dtype = "float32"})},
+      "allconv");
+}
+
+// LeNet-5 as Keras' examples write it for 32x32 input: 5x5 'valid' convolutions at 6 and 16 filters
+// with tanh, each followed by a 2x2 average pooling, then Dense 120 and 84 (tanh) and the logits.
+std::unique_ptr<kiln::Model> lenet5() {
+  return std::make_unique<kiln::Sequential>(
+      std::vector<kiln::LayerRef>{layers::Conv2D(6, {5, 5}, {.activation = "tanh", .input_shape = kInput}),
+                                  layers::AveragePooling2D({2, 2}), layers::Conv2D(16, {5, 5}, {.activation = "tanh"}),
+                                  layers::AveragePooling2D({2, 2}), layers::Flatten(),
+                                  layers::Dense(120, {.activation = "tanh"}), layers::Dense(84, {.activation = "tanh"}),
+                                  layers::Dense(10, {.dtype = "float32"})},
+      "lenet5");
+}
+
 }  // namespace
 
 const std::vector<std::string>& model_names() {
-  static const std::vector<std::string> names = {"seed", "conv4", "vgg", "resnet20", "mlp", "wide"};
+  static const std::vector<std::string> names = {"seed", "conv4", "vgg",     "resnet20",
+                                                 "mlp",  "wide",  "allconv", "lenet5"};
   return names;
 }
 
@@ -94,6 +125,10 @@ std::unique_ptr<kiln::Model> build(const std::string& model) {
     m = mlp();
   else if (model == "wide")
     m = wide();
+  else if (model == "allconv")
+    m = allconv();
+  else if (model == "lenet5")
+    m = lenet5();
   else {
     std::string known;
     for (const auto& n : model_names()) known += (known.empty() ? "" : ", ") + n;

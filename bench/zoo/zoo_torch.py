@@ -12,6 +12,11 @@ Models (the same networks as bench/zoo/models.cpp; the two files change together
   resnet20  bench/resnet20_torch.py's ResNet20 (the peer of examples/resnet20.h); SGD momentum 0.9
   mlp       Flatten (3072) - Dense(1024, relu) - Dense(1024, relu) - Dense(10); SGD momentum 0.9
   wide      Conv2D(128, 5x5, relu, 'same') - MaxPool 2 - Flatten - Dense(10); SGD momentum 0.9
+  allconv   All-CNN-C: 3x3 convs (relu) 96, 96, 96 stride 2, 192, 192, 192 stride 2, 192 'valid',
+            1x1 192, 1x1 10 (linear), global average; SGD momentum 0.9. Keras' 'same' at stride 2
+            pads 0 before and 1 after, PyTorch's padding=1 both sides: the same shapes and work
+  lenet5    Conv2D(6, 5x5, tanh) - AvgPool 2 - Conv2D(16, 5x5, tanh) - AvgPool 2 - Flatten -
+            Dense(120, tanh) - Dense(84, tanh) - Dense(10); SGD momentum 0.9
 Keras' defaults: glorot-uniform kernels (xavier_uniform_; a conv's fans are kh*kw*in and kh*kw*out,
 as Keras computes them), zero biases, BN momentum 0.99 / epsilon 1e-3 (PyTorch's momentum 0.01),
 Adam(1e-3, 0.9, 0.999, eps 1e-7), SGD(0.01, momentum 0.9). Loss: cross-entropy from logits; the
@@ -53,7 +58,7 @@ sys.path.insert(0, BENCH)
 from resnet20_torch import ResNet20  # noqa: E402  (bench/, the example's PyTorch peer)
 from torch_seed import set_fp32_precision  # noqa: E402
 
-MODELS = ["seed", "conv4", "vgg", "resnet20", "mlp", "wide"]
+MODELS = ["seed", "conv4", "vgg", "resnet20", "mlp", "wide", "allconv", "lenet5"]
 ADAM_MODELS = {"seed", "conv4"}
 PRECISIONS = {"float32": None, "mixed_bfloat16": torch.bfloat16, "mixed_float16": torch.float16}
 
@@ -70,6 +75,13 @@ class FlattenNHWC(nn.Module):
 
     def forward(self, x):
         return x.permute(0, 2, 3, 1).flatten(1)
+
+
+class GlobalAverage(nn.Module):
+    """Keras' GlobalAveragePooling2D: the mean over height and width."""
+
+    def forward(self, x):
+        return x.mean(dim=(2, 3))
 
 
 class Float32Head(nn.Module):
@@ -122,6 +134,16 @@ def build(name):
     elif name == "wide":
         layers = [ToNCHW(), nn.Conv2d(3, 128, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2), FlattenNHWC(),
                   nn.Linear(16 * 16 * 128, 10)]
+    elif name == "allconv":
+        def conv(cin, cout, k, stride=1, padding=1, relu=True):
+            return [nn.Conv2d(cin, cout, k, stride=stride, padding=padding)] + ([nn.ReLU()] if relu else [])
+        layers = [ToNCHW(), *conv(3, 96, 3), *conv(96, 96, 3), *conv(96, 96, 3, 2), *conv(96, 192, 3),
+                  *conv(192, 192, 3), *conv(192, 192, 3, 2), *conv(192, 192, 3, padding=0),
+                  *conv(192, 192, 1, padding=0), *conv(192, 10, 1, padding=0, relu=False), GlobalAverage()]
+    elif name == "lenet5":
+        layers = [ToNCHW(), nn.Conv2d(3, 6, 5), nn.Tanh(), nn.AvgPool2d(2), nn.Conv2d(6, 16, 5), nn.Tanh(),
+                  nn.AvgPool2d(2), FlattenNHWC(), nn.Linear(5 * 5 * 16, 120), nn.Tanh(), nn.Linear(120, 84),
+                  nn.Tanh(), nn.Linear(84, 10)]
     else:
         raise ValueError(f"unknown model {name!r}; expected one of {', '.join(MODELS)}")
     model = nn.Sequential(*layers)
