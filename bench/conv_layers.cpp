@@ -1,9 +1,10 @@
 // Where a CPU training step of the zoo's convolution networks spends its convolution and batch-norm
-// time: every 3x3 (and 1x1) convolution layer of vgg and resnet20 (bench/zoo) at its shape, timed
+// time: every 3x3 (and 1x1) convolution layer of vgg and resnet20 and LeNet-5's two 5x5 'valid'
+// ones (bench/zoo) at its shape, timed
 // through the backend interface as the step calls it -- forward, data gradient, filter gradient --
 // plus batch normalization's forward and backward at each conv output. Prints one line per kernel
 // and shape (median milliseconds of --repeats calls after a warm-up call) and the per-model sums.
-// Usage: bench_conv_layers [--model vgg|resnet20|all] [--batch-size N] [--threads T] [--repeats R]
+// Usage: bench_conv_layers [--model vgg|resnet20|lenet5|all] [--batch-size N] [--threads T] [--repeats R]
 //                          [--avx512 0|1]   (0: the products at the library's own level, not AVX-512)
 //                          [--winograd 0|1] (0: every layer by im2col + GEMM, not Winograd's F(4x4, 3x3))
 //                          [--direct 0|1]   (0: few-channel layers by im2col + GEMM, not direct summation)
@@ -15,6 +16,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <iterator>
 #include <optional>
 #include <string>
 #include <vector>
@@ -34,20 +36,23 @@ constexpr auto F32 = kiln::DType::Float32;
 
 struct Layer {
   const char* model;
-  int64_t H, C, F, K, stride;  // square input H x H x C, K x K kernel, 'same' padding
+  int64_t H, C, F, K, stride;  // square input H x H x C, K x K kernel
   int count;                   // how many layers of the model have this shape
+  bool same = true;            // 'same' padding, else 'valid'
 };
 
 // vgg: conv-BN-ReLU pairs at 64/128/256 filters, pooled after each pair. resnet20: 3x3 'same'
 // convolutions of the three stages (the first of stages 2 and 3 at stride 2, Keras' one-sided
 // padding) and the 1x1 stride-2 shortcuts.
 const std::vector<Layer> kLayers = {
-    {"vgg", 32, 3, 64, 3, 1, 1},       {"vgg", 32, 64, 64, 3, 1, 1},      {"vgg", 16, 64, 128, 3, 1, 1},
-    {"vgg", 16, 128, 128, 3, 1, 1},    {"vgg", 8, 128, 256, 3, 1, 1},     {"vgg", 8, 256, 256, 3, 1, 1},
-    {"resnet20", 32, 3, 16, 3, 1, 1},  {"resnet20", 32, 16, 16, 3, 1, 6}, {"resnet20", 32, 16, 32, 3, 2, 1},
-    {"resnet20", 32, 16, 32, 1, 2, 1}, {"resnet20", 16, 32, 32, 3, 1, 5}, {"resnet20", 16, 32, 64, 3, 2, 1},
-    {"resnet20", 16, 32, 64, 1, 2, 1}, {"resnet20", 8, 64, 64, 3, 1, 5},
+    {"vgg", 32, 3, 64, 3, 1, 1},           {"vgg", 32, 64, 64, 3, 1, 1},      {"vgg", 16, 64, 128, 3, 1, 1},
+    {"vgg", 16, 128, 128, 3, 1, 1},        {"vgg", 8, 128, 256, 3, 1, 1},     {"vgg", 8, 256, 256, 3, 1, 1},
+    {"resnet20", 32, 3, 16, 3, 1, 1},      {"resnet20", 32, 16, 16, 3, 1, 6}, {"resnet20", 32, 16, 32, 3, 2, 1},
+    {"resnet20", 32, 16, 32, 1, 2, 1},     {"resnet20", 16, 32, 32, 3, 1, 5}, {"resnet20", 16, 32, 64, 3, 2, 1},
+    {"resnet20", 16, 32, 64, 1, 2, 1},     {"resnet20", 8, 64, 64, 3, 1, 5},  {"lenet5", 32, 3, 6, 5, 1, 1, false},
+    {"lenet5", 14, 6, 16, 5, 1, 1, false},
 };
+const char* const kModels[] = {"vgg", "resnet20", "lenet5"};
 
 std::vector<float> random_floats(int64_t n) {
   std::vector<float> v(static_cast<std::size_t>(n));
@@ -110,11 +115,11 @@ int main(int argc, char** argv) {
   be::Backend& cpu = be::get(kiln::Device::cpu());
   std::printf("%-9s %-22s %5s %9s %9s %9s %9s %9s\n", "model", "layer", "count", "fwd", "bwd_data", "bwd_filt",
               "bn_fwd", "bn_bwd");
-  double total[2][5] = {};
+  double total[std::size(kModels)][5] = {};
   for (const Layer& l : kLayers) {
     if (model != "all" && model != l.model) continue;
-    const int64_t OH = (l.H + l.stride - 1) / l.stride;
-    const int64_t pad = std::max<int64_t>((OH - 1) * l.stride + l.K - l.H, 0) / 2;
+    const int64_t OH = l.same ? (l.H + l.stride - 1) / l.stride : (l.H - l.K) / l.stride + 1;
+    const int64_t pad = l.same ? std::max<int64_t>((OH - 1) * l.stride + l.K - l.H, 0) / 2 : 0;
     const be::Conv2dGeometry g{batch, l.H, l.H, l.C, l.K, l.K, l.F, OH, OH, l.stride, l.stride, pad, pad};
     const int64_t nx = batch * l.H * l.H * l.C, ny = batch * OH * OH * l.F, nw = l.K * l.K * l.C * l.F;
     std::vector<float> x = random_floats(nx), w = random_floats(nw), y(ny), dy = random_floats(ny), dx(nx), dw(nw);
@@ -141,13 +146,15 @@ int main(int argc, char** argv) {
                   static_cast<long>(l.C), static_cast<long>(l.F), static_cast<long>(l.K), static_cast<long>(l.stride));
     std::printf("%-9s %-22s %5d %9.3f %9.3f %9.3f %9.3f %9.3f\n", l.model, name, l.count, ms[0], ms[1], ms[2], ms[3],
                 ms[4]);
-    const int m = std::strcmp(l.model, "vgg") == 0 ? 0 : 1;
+    const auto m = static_cast<std::size_t>(std::find_if(std::begin(kModels), std::end(kModels),
+                                                         [&](const char* n) { return std::strcmp(n, l.model) == 0; }) -
+                                            std::begin(kModels));
     for (int k = 0; k < 5; ++k) total[m][k] += ms[k] * l.count;
   }
-  for (int m = 0; m < 2; ++m)
+  for (std::size_t m = 0; m < std::size(kModels); ++m)
     if (total[m][0] > 0)
-      std::printf("%-9s %-22s %5s %9.3f %9.3f %9.3f %9.3f %9.3f  (ms per step, batch %ld, %d threads)\n",
-                  m ? "resnet20" : "vgg", "sum", "", total[m][0], total[m][1], total[m][2], total[m][3], total[m][4],
-                  static_cast<long>(batch), threads);
+      std::printf("%-9s %-22s %5s %9.3f %9.3f %9.3f %9.3f %9.3f  (ms per step, batch %ld, %d threads)\n", kModels[m],
+                  "sum", "", total[m][0], total[m][1], total[m][2], total[m][3], total[m][4], static_cast<long>(batch),
+                  threads);
   return 0;
 }

@@ -49,14 +49,20 @@ class DirectSwitch {  // sets whether the backend may choose direct summation; r
 };
 
 // 'same' and 'valid' 3x3 layers; widths that leave 1 to 5 pixels after the blocks of 6; an image's 1
-// and 3 channels (their data gradient is not taken directly); 8 filters; 1x1, 5x5 and 3x1 windows; an
-// even window's uneven padding; images of several bands, and a batch of more bands than partial sums.
+// and 3 channels; 8 filters; 1x1, 5x5 and 3x1 windows; an even window's uneven padding; images of
+// several bands, and a batch of more bands than partial sums. Filter counts that are not a multiple
+// of 8 (a masked last group, in the forward pass and the filter gradient): LeNet-5's first layer (6
+// filters, 5x5 'valid'), 4, 5 and 12 filters; and LeNet-5's second layer (6 channels: its data
+// gradient is not taken directly).
 const Conv2dGeometry kCases[] = {
-    geometry(2, 8, 8, 16, 16, 3, 3, 8, 8, 1, 1),  geometry(1, 7, 13, 3, 16, 3, 3, 7, 13, 1, 1),
-    geometry(2, 5, 11, 16, 8, 3, 3, 3, 9, 0, 0),  geometry(1, 6, 9, 8, 16, 5, 5, 6, 9, 2, 2),
-    geometry(3, 4, 5, 1, 8, 1, 1, 4, 5, 0, 0),    geometry(1, 9, 10, 16, 16, 3, 1, 9, 10, 1, 0),
-    geometry(2, 6, 7, 8, 8, 2, 2, 6, 7, 0, 1),    geometry(2, 40, 40, 16, 16, 3, 3, 40, 40, 1, 1),
-    geometry(20, 4, 4, 16, 16, 3, 3, 4, 4, 1, 1), geometry(1, 2, 4, 16, 16, 3, 3, 2, 4, 1, 1)};
+    geometry(2, 8, 8, 16, 16, 3, 3, 8, 8, 1, 1),   geometry(1, 7, 13, 3, 16, 3, 3, 7, 13, 1, 1),
+    geometry(2, 5, 11, 16, 8, 3, 3, 3, 9, 0, 0),   geometry(1, 6, 9, 8, 16, 5, 5, 6, 9, 2, 2),
+    geometry(3, 4, 5, 1, 8, 1, 1, 4, 5, 0, 0),     geometry(1, 9, 10, 16, 16, 3, 1, 9, 10, 1, 0),
+    geometry(2, 6, 7, 8, 8, 2, 2, 6, 7, 0, 1),     geometry(2, 40, 40, 16, 16, 3, 3, 40, 40, 1, 1),
+    geometry(20, 4, 4, 16, 16, 3, 3, 4, 4, 1, 1),  geometry(1, 2, 4, 16, 16, 3, 3, 2, 4, 1, 1),
+    geometry(2, 32, 32, 3, 6, 5, 5, 28, 28, 0, 0), geometry(2, 14, 14, 6, 16, 5, 5, 10, 10, 0, 0),
+    geometry(2, 9, 11, 5, 4, 3, 3, 9, 11, 1, 1),   geometry(1, 8, 13, 12, 5, 3, 3, 6, 11, 0, 0),
+    geometry(2, 7, 9, 16, 12, 3, 3, 7, 9, 1, 1)};
 
 }  // namespace
 
@@ -121,9 +127,11 @@ TEST(CpuDirectConv, ResultDoesNotDependOnTheThreadCount) {
     GTEST_SKIP() << "the direct convolution is not in this build (no AVX2 and FMA)";
   const DirectSwitch on(true);
   std::mt19937 rng(22);
-  // More bands than partial sums (batch 40 of 2 bands each), and one image of several bands.
+  // More bands than partial sums (batch 40 of 2 bands each), one image of several bands, and a
+  // masked last group (6 filters).
   for (const Conv2dGeometry& g :
-       {geometry(40, 32, 32, 16, 16, 3, 3, 32, 32, 1, 1), geometry(1, 48, 48, 16, 8, 3, 3, 48, 48, 1, 1)}) {
+       {geometry(40, 32, 32, 16, 16, 3, 3, 32, 32, 1, 1), geometry(1, 48, 48, 16, 8, 3, 3, 48, 48, 1, 1),
+        geometry(24, 20, 20, 10, 6, 5, 5, 16, 16, 0, 0)}) {
     SCOPED_TRACE(describe(g));
     const auto x = to_float(uniform_values(g.N * g.H * g.W * g.C, rng));
     const auto w = to_float(uniform_values(g.KH * g.KW * g.C * g.F, rng));
@@ -169,10 +177,15 @@ TEST(CpuDirectConv, OnlyStrideOneLayersOfFewChannelsTakeIt) {
   g.OH = g.OW = 16;
   EXPECT_FALSE(kiln::backend::direct_conv_fits(g)) << "stride 2";
   EXPECT_FALSE(kiln::backend::direct_conv_fits(geometry(8, 32, 32, 16, 32, 3, 3, 32, 32, 1, 1))) << "32 filters";
-  EXPECT_FALSE(kiln::backend::direct_conv_fits(geometry(8, 32, 32, 16, 12, 3, 3, 32, 32, 1, 1))) << "12 filters";
+  EXPECT_FALSE(kiln::backend::direct_conv_fits(geometry(8, 32, 32, 16, 17, 3, 3, 32, 32, 1, 1))) << "17 filters";
+  EXPECT_TRUE(kiln::backend::direct_conv_fits(geometry(8, 32, 32, 16, 12, 3, 3, 32, 32, 1, 1))) << "12 filters";
+  EXPECT_TRUE(kiln::backend::direct_conv_fits(geometry(8, 32, 32, 3, 4, 3, 3, 32, 32, 1, 1))) << "4 filters";
+  EXPECT_FALSE(kiln::backend::direct_conv_fits(geometry(8, 32, 32, 16, 3, 3, 3, 32, 32, 1, 1))) << "3 filters";
+  EXPECT_FALSE(kiln::backend::direct_conv_data_fits(geometry(8, 32, 32, 12, 16, 3, 3, 32, 32, 1, 1)))
+      << "the data gradient of 12 channels";
   EXPECT_FALSE(kiln::backend::direct_conv_fits(geometry(8, 32, 32, 32, 16, 3, 3, 32, 32, 1, 1))) << "32 channels";
-  EXPECT_FALSE(kiln::backend::direct_conv_data_fits(geometry(8, 32, 32, 3, 16, 3, 3, 32, 32, 1, 1)))
-      << "the data gradient of an image's 3 channels";
+  EXPECT_FALSE(kiln::backend::direct_conv_data_fits(geometry(8, 32, 32, 16, 32, 3, 3, 32, 32, 1, 1)))
+      << "the data gradient of 32 filters";
   EXPECT_FALSE(kiln::backend::direct_conv_fits(geometry(8, 32, 32, 16, 16, 3, 3, 36, 36, 3, 3)))
       << "a padding as large as the window";
   const DirectSwitch off(false);

@@ -3,7 +3,9 @@
 // A band's input rows are first copied into a zero-padded buffer, so that the summing loops need no
 // bounds checks. The forward pass sums, for a block of up to kPixels output pixels of one row, all
 // 8 or 16 filters in 8-lane registers (one FMA per tap, channel and lane group). The data gradient
-// is the forward pass of dy with the filter turned by 180 degrees and its channels swapped. The
+// is the forward pass of dy with the filter turned by 180 degrees and its channels swapped. Filters
+// are summed in groups of 8 lanes; where their count is not a multiple of 8, the last group's loads
+// and stores are masked to its filters (a full-width store would write into the next pixel). The
 // filter gradient keeps a block of kChannels input channels' sums for one tap in registers while
 // the band's pixels stream past; each run of bands adds into its own partial sum, and the partials
 // are added in run order.
@@ -38,6 +40,10 @@ Conv2dGeometry data_geometry(const Conv2dGeometry& g) {
 #ifdef KILN_DIRECT_CONV
 
 constexpr int64_t kMaxChannels = 16;  // input channels summed per output pixel, at most
+constexpr int64_t kMaxFilters = 16;   // filters, at most: two groups of 8 lanes
+// Filters, at least: with fewer, most of a group's lanes would sum nothing, and im2col + GEMM is as
+// fast or faster (bench/README.md).
+constexpr int64_t kMinFilters = 4;
 constexpr int64_t kBandPixels = 512;  // output pixels a band aims for
 constexpr int64_t kMaxRuns = 16;      // filter-gradient partial sums, at most
 
@@ -48,8 +54,35 @@ bool paddings_fit(int64_t in, int64_t out, int64_t k, int64_t pad_front) {
 
 bool geometry_fits(const Conv2dGeometry& g) {
   return direct_on.load(std::memory_order_relaxed) && g.stride_h == 1 && g.stride_w == 1 && g.C >= 1 &&
-         g.C <= kMaxChannels && (g.F == 8 || g.F == 16) && g.OH >= 1 && g.OW >= 1 &&
+         g.C <= kMaxChannels && g.F >= kMinFilters && g.F <= kMaxFilters && g.OH >= 1 && g.OW >= 1 &&
          paddings_fit(g.H, g.OH, g.KH, g.pad_top) && paddings_fit(g.W, g.OW, g.KW, g.pad_left);
+}
+
+// The filters' groups of 8 lanes: how many, and the mask of the last one's filters.
+struct Groups {
+  int count;
+  bool partial;  // the last group has fewer than 8 filters
+  __m256i last;  // lanes of the last group that hold filters
+};
+
+Groups groups_of(int64_t F) {
+  const auto in_last = static_cast<int>(F - 8 * ((F - 1) / 8));
+  return {static_cast<int>((F + 7) / 8), F % 8 != 0,
+          _mm256_cmpgt_epi32(_mm256_set1_epi32(in_last), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))};
+}
+
+// Group v of 8 filters at p: loaded, or stored, whole, or masked to the filters where it is the
+// last group of a partial set.
+template <int kV, bool kPartial>
+__m256 load_group(const float* p, int v, __m256i last) {
+  return kPartial && v == kV - 1 ? _mm256_maskload_ps(p, last) : _mm256_loadu_ps(p);
+}
+template <int kV, bool kPartial>
+void store_group(float* p, int v, __m256i last, __m256 value) {
+  if (kPartial && v == kV - 1)
+    _mm256_maskstore_ps(p, last, value);
+  else
+    _mm256_storeu_ps(p, value);
 }
 
 struct Bands {
@@ -86,9 +119,9 @@ constexpr int kPixels = 6;    // output pixels summed together in the forward pa
 constexpr int kChannels = 4;  // input channels summed together in the filter gradient
 
 // y's kP pixels from `in` (the padded band at the block's first window), kV groups of 8 filters.
-template <int kP, int kV>
-void forward_block(const Conv2dGeometry& g, const float* in, int64_t in_row, const float* w, const float* bias,
-                   bool relu, float* out) {
+template <int kP, int kV, bool kPartial>
+void forward_block(const Conv2dGeometry& g, __m256i last, const float* in, int64_t in_row, const float* w,
+                   const float* bias, bool relu, float* out) {
   __m256 acc[kP][kV];
   for (auto& pixel : acc)
     for (auto& a : pixel) a = _mm256_setzero_ps();
@@ -99,7 +132,7 @@ void forward_block(const Conv2dGeometry& g, const float* in, int64_t in_row, con
       const float* taps = w + (kh * g.KW + kw) * C * F;
       for (int64_t c = 0; c < C; ++c) {
         __m256 wv[kV];
-        for (int v = 0; v < kV; ++v) wv[v] = _mm256_loadu_ps(taps + c * F + 8 * v);
+        for (int v = 0; v < kV; ++v) wv[v] = load_group<kV, kPartial>(taps + c * F + 8 * v, v, last);
         for (int p = 0; p < kP; ++p) {
           const __m256 s = _mm256_set1_ps(src[p * C + c]);
           for (int v = 0; v < kV; ++v) acc[p][v] = _mm256_fmadd_ps(s, wv[v], acc[p][v]);
@@ -107,33 +140,43 @@ void forward_block(const Conv2dGeometry& g, const float* in, int64_t in_row, con
       }
     }
   for (int p = 0; p < kP; ++p)
-    for (int v = 0; v < kV; ++v) _mm256_storeu_ps(out + p * F + 8 * v, acc[p][v]);
+    for (int v = 0; v < kV; ++v) store_group<kV, kPartial>(out + p * F + 8 * v, v, last, acc[p][v]);
   bias_act_rows(out, bias, relu, kP, F);
 }
 
 // The last `rest` (< kP) pixels of a row, by the block of that width.
-template <int kP, int kV>
-void forward_rest(int64_t rest, const Conv2dGeometry& g, const float* in, int64_t in_row, const float* w,
+template <int kP, int kV, bool kPartial>
+void forward_rest(int64_t rest, const Conv2dGeometry& g, __m256i last, const float* in, int64_t in_row, const float* w,
                   const float* bias, bool relu, float* out) {
   if constexpr (kP > 1) {
     if (rest == kP - 1)
-      forward_block<kP - 1, kV>(g, in, in_row, w, bias, relu, out);
+      forward_block<kP - 1, kV, kPartial>(g, last, in, in_row, w, bias, relu, out);
     else
-      forward_rest<kP - 1, kV>(rest, g, in, in_row, w, bias, relu, out);
+      forward_rest<kP - 1, kV, kPartial>(rest, g, last, in, in_row, w, bias, relu, out);
   }
 }
 
-template <int kV>
-void forward_row(const Conv2dGeometry& g, const float* in, int64_t in_row, const float* w, const float* bias, bool relu,
-                 float* out) {
+template <int kV, bool kPartial>
+void forward_row(const Conv2dGeometry& g, __m256i last, const float* in, int64_t in_row, const float* w,
+                 const float* bias, bool relu, float* out) {
   int64_t ow = 0;
   for (; ow + kPixels <= g.OW; ow += kPixels)
-    forward_block<kPixels, kV>(g, in + ow * g.C, in_row, w, bias, relu, out + ow * g.F);
-  forward_rest<kPixels, kV>(g.OW - ow, g, in + ow * g.C, in_row, w, bias, relu, out + ow * g.F);
+    forward_block<kPixels, kV, kPartial>(g, last, in + ow * g.C, in_row, w, bias, relu, out + ow * g.F);
+  forward_rest<kPixels, kV, kPartial>(g.OW - ow, g, last, in + ow * g.C, in_row, w, bias, relu, out + ow * g.F);
+}
+
+// Calls f with the groups' count and partiality as template arguments: f.template operator()<kV, kPartial>().
+template <typename F>
+void with_groups(const Groups& gr, F&& f) {
+  if (gr.count == 2)
+    gr.partial ? f.template operator()<2, true>() : f.template operator()<2, false>();
+  else
+    gr.partial ? f.template operator()<1, true>() : f.template operator()<1, false>();
 }
 
 void forward(const Conv2dGeometry& g, const float* x, const float* w, const float* bias, bool relu, float* y) {
   const Bands b = bands_of(g);
+  const Groups gr = groups_of(g.F);
   const int64_t in_row = (g.OW + g.KW - 1) * g.C;
   parallel_for(b.count, b.count, [&](int64_t band, int64_t) {
     const int64_t n = band / b.per, oh0 = band % b.per * b.rows, rows = std::min(b.rows, g.OH - oh0);
@@ -141,28 +184,27 @@ void forward(const Conv2dGeometry& g, const float* x, const float* w, const floa
     pad_band(g, x, n, oh0, rows, xp);
     for (int64_t r = 0; r < rows; ++r) {
       float* out = y + ((n * g.OH + oh0 + r) * g.OW) * g.F;
-      if (g.F == 16)
-        forward_row<2>(g, xp + r * in_row, in_row, w, bias, relu, out);
-      else
-        forward_row<1>(g, xp + r * in_row, in_row, w, bias, relu, out);
+      with_groups(gr, [&]<int kV, bool kPartial>() {
+        forward_row<kV, kPartial>(g, gr.last, xp + r * in_row, in_row, w, bias, relu, out);
+      });
     }
   });
 }
 
 // Adds, for one tap and input channels [c0, c0 + kC), the band's products of input and output
 // gradient into sums[kC][F] (kV groups of 8 filters).
-template <int kC, int kV>
-void filter_block(const Conv2dGeometry& g, const float* xp, int64_t in_row, const float* dz, int64_t rows, int64_t kh,
-                  int64_t kw, int64_t c0, float* sums) {
+template <int kC, int kV, bool kPartial>
+void filter_block(const Conv2dGeometry& g, __m256i last, const float* xp, int64_t in_row, const float* dz, int64_t rows,
+                  int64_t kh, int64_t kw, int64_t c0, float* sums) {
   __m256 acc[kC][kV];
   for (int c = 0; c < kC; ++c)
-    for (int v = 0; v < kV; ++v) acc[c][v] = _mm256_loadu_ps(sums + c * g.F + 8 * v);
+    for (int v = 0; v < kV; ++v) acc[c][v] = load_group<kV, kPartial>(sums + c * g.F + 8 * v, v, last);
   for (int64_t r = 0; r < rows; ++r) {
     const float* src = xp + (r + kh) * in_row + kw * g.C + c0;
     const float* grad = dz + r * g.OW * g.F;
     for (int64_t ow = 0; ow < g.OW; ++ow) {
       __m256 d[kV];
-      for (int v = 0; v < kV; ++v) d[v] = _mm256_loadu_ps(grad + ow * g.F + 8 * v);
+      for (int v = 0; v < kV; ++v) d[v] = load_group<kV, kPartial>(grad + ow * g.F + 8 * v, v, last);
       for (int c = 0; c < kC; ++c) {
         const __m256 s = _mm256_set1_ps(src[ow * g.C + c]);
         for (int v = 0; v < kV; ++v) acc[c][v] = _mm256_fmadd_ps(s, d[v], acc[c][v]);
@@ -170,31 +212,31 @@ void filter_block(const Conv2dGeometry& g, const float* xp, int64_t in_row, cons
     }
   }
   for (int c = 0; c < kC; ++c)
-    for (int v = 0; v < kV; ++v) _mm256_storeu_ps(sums + c * g.F + 8 * v, acc[c][v]);
+    for (int v = 0; v < kV; ++v) store_group<kV, kPartial>(sums + c * g.F + 8 * v, v, last, acc[c][v]);
 }
 
 // The band's sums for input channels [c0, c0 + rest) (rest < kC), by the block of that width.
-template <int kC, int kV>
-void filter_rest(int64_t rest, const Conv2dGeometry& g, const float* xp, int64_t in_row, const float* dz, int64_t rows,
-                 int64_t kh, int64_t kw, int64_t c0, float* sums) {
+template <int kC, int kV, bool kPartial>
+void filter_rest(int64_t rest, const Conv2dGeometry& g, __m256i last, const float* xp, int64_t in_row, const float* dz,
+                 int64_t rows, int64_t kh, int64_t kw, int64_t c0, float* sums) {
   if constexpr (kC > 1) {
     if (rest == kC - 1)
-      filter_block<kC - 1, kV>(g, xp, in_row, dz, rows, kh, kw, c0, sums);
+      filter_block<kC - 1, kV, kPartial>(g, last, xp, in_row, dz, rows, kh, kw, c0, sums);
     else
-      filter_rest<kC - 1, kV>(rest, g, xp, in_row, dz, rows, kh, kw, c0, sums);
+      filter_rest<kC - 1, kV, kPartial>(rest, g, last, xp, in_row, dz, rows, kh, kw, c0, sums);
   }
 }
 
-template <int kV>
-void filter_band(const Conv2dGeometry& g, const float* xp, int64_t in_row, const float* dz, int64_t rows,
+template <int kV, bool kPartial>
+void filter_band(const Conv2dGeometry& g, __m256i last, const float* xp, int64_t in_row, const float* dz, int64_t rows,
                  float* partial) {
   for (int64_t kh = 0; kh < g.KH; ++kh)
     for (int64_t kw = 0; kw < g.KW; ++kw) {
       float* tap = partial + (kh * g.KW + kw) * g.C * g.F;
       int64_t c0 = 0;
       for (; c0 + kChannels <= g.C; c0 += kChannels)
-        filter_block<kChannels, kV>(g, xp, in_row, dz, rows, kh, kw, c0, tap + c0 * g.F);
-      filter_rest<kChannels, kV>(g.C - c0, g, xp, in_row, dz, rows, kh, kw, c0, tap + c0 * g.F);
+        filter_block<kChannels, kV, kPartial>(g, last, xp, in_row, dz, rows, kh, kw, c0, tap + c0 * g.F);
+      filter_rest<kChannels, kV, kPartial>(g.C - c0, g, last, xp, in_row, dz, rows, kh, kw, c0, tap + c0 * g.F);
     }
 }
 
@@ -203,6 +245,7 @@ void backward_filter(const Conv2dGeometry& g, const float* x, const float* dy, c
   const Bands b = bands_of(g);
   const int64_t in_row = (g.OW + g.KW - 1) * g.C, taps = g.KH * g.KW * g.C * g.F, part = taps + g.F;
   const int64_t runs = std::min(b.count, kMaxRuns);
+  const Groups gr = groups_of(g.F);
   float* partial = thread_buffer<float>(runs * part, 2);  // each run zeroes its own
   auto run = [&](int64_t r) {
     float* mine = partial + r * part;
@@ -223,10 +266,8 @@ void backward_filter(const Conv2dGeometry& g, const float* x, const float* dy, c
         for (int64_t p = 0; p < pixels; ++p)
           for (int64_t f = 0; f < g.F; ++f) mine[taps + f] += grad[p * g.F + f];
       pad_band(g, x, n, oh0, rows, xp);
-      if (g.F == 16)
-        filter_band<2>(g, xp, in_row, grad, rows, mine);
-      else
-        filter_band<1>(g, xp, in_row, grad, rows, mine);
+      with_groups(
+          gr, [&]<int kV, bool kPartial>() { filter_band<kV, kPartial>(g, gr.last, xp, in_row, grad, rows, mine); });
     }
   };
   parallel_chunks(runs, ChunkFn(run));
@@ -267,7 +308,9 @@ bool direct_conv_fits(const Conv2dGeometry& g) {
 #endif
 }
 
-bool direct_conv_data_fits(const Conv2dGeometry& g) { return direct_conv_fits(data_geometry(g)); }
+// The data gradient's filters are the layer's channels: only whole groups of 8 (with a masked group,
+// im2col + GEMM's data gradient was faster at every shape measured).
+bool direct_conv_data_fits(const Conv2dGeometry& g) { return g.C % 8 == 0 && direct_conv_fits(data_geometry(g)); }
 
 bool set_conv_direct(bool enabled) { return direct_on.exchange(enabled, std::memory_order_relaxed); }
 

@@ -15,13 +15,13 @@ namespace kiln::backend {
 bool direct_conv_available();
 
 /// Whether the forward pass and the filter gradient of `g` run by direct summation in this build: a
-/// stride of 1, paddings on every side from 0 to the window's size less one, 8 or 16 filters, at
+/// stride of 1, paddings on every side from 0 to the window's size less one, 4 to 16 filters, at
 /// most 16 channels, float32, and not turned off by set_conv_direct. The data gradient runs by it
 /// where direct_conv_data_fits(g).
 bool direct_conv_fits(const Conv2dGeometry& g);
 
 /// Whether the data gradient of `g` runs by direct summation: the forward pass of dy with the
-/// filter turned and its channels swapped (8 or 16 channels, at most 16 filters) fits.
+/// filter turned and its channels swapped fits, with 8 or 16 channels (its filters).
 bool direct_conv_data_fits(const Conv2dGeometry& g);
 
 /// Turns the direct path off or back on: for the tests and benchmarks that compare it with
