@@ -10,6 +10,8 @@
 //                          [--direct 0|1]   (0: few-channel layers by im2col + GEMM, not direct summation)
 //                          [--bn-activation relu|gelu|silu|none] (relu, the default: BatchNormalization with
 //                          the ReLU inside, as models run vgg's and resnet20's; none: the normalization alone)
+//                          [--layer H,C,F,K,S,same|valid]... (these layers instead of the models': input H x H x C,
+//                          F filters of K x K at stride S; summed as model "layers")
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -52,7 +54,17 @@ const std::vector<Layer> kLayers = {
     {"resnet20", 16, 32, 64, 1, 2, 1},     {"resnet20", 8, 64, 64, 3, 1, 5},  {"lenet5", 32, 3, 6, 5, 1, 1, false},
     {"lenet5", 14, 6, 16, 5, 1, 1, false},
 };
-const char* const kModels[] = {"vgg", "resnet20", "lenet5"};
+const char* const kModels[] = {"vgg", "resnet20", "lenet5", "layers"};
+
+// A --layer value, "H,C,F,K,S,same|valid", as a layer of model "layers"; nullopt if malformed.
+std::optional<Layer> parse_layer(const std::string& text) {
+  long H = 0, C = 0, F = 0, K = 0, S = 0;
+  char padding[8] = {};
+  if (std::sscanf(text.c_str(), "%ld,%ld,%ld,%ld,%ld,%7s", &H, &C, &F, &K, &S, padding) != 6 ||
+      std::min({H, C, F, K, S}) < 1 || (std::strcmp(padding, "same") != 0 && std::strcmp(padding, "valid") != 0))
+    return std::nullopt;
+  return Layer{"layers", H, C, F, K, S, 1, std::strcmp(padding, "same") == 0};
+}
 
 std::vector<float> random_floats(int64_t n) {
   std::vector<float> v(static_cast<std::size_t>(n));
@@ -79,6 +91,7 @@ int main(int argc, char** argv) {
   int64_t batch = 32;
   int threads = 2, repeats = 9, avx512 = 1, winograd = 1, direct = 1;
   std::string bn_activation = "relu";
+  std::vector<Layer> layers;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i], value = argv[i + 1];
     if (flag == "--model")
@@ -97,7 +110,11 @@ int main(int argc, char** argv) {
       direct = std::atoi(value.c_str());
     else if (flag == "--bn-activation")
       bn_activation = value;
-    else
+    else if (flag == "--layer") {
+      const std::optional<Layer> l = parse_layer(value);
+      if (!l) return std::fprintf(stderr, "--layer %s: expected H,C,F,K,S,same|valid\n", value.c_str()), 2;
+      layers.push_back(*l);
+    } else
       return std::fprintf(stderr, "unknown flag %s\n", flag.c_str()), 2;
   }
   kiln::set_num_threads(threads);
@@ -116,7 +133,8 @@ int main(int argc, char** argv) {
   std::printf("%-9s %-22s %5s %9s %9s %9s %9s %9s\n", "model", "layer", "count", "fwd", "bwd_data", "bwd_filt",
               "bn_fwd", "bn_bwd");
   double total[std::size(kModels)][5] = {};
-  for (const Layer& l : kLayers) {
+  if (layers.empty()) layers = kLayers;
+  for (const Layer& l : layers) {
     if (model != "all" && model != l.model) continue;
     const int64_t OH = l.same ? (l.H + l.stride - 1) / l.stride : (l.H - l.K) / l.stride + 1;
     const int64_t pad = l.same ? std::max<int64_t>((OH - 1) * l.stride + l.K - l.H, 0) / 2 : 0;
