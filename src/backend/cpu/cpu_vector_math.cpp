@@ -22,6 +22,13 @@ constexpr int64_t kBlock = 256;  // elements per expression: a multiple of every
 using Block = Eigen::Array<float, kBlock, 1>;
 using C = math::GeluConstants<float>;
 
+// The functions, and the derivatives, that have packet forms below.
+constexpr bool has_packet_form(UnaryOp op) {
+  return op == UnaryOp::Exp || op == UnaryOp::Sigmoid || op == UnaryOp::Silu || op == UnaryOp::Elu ||
+         op == UnaryOp::Tanh || op == UnaryOp::GeluTanh;
+}
+constexpr bool has_packet_derivative(UnaryOp op) { return op == UnaryOp::Silu || op == UnaryOp::Elu; }
+
 constexpr float kExpLimit = 87.0f;   // exp(-87) is float's smallest normals' order; exp(87) < max
 constexpr float kTanhLimit = 9.0f;   // tanh(9) rounds to 1; Eigen clamps from 7.99 on
 constexpr float kGeluLimit = 10.0f;  // gelu's tanh argument within kTanhLimit's reach, x^3 finite
@@ -94,51 +101,27 @@ void derivative_op(float param, const float* x, const float* dy, float* dx, int6
 
 }  // namespace
 
-bool applies(UnaryOp op) {
-  switch (op) {
-    case UnaryOp::Exp:
-    case UnaryOp::Sigmoid:
-    case UnaryOp::Silu:
-    case UnaryOp::Elu:
-    case UnaryOp::Tanh:
-    case UnaryOp::GeluTanh:
-      return true;
-    default:
-      return false;
-  }
-}
+bool applies(UnaryOp op) { return has_packet_form(op); }
 
 void apply(UnaryOp op, float param, const float* x, float* y, int64_t n) {
-  switch (op) {
-    case UnaryOp::Exp:
-      return apply_op<UnaryOp::Exp>(param, x, y, n);
-    case UnaryOp::Sigmoid:
-      return apply_op<UnaryOp::Sigmoid>(param, x, y, n);
-    case UnaryOp::Silu:
-      return apply_op<UnaryOp::Silu>(param, x, y, n);
-    case UnaryOp::Elu:
-      return apply_op<UnaryOp::Elu>(param, x, y, n);
-    case UnaryOp::Tanh:
-      return apply_op<UnaryOp::Tanh>(param, x, y, n);
-    case UnaryOp::GeluTanh:
-      return apply_op<UnaryOp::GeluTanh>(param, x, y, n);
-    default:
+  math::with_unary_op(op, [&](auto c) {
+    if constexpr (has_packet_form(c.value))
+      apply_op<c.value>(param, x, y, n);
+    else
       throw Error("cpu_vector::apply", "no vector form of this function; expected one that applies() accepts");
-  }
+  });
 }
 
-bool differentiates(UnaryOp op) { return op == UnaryOp::Silu || op == UnaryOp::Elu; }
+bool differentiates(UnaryOp op) { return has_packet_derivative(op); }
 
 void derivative_times(UnaryOp op, float param, const float* x, const float* dy, float* dx, int64_t n) {
-  switch (op) {
-    case UnaryOp::Silu:
-      return derivative_op<UnaryOp::Silu>(param, x, dy, dx, n);
-    case UnaryOp::Elu:
-      return derivative_op<UnaryOp::Elu>(param, x, dy, dx, n);
-    default:
+  math::with_unary_op(op, [&](auto c) {
+    if constexpr (has_packet_derivative(c.value))
+      derivative_op<c.value>(param, x, dy, dx, n);
+    else
       throw Error("cpu_vector::derivative_times",
                   "no vector form of this derivative; expected one that differentiates() accepts");
-  }
+  });
 }
 
 }  // namespace kiln::backend::cpu_vector
