@@ -1,12 +1,13 @@
 // float32 activations whose scalar form calls exp, expm1 or tanh (sigmoid, silu, elu, tanh, exp, the
-// tanh form of gelu) computed eight or sixteen elements per instruction by Eigen's packet math, for
-// the CPU's elementwise loops: called one element at a time, libm's tanhf and expf take most of a
-// small tanh or sigmoid network's training step. Same formulas as backend/elementwise_math.h,
-// with Eigen's exp, expm1 and tanh in place of std::'s: exp and expm1 within 2 ulp, tanh within 5
-// (a rational approximation, the one TensorFlow's CPU kernels use; libm's is within 2). Elements
-// where Eigen's packet functions are not exact about the edges (exp's subnormal results, where
-// Eigen 3.4 gives exp(-inf) > 0; infinities; NaN) are computed by the scalar formula instead, so
-// NaN, infinities, 0 and subnormals come out as the scalar kernels give them.
+// tanh form of gelu) computed several elements per instruction (4, 8 or 16 by the build's level) by
+// Eigen's packet math, for the CPU's elementwise loops: called one element at a time, libm's tanhf
+// and expf take most of a small tanh or sigmoid network's training step. Same formulas as
+// backend/elementwise_math.h, with Eigen's exp, expm1 and tanh in place of std::'s: exp and expm1
+// within 2 ulp, tanh within 5, 6 in builds without FMA (a rational approximation, the one
+// TensorFlow's CPU kernels use; libm's is within 2). Elements where Eigen's packet functions are not
+// exact about the edges (exp's subnormal results, where Eigen 3.4 gives exp(-inf) > 0; infinities;
+// NaN) are computed by the scalar formula instead, so NaN, infinities, 0 and subnormals come out as
+// the scalar kernels give them.
 #pragma once
 
 #include <cstdint>
