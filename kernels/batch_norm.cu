@@ -64,7 +64,17 @@ constexpr int kTerms = term == SumTerm::Gradient ? 2 : 1;
 // (blockIdx.y); partial[(s * K + k) * C + c] receives slice s's sum of term k of column c.
 // Act (the Gradient term only): dy is first taken through that activation (ThroughActivation).
 // The launch bound keeps 1024 threads launchable when an activation's derivative (float64 GELU's
-// erfc and exp) would want more than 64 registers a thread.
+// erfc and exp) would want more than 64 registers a thread. With an activation other than ReLU
+// inside, the loop is not unrolled: four rows' derivatives in flight need more than 32 registers a
+// thread, and then an SM holds one block instead of two.
+template <typename Act>
+__host__ __device__ constexpr int sums_unroll() {
+  if constexpr (std::is_same_v<Act, NoActivation>)
+    return 4;
+  else
+    return Act::value == UnaryOp::Relu ? 4 : 1;
+}
+
 template <typename T, SumTerm term, typename Act = NoActivation>
 __global__ void __launch_bounds__(32 * 32)
     batch_norm_sums_kernel(const T* x, const T* dy, const accumulate_t<T>* mean, ThroughActivation<T> act,
@@ -83,7 +93,7 @@ __global__ void __launch_bounds__(32 * 32)
     if constexpr (activated)
       k = normalize_coefficients(m, act.variance[c], act.gamma ? act.gamma[c] : A(1), act.beta ? act.beta[c] : A(0),
                                  act.epsilon);
-#pragma unroll 4
+#pragma unroll(sums_unroll <Act>())
     for (int64_t r = r0 + threadIdx.y; r < r1; r += 32) {
       const A v = load_value(x[r * C + c]);
       if constexpr (term == SumTerm::X) {
