@@ -74,6 +74,13 @@ std::vector<NormalizeCoefficients<A>> coefficients(const A* mean, const A* varia
   return k;
 }
 
+// The fused activation's input for element x with its channel's coefficients k: the normalized
+// value rounded to T, as the activation layer apart reads it from the normalization's output.
+template <typename T, typename A>
+A activation_input(T x, const NormalizeCoefficients<A>& k) {
+  return convert_element<A>(convert_element<T>(normalized(convert_element<A>(x), k)));
+}
+
 // For elements [r0 * C, r1 * C) in blocks of kStage: z[j] = z_of(i, c) for element i = i0 + j of
 // channel c, then f(z, i0, count). The fused activation's packet forms (cpu_vector_math.h) take
 // these blocks, so that the fused layer's values stay those of the activation layer apart, which
@@ -124,9 +131,7 @@ void CpuBackend::batch_norm_forward(DType dtype, const void* x, const void* gamm
     if constexpr (std::is_same_v<A, float>)
       if (activation && cpu_vector::applies(activation->op))
         return parallel_for_work(rows, rows * C, [&](int64_t r0, int64_t r1) {
-          const auto z_of = [&](int64_t i, int64_t c) {
-            return convert_element<A>(convert_element<T>(normalized(convert_element<A>(xs[i]), k[c])));
-          };
+          const auto z_of = [&](int64_t i, int64_t c) { return activation_input(xs[i], k[c]); };
           by_float_blocks(r0, r1, C, z_of, [&](const float* z, int64_t i0, int64_t count) {
             float out[kStage];
             cpu_vector::apply(activation->op, param, z, out, count);
@@ -137,12 +142,11 @@ void CpuBackend::batch_norm_forward(DType dtype, const void* x, const void* gamm
       parallel_for_work(rows, rows * C, [&](int64_t r0, int64_t r1) {
         for (int64_t r = r0; r < r1; ++r)
           for (int64_t c = 0; c < C; ++c) {
-            const A z = normalized(at(r, c), k[c]);
+            const int64_t i = r * C + c;
             if constexpr (std::is_same_v<decltype(act), NoActivation>)
-              ys[r * C + c] = convert_element<T>(z);
-            else  // the activation of z as the layers apart see it: rounded to T
-              ys[r * C + c] = convert_element<T>(
-                  math::apply_unary<decltype(act)::value>(convert_element<A>(convert_element<T>(z)), param));
+              ys[i] = convert_element<T>(normalized(at(r, c), k[c]));
+            else
+              ys[i] = convert_element<T>(math::apply_unary<decltype(act)::value>(activation_input(xs[i], k[c]), param));
           }
       });
     });
@@ -166,9 +170,7 @@ void CpuBackend::batch_norm_backward(DType dtype, const void* x, const void* dy,
         const std::vector<NormalizeCoefficients<A>> k =
             coefficients(static_cast<const A*>(mean), static_cast<const A*>(variance), gamma, beta, epsilon, C);
         const A param = static_cast<A>(activation->param);
-        const auto z_of = [&](int64_t i, int64_t c) {
-          return convert_element<A>(convert_element<T>(normalized(convert_element<A>(xs[i]), k[c])));
-        };
+        const auto z_of = [&](int64_t i, int64_t c) { return activation_input(xs[i], k[c]); };
         if constexpr (std::is_same_v<A, float>)
           if (cpu_vector::differentiates(activation->op))
             return parallel_for_work(rows, rows * C, [&](int64_t r0, int64_t r1) {
