@@ -2,13 +2,12 @@
 // cut into bands of output rows of one image (a size fixed by the geometry, not the thread count).
 // A band's input rows are first copied into a zero-padded buffer, so that the summing loops need no
 // bounds checks. The forward pass sums, for a block of up to kPixels output pixels of one row, all
-// 8 or 16 filters in 8-lane registers (one FMA per tap, channel and lane group). The data gradient
-// is the forward pass of dy with the filter turned by 180 degrees and its channels swapped. Filters
-// are summed in groups of 8 lanes; where their count is not a multiple of 8, the last group's loads
-// and stores are masked to its filters (a full-width store would write into the next pixel). The
-// filter gradient keeps a block of kChannels input channels' sums for one tap in registers while
-// the band's pixels stream past; each run of bands adds into its own partial sum, and the partials
-// are added in run order.
+// its 4 to 16 filters in one or two groups of 8 lanes (one FMA per tap, channel and group); where
+// their count is not a multiple of 8, the last group's loads and stores are masked to its filters (a
+// full-width store would write into the next pixel). The data gradient is the forward pass of dy
+// with the filter turned by 180 degrees and its channels swapped. The filter gradient keeps a block of kChannels input
+// channels' sums for one tap in registers while the band's pixels stream past; each run of bands adds into its own
+// partial sum, and the partials are added in run order.
 #include "backend/cpu/cpu_direct_conv.h"
 
 #include <algorithm>
