@@ -205,6 +205,15 @@ TEST(ImageDecode, RefusesWhatItCannotDecode) {
   const Bytes truncated(png.begin(), png.begin() + 40);
   EXPECT_EQ(message_of([&] { ku::decode_image(truncated, "t.png", 3); }),
             "[decode_image] 't.png' is not a valid PNG image: the file ends inside a chunk (truncated)");
+  // A chunk claiming more bytes than follow it is refused before libpng allocates its claim (this
+  // fuzzer finding's 'sPLT' chunk claims 1.9 GB in a file of 123 bytes).
+  EXPECT_EQ(message_of([&] {
+              ku::decode_image(
+                  read_bytes(fs::path(KILN_TESTS_DIR) / "fuzz" / "regressions" / "image_decode" / "chunk_length_huge"),
+                  "s.png", 3);
+            }),
+            "[decode_image] 's.png' is not a valid PNG image: its 'sPLT' chunk claims 1936946035 bytes of data, "
+            "but only 54 follow before its checksum (truncated or corrupt)");
   const Bytes jpeg = read_bytes(kImages / "gray.jpg");
   const Bytes cut(jpeg.begin(), jpeg.begin() + static_cast<std::ptrdiff_t>(jpeg.size() / 2));
   EXPECT_EQ(message_of([&] { ku::decode_image(cut, "t.jpg", 3); }),
@@ -430,7 +439,9 @@ TEST_F(ImageDatasetTest, CorruptFilesStopOrAreSkipped) {
   write_bytes(dir_ / "b" / "anim.gif", {'G', 'I', 'F', '8', '9', 'a', 1, 0, 1, 0});
   const std::string d = dir_.string();
   EXPECT_EQ(message_of([&] { ku::image_dataset_from_directory(d, small({.shuffle = false})); }),
-            "[decode_image] '" + d + "/a/2.png' is not a valid PNG image: the file ends inside a chunk (truncated)");
+            "[decode_image] '" + d +
+                "/a/2.png' is not a valid PNG image: its 'IDAT' chunk claims 18 bytes of data, but only 10 follow "
+                "before its checksum (truncated or corrupt)");
   ::testing::internal::CaptureStderr();
   const ku::ImageDataset ds = ku::image_dataset_from_directory(d, small({.shuffle = false, .on_corrupt = "skip"}));
   const std::string warnings = ::testing::internal::GetCapturedStderr();

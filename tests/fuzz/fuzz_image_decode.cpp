@@ -2,7 +2,10 @@
 // through decode_image as grayscale, RGB and RGBA (libjpeg for a JPEG signature, libpng for a PNG
 // one). A malformed input must end in kiln::Error; an accepted one must come back with the size it
 // claims, and the three channel counts must agree on the image's dimensions. The pixel limit is
-// lowered so that a header claiming a huge image is refused instead of exhausting memory.
+// lowered so that a header claiming a huge image is refused instead of exhausting memory, and
+// image_decode.flags caps any one allocation at 256 MB (a 2^22-pixel image needs 16 MB), so that an
+// allocation sized by a claim the decoder should have refused is a finding on its own rather than
+// memory that builds up over a run.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
