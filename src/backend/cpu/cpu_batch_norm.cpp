@@ -3,8 +3,9 @@
 // a third; the backward in one reducing pass and one elementwise pass. Sums run in fixed blocks of
 // rows added in block order, so no result depends on the thread count. 16-bit x is read into float,
 // the statistics' type, and y and dx are rounded once. An activation after the normalization runs in
-// the forward pass; its backward in a pass of its own first (folded into the passes below, GCC left
-// them scalar), which recomputes the activation's input from x.
+// the forward pass. In the backward, ReLU's derivative (a comparison on its input, recomputed from x)
+// is taken inside the reducing and the elementwise pass; the other activations' derivatives cost more
+// than a pass of their own, which goes first and writes the gradient into dx for the two to read.
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -25,42 +26,49 @@ constexpr int64_t kRowBlock = 256;
 constexpr int64_t kChannelTile = 16;       // channels whose sums stay in registers over a block's rows
 constexpr int64_t kMaxTiledChannels = 32;  // tiles only up to this many channels
 
-// sums[k * C + c] = sum over rows r of term(r, c)[k] for k < K, in kRowBlock blocks added in order.
-// With few channels (rows of at most kMaxTiledChannels), each tile of kChannelTile channels is
-// summed over all of a block's rows before the next: the running sums then live in registers
-// instead of being loaded and stored for every row of a few values; each sum still adds its rows
-// in order. Wider rows are summed row by row, which streams through memory better than tiles that
-// each read a part of every row (bench/README.md has both measured).
-template <typename A, int K, typename Term>
-std::vector<A> column_sums(int64_t rows, int64_t C, Term term) {
+// Per-channel sums over rows in kRowBlock blocks: add_block(r0, r1, acc) adds rows [r0, r1) of one
+// block, in order, into acc (K * C zeros: acc[k * C + c]); the blocks run in parallel and their sums
+// are added in block order, so no result depends on the thread count.
+template <typename A, int K, typename AddBlock>
+std::vector<A> block_sums(int64_t rows, int64_t C, AddBlock add_block) {
   const int64_t blocks = (rows + kRowBlock - 1) / kRowBlock;
   std::vector<A> partial(static_cast<std::size_t>(blocks * K * C), A(0));
   parallel_for_work(blocks, rows * C * K, [&](int64_t b0, int64_t b1) {
-    for (int64_t b = b0; b < b1; ++b) {
-      A* __restrict acc = partial.data() + b * K * C;
-      const int64_t r0 = b * kRowBlock, r1 = std::min(rows, (b + 1) * kRowBlock);
-      int64_t c0 = 0;
-      for (; C <= kMaxTiledChannels && c0 + kChannelTile <= C; c0 += kChannelTile) {
-        A tile[K][kChannelTile] = {};
-        for (int64_t r = r0; r < r1; ++r)
-          for (int64_t j = 0; j < kChannelTile; ++j) {
-            const std::array<A, K> t = term(r, c0 + j);
-            for (int k = 0; k < K; ++k) tile[k][j] += t[k];
-          }
-        for (int k = 0; k < K; ++k)
-          for (int64_t j = 0; j < kChannelTile; ++j) acc[k * C + c0 + j] = tile[k][j];
-      }
-      for (int64_t r = r0; r < r1; ++r)  // the channels after the last whole tile
-        for (int64_t c = c0; c < C; ++c) {
-          const std::array<A, K> t = term(r, c);
-          for (int k = 0; k < K; ++k) acc[k * C + c] += t[k];
-        }
-    }
+    for (int64_t b = b0; b < b1; ++b)
+      add_block(b * kRowBlock, std::min(rows, (b + 1) * kRowBlock), partial.data() + b * K * C);
   });
   std::vector<A> sums(static_cast<std::size_t>(K * C), A(0));
   for (int64_t b = 0; b < blocks; ++b)
     for (int64_t i = 0; i < K * C; ++i) sums[i] += partial[b * K * C + i];
   return sums;
+}
+
+// sums[k * C + c] = sum over rows r of term(r, c)[k] for k < K, by block_sums. With few channels
+// (rows of at most kMaxTiledChannels), each tile of kChannelTile channels is summed over all of a
+// block's rows before the next: the running sums then live in registers instead of being loaded and
+// stored for every row of a few values; each sum still adds its rows in order. Wider rows are summed
+// row by row, which streams through memory better than tiles that each read a part of every row
+// (bench/README.md has both measured).
+template <typename A, int K, typename Term>
+std::vector<A> column_sums(int64_t rows, int64_t C, Term term) {
+  return block_sums<A, K>(rows, C, [&](int64_t r0, int64_t r1, A* __restrict acc) {
+    int64_t c0 = 0;
+    for (; C <= kMaxTiledChannels && c0 + kChannelTile <= C; c0 += kChannelTile) {
+      A tile[K][kChannelTile] = {};
+      for (int64_t r = r0; r < r1; ++r)
+        for (int64_t j = 0; j < kChannelTile; ++j) {
+          const std::array<A, K> t = term(r, c0 + j);
+          for (int k = 0; k < K; ++k) tile[k][j] += t[k];
+        }
+      for (int k = 0; k < K; ++k)
+        for (int64_t j = 0; j < kChannelTile; ++j) acc[k * C + c0 + j] = tile[k][j];
+    }
+    for (int64_t r = r0; r < r1; ++r)  // the channels after the last whole tile
+      for (int64_t c = c0; c < C; ++c) {
+        const std::array<A, K> t = term(r, c);
+        for (int k = 0; k < K; ++k) acc[k * C + c] += t[k];
+      }
+  });
 }
 
 // The per-channel coefficients of batch_norm_forward's y (null gamma: ones, null beta: zeros).
@@ -101,16 +109,60 @@ void by_float_blocks(int64_t r0, int64_t r1, int64_t C, ZOf z_of, F f) {
   }
 }
 
-// One row of batch_norm_backward's dx = k1 * g + k2 * (x - mean) + k3 per channel, where g is dy,
-// or dx itself where the fused activation's pass wrote its gradient there (kInPlace; dy is then not
-// read). Every pointer is restrict-qualified: otherwise GCC checks per row that dx overlaps none of
-// the others and, since an in-place dx does overlap dy's row, ran those rows scalar.
-template <bool kInPlace, typename T, typename A>
-void backward_dx_row(int64_t C, const A* __restrict k1, const A* __restrict k2, const A* __restrict k3,
-                     const A* __restrict mean, const T* __restrict x, const T* __restrict dy, T* __restrict dx) {
+// The gradient at the normalization's output for the element at x, y, dy of a channel with
+// coefficients k: dy without an activation, else dy times the activation's derivative at its input
+// z, recomputed from x, rounded to T as the activation layer apart writes its gradient.
+template <typename Act, typename T, typename A>
+A output_gradient(Act /*act*/, const T* x, const T* y, const T* dy, const NormalizeCoefficients<A>& k, A param) {
+  if constexpr (std::is_same_v<Act, NoActivation>)
+    return convert_element<A>(*dy);
+  else
+    return convert_element<A>(
+        convert_element<T>(convert_element<A>(*dy) *
+                           math::derivative<Act::value>(activation_input(*x, k), convert_element<A>(*y), param)));
+}
+
+// ReLU's derivative is a comparison: recomputed inside the backward's reducing and elementwise
+// passes, it costs less than the pass of its own the other activations take (which writes the output
+// gradient for both passes to read).
+template <typename Act>
+constexpr bool derivative_inside_passes() {
+  if constexpr (std::is_same_v<Act, NoActivation>)
+    return true;
+  else
+    return Act::value == UnaryOp::Relu;
+}
+
+// Adds one block's rows [r0, r1) of the output gradient g into sum_g[c] and of g * (x - mean) into
+// sum_gx[c], rows in order. The pointers are restrict-qualified and the channel loop marked simd:
+// otherwise GCC checked per row that the sums overlap none of the inputs, and left the loop scalar
+// where ReLU's derivative is inside.
+template <typename Act, typename T, typename A>
+void add_backward_sums(Act act, int64_t r0, int64_t r1, int64_t C, const T* __restrict x, const T* __restrict y,
+                       const T* __restrict dy, const NormalizeCoefficients<A>* __restrict k, const A* __restrict mean,
+                       A param, A* __restrict sum_g, A* __restrict sum_gx) {
+  for (int64_t i = r0 * C; i < r1 * C; i += C) {
+#pragma omp simd
+    for (int64_t c = 0; c < C; ++c) {
+      const A g = output_gradient(act, x + i + c, y + i + c, dy + i + c, k[c], param);
+      sum_g[c] += g;
+      sum_gx[c] += g * (convert_element<A>(x[i + c]) - mean[c]);
+    }
+  }
+}
+
+// One row of the elementwise pass: dx = k1 * g + k2 * (x - mean) + k3 per channel. kInPlace: dy is
+// dx itself, read through dx. Restrict-qualified and simd for the reasons above (an in-place dx
+// overlaps dy's row, so GCC's check sent those rows to its scalar loop).
+template <bool kInPlace, typename Act, typename T, typename A>
+void backward_dx_row(Act act, int64_t C, const T* __restrict x, const T* __restrict y, const T* __restrict dy,
+                     T* __restrict dx, const NormalizeCoefficients<A>* __restrict k, const A* __restrict k1,
+                     const A* __restrict k2, const A* __restrict k3, const A* __restrict mean, A param) {
+  const T* g = kInPlace ? dx : dy;
+#pragma omp simd
   for (int64_t c = 0; c < C; ++c) {
-    const A g = convert_element<A>(kInPlace ? dx[c] : dy[c]);
-    dx[c] = convert_element<T>(k1[c] * g + k2[c] * (convert_element<A>(x[c]) - mean[c]) + k3[c]);
+    const A out = output_gradient(act, x + c, y + c, g + c, k[c], param);
+    dx[c] = convert_element<T>(k1[c] * out + k2[c] * (convert_element<A>(x[c]) - mean[c]) + k3[c]);
   }
 }
 
@@ -170,78 +222,75 @@ void CpuBackend::batch_norm_backward(DType dtype, const void* x, const void* dy,
                                      const std::optional<UnaryFn>& activation, const void* y, const void* mean,
                                      const void* variance, const void* gamma, const void* beta, double epsilon,
                                      void* dx, void* dgamma, void* dbeta, int64_t rows, int64_t C) {
-  // Through the activation first, into dx, which the passes below then read in place of dy: its
-  // input z recomputed and rounded as the forward had it, the derivative before the product (as
-  // unary_backward writes it, so that ReLU's loop vectorises).
   with_batch_norm_activation(activation, [&](auto act) {
-    if constexpr (!std::is_same_v<decltype(act), NoActivation>) {
-      with_cpu_compute_type(dtype, "batch_norm_backward", [&](auto tag) {
-        using T = decltype(tag);
-        using A = accumulate_t<T>;
-        const T *xs = static_cast<const T*>(x), *ys = static_cast<const T*>(y), *dys = static_cast<const T*>(dy);
-        T* dzs = static_cast<T*>(dx);
-        const std::vector<NormalizeCoefficients<A>> k =
-            coefficients(static_cast<const A*>(mean), static_cast<const A*>(variance), gamma, beta, epsilon, C);
-        const A param = static_cast<A>(activation->param);
-        const auto z_of = [&](int64_t i, int64_t c) { return activation_input(xs[i], k[c]); };
+    with_cpu_compute_type(dtype, "batch_norm_backward", [&](auto tag) {
+      using T = decltype(tag);
+      using A = accumulate_t<T>;
+      // y is read only by an activation's derivative; without an activation (y null) x stands in for
+      // it, so that every row's pointers are valid ones.
+      const T *xs = static_cast<const T*>(x), *ys = y != nullptr ? static_cast<const T*>(y) : xs,
+              *dys = static_cast<const T*>(dy);
+      T* dxs = static_cast<T*>(dx);
+      const A* mu = static_cast<const A*>(mean);
+      const A* var = static_cast<const A*>(variance);
+      const std::vector<NormalizeCoefficients<A>> k = coefficients(mu, var, gamma, beta, epsilon, C);
+      const A param = activation ? static_cast<A>(activation->param) : A(0);
+      // An activation whose derivative is not recomputed inside the two passes below goes first, in
+      // a pass of its own that writes the output gradient into dx; the passes then read it there.
+      constexpr bool inside = derivative_inside_passes<decltype(act)>();
+      if constexpr (!inside) {
+        bool done = false;
         if constexpr (std::is_same_v<A, float>)
-          if (cpu_vector::differentiates(activation->op))
-            return parallel_for_work(rows, rows * C, [&](int64_t r0, int64_t r1) {
+          if (cpu_vector::differentiates(activation->op)) {
+            const auto z_of = [&](int64_t i, int64_t c) { return activation_input(xs[i], k[c]); };
+            parallel_for_work(rows, rows * C, [&](int64_t r0, int64_t r1) {
               by_float_blocks(r0, r1, C, z_of, [&](const float* z, int64_t i0, int64_t count) {
                 float g[kStage], out[kStage];
                 for (int64_t j = 0; j < count; ++j) g[j] = convert_element<A>(dys[i0 + j]);
                 cpu_vector::derivative_times(activation->op, param, z, g, out, count);
-                for (int64_t j = 0; j < count; ++j) dzs[i0 + j] = convert_element<T>(out[j]);
+                for (int64_t j = 0; j < count; ++j) dxs[i0 + j] = convert_element<T>(out[j]);
               });
             });
-        parallel_for_work(rows, rows * C, [&](int64_t r0, int64_t r1) {
-          for (int64_t r = r0; r < r1; ++r)
-            for (int64_t c = 0; c < C; ++c) {
-              const int64_t i = r * C + c;
-              const A z = z_of(i, c);
-              const A d = math::derivative<decltype(act)::value>(z, convert_element<A>(ys[i]), param);
-              dzs[i] = convert_element<T>(convert_element<A>(dys[i]) * d);
-            }
-        });
-      });
-      dy = dx;
-    }
-  });
-  with_cpu_compute_type(dtype, "batch_norm_backward", [&](auto tag) {
-    using T = decltype(tag);
-    using A = accumulate_t<T>;
-    const T* xs = static_cast<const T*>(x);
-    const T* dys = static_cast<const T*>(dy);
-    const A* mu = static_cast<const A*>(mean);
-    const A* var = static_cast<const A*>(variance);
-    // sums[c]: sum of dy; sums[C + c]: sum of dy * (x - mean).
-    const std::vector<A> sums = column_sums<A, 2>(rows, C, [&](int64_t r, int64_t c) {
-      const A g = convert_element<A>(dys[r * C + c]);
-      return std::array<A, 2>{g, g * (convert_element<A>(xs[r * C + c]) - mu[c])};
-    });
-    // dx = k1 * dy + k2 * (x - mean) + k3 per channel: the gradient through y's direct path and
-    // through the batch mean and variance.
-    std::vector<A> k1(static_cast<std::size_t>(C)), k2(static_cast<std::size_t>(C)), k3(static_cast<std::size_t>(C));
-    const A count = static_cast<A>(rows);
-    for (int64_t c = 0; c < C; ++c) {
-      const A invstd = A(1) / std::sqrt(var[c] + static_cast<A>(epsilon));
-      const A g = gamma ? static_cast<const A*>(gamma)[c] : A(1);
-      k1[c] = g * invstd;
-      k2[c] = -k1[c] * invstd * invstd * sums[C + c] / count;
-      k3[c] = -k1[c] * sums[c] / count;
-      if (dgamma) static_cast<A*>(dgamma)[c] = sums[C + c] * invstd;
-      if (dbeta) static_cast<A*>(dbeta)[c] = sums[c];
-    }
-    T* dxs = static_cast<T*>(dx);
-    const bool in_place = static_cast<const void*>(dys) == dx;
-    parallel_for_work(rows, rows * C, [&](int64_t r0, int64_t r1) {
-      for (int64_t r = r0; r < r1; ++r) {
-        if (in_place)
-          backward_dx_row<true>(C, k1.data(), k2.data(), k3.data(), mu, xs + r * C, static_cast<const T*>(nullptr),
-                                dxs + r * C);
-        else
-          backward_dx_row<false>(C, k1.data(), k2.data(), k3.data(), mu, xs + r * C, dys + r * C, dxs + r * C);
+            done = true;
+          }
+        if (!done)
+          parallel_for_work(rows, rows * C, [&](int64_t r0, int64_t r1) {
+            for (int64_t i = r0 * C; i < r1 * C; i += C)
+              for (int64_t c = 0; c < C; ++c)
+                dxs[i + c] = convert_element<T>(output_gradient(act, xs + i + c, ys + i + c, dys + i + c, k[c], param));
+          });
+        dys = dxs;
       }
+      using Gradient = std::conditional_t<inside, decltype(act), NoActivation>;
+      // sums[c]: sum of the output gradient g; sums[C + c]: sum of g * (x - mean).
+      const std::vector<A> sums = block_sums<A, 2>(rows, C, [&](int64_t r0, int64_t r1, A* acc) {
+        add_backward_sums(Gradient{}, r0, r1, C, xs, ys, dys, k.data(), mu, param, acc, acc + C);
+      });
+      // dx = k1 * g + k2 * (x - mean) + k3 per channel: the gradient through y's direct path and
+      // through the batch mean and variance.
+      std::vector<A> k1(static_cast<std::size_t>(C)), k2(static_cast<std::size_t>(C)), k3(static_cast<std::size_t>(C));
+      const A count = static_cast<A>(rows);
+      for (int64_t c = 0; c < C; ++c) {
+        const A invstd = A(1) / std::sqrt(var[c] + static_cast<A>(epsilon));
+        const A g = gamma ? static_cast<const A*>(gamma)[c] : A(1);
+        k1[c] = g * invstd;
+        k2[c] = -k1[c] * invstd * invstd * sums[C + c] / count;
+        k3[c] = -k1[c] * sums[c] / count;
+        if (dgamma) static_cast<A*>(dgamma)[c] = sums[C + c] * invstd;
+        if (dbeta) static_cast<A*>(dbeta)[c] = sums[c];
+      }
+      // dy is dx after the activation's own pass, or where a caller passed them so.
+      const bool in_place = dys == dxs;
+      parallel_for_work(rows, rows * C, [&](int64_t r0, int64_t r1) {
+        for (int64_t i = r0 * C; i < r1 * C; i += C) {
+          if (in_place)
+            backward_dx_row<true>(Gradient{}, C, xs + i, ys + i, static_cast<const T*>(nullptr), dxs + i, k.data(),
+                                  k1.data(), k2.data(), k3.data(), mu, param);
+          else
+            backward_dx_row<false>(Gradient{}, C, xs + i, ys + i, dys + i, dxs + i, k.data(), k1.data(), k2.data(),
+                                   k3.data(), mu, param);
+        }
+      });
     });
   });
 }
