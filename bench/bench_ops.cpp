@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -168,6 +169,28 @@ void relu_bwd(benchmark::State& s, Device d, int64_t n) {
   timed(s, d, n, [&] { be::get(d).unary_backward(be::UnaryOp::Relu, F32, cp(x), cp(y), cp(dy), mp(dx), count); });
 }
 
+// ---- BatchNormalization in training over the conv output, alone and with ReLU inside its passes ----
+void batch_norm_run(benchmark::State& s, Device d, int64_t n, bool relu, bool backward) {
+  const int64_t rows = n * kOH * kOW;
+  Tensor x = rand({rows, kF}, d), y = rand({rows, kF}, d), dy = rand({rows, kF}, d), dx = rand({rows, kF}, d);
+  Tensor gamma = rand({kF}, d), beta = rand({kF}, d), mean = rand({kF}, d), variance = rand({kF}, d);
+  Tensor dgamma = rand({kF}, d), dbeta = rand({kF}, d);
+  const std::optional<be::UnaryFn> act = relu ? std::optional<be::UnaryFn>(be::UnaryOp::Relu) : std::nullopt;
+  const auto forward = [&] {
+    be::get(d).batch_norm_forward(F32, cp(x), cp(gamma), cp(beta), 1e-3, act, mp(y), mp(mean), mp(variance), rows, kF);
+  };
+  forward();
+  if (!backward) return timed(s, d, n, forward);
+  timed(s, d, n, [&] {
+    be::get(d).batch_norm_backward(F32, cp(x), cp(dy), act, relu ? cp(y) : nullptr, cp(mean), cp(variance), cp(gamma),
+                                   cp(beta), 1e-3, mp(dx), mp(dgamma), mp(dbeta), rows, kF);
+  });
+}
+void batch_norm_fwd(benchmark::State& s, Device d, int64_t n) { batch_norm_run(s, d, n, false, false); }
+void batch_norm_bwd(benchmark::State& s, Device d, int64_t n) { batch_norm_run(s, d, n, false, true); }
+void batch_norm_relu_fwd(benchmark::State& s, Device d, int64_t n) { batch_norm_run(s, d, n, true, false); }
+void batch_norm_relu_bwd(benchmark::State& s, Device d, int64_t n) { batch_norm_run(s, d, n, true, true); }
+
 // ---- pooling ----
 void pool_fwd(benchmark::State& s, Device d, int64_t n) {
   Tensor x = rand({n, kOH, kOW, kF}, d), y = rand({n, kPH, kPW, kF}, d);
@@ -245,6 +268,10 @@ void register_device(Device d, const std::vector<int64_t>& batches) {
                                                                   {"conv_bias_grad", bias_grad},
                                                                   {"relu_fwd", relu_fwd},
                                                                   {"relu_bwd", relu_bwd},
+                                                                  {"batch_norm_fwd", batch_norm_fwd},
+                                                                  {"batch_norm_bwd", batch_norm_bwd},
+                                                                  {"batch_norm_relu_fwd", batch_norm_relu_fwd},
+                                                                  {"batch_norm_relu_bwd", batch_norm_relu_bwd},
                                                                   {"max_pool2d_fwd", pool_fwd},
                                                                   {"max_pool2d_bwd", pool_bwd},
                                                                   {"softmax_xent", softmax_xent},

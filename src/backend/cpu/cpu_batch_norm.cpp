@@ -26,49 +26,42 @@ constexpr int64_t kRowBlock = 256;
 constexpr int64_t kChannelTile = 16;       // channels whose sums stay in registers over a block's rows
 constexpr int64_t kMaxTiledChannels = 32;  // tiles only up to this many channels
 
-// Per-channel sums over rows in kRowBlock blocks: add_block(r0, r1, acc) adds rows [r0, r1) of one
-// block, in order, into acc (K * C zeros: acc[k * C + c]); the blocks run in parallel and their sums
-// are added in block order, so no result depends on the thread count.
-template <typename A, int K, typename AddBlock>
-std::vector<A> block_sums(int64_t rows, int64_t C, AddBlock add_block) {
+// sums[k * C + c] = sum over rows r of term(r, c)[k] for k < K, in kRowBlock blocks added in order.
+// With few channels (rows of at most kMaxTiledChannels), each tile of kChannelTile channels is
+// summed over all of a block's rows before the next: the running sums then live in registers
+// instead of being loaded and stored for every row of a few values; each sum still adds its rows
+// in order. Wider rows are summed row by row, which streams through memory better than tiles that
+// each read a part of every row (bench/README.md has both measured).
+template <typename A, int K, typename Term>
+std::vector<A> column_sums(int64_t rows, int64_t C, Term term) {
   const int64_t blocks = (rows + kRowBlock - 1) / kRowBlock;
   std::vector<A> partial(static_cast<std::size_t>(blocks * K * C), A(0));
   parallel_for_work(blocks, rows * C * K, [&](int64_t b0, int64_t b1) {
-    for (int64_t b = b0; b < b1; ++b)
-      add_block(b * kRowBlock, std::min(rows, (b + 1) * kRowBlock), partial.data() + b * K * C);
+    for (int64_t b = b0; b < b1; ++b) {
+      A* __restrict acc = partial.data() + b * K * C;
+      const int64_t r0 = b * kRowBlock, r1 = std::min(rows, (b + 1) * kRowBlock);
+      int64_t c0 = 0;
+      for (; C <= kMaxTiledChannels && c0 + kChannelTile <= C; c0 += kChannelTile) {
+        A tile[K][kChannelTile] = {};
+        for (int64_t r = r0; r < r1; ++r)
+          for (int64_t j = 0; j < kChannelTile; ++j) {
+            const std::array<A, K> t = term(r, c0 + j);
+            for (int k = 0; k < K; ++k) tile[k][j] += t[k];
+          }
+        for (int k = 0; k < K; ++k)
+          for (int64_t j = 0; j < kChannelTile; ++j) acc[k * C + c0 + j] = tile[k][j];
+      }
+      for (int64_t r = r0; r < r1; ++r)  // the channels after the last whole tile
+        for (int64_t c = c0; c < C; ++c) {
+          const std::array<A, K> t = term(r, c);
+          for (int k = 0; k < K; ++k) acc[k * C + c] += t[k];
+        }
+    }
   });
   std::vector<A> sums(static_cast<std::size_t>(K * C), A(0));
   for (int64_t b = 0; b < blocks; ++b)
     for (int64_t i = 0; i < K * C; ++i) sums[i] += partial[b * K * C + i];
   return sums;
-}
-
-// sums[k * C + c] = sum over rows r of term(r, c)[k] for k < K, by block_sums. With few channels
-// (rows of at most kMaxTiledChannels), each tile of kChannelTile channels is summed over all of a
-// block's rows before the next: the running sums then live in registers instead of being loaded and
-// stored for every row of a few values; each sum still adds its rows in order. Wider rows are summed
-// row by row, which streams through memory better than tiles that each read a part of every row
-// (bench/README.md has both measured).
-template <typename A, int K, typename Term>
-std::vector<A> column_sums(int64_t rows, int64_t C, Term term) {
-  return block_sums<A, K>(rows, C, [&](int64_t r0, int64_t r1, A* __restrict acc) {
-    int64_t c0 = 0;
-    for (; C <= kMaxTiledChannels && c0 + kChannelTile <= C; c0 += kChannelTile) {
-      A tile[K][kChannelTile] = {};
-      for (int64_t r = r0; r < r1; ++r)
-        for (int64_t j = 0; j < kChannelTile; ++j) {
-          const std::array<A, K> t = term(r, c0 + j);
-          for (int k = 0; k < K; ++k) tile[k][j] += t[k];
-        }
-      for (int k = 0; k < K; ++k)
-        for (int64_t j = 0; j < kChannelTile; ++j) acc[k * C + c0 + j] = tile[k][j];
-    }
-    for (int64_t r = r0; r < r1; ++r)  // the channels after the last whole tile
-      for (int64_t c = c0; c < C; ++c) {
-        const std::array<A, K> t = term(r, c);
-        for (int k = 0; k < K; ++k) acc[k * C + c] += t[k];
-      }
-  });
 }
 
 // The per-channel coefficients of batch_norm_forward's y (null gamma: ones, null beta: zeros).
@@ -133,33 +126,15 @@ constexpr bool derivative_inside_passes() {
     return Act::value == UnaryOp::Relu;
 }
 
-// Adds one block's rows [r0, r1) of the output gradient g into sum_g[c] and of g * (x - mean) into
-// sum_gx[c], rows in order. The pointers are restrict-qualified and the channel loop marked simd:
-// otherwise GCC checked per row that the sums overlap none of the inputs, and left the loop scalar
-// where ReLU's derivative is inside.
-template <typename Act, typename T, typename A>
-void add_backward_sums(Act act, int64_t r0, int64_t r1, int64_t C, const T* __restrict x, const T* __restrict y,
-                       const T* __restrict dy, const NormalizeCoefficients<A>* __restrict k, const A* __restrict mean,
-                       A param, A* __restrict sum_g, A* __restrict sum_gx) {
-  for (int64_t i = r0 * C; i < r1 * C; i += C) {
-#pragma omp simd
-    for (int64_t c = 0; c < C; ++c) {
-      const A g = output_gradient(act, x + i + c, y + i + c, dy + i + c, k[c], param);
-      sum_g[c] += g;
-      sum_gx[c] += g * (convert_element<A>(x[i + c]) - mean[c]);
-    }
-  }
-}
-
 // One row of the elementwise pass: dx = k1 * g + k2 * (x - mean) + k3 per channel. kInPlace: dy is
-// dx itself, read through dx. Restrict-qualified and simd for the reasons above (an in-place dx
-// overlaps dy's row, so GCC's check sent those rows to its scalar loop).
+// dx itself, read through dx. Every pointer is restrict-qualified: otherwise GCC checks per row that
+// dx overlaps none of the others and, since an in-place dx does overlap dy's row, ran those rows
+// scalar.
 template <bool kInPlace, typename Act, typename T, typename A>
 void backward_dx_row(Act act, int64_t C, const T* __restrict x, const T* __restrict y, const T* __restrict dy,
                      T* __restrict dx, const NormalizeCoefficients<A>* __restrict k, const A* __restrict k1,
                      const A* __restrict k2, const A* __restrict k3, const A* __restrict mean, A param) {
   const T* g = kInPlace ? dx : dy;
-#pragma omp simd
   for (int64_t c = 0; c < C; ++c) {
     const A out = output_gradient(act, x + c, y + c, g + c, k[c], param);
     dx[c] = convert_element<T>(k1[c] * out + k2[c] * (convert_element<A>(x[c]) - mean[c]) + k3[c]);
@@ -263,8 +238,10 @@ void CpuBackend::batch_norm_backward(DType dtype, const void* x, const void* dy,
       }
       using Gradient = std::conditional_t<inside, decltype(act), NoActivation>;
       // sums[c]: sum of the output gradient g; sums[C + c]: sum of g * (x - mean).
-      const std::vector<A> sums = block_sums<A, 2>(rows, C, [&](int64_t r0, int64_t r1, A* acc) {
-        add_backward_sums(Gradient{}, r0, r1, C, xs, ys, dys, k.data(), mu, param, acc, acc + C);
+      const std::vector<A> sums = column_sums<A, 2>(rows, C, [&](int64_t r, int64_t c) {
+        const int64_t i = r * C + c;
+        const A g = output_gradient(Gradient{}, xs + i, ys + i, dys + i, k[c], param);
+        return std::array<A, 2>{g, g * (convert_element<A>(xs[i]) - mu[c])};
       });
       // dx = k1 * g + k2 * (x - mean) + k3 per channel: the gradient through y's direct path and
       // through the batch mean and variance.
