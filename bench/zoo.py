@@ -7,7 +7,9 @@ kiln with --op-determinism, PyTorch eager, torch.compile (default mode) and torc
 (mode="max-autotune"); CPU rows run kiln and PyTorch eager at each --threads count (default: 2 and
 all cores; OMP_NUM_THREADS is set for both). Every run is its own process with a time limit, on the
 same data shapes and sample count. The order alternates: kiln first on even rows, PyTorch first on
-odd ones, so neither always meets the colder or the warmer machine. A run that fails, times out or
+odd ones, so neither always meets the colder or the warmer machine; with --rounds N each kind runs N
+times, the side going first alternating round by round, and a cell is the median run (every round's
+figure is kept in the JSON), for machines whose speed wanders. A run that fails, times out or
 finds no GPU becomes a line with the reason, never a crash; with --time-budget no run starts once the
 budget is spent and the table says which rows are missing. --json writes every result (rewritten
 after each row, so an interrupted call keeps what it measured); --table-from prints the table of one
@@ -95,32 +97,48 @@ def command(kind, device, model, batch, threads, precision, args):
     return [args.python, args.torch_script] + common + ["--mode", kind]
 
 
+def median_run(results):
+    """The run of median images/s among one kind's rounds (the lower of the two middle ones for an even
+    count, so that it is a run that happened), with every round's figure in images_per_s_rounds (None
+    for a round that failed); the first error when no round succeeded."""
+    ok = sorted((r for r in results if "error" not in r), key=lambda r: r["images_per_s"])
+    if not ok:
+        return results[0]
+    if len(results) == 1:
+        return ok[0]
+    return {**ok[(len(ok) - 1) // 2], "images_per_s_rounds": [ips(r) for r in results]}
+
+
 def run_row(device, model, batch, threads, precision, kinds, first_kiln, args, deadline, skipped):
+    """Runs a row's kinds --rounds times, the side that goes first alternating round by round; each kind
+    keeps its median run (median_run)."""
     env = dict(os.environ)
     if device == "cpu":  # both runtimes size their thread pools from this too
         env["OMP_NUM_THREADS"] = str(threads)
     kiln_kinds = [k for k in kinds if k in KILN_RUNS]
     peer_kinds = [k for k in kinds if k not in KILN_RUNS]
-    order = kiln_kinds + peer_kinds if first_kiln else peer_kinds + kiln_kinds
-    runs = {}
-    for kind in order:
-        side = "kiln" if kind in KILN_RUNS else "torch"
-        if (device, side) in skipped:  # no GPU for this side: said once, not tried again
-            runs[kind] = {"error": skipped[(device, side)], "skipped": True}
-            continue
-        left = float("inf") if deadline is None else deadline - time.monotonic()
-        runs[kind] = run_one(command(kind, device, model, batch, threads, precision, args), env,
-                             min(args.timeout, left), budget_cut=left < args.timeout)
-        if runs[kind].get("skipped"):
-            skipped[(device, side)] = runs[kind]["error"]
-        r = runs[kind]
-        print(f"  {device} {model} batch {batch}" + (f" threads {threads}" if device == "cpu" else "")
-              + f" {precision} {kind}: "
-              + (r.get("error") or f"{r['images_per_s']:,.0f} images/s"
-                 + (f" (compile {r['compile_s']:.1f} s)" if r.get("compile_s") else "")),
-              file=sys.stderr, flush=True)
+    results = {kind: [] for kind in kinds}
+    for round_index in range(args.rounds):
+        kiln_first = first_kiln == (round_index % 2 == 0)
+        for kind in kiln_kinds + peer_kinds if kiln_first else peer_kinds + kiln_kinds:
+            side = "kiln" if kind in KILN_RUNS else "torch"
+            if (device, side) in skipped:  # no GPU for this side: said once, not tried again
+                results[kind].append({"error": skipped[(device, side)], "skipped": True})
+                continue
+            left = float("inf") if deadline is None else deadline - time.monotonic()
+            r = run_one(command(kind, device, model, batch, threads, precision, args), env, min(args.timeout, left),
+                        budget_cut=left < args.timeout)
+            results[kind].append(r)
+            if r.get("skipped"):
+                skipped[(device, side)] = r["error"]
+            print(f"  {device} {model} batch {batch}" + (f" threads {threads}" if device == "cpu" else "")
+                  + f" {precision} {kind}" + (f" round {round_index + 1}" if args.rounds > 1 else "") + ": "
+                  + (r.get("error") or f"{r['images_per_s']:,.0f} images/s"
+                     + (f" (compile {r['compile_s']:.1f} s)" if r.get("compile_s") else "")),
+                  file=sys.stderr, flush=True)
     return {"device": device, "threads": threads if device == "cpu" else None, "model": model, "batch_size": batch,
-            "precision": precision, "order": "kiln first" if first_kiln else "torch first", "runs": runs}
+            "precision": precision, "order": "kiln first" if first_kiln else "torch first",
+            "runs": {kind: median_run(results[kind]) for kind in kinds}}
 
 
 def ips(r):
@@ -139,7 +157,9 @@ def settings_line(report):
     devices = [d for d in ("gpu", "cpu") if any(row["device"] == d for row in report["rows"])] or ["gpu", "cpu"]
     return ("samples per epoch " + ", ".join(f"{report['samples'][d]} ({d})" for d in devices)
             + "; timed epochs " + ", ".join(f"{report['epochs'][d]} ({d})" for d in devices)
-            + " (images/s of the median epoch after a warm-up epoch)")
+            + " (images/s of the median epoch after a warm-up epoch)"
+            + (f"; each cell the median of {report['rounds']} runs, the side going first alternating"
+               if report.get("rounds", 1) != 1 else ""))
 
 
 def precision_of(row):
@@ -268,6 +288,8 @@ def merge(reports):
     for key in ("date", "commit", "machine"):
         merged[key] = " / ".join(dict.fromkeys(str(r.get(key)) for r in reports))
     merged["time_budget"] = " / ".join(dict.fromkeys(str(r.get("time_budget")) for r in reports))
+    rounds = list(dict.fromkeys(r.get("rounds", 1) for r in reports))
+    merged["rounds"] = rounds[0] if len(rounds) == 1 else " / ".join(map(str, rounds))
     return merged
 
 
@@ -304,6 +326,9 @@ def main():
     p.add_argument("--epochs", type=int, default=0,
                    help="timed epochs after the warm-up epoch (default: 5 on the GPU, 3 on the CPU)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--rounds", type=int, default=1,
+                   help="runs of each kind per row, the side going first alternating; a cell is the median run "
+                        "(default 1; more on a machine whose speed wanders)")
     p.add_argument("--timeout", type=float, default=600, help="seconds one run may take (default 600)")
     p.add_argument("--time-budget", type=float, default=0,
                    help="seconds for the whole call: no run starts after it, and a run's limit ends with it; the rows "
@@ -336,8 +361,8 @@ def main():
             print(f"zoo.py: {' '.join(args.table_from)} is not a report of zoo.py --json (no {e})", file=sys.stderr)
             return 1
         return 0
-    if min(args.batches + args.threads) < 1 or args.samples < 0 or args.epochs < 0:
-        p.error("--batches and --threads must be positive, --samples and --epochs not negative")
+    if min(args.batches + args.threads + [args.rounds]) < 1 or args.samples < 0 or args.epochs < 0:
+        p.error("--batches, --threads and --rounds must be positive, --samples and --epochs not negative")
     args.samples = {"gpu": args.samples or 10240, "cpu": args.samples or 2048}
     args.epochs = {"gpu": args.epochs or 5, "cpu": args.epochs or 3}
     if not os.path.isfile(args.bench_zoo):
@@ -365,6 +390,7 @@ def main():
     report = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
               "command": " ".join(["bench/zoo.py"] + sys.argv[1:]), "commit": git_commit(), "machine": "",
               "tf32": args.tf32, "precisions": precisions, "samples": args.samples, "epochs": args.epochs,
+              "rounds": args.rounds,
               "time_budget": args.time_budget, "rows": [], "missing": [], "notes": []}
     if args.device in ("cpu", "all") and len(cpu_precisions) < len(precisions):
         report["notes"].append("cpu mixed_float16 rows not run: mixed_float16 is GPU-only in the model zoo")
