@@ -8,7 +8,6 @@
 #include "utils/image_decode.h"
 
 #include <algorithm>
-#include <cctype>
 #include <csetjmp>
 #include <cstdio>
 #include <cstring>
@@ -244,10 +243,10 @@ bool png_pixels_phase(PngState& s, int channels, png_bytepp rows, std::size_t ro
 }
 
 // libpng allocates an ancillary chunk's claimed length before it reads the data, and when reading
-// its "chunk data is too large" check is only a warning: a chunk header claiming 2 GB inside a file of
-// a hundred bytes would allocate 2 GB. So every chunk up to IEND is checked against the bytes that
-// follow it first. A header cut short, or a chunk type that is not four letters, is left to libpng,
-// which refuses it without allocating.
+// its "chunk data is too large" check is only a warning: a chunk header claiming 2 GB inside a file
+// of a hundred bytes would allocate 2 GB. So every chunk up to IEND is checked against the bytes
+// that follow it first. A header cut short, or a chunk type that is not four ASCII letters, is left
+// to libpng, which refuses it without allocating.
 void check_png_chunk_lengths(std::span<const uint8_t> bytes, const std::string& path) {
   constexpr std::size_t kHeader = 8, kCrc = 4;
   std::size_t offset = sizeof kPngSignature;
@@ -256,7 +255,7 @@ void check_png_chunk_lengths(std::span<const uint8_t> bytes, const std::string& 
     const uint32_t length =
         (uint32_t{chunk[0]} << 24) | (uint32_t{chunk[1]} << 16) | (uint32_t{chunk[2]} << 8) | chunk[3];
     const std::string type(reinterpret_cast<const char*>(chunk + 4), 4);
-    if (!std::all_of(type.begin(), type.end(), [](char c) { return std::isalpha(static_cast<unsigned char>(c)); }))
+    if (!std::all_of(type.begin(), type.end(), [](char c) { return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z'); }))
       return;
     const std::size_t follow = bytes.size() - offset - kHeader;
     if (follow < kCrc || length > follow - kCrc)
