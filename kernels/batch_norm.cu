@@ -64,15 +64,12 @@ constexpr int kTerms = term == SumTerm::Gradient ? 2 : 1;
 // (blockIdx.y); partial[(s * K + k) * C + c] receives slice s's sum of term k of column c.
 // Act (the Gradient term only): dy is first taken through that activation (ThroughActivation).
 // The launch bound keeps 1024 threads launchable when an activation's derivative (float64 GELU's
-// erfc and exp) would want more than 64 registers a thread. With an activation other than ReLU
+// erfc and exp) would want more than 64 registers a thread. With a costlier derivative than ReLU's
 // inside, the loop is not unrolled: four rows' derivatives in flight need more than 32 registers a
 // thread, and then an SM holds one block instead of two.
 template <typename Act>
 __host__ __device__ constexpr int sums_unroll() {
-  if constexpr (std::is_same_v<Act, NoActivation>)
-    return 4;
-  else
-    return Act::value == UnaryOp::Relu ? 4 : 1;
+  return gradient_is_cheap<Act>() ? 4 : 1;
 }
 
 template <typename T, SumTerm term, typename Act = NoActivation>

@@ -36,6 +36,18 @@ KILN_HOST_DEVICE inline A normalized(A x, NormalizeCoefficients<A> k) {
 /// The normalization alone: no activation after it.
 struct NoActivation {};
 
+/// Whether the gradient through `Act` (NoActivation or an integral_constant of an op) costs at most a
+/// comparison: none, or ReLU's. The backward passes take such a derivative inline (the CPU inside its
+/// reducing and elementwise passes, the GPU's sums kernel unrolled four rows deep); a costlier one
+/// gets a pass of its own on the CPU and no unrolling on the GPU.
+template <typename Act>
+KILN_HOST_DEVICE constexpr bool gradient_is_cheap() {
+  if constexpr (std::is_same_v<Act, NoActivation>)
+    return true;
+  else
+    return Act::value == UnaryOp::Relu;
+}
+
 /// Calls f(std::integral_constant<UnaryOp, op>{}) for an op that batch_norm_forward and
 /// batch_norm_backward apply in their own passes (the op a compile-time constant: one kernel per op,
 /// as the elementwise ops have) and returns true; returns false for any other op. The one list of

@@ -115,17 +115,6 @@ A output_gradient(Act /*act*/, const T* x, const T* y, const T* dy, const Normal
                            math::derivative<Act::value>(activation_input(*x, k), convert_element<A>(*y), param)));
 }
 
-// ReLU's derivative is a comparison: recomputed inside the backward's reducing and elementwise
-// passes, it costs less than the pass of its own the other activations take (which writes the output
-// gradient for both passes to read).
-template <typename Act>
-constexpr bool derivative_inside_passes() {
-  if constexpr (std::is_same_v<Act, NoActivation>)
-    return true;
-  else
-    return Act::value == UnaryOp::Relu;
-}
-
 // One row of the elementwise pass: dx = k1 * g + k2 * (x - mean) + k3 per channel. kInPlace: dy is
 // dx itself, read through dx. Every pointer is restrict-qualified: otherwise GCC checks per row that
 // dx overlaps none of the others and, since an in-place dx does overlap dy's row, ran those rows
@@ -210,9 +199,10 @@ void CpuBackend::batch_norm_backward(DType dtype, const void* x, const void* dy,
       const A* var = static_cast<const A*>(variance);
       const std::vector<NormalizeCoefficients<A>> k = coefficients(mu, var, gamma, beta, epsilon, C);
       const A param = activation ? static_cast<A>(activation->param) : A(0);
-      // An activation whose derivative is not recomputed inside the two passes below goes first, in
-      // a pass of its own that writes the output gradient into dx; the passes then read it there.
-      constexpr bool inside = derivative_inside_passes<decltype(act)>();
+      // A cheap gradient (gradient_is_cheap: none, or ReLU's comparison) is recomputed inside the two
+      // passes below, which costs less than writing it out and reading it twice. A costlier one goes
+      // first, in a pass of its own that writes the output gradient into dx; the passes read it there.
+      constexpr bool inside = gradient_is_cheap<decltype(act)>();
       if constexpr (!inside) {
         bool done = false;
         if constexpr (std::is_same_v<A, float>)

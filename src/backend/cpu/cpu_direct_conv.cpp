@@ -5,9 +5,9 @@
 // its 4 to 16 filters in one or two groups of 8 lanes (one FMA per tap, channel and group); where
 // their count is not a multiple of 8, the last group's loads and stores are masked to its filters (a
 // full-width store would write into the next pixel). The data gradient is the forward pass of dy
-// with the filter turned by 180 degrees and its channels swapped. The filter gradient keeps a block of kChannels input
-// channels' sums for one tap in registers while the band's pixels stream past; each run of bands adds into its own
-// partial sum, and the partials are added in run order.
+// with the filter turned by 180 degrees and its channels swapped. The filter gradient keeps a block
+// of kChannels input channels' sums for one tap in registers while the band's pixels stream past;
+// each run of bands adds into its own partial sum, and the partials are added in run order.
 #include "backend/cpu/cpu_direct_conv.h"
 
 #include <algorithm>
