@@ -203,6 +203,17 @@ void pool_bwd(benchmark::State& s, Device d, int64_t n) {
   timed(s, d, n, [&] { be::get(d).max_pool2d_backward(F32, pool_geometry(n), cp(x), cp(y), cp(dy), mp(dx)); });
 }
 
+// LeNet-5's first pooling: 2x2 average over [N, 28, 28, 6], a layer of few channels.
+be::Pool2dGeometry lenet_pool_geometry(int64_t n) { return {n, 28, 28, 6, 2, 2, 14, 14, 2, 2, 0, 0}; }
+void avg_pool_fwd(benchmark::State& s, Device d, int64_t n) {
+  Tensor x = rand({n, 28, 28, 6}, d), y = rand({n, 14, 14, 6}, d);
+  timed(s, d, n, [&] { be::get(d).avg_pool2d_forward(F32, lenet_pool_geometry(n), cp(x), mp(y)); });
+}
+void avg_pool_bwd(benchmark::State& s, Device d, int64_t n) {
+  Tensor dy = rand({n, 14, 14, 6}, d), dx = rand({n, 28, 28, 6}, d);
+  timed(s, d, n, [&] { be::get(d).avg_pool2d_backward(F32, lenet_pool_geometry(n), cp(dy), mp(dx)); });
+}
+
 // ---- loss: softmax cross-entropy forward and its logits gradient in one kernel ----
 void softmax_xent(benchmark::State& s, Device d, int64_t n) {
   Tensor logits = rand({n, kClasses}, d), y = labels(n, d), loss = rand({n}, d), dlogits = rand({n, kClasses}, d);
@@ -274,6 +285,8 @@ void register_device(Device d, const std::vector<int64_t>& batches) {
                                                                   {"batch_norm_relu_bwd", batch_norm_relu_bwd},
                                                                   {"max_pool2d_fwd", pool_fwd},
                                                                   {"max_pool2d_bwd", pool_bwd},
+                                                                  {"avg_pool2d_6ch_fwd", avg_pool_fwd},
+                                                                  {"avg_pool2d_6ch_bwd", avg_pool_bwd},
                                                                   {"softmax_xent", softmax_xent},
                                                                   {"train_step", train_step}};
   const std::string dev = d.is_cuda() ? "gpu" : "cpu";

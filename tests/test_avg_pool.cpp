@@ -4,7 +4,9 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <limits>
+#include <random>
 #include <vector>
 
 #include "gradcheck.h"
@@ -83,6 +85,100 @@ INSTANTIATE_TEST_SUITE_P(
                       AvgPoolCase{{1, 4, 5, 3}, {2, 2}, {1, 1}, Padding::Same},     // padding after only
                       AvgPoolCase{{1, 7, 5, 1}, {3, 2}, {3, 2}, Padding::Same},     // unequal window
                       AvgPoolCase{{2, 6, 6, 2}, {2, 2}, {3, 3}, Padding::Valid}));  // gaps between windows
+
+namespace {
+
+// Values of channels [0, keep) of an NHWC tensor with `channels` channels.
+std::vector<float> first_channels(const std::vector<float>& v, int64_t channels, int64_t keep) {
+  std::vector<float> out;
+  for (std::size_t i = 0; i < v.size(); i += static_cast<std::size_t>(channels))
+    out.insert(out.end(), v.begin() + static_cast<std::ptrdiff_t>(i),
+               v.begin() + static_cast<std::ptrdiff_t>(i) + static_cast<std::ptrdiff_t>(keep));
+  return out;
+}
+
+bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+}  // namespace
+
+// The float32 kernels take channel counts up to 8 as compile-time constants, and windows that tile
+// the input without zeroing the gradient first: both must give the bits of the general path, which
+// a layer of more channels takes. So each geometry runs with C channels (1..9) and with C + 9
+// channels whose first C hold the same values, and the first C channels of the output and of the
+// input gradient (of sum(y * w), w random) must be the same floats.
+TEST(AvgPool, Float32FewChannelsAndTilingGiveTheGeneralPathsBits) {
+  const std::vector<AvgPoolCase> geometries = {
+      {{2, 4, 6, 0}, {2, 2}, {2, 2}, Padding::Valid},   // tiles
+      {{2, 5, 6, 0}, {2, 2}, {2, 2}, Padding::Valid},   // a row left over: does not tile
+      {{1, 5, 6, 0}, {3, 3}, {1, 1}, Padding::Valid},   // overlapping
+      {{2, 5, 6, 0}, {3, 3}, {2, 2}, Padding::Same},    // padding both sides
+      {{1, 5, 5, 0}, {2, 2}, {2, 2}, Padding::Same},    // padding after: tiles the padded input only
+      {{2, 6, 6, 0}, {2, 2}, {3, 3}, Padding::Valid}};  // gaps between windows
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> uniform(-2.0f, 2.0f);
+  const auto random = [&](int64_t n) {
+    std::vector<float> v(static_cast<std::size_t>(n));
+    for (float& e : v) e = uniform(rng);
+    return v;
+  };
+  for (const AvgPoolCase& g : geometries)
+    for (int64_t few = 1; few <= 9; ++few) {
+      const int64_t wide = few + 9;
+      const Shape x_wide{g.x[0], g.x[1], g.x[2], wide}, x_few{g.x[0], g.x[1], g.x[2], few};
+      const std::vector<float> xv = random(x_wide.numel());
+      Tensor xw = Tensor::from_vector(xv, x_wide), xf = Tensor::from_vector(first_channels(xv, wide, few), x_few);
+      xw.set_requires_grad(true);
+      xf.set_requires_grad(true);
+      const Tensor yw = avg_pool2d(xw, g.pool, g.strides, g.padding);
+      const Tensor yf = avg_pool2d(xf, g.pool, g.strides, g.padding);
+      const std::vector<float> wv = random(yw.shape().numel());
+      const Shape y_few{yw.shape()[0], yw.shape()[1], yw.shape()[2], few};
+      sum(yw * Tensor::from_vector(wv, yw.shape())).backward();
+      sum(yf * Tensor::from_vector(first_channels(wv, wide, few), y_few)).backward();
+      const std::string what =
+          "x " + x_few.str() + ", window " + std::to_string(g.pool[0]) + ", stride " + std::to_string(g.strides[0]);
+      EXPECT_TRUE(same_bits(yf.to_vector<float>(), first_channels(yw.to_vector<float>(), wide, few))) << what;
+      EXPECT_TRUE(same_bits(xf.grad().to_vector<float>(), first_channels(xw.grad().to_vector<float>(), wide, few)))
+          << what;
+    }
+}
+
+// Windows that tile the input: in float32, each output is the window's cells summed in row-major
+// order and divided by 4, and each input cell's gradient its window's gradient divided by 4 (written
+// without a zeroed gradient under it), with a channel count the kernels know at compile time (6) and
+// one they do not (11).
+TEST(AvgPool, Float32TilingWindowsAreTheirOrderedMean) {
+  for (const int64_t channels : {6, 11}) {
+    const Shape shape{2, 4, 6, channels};
+    std::mt19937 rng(11);
+    std::uniform_real_distribution<float> uniform(-2.0f, 2.0f);
+    std::vector<float> xv(static_cast<std::size_t>(shape.numel())), wv(xv.size() / 4);
+    for (float& e : xv) e = uniform(rng);
+    for (float& e : wv) e = uniform(rng);
+    Tensor x = Tensor::from_vector(xv, shape);
+    x.set_requires_grad(true);
+    const Tensor y = avg_pool2d(x, {2, 2}, {2, 2});
+    sum(y * Tensor::from_vector(wv, y.shape())).backward();
+    const std::vector<float> yv = y.to_vector<float>(), dx = x.grad().to_vector<float>();
+    const auto at = [&](int64_t n, int64_t h, int64_t w, int64_t c, int64_t height, int64_t width) {
+      return static_cast<std::size_t>(((n * height + h) * width + w) * channels + c);
+    };
+    for (int64_t n = 0; n < 2; ++n)
+      for (int64_t h = 0; h < 4; ++h)
+        for (int64_t w = 0; w < 6; ++w)
+          for (int64_t c = 0; c < channels; ++c) {
+            const std::size_t o = at(n, h / 2, w / 2, c, 2, 3);
+            EXPECT_EQ(dx[at(n, h, w, c, 4, 6)], wv[o] / 4.0f) << channels << " channels, cell " << h << "," << w;
+            if (h % 2 != 0 || w % 2 != 0) continue;
+            const float window =
+                ((xv[at(n, h, w, c, 4, 6)] + xv[at(n, h, w + 1, c, 4, 6)]) + xv[at(n, h + 1, w, c, 4, 6)]) +
+                xv[at(n, h + 1, w + 1, c, 4, 6)];
+            EXPECT_EQ(yv[o], window / 4.0f) << channels << " channels, window " << h / 2 << "," << w / 2;
+          }
+  }
+}
 
 TEST(AvgPool, NanReachesOnlyTheWindowsHoldingIt) {
   std::vector<double> v = {1, 2, 3, 4, 5, 6, 7, 8, 9};

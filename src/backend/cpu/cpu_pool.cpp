@@ -9,6 +9,8 @@
 // 16-bit tensors are staged into float (cpu_staging.h), pooled by the float32 path and rounded once,
 // so gradient shares that meet in one input cell are summed in float.
 #include <limits>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "backend/cpu/cpu_backend.h"
@@ -88,28 +90,50 @@ void max_pool2d_backward_typed(Backend& backend, const Pool2dGeometry& g, const 
   });
 }
 
+// f(integral_constant<channels>) where channels is one of 1..sizeof...(Known); false otherwise.
+template <typename F, int64_t... Known>
+bool call_with_known_count(int64_t channels, F& f, std::integer_sequence<int64_t, Known...> /*unused*/) {
+  return ((channels == Known + 1 && (f(std::integral_constant<int64_t, Known + 1>{}), true)) || ...);
+}
+
+// Calls f(channels): for float, the channel count as a compile-time constant where it is at most 8,
+// else (and for double, which gradient checks use) as the runtime value. Few channels (LeNet-5's
+// first pooling has 6) make the per-cell channel loop so short that its set-up costs more than its
+// adds; a known count lets the compiler unroll it and keep a window's sums in registers
+// (bench/README.md has the measurement).
+template <typename T, typename F>
+void with_channel_count(int64_t channels, F&& f) {
+  constexpr int64_t kMaxKnown = 8;
+  if constexpr (std::is_same_v<T, float>)
+    if (call_with_known_count(channels, f, std::make_integer_sequence<int64_t, kMaxKnown>{})) return;
+  f(channels);
+}
+
 template <typename T>
 void avg_pool2d_forward_typed(const Pool2dGeometry& g, const void* x, void* y) {
   const T* xs = static_cast<const T*>(x);
   T* ys = static_cast<T*>(y);
-  parallel_for_work(g.N * g.OH, g.N * g.OH * g.OW * g.C, [&](int64_t row0, int64_t row1) {
-    for (int64_t row = row0; row < row1; ++row) {
-      const int64_t n = row / g.OH, oh = row % g.OH;
-      const auto hs = window::window_span(oh, g.stride_h, g.pad_top, g.KH, g.H);
-      for (int64_t ow = 0; ow < g.OW; ++ow) {
-        const auto ws = window::window_span(ow, g.stride_w, g.pad_left, g.KW, g.W);
-        T* __restrict out = ys + ((n * g.OH + oh) * g.OW + ow) * g.C;
-        for (int64_t c = 0; c < g.C; ++c) out[c] = T(0);
-        for (int64_t ih = hs.begin; ih < hs.end; ++ih)
-          for (int64_t iw = ws.begin; iw < ws.end; ++iw) {
-            const T* __restrict in = xs + ((n * g.H + ih) * g.W + iw) * g.C;
-            for (int64_t c = 0; c < g.C; ++c) out[c] += in[c];
-          }
-        const int64_t count = hs.size() * ws.size();
-        if (count > 0)  // a window wholly in the padding (odd geometries only) stays 0
-          for (int64_t c = 0; c < g.C; ++c) out[c] /= static_cast<T>(count);
+  with_channel_count<T>(g.C, [&](auto channels) {
+    const int64_t C = channels;
+    parallel_for_work(g.N * g.OH, g.N * g.OH * g.OW * C, [&](int64_t row0, int64_t row1) {
+      for (int64_t row = row0; row < row1; ++row) {
+        const int64_t n = row / g.OH, oh = row % g.OH;
+        const auto hs = window::window_span(oh, g.stride_h, g.pad_top, g.KH, g.H);
+        for (int64_t ow = 0; ow < g.OW; ++ow) {
+          const auto ws = window::window_span(ow, g.stride_w, g.pad_left, g.KW, g.W);
+          T* __restrict out = ys + ((n * g.OH + oh) * g.OW + ow) * C;
+          for (int64_t c = 0; c < C; ++c) out[c] = T(0);
+          for (int64_t ih = hs.begin; ih < hs.end; ++ih)
+            for (int64_t iw = ws.begin; iw < ws.end; ++iw) {
+              const T* __restrict in = xs + ((n * g.H + ih) * g.W + iw) * C;
+              for (int64_t c = 0; c < C; ++c) out[c] += in[c];
+            }
+          const int64_t count = hs.size() * ws.size();
+          if (count > 0)  // a window wholly in the padding (odd geometries only) stays 0
+            for (int64_t c = 0; c < C; ++c) out[c] /= static_cast<T>(count);
+        }
       }
-    }
+    });
   });
 }
 
@@ -117,27 +141,41 @@ template <typename T>
 void avg_pool2d_backward_typed(Backend& backend, const Pool2dGeometry& g, const void* dy, void* dx) {
   const T* dys = static_cast<const T*>(dy);
   T* dxs = static_cast<T*>(dx);
-  backend.fill(dtype_of<T>(), dx, g.N * g.H * g.W * g.C, 0.0);
-  // Windows of one image may overlap, so threads split images, never one image.
-  parallel_for_work(g.N, g.N * g.H * g.W * g.C, [&](int64_t n0, int64_t n1) {
-    std::vector<T> share_buf(static_cast<std::size_t>(g.C));
-    T* __restrict share = share_buf.data();
-    for (int64_t n = n0; n < n1; ++n)
-      for (int64_t oh = 0; oh < g.OH; ++oh) {
-        const auto hs = window::window_span(oh, g.stride_h, g.pad_top, g.KH, g.H);
-        for (int64_t ow = 0; ow < g.OW; ++ow) {
-          const auto ws = window::window_span(ow, g.stride_w, g.pad_left, g.KW, g.W);
-          const int64_t count = hs.size() * ws.size();
-          if (count == 0) continue;
-          const T* __restrict dy_o = dys + ((n * g.OH + oh) * g.OW + ow) * g.C;
-          for (int64_t c = 0; c < g.C; ++c) share[c] = dy_o[c] / static_cast<T>(count);
-          for (int64_t ih = hs.begin; ih < hs.end; ++ih)
-            for (int64_t iw = ws.begin; iw < ws.end; ++iw) {
-              T* __restrict dx_i = dxs + ((n * g.H + ih) * g.W + iw) * g.C;
-              for (int64_t c = 0; c < g.C; ++c) dx_i[c] += share[c];
-            }
+  // Windows that tile the input (stride = window, no padding, no cell left over) give every input
+  // cell exactly one share: it is written as 0 + share, the bits of the sum from a zeroed gradient,
+  // without the pass that zeroes it.
+  const bool tiles = g.stride_h == g.KH && g.stride_w == g.KW && g.pad_top == 0 && g.pad_left == 0 &&
+                     g.OH * g.KH == g.H && g.OW * g.KW == g.W;
+  if (!tiles) backend.fill(dtype_of<T>(), dx, g.N * g.H * g.W * g.C, 0.0);
+  const auto run = [&](auto channels, auto tiled) {
+    const int64_t C = channels;
+    // Windows of one image may overlap, so threads split images, never one image.
+    parallel_for_work(g.N, g.N * g.H * g.W * C, [&](int64_t n0, int64_t n1) {
+      std::vector<T> share_buf(static_cast<std::size_t>(C));
+      T* __restrict share = share_buf.data();
+      for (int64_t n = n0; n < n1; ++n)
+        for (int64_t oh = 0; oh < g.OH; ++oh) {
+          const auto hs = window::window_span(oh, g.stride_h, g.pad_top, g.KH, g.H);
+          for (int64_t ow = 0; ow < g.OW; ++ow) {
+            const auto ws = window::window_span(ow, g.stride_w, g.pad_left, g.KW, g.W);
+            const int64_t count = hs.size() * ws.size();
+            if (count == 0) continue;
+            const T* __restrict dy_o = dys + ((n * g.OH + oh) * g.OW + ow) * C;
+            for (int64_t c = 0; c < C; ++c) share[c] = dy_o[c] / static_cast<T>(count);
+            for (int64_t ih = hs.begin; ih < hs.end; ++ih)
+              for (int64_t iw = ws.begin; iw < ws.end; ++iw) {
+                T* __restrict dx_i = dxs + ((n * g.H + ih) * g.W + iw) * C;
+                for (int64_t c = 0; c < C; ++c) dx_i[c] = (tiled ? T(0) : dx_i[c]) + share[c];
+              }
+          }
         }
-      }
+    });
+  };
+  with_channel_count<T>(g.C, [&](auto channels) {
+    if (tiles)
+      run(channels, std::true_type{});
+    else
+      run(channels, std::false_type{});
   });
 }
 
