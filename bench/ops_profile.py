@@ -20,8 +20,9 @@ IN_STEP = ["conv2d_fwd", "conv_bias_add", "relu_fwd", "max_pool2d_fwd", "dense1_
            "dense1_bwd_filter", "dense1_bwd_data", "max_pool2d_bwd", "relu_bwd", "conv_bias_grad",
            "conv2d_bwd_filter"]
 # Timed beside the step: kernels the seed's step does not run (its first layer needs no data
-# gradient; it has no BatchNormalization).
-NOT_IN_STEP = ["conv2d_bwd_data", "batch_norm_fwd", "batch_norm_bwd", "batch_norm_relu_fwd", "batch_norm_relu_bwd"]
+# gradient; it has no BatchNormalization and no average pooling).
+NOT_IN_STEP = ["conv2d_bwd_data", "batch_norm_fwd", "batch_norm_bwd", "batch_norm_relu_fwd", "batch_norm_relu_bwd",
+               "avg_pool2d_6ch_fwd", "avg_pool2d_6ch_bwd"]
 DENSE1_GEMMS = ["dense1_fwd", "dense1_bwd_filter", "dense1_bwd_data"]
 DENSE1_FUSED = ["dense1_fused_fwd", "dense1_fused_bwd"]
 DENSE1_UNFUSED = ["dense1_unfused_fwd", "dense1_unfused_bwd"]
