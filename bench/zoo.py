@@ -36,7 +36,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-MODELS = ["seed", "conv4", "vgg", "resnet20", "mlp", "wide", "allconv", "lenet5"]
+MODELS = ["seed", "conv4", "vgg", "resnet20", "mlp", "wide", "allconv", "lenet5", "densenet"]
 PRECISIONS = ["float32", "mixed_bfloat16", "mixed_float16"]
 # Run kinds of a row: kiln's first, then PyTorch's. label: the table's column.
 GPU_RUNS = ["kiln", "kiln-det", "eager", "compile", "max-autotune"]

@@ -53,7 +53,8 @@ class DirectSwitch {  // sets whether the backend may choose direct summation; r
 // several bands, and a batch of more bands than partial sums. Filter counts that are not a multiple
 // of 8 (a masked last group, in the forward pass and the filter gradient): LeNet-5's first layer (6
 // filters, 5x5 'valid'), 4, 5 and 12 filters; and LeNet-5's second layer (6 channels: its data
-// gradient is not taken directly).
+// gradient is not taken directly). Many channels with few filters, as a DenseNet's layers have (24,
+// 60 and 128 channels, 8 or 12 filters, 3x3 and 1x1): their data gradients are not taken directly.
 const Conv2dGeometry kCases[] = {
     geometry(2, 8, 8, 16, 16, 3, 3, 8, 8, 1, 1),   geometry(1, 7, 13, 3, 16, 3, 3, 7, 13, 1, 1),
     geometry(2, 5, 11, 16, 8, 3, 3, 3, 9, 0, 0),   geometry(1, 6, 9, 8, 16, 5, 5, 6, 9, 2, 2),
@@ -62,7 +63,8 @@ const Conv2dGeometry kCases[] = {
     geometry(20, 4, 4, 16, 16, 3, 3, 4, 4, 1, 1),  geometry(1, 2, 4, 16, 16, 3, 3, 2, 4, 1, 1),
     geometry(2, 32, 32, 3, 6, 5, 5, 28, 28, 0, 0), geometry(2, 14, 14, 6, 16, 5, 5, 10, 10, 0, 0),
     geometry(2, 9, 11, 5, 4, 3, 3, 9, 11, 1, 1),   geometry(1, 8, 13, 12, 5, 3, 3, 6, 11, 0, 0),
-    geometry(2, 7, 9, 16, 12, 3, 3, 7, 9, 1, 1)};
+    geometry(2, 7, 9, 16, 12, 3, 3, 7, 9, 1, 1),   geometry(2, 9, 10, 24, 12, 3, 3, 9, 10, 1, 1),
+    geometry(1, 6, 7, 60, 12, 3, 3, 6, 7, 1, 1),   geometry(2, 5, 5, 128, 8, 1, 1, 5, 5, 0, 0)};
 
 }  // namespace
 
@@ -122,16 +124,39 @@ TEST(CpuDirectConv, ForwardAndGradientsMatchTheDefinition) {
   }
 }
 
+TEST(CpuDirectConv, DataGradientOfManyFiltersMatchesTheDefinition) {
+  if (!kiln::backend::direct_conv_available())
+    GTEST_SKIP() << "the direct convolution is not in this build (no AVX2 and FMA)";
+  const DirectSwitch on(true);
+  std::mt19937 rng(24);
+  // 8 or 16 channels and more than 16 filters: the forward pass is not direct, its data gradient
+  // (a forward pass of dy with as many channels as the layer has filters) is.
+  for (const Conv2dGeometry& g :
+       {geometry(2, 9, 10, 16, 32, 3, 3, 9, 10, 1, 1), geometry(1, 6, 7, 8, 64, 3, 3, 4, 5, 0, 0),
+        geometry(1, 5, 5, 16, 128, 1, 1, 5, 5, 0, 0)}) {
+    SCOPED_TRACE(describe(g));
+    ASSERT_FALSE(kiln::backend::direct_conv_fits(g));
+    ASSERT_TRUE(kiln::backend::direct_conv_data_fits(g));
+    const auto dy = to_float(uniform_values(g.N * g.OH * g.OW * g.F, rng));
+    const auto w = to_float(uniform_values(g.KH * g.KW * g.C * g.F, rng));
+    const std::vector<double> dyr(dy.begin(), dy.end()), wr(w.begin(), w.end());
+    const auto want_dx = kiln::testing::conv_data_gradient_reference(g, dyr, wr);
+    std::vector<float> dx(want_dx.size(), -7.0F);  // every element must be written
+    cpu().conv2d_backward_data(kiln::DType::Float32, g, dy.data(), w.data(), dx.data());
+    EXPECT_LT(worst_difference(dx, want_dx), 6e-8 * 4 * static_cast<double>(g.KH * g.KW * g.F));
+  }
+}
+
 TEST(CpuDirectConv, ResultDoesNotDependOnTheThreadCount) {
   if (!kiln::backend::direct_conv_available())
     GTEST_SKIP() << "the direct convolution is not in this build (no AVX2 and FMA)";
   const DirectSwitch on(true);
   std::mt19937 rng(22);
-  // More bands than partial sums (batch 40 of 2 bands each), one image of several bands, and a
-  // masked last group (6 filters).
+  // More bands than partial sums (batch 40 of 2 bands each), one image of several bands, a masked
+  // last group (6 filters), and small images of many channels (5 partial sums for 40 bands).
   for (const Conv2dGeometry& g :
        {geometry(40, 32, 32, 16, 16, 3, 3, 32, 32, 1, 1), geometry(1, 48, 48, 16, 8, 3, 3, 48, 48, 1, 1),
-        geometry(24, 20, 20, 10, 6, 5, 5, 16, 16, 0, 0)}) {
+        geometry(24, 20, 20, 10, 6, 5, 5, 16, 16, 0, 0), geometry(40, 8, 8, 48, 12, 3, 3, 8, 8, 1, 1)}) {
     SCOPED_TRACE(describe(g));
     const auto x = to_float(uniform_values(g.N * g.H * g.W * g.C, rng));
     const auto w = to_float(uniform_values(g.KH * g.KW * g.C * g.F, rng));
@@ -163,7 +188,7 @@ TEST(CpuDirectConv, AgreesWithIm2colAndGemm) {
   EXPECT_LT(worst_difference(direct.db, db), 6e-8 * 8 * 1024) << "bias gradient";
 }
 
-TEST(CpuDirectConv, OnlyStrideOneLayersOfFewChannelsTakeIt) {
+TEST(CpuDirectConv, OnlyStrideOneLayersOfFewFiltersTakeIt) {
   const DirectSwitch on(true);
   const Conv2dGeometry same = geometry(8, 32, 32, 16, 16, 3, 3, 32, 32, 1, 1);
   if (!kiln::backend::direct_conv_available()) {  // a build without AVX2 and FMA keeps im2col + GEMM
@@ -183,9 +208,15 @@ TEST(CpuDirectConv, OnlyStrideOneLayersOfFewChannelsTakeIt) {
   EXPECT_FALSE(kiln::backend::direct_conv_fits(geometry(8, 32, 32, 16, 3, 3, 3, 32, 32, 1, 1))) << "3 filters";
   EXPECT_FALSE(kiln::backend::direct_conv_data_fits(geometry(8, 32, 32, 12, 16, 3, 3, 32, 32, 1, 1)))
       << "the data gradient of 12 channels";
-  EXPECT_FALSE(kiln::backend::direct_conv_fits(geometry(8, 32, 32, 32, 16, 3, 3, 32, 32, 1, 1))) << "32 channels";
-  EXPECT_FALSE(kiln::backend::direct_conv_data_fits(geometry(8, 32, 32, 16, 32, 3, 3, 32, 32, 1, 1)))
-      << "the data gradient of 32 filters";
+  EXPECT_TRUE(kiln::backend::direct_conv_fits(geometry(8, 32, 32, 32, 16, 3, 3, 32, 32, 1, 1))) << "32 channels";
+  EXPECT_TRUE(kiln::backend::direct_conv_fits(geometry(8, 32, 32, 128, 12, 3, 3, 32, 32, 1, 1))) << "128 channels";
+  EXPECT_FALSE(kiln::backend::direct_conv_fits(geometry(8, 32, 32, 129, 12, 3, 3, 32, 32, 1, 1))) << "129 channels";
+  EXPECT_FALSE(kiln::backend::direct_conv_data_fits(geometry(8, 32, 32, 24, 12, 3, 3, 32, 32, 1, 1)))
+      << "the data gradient of 24 channels (its 24 filters)";
+  EXPECT_TRUE(kiln::backend::direct_conv_data_fits(geometry(8, 32, 32, 16, 32, 3, 3, 32, 32, 1, 1)))
+      << "the data gradient of 32 filters (its 32 channels)";
+  EXPECT_FALSE(kiln::backend::direct_conv_data_fits(geometry(8, 32, 32, 16, 129, 3, 3, 32, 32, 1, 1)))
+      << "the data gradient of 129 filters";
   EXPECT_FALSE(kiln::backend::direct_conv_fits(geometry(8, 32, 32, 16, 16, 3, 3, 36, 36, 3, 3)))
       << "a padding as large as the window";
   const DirectSwitch off(false);

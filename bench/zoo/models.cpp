@@ -101,11 +101,34 @@ std::unique_ptr<kiln::Model> lenet5() {
       "lenet5");
 }
 
+// A small DenseNet (Huang et al. 2017) with the functional API: a 3x3 convolution at 24 filters,
+// three dense blocks of four BN-ReLU-Conv(3x3, 12 filters) layers, each layer's output concatenated
+// to its input (the channels grow by 12 per layer: 24 to 72, 36 to 84, 42 to 90), transitions of
+// BN-ReLU-Conv(1x1, half the channels)-AveragePooling(2) between the blocks, then BN-ReLU, a global
+// average and Dense(10). Convolutions without bias (BN follows). Channel counts that are no multiple
+// of 8 or 16, concatenations and 1x1 convolutions: shapes nothing in kiln was tuned for.
+std::unique_ptr<kiln::Model> densenet() {
+  const auto bn_relu = [](const kiln::SymbolicTensor& x) {
+    return layers::Activation("relu")(layers::BatchNormalization()(x));
+  };
+  const auto conv = [](int64_t filters, int64_t k) {
+    return layers::Conv2D(filters, {k, k}, {.padding = "same", .use_bias = false});
+  };
+  const kiln::SymbolicTensor input = kiln::Input({32, 32, 3});
+  kiln::SymbolicTensor h = conv(24, 3)(input);
+  for (int block = 0; block < 3; ++block) {
+    for (int layer = 0; layer < 4; ++layer) h = layers::Concatenate()({h, conv(12, 3)(bn_relu(h))});
+    if (block < 2) h = layers::AveragePooling2D({2, 2})(conv(h.shape()[-1] / 2, 1)(bn_relu(h)));
+  }
+  h = layers::GlobalAveragePooling2D()(bn_relu(h));
+  return std::make_unique<kiln::Model>(input, layers::Dense(10, {.dtype = "float32"})(h), "densenet");
+}
+
 }  // namespace
 
 const std::vector<std::string>& model_names() {
-  static const std::vector<std::string> names = {"seed", "conv4", "vgg",     "resnet20",
-                                                 "mlp",  "wide",  "allconv", "lenet5"};
+  static const std::vector<std::string> names = {"seed", "conv4",   "vgg",    "resnet20", "mlp",
+                                                 "wide", "allconv", "lenet5", "densenet"};
   return names;
 }
 
@@ -129,6 +152,8 @@ std::unique_ptr<kiln::Model> build(const std::string& model) {
     m = allconv();
   else if (model == "lenet5")
     m = lenet5();
+  else if (model == "densenet")
+    m = densenet();
   else {
     std::string known;
     for (const auto& n : model_names()) known += (known.empty() ? "" : ", ") + n;

@@ -17,6 +17,9 @@ Models (the same networks as bench/zoo/models.cpp; the two files change together
             pads 0 before and 1 after, PyTorch's padding=1 both sides: the same shapes and work
   lenet5    Conv2D(6, 5x5, tanh) - AvgPool 2 - Conv2D(16, 5x5, tanh) - AvgPool 2 - Flatten -
             Dense(120, tanh) - Dense(84, tanh) - Dense(10); SGD momentum 0.9
+  densenet  Conv2D(24, 3x3 'same'), three dense blocks of four BN-ReLU-Conv2D(12, 3x3 'same') layers
+            each concatenated to its input, BN-ReLU-Conv2D(1x1, half the channels)-AvgPool 2 between
+            blocks, BN-ReLU, global average, Dense(10); convs without bias; SGD momentum 0.9
 Keras' defaults: glorot-uniform kernels (xavier_uniform_; a conv's fans are kh*kw*in and kh*kw*out,
 as Keras computes them), zero biases, BN momentum 0.99 / epsilon 1e-3 (PyTorch's momentum 0.01),
 Adam(1e-3, 0.9, 0.999, eps 1e-7), SGD(0.01, momentum 0.9). Loss: cross-entropy from logits; the
@@ -58,7 +61,7 @@ sys.path.insert(0, BENCH)
 from resnet20_torch import ResNet20  # noqa: E402  (bench/, the example's PyTorch peer)
 from torch_seed import set_fp32_precision  # noqa: E402
 
-MODELS = ["seed", "conv4", "vgg", "resnet20", "mlp", "wide", "allconv", "lenet5"]
+MODELS = ["seed", "conv4", "vgg", "resnet20", "mlp", "wide", "allconv", "lenet5", "densenet"]
 ADAM_MODELS = {"seed", "conv4"}
 PRECISIONS = {"float32": None, "mixed_bfloat16": torch.bfloat16, "mixed_float16": torch.float16}
 
@@ -97,9 +100,47 @@ class Float32Head(nn.Module):
             return self.layer(x.float())
 
 
+class DenseLayer(nn.Module):
+    """BN-ReLU-Conv(3x3, growth) of a dense block; its output joins its input along the channels."""
+
+    def __init__(self, cin, growth):
+        super().__init__()
+        self.bn = bn(cin)
+        self.conv = nn.Conv2d(cin, growth, 3, padding=1, bias=False)
+
+    def forward(self, x):
+        return torch.cat([x, self.conv(F.relu(self.bn(x)))], 1)
+
+
+class DenseNet(nn.Module):
+    """models.cpp's densenet: 24 filters, three blocks of four layers at growth 12, transitions
+    halving the channels with a 1x1 convolution and a 2x2 average pooling."""
+
+    def __init__(self, classes=10):
+        super().__init__()
+        layers, c = [nn.Conv2d(3, 24, 3, padding=1, bias=False)], 24
+        for block in range(3):
+            for _ in range(4):
+                layers.append(DenseLayer(c, 12))
+                c += 12
+            if block < 2:
+                layers += [bn(c), nn.ReLU(), nn.Conv2d(c, c // 2, 1, bias=False), nn.AvgPool2d(2)]
+                c //= 2
+        layers += [bn(c), nn.ReLU()]
+        self.features = nn.Sequential(*layers)
+        self.fc = nn.Linear(c, classes)
+        for m in self.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                nn.init.xavier_uniform_(m.weight)
+        nn.init.zeros_(self.fc.bias)
+
+    def forward(self, x_nhwc):
+        return self.fc(self.features(x_nhwc.permute(0, 3, 1, 2)).mean((2, 3)))
+
+
 def float32_head(model):
     """Wraps the model's last Linear (after its initialisation, so the weights stay those of float32)."""
-    if isinstance(model, ResNet20):
+    if isinstance(model, (ResNet20, DenseNet)):
         model.fc = Float32Head(model.fc)
     else:
         model[-1] = Float32Head(model[-1])
@@ -113,6 +154,8 @@ def bn(channels):
 def build(name):
     if name == "resnet20":
         return ResNet20()  # initialises itself with Keras' defaults
+    if name == "densenet":
+        return DenseNet()  # likewise
     if name == "seed":
         layers = [ToNCHW(), nn.Conv2d(3, 32, 3), nn.ReLU(), nn.MaxPool2d(2), FlattenNHWC(),
                   nn.Linear(15 * 15 * 32, 64), nn.ReLU(), nn.Linear(64, 10)]

@@ -7,7 +7,8 @@
 // full-width store would write into the next pixel). The data gradient is the forward pass of dy
 // with the filter turned by 180 degrees and its channels swapped. The filter gradient keeps a block
 // of kChannels input channels' sums for one tap in registers while the band's pixels stream past;
-// each run of bands adds into its own partial sum, and the partials are added in run order.
+// each run of bands (at least kBandPixels output pixels) adds into its own partial sum, and the
+// partials are added in run order.
 #include "backend/cpu/cpu_direct_conv.h"
 
 #include <algorithm>
@@ -38,8 +39,11 @@ Conv2dGeometry data_geometry(const Conv2dGeometry& g) {
 
 #ifdef KILN_DIRECT_CONV
 
-constexpr int64_t kMaxChannels = 16;  // input channels summed per output pixel, at most
-constexpr int64_t kMaxFilters = 16;   // filters, at most: two groups of 8 lanes
+// Input channels summed per output pixel, at most: measured up to 128 (3x3 layers of 24 to 128
+// channels ran faster than by im2col + GEMM, 1x1 ones about as fast; a 1x1 layer of 192 channels
+// slower), where a band's padded input still fits the L2 cache (bench/README.md).
+constexpr int64_t kMaxChannels = 128;
+constexpr int64_t kMaxFilters = 16;  // filters, at most: two groups of 8 lanes
 // Filters, at least: with fewer, most of a group's lanes would sum nothing, and im2col + GEMM is as
 // fast or faster (bench/README.md).
 constexpr int64_t kMinFilters = 4;
@@ -243,7 +247,9 @@ void backward_filter(const Conv2dGeometry& g, const float* x, const float* dy, c
                      float* db) {
   const Bands b = bands_of(g);
   const int64_t in_row = (g.OW + g.KW - 1) * g.C, taps = g.KH * g.KW * g.C * g.F, part = taps + g.F;
-  const int64_t runs = std::min(b.count, kMaxRuns);
+  // At least kBandPixels output pixels a run: a run's partial sums (taps x C x F) are zeroed and
+  // added, which small images at many channels would otherwise pay once per image.
+  const int64_t runs = std::clamp<int64_t>(g.N * g.OH * g.OW / kBandPixels, 1, std::min(b.count, kMaxRuns));
   const Groups gr = groups_of(g.F);
   float* partial = thread_buffer<float>(runs * part, 2);  // each run zeroes its own
   auto run = [&](int64_t r) {

@@ -1,9 +1,9 @@
-// CPU convolutions of few channels by direct summation: each output pixel's filters are summed in
+// CPU convolutions of few filters by direct summation: each output pixel's filters are summed in
 // vector registers straight from the input, without unrolling patches into a matrix. With 16
-// channels, im2col writes nine copies of the input and a GEMM of 16 columns reads them back, which
+// filters, im2col writes nine copies of the input and a GEMM of 16 columns reads them back, which
 // costs more than the products; here a block of output pixels keeps all its filters' sums in
 // registers while the input and the weights stream from cache. cpu_conv.cpp decides where it runs
-// (bench/README.md has the measurement).
+// (bench/README.md has the measurements: layers of up to 16 channels, then of up to 128).
 #pragma once
 
 #include "backend/backend.h"
@@ -16,7 +16,7 @@ bool direct_conv_available();
 
 /// Whether the forward pass and the filter gradient of `g` run by direct summation in this build: a
 /// stride of 1, paddings on every side from 0 to the window's size less one, 4 to 16 filters, at
-/// most 16 channels, float32, and not turned off by set_conv_direct. The data gradient runs by it
+/// most 128 channels, float32, and not turned off by set_conv_direct. The data gradient runs by it
 /// where direct_conv_data_fits(g).
 bool direct_conv_fits(const Conv2dGeometry& g);
 
