@@ -249,7 +249,7 @@ void backward_filter(const Conv2dGeometry& g, const float* x, const float* dy, c
   const int64_t in_row = (g.OW + g.KW - 1) * g.C, taps = g.KH * g.KW * g.C * g.F, part = taps + g.F;
   // At least kBandPixels output pixels a run: a run's partial sums (taps x C x F) are zeroed and
   // added, which small images at many channels would otherwise pay once per image.
-  const int64_t runs = std::clamp<int64_t>(g.N * g.OH * g.OW / kBandPixels, 1, std::min(b.count, kMaxRuns));
+  const int64_t runs = std::max<int64_t>(1, std::min({g.N * g.OH * g.OW / kBandPixels, b.count, kMaxRuns}));
   const Groups gr = groups_of(g.F);
   float* partial = thread_buffer<float>(runs * part, 2);  // each run zeroes its own
   auto run = [&](int64_t r) {
