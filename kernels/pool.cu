@@ -311,7 +311,7 @@ void CudaBackend::max_pool2d_backward(DType dtype, const Pool2dGeometry& g, cons
   // Windows from the corner, each the next one's neighbour: they cover all inputs but the bottom
   // rows and right columns past the last window, so only those need zeros; other disjoint windows
   // (gaps between them, padding before them) get the whole of dx zeroed first.
-  const bool adjacent = disjoint && g.stride_h == g.KH && g.stride_w == g.KW && g.pad_top == 0 && g.pad_left == 0;
+  const bool adjacent = window::adjacent(g.stride_h, g.pad_top, g.KH) && window::adjacent(g.stride_w, g.pad_left, g.KW);
   const int64_t rows = std::min(g.H, g.OH * g.KH), cols = std::min(g.W, g.OW * g.KW);
   if (disjoint && !adjacent) fill(dtype, dx, total_in, 0.0);
   if (disjoint && total_out <= 0) return;

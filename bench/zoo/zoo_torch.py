@@ -129,10 +129,6 @@ class DenseNet(nn.Module):
         layers += [bn(c), nn.ReLU()]
         self.features = nn.Sequential(*layers)
         self.fc = nn.Linear(c, classes)
-        for m in self.modules():
-            if isinstance(m, (nn.Conv2d, nn.Linear)):
-                nn.init.xavier_uniform_(m.weight)
-        nn.init.zeros_(self.fc.bias)
 
     def forward(self, x_nhwc):
         return self.fc(self.features(x_nhwc.permute(0, 3, 1, 2)).mean((2, 3)))
@@ -151,11 +147,21 @@ def bn(channels):
     return nn.BatchNorm2d(channels, eps=1e-3, momentum=0.01)
 
 
+def keras_initialised(model):
+    """Keras' defaults on every convolution and Linear: glorot-uniform kernels, zero biases."""
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.init.xavier_uniform_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+    return model
+
+
 def build(name):
     if name == "resnet20":
         return ResNet20()  # initialises itself with Keras' defaults
     if name == "densenet":
-        return DenseNet()  # likewise
+        return keras_initialised(DenseNet())
     if name == "seed":
         layers = [ToNCHW(), nn.Conv2d(3, 32, 3), nn.ReLU(), nn.MaxPool2d(2), FlattenNHWC(),
                   nn.Linear(15 * 15 * 32, 64), nn.ReLU(), nn.Linear(64, 10)]
@@ -189,13 +195,7 @@ def build(name):
                   nn.Tanh(), nn.Linear(84, 10)]
     else:
         raise ValueError(f"unknown model {name!r}; expected one of {', '.join(MODELS)}")
-    model = nn.Sequential(*layers)
-    for m in model.modules():
-        if isinstance(m, (nn.Conv2d, nn.Linear)):
-            nn.init.xavier_uniform_(m.weight)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-    return model
+    return keras_initialised(nn.Sequential(*layers))
 
 
 def main():

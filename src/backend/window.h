@@ -46,4 +46,12 @@ KILN_HOST_DEVICE inline Span<I> covering_windows(I i, I stride, I pad, I k, I ou
   return {begin, end < begin ? begin : end};
 }
 
+/// Whether windows of size `k` start at position 0 and each begins where the one before ends (stride
+/// k, no padding before them): each input position is in at most one window, and every position
+/// before out * k in exactly one.
+template <typename I>
+KILN_HOST_DEVICE constexpr bool adjacent(I stride, I pad, I k) {
+  return stride == k && pad == I(0);
+}
+
 }  // namespace kiln::backend::window

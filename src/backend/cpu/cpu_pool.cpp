@@ -144,7 +144,7 @@ void avg_pool2d_backward_typed(Backend& backend, const Pool2dGeometry& g, const 
   // Windows that tile the input (stride = window, no padding, no cell left over) give every input
   // cell exactly one share: it is written as 0 + share, the bits of the sum from a zeroed gradient,
   // without the pass that zeroes it.
-  const bool tiles = g.stride_h == g.KH && g.stride_w == g.KW && g.pad_top == 0 && g.pad_left == 0 &&
+  const bool tiles = window::adjacent(g.stride_h, g.pad_top, g.KH) && window::adjacent(g.stride_w, g.pad_left, g.KW) &&
                      g.OH * g.KH == g.H && g.OW * g.KW == g.W;
   if (!tiles) backend.fill(dtype_of<T>(), dx, g.N * g.H * g.W * g.C, 0.0);
   const auto run = [&](auto channels, auto tiled) {
